@@ -1,0 +1,1 @@
+//! reins-data: see the crate description in Cargo.toml.

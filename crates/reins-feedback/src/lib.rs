@@ -1,0 +1,1 @@
+//! reins-feedback: see the crate description in Cargo.toml.

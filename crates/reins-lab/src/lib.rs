@@ -1,0 +1,1 @@
+//! reins-lab: see the crate description in Cargo.toml.

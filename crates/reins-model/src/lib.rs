@@ -1,0 +1,1 @@
+//! reins-model: see the crate description in Cargo.toml.

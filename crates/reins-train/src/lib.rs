@@ -1,0 +1,1 @@
+//! reins-train: see the crate description in Cargo.toml.
