@@ -1,11 +1,24 @@
+//! The `reins` command line: one binary for collecting feedback, reading preference data,
+//! training reward models and aligning language models.
+
+mod commands;
+
 use clap::Parser;
 
 /// reins: learning from human feedback in one binary.
 #[derive(Parser)]
-#[command(name = "reins", version, about)]
-enum Cli {}
+#[command(name = "reins", version, about, long_about = None)]
+enum Cli {
+    /// Check a Hugging Face checkpoint against outputs saved by transformers.
+    Parity(commands::parity::ParityArgs),
+}
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli {}
+fn main() {
+    let result = match Cli::parse() {
+        Cli::Parity(a) => commands::parity::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
 }

@@ -1,0 +1,268 @@
+//! Loading variants, gradient coverage, LoRA, checkpoints and sampling on the tiny fixtures.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use reins_model::generate::{generate, Hooks};
+use reins_model::logprobs::sft_loss;
+use reins_model::{nn, Batch, LoadOptions, LoraConfig, Model, SamplingConfig};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/hf/models").join(name)
+}
+
+fn batch() -> Batch {
+    // Right-padded, pad id 3.
+    Batch::new(
+        vec![vec![5, 17, 99, 230, 7, 8, 9, 10], vec![44, 45, 46, 47, 3, 3, 3, 3]],
+        vec![vec![1; 8], vec![1, 1, 1, 1, 0, 0, 0, 0]],
+    )
+    .unwrap()
+}
+
+fn load(dir: &Path, opts: LoadOptions) -> Model {
+    Model::load(dir, &Device::Cpu, &opts).unwrap()
+}
+
+fn trainable() -> LoadOptions {
+    LoadOptions { trainable: true, ..Default::default() }
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+fn loss_of(m: &Model, b: &Batch) -> Tensor {
+    let logits = m.logits(b).unwrap();
+    let ids = nn::ids_tensor(&b.ids, m.device()).unwrap();
+    let mask = nn::mask_tensor(&b.mask, m.device()).unwrap();
+    sft_loss(&logits, &ids, &mask).unwrap()
+}
+
+/// Every trainable parameter must receive a non-zero gradient.
+fn assert_full_gradient(m: &Model, loss: &Tensor) {
+    let grads = loss.backward().unwrap();
+    assert!(!m.params().is_empty());
+    for (name, var) in m.params() {
+        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name} got no gradient"));
+        let n = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(n > 0.0 && n.is_finite(), "{name}: gradient norm² {n}");
+    }
+}
+
+/// A copy of a fixture folder with `config.json` edited.
+fn variant(name: &str, edit: impl Fn(&mut serde_json::Value)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(fixture(name)).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let p = dir.path().join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    edit(&mut cfg);
+    std::fs::write(&p, serde_json::to_string(&cfg).unwrap()).unwrap();
+    dir
+}
+
+#[test]
+fn every_parameter_gets_a_gradient_in_each_architecture() {
+    for name in ["llama", "qwen2", "gpt2"] {
+        let m = load(&fixture(name), trainable());
+        assert_full_gradient(&m, &loss_of(&m, &batch()));
+    }
+    let mistral = variant("llama", |c| {
+        c["model_type"] = "mistral".into();
+        c["sliding_window"] = 4.into();
+    });
+    let m = load(mistral.path(), trainable());
+    assert_full_gradient(&m, &loss_of(&m, &batch()));
+    let rm = load(&fixture("llama-rm"), trainable());
+    let loss = rm.scores(&batch()).unwrap().sum_all().unwrap();
+    assert_full_gradient(&rm, &loss);
+    let critic = load(&fixture("llama"), LoadOptions { trainable: true, value_head: true, ..Default::default() });
+    let h = critic.hidden(&batch()).unwrap();
+    let loss = (critic.values_from_hidden(&h).unwrap().sum_all().unwrap()
+        + critic.lm_logits(&h).unwrap().mean_all().unwrap())
+    .unwrap();
+    assert_full_gradient(&critic, &loss);
+}
+
+#[test]
+fn mistral_with_a_wide_window_equals_llama_and_a_narrow_one_differs() {
+    let base = load(&fixture("llama"), LoadOptions::default()).logits(&batch()).unwrap();
+    let wide = variant("llama", |c| {
+        c["model_type"] = "mistral".into();
+        c["sliding_window"] = 4096.into();
+    });
+    let narrow = variant("llama", |c| {
+        c["model_type"] = "mistral".into();
+        c["sliding_window"] = 2.into();
+    });
+    assert!(max_diff(&base, &load(wide.path(), LoadOptions::default()).logits(&batch()).unwrap()) < 1e-6);
+    assert!(max_diff(&base, &load(narrow.path(), LoadOptions::default()).logits(&batch()).unwrap()) > 1e-3);
+}
+
+#[test]
+fn old_rope_spelling_loads_the_same_model() {
+    let old = variant("llama", |c| {
+        let o = c.as_object_mut().unwrap();
+        o.remove("rope_parameters");
+        o.insert("rope_theta".into(), 10000.0.into());
+    });
+    let a = load(&fixture("llama"), LoadOptions::default()).logits(&batch()).unwrap();
+    let b = load(old.path(), LoadOptions::default()).logits(&batch()).unwrap();
+    assert_eq!(max_diff(&a, &b), 0.0);
+}
+
+#[test]
+fn sharded_checkpoints_load() {
+    let m = load(&fixture("llama"), LoadOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("llama/config.json"), dir.path().join("config.json")).unwrap();
+    let tensors = m.named_tensors().unwrap();
+    let (first, second) = tensors.split_at(tensors.len() / 2);
+    let mut map = serde_json::Map::new();
+    for (i, part) in [first, second].iter().enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", i + 1);
+        reins_model::weights::save_safetensors(&dir.path().join(&file), part).unwrap();
+        for (k, _) in part.iter() {
+            map.insert(k.clone(), file.clone().into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let b = load(dir.path(), LoadOptions::default());
+    assert_eq!(max_diff(&m.logits(&batch()).unwrap(), &b.logits(&batch()).unwrap()), 0.0);
+}
+
+#[test]
+fn bad_checkpoints_get_clear_errors() {
+    let missing =
+        Model::load(Path::new("/nonexistent/model"), &Device::Cpu, &LoadOptions::default()).err().unwrap().to_string();
+    assert!(missing.contains("/nonexistent/model"), "{missing}");
+    let wrong = variant("llama", |c| c["hidden_size"] = 32.into());
+    let e = Model::load(wrong.path(), &Device::Cpu, &LoadOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("model.embed_tokens.weight") && e.contains("shape"), "{e}");
+    let arch = variant("llama", |c| c["model_type"] = "mamba".into());
+    let e = Model::load(arch.path(), &Device::Cpu, &LoadOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("config.json") && e.contains("mamba"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
+    let e = Model::load(dir.path(), &Device::Cpu, &LoadOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("config.json") && e.contains("JSON"), "{e}");
+}
+
+#[test]
+fn save_pretrained_round_trips_with_the_same_keys() {
+    for name in ["llama", "qwen2", "gpt2", "llama-rm"] {
+        let m = load(&fixture(name), LoadOptions::default());
+        let dir = tempfile::tempdir().unwrap();
+        m.save_pretrained(dir.path()).unwrap();
+        let orig = candle_core::safetensors::load(fixture(name).join("model.safetensors"), &Device::Cpu).unwrap();
+        let saved = candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu).unwrap();
+        let mut a: Vec<_> = orig.keys().collect();
+        let mut b: Vec<_> = saved.keys().collect();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "{name}: saved keys differ from the transformers checkpoint");
+        for (k, t) in &orig {
+            assert_eq!(max_diff(t, &saved[k]), 0.0, "{name}: {k}");
+        }
+    }
+}
+
+#[test]
+fn lora_starts_at_the_base_trains_only_adapters_and_merges() {
+    let dir = fixture("llama");
+    let base = load(&dir, LoadOptions::default());
+    let cfg = LoraConfig {
+        r: 4,
+        lora_alpha: 8,
+        target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+        ..Default::default()
+    };
+    let mut m = load(&dir, LoadOptions { trainable: true, lora: Some(cfg.clone()), seed: 1, ..Default::default() });
+    assert_eq!(m.params().len(), 2 * 3 * 2, "A and B for 3 modules x 2 layers");
+    assert!(m.params().iter().all(|(n, _)| n.starts_with("base_model.model.model.layers.")
+        && (n.ends_with("lora_A.weight") || n.ends_with("lora_B.weight"))));
+    let b = batch();
+    assert_eq!(max_diff(&base.logits(&b).unwrap(), &m.logits(&b).unwrap()), 0.0, "B = 0 at init");
+    assert_full_gradient_after_nudge(&m, &b);
+    // Perturb B so adapters matter, then check reference / merge / PEFT round trip.
+    for (n, v) in m.params() {
+        if n.ends_with("lora_B.weight") {
+            v.set(&(v.as_tensor().ones_like().unwrap() * 0.01).unwrap()).unwrap();
+        }
+    }
+    let adapted = m.logits(&b).unwrap();
+    assert!(max_diff(&base.logits(&b).unwrap(), &adapted) > 1e-4);
+    assert_eq!(
+        max_diff(&base.logits(&b).unwrap(), &m.without_adapters().logits(&b).unwrap()),
+        0.0,
+        "reference = adapters off"
+    );
+    let peft = tempfile::tempdir().unwrap();
+    m.save_adapter(peft.path(), "fixtures/hf/models/llama").unwrap();
+    let cfg_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(peft.path().join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg_json["peft_type"], "LORA");
+    let reloaded = load(&dir, LoadOptions { lora_dir: Some(peft.path().to_path_buf()), ..Default::default() });
+    assert!(max_diff(&adapted, &reloaded.logits(&b).unwrap()) < 1e-6);
+    m.merge_adapters().unwrap();
+    assert!(max_diff(&adapted, &m.logits(&b).unwrap()) < 1e-5, "merged weights reproduce the adapted model");
+}
+
+fn assert_full_gradient_after_nudge(m: &Model, b: &Batch) {
+    // At init B = 0 so A's gradient is exactly zero (as in PEFT); B's must be non-zero.
+    let grads = loss_of(m, b).backward().unwrap();
+    for (name, var) in m.params() {
+        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name} got no gradient"));
+        if name.ends_with("lora_B.weight") {
+            assert!(g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0, "{name}");
+        }
+    }
+}
+
+#[test]
+fn sampling_is_seeded_and_padding_does_not_change_greedy_output() {
+    let m = load(&fixture("llama"), LoadOptions::default());
+    let prompts = vec![vec![5u32, 17, 99, 230, 7], vec![44, 45]];
+    let cfg = SamplingConfig {
+        max_new_tokens: 12,
+        seed: 42,
+        top_k: 50,
+        top_p: 0.9,
+        stop_on_eos: false,
+        ..Default::default()
+    };
+    let a = generate(&m, &prompts, &cfg, Hooks::default()).unwrap();
+    let b = generate(&m, &prompts, &cfg, Hooks::default()).unwrap();
+    assert_eq!(a.tokens, b.tokens);
+    let c = generate(&m, &prompts, &SamplingConfig { seed: 43, ..cfg.clone() }, Hooks::default()).unwrap();
+    assert_ne!(a.tokens, c.tokens);
+    assert!(a.logprobs.iter().flatten().all(|&x| x <= 0.0 && x.is_finite()));
+    // Greedy: the short prompt alone and inside a left-padded batch give the same tokens.
+    let greedy = SamplingConfig { stop_on_eos: false, ..SamplingConfig::greedy(10) };
+    let batch = generate(&m, &prompts, &greedy, Hooks::default()).unwrap();
+    let alone = generate(&m, &prompts[1..], &greedy, Hooks::default()).unwrap();
+    assert_eq!(batch.tokens[1], alone.tokens[0]);
+}
+
+#[test]
+fn sampled_logprobs_equal_a_scoring_pass() {
+    let m = load(&fixture("qwen2"), LoadOptions::default());
+    let prompt = vec![10u32, 11, 12, 13];
+    let cfg = SamplingConfig { max_new_tokens: 8, seed: 5, stop_on_eos: false, ..Default::default() };
+    let g = generate(&m, std::slice::from_ref(&prompt), &cfg, Hooks::default()).unwrap();
+    let full: Vec<u32> = prompt.iter().chain(&g.tokens[0]).copied().collect();
+    let n = full.len();
+    let scored = reins_model::generate::score_logps(&m, &Batch::new(vec![full], vec![vec![1; n]]).unwrap()).unwrap();
+    let scored: Vec<f32> = scored.squeeze(0).unwrap().to_vec1().unwrap();
+    for (j, lp) in g.logprobs[0].iter().enumerate() {
+        assert!(
+            (lp - scored[prompt.len() - 1 + j]).abs() < 1e-4,
+            "token {j}: {lp} vs {}",
+            scored[prompt.len() - 1 + j]
+        );
+    }
+}

@@ -1,0 +1,2 @@
+//! One module per subcommand; each maps its arguments to library calls.
+pub mod parity;
