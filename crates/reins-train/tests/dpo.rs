@@ -23,6 +23,7 @@ fn every_case_matches_numpy_trl_f64_and_f32() {
     for dt in [DType::F64, DType::F32] {
         let g = |k: &str| t1(&f64s(&inp[k])).to_dtype(dt).unwrap();
         let extras = DpoExtras {
+            bco_delta: None,
             chosen_lengths: Some(g("chosen_lengths")),
             rejected_lengths: Some(g("rejected_lengths")),
             sft_nll: Some(
@@ -297,4 +298,34 @@ proptest! {
             prop_assert!(v1(&out.losses).iter().all(|x| x.is_finite()), "{:?}", lt);
         }
     }
+}
+
+/// BCO's running reward shift as explicit state (TRL ≤ 0.12 `bco_pair`, `RunningMoments`).
+#[test]
+fn bco_pair_with_running_shift() {
+    let (c, r, rc, rr) = (
+        t1(&[-10.0, -12.0]),
+        t1(&[-11.0, -9.0]),
+        t1(&[-10.5, -11.0]),
+        t1(&[-10.0, -9.5]),
+    );
+    let cfg = DpoConfig::with_loss(DpoLossType::BcoPair);
+    // rewards β ρ: chosen [0.05, −0.1], rejected [−0.1, 0.05]; batch mean −0.025
+    let state = reins_train::losses::RunningMoments::default().update(&[-0.025]);
+    assert_close("first mean", state.mean, -0.025, 1e-12, 0.0);
+    let state2 = state.update(&[0.075]);
+    assert_close("second mean", state2.mean, 0.025, 1e-12, 0.0);
+    assert_close("second var", state2.var, 0.0025, 1e-9, 0.0);
+    let extras = DpoExtras {
+        bco_delta: Some(state.mean),
+        ..Default::default()
+    };
+    let out = dpo_loss(&c, &r, &rc, &rr, &cfg, &extras).unwrap();
+    let sp = |x: f64| (1.0 + (-x).exp()).ln(); // −log σ(x)
+    let d = -0.025;
+    let want = [
+        sp(0.05 - d) + sp(-(-0.1 - d)),
+        sp(-0.1 - d) + sp(-(0.05 - d)),
+    ];
+    assert_all_close("bco", &v1(&out.losses), &want, 1e-9, 0.0);
 }

@@ -253,3 +253,37 @@ fn schedules_match_hf() {
         1e-3
     );
 }
+
+/// torch keeps a step count per parameter: one that missed a gradient gets the bias
+/// correction of its own first step later.
+#[test]
+fn per_parameter_step_counts() {
+    let a = Var::new(&[1f32, 2.0], &Device::Cpu).unwrap();
+    let b = Var::new(&[3f32, 4.0], &Device::Cpu).unwrap();
+    let mut o = AdamW::new(
+        vec![("a".into(), a.clone()), ("b".into(), b.clone())],
+        AdamWConfig::default(),
+    )
+    .unwrap();
+    let g1 = a.as_tensor().sum_all().unwrap().backward().unwrap();
+    o.step(&g1, 0.1, 1.0).unwrap();
+    let loss = (a.as_tensor().sum_all().unwrap() + b.as_tensor().sqr().unwrap().sum_all().unwrap())
+        .unwrap();
+    o.step(&loss.backward().unwrap(), 0.1, 1.0).unwrap();
+    let fresh = Var::new(&[3f32, 4.0], &Device::Cpu).unwrap();
+    let mut of = AdamW::new(vec![("b".into(), fresh.clone())], AdamWConfig::default()).unwrap();
+    of.step(
+        &fresh
+            .as_tensor()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap(),
+        0.1,
+        1.0,
+    )
+    .unwrap();
+    assert_eq!(v1(b.as_tensor()), v1(fresh.as_tensor()));
+}

@@ -231,6 +231,11 @@ pub struct DpoExtras {
     pub sft_nll: Option<Tensor>,
     /// WPO weight per pair `[B]` (detached), see [`wpo_weights`]; used when `use_weighting`.
     pub wpo_weights: Option<Tensor>,
+    /// BCO reward shift δ for `bco_pair` (the running mean of the implicit rewards, kept by
+    /// the caller in a [`super::running::RunningMoments`]). TRL 1.16 has no shift: `None`
+    /// reproduces it; `Some(δ)` gives `−log σ(βρ_w − δ) − log σ(−(βρ_l − δ))` as in TRL ≤ 0.12
+    /// and the BCO paper (arXiv:2404.04656 Eq. 8).
+    pub bco_delta: Option<f64>,
 }
 
 /// Result of [`dpo_loss`].
@@ -371,8 +376,9 @@ pub fn dpo_loss(
                 ((clean - flipped)? / (1.0 - 2.0 * ls))?
             }
             BcoPair => {
-                let cr = (&chosen_logratios * beta)?;
-                let rr = (&rejected_logratios * beta)?;
+                let d = extras.bco_delta.unwrap_or(0.0);
+                let cr = ((&chosen_logratios * beta)? - d)?;
+                let rr = ((&rejected_logratios * beta)? - d)?;
                 (log_sigmoid(&cr)?.neg()? - log_sigmoid(&rr.neg()?)?)?
             }
             SppoHard => {

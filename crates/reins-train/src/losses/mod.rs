@@ -7,6 +7,7 @@ pub mod lipo;
 pub mod ops;
 pub mod orpo;
 pub mod reward;
+pub mod running;
 pub mod simpo;
 
 pub use cpo::{cpo_loss, CpoConfig, CpoLossType, CpoOutput};
@@ -21,6 +22,7 @@ pub use reward::{
     bradley_terry_loss, ensemble_aggregate, plackett_luce_loss, preference_strength,
     reward_metrics, EnsembleAggregation, RewardLossConfig,
 };
+pub use running::RunningMoments;
 pub use simpo::simpo_loss;
 pub mod kl;
 pub mod ppo;

@@ -68,6 +68,9 @@ enum Moments {
 pub struct AdamW {
     vars: Vec<(String, Var)>,
     state: Vec<Moments>,
+    /// Per-parameter step counts (torch keeps `state["step"]` per parameter, so a parameter
+    /// that missed a gradient has its own bias correction).
+    param_steps: Vec<u64>,
     cfg: AdamWConfig,
     step_t: u64,
     fused: bool,
@@ -207,6 +210,7 @@ impl AdamW {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
+            param_steps: vec![0; vars.len()],
             vars,
             state,
             cfg,
@@ -235,11 +239,17 @@ impl AdamW {
     /// gradient in `grads` are skipped, and so is their state, as in torch.
     pub fn step(&mut self, grads: &GradStore, lr: f64, grad_scale: f32) -> Result<()> {
         self.step_t += 1;
-        let s = StepScalars::new(&self.cfg, lr, self.step_t, grad_scale);
-        for ((_, var), st) in self.vars.iter().zip(self.state.iter_mut()) {
+        for (((_, var), st), t) in self
+            .vars
+            .iter()
+            .zip(self.state.iter_mut())
+            .zip(self.param_steps.iter_mut())
+        {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
             };
+            *t += 1;
+            let s = StepScalars::new(&self.cfg, lr, *t, grad_scale);
             match st {
                 Moments::Host { m, v } => {
                     let grad = grad.to_dtype(DType::F32)?.contiguous()?.detach();
@@ -261,14 +271,20 @@ impl AdamW {
         Ok(())
     }
 
-    /// Writes step count and moments to a safetensors file: `step` (f64 `[1]`), `<name>.exp_avg`, `<name>.exp_avg_sq` (f32, the parameter's shape).
+    /// Writes the state to a safetensors file: `step` (optimizer steps, f64 `[1]`) and per
+    /// parameter `<name>.step` (f64 `[1]`), `<name>.exp_avg`, `<name>.exp_avg_sq` (f32, the
+    /// parameter's shape).
     pub fn save_state(&self, path: &Path) -> Result<()> {
         let mut map: HashMap<String, Tensor> = HashMap::new();
         map.insert(
             "step".into(),
             Tensor::new(&[self.step_t as f64], &Device::Cpu)?,
         );
-        for ((name, var), st) in self.vars.iter().zip(&self.state) {
+        for (((name, var), st), t) in self.vars.iter().zip(&self.state).zip(&self.param_steps) {
+            map.insert(
+                format!("{name}.step"),
+                Tensor::new(&[*t as f64], &Device::Cpu)?,
+            );
             let (m, v) = match st {
                 Moments::Host { m, v } => (
                     Tensor::from_slice(m, var.shape(), &Device::Cpu)?,
@@ -300,7 +316,13 @@ impl AdamW {
         };
         let step = get("step")?.to_vec1::<f64>()?;
         let mut new_state = Vec::with_capacity(self.vars.len());
+        let mut new_steps = Vec::with_capacity(self.vars.len());
         for ((name, var), st) in self.vars.iter().zip(&self.state) {
+            let t = match map.get(&format!("{name}.step")) {
+                Some(t) => t.to_vec1::<f64>()?.first().copied().unwrap_or(0.0) as u64,
+                None => step.first().copied().unwrap_or(0.0) as u64,
+            };
+            new_steps.push(t);
             let m = get(&format!("{name}.exp_avg"))?.to_dtype(DType::F32)?;
             let v = get(&format!("{name}.exp_avg_sq"))?.to_dtype(DType::F32)?;
             if m.shape() != var.shape() || v.shape() != var.shape() {
@@ -322,6 +344,7 @@ impl AdamW {
             });
         }
         self.state = new_state;
+        self.param_steps = new_steps;
         self.step_t = step.first().copied().unwrap_or(0.0) as u64;
         Ok(())
     }
