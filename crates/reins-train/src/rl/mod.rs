@@ -1,0 +1,8 @@
+//! RL core: advantages and whitening over `[batch, seq]` tensors, independent of text.
+
+pub mod advantages;
+
+pub use advantages::{
+    discounted_returns, gae, grpo_advantages, masked_mean, masked_var, masked_whiten,
+    reinforce_pp_advantages, remax_advantages, rloo_advantages, ScaleRewards,
+};
