@@ -1,0 +1,85 @@
+//! Format detection from the keys of the first rows.
+
+use crate::formats::Format;
+use crate::io::Row;
+use serde_json::{Map, Value};
+
+/// The format of one row, from its keys; `None` when it fits none.
+pub fn detect_row(row: &Map<String, Value>) -> Option<Format> {
+    let has = |k: &str| row.contains_key(k);
+    if has("message_tree_id") && row.get("prompt").is_some_and(Value::is_object) {
+        return Some(Format::Oasst);
+    }
+    if has("instruction") && has("completions") {
+        return Some(Format::UltraFeedback);
+    }
+    if has("human_ref_A") && has("human_ref_B") {
+        return Some(Format::Shp);
+    }
+    if has("summaries") && has("choice") && has("info") {
+        return Some(Format::Summarize);
+    }
+    if has("response_1") && has("preference_strength") {
+        return Some(Format::HelpSteer2Preference);
+    }
+    if has("response") && has("helpfulness") && has("correctness") {
+        return Some(Format::HelpSteer2);
+    }
+    if has("response_0") && (has("better_response_id") || has("safer_response_id")) {
+        return Some(Format::PkuSafe);
+    }
+    if has("winner") && has("conversation_a") && has("conversation_b") {
+        return Some(Format::Arena);
+    }
+    if !has("prompt") {
+        if let (Some(Value::String(c)), Some(Value::String(_))) =
+            (row.get("chosen"), row.get("rejected"))
+        {
+            if c.contains("\n\nHuman:") && c.contains("\n\nAssistant:") {
+                return Some(Format::Hh);
+            }
+        }
+    }
+    let trl_keys = [
+        "prompt",
+        "chosen",
+        "rejected",
+        "completion",
+        "messages",
+        "text",
+        "completions",
+        "responses",
+    ];
+    if trl_keys.iter().any(|k| has(k)) {
+        return Some(Format::Trl);
+    }
+    None
+}
+
+/// The format of a file: the most common detection over its first 100 rows.
+pub fn detect_rows(rows: &[Row]) -> Result<Format, String> {
+    let mut votes: Vec<(Format, usize)> = Vec::new();
+    for row in rows.iter().take(100) {
+        if let Some(f) = row.value.as_object().and_then(detect_row) {
+            match votes.iter_mut().find(|(g, _)| *g == f) {
+                Some((_, n)) => *n += 1,
+                None => votes.push((f, 1)),
+            }
+        }
+    }
+    if rows.is_empty() {
+        return Err("the file has no readable rows".into());
+    }
+    votes
+        .into_iter()
+        .max_by_key(|&(_, n)| n)
+        .map(|(f, _)| f)
+        .ok_or_else(|| {
+            let keys: Vec<&str> = rows[0]
+                .value
+                .as_object()
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            format!("no known keys in the first rows; the first row has keys {keys:?}")
+        })
+}

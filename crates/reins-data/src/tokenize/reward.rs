@@ -1,0 +1,69 @@
+//! Reward-model tokenization (TRL `RewardTrainer._prepare_dataset`): whole
+//! `prompt + chosen` and `prompt + rejected` sequences; pairs longer than `max_length` are
+//! dropped (not truncated).
+
+use super::{eos_token, full_ids, with_eos, Stats};
+use crate::error::Result;
+use crate::records::{Preference, Record};
+use crate::tokenizer::HfTokenizer;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RewardIds {
+    pub chosen_ids: Vec<u32>,
+    pub rejected_ids: Vec<u32>,
+    pub margin: Option<f64>,
+}
+
+/// TRL `RewardConfig.max_length` (default 1024).
+#[derive(Clone, Debug)]
+pub struct RewardOptions {
+    pub max_length: Option<usize>,
+}
+
+impl Default for RewardOptions {
+    fn default() -> Self {
+        Self {
+            max_length: Some(1024),
+        }
+    }
+}
+
+pub fn tokenize_reward(tok: &HfTokenizer, p: &Preference) -> Result<RewardIds> {
+    let conversational = p.prompt.is_chat() || p.chosen.is_chat();
+    let (chosen, rejected) = if conversational {
+        (p.chosen.clone(), p.rejected.clone())
+    } else {
+        let eos = eos_token(tok)?;
+        (with_eos(&p.chosen, &eos), with_eos(&p.rejected, &eos))
+    };
+    Ok(RewardIds {
+        chosen_ids: full_ids(tok, &p.prompt.concat(&chosen))?,
+        rejected_ids: full_ids(tok, &p.prompt.concat(&rejected))?,
+        margin: p.margin,
+    })
+}
+
+pub fn tokenize_reward_dataset(
+    tok: &HfTokenizer,
+    records: &[Record],
+    opts: &RewardOptions,
+) -> Result<(Vec<RewardIds>, Stats)> {
+    let mut stats = Stats::default();
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let Record::Preference(p) = r else {
+            stats.drop(&format!("{} is not a preference", r.kind().name()));
+            continue;
+        };
+        let ids = tokenize_reward(tok, p)?;
+        if let Some(max) = opts.max_length {
+            if ids.chosen_ids.len() > max || ids.rejected_ids.len() > max {
+                stats.drop("longer than max_length");
+                continue;
+            }
+        }
+        stats.kept += 1;
+        out.push(ids);
+    }
+    Ok((out, stats))
+}
