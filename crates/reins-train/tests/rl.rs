@@ -372,3 +372,28 @@ fn rloo_reinforce_pp_and_remax() {
     assert_all_close("remax", &rm, &[0.8, -0.4], 1e-12, 1e-12);
     let _ = Tensor::new(0f32, &Device::Cpu);
 }
+
+/// The same sequences left- or right-padded get the same advantages on their real tokens.
+#[test]
+fn gae_does_not_depend_on_padding_side() {
+    let r = [0.5, -1.0, 2.0];
+    let v = [0.1, 0.3, -0.2];
+    let right = gae(
+        &t2(&[vec![r[0], r[1], r[2], 9.0, 9.0]]),
+        &t2(&[vec![v[0], v[1], v[2], 7.0, 7.0]]),
+        &t2(&[vec![1.0, 1.0, 1.0, 0.0, 0.0]]),
+        0.99,
+        0.95,
+    )
+    .unwrap();
+    let left = gae(
+        &t2(&[vec![9.0, 9.0, r[0], r[1], r[2]]]),
+        &t2(&[vec![7.0, 7.0, v[0], v[1], v[2]]]),
+        &t2(&[vec![0.0, 0.0, 1.0, 1.0, 1.0]]),
+        0.99,
+        0.95,
+    )
+    .unwrap();
+    assert_all_close("adv", &v1(&right.0)[..3], &v1(&left.0)[2..], 1e-12, 1e-12);
+    assert_all_close("ret", &v1(&right.1)[..3], &v1(&left.1)[2..], 1e-12, 1e-12);
+}
