@@ -397,3 +397,19 @@ fn gae_does_not_depend_on_padding_side() {
     assert_all_close("adv", &v1(&right.0)[..3], &v1(&left.0)[2..], 1e-12, 1e-12);
     assert_all_close("ret", &v1(&right.1)[..3], &v1(&left.1)[2..], 1e-12, 1e-12);
 }
+
+/// GSPO-style sequence ratios: one ratio per row from the mean token log-ratio.
+#[test]
+fn grpo_sequence_level_ratio() {
+    let lp = t2(&[vec![-1.0, -1.0, -9.0]]);
+    let old = t2(&[vec![-1.1, -0.95, 0.0]]);
+    let m = t2(&[vec![1.0, 1.0, 0.0]]);
+    let cfg = GrpoLossConfig {
+        loss_type: GrpoLossType::Grpo,
+        importance_sampling_level: ImportanceSamplingLevel::Sequence,
+        ..Default::default()
+    };
+    let out = grpo_loss(&lp, Some(&old), None, &t1(&[1.0]), &m, &cfg, None).unwrap();
+    let ratio = ((0.1f64 - 0.05) / 2.0).exp(); // inside [0.8, 1.2]
+    assert_close("seq", s(&out.loss), -ratio, 1e-12, 0.0);
+}
