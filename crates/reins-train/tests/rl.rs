@@ -413,3 +413,48 @@ fn grpo_sequence_level_ratio() {
     let ratio = ((0.1f64 - 0.05) / 2.0).exp(); // inside [0.8, 1.2]
     assert_close("seq", s(&out.loss), -ratio, 1e-12, 0.0);
 }
+
+proptest! {
+    /// Skipping masked tokens equals GAE on the compacted sequence.
+    #[test]
+    fn gae_skip_masked_equals_compacted(vals in proptest::collection::vec(-3.0f64..3.0, 16), bits in proptest::collection::vec(0u8..2, 8)) {
+        let (r, v) = (&vals[..8], &vals[8..]);
+        let m: Vec<f64> = bits.iter().map(|&x| x as f64).collect();
+        let (a, rt) = gae_skip_masked(&t2(&[r.to_vec()]), &t2(&[v.to_vec()]), &t2(&[m.clone()]), 0.9, 0.8).unwrap();
+        let keep: Vec<usize> = (0..8).filter(|&j| m[j] > 0.5).collect();
+        if keep.is_empty() { return Ok(()); }
+        let rc: Vec<f64> = keep.iter().map(|&j| r[j]).collect();
+        let vc: Vec<f64> = keep.iter().map(|&j| v[j]).collect();
+        let (ac, rtc) = gae(&t2(&[rc]), &t2(&[vc]), &t2(&[vec![1.0; keep.len()]]), 0.9, 0.8).unwrap();
+        let (a, rt, ac, rtc) = (v1(&a), v1(&rt), v1(&ac), v1(&rtc));
+        for (k, &j) in keep.iter().enumerate() {
+            prop_assert!((a[j] - ac[k]).abs() < 1e-9);
+            prop_assert!((rt[j] - rtc[k]).abs() < 1e-9);
+        }
+        for j in 0..8 { if m[j] < 0.5 { prop_assert_eq!(a[j], 0.0); } }
+    }
+}
+
+#[test]
+fn reinforce_pp_baseline_by_hand() {
+    let scores = t1(&[1.0, 3.0, 0.0, 0.0]);
+    let m = t2(&[
+        vec![1.0, 1.0],
+        vec![1.0, 0.0],
+        vec![1.0, 1.0],
+        vec![1.0, 0.0],
+    ]);
+    let a = v1(&reinforce_pp_baseline_advantages(&scores, &m, 2).unwrap());
+    // centred: [−1, 1, 0, 0] on real tokens: [−1, −1, 1, 0, 0, 0]
+    let x = [-1.0, -1.0, 1.0, 0.0, 0.0, 0.0];
+    let mu = x.iter().sum::<f64>() / 6.0;
+    let sd = (x.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / 5.0 + 1e-8).sqrt();
+    let w: Vec<f64> = x.iter().map(|v| (v - mu) / sd).collect();
+    assert_all_close(
+        "rpp-b",
+        &a,
+        &[w[0], w[1], w[2], 0.0, w[3], w[4], w[5], 0.0],
+        1e-9,
+        1e-12,
+    );
+}
