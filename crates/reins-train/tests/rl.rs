@@ -420,7 +420,7 @@ proptest! {
     fn gae_skip_masked_equals_compacted(vals in proptest::collection::vec(-3.0f64..3.0, 16), bits in proptest::collection::vec(0u8..2, 8)) {
         let (r, v) = (&vals[..8], &vals[8..]);
         let m: Vec<f64> = bits.iter().map(|&x| x as f64).collect();
-        let (a, rt) = gae_skip_masked(&t2(&[r.to_vec()]), &t2(&[v.to_vec()]), &t2(&[m.clone()]), 0.9, 0.8).unwrap();
+        let (a, rt) = gae_skip_masked(&t2(&[r.to_vec()]), &t2(&[v.to_vec()]), &t2(std::slice::from_ref(&m)), 0.9, 0.8).unwrap();
         let keep: Vec<usize> = (0..8).filter(|&j| m[j] > 0.5).collect();
         if keep.is_empty() { return Ok(()); }
         let rc: Vec<f64> = keep.iter().map(|&j| r[j]).collect();
