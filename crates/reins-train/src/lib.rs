@@ -3,6 +3,16 @@
 //! Everything in [`losses`] and [`rl`] is a free function from tensors to tensors with no
 //! trainer state, tested against reference numbers re-derived from TRL 1.16 / PyTorch.
 //! [`optim`] holds the fused in-place AdamW, global grad-norm clipping and LR schedules.
+//!
+//! Metric keys (TRL's, so dashboards carry over):
+//! - DPO ([`losses::dpo_metrics`]): `loss`, `rewards/chosen`, `rewards/rejected`,
+//!   `rewards/margins`, `rewards/accuracies`, `logps/chosen`, `logps/rejected`.
+//! - Reward model ([`losses::reward_metrics`]): `accuracy`, `margin`, `min_reward`,
+//!   `mean_reward`, `max_reward`.
+//! - ORPO ([`losses::OrpoOutput`]): `log_odds_ratio`, `log_odds_chosen`, plus the DPO reward keys.
+//! - PPO ([`losses::PolicyLossOutput`], [`losses::ValueLossOutput`]): `policy/clipfrac`,
+//!   `policy/approxkl`, `val/clipfrac`; GRPO ([`losses::GrpoOutput`]): `kl`,
+//!   `clip_ratio/low_mean`, `clip_ratio/high_mean`, `clip_ratio/region_mean`.
 
 pub mod error;
 pub mod losses;

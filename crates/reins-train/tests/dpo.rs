@@ -329,3 +329,26 @@ fn bco_pair_with_running_shift() {
     ];
     assert_all_close("bco", &v1(&out.losses), &want, 1e-9, 0.0);
 }
+
+#[test]
+fn token_logps_and_log_sum_sq_probs_by_hand() {
+    use reins_train::losses::ops::token_logps;
+    let logits = Tensor::new(&[[[1.0f32, 2.0, 0.5], [0.0, 0.0, 3.0]]], &Device::Cpu).unwrap(); // [1, 2, 3]
+    let labels = Tensor::new(&[[1u32, 2]], &Device::Cpu).unwrap();
+    let got = v1(&token_logps(&logits, &labels).unwrap());
+    let lse = |v: &[f64]| v.iter().map(|x| x.exp()).sum::<f64>().ln();
+    let want = [2.0 - lse(&[1.0, 2.0, 0.5]), 3.0 - lse(&[0.0, 0.0, 3.0])];
+    assert_all_close("token_logps", &got, &want, 1e-6, 0.0);
+    let lssp = v1(&log_sum_sq_probs(&logits).unwrap());
+    let p: Vec<f64> = [1.0f64, 2.0, 0.5]
+        .iter()
+        .map(|x| (x - lse(&[1.0, 2.0, 0.5])).exp())
+        .collect();
+    assert_close(
+        "lssp",
+        lssp[0],
+        p.iter().map(|x| x * x).sum::<f64>().ln(),
+        1e-6,
+        0.0,
+    );
+}

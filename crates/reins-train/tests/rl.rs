@@ -372,3 +372,89 @@ fn rloo_reinforce_pp_and_remax() {
     assert_all_close("remax", &rm, &[0.8, -0.4], 1e-12, 1e-12);
     let _ = Tensor::new(0f32, &Device::Cpu);
 }
+
+/// The same sequences left- or right-padded get the same advantages on their real tokens.
+#[test]
+fn gae_does_not_depend_on_padding_side() {
+    let r = [0.5, -1.0, 2.0];
+    let v = [0.1, 0.3, -0.2];
+    let right = gae(
+        &t2(&[vec![r[0], r[1], r[2], 9.0, 9.0]]),
+        &t2(&[vec![v[0], v[1], v[2], 7.0, 7.0]]),
+        &t2(&[vec![1.0, 1.0, 1.0, 0.0, 0.0]]),
+        0.99,
+        0.95,
+    )
+    .unwrap();
+    let left = gae(
+        &t2(&[vec![9.0, 9.0, r[0], r[1], r[2]]]),
+        &t2(&[vec![7.0, 7.0, v[0], v[1], v[2]]]),
+        &t2(&[vec![0.0, 0.0, 1.0, 1.0, 1.0]]),
+        0.99,
+        0.95,
+    )
+    .unwrap();
+    assert_all_close("adv", &v1(&right.0)[..3], &v1(&left.0)[2..], 1e-12, 1e-12);
+    assert_all_close("ret", &v1(&right.1)[..3], &v1(&left.1)[2..], 1e-12, 1e-12);
+}
+
+/// GSPO-style sequence ratios: one ratio per row from the mean token log-ratio.
+#[test]
+fn grpo_sequence_level_ratio() {
+    let lp = t2(&[vec![-1.0, -1.0, -9.0]]);
+    let old = t2(&[vec![-1.1, -0.95, 0.0]]);
+    let m = t2(&[vec![1.0, 1.0, 0.0]]);
+    let cfg = GrpoLossConfig {
+        loss_type: GrpoLossType::Grpo,
+        importance_sampling_level: ImportanceSamplingLevel::Sequence,
+        ..Default::default()
+    };
+    let out = grpo_loss(&lp, Some(&old), None, &t1(&[1.0]), &m, &cfg, None).unwrap();
+    let ratio = ((0.1f64 - 0.05) / 2.0).exp(); // inside [0.8, 1.2]
+    assert_close("seq", s(&out.loss), -ratio, 1e-12, 0.0);
+}
+
+proptest! {
+    /// Skipping masked tokens equals GAE on the compacted sequence.
+    #[test]
+    fn gae_skip_masked_equals_compacted(vals in proptest::collection::vec(-3.0f64..3.0, 16), bits in proptest::collection::vec(0u8..2, 8)) {
+        let (r, v) = (&vals[..8], &vals[8..]);
+        let m: Vec<f64> = bits.iter().map(|&x| x as f64).collect();
+        let (a, rt) = gae_skip_masked(&t2(&[r.to_vec()]), &t2(&[v.to_vec()]), &t2(std::slice::from_ref(&m)), 0.9, 0.8).unwrap();
+        let keep: Vec<usize> = (0..8).filter(|&j| m[j] > 0.5).collect();
+        if keep.is_empty() { return Ok(()); }
+        let rc: Vec<f64> = keep.iter().map(|&j| r[j]).collect();
+        let vc: Vec<f64> = keep.iter().map(|&j| v[j]).collect();
+        let (ac, rtc) = gae(&t2(&[rc]), &t2(&[vc]), &t2(&[vec![1.0; keep.len()]]), 0.9, 0.8).unwrap();
+        let (a, rt, ac, rtc) = (v1(&a), v1(&rt), v1(&ac), v1(&rtc));
+        for (k, &j) in keep.iter().enumerate() {
+            prop_assert!((a[j] - ac[k]).abs() < 1e-9);
+            prop_assert!((rt[j] - rtc[k]).abs() < 1e-9);
+        }
+        for j in 0..8 { if m[j] < 0.5 { prop_assert_eq!(a[j], 0.0); } }
+    }
+}
+
+#[test]
+fn reinforce_pp_baseline_by_hand() {
+    let scores = t1(&[1.0, 3.0, 0.0, 0.0]);
+    let m = t2(&[
+        vec![1.0, 1.0],
+        vec![1.0, 0.0],
+        vec![1.0, 1.0],
+        vec![1.0, 0.0],
+    ]);
+    let a = v1(&reinforce_pp_baseline_advantages(&scores, &m, 2).unwrap());
+    // centred: [−1, 1, 0, 0] on real tokens: [−1, −1, 1, 0, 0, 0]
+    let x = [-1.0, -1.0, 1.0, 0.0, 0.0, 0.0];
+    let mu = x.iter().sum::<f64>() / 6.0;
+    let sd = (x.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / 5.0 + 1e-8).sqrt();
+    let w: Vec<f64> = x.iter().map(|v| (v - mu) / sd).collect();
+    assert_all_close(
+        "rpp-b",
+        &a,
+        &[w[0], w[1], w[2], 0.0, w[3], w[4], w[5], 0.0],
+        1e-9,
+        1e-12,
+    );
+}

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::ops::{log_sigmoid, sigmoid, to_vec_f64};
@@ -561,9 +561,4 @@ pub fn dpo_metrics(
     m.insert("logps/chosen".into(), mean(&to_vec_f64(chosen_logps)?));
     m.insert("logps/rejected".into(), mean(&to_vec_f64(rejected_logps)?));
     Ok(m)
-}
-
-/// Convenience: a `[B]` f32 tensor from a slice.
-pub fn vec_tensor(v: &[f32], dev: &Device) -> Result<Tensor> {
-    Ok(Tensor::from_slice(v, v.len(), dev)?)
 }

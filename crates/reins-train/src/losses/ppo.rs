@@ -174,8 +174,9 @@ pub struct GrpoOutput {
 ///
 /// Shapes: `logps`, `mask` `[B, T]`; `old_logps` `[B, T]` or `None` (on-policy: the detached
 /// `logps`); `ref_logps` `[B, T]` (needed when β ≠ 0); `advantages [B]`;
-/// `num_items_in_batch`: completion tokens of the whole generation batch for `dapo` (None: this
-/// batch's). Gradient-accumulation scaling stays with the trainer.
+/// `num_items_in_batch`: DAPO's normaliser (TRL: completion tokens of the generation batch
+/// / processes × accumulation steps / `steps_per_generation`); `None` uses this batch's token
+/// count. The `grpo`/`bnpo`/`dr_grpo` division by accumulation steps stays with the trainer.
 pub fn grpo_loss(
     logps: &Tensor,
     old_logps: Option<&Tensor>,

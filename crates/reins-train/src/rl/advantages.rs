@@ -194,3 +194,58 @@ pub fn reinforce_pp_advantages(
 pub fn remax_advantages(sampled_rewards: &Tensor, greedy_rewards: &Tensor) -> Result<Tensor> {
     Ok((sampled_rewards - greedy_rewards.detach())?)
 }
+
+/// GAE over the real tokens only: masked positions (environment/observation tokens of a
+/// multi-turn episode, padding anywhere) are skipped, so the recursion links each real token
+/// to the next *real* one: `δ_t = r_t + γ V_{next(t)} − V_t`. Equals [`gae`] on the sequence
+/// with masked tokens removed; equals [`gae`] whenever the mask is one contiguous run.
+/// Computed on the host. Shapes: `[B, T]` → `(advantages, returns)` `[B, T]`, 0 where masked.
+pub fn gae_skip_masked(
+    rewards: &Tensor,
+    values: &Tensor,
+    mask: &Tensor,
+    gamma: f64,
+    lam: f64,
+) -> Result<(Tensor, Tensor)> {
+    let (b, t) = rewards.dims2()?;
+    let r = rewards.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    let v = values.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    let m = mask.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    let mut adv = vec![0f64; b * t];
+    let mut ret = vec![0f64; b * t];
+    for i in 0..b {
+        let (mut last, mut next_v) = (0.0, 0.0);
+        for j in (0..t).rev() {
+            if m[i][j] < 0.5 {
+                continue;
+            }
+            let delta = r[i][j] + gamma * next_v - v[i][j];
+            last = delta + gamma * lam * last;
+            adv[i * t + j] = last;
+            ret[i * t + j] = last + v[i][j];
+            next_v = v[i][j];
+        }
+    }
+    let dev = rewards.device();
+    let dt = rewards.dtype();
+    Ok((
+        Tensor::from_vec(adv, (b, t), dev)?.to_dtype(dt)?,
+        Tensor::from_vec(ret, (b, t), dev)?.to_dtype(dt)?,
+    ))
+}
+
+/// REINFORCE++-baseline (Hu, arXiv:2501.03262 §3.3): subtract the prompt's group mean of the
+/// sequence scores, place the result on every real token, then whiten over all real tokens of
+/// the batch. Completions of one prompt are contiguous. Shapes: `scores [N·G]`, `mask [N·G, T]`
+/// → `[N·G, T]`, 0 where masked.
+pub fn reinforce_pp_baseline_advantages(
+    scores: &Tensor,
+    mask: &Tensor,
+    num_generations: usize,
+) -> Result<Tensor> {
+    let centered = grpo_advantages(scores, num_generations, ScaleRewards::None)?;
+    let mask = mask.to_dtype(scores.dtype())?;
+    let per_token = centered.unsqueeze(1)?.broadcast_mul(&mask)?;
+    let w = masked_whiten(&per_token, &mask, true)?;
+    Ok((w * mask)?)
+}
