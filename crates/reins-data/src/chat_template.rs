@@ -17,9 +17,7 @@ pub struct ChatTemplate {
 
 impl std::fmt::Debug for ChatTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatTemplate")
-            .field("source", &self.source)
-            .finish()
+        f.debug_struct("ChatTemplate").field("source", &self.source).finish()
     }
 }
 
@@ -36,12 +34,8 @@ impl ChatTemplate {
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
         let cleaned = strip_generation_tags(source);
-        env.add_template_owned(NAME, cleaned)
-            .map_err(|e| DataError::Template(format!("does not compile: {e:#}")))?;
-        Ok(Self {
-            env,
-            source: source.to_string(),
-        })
+        env.add_template_owned(NAME, cleaned).map_err(|e| DataError::Template(format!("does not compile: {e:#}")))?;
+        Ok(Self { env, source: source.to_string() })
     }
 
     /// The template text as given.
@@ -51,30 +45,15 @@ impl ChatTemplate {
 
     /// Render `messages`. `context` adds variables (special tokens such as `eos_token`,
     /// `tools`, ...); it must be a JSON object or null.
-    pub fn render(
-        &self,
-        messages: &[Message],
-        add_generation_prompt: bool,
-        context: &Value,
-    ) -> Result<String> {
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool, context: &Value) -> Result<String> {
         let mut ctx = serde_json::Map::new();
         if let Value::Object(extra) = context {
             ctx.extend(extra.clone());
         }
-        ctx.insert(
-            "messages".into(),
-            serde_json::to_value(messages).map_err(|e| DataError::Template(e.to_string()))?,
-        );
-        ctx.insert(
-            "add_generation_prompt".into(),
-            Value::Bool(add_generation_prompt),
-        );
-        let tmpl = self
-            .env
-            .get_template(NAME)
-            .map_err(|e| DataError::Template(e.to_string()))?;
-        tmpl.render(JValue::from_serialize(&ctx))
-            .map_err(|e| DataError::Template(format!("rendering failed: {e:#}")))
+        ctx.insert("messages".into(), serde_json::to_value(messages).map_err(|e| DataError::Template(e.to_string()))?);
+        ctx.insert("add_generation_prompt".into(), Value::Bool(add_generation_prompt));
+        let tmpl = self.env.get_template(NAME).map_err(|e| DataError::Template(e.to_string()))?;
+        tmpl.render(JValue::from_serialize(&ctx)).map_err(|e| DataError::Template(format!("rendering failed: {e:#}")))
     }
 }
 
@@ -108,8 +87,7 @@ fn tojson(value: JValue, kwargs: Kwargs) -> std::result::Result<JValue, Error> {
     let _: Option<bool> = kwargs.get("ensure_ascii")?;
     let _: Option<bool> = kwargs.get("sort_keys")?;
     kwargs.assert_all_used()?;
-    let v = serde_json::to_value(&value)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let v = serde_json::to_value(&value).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
     let mut s = String::new();
     py_json(&v, indent, 0, &mut s);
     Ok(JValue::from_safe_string(s))
@@ -185,10 +163,7 @@ fn py_str(s: &str, out: &mut String) {
 
 /// `strftime_now(fmt)`: today's date (UTC) for `%d %m %Y %y %b %B %A %a %H %M %S %j %%`.
 fn strftime_now(fmt: String) -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     strftime(&fmt, secs)
 }
 
@@ -207,15 +182,7 @@ pub(crate) fn strftime(fmt: &str, secs: u64) -> String {
         "November",
         "December",
     ];
-    const DAYS: [&str; 7] = [
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-    ];
+    const DAYS: [&str; 7] = ["Thursday", "Friday", "Saturday", "Sunday", "Monday", "Tuesday", "Wednesday"];
     let days = (secs / 86_400) as i64;
     let tod = secs % 86_400;
     // Civil from days (H. Hinnant).
@@ -274,9 +241,7 @@ mod tests {
             "{{ messages[0].content.strip() | tojson }}|{{ {'a': [1, 'x']} | tojson }}{% generation %}!{% endgeneration %}",
         )
         .unwrap();
-        let s = t
-            .render(&[Message::user("  hi \"there\" ")], false, &Value::Null)
-            .unwrap();
+        let s = t.render(&[Message::user("  hi \"there\" ")], false, &Value::Null).unwrap();
         assert_eq!(s, "\"hi \\\"there\\\"\"|{\"a\": [1, \"x\"]}!");
     }
 
@@ -290,9 +255,6 @@ mod tests {
     #[test]
     fn strftime_known_date() {
         // 2024-02-29 13:05:09 UTC
-        assert_eq!(
-            strftime("%d %b %Y %H:%M:%S %A %j", 1_709_211_909),
-            "29 Feb 2024 13:05:09 Thursday 060"
-        );
+        assert_eq!(strftime("%d %b %Y %H:%M:%S %A %j", 1_709_211_909), "29 Feb 2024 13:05:09 Thursday 060");
     }
 }

@@ -19,12 +19,7 @@ pub enum PaddingSide {
 }
 
 /// Pad rows to a common length (rounded up to `pad_to_multiple_of`), TRL's `pad`.
-pub fn pad<T: Clone>(
-    rows: &[Vec<T>],
-    value: T,
-    side: PaddingSide,
-    pad_to_multiple_of: Option<usize>,
-) -> Vec<Vec<T>> {
+pub fn pad<T: Clone>(rows: &[Vec<T>], value: T, side: PaddingSide, pad_to_multiple_of: Option<usize>) -> Vec<Vec<T>> {
     let mut width = rows.iter().map(Vec::len).max().unwrap_or(0);
     if let Some(m) = pad_to_multiple_of.filter(|&m| m > 0) {
         width = width.div_ceil(m) * m;
@@ -73,11 +68,7 @@ pub fn collate_preference(
     let mut cmask = Vec::with_capacity(2 * examples.len());
     for pick_chosen in [true, false] {
         for e in examples {
-            let completion = if pick_chosen {
-                &e.chosen_ids
-            } else {
-                &e.rejected_ids
-            };
+            let completion = if pick_chosen { &e.chosen_ids } else { &e.rejected_ids };
             let row: Vec<u32> = e.prompt_ids.iter().chain(completion).copied().collect();
             let mask: Vec<u8> = std::iter::repeat_n(0u8, e.prompt_ids.len())
                 .chain(std::iter::repeat_n(1u8, completion.len()))
@@ -106,16 +97,9 @@ pub struct RewardBatch {
 }
 
 /// TRL's reward `DataCollatorForPreference`.
-pub fn collate_reward(
-    examples: &[RewardIds],
-    pad_id: u32,
-    pad_to_multiple_of: Option<usize>,
-) -> RewardBatch {
-    let ids: Vec<Vec<u32>> = examples
-        .iter()
-        .map(|e| e.chosen_ids.clone())
-        .chain(examples.iter().map(|e| e.rejected_ids.clone()))
-        .collect();
+pub fn collate_reward(examples: &[RewardIds], pad_id: u32, pad_to_multiple_of: Option<usize>) -> RewardBatch {
+    let ids: Vec<Vec<u32>> =
+        examples.iter().map(|e| e.chosen_ids.clone()).chain(examples.iter().map(|e| e.rejected_ids.clone())).collect();
     let attn: Vec<Vec<u8>> = ids.iter().map(|r| vec![1u8; r.len()]).collect();
     RewardBatch {
         input_ids: pad(&ids, pad_id, PaddingSide::Right, pad_to_multiple_of),
@@ -137,23 +121,14 @@ pub struct SftBatch {
 
 /// TRL's `DataCollatorForLanguageModeling` without packing: right padding, labels padded
 /// with -100.
-pub fn collate_sft(
-    examples: &[SftIds],
-    pad_id: u32,
-    pad_to_multiple_of: Option<usize>,
-) -> SftBatch {
+pub fn collate_sft(examples: &[SftIds], pad_id: u32, pad_to_multiple_of: Option<usize>) -> SftBatch {
     let ids: Vec<Vec<u32>> = examples.iter().map(|e| e.input_ids.clone()).collect();
     let labels: Vec<Vec<i64>> = examples.iter().map(|e| e.labels.clone()).collect();
     let attn: Vec<Vec<u8>> = ids.iter().map(|r| vec![1u8; r.len()]).collect();
     SftBatch {
         input_ids: pad(&ids, pad_id, PaddingSide::Right, pad_to_multiple_of),
         attention_mask: Some(pad(&attn, 0, PaddingSide::Right, pad_to_multiple_of)),
-        labels: pad(
-            &labels,
-            IGNORE_INDEX,
-            PaddingSide::Right,
-            pad_to_multiple_of,
-        ),
+        labels: pad(&labels, IGNORE_INDEX, PaddingSide::Right, pad_to_multiple_of),
         position_ids: None,
     }
 }
@@ -172,12 +147,7 @@ pub fn collate_packed(rows: &[Packed], pad_id: u32, pad_to_multiple_of: Option<u
             pos.extend(0..l as u32);
         }
     }
-    let mut labels = pad(
-        &[labels],
-        IGNORE_INDEX,
-        PaddingSide::Right,
-        pad_to_multiple_of,
-    );
+    let mut labels = pad(&[labels], IGNORE_INDEX, PaddingSide::Right, pad_to_multiple_of);
     let pos = pad(&[pos], 0, PaddingSide::Right, pad_to_multiple_of);
     for (l, &p) in labels[0].iter_mut().zip(&pos[0]) {
         if p == 0 {
@@ -214,14 +184,8 @@ mod tests {
     #[test]
     fn pads_left_and_right_with_multiple() {
         let rows = vec![vec![1u32, 2, 3], vec![4]];
-        assert_eq!(
-            pad(&rows, 0, PaddingSide::Right, None),
-            vec![vec![1, 2, 3], vec![4, 0, 0]]
-        );
-        assert_eq!(
-            pad(&rows, 0, PaddingSide::Left, Some(4)),
-            vec![vec![0, 1, 2, 3], vec![0, 0, 0, 4]]
-        );
+        assert_eq!(pad(&rows, 0, PaddingSide::Right, None), vec![vec![1, 2, 3], vec![4, 0, 0]]);
+        assert_eq!(pad(&rows, 0, PaddingSide::Left, Some(4)), vec![vec![0, 1, 2, 3], vec![0, 0, 0, 4]]);
         let g = collate_prompts(&rows, 9);
         assert_eq!(g.attention_mask, vec![vec![1, 1, 1], vec![0, 0, 1]]);
     }
@@ -235,13 +199,7 @@ mod tests {
             margin: None,
             strength: None,
         };
-        let b = collate_preference(
-            std::slice::from_ref(&e),
-            0,
-            Some(3),
-            TruncationMode::KeepEnd,
-            None,
-        );
+        let b = collate_preference(std::slice::from_ref(&e), 0, Some(3), TruncationMode::KeepEnd, None);
         assert_eq!(b.input_ids, vec![vec![3, 4, 5], vec![2, 3, 6]]);
         assert_eq!(b.completion_mask, vec![vec![0, 1, 1], vec![0, 0, 1]]);
         let b = collate_preference(&[e], 0, Some(3), TruncationMode::KeepStart, None);
@@ -251,11 +209,8 @@ mod tests {
 
     #[test]
     fn packed_positions_restart() {
-        let rows = vec![Packed {
-            input_ids: vec![1, 2, 3, 4, 5],
-            labels: vec![1, 2, 3, 4, 5],
-            seq_lengths: vec![3, 2],
-        }];
+        let rows =
+            vec![Packed { input_ids: vec![1, 2, 3, 4, 5], labels: vec![1, 2, 3, 4, 5], seq_lengths: vec![3, 2] }];
         let b = collate_packed(&rows, 0, None);
         assert_eq!(b.position_ids, Some(vec![vec![0, 1, 2, 0, 1]]));
         assert_eq!(b.labels, vec![vec![-100, 2, 3, -100, 5]]);

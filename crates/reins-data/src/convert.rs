@@ -19,9 +19,7 @@ impl std::str::FromStr for Target {
             "preference" => Ok(Target::Preference),
             "sft" => Ok(Target::Sft),
             "ranked" => Ok(Target::Ranked),
-            _ => Err(crate::DataError::Invalid(format!(
-                "unknown target `{s}`; use preference, sft or ranked"
-            ))),
+            _ => Err(crate::DataError::Invalid(format!("unknown target `{s}`; use preference, sft or ranked"))),
         }
     }
 }
@@ -75,10 +73,7 @@ pub fn pairs_from_list(
     strategy: PairStrategy,
     rng: &mut u64,
 ) -> (Vec<Preference>, usize) {
-    let scored: Vec<(f64, &Ranked)> = responses
-        .iter()
-        .filter_map(|r| quality(r).map(|q| (q, r)))
-        .collect();
+    let scored: Vec<(f64, &Ranked)> = responses.iter().filter_map(|r| quality(r).map(|q| (q, r))).collect();
     let mut ties = 0;
     let mk = |c: &Ranked, r: &Ranked| Preference {
         prompt: prompt.clone(),
@@ -93,18 +88,12 @@ pub fn pairs_from_list(
         return (Vec::new(), 0);
     }
     // First best (stable: earliest among equals).
-    let best = scored
-        .iter()
-        .enumerate()
-        .fold(0, |b, (i, s)| if s.0 > scored[b].0 { i } else { b });
+    let best = scored.iter().enumerate().fold(0, |b, (i, s)| if s.0 > scored[b].0 { i } else { b });
     let (bq, br) = scored[best];
     let mut out = Vec::new();
     match strategy {
         PairStrategy::BestVsWorst => {
-            let worst = scored
-                .iter()
-                .enumerate()
-                .fold(0, |w, (i, s)| if s.0 < scored[w].0 { i } else { w });
+            let worst = scored.iter().enumerate().fold(0, |w, (i, s)| if s.0 < scored[w].0 { i } else { w });
             if scored[worst].0 < bq {
                 out.push(mk(br, scored[worst].1));
             } else {
@@ -155,18 +144,13 @@ pub fn to_preference(records: Vec<Record>, opts: &ConvertOptions) -> Converted {
     for r in records {
         match r {
             Record::Preference(p) => c.records.push(Record::Preference(p)),
-            Record::RankedList {
-                prompt,
-                responses,
-                meta,
-            } => {
+            Record::RankedList { prompt, responses, meta } => {
                 let usable = responses.iter().filter(|r| quality(r).is_some()).count();
                 if usable < 2 {
                     c.drop("ranked list with fewer than 2 ranked responses");
                     continue;
                 }
-                let (pairs, ties) =
-                    pairs_from_list(&prompt, &responses, &meta, opts.pair_strategy, &mut rng);
+                let (pairs, ties) = pairs_from_list(&prompt, &responses, &meta, opts.pair_strategy, &mut rng);
                 for _ in 0..ties {
                     c.drop("tied pair");
                 }
@@ -182,56 +166,32 @@ pub fn to_sft(records: Vec<Record>) -> Converted {
     let mut c = Converted::default();
     for r in records {
         match r {
-            Record::Preference(p) => c.records.push(Record::PromptCompletion {
-                prompt: p.prompt,
-                completion: p.chosen,
-                meta: p.meta,
-            }),
-            Record::RankedList {
-                prompt,
-                responses,
-                meta,
-            } => {
+            Record::Preference(p) => {
+                c.records.push(Record::PromptCompletion { prompt: p.prompt, completion: p.chosen, meta: p.meta })
+            }
+            Record::RankedList { prompt, responses, meta } => {
                 // The best response; a lone unranked reply counts as best.
                 let best = if responses.len() == 1 {
                     responses.into_iter().next()
                 } else {
-                    responses.into_iter().filter(|r| quality(r).is_some()).fold(
-                        None,
-                        |b: Option<Ranked>, r| match b {
-                            Some(b) if quality(&b) >= quality(&r) => Some(b),
-                            _ => Some(r),
-                        },
-                    )
+                    responses.into_iter().filter(|r| quality(r).is_some()).fold(None, |b: Option<Ranked>, r| match b {
+                        Some(b) if quality(&b) >= quality(&r) => Some(b),
+                        _ => Some(r),
+                    })
                 };
                 match best {
-                    Some(b) => c.records.push(Record::PromptCompletion {
-                        prompt,
-                        completion: b.response,
-                        meta,
-                    }),
+                    Some(b) => c.records.push(Record::PromptCompletion { prompt, completion: b.response, meta }),
                     None => c.drop("ranked list without a ranked response"),
                 }
             }
-            Record::Unpaired {
-                prompt,
-                completion,
-                label,
-                meta,
-            } => {
+            Record::Unpaired { prompt, completion, label, meta } => {
                 if label {
-                    c.records.push(Record::PromptCompletion {
-                        prompt,
-                        completion,
-                        meta,
-                    })
+                    c.records.push(Record::PromptCompletion { prompt, completion, meta })
                 } else {
                     c.drop("undesirable completion");
                 }
             }
-            r @ (Record::PromptCompletion { .. } | Record::LanguageModeling { .. }) => {
-                c.records.push(r)
-            }
+            r @ (Record::PromptCompletion { .. } | Record::LanguageModeling { .. }) => c.records.push(r),
             other => c.drop(&format!("{} has no completion", other.kind().name())),
         }
     }

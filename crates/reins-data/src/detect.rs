@@ -32,24 +32,13 @@ pub fn detect_row(row: &Map<String, Value>) -> Option<Format> {
         return Some(Format::Arena);
     }
     if !has("prompt") {
-        if let (Some(Value::String(c)), Some(Value::String(_))) =
-            (row.get("chosen"), row.get("rejected"))
-        {
+        if let (Some(Value::String(c)), Some(Value::String(_))) = (row.get("chosen"), row.get("rejected")) {
             if c.contains("\n\nHuman:") && c.contains("\n\nAssistant:") {
                 return Some(Format::Hh);
             }
         }
     }
-    let trl_keys = [
-        "prompt",
-        "chosen",
-        "rejected",
-        "completion",
-        "messages",
-        "text",
-        "completions",
-        "responses",
-    ];
+    let trl_keys = ["prompt", "chosen", "rejected", "completion", "messages", "text", "completions", "responses"];
     if trl_keys.iter().any(|k| has(k)) {
         return Some(Format::Trl);
     }
@@ -70,16 +59,9 @@ pub fn detect_rows(rows: &[Row]) -> Result<Format, String> {
     if rows.is_empty() {
         return Err("the file has no readable rows".into());
     }
-    votes
-        .into_iter()
-        .max_by_key(|&(_, n)| n)
-        .map(|(f, _)| f)
-        .ok_or_else(|| {
-            let keys: Vec<&str> = rows[0]
-                .value
-                .as_object()
-                .map(|o| o.keys().map(String::as_str).collect())
-                .unwrap_or_default();
-            format!("no known keys in the first rows; the first row has keys {keys:?}")
-        })
+    votes.into_iter().max_by_key(|&(_, n)| n).map(|(f, _)| f).ok_or_else(|| {
+        let keys: Vec<&str> =
+            rows[0].value.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+        format!("no known keys in the first rows; the first row has keys {keys:?}")
+    })
 }

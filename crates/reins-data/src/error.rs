@@ -13,20 +13,11 @@ pub enum DataError {
         source: std::io::Error,
     },
     #[error("{path}: not valid JSON at line {line}, column {column}: {message}. A JSON-array file must parse as a whole; JSONL files may have bad lines, which are skipped and reported")]
-    JsonArray {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    JsonArray { path: PathBuf, line: usize, column: usize, message: String },
     #[error("{path}: {message}")]
     Parquet { path: PathBuf, message: String },
     #[error("{path}: could not detect the data format ({why}). Pass it explicitly (e.g. `--format hh`); known formats: {known}")]
-    UnknownFormat {
-        path: PathBuf,
-        why: String,
-        known: String,
-    },
+    UnknownFormat { path: PathBuf, why: String, known: String },
     #[error("unknown format name `{0}`; known formats: {1}")]
     UnknownFormatName(String, String),
     #[error("{path}: {message}")]

@@ -23,11 +23,7 @@ impl Histogram {
     pub fn buckets(&self) -> Vec<(usize, usize)> {
         let mut b: BTreeMap<usize, usize> = BTreeMap::new();
         for &v in &self.values {
-            let lo = if v == 0 {
-                0
-            } else {
-                1usize << (usize::BITS - 1 - v.leading_zeros())
-            };
+            let lo = if v == 0 { 0 } else { 1usize << (usize::BITS - 1 - v.leading_zeros()) };
             *b.entry(lo).or_default() += 1;
         }
         b.into_iter().collect()
@@ -44,11 +40,7 @@ impl fmt::Display for Histogram {
         let Some((min, med, max)) = self.summary() else {
             return write!(f, "    (none)");
         };
-        writeln!(
-            f,
-            "    n={} min={min} median={med} max={max}",
-            self.values.len()
-        )?;
+        writeln!(f, "    n={} min={min} median={med} max={max}", self.values.len())?;
         let total = self.values.len().max(1);
         for (lo, n) in self.buckets() {
             let hi = if lo == 0 { 0 } else { 2 * lo - 1 };
@@ -79,11 +71,7 @@ fn len_of(t: &Text, tok: Option<&HfTokenizer>) -> usize {
         Some(tok) => {
             let s = match t {
                 Text::Plain(s) => s.clone(),
-                Text::Chat(m) => m
-                    .iter()
-                    .map(|m| m.content.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                Text::Chat(m) => m.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n"),
             };
             tok.encode(&s, false).map(|v| v.len()).unwrap_or(0)
         }
@@ -104,12 +92,7 @@ pub fn inspect(
     let mut findings: BTreeMap<String, usize> = BTreeMap::new();
     let mut seen = HashSet::new();
     let mut conversational = 0;
-    let mut add = |k: &str, t: &Text| {
-        lengths
-            .entry(k.to_string())
-            .or_default()
-            .add(len_of(t, tok))
-    };
+    let mut add = |k: &str, t: &Text| lengths.entry(k.to_string()).or_default().add(len_of(t, tok));
     let mut find = |k: &str| *findings.entry(k.to_string()).or_default() += 1;
     for r in &loaded.records {
         *kinds.entry(r.kind().name().to_string()).or_default() += 1;
@@ -134,21 +117,14 @@ pub fn inspect(
                     find("chosen equals rejected");
                 }
             }
-            Record::PromptCompletion {
-                prompt, completion, ..
-            }
-            | Record::Unpaired {
-                prompt, completion, ..
-            } => {
+            Record::PromptCompletion { prompt, completion, .. } | Record::Unpaired { prompt, completion, .. } => {
                 add("prompt", prompt);
                 add("completion", completion);
                 if completion.is_empty() {
                     find("empty completion");
                 }
             }
-            Record::RankedList {
-                prompt, responses, ..
-            } => {
+            Record::RankedList { prompt, responses, .. } => {
                 add("prompt", prompt);
                 for x in responses {
                     add("response", &x.response);
@@ -159,17 +135,11 @@ pub fn inspect(
             }
             Record::LanguageModeling { text, .. } => add("text", text),
             Record::PromptOnly { prompt, .. } => add("prompt", prompt),
-            Record::Stepwise {
-                prompt,
-                completions,
-                ..
-            } => {
+            Record::Stepwise { prompt, completions, .. } => {
                 add("prompt", &Text::Plain(prompt.clone()));
                 add("completion", &Text::Plain(completions.concat()));
             }
-            Record::Spans {
-                prompt, response, ..
-            } => {
+            Record::Spans { prompt, response, .. } => {
                 add("prompt", prompt);
                 add("response", &Text::Plain(response.clone()));
             }
@@ -181,11 +151,7 @@ pub fn inspect(
         kinds,
         conversational,
         lengths,
-        unit: if tok.is_some() {
-            "tokens"
-        } else {
-            "characters"
-        },
+        unit: if tok.is_some() { "tokens" } else { "characters" },
         findings,
     })
 }
@@ -210,11 +176,7 @@ impl fmt::Display for Inspection {
             }
         }
         if !self.report.problems.is_empty() {
-            writeln!(
-                f,
-                "problems (first {}):",
-                self.report.problems.len().min(20)
-            )?;
+            writeln!(f, "problems (first {}):", self.report.problems.len().min(20))?;
             for p in self.report.problems.iter().take(20) {
                 writeln!(f, "  {p}")?;
             }

@@ -65,22 +65,14 @@ pub struct Report {
 
 impl Report {
     pub fn new(file: impl Into<String>) -> Self {
-        Self {
-            file: file.into(),
-            ..Self::default()
-        }
+        Self { file: file.into(), ..Self::default() }
     }
     /// Count a skipped row and keep its problem.
     pub fn skip(&mut self, line: usize, reason: impl Into<String>, detail: impl Into<String>) {
         let reason = reason.into();
         *self.skipped.entry(reason.clone()).or_default() += 1;
         if self.problems.len() < MAX_PROBLEMS_KEPT {
-            self.problems.push(Problem {
-                file: self.file.clone(),
-                line,
-                reason,
-                detail: detail.into(),
-            });
+            self.problems.push(Problem { file: self.file.clone(), line, reason, detail: detail.into() });
         }
     }
     pub fn skipped_total(&self) -> usize {
@@ -146,11 +138,7 @@ fn is_parquet(path: &Path) -> Result<bool> {
 pub fn open(path: &Path) -> Result<Box<dyn BufRead>> {
     let gz = is_gzip(path)?;
     let f = File::open(path).map_err(io_err(path))?;
-    Ok(if gz {
-        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(f)))
-    } else {
-        Box::new(BufReader::new(f))
-    })
+    Ok(if gz { Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(f))) } else { Box::new(BufReader::new(f)) })
 }
 
 /// Read every row of a JSONL / JSON-array / Parquet file (gzip allowed for the JSON forms).
@@ -209,11 +197,7 @@ fn read_jsonl(path: &Path, mut r: Box<dyn BufRead>, report: &mut Report) -> Resu
                 report.read += 1;
                 rows.push(Row { line, value });
             }
-            Ok(other) => report.skip(
-                line,
-                "not a JSON object",
-                format!("found {}", json_type(&other)),
-            ),
+            Ok(other) => report.skip(line, "not a JSON object", format!("found {}", json_type(&other))),
             Err(e) => report.skip(line, "invalid JSON", e.to_string()),
         }
     }
@@ -230,10 +214,7 @@ fn read_json_array(path: &Path, mut r: Box<dyn BufRead>, report: &mut Report) ->
         message: e.to_string(),
     })?;
     let Value::Array(items) = value else {
-        return Err(DataError::Invalid(format!(
-            "{}: expected a JSON array",
-            path.display()
-        )));
+        return Err(DataError::Invalid(format!("{}: expected a JSON array", path.display())));
     };
     let mut rows = Vec::with_capacity(items.len());
     for (i, value) in items.into_iter().enumerate() {
@@ -242,11 +223,7 @@ fn read_json_array(path: &Path, mut r: Box<dyn BufRead>, report: &mut Report) ->
             report.read += 1;
             rows.push(Row { line: i + 1, value });
         } else {
-            report.skip(
-                i + 1,
-                "not a JSON object",
-                format!("array element is {}", json_type(&value)),
-            );
+            report.skip(i + 1, "not a JSON object", format!("array element is {}", json_type(&value)));
         }
     }
     Ok(rows)
@@ -255,10 +232,8 @@ fn read_json_array(path: &Path, mut r: Box<dyn BufRead>, report: &mut Report) ->
 #[cfg(feature = "parquet")]
 fn read_parquet(path: &Path, report: &mut Report) -> Result<Vec<Row>> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    let perr = |e: parquet::errors::ParquetError| DataError::Parquet {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
+    let perr =
+        |e: parquet::errors::ParquetError| DataError::Parquet { path: path.to_path_buf(), message: e.to_string() };
     let f = File::open(path).map_err(io_err(path))?;
     let reader = SerializedFileReader::new(f).map_err(perr)?;
     let mut rows = Vec::new();
@@ -267,10 +242,7 @@ fn read_parquet(path: &Path, report: &mut Report) -> Result<Vec<Row>> {
         match row {
             Ok(row) => {
                 report.read += 1;
-                rows.push(Row {
-                    line: i + 1,
-                    value: row.to_json_value(),
-                });
+                rows.push(Row { line: i + 1, value: row.to_json_value() });
             }
             Err(e) => report.skip(i + 1, "unreadable Parquet row", e.to_string()),
         }
@@ -282,9 +254,7 @@ fn read_parquet(path: &Path, report: &mut Report) -> Result<Vec<Row>> {
 fn read_parquet(path: &Path, _report: &mut Report) -> Result<Vec<Row>> {
     Err(DataError::Parquet {
         path: path.to_path_buf(),
-        message:
-            "this build of reins-data has no Parquet support; rebuild with the `parquet` feature"
-                .into(),
+        message: "this build of reins-data has no Parquet support; rebuild with the `parquet` feature".into(),
     })
 }
 
@@ -305,10 +275,7 @@ pub fn write_jsonl<'a>(path: &Path, values: impl IntoIterator<Item = &'a Value>)
     if path.extension().is_some_and(|e| e == "gz") {
         let mut w = flate2::write::GzEncoder::new(f, flate2::Compression::default());
         let n = write_values(path, &mut w, values)?;
-        w.finish()
-            .map_err(io_err(path))?
-            .flush()
-            .map_err(io_err(path))?;
+        w.finish().map_err(io_err(path))?.flush().map_err(io_err(path))?;
         Ok(n)
     } else {
         let mut w = f;
@@ -318,17 +285,10 @@ pub fn write_jsonl<'a>(path: &Path, values: impl IntoIterator<Item = &'a Value>)
     }
 }
 
-fn write_values<'a>(
-    path: &Path,
-    w: &mut impl Write,
-    values: impl IntoIterator<Item = &'a Value>,
-) -> Result<usize> {
+fn write_values<'a>(path: &Path, w: &mut impl Write, values: impl IntoIterator<Item = &'a Value>) -> Result<usize> {
     let mut n = 0;
     for v in values {
-        serde_json::to_writer(&mut *w, v).map_err(|e| DataError::Io {
-            path: path.to_path_buf(),
-            source: e.into(),
-        })?;
+        serde_json::to_writer(&mut *w, v).map_err(|e| DataError::Io { path: path.to_path_buf(), source: e.into() })?;
         w.write_all(b"\n").map_err(io_err(path))?;
         n += 1;
     }

@@ -17,10 +17,7 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-        }
+        Self { role: role.into(), content: content.into() }
     }
     pub fn user(content: impl Into<String>) -> Self {
         Self::new("user", content)
@@ -137,40 +134,17 @@ pub enum Record {
     /// Prompt-only: `prompt`.
     PromptOnly { prompt: Text, meta: Meta },
     /// Prompt-completion: `prompt`, `completion`.
-    PromptCompletion {
-        prompt: Text,
-        completion: Text,
-        meta: Meta,
-    },
+    PromptCompletion { prompt: Text, completion: Text, meta: Meta },
     /// Preference: `prompt`, `chosen`, `rejected` (+ optional `margin`, strength, reference).
     Preference(Preference),
     /// Unpaired preference: `prompt`, `completion`, `label` (true = desirable).
-    Unpaired {
-        prompt: Text,
-        completion: Text,
-        label: bool,
-        meta: Meta,
-    },
+    Unpaired { prompt: Text, completion: Text, label: bool, meta: Meta },
     /// Stepwise supervision: `prompt`, `completions` (steps), `labels` (one per step).
-    Stepwise {
-        prompt: String,
-        completions: Vec<String>,
-        labels: Vec<bool>,
-        meta: Meta,
-    },
+    Stepwise { prompt: String, completions: Vec<String>, labels: Vec<bool>, meta: Meta },
     /// One prompt, k responses with ranks and/or scores and optional per-aspect ratings.
-    RankedList {
-        prompt: Text,
-        responses: Vec<Ranked>,
-        meta: Meta,
-    },
+    RankedList { prompt: Text, responses: Vec<Ranked>, meta: Meta },
     /// Span-level labels on one response (fine-grained feedback).
-    Spans {
-        prompt: Text,
-        response: String,
-        spans: Vec<Span>,
-        meta: Meta,
-    },
+    Spans { prompt: Text, response: String, spans: Vec<Span>, meta: Meta },
 }
 
 /// The kind of a record, for counts and `--to` targets.
@@ -258,9 +232,7 @@ impl Record {
             Record::PromptOnly { prompt, .. } => {
                 o.insert("prompt".into(), prompt.to_json());
             }
-            Record::PromptCompletion {
-                prompt, completion, ..
-            } => {
+            Record::PromptCompletion { prompt, completion, .. } => {
                 o.insert("prompt".into(), prompt.to_json());
                 o.insert("completion".into(), completion.to_json());
             }
@@ -278,29 +250,17 @@ impl Record {
                     o.insert("reference".into(), r.to_json());
                 }
             }
-            Record::Unpaired {
-                prompt,
-                completion,
-                label,
-                ..
-            } => {
+            Record::Unpaired { prompt, completion, label, .. } => {
                 o.insert("prompt".into(), prompt.to_json());
                 o.insert("completion".into(), completion.to_json());
                 o.insert("label".into(), json!(label));
             }
-            Record::Stepwise {
-                prompt,
-                completions,
-                labels,
-                ..
-            } => {
+            Record::Stepwise { prompt, completions, labels, .. } => {
                 o.insert("prompt".into(), json!(prompt));
                 o.insert("completions".into(), json!(completions));
                 o.insert("labels".into(), json!(labels));
             }
-            Record::RankedList {
-                prompt, responses, ..
-            } => {
+            Record::RankedList { prompt, responses, .. } => {
                 o.insert("prompt".into(), prompt.to_json());
                 let rs: Vec<Value> = responses
                     .iter()
@@ -324,12 +284,7 @@ impl Record {
                     .collect();
                 o.insert("responses".into(), Value::Array(rs));
             }
-            Record::Spans {
-                prompt,
-                response,
-                spans,
-                ..
-            } => {
+            Record::Spans { prompt, response, spans, .. } => {
                 o.insert("prompt".into(), prompt.to_json());
                 o.insert("response".into(), json!(response));
                 o.insert("spans".into(), json!(spans));

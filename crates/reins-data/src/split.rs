@@ -41,11 +41,7 @@ pub fn split(records: Vec<Record>, test_fraction: f64, seed: u64) -> (Vec<Record
         let j = (splitmix(&mut state) % (i as u64 + 1)) as usize;
         order.swap(i, j);
     }
-    let f = if test_fraction.is_finite() {
-        test_fraction.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
+    let f = if test_fraction.is_finite() { test_fraction.clamp(0.0, 1.0) } else { 0.0 };
     let mut n_test = (f * groups as f64).round() as usize;
     if f > 0.0 && n_test == 0 && groups >= 2 {
         n_test = 1;

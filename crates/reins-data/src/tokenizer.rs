@@ -65,11 +65,7 @@ fn template_from_config(cfg: &Value) -> Option<String> {
                     .and_then(Value::as_str)
             };
             named("default")
-                .or_else(|| {
-                    list.first()
-                        .and_then(|t| t.get("template"))
-                        .and_then(Value::as_str)
-                })
+                .or_else(|| list.first().and_then(|t| t.get("template")).and_then(Value::as_str))
                 .map(str::to_string)
         }
         _ => None,
@@ -89,17 +85,13 @@ impl HfTokenizer {
                 message: "not found; reins needs a HF *fast* tokenizer file (`tokenizer.json`). Save it with `AutoTokenizer.from_pretrained(...).save_pretrained(dir)`".into(),
             });
         }
-        let inner = tokenizers::Tokenizer::from_file(&tj).map_err(|e| DataError::Tokenizer {
-            path: tj.clone(),
-            message: format!("could not load: {e}"),
-        })?;
+        let inner = tokenizers::Tokenizer::from_file(&tj)
+            .map_err(|e| DataError::Tokenizer { path: tj.clone(), message: format!("could not load: {e}") })?;
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg: Value = if cfg_path.exists() {
             let text = std::fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;
-            serde_json::from_str(&text).map_err(|e| DataError::Tokenizer {
-                path: cfg_path.clone(),
-                message: format!("not valid JSON: {e}"),
-            })?
+            serde_json::from_str(&text)
+                .map_err(|e| DataError::Tokenizer { path: cfg_path.clone(), message: format!("not valid JSON: {e}") })?
         } else {
             Value::Null
         };
@@ -118,21 +110,13 @@ impl HfTokenizer {
             let cj = dir.join("chat_template.json");
             if cj.exists() {
                 let text = std::fs::read_to_string(&cj).map_err(io_err(&cj))?;
-                serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .as_ref()
-                    .and_then(template_from_config)
+                serde_json::from_str::<Value>(&text).ok().as_ref().and_then(template_from_config)
             } else {
                 None
             }
         };
         let template = source.map(|s| ChatTemplate::new(&s)).transpose()?;
-        Ok(Self {
-            inner,
-            dir: dir.to_path_buf(),
-            template,
-            special,
-        })
+        Ok(Self { inner, dir: dir.to_path_buf(), template, special })
     }
 
     /// Replace the chat template (e.g. one given on the command line).
@@ -158,20 +142,14 @@ impl HfTokenizer {
         self.inner
             .encode(text, add_special_tokens)
             .map(|e| e.get_ids().to_vec())
-            .map_err(|e| DataError::Tokenizer {
-                path: self.dir.clone(),
-                message: format!("encode failed: {e}"),
-            })
+            .map_err(|e| DataError::Tokenizer { path: self.dir.clone(), message: format!("encode failed: {e}") })
     }
 
     /// Text of `ids`, optionally without special tokens.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         self.inner
             .decode(ids, skip_special_tokens)
-            .map_err(|e| DataError::Tokenizer {
-                path: self.dir.clone(),
-                message: format!("decode failed: {e}"),
-            })
+            .map_err(|e| DataError::Tokenizer { path: self.dir.clone(), message: format!("decode failed: {e}") })
     }
 
     pub fn has_chat_template(&self) -> bool {
@@ -180,20 +158,12 @@ impl HfTokenizer {
 
     /// The chat template, or an error naming the folder and what to do.
     pub fn chat_template(&self) -> Result<&ChatTemplate> {
-        self.template
-            .as_ref()
-            .ok_or_else(|| DataError::MissingChatTemplate {
-                dir: self.dir.clone(),
-            })
+        self.template.as_ref().ok_or_else(|| DataError::MissingChatTemplate { dir: self.dir.clone() })
     }
 
     /// Render `messages` with the chat template, with the special tokens (`bos_token`,
     /// `eos_token`, `pad_token`, `unk_token`) in the context, as transformers does.
-    pub fn apply_chat_template(
-        &self,
-        messages: &[Message],
-        add_generation_prompt: bool,
-    ) -> Result<String> {
+    pub fn apply_chat_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         self.apply_chat_template_with(messages, add_generation_prompt, &Value::Null)
     }
 
@@ -218,17 +188,12 @@ impl HfTokenizer {
         if let Value::Object(o) = extra {
             ctx.extend(o.clone());
         }
-        self.chat_template()?
-            .render(messages, add_generation_prompt, &Value::Object(ctx))
+        self.chat_template()?.render(messages, add_generation_prompt, &Value::Object(ctx))
     }
 
     /// Token ids of the rendered chat, without adding special tokens again (the template
     /// writes them), as `apply_chat_template(tokenize=True)` does.
-    pub fn encode_chat(
-        &self,
-        messages: &[Message],
-        add_generation_prompt: bool,
-    ) -> Result<Vec<u32>> {
+    pub fn encode_chat(&self, messages: &[Message], add_generation_prompt: bool) -> Result<Vec<u32>> {
         let text = self.apply_chat_template(messages, add_generation_prompt)?;
         self.encode(&text, false)
     }
@@ -251,22 +216,13 @@ impl HfTokenizer {
         self.special.eos.as_deref()
     }
     pub fn eos_id(&self) -> Option<u32> {
-        self.special
-            .eos
-            .as_deref()
-            .and_then(|t| self.token_to_id(t))
+        self.special.eos.as_deref().and_then(|t| self.token_to_id(t))
     }
     pub fn bos_id(&self) -> Option<u32> {
-        self.special
-            .bos
-            .as_deref()
-            .and_then(|t| self.token_to_id(t))
+        self.special.bos.as_deref().and_then(|t| self.token_to_id(t))
     }
     pub fn pad_id(&self) -> Option<u32> {
-        self.special
-            .pad
-            .as_deref()
-            .and_then(|t| self.token_to_id(t))
+        self.special.pad.as_deref().and_then(|t| self.token_to_id(t))
     }
     /// The pad id TRL uses: `pad_token`, else `eos_token`.
     pub fn pad_id_or_eos(&self) -> Option<u32> {

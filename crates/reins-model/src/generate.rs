@@ -90,13 +90,13 @@ pub struct Generation {
 }
 
 /// Decides from a row index and its new tokens whether the row is done.
-pub type StopFn = dyn Fn(usize, &[u32]) -> bool;
+pub type StopFn<'a> = dyn Fn(usize, &[u32]) -> bool + 'a;
 
 /// Extra per-call hooks: a stop test on a row's new tokens (e.g. stop strings, checked after
 /// each token) and a callback for streaming.
 #[derive(Default)]
 pub struct Hooks<'a> {
-    pub stop: Option<&'a StopFn>,
+    pub stop: Option<&'a StopFn<'a>>,
     pub on_token: Option<&'a mut dyn FnMut(usize, u32)>,
 }
 

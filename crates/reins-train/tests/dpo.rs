@@ -26,20 +26,11 @@ fn every_case_matches_numpy_trl_f64_and_f32() {
             bco_delta: None,
             chosen_lengths: Some(g("chosen_lengths")),
             rejected_lengths: Some(g("rejected_lengths")),
-            sft_nll: Some(
-                Tensor::new(inp["sft_nll"].as_f64().unwrap(), &Device::Cpu)
-                    .unwrap()
-                    .to_dtype(dt)
-                    .unwrap(),
-            ),
+            sft_nll: Some(Tensor::new(inp["sft_nll"].as_f64().unwrap(), &Device::Cpu).unwrap().to_dtype(dt).unwrap()),
             wpo_weights: Some(g("wpo_weights")),
         };
         // f32 inputs of magnitude ~50 carry ~4e-6 absolute error into the log-ratios.
-        let (rtol, atol) = if dt == DType::F64 {
-            (1e-10, 1e-12)
-        } else {
-            (2e-4, 1e-5)
-        };
+        let (rtol, atol) = if dt == DType::F64 { (1e-10, 1e-12) } else { (2e-4, 1e-5) };
         for c in cases {
             let name = c["name"].as_str().unwrap();
             let cfg = cfg_from(&c["config"]);
@@ -55,20 +46,8 @@ fn every_case_matches_numpy_trl_f64_and_f32() {
             let e = &c["expected"];
             assert_close(name, s(&out.loss), e["loss"].as_f64().unwrap(), rtol, atol);
             assert_all_close(name, &v1(&out.losses), &f64s(&e["losses"]), rtol, atol);
-            assert_all_close(
-                name,
-                &v1(&out.chosen_rewards),
-                &f64s(&e["chosen_rewards"]),
-                rtol,
-                atol,
-            );
-            assert_all_close(
-                name,
-                &v1(&out.rejected_rewards),
-                &f64s(&e["rejected_rewards"]),
-                rtol,
-                atol,
-            );
+            assert_all_close(name, &v1(&out.chosen_rewards), &f64s(&e["chosen_rewards"]), rtol, atol);
+            assert_all_close(name, &v1(&out.rejected_rewards), &f64s(&e["rejected_rewards"]), rtol, atol);
         }
     }
 }
@@ -79,11 +58,7 @@ fn ld_alpha_and_wpo_helpers_match_numpy() {
     let h = &d["helpers"];
     let mask = t2(&f64s2(&h["mask"]));
     let ptl = t2(&f64s2(&h["per_token_logps"]));
-    for (a, k) in [
-        (0.5, "ld_alpha_0_5"),
-        (0.0, "ld_alpha_0"),
-        (1.0, "ld_alpha_1"),
-    ] {
+    for (a, k) in [(0.5, "ld_alpha_0_5"), (0.0, "ld_alpha_0"), (1.0, "ld_alpha_1")] {
         let got = ld_alpha_logps(&ptl, &mask, a).unwrap();
         assert_all_close(k, &v1(&got), &f64s(&h[k]), 1e-12, 1e-12);
     }
@@ -95,10 +70,7 @@ fn fixture_cfg(run: &serde_json::Value) -> DpoConfig {
     let lt: DpoLossType = serde_json::from_value(run["loss_type"].clone()).unwrap();
     let mut cfg = DpoConfig::with_loss(lt);
     cfg.beta = run["beta"].as_f64().unwrap();
-    cfg.label_smoothing = run
-        .get("label_smoothing")
-        .and_then(|x| x.as_f64())
-        .unwrap_or(0.0);
+    cfg.label_smoothing = run.get("label_smoothing").and_then(|x| x.as_f64()).unwrap_or(0.0);
     cfg
 }
 
@@ -124,12 +96,7 @@ fn trl_step1_loss_is_loss_at_zero_logratio_for_every_run() {
         let out = dpo_loss(&c, &r, &c, &r, &cfg, &extras).unwrap();
         let m = dpo_metrics(&out, &c, &r).unwrap();
         assert_close(name, m["loss"], row["loss"].as_f64().unwrap(), 1e-6, 1e-7);
-        for k in [
-            "rewards/chosen",
-            "rewards/rejected",
-            "rewards/margins",
-            "rewards/accuracies",
-        ] {
+        for k in ["rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"] {
             assert_eq!(m[k], row[k].as_f64().unwrap(), "{name} {k}");
         }
         assert_close(name, m["logps/chosen"], lc, 1e-12, 0.0);
@@ -161,13 +128,7 @@ fn trl_rows_2_3_rewards_and_jensen_bounds() {
             let m = dpo_metrics(&out, &c, &r).unwrap();
             for k in ["rewards/chosen", "rewards/rejected", "rewards/margins"] {
                 let want = row[k].as_f64().unwrap();
-                assert_close(
-                    &format!("{name} step {} {k}", row["step"]),
-                    m[k],
-                    want,
-                    1e-4,
-                    1e-3,
-                );
+                assert_close(&format!("{name} step {} {k}", row["step"]), m[k], want, 1e-4, 1e-3);
             }
             let convex = matches!(
                 cfg.loss_type[0],
@@ -182,11 +143,7 @@ fn trl_rows_2_3_rewards_and_jensen_bounds() {
             );
             if convex {
                 let logged = row["loss"].as_f64().unwrap();
-                assert!(
-                    m["loss"] <= logged + 1e-4,
-                    "{name}: Jensen bound {} > logged {logged}",
-                    m["loss"]
-                );
+                assert!(m["loss"] <= logged + 1e-4, "{name}: Jensen bound {} > logged {logged}", m["loss"]);
             }
         }
     }
@@ -195,33 +152,18 @@ fn trl_rows_2_3_rewards_and_jensen_bounds() {
 #[test]
 fn validation_errors_name_the_key() {
     let mut c = DpoConfig::with_loss(DpoLossType::ExoPair);
-    assert!(c
-        .validate()
-        .unwrap_err()
-        .to_string()
-        .contains("label_smoothing"));
+    assert!(c.validate().unwrap_err().to_string().contains("label_smoothing"));
     c.label_smoothing = 1e-3;
     c.validate().unwrap();
     let mut c = DpoConfig::with_loss(DpoLossType::BcoPair);
     c.f_divergence_type = FDivergenceType::JsDivergence;
-    assert!(c
-        .validate()
-        .unwrap_err()
-        .to_string()
-        .contains("f_divergence_type"));
+    assert!(c.validate().unwrap_err().to_string().contains("f_divergence_type"));
     let c: DpoConfig = serde_json::from_str(r#"{"loss_type": "ipo", "beta": 0.2}"#).unwrap();
     assert_eq!(c.loss_type, vec![DpoLossType::Ipo]);
     assert!(serde_json::from_str::<DpoConfig>(r#"{"betta": 0.2}"#).is_err());
-    let c = DpoConfig {
-        loss_type: vec![DpoLossType::Sigmoid],
-        loss_weights: Some(vec![1.0, 2.0]),
-        ..Default::default()
-    };
-    assert!(c
-        .validate()
-        .unwrap_err()
-        .to_string()
-        .contains("loss_weights"));
+    let c =
+        DpoConfig { loss_type: vec![DpoLossType::Sigmoid], loss_weights: Some(vec![1.0, 2.0]), ..Default::default() };
+    assert!(c.validate().unwrap_err().to_string().contains("loss_weights"));
 }
 
 #[test]
@@ -252,23 +194,12 @@ fn gradients_flow_for_every_loss_type() {
             rejected_lengths: Some(Tensor::new(&[2f32, 4., 6.], &Device::Cpu).unwrap()),
             ..Default::default()
         };
-        let out = dpo_loss(
-            c.as_tensor(),
-            r.as_tensor(),
-            &rc,
-            &rr,
-            &DpoConfig::with_loss(lt),
-            &extras,
-        )
-        .unwrap();
+        let out = dpo_loss(c.as_tensor(), r.as_tensor(), &rc, &rr, &DpoConfig::with_loss(lt), &extras).unwrap();
         let grads = out.loss.backward().unwrap();
         let gc = v1(grads.get(c.as_tensor()).expect("chosen grad"));
         let gr = v1(grads.get(r.as_tensor()).expect("rejected grad"));
         assert!(gc.iter().chain(&gr).all(|g| g.is_finite()), "{lt:?}");
-        assert!(
-            gc.iter().chain(&gr).any(|g| *g != 0.0),
-            "{lt:?}: all-zero gradient"
-        );
+        assert!(gc.iter().chain(&gr).any(|g| *g != 0.0), "{lt:?}: all-zero gradient");
     }
 }
 
@@ -303,12 +234,7 @@ proptest! {
 /// BCO's running reward shift as explicit state (TRL ≤ 0.12 `bco_pair`, `RunningMoments`).
 #[test]
 fn bco_pair_with_running_shift() {
-    let (c, r, rc, rr) = (
-        t1(&[-10.0, -12.0]),
-        t1(&[-11.0, -9.0]),
-        t1(&[-10.5, -11.0]),
-        t1(&[-10.0, -9.5]),
-    );
+    let (c, r, rc, rr) = (t1(&[-10.0, -12.0]), t1(&[-11.0, -9.0]), t1(&[-10.5, -11.0]), t1(&[-10.0, -9.5]));
     let cfg = DpoConfig::with_loss(DpoLossType::BcoPair);
     // rewards β ρ: chosen [0.05, −0.1], rejected [−0.1, 0.05]; batch mean −0.025
     let state = reins_train::losses::RunningMoments::default().update(&[-0.025]);
@@ -316,17 +242,11 @@ fn bco_pair_with_running_shift() {
     let state2 = state.update(&[0.075]);
     assert_close("second mean", state2.mean, 0.025, 1e-12, 0.0);
     assert_close("second var", state2.var, 0.0025, 1e-9, 0.0);
-    let extras = DpoExtras {
-        bco_delta: Some(state.mean),
-        ..Default::default()
-    };
+    let extras = DpoExtras { bco_delta: Some(state.mean), ..Default::default() };
     let out = dpo_loss(&c, &r, &rc, &rr, &cfg, &extras).unwrap();
     let sp = |x: f64| (1.0 + (-x).exp()).ln(); // −log σ(x)
     let d = -0.025;
-    let want = [
-        sp(0.05 - d) + sp(-(-0.1 - d)),
-        sp(-0.1 - d) + sp(-(0.05 - d)),
-    ];
+    let want = [sp(0.05 - d) + sp(-(-0.1 - d)), sp(-0.1 - d) + sp(-(0.05 - d))];
     assert_all_close("bco", &v1(&out.losses), &want, 1e-9, 0.0);
 }
 
@@ -340,15 +260,6 @@ fn token_logps_and_log_sum_sq_probs_by_hand() {
     let want = [2.0 - lse(&[1.0, 2.0, 0.5]), 3.0 - lse(&[0.0, 0.0, 3.0])];
     assert_all_close("token_logps", &got, &want, 1e-6, 0.0);
     let lssp = v1(&log_sum_sq_probs(&logits).unwrap());
-    let p: Vec<f64> = [1.0f64, 2.0, 0.5]
-        .iter()
-        .map(|x| (x - lse(&[1.0, 2.0, 0.5])).exp())
-        .collect();
-    assert_close(
-        "lssp",
-        lssp[0],
-        p.iter().map(|x| x * x).sum::<f64>().ln(),
-        1e-6,
-        0.0,
-    );
+    let p: Vec<f64> = [1.0f64, 2.0, 0.5].iter().map(|x| (x - lse(&[1.0, 2.0, 0.5])).exp()).collect();
+    assert_close("lssp", lssp[0], p.iter().map(|x| x * x).sum::<f64>().ln(), 1e-6, 0.0);
 }

@@ -19,20 +19,9 @@ fn kto_matches_trl() {
             "beta": c["beta"], "desirable_weight": c["desirable_weight"],
             "undesirable_weight": c["undesirable_weight"], "loss_type": c["loss_type"]}))
         .unwrap();
-        let (ch, rch, rj, rrj) = (
-            g("chosen"),
-            g("ref_chosen"),
-            g("rejected"),
-            g("ref_rejected"),
-        );
+        let (ch, rch, rj, rrj) = (g("chosen"), g("ref_chosen"), g("rejected"), g("ref_rejected"));
         let out = kto_loss(Some((&ch, &rch)), Some((&rj, &rrj)), &kl, &cfg).unwrap();
-        assert_close(
-            name,
-            s(&out.loss),
-            c["loss"].as_f64().unwrap(),
-            1e-12,
-            1e-12,
-        );
+        assert_close(name, s(&out.loss), c["loss"].as_f64().unwrap(), 1e-12, 1e-12);
     }
     // one side only is fine; none is an error
     let (ch, rch) = (g("chosen"), g("ref_chosen"));
@@ -45,54 +34,19 @@ fn orpo_matches_trl() {
     let d = data("prefs.json");
     let o = &d["orpo"];
     let x = t1(&f64s(&o["log1mexp_x"]));
-    assert_all_close(
-        "log1mexp",
-        &v1(&log1mexp(&x).unwrap()),
-        &f64s(&o["log1mexp"]),
-        1e-10,
-        1e-12,
-    );
+    assert_all_close("log1mexp", &v1(&log1mexp(&x).unwrap()), &f64s(&o["log1mexp"]), 1e-10, 1e-12);
     let nll = Tensor::new(o["nll"].as_f64().unwrap(), &Device::Cpu).unwrap();
-    let out = orpo_loss(
-        &t1(&f64s(&o["chosen"])),
-        &t1(&f64s(&o["rejected"])),
-        &nll,
-        o["beta"].as_f64().unwrap(),
-    )
-    .unwrap();
-    assert_close(
-        "loss",
-        s(&out.loss),
-        o["loss"].as_f64().unwrap(),
-        1e-10,
-        1e-12,
-    );
-    assert_close(
-        "lor",
-        s(&out.log_odds_ratio),
-        o["log_odds_ratio"].as_f64().unwrap(),
-        1e-10,
-        1e-12,
-    );
-    assert_close(
-        "loc",
-        s(&out.log_odds_chosen),
-        o["log_odds_chosen"].as_f64().unwrap(),
-        1e-10,
-        1e-12,
-    );
+    let out =
+        orpo_loss(&t1(&f64s(&o["chosen"])), &t1(&f64s(&o["rejected"])), &nll, o["beta"].as_f64().unwrap()).unwrap();
+    assert_close("loss", s(&out.loss), o["loss"].as_f64().unwrap(), 1e-10, 1e-12);
+    assert_close("lor", s(&out.log_odds_ratio), o["log_odds_ratio"].as_f64().unwrap(), 1e-10, 1e-12);
+    assert_close("loc", s(&out.log_odds_chosen), o["log_odds_chosen"].as_f64().unwrap(), 1e-10, 1e-12);
     // f32 gradients stay finite even for log-probs at ~0
     let c = Var::new(&[-1e-7f32, -0.3, -2.0], &Device::Cpu).unwrap();
     let r = Tensor::new(&[-0.5f32, -1e-6, -3.0], &Device::Cpu).unwrap();
     let nll = Tensor::new(1f32, &Device::Cpu).unwrap();
-    let g = orpo_loss(c.as_tensor(), &r, &nll, 0.1)
-        .unwrap()
-        .loss
-        .backward()
-        .unwrap();
-    assert!(v1(g.get(c.as_tensor()).unwrap())
-        .iter()
-        .all(|x| x.is_finite()));
+    let g = orpo_loss(c.as_tensor(), &r, &nll, 0.1).unwrap().loss.backward().unwrap();
+    assert!(v1(g.get(c.as_tensor()).unwrap()).iter().all(|x| x.is_finite()));
 }
 
 #[test]
@@ -106,21 +60,9 @@ fn cpo_and_simpo_match_trl() {
         let cfg: CpoConfig = serde_json::from_value(case["config"].clone()).unwrap();
         let (pc, pr) = (t1(&f64s(&case["chosen"])), t1(&f64s(&case["rejected"])));
         let out = cpo_loss(&pc, &pr, Some(&nll), &cfg).unwrap();
-        assert_close(
-            name,
-            s(&out.loss),
-            case["loss"].as_f64().unwrap(),
-            1e-10,
-            1e-12,
-        );
+        assert_close(name, s(&out.loss), case["loss"].as_f64().unwrap(), 1e-10, 1e-12);
         assert_all_close(name, &v1(&out.losses), &f64s(&case["losses"]), 1e-10, 1e-12);
-        assert_all_close(
-            name,
-            &v1(&out.chosen_rewards),
-            &f64s(&case["chosen_rewards"]),
-            1e-10,
-            1e-12,
-        );
+        assert_all_close(name, &v1(&out.chosen_rewards), &f64s(&case["chosen_rewards"]), 1e-10, 1e-12);
         if cfg.loss_type == CpoLossType::Simpo && cfg.alpha == 0.0 {
             let so = simpo_loss(&pc, &pr, cfg.beta, cfg.simpo_gamma, cfg.label_smoothing).unwrap();
             assert_all_close(name, &v1(&so.losses), &f64s(&case["losses"]), 1e-10, 1e-12);
@@ -132,11 +74,7 @@ fn cpo_and_simpo_match_trl() {
 fn bradley_terry_matches_trl() {
     let d = data("prefs.json");
     let r = &d["reward"];
-    let (c, j, m) = (
-        t1(&f64s(&r["chosen"])),
-        t1(&f64s(&r["rejected"])),
-        t1(&f64s(&r["margin"])),
-    );
+    let (c, j, m) = (t1(&f64s(&r["chosen"])), t1(&f64s(&r["rejected"])), t1(&f64s(&r["margin"])));
     let cs = &r["cases"];
     let base = RewardLossConfig::default();
     assert_close(
@@ -153,26 +91,14 @@ fn bradley_terry_matches_trl() {
         1e-12,
         0.0,
     );
-    let cfg = RewardLossConfig {
-        center_rewards_coefficient: Some(0.01),
-        ..base
-    };
+    let cfg = RewardLossConfig { center_rewards_coefficient: Some(0.01), ..base };
     let got = s(&bradley_terry_loss(&c, &j, Some(&m), None, &cfg).unwrap());
-    assert_close(
-        "center",
-        got,
-        cs["margin_center_0.01"].as_f64().unwrap(),
-        1e-12,
-        0.0,
-    );
+    assert_close("center", got, cs["margin_center_0.01"].as_f64().unwrap(), 1e-12, 0.0);
     // soft label 1 and smoothing 0 are TRL's loss; smoothing ε equals soft label 1 − ε
     let ones = c.ones_like().unwrap();
     let soft = s(&bradley_terry_loss(&c, &j, None, Some(&ones), &base).unwrap());
     assert_close("soft=1", soft, cs["plain"].as_f64().unwrap(), 1e-12, 0.0);
-    let sm = RewardLossConfig {
-        label_smoothing: 0.1,
-        ..base
-    };
+    let sm = RewardLossConfig { label_smoothing: 0.1, ..base };
     let a = s(&bradley_terry_loss(&c, &j, None, None, &sm).unwrap());
     let b = s(&bradley_terry_loss(&c, &j, None, Some(&(ones * 0.9).unwrap()), &base).unwrap());
     assert_close("smoothing", a, b, 1e-12, 1e-15);
@@ -196,13 +122,7 @@ fn reward_metrics_keys_and_trl_fixture_consistency() {
     assert_eq!(m["min_reward"], -1.0);
     assert_eq!(m["max_reward"], 2.0);
     assert_close("mean", m["mean_reward"], 5.0 / 8.0, 1e-12, 0.0);
-    for k in [
-        "accuracy",
-        "margin",
-        "min_reward",
-        "mean_reward",
-        "max_reward",
-    ] {
+    for k in ["accuracy", "margin", "min_reward", "mean_reward", "max_reward"] {
         assert!(f["log"][0].get(k).is_some(), "TRL logs {k}");
     }
 }
@@ -211,30 +131,14 @@ fn reward_metrics_keys_and_trl_fixture_consistency() {
 fn plackett_luce_reduces_to_bradley_terry_and_ignores_padding() {
     let c = [0.3, -1.2, 2.0];
     let r = [0.1, 0.4, -0.5];
-    let bt = s(
-        &bradley_terry_loss(&t1(&c), &t1(&r), None, None, &RewardLossConfig::default()).unwrap(),
-    );
+    let bt = s(&bradley_terry_loss(&t1(&c), &t1(&r), None, None, &RewardLossConfig::default()).unwrap());
     let scores = t2(&[vec![0.3, 0.1], vec![-1.2, 0.4], vec![2.0, -0.5]]);
     let pl = s(&plackett_luce_loss(&scores, &t2(&vec![vec![1.0, 1.0]; 3])).unwrap());
     assert_close("PL k=2", pl, bt, 1e-12, 1e-15);
     // padded K = 4 with garbage in padding == unpadded K = 2
-    let padded = t2(&[
-        vec![0.3, 99.0, 0.1, -7.0],
-        vec![-1.2, 0.4, 5.0, 5.0],
-        vec![2.0, -0.5, 0.0, 1.0],
-    ]);
-    let mask = t2(&[
-        vec![1.0, 0.0, 1.0, 0.0],
-        vec![1.0, 1.0, 0.0, 0.0],
-        vec![1.0, 1.0, 0.0, 0.0],
-    ]);
-    assert_close(
-        "PL padded",
-        s(&plackett_luce_loss(&padded, &mask).unwrap()),
-        bt,
-        1e-12,
-        1e-15,
-    );
+    let padded = t2(&[vec![0.3, 99.0, 0.1, -7.0], vec![-1.2, 0.4, 5.0, 5.0], vec![2.0, -0.5, 0.0, 1.0]]);
+    let mask = t2(&[vec![1.0, 0.0, 1.0, 0.0], vec![1.0, 1.0, 0.0, 0.0], vec![1.0, 1.0, 0.0, 0.0]]);
+    assert_close("PL padded", s(&plackett_luce_loss(&padded, &mask).unwrap()), bt, 1e-12, 1e-15);
     // K = 3 by hand: −[s1 − lse(s1,s2,s3)] − [s2 − lse(s2,s3)]
     let (a, b, cc) = (1.0f64, 0.2f64, -0.4f64);
     let lse3 = (a.exp() + b.exp() + cc.exp()).ln();
@@ -247,30 +151,16 @@ fn plackett_luce_reduces_to_bradley_terry_and_ignores_padding() {
 #[test]
 fn ensembles_and_preference_strength() {
     let sc = t2(&[vec![1.0, 2.0], vec![3.0, -2.0], vec![2.0, 0.0]]); // [M=3, B=2]
-    assert_eq!(
-        v1(&ensemble_aggregate(&sc, EnsembleAggregation::Mean).unwrap()),
-        vec![2.0, 0.0]
-    );
-    assert_eq!(
-        v1(&ensemble_aggregate(&sc, EnsembleAggregation::Min).unwrap()),
-        vec![1.0, -2.0]
-    );
-    let uwo =
-        v1(&ensemble_aggregate(&sc, EnsembleAggregation::MeanMinusVar { lambda: 0.5 }).unwrap());
-    assert_all_close(
-        "uwo",
-        &uwo,
-        &[2.0 - 0.5 * (2.0 / 3.0), 0.0 - 0.5 * (8.0 / 3.0)],
-        1e-12,
-        1e-12,
-    );
+    assert_eq!(v1(&ensemble_aggregate(&sc, EnsembleAggregation::Mean).unwrap()), vec![2.0, 0.0]);
+    assert_eq!(v1(&ensemble_aggregate(&sc, EnsembleAggregation::Min).unwrap()), vec![1.0, -2.0]);
+    let uwo = v1(&ensemble_aggregate(&sc, EnsembleAggregation::MeanMinusVar { lambda: 0.5 }).unwrap());
+    assert_all_close("uwo", &uwo, &[2.0 - 0.5 * (2.0 / 3.0), 0.0 - 0.5 * (8.0 / 3.0)], 1e-12, 1e-12);
     let rej = t2(&[vec![0.0, 0.0], vec![1.0, 0.0], vec![0.0, 1.0]]);
     let (m, sd) = preference_strength(&sc, &rej).unwrap();
     // d = [[1, 2], [2, −2], [2, −1]]
     assert_all_close("mean", &v1(&m), &[5.0 / 3.0, -1.0 / 3.0], 1e-12, 1e-12);
     let sd0 = ((2.0 * (1.0f64 / 3.0).powi(2) + (2.0f64 / 3.0).powi(2)) / 2.0).sqrt();
-    let sd1 =
-        (((7.0f64 / 3.0).powi(2) + (5.0f64 / 3.0).powi(2) + (2.0f64 / 3.0).powi(2)) / 2.0).sqrt();
+    let sd1 = (((7.0f64 / 3.0).powi(2) + (5.0f64 / 3.0).powi(2) + (2.0f64 / 3.0).powi(2)) / 2.0).sqrt();
     assert_all_close("std", &v1(&sd), &[sd0, sd1], 1e-12, 1e-12);
 }
 
@@ -281,15 +171,7 @@ fn lipo_lambda_at_k2_is_scaled_dpo() {
     let rc = [-10.5, -11.0, -7.0];
     let rr = [-10.0, -9.5, -8.5];
     let beta = 0.1;
-    let dpo = dpo_loss(
-        &t1(&pc),
-        &t1(&pr),
-        &t1(&rc),
-        &t1(&rr),
-        &DpoConfig::default(),
-        &DpoExtras::default(),
-    )
-    .unwrap();
+    let dpo = dpo_loss(&t1(&pc), &t1(&pr), &t1(&rc), &t1(&rr), &DpoConfig::default(), &DpoExtras::default()).unwrap();
     let pol = t2(&(0..3).map(|i| vec![pc[i], pr[i]]).collect::<Vec<_>>());
     let rf = t2(&(0..3).map(|i| vec![rc[i], rr[i]]).collect::<Vec<_>>());
     let labels = t2(&vec![vec![1.0, 0.0]; 3]);
@@ -305,8 +187,7 @@ fn lipo_lambda_at_k2_is_scaled_dpo() {
     let pol4 = t2(&[vec![-3.0, 0.0, -4.0, -5.0]]);
     let ref4 = t2(&[vec![-3.5, 0.0, -3.0, -5.5]]);
     let lab4 = t2(&[vec![2.0, 9.0, 1.0, 0.0]]);
-    let b =
-        s(&lipo_lambda_loss(&pol4, &ref4, &lab4, &t2(&[vec![1.0, 0.0, 1.0, 1.0]]), beta).unwrap());
+    let b = s(&lipo_lambda_loss(&pol4, &ref4, &lab4, &t2(&[vec![1.0, 0.0, 1.0, 1.0]]), beta).unwrap());
     assert_close("lipo padding", a, b, 1e-12, 0.0);
 }
 

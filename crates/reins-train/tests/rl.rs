@@ -9,24 +9,14 @@ use reins_train::losses::*;
 use reins_train::rl::*;
 
 /// TRL `PPOTrainer`'s GAE loop, literally.
-fn gae_loop(
-    r: &[Vec<f64>],
-    v: &[Vec<f64>],
-    m: &[Vec<f64>],
-    gamma: f64,
-    lam: f64,
-) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+fn gae_loop(r: &[Vec<f64>], v: &[Vec<f64>], m: &[Vec<f64>], gamma: f64, lam: f64) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let (b, t) = (r.len(), r[0].len());
     let mut adv = vec![vec![0.0; t]; b];
     let mut ret = vec![vec![0.0; t]; b];
     for i in 0..b {
         let mut last = 0.0;
         for j in (0..t).rev() {
-            let next = if j + 1 < t {
-                v[i][j + 1] * m[i][j + 1]
-            } else {
-                0.0
-            };
+            let next = if j + 1 < t { v[i][j + 1] * m[i][j + 1] } else { 0.0 };
             let delta = r[i][j] * m[i][j] + gamma * next - v[i][j] * m[i][j];
             last = delta + gamma * lam * last;
             adv[i][j] = last * m[i][j];
@@ -41,13 +31,7 @@ fn mat(b: usize, t: usize, vals: &[f64]) -> Vec<Vec<f64>> {
 }
 
 fn lens_mask(b: usize, t: usize, lens: &[usize]) -> Vec<Vec<f64>> {
-    (0..b)
-        .map(|i| {
-            (0..t)
-                .map(|j| if j < lens[i] { 1.0 } else { 0.0 })
-                .collect()
-        })
-        .collect()
+    (0..b).map(|i| (0..t).map(|j| if j < lens[i] { 1.0 } else { 0.0 }).collect()).collect()
 }
 
 proptest! {
@@ -140,17 +124,10 @@ fn ppo_policy_and_value_loss_by_hand() {
 
 #[test]
 fn entropy_of_uniform_is_ln_v_and_differentiable() {
-    let l = Var::new(
-        &[[0.0f32; 7], [1.0, 2.0, 3.0, 0.0, 0.0, 0.0, -1.0]],
-        &Device::Cpu,
-    )
-    .unwrap();
+    let l = Var::new(&[[0.0f32; 7], [1.0, 2.0, 3.0, 0.0, 0.0, 0.0, -1.0]], &Device::Cpu).unwrap();
     let h = entropy_from_logits(l.as_tensor()).unwrap();
     assert_close("uniform", v1(&h)[0], 7f64.ln(), 1e-6, 0.0);
-    let p: Vec<f64> = [1.0f64, 2.0, 3.0, 0.0, 0.0, 0.0, -1.0]
-        .iter()
-        .map(|x| x.exp())
-        .collect();
+    let p: Vec<f64> = [1.0f64, 2.0, 3.0, 0.0, 0.0, 0.0, -1.0].iter().map(|x| x.exp()).collect();
     let z: f64 = p.iter().sum();
     let want: f64 = -p.iter().map(|x| (x / z) * (x / z).ln()).sum::<f64>();
     assert_close("peaked", v1(&h)[1], want, 1e-5, 0.0);
@@ -181,32 +158,12 @@ fn kl_controllers() {
     let mut f = KlController::Fixed { value: 0.05 };
     f.update(100.0, 10);
     assert_eq!(f.value(), 0.05);
-    let mut a = KlController::Adaptive {
-        value: 0.2,
-        target: 6.0,
-        horizon: 10000.0,
-    };
+    let mut a = KlController::Adaptive { value: 0.2, target: 6.0, horizon: 10000.0 };
     a.update(12.0, 256); // error clipped to 0.2
-    assert_close(
-        "adaptive up",
-        a.value(),
-        0.2 * (1.0 + 0.2 * 256.0 / 10000.0),
-        1e-12,
-        0.0,
-    );
-    let mut a = KlController::Adaptive {
-        value: 0.2,
-        target: 6.0,
-        horizon: 10000.0,
-    };
+    assert_close("adaptive up", a.value(), 0.2 * (1.0 + 0.2 * 256.0 / 10000.0), 1e-12, 0.0);
+    let mut a = KlController::Adaptive { value: 0.2, target: 6.0, horizon: 10000.0 };
     a.update(5.7, 100); // error −0.05
-    assert_close(
-        "adaptive down",
-        a.value(),
-        0.2 * (1.0 - 0.05 * 100.0 / 10000.0),
-        1e-12,
-        0.0,
-    );
+    assert_close("adaptive down", a.value(), 0.2 * (1.0 - 0.05 * 100.0 / 10000.0), 1e-12, 0.0);
 }
 
 #[test]
@@ -217,12 +174,7 @@ fn grpo_advantages_group_batch_and_none() {
     assert_all_close(
         "group",
         &g[..4],
-        &[
-            0.5 / (std + 1e-4),
-            -0.5 / (std + 1e-4),
-            -0.5 / (std + 1e-4),
-            0.5 / (std + 1e-4),
-        ],
+        &[0.5 / (std + 1e-4), -0.5 / (std + 1e-4), -0.5 / (std + 1e-4), 0.5 / (std + 1e-4)],
         1e-12,
         0.0,
     );
@@ -243,31 +195,18 @@ fn grpo_loss_normalisations() {
     let lp = Var::new(&[[-1.0f64, -2.0, -0.5], [-1.0, -1.0, -1.0]], &Device::Cpu).unwrap();
     let m = t2(&[vec![1.0, 1.0, 0.0], vec![1.0, 1.0, 1.0]]);
     let adv = t1(&[2.0, -1.0]);
-    let mut cfg = GrpoLossConfig {
-        loss_type: GrpoLossType::Grpo,
-        ..Default::default()
-    };
-    let l = s(&grpo_loss(lp.as_tensor(), None, None, &adv, &m, &cfg, None)
-        .unwrap()
-        .loss);
+    let mut cfg = GrpoLossConfig { loss_type: GrpoLossType::Grpo, ..Default::default() };
+    let l = s(&grpo_loss(lp.as_tensor(), None, None, &adv, &m, &cfg, None).unwrap().loss);
     assert_close("grpo", l, (-2.0 + 1.0) / 2.0, 1e-12, 0.0);
     cfg.loss_type = GrpoLossType::Bnpo;
-    let l = s(&grpo_loss(lp.as_tensor(), None, None, &adv, &m, &cfg, None)
-        .unwrap()
-        .loss);
+    let l = s(&grpo_loss(lp.as_tensor(), None, None, &adv, &m, &cfg, None).unwrap().loss);
     assert_close("bnpo", l, (-2.0 * 2.0 + 3.0) / 5.0, 1e-12, 0.0);
     cfg.loss_type = GrpoLossType::DrGrpo;
     cfg.max_completion_length = 4;
-    let l = s(&grpo_loss(lp.as_tensor(), None, None, &adv, &m, &cfg, None)
-        .unwrap()
-        .loss);
+    let l = s(&grpo_loss(lp.as_tensor(), None, None, &adv, &m, &cfg, None).unwrap().loss);
     assert_close("dr_grpo", l, (-4.0 + 3.0) / 8.0, 1e-12, 0.0);
     cfg.loss_type = GrpoLossType::Dapo;
-    let l = s(
-        &grpo_loss(lp.as_tensor(), None, None, &adv, &m, &cfg, Some(10.0))
-            .unwrap()
-            .loss,
-    );
+    let l = s(&grpo_loss(lp.as_tensor(), None, None, &adv, &m, &cfg, Some(10.0)).unwrap().loss);
     assert_close("dapo", l, (-4.0 + 3.0) / 10.0, 1e-12, 0.0);
     // β k3 with a reference; gradient of the on-policy loss is −A per token (policy gradient)
     cfg.loss_type = GrpoLossType::Grpo;
@@ -275,18 +214,9 @@ fn grpo_loss_normalisations() {
     let rf = t2(&[vec![-1.5, -2.0, -0.5], vec![-1.0, -1.2, -1.0]]);
     let out = grpo_loss(lp.as_tensor(), None, Some(&rf), &adv, &m, &cfg, None).unwrap();
     let k3 = |a: f64, b: f64| (b - a).exp() - (b - a) - 1.0;
-    let kl_mean =
-        (k3(-1.0, -1.5) + k3(-2.0, -2.0) + k3(-1.0, -1.0) + k3(-1.0, -1.2) + k3(-1.0, -1.0)) / 5.0;
-    assert_close(
-        "kl metric",
-        s(out.kl.as_ref().unwrap()),
-        kl_mean,
-        1e-12,
-        0.0,
-    );
-    let want = ((-2.0 * 2.0 + 0.1 * (k3(-1.0, -1.5) + 0.0)) / 2.0
-        + (3.0 + 0.1 * (k3(-1.0, -1.2))) / 3.0)
-        / 2.0;
+    let kl_mean = (k3(-1.0, -1.5) + k3(-2.0, -2.0) + k3(-1.0, -1.0) + k3(-1.0, -1.2) + k3(-1.0, -1.0)) / 5.0;
+    assert_close("kl metric", s(out.kl.as_ref().unwrap()), kl_mean, 1e-12, 0.0);
+    let want = ((-2.0 * 2.0 + 0.1 * (k3(-1.0, -1.5) + 0.0)) / 2.0 + (3.0 + 0.1 * (k3(-1.0, -1.2))) / 3.0) / 2.0;
     assert_close("grpo+kl", s(&out.loss), want, 1e-12, 0.0);
     let g = grpo_loss(
         lp.as_tensor(),
@@ -294,10 +224,7 @@ fn grpo_loss_normalisations() {
         None,
         &adv,
         &m,
-        &GrpoLossConfig {
-            loss_type: GrpoLossType::Grpo,
-            ..Default::default()
-        },
+        &GrpoLossConfig { loss_type: GrpoLossType::Grpo, ..Default::default() },
         None,
     )
     .unwrap()
@@ -305,25 +232,10 @@ fn grpo_loss_normalisations() {
     .backward()
     .unwrap();
     let gv = v1(g.get(lp.as_tensor()).unwrap());
-    assert_all_close(
-        "pg grad",
-        &gv,
-        &[-1.0 / 2.0, -1.0 / 2.0, 0.0, 0.5 / 3.0, 0.5 / 3.0, 0.5 / 3.0],
-        1e-12,
-        1e-12,
-    );
+    assert_all_close("pg grad", &gv, &[-1.0 / 2.0, -1.0 / 2.0, 0.0, 0.5 / 3.0, 0.5 / 3.0, 0.5 / 3.0], 1e-12, 1e-12);
     // off-policy clipping metrics
     let old = t2(&[vec![-1.5, -2.0, -0.5], vec![-0.5, -1.0, -1.0]]);
-    let out = grpo_loss(
-        lp.as_tensor(),
-        Some(&old),
-        None,
-        &adv,
-        &m,
-        &GrpoLossConfig::default(),
-        None,
-    )
-    .unwrap();
+    let out = grpo_loss(lp.as_tensor(), Some(&old), None, &adv, &m, &GrpoLossConfig::default(), None).unwrap();
     // token (0,0): ratio e^0.5 > 1.2 with A > 0 → high; (1,0): e^−0.5 < 0.8 with A < 0 → low
     assert_close("high", s(&out.clip_ratio_high), 1.0 / 5.0, 1e-12, 0.0);
     assert_close("low", s(&out.clip_ratio_low), 1.0 / 5.0, 1e-12, 0.0);
@@ -334,20 +246,7 @@ fn grpo_loss_normalisations() {
 fn rloo_reinforce_pp_and_remax() {
     let r = t1(&[1.0, 2.0, 6.0, 0.0, 0.0, 3.0]);
     let a = v1(&rloo_advantages(&r, 3, false).unwrap());
-    assert_all_close(
-        "rloo",
-        &a,
-        &[
-            1.0 - 4.0,
-            2.0 - 3.5,
-            6.0 - 1.5,
-            0.0 - 1.5,
-            0.0 - 1.5,
-            3.0 - 0.0,
-        ],
-        1e-12,
-        0.0,
-    );
+    assert_all_close("rloo", &a, &[1.0 - 4.0, 2.0 - 3.5, 6.0 - 1.5, 0.0 - 1.5, 0.0 - 1.5, 3.0 - 0.0], 1e-12, 0.0);
     let an = v1(&rloo_advantages(&r, 3, true).unwrap());
     let mu = a.iter().sum::<f64>() / 6.0;
     let sd = (a.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / 5.0).sqrt();
@@ -361,13 +260,7 @@ fn rloo_reinforce_pp_and_remax() {
     let mu = g.iter().sum::<f64>() / 5.0;
     let sd = (g.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / 4.0 + 1e-8).sqrt();
     let w: Vec<f64> = g.iter().map(|x| (x - mu) / sd).collect();
-    assert_all_close(
-        "rpp",
-        &adv,
-        &[w[0], w[1], w[2], 0.0, w[3], w[4], 0.0, 0.0],
-        1e-9,
-        1e-12,
-    );
+    assert_all_close("rpp", &adv, &[w[0], w[1], w[2], 0.0, w[3], w[4], 0.0, 0.0], 1e-9, 1e-12);
     let rm = v1(&remax_advantages(&t1(&[1.0, 0.5]), &t1(&[0.2, 0.9])).unwrap());
     assert_all_close("remax", &rm, &[0.8, -0.4], 1e-12, 1e-12);
     let _ = Tensor::new(0f32, &Device::Cpu);
@@ -438,23 +331,12 @@ proptest! {
 #[test]
 fn reinforce_pp_baseline_by_hand() {
     let scores = t1(&[1.0, 3.0, 0.0, 0.0]);
-    let m = t2(&[
-        vec![1.0, 1.0],
-        vec![1.0, 0.0],
-        vec![1.0, 1.0],
-        vec![1.0, 0.0],
-    ]);
+    let m = t2(&[vec![1.0, 1.0], vec![1.0, 0.0], vec![1.0, 1.0], vec![1.0, 0.0]]);
     let a = v1(&reinforce_pp_baseline_advantages(&scores, &m, 2).unwrap());
     // centred: [−1, 1, 0, 0] on real tokens: [−1, −1, 1, 0, 0, 0]
     let x = [-1.0, -1.0, 1.0, 0.0, 0.0, 0.0];
     let mu = x.iter().sum::<f64>() / 6.0;
     let sd = (x.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / 5.0 + 1e-8).sqrt();
     let w: Vec<f64> = x.iter().map(|v| (v - mu) / sd).collect();
-    assert_all_close(
-        "rpp-b",
-        &a,
-        &[w[0], w[1], w[2], 0.0, w[3], w[4], w[5], 0.0],
-        1e-9,
-        1e-12,
-    );
+    assert_all_close("rpp-b", &a, &[w[0], w[1], w[2], 0.0, w[3], w[4], w[5], 0.0], 1e-9, 1e-12);
 }

@@ -9,12 +9,21 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(name = "reins", version, about, long_about = None)]
 enum Cli {
+    /// Sample from a Hugging Face model: stream text, or write JSONL for labelling.
+    Generate(commands::generate::GenerateArgs),
+    /// Inspect, convert and split preference data files.
+    Data {
+        #[command(subcommand)]
+        cmd: commands::data::DataCmd,
+    },
     /// Check a Hugging Face checkpoint against outputs saved by transformers.
     Parity(commands::parity::ParityArgs),
 }
 
 fn main() {
     let result = match Cli::parse() {
+        Cli::Generate(a) => commands::generate::run(a),
+        Cli::Data { cmd } => commands::data::run(cmd),
         Cli::Parity(a) => commands::parity::run(a),
     };
     if let Err(e) = result {

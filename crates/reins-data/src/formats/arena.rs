@@ -13,17 +13,11 @@ pub fn convert(row: &Map<String, Value>, opts: &ConvertOptions, out: &mut Out) -
     let a = parse_text("conversation_a", get(row, "conversation_a")?)?;
     let b = parse_text("conversation_b", get(row, "conversation_b")?)?;
     let (Text::Chat(_), Text::Chat(_)) = (&a, &b) else {
-        return Err(Skip::new(
-            "wrong type",
-            "conversations should be message lists",
-        ));
+        return Err(Skip::new("wrong type", "conversations should be message lists"));
     };
     let (prompt, ca, cb) = crate::formats::trl::extract_prompt(&a, &b);
     if matches!(&prompt, Text::Chat(p) if p.is_empty()) {
-        return Err(Skip::new(
-            "no shared prompt",
-            "the conversations differ from the first turn",
-        ));
+        return Err(Skip::new("no shared prompt", "the conversations differ from the first turn"));
     }
     let (chosen, rejected, strength) = match winner {
         "model_a" => (ca, cb, None),

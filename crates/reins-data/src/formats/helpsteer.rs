@@ -9,19 +9,9 @@ use crate::records::{Message, Meta, Preference, Ranked, Record, Text};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
-pub const ATTRIBUTES: [&str; 5] = [
-    "helpfulness",
-    "correctness",
-    "coherence",
-    "complexity",
-    "verbosity",
-];
+pub const ATTRIBUTES: [&str; 5] = ["helpfulness", "correctness", "coherence", "complexity", "verbosity"];
 
-pub fn convert_attributes(
-    row: &Map<String, Value>,
-    line: usize,
-    out: &mut Out,
-) -> Result<(), Skip> {
+pub fn convert_attributes(row: &Map<String, Value>, line: usize, out: &mut Out) -> Result<(), Skip> {
     let prompt = get_str(row, "prompt")?;
     let response = get_str(row, "response")?;
     let mut ratings = BTreeMap::new();
@@ -37,11 +27,7 @@ pub fn convert_attributes(
             ratings,
             annotator_id: None,
         }],
-        meta: Meta {
-            id: Some(format!("line {line}")),
-            annotator_id: None,
-            source: Some("helpsteer2".into()),
-        },
+        meta: Meta { id: Some(format!("line {line}")), annotator_id: None, source: Some("helpsteer2".into()) },
     });
     Ok(())
 }
@@ -52,11 +38,7 @@ pub fn group_by_prompt(records: Vec<Record>) -> Vec<Record> {
     let mut index: HashMap<String, usize> = HashMap::new();
     for r in records {
         match r {
-            Record::RankedList {
-                prompt,
-                responses,
-                meta,
-            } => {
+            Record::RankedList { prompt, responses, meta } => {
                 let key = serde_json::to_string(&prompt).unwrap_or_default();
                 if let Some(&i) = index.get(&key) {
                     if let Record::RankedList { responses: rs, .. } = &mut out[i] {
@@ -64,11 +46,7 @@ pub fn group_by_prompt(records: Vec<Record>) -> Vec<Record> {
                     }
                 } else {
                     index.insert(key, out.len());
-                    out.push(Record::RankedList {
-                        prompt,
-                        responses,
-                        meta,
-                    });
+                    out.push(Record::RankedList { prompt, responses, meta });
                 }
             }
             other => out.push(other),
@@ -93,11 +71,7 @@ pub fn convert_preference(row: &Map<String, Value>, out: &mut Out) -> Result<(),
         margin: Some(s.abs()),
         strength: None,
         reference: None,
-        meta: Meta {
-            id: None,
-            annotator_id: None,
-            source: Some("helpsteer2-preference".into()),
-        },
+        meta: Meta { id: None, annotator_id: None, source: Some("helpsteer2-preference".into()) },
     }));
     Ok(())
 }

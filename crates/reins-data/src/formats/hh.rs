@@ -28,30 +28,12 @@ pub fn parse_transcript(t: &str) -> Result<Vec<Message>, String> {
     }
     while !rest.is_empty() {
         let (role, marker) = if starts(rest, HUMAN) {
-            (
-                "user",
-                if rest.starts_with(HUMAN) {
-                    HUMAN
-                } else {
-                    &HUMAN[2..]
-                },
-            )
+            ("user", if rest.starts_with(HUMAN) { HUMAN } else { &HUMAN[2..] })
         } else {
-            (
-                "assistant",
-                if rest.starts_with(ASSISTANT) {
-                    ASSISTANT
-                } else {
-                    &ASSISTANT[2..]
-                },
-            )
+            ("assistant", if rest.starts_with(ASSISTANT) { ASSISTANT } else { &ASSISTANT[2..] })
         };
         let body = &rest[marker.len()..];
-        let next = [body.find(HUMAN), body.find(ASSISTANT)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(body.len());
+        let next = [body.find(HUMAN), body.find(ASSISTANT)].into_iter().flatten().min().unwrap_or(body.len());
         msgs.push(Message::new(role, body[..next].trim()));
         rest = &body[next..];
     }
@@ -61,10 +43,8 @@ pub fn parse_transcript(t: &str) -> Result<Vec<Message>, String> {
 pub fn convert(row: &Map<String, Value>, opts: &ConvertOptions, out: &mut Out) -> Result<(), Skip> {
     let chosen = get_str(row, "chosen")?;
     let rejected = get_str(row, "rejected")?;
-    let c = parse_transcript(chosen)
-        .map_err(|e| Skip::new("unparsable transcript", format!("chosen: {e}")))?;
-    let r = parse_transcript(rejected)
-        .map_err(|e| Skip::new("unparsable transcript", format!("rejected: {e}")))?;
+    let c = parse_transcript(chosen).map_err(|e| Skip::new("unparsable transcript", format!("chosen: {e}")))?;
+    let r = parse_transcript(rejected).map_err(|e| Skip::new("unparsable transcript", format!("rejected: {e}")))?;
     let (Some(c_last), Some(r_last)) = (c.last(), r.last()) else {
         return Err(Skip::new("unparsable transcript", "no turns"));
     };
@@ -73,26 +53,14 @@ pub fn convert(row: &Map<String, Value>, opts: &ConvertOptions, out: &mut Out) -
     }
     let (c_hist, r_hist) = (&c[..c.len() - 1], &r[..r.len() - 1]);
     if c_hist != r_hist {
-        let at = c_hist
-            .iter()
-            .zip(r_hist)
-            .position(|(a, b)| a != b)
-            .unwrap_or(c_hist.len().min(r_hist.len()));
+        let at = c_hist.iter().zip(r_hist).position(|(a, b)| a != b).unwrap_or(c_hist.len().min(r_hist.len()));
         return Err(Skip::new(
             "histories differ",
-            format!(
-                "chosen has {} turns, rejected {}; they first differ at turn {}",
-                c.len(),
-                r.len(),
-                at + 1
-            ),
+            format!("chosen has {} turns, rejected {}; they first differ at turn {}", c.len(), r.len(), at + 1),
         ));
     }
     if c_hist.is_empty() {
-        return Err(Skip::new(
-            "no prompt",
-            "the transcript starts with the assistant",
-        ));
+        return Err(Skip::new("no prompt", "the transcript starts with the assistant"));
     }
     if !opts.keep_empty {
         if c_last.content.is_empty() {
@@ -112,10 +80,7 @@ pub fn convert(row: &Map<String, Value>, opts: &ConvertOptions, out: &mut Out) -
         margin: None,
         strength: None,
         reference: None,
-        meta: Meta {
-            source: Some("hh".into()),
-            ..Meta::default()
-        },
+        meta: Meta { source: Some("hh".into()), ..Meta::default() },
     }));
     Ok(())
 }
@@ -126,18 +91,10 @@ mod tests {
 
     #[test]
     fn splits_turns_and_trims() {
-        let m = parse_transcript(
-            "\n\nHuman: hi there\n\nAssistant:  hello\n\nHuman: bye\n\nAssistant:",
-        )
-        .unwrap();
+        let m = parse_transcript("\n\nHuman: hi there\n\nAssistant:  hello\n\nHuman: bye\n\nAssistant:").unwrap();
         assert_eq!(
             m,
-            vec![
-                Message::user("hi there"),
-                Message::assistant("hello"),
-                Message::user("bye"),
-                Message::assistant("")
-            ]
+            vec![Message::user("hi there"), Message::assistant("hello"), Message::user("bye"), Message::assistant("")]
         );
         assert!(parse_transcript("plain text").is_err());
         assert!(parse_transcript("junk\n\nHuman: x").is_err());

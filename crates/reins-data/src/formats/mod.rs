@@ -167,22 +167,13 @@ pub struct Skip {
 
 impl Skip {
     pub fn new(reason: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            detail: detail.into(),
-        }
+        Self { reason: reason.into(), detail: detail.into() }
     }
     pub fn missing(key: &str) -> Self {
         Self::new("missing key", format!("`{key}`"))
     }
     pub fn wrong_type(key: &str, want: &str, got: &Value) -> Self {
-        Self::new(
-            "wrong type",
-            format!(
-                "`{key}` should be {want}, found {}",
-                crate::io::json_type(got)
-            ),
-        )
+        Self::new("wrong type", format!("`{key}` should be {want}, found {}", crate::io::json_type(got)))
     }
 }
 
@@ -246,20 +237,11 @@ pub fn load(path: &Path, format: Option<Format>, opts: &ConvertOptions) -> Resul
     };
     let records = convert_rows(format, &rows, opts, &mut report);
     report.problems.sort_by_key(|p| p.line);
-    Ok(Loaded {
-        format,
-        records,
-        report,
-    })
+    Ok(Loaded { format, records, report })
 }
 
 /// Convert already-read rows (see [`load`]); fills `report`'s conversion counts.
-pub fn convert_rows(
-    format: Format,
-    rows: &[Row],
-    opts: &ConvertOptions,
-    report: &mut Report,
-) -> Vec<Record> {
+pub fn convert_rows(format: Format, rows: &[Row], opts: &ConvertOptions, report: &mut Report) -> Vec<Record> {
     report.format = Some(format.name().to_string());
     let mut out = Out::default();
     for row in rows {
@@ -290,23 +272,16 @@ pub fn convert_rows(
 
 // ---- small JSON helpers shared by the format modules ----
 
-pub(crate) fn get<'a>(
-    row: &'a Map<String, Value>,
-    key: &str,
-) -> std::result::Result<&'a Value, Skip> {
+pub(crate) fn get<'a>(row: &'a Map<String, Value>, key: &str) -> std::result::Result<&'a Value, Skip> {
     match row.get(key) {
         Some(Value::Null) | None => Err(Skip::missing(key)),
         Some(v) => Ok(v),
     }
 }
 
-pub(crate) fn get_str<'a>(
-    row: &'a Map<String, Value>,
-    key: &str,
-) -> std::result::Result<&'a str, Skip> {
+pub(crate) fn get_str<'a>(row: &'a Map<String, Value>, key: &str) -> std::result::Result<&'a str, Skip> {
     let v = get(row, key)?;
-    v.as_str()
-        .ok_or_else(|| Skip::wrong_type(key, "a string", v))
+    v.as_str().ok_or_else(|| Skip::wrong_type(key, "a string", v))
 }
 
 pub(crate) fn opt_str(row: &Map<String, Value>, key: &str) -> Option<String> {
@@ -329,9 +304,7 @@ pub(crate) fn as_f64(v: &Value) -> Option<f64> {
 
 /// 0 or 1 (a number, a numeric string or a boolean).
 pub(crate) fn as_01(v: &Value) -> Option<usize> {
-    as_f64(v)
-        .filter(|&x| x == 0.0 || x == 1.0)
-        .map(|x| x as usize)
+    as_f64(v).filter(|&x| x == 0.0 || x == 1.0).map(|x| x as usize)
 }
 
 pub(crate) fn get_f64(row: &Map<String, Value>, key: &str) -> std::result::Result<f64, Skip> {

@@ -24,10 +24,7 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
     if role(root) != Some("prompter") {
         return Err(Skip::new("root is not a prompter message", ""));
     }
-    let tree_id = row
-        .get("message_tree_id")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let tree_id = row.get("message_tree_id").and_then(Value::as_str).map(str::to_string);
     walk(root, &mut Vec::new(), tree_id.as_deref(), out, 0)
 }
 
@@ -47,11 +44,7 @@ fn excluded(m: &Map<String, Value>) -> Option<&'static str> {
 }
 
 fn replies(m: &Map<String, Value>) -> impl Iterator<Item = &Map<String, Value>> {
-    m.get("replies")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object)
+    m.get("replies").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_object)
 }
 
 fn subtree_size(m: &Map<String, Value>) -> usize {
@@ -77,10 +70,7 @@ fn walk(
     depth: usize,
 ) -> Result<(), Skip> {
     if depth > MAX_DEPTH {
-        return Err(Skip::new(
-            "tree too deep",
-            format!("more than {MAX_DEPTH} turns"),
-        ));
+        return Err(Skip::new("tree too deep", format!("more than {MAX_DEPTH} turns")));
     }
     thread.push(Message::user(text(m)?));
     let mut ranked = Vec::new();
@@ -90,9 +80,7 @@ fn walk(
             out.drop_part(&format!("{why} message"));
             let below = subtree_size(reply) - 1;
             if below > 0 {
-                *out.dropped
-                    .entry(format!("replies under a {why} message"))
-                    .or_default() += below;
+                *out.dropped.entry(format!("replies under a {why} message")).or_default() += below;
             }
             continue;
         }
@@ -143,9 +131,7 @@ fn walk(
                 out.drop_part(&format!("{why} message"));
                 let below = subtree_size(p) - 1;
                 if below > 0 {
-                    *out.dropped
-                        .entry(format!("replies under a {why} message"))
-                        .or_default() += below;
+                    *out.dropped.entry(format!("replies under a {why} message")).or_default() += below;
                 }
             } else if role(p) != Some("prompter") {
                 out.drop_part("reply with unexpected role");

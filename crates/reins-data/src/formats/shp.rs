@@ -10,8 +10,7 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
     let a = get_str(row, "human_ref_A")?;
     let b = get_str(row, "human_ref_B")?;
     let label = get(row, "labels")?;
-    let a_wins =
-        super::as_01(label).ok_or_else(|| Skip::wrong_type("labels", "0 or 1", label))? == 1;
+    let a_wins = super::as_01(label).ok_or_else(|| Skip::wrong_type("labels", "0 or 1", label))? == 1;
     let (chosen, rejected) = if a_wins { (a, b) } else { (b, a) };
     if chosen == rejected {
         return Err(Skip::new("chosen equals rejected", ""));
@@ -23,11 +22,7 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
         margin: None,
         strength: None,
         reference: None,
-        meta: Meta {
-            id: super::opt_str(row, "post_id"),
-            annotator_id: None,
-            source: Some("shp".into()),
-        },
+        meta: Meta { id: super::opt_str(row, "post_id"), annotator_id: None, source: Some("shp".into()) },
     }));
     Ok(())
 }

@@ -30,21 +30,11 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
         return Err(Skip::wrong_type("info", "an object", info));
     };
     let Value::Array(summaries) = get(row, "summaries")? else {
-        return Err(Skip::wrong_type(
-            "summaries",
-            "a list",
-            get(row, "summaries")?,
-        ));
+        return Err(Skip::wrong_type("summaries", "a list", get(row, "summaries")?));
     };
-    let texts: Vec<&str> = summaries
-        .iter()
-        .filter_map(|s| s.get("text").and_then(Value::as_str))
-        .collect();
+    let texts: Vec<&str> = summaries.iter().filter_map(|s| s.get("text").and_then(Value::as_str)).collect();
     if texts.len() != 2 || summaries.len() != 2 {
-        return Err(Skip::new(
-            "bad summaries",
-            format!("expected 2 summaries with `text`, found {}", texts.len()),
-        ));
+        return Err(Skip::new("bad summaries", format!("expected 2 summaries with `text`, found {}", texts.len())));
     }
     let choice = get(row, "choice")?;
     let c = match choice.as_u64() {

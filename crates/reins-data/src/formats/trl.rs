@@ -13,18 +13,11 @@ pub fn parse_text(key: &str, v: &Value) -> Result<Text, Skip> {
         Value::Array(items) => {
             let mut msgs = Vec::with_capacity(items.len());
             for (i, m) in items.iter().enumerate() {
-                msgs.push(
-                    parse_message(m)
-                        .map_err(|why| Skip::new("bad message", format!("`{key}[{i}]`: {why}")))?,
-                );
+                msgs.push(parse_message(m).map_err(|why| Skip::new("bad message", format!("`{key}[{i}]`: {why}")))?);
             }
             Ok(Text::Chat(msgs))
         }
-        other => Err(Skip::wrong_type(
-            key,
-            "a string or a list of messages",
-            other,
-        )),
+        other => Err(Skip::wrong_type(key, "a string or a list of messages", other)),
     }
 }
 
@@ -32,17 +25,10 @@ pub fn parse_text(key: &str, v: &Value) -> Result<Text, Skip> {
 /// `{"type": "text", "text": ...}` parts (joined).
 pub fn parse_message(m: &Value) -> Result<Message, String> {
     let Value::Object(o) = m else {
-        return Err(format!(
-            "expected an object, found {}",
-            crate::io::json_type(m)
-        ));
+        return Err(format!("expected an object, found {}", crate::io::json_type(m)));
     };
     // ShareGPT spells it from/value.
-    let role = o
-        .get("role")
-        .or_else(|| o.get("from"))
-        .and_then(Value::as_str)
-        .ok_or("missing `role`")?;
+    let role = o.get("role").or_else(|| o.get("from")).and_then(Value::as_str).ok_or("missing `role`")?;
     let role = match role {
         "human" => "user",
         "gpt" => "assistant",
@@ -51,17 +37,10 @@ pub fn parse_message(m: &Value) -> Result<Message, String> {
     let content = match o.get("content").or_else(|| o.get("value")) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(""),
-        Some(other) => {
-            return Err(format!(
-                "`content` should be a string, found {}",
-                crate::io::json_type(other)
-            ))
+        Some(Value::Array(parts)) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")
         }
+        Some(other) => return Err(format!("`content` should be a string, found {}", crate::io::json_type(other))),
     };
     Ok(Message::new(role, content))
 }
@@ -81,9 +60,7 @@ fn meta(row: &Map<String, Value>) -> Meta {
 fn opt_num(row: &Map<String, Value>, key: &str) -> Result<Option<f64>, Skip> {
     match row.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => as_f64(v)
-            .map(Some)
-            .ok_or_else(|| Skip::wrong_type(key, "a number", v)),
+        Some(v) => as_f64(v).map(Some).ok_or_else(|| Skip::wrong_type(key, "a number", v)),
     }
 }
 
@@ -102,20 +79,12 @@ pub fn extract_prompt(chosen: &Text, rejected: &Text) -> (Text, Text, Text) {
                 idx -= 1;
             }
             let s = |v: &[char]| v.iter().collect::<String>();
-            (
-                Text::Plain(s(&cc[..idx])),
-                Text::Plain(s(&cc[idx..])),
-                Text::Plain(s(&rc[idx..])),
-            )
+            (Text::Plain(s(&cc[..idx])), Text::Plain(s(&cc[idx..])), Text::Plain(s(&rc[idx..])))
         }
         (Text::Chat(c), Text::Chat(r)) => {
             let n = c.len().min(r.len());
             let idx = (0..n).find(|&i| c[i] != r[i]).unwrap_or(n);
-            (
-                Text::Chat(c[..idx].to_vec()),
-                Text::Chat(c[idx..].to_vec()),
-                Text::Chat(r[idx..].to_vec()),
-            )
+            (Text::Chat(c[..idx].to_vec()), Text::Chat(c[idx..].to_vec()), Text::Chat(r[idx..].to_vec()))
         }
         _ => (Text::Plain(String::new()), chosen.clone(), rejected.clone()),
     }
@@ -127,11 +96,8 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
     if has("chosen") || has("rejected") {
         let chosen = text(row, "chosen")?;
         let rejected = text(row, "rejected")?;
-        let (prompt, chosen, rejected) = if has("prompt") {
-            (text(row, "prompt")?, chosen, rejected)
-        } else {
-            extract_prompt(&chosen, &rejected)
-        };
+        let (prompt, chosen, rejected) =
+            if has("prompt") { (text(row, "prompt")?, chosen, rejected) } else { extract_prompt(&chosen, &rejected) };
         let reference = match row.get("reference") {
             None | Some(Value::Null) => None,
             Some(v) => Some(parse_text("reference", v)?),
@@ -151,91 +117,44 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
         let labels = match get(row, "labels")? {
             Value::Array(a) => a
                 .iter()
-                .map(|v| {
-                    v.as_bool()
-                        .ok_or_else(|| Skip::wrong_type("labels[]", "a boolean", v))
-                })
+                .map(|v| v.as_bool().ok_or_else(|| Skip::wrong_type("labels[]", "a boolean", v)))
                 .collect::<Result<Vec<_>, _>>()?,
             v => return Err(Skip::wrong_type("labels", "a list of booleans", v)),
         };
         if labels.len() != completions.len() {
             return Err(Skip::new(
                 "length mismatch",
-                format!(
-                    "{} completions but {} labels",
-                    completions.len(),
-                    labels.len()
-                ),
+                format!("{} completions but {} labels", completions.len(), labels.len()),
             ));
         }
-        out.push(Record::Stepwise {
-            prompt,
-            completions,
-            labels,
-            meta,
-        });
+        out.push(Record::Stepwise { prompt, completions, labels, meta });
     } else if has("completion") && has("label") {
         let label = match get(row, "label")? {
             Value::Bool(b) => *b,
             v => return Err(Skip::wrong_type("label", "a boolean", v)),
         };
-        out.push(Record::Unpaired {
-            prompt: text(row, "prompt")?,
-            completion: text(row, "completion")?,
-            label,
-            meta,
-        });
+        out.push(Record::Unpaired { prompt: text(row, "prompt")?, completion: text(row, "completion")?, label, meta });
     } else if has("completion") {
-        out.push(Record::PromptCompletion {
-            prompt: text(row, "prompt")?,
-            completion: text(row, "completion")?,
-            meta,
-        });
+        out.push(Record::PromptCompletion { prompt: text(row, "prompt")?, completion: text(row, "completion")?, meta });
     } else if has("responses") {
-        out.push(Record::RankedList {
-            prompt: text(row, "prompt")?,
-            responses: ranked_list(row)?,
-            meta,
-        });
+        out.push(Record::RankedList { prompt: text(row, "prompt")?, responses: ranked_list(row)?, meta });
     } else if has("spans") {
         let response = super::get_str(row, "response")?.to_string();
-        let spans: Vec<Span> = serde_json::from_value(get(row, "spans")?.clone())
-            .map_err(|e| Skip::new("bad spans", e.to_string()))?;
-        if let Some(s) = spans
-            .iter()
-            .find(|s| s.start > s.end || s.end > response.len())
-        {
+        let spans: Vec<Span> =
+            serde_json::from_value(get(row, "spans")?.clone()).map_err(|e| Skip::new("bad spans", e.to_string()))?;
+        if let Some(s) = spans.iter().find(|s| s.start > s.end || s.end > response.len()) {
             return Err(Skip::new(
                 "bad spans",
-                format!(
-                    "span {}..{} outside the response ({} bytes)",
-                    s.start,
-                    s.end,
-                    response.len()
-                ),
+                format!("span {}..{} outside the response ({} bytes)", s.start, s.end, response.len()),
             ));
         }
-        out.push(Record::Spans {
-            prompt: text(row, "prompt")?,
-            response,
-            spans,
-            meta,
-        });
+        out.push(Record::Spans { prompt: text(row, "prompt")?, response, spans, meta });
     } else if has("messages") {
-        out.push(Record::LanguageModeling {
-            text: text(row, "messages")?,
-            meta,
-        });
+        out.push(Record::LanguageModeling { text: text(row, "messages")?, meta });
     } else if has("text") {
-        out.push(Record::LanguageModeling {
-            text: text(row, "text")?,
-            meta,
-        });
+        out.push(Record::LanguageModeling { text: text(row, "text")?, meta });
     } else if has("prompt") {
-        out.push(Record::PromptOnly {
-            prompt: text(row, "prompt")?,
-            meta,
-        });
+        out.push(Record::PromptOnly { prompt: text(row, "prompt")?, meta });
     } else {
         return Err(Skip::new(
             "unrecognised row",
@@ -249,11 +168,7 @@ fn str_list(row: &Map<String, Value>, key: &str) -> Result<Vec<String>, Skip> {
     match get(row, key)? {
         Value::Array(a) => a
             .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| Skip::wrong_type(key, "a list of strings", v))
-            })
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| Skip::wrong_type(key, "a list of strings", v)))
             .collect(),
         v => Err(Skip::wrong_type(key, "a list of strings", v)),
     }
@@ -261,11 +176,7 @@ fn str_list(row: &Map<String, Value>, key: &str) -> Result<Vec<String>, Skip> {
 
 fn ranked_list(row: &Map<String, Value>) -> Result<Vec<Ranked>, Skip> {
     let Value::Array(items) = get(row, "responses")? else {
-        return Err(Skip::wrong_type(
-            "responses",
-            "a list",
-            get(row, "responses")?,
-        ));
+        return Err(Skip::wrong_type("responses", "a list", get(row, "responses")?));
     };
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -275,10 +186,7 @@ fn ranked_list(row: &Map<String, Value>) -> Result<Vec<Ranked>, Skip> {
         };
         let response = parse_text(&key, o.get("response").unwrap_or(&Value::Null))?;
         let ratings: BTreeMap<String, f64> = match o.get("ratings") {
-            Some(Value::Object(r)) => r
-                .iter()
-                .filter_map(|(k, v)| as_f64(v).map(|x| (k.clone(), x)))
-                .collect(),
+            Some(Value::Object(r)) => r.iter().filter_map(|(k, v)| as_f64(v).map(|x| (k.clone(), x))).collect(),
             _ => BTreeMap::new(),
         };
         out.push(Ranked {
@@ -286,10 +194,7 @@ fn ranked_list(row: &Map<String, Value>) -> Result<Vec<Ranked>, Skip> {
             rank: o.get("rank").and_then(Value::as_u64).map(|r| r as u32),
             score: o.get("score").and_then(as_f64),
             ratings,
-            annotator_id: o
-                .get("annotator_id")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            annotator_id: o.get("annotator_id").and_then(Value::as_str).map(str::to_string),
         });
     }
     Ok(out)

@@ -12,11 +12,7 @@ use std::collections::BTreeMap;
 pub fn convert(row: &Map<String, Value>, opts: &ConvertOptions, out: &mut Out) -> Result<(), Skip> {
     let instruction = get_str(row, "instruction")?;
     let Value::Array(completions) = get(row, "completions")? else {
-        return Err(Skip::wrong_type(
-            "completions",
-            "a list",
-            get(row, "completions")?,
-        ));
+        return Err(Skip::wrong_type("completions", "a list", get(row, "completions")?));
     };
     let mut responses = Vec::new();
     for c in completions {
@@ -29,14 +25,9 @@ pub fn convert(row: &Map<String, Value>, opts: &ConvertOptions, out: &mut Out) -
             continue;
         };
         let ratings = aspect_ratings(c);
-        let mean =
-            (!ratings.is_empty()).then(|| ratings.values().sum::<f64>() / ratings.len() as f64);
+        let mean = (!ratings.is_empty()).then(|| ratings.values().sum::<f64>() / ratings.len() as f64);
         let overall = c.get("overall_score").and_then(as_f64);
-        let score = if opts.ultrafeedback_mean_rating {
-            mean
-        } else {
-            overall.or(mean)
-        };
+        let score = if opts.ultrafeedback_mean_rating { mean } else { overall.or(mean) };
         if score.is_none() {
             out.drop_part("completion without a score");
             continue;

@@ -35,9 +35,7 @@ impl std::str::FromStr for TruncationMode {
         match s {
             "keep_start" | "keep-start" => Ok(Self::KeepStart),
             "keep_end" | "keep-end" => Ok(Self::KeepEnd),
-            _ => Err(DataError::Invalid(format!(
-                "unknown truncation mode `{s}`; use keep_start or keep_end"
-            ))),
+            _ => Err(DataError::Invalid(format!("unknown truncation mode `{s}`; use keep_start or keep_end"))),
         }
     }
 }

@@ -24,9 +24,9 @@ impl std::str::FromStr for PackingStrategy {
             "bfd" => Ok(Self::Bfd),
             "bfd_split" | "bfd-split" => Ok(Self::BfdSplit),
             "wrapped" => Ok(Self::Wrapped),
-            _ => Err(crate::DataError::Invalid(format!(
-                "unknown packing strategy `{s}`; use bfd, bfd_split or wrapped"
-            ))),
+            _ => {
+                Err(crate::DataError::Invalid(format!("unknown packing strategy `{s}`; use bfd, bfd_split or wrapped")))
+            }
         }
     }
 }
@@ -42,15 +42,8 @@ pub struct Packed {
 }
 
 /// Pack all examples, chunk by chunk of [`TRL_MAP_BATCH`], as TRL does.
-pub fn pack_dataset(
-    examples: &[SftIds],
-    seq_length: usize,
-    strategy: PackingStrategy,
-) -> Vec<Packed> {
-    examples
-        .chunks(TRL_MAP_BATCH)
-        .flat_map(|c| pack(c, seq_length, strategy))
-        .collect()
+pub fn pack_dataset(examples: &[SftIds], seq_length: usize, strategy: PackingStrategy) -> Vec<Packed> {
+    examples.chunks(TRL_MAP_BATCH).flat_map(|c| pack(c, seq_length, strategy)).collect()
 }
 
 /// Pack one batch of examples into rows of at most `seq_length` tokens.
@@ -66,21 +59,11 @@ pub fn pack(examples: &[SftIds], seq_length: usize, strategy: PackingStrategy) -
 }
 
 fn wrapped(examples: &[SftIds], seq_length: usize) -> Vec<Packed> {
-    let ids: Vec<u32> = examples
-        .iter()
-        .flat_map(|e| e.input_ids.iter().copied())
-        .collect();
-    let labels: Vec<i64> = examples
-        .iter()
-        .flat_map(|e| e.labels.iter().copied())
-        .collect();
+    let ids: Vec<u32> = examples.iter().flat_map(|e| e.input_ids.iter().copied()).collect();
+    let labels: Vec<i64> = examples.iter().flat_map(|e| e.labels.iter().copied()).collect();
     ids.chunks(seq_length)
         .zip(labels.chunks(seq_length))
-        .map(|(i, l)| Packed {
-            input_ids: i.to_vec(),
-            labels: l.to_vec(),
-            seq_lengths: vec![i.len()],
-        })
+        .map(|(i, l)| Packed { input_ids: i.to_vec(), labels: l.to_vec(), seq_lengths: vec![i.len()] })
         .collect()
 }
 
@@ -90,19 +73,13 @@ fn fragments(examples: &[SftIds], seq_length: usize, split: bool) -> Vec<(Vec<u3
     for e in examples.iter().filter(|e| !e.input_ids.is_empty()) {
         if !split {
             let n = e.input_ids.len().min(seq_length);
-            out.push((
-                e.input_ids[..n].to_vec(),
-                e.labels[..n.min(e.labels.len())].to_vec(),
-            ));
+            out.push((e.input_ids[..n].to_vec(), e.labels[..n.min(e.labels.len())].to_vec()));
             continue;
         }
         let len = e.input_ids.len();
         let pieces = len.div_ceil(seq_length);
         // TRL's offsets: pieces of `seq_length`, the last piece of each sequence shorter.
-        let bounds: Vec<usize> = (0..pieces)
-            .map(|k| k * seq_length)
-            .chain(std::iter::once(len))
-            .collect();
+        let bounds: Vec<usize> = (0..pieces).map(|k| k * seq_length).chain(std::iter::once(len)).collect();
         for w in bounds.windows(2) {
             out.push((
                 e.input_ids[w[0]..w[1]].to_vec(),
@@ -124,10 +101,7 @@ fn bfd(seqs: Vec<(Vec<u32>, Vec<i64>)>, seq_length: usize) -> Vec<Packed> {
     let mut space_to_bin: BTreeMap<usize, VecDeque<usize>> = BTreeMap::new();
     for idx in order {
         let len = seqs[idx].0.len();
-        let found = space_to_bin
-            .range(len..seq_length)
-            .find(|(_, q)| !q.is_empty())
-            .map(|(&s, _)| s);
+        let found = space_to_bin.range(len..seq_length).find(|(_, q)| !q.is_empty()).map(|(&s, _)| s);
         let (bin, space) = match found {
             Some(space) => {
                 let q = space_to_bin.get_mut(&space).expect("key exists");
@@ -147,11 +121,7 @@ fn bfd(seqs: Vec<(Vec<u32>, Vec<i64>)>, seq_length: usize) -> Vec<Packed> {
     }
     bins.into_iter()
         .map(|b| {
-            let mut p = Packed {
-                input_ids: Vec::new(),
-                labels: Vec::new(),
-                seq_lengths: Vec::new(),
-            };
+            let mut p = Packed { input_ids: Vec::new(), labels: Vec::new(), seq_lengths: Vec::new() };
             for i in b {
                 p.input_ids.extend(&seqs[i].0);
                 p.labels.extend(&seqs[i].1);
@@ -167,21 +137,13 @@ mod tests {
     use super::*;
 
     fn ex(ids: &[u32]) -> SftIds {
-        SftIds {
-            input_ids: ids.to_vec(),
-            labels: ids.iter().map(|&x| x as i64).collect(),
-        }
+        SftIds { input_ids: ids.to_vec(), labels: ids.iter().map(|&x| x as i64).collect() }
     }
 
     /// The examples in TRL's `pack_dataset` docstring.
     #[test]
     fn matches_trl_docstring() {
-        let data = [
-            ex(&[1, 2, 3, 4, 5]),
-            ex(&[6, 7]),
-            ex(&[8, 9, 10]),
-            ex(&[11]),
-        ];
+        let data = [ex(&[1, 2, 3, 4, 5]), ex(&[6, 7]), ex(&[8, 9, 10]), ex(&[11])];
         let p = pack(&data, 4, PackingStrategy::Bfd);
         let ids: Vec<_> = p.iter().map(|p| p.input_ids.clone()).collect();
         assert_eq!(ids, vec![vec![1, 2, 3, 4], vec![8, 9, 10, 11], vec![6, 7]]);
@@ -190,18 +152,12 @@ mod tests {
 
         let p = pack(&data, 4, PackingStrategy::BfdSplit);
         let ids: Vec<_> = p.iter().map(|p| p.input_ids.clone()).collect();
-        assert_eq!(
-            ids,
-            vec![vec![1, 2, 3, 4], vec![8, 9, 10, 5], vec![6, 7, 11]]
-        );
+        assert_eq!(ids, vec![vec![1, 2, 3, 4], vec![8, 9, 10, 5], vec![6, 7, 11]]);
         let lens: Vec<_> = p.iter().map(|p| p.seq_lengths.clone()).collect();
         assert_eq!(lens, vec![vec![4], vec![3, 1], vec![2, 1]]);
 
         let p = pack(&data, 4, PackingStrategy::Wrapped);
         let ids: Vec<_> = p.iter().map(|p| p.input_ids.clone()).collect();
-        assert_eq!(
-            ids,
-            vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8], vec![9, 10, 11]]
-        );
+        assert_eq!(ids, vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8], vec![9, 10, 11]]);
     }
 }

@@ -1,9 +1,7 @@
 //! DPO tokenization (TRL `DPOTrainer._prepare_dataset`): `prompt_ids`, `chosen_ids`,
 //! `rejected_ids`, the prompt cut at the common prefix of both pairs.
 
-use super::{
-    common_prefix_length, eos_token, full_ids, prompt_ids, with_eos, Stats, TruncationMode,
-};
+use super::{common_prefix_length, eos_token, full_ids, prompt_ids, with_eos, Stats, TruncationMode};
 use crate::error::Result;
 use crate::records::{Preference, Record};
 use crate::tokenizer::HfTokenizer;
@@ -29,10 +27,7 @@ pub struct PreferenceOptions {
 
 impl Default for PreferenceOptions {
     fn default() -> Self {
-        Self {
-            max_length: Some(1024),
-            truncation_mode: TruncationMode::KeepStart,
-        }
+        Self { max_length: Some(1024), truncation_mode: TruncationMode::KeepStart }
     }
 }
 
@@ -48,8 +43,7 @@ pub fn tokenize_preference(tok: &HfTokenizer, p: &Preference) -> Result<Preferen
     let prompt = prompt_ids(tok, &p.prompt)?;
     let prompt_chosen = full_ids(tok, &p.prompt.concat(&chosen))?;
     let prompt_rejected = full_ids(tok, &p.prompt.concat(&rejected))?;
-    let n = common_prefix_length(&prompt, &prompt_chosen)
-        .min(common_prefix_length(&prompt, &prompt_rejected));
+    let n = common_prefix_length(&prompt, &prompt_chosen).min(common_prefix_length(&prompt, &prompt_rejected));
     Ok(PreferenceIds {
         prompt_ids: prompt[..n].to_vec(),
         chosen_ids: prompt_chosen[n..].to_vec(),

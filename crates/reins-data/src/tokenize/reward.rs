@@ -22,9 +22,7 @@ pub struct RewardOptions {
 
 impl Default for RewardOptions {
     fn default() -> Self {
-        Self {
-            max_length: Some(1024),
-        }
+        Self { max_length: Some(1024) }
     }
 }
 

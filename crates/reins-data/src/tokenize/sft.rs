@@ -1,10 +1,7 @@
 //! SFT tokenization (TRL `SFTTrainer._prepare_dataset`): `input_ids` and `labels` with
 //! -100 where a token doesn't count (the prompt, when `completion_only_loss`).
 
-use super::{
-    common_prefix_length, eos_token, full_ids, prompt_ids, truncate, with_eos, Stats,
-    TruncationMode,
-};
+use super::{common_prefix_length, eos_token, full_ids, prompt_ids, truncate, with_eos, Stats, TruncationMode};
 use crate::error::Result;
 use crate::records::{Record, Text};
 use crate::tokenizer::HfTokenizer;
@@ -33,31 +30,17 @@ pub struct SftOptions {
 
 impl Default for SftOptions {
     fn default() -> Self {
-        Self {
-            max_length: Some(1024),
-            truncation_mode: TruncationMode::KeepStart,
-            completion_only_loss: None,
-        }
+        Self { max_length: Some(1024), truncation_mode: TruncationMode::KeepStart, completion_only_loss: None }
     }
 }
 
 /// Tokenize one prompt-completion or language-modeling record (no truncation).
 /// Returns `None` for other kinds.
-pub fn tokenize_sft(
-    tok: &HfTokenizer,
-    r: &Record,
-    completion_only_loss: Option<bool>,
-) -> Result<Option<SftIds>> {
+pub fn tokenize_sft(tok: &HfTokenizer, r: &Record, completion_only_loss: Option<bool>) -> Result<Option<SftIds>> {
     match r {
-        Record::PromptCompletion {
-            prompt, completion, ..
-        } => {
+        Record::PromptCompletion { prompt, completion, .. } => {
             let conversational = prompt.is_chat() || completion.is_chat();
-            let completion = if conversational {
-                completion.clone()
-            } else {
-                with_eos(completion, &eos_token(tok)?)
-            };
+            let completion = if conversational { completion.clone() } else { with_eos(completion, &eos_token(tok)?) };
             let p = prompt_ids(tok, prompt)?;
             let input_ids = full_ids(tok, &prompt.concat(&completion))?;
             let n = common_prefix_length(&p, &input_ids);
@@ -65,13 +48,7 @@ pub fn tokenize_sft(
             let labels = input_ids
                 .iter()
                 .enumerate()
-                .map(|(i, &t)| {
-                    if only && i < n {
-                        IGNORE_INDEX
-                    } else {
-                        t as i64
-                    }
-                })
+                .map(|(i, &t)| if only && i < n { IGNORE_INDEX } else { t as i64 })
                 .collect();
             Ok(Some(SftIds { input_ids, labels }))
         }
@@ -100,10 +77,7 @@ pub fn tokenize_sft_dataset(
     let mut out = Vec::with_capacity(records.len());
     for r in records {
         let Some(mut ids) = tokenize_sft(tok, r, opts.completion_only_loss)? else {
-            stats.drop(&format!(
-                "{} is not SFT data (convert with --to sft)",
-                r.kind().name()
-            ));
+            stats.drop(&format!("{} is not SFT data (convert with --to sft)", r.kind().name()));
             continue;
         };
         if !packing && opts.max_length.is_some() {

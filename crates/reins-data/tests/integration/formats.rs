@@ -52,19 +52,9 @@ fn oasst_trees_to_ranked_sft_and_pairs() {
     assert_eq!(l.report.problems[1].line, 3);
     assert_eq!(l.report.dropped.get("deleted message"), Some(&1));
     assert_eq!(l.report.dropped.get("failed review message"), Some(&1));
-    assert_eq!(
-        l.report.dropped.get("replies under a deleted message"),
-        Some(&1)
-    );
+    assert_eq!(l.report.dropped.get("replies under a deleted message"), Some(&1));
     assert_eq!(l.records.len(), 2);
-    let Record::RankedList {
-        prompt,
-        responses,
-        meta,
-    } = &l.records[1]
-    else {
-        panic!()
-    };
+    let Record::RankedList { prompt, responses, meta } = &l.records[1] else { panic!() };
     assert_eq!(
         prompt,
         &Text::Chat(vec![
@@ -75,25 +65,18 @@ fn oasst_trees_to_ranked_sft_and_pairs() {
     );
     assert_eq!(responses.len(), 2);
     assert_eq!(meta.id.as_deref(), Some("p2"));
-    let Record::RankedList { responses, .. } = &l.records[0] else {
-        panic!()
-    };
+    let Record::RankedList { responses, .. } = &l.records[0] else { panic!() };
     assert_eq!(responses[0].ratings.get("quality"), Some(&0.9));
 
     let sft = convert(l.records.clone(), Target::Sft, &ConvertOptions::default());
     assert_eq!(sft.records.len(), 2);
-    let Record::PromptCompletion { completion, .. } = &sft.records[1] else {
-        panic!()
-    };
+    let Record::PromptCompletion { completion, .. } = &sft.records[1] else { panic!() };
     assert_eq!(last_content(completion), "ChatGPT.");
 
     let pairs = convert(l.records, Target::Preference, &ConvertOptions::default());
     assert_eq!(pairs.records.len(), 2);
     let p = pref(&pairs.records[1]);
-    assert_eq!(
-        (last_content(&p.chosen), last_content(&p.rejected)),
-        ("ChatGPT.".into(), "InstructGPT.".into())
-    );
+    assert_eq!((last_content(&p.chosen), last_content(&p.rejected)), ("ChatGPT.".into(), "InstructGPT.".into()));
 }
 
 const ULTRA: &str = r#"{"source": "evol_instruct", "instruction": "Name a prime.", "models": ["a","b","c","d"], "completions": [
@@ -113,31 +96,18 @@ fn ultrafeedback_pairs_by_strategy_dropping_ties() {
     assert_eq!(l.report.converted, 2);
     assert_eq!(l.report.skipped.get("no scored completions"), Some(&1));
     assert_eq!(l.report.dropped.get("completion without a score"), Some(&1));
-    let Record::RankedList { responses, .. } = &l.records[0] else {
-        panic!()
-    };
+    let Record::RankedList { responses, .. } = &l.records[0] else { panic!() };
     assert_eq!(responses[0].ratings.len(), 1, "N/A is left out");
     assert_eq!(responses[2].score, Some(3.0), "string scores parse");
 
-    let each = |s| {
-        convert(
-            l.records.clone(),
-            Target::Preference,
-            &ConvertOptions {
-                pair_strategy: s,
-                ..Default::default()
-            },
-        )
-    };
+    let each =
+        |s| convert(l.records.clone(), Target::Preference, &ConvertOptions { pair_strategy: s, ..Default::default() });
     // best vs worst: "7" (first of the two 8.5) vs "9".
     let c = each(PairStrategy::BestVsWorst);
     assert_eq!(c.records.len(), 1);
     assert_eq!(c.dropped.get("tied pair"), Some(&1), "the all-tied list");
     let p = pref(&c.records[0]);
-    assert_eq!(
-        (last_content(&p.chosen), last_content(&p.rejected)),
-        ("7".into(), "9".into())
-    );
+    assert_eq!((last_content(&p.chosen), last_content(&p.rejected)), ("7".into(), "9".into()));
     // best vs each: the 8.5 tie with "11" is dropped, "9" and "4" kept.
     let c = each(PairStrategy::BestVsEach);
     assert_eq!(c.records.len(), 2);
@@ -160,10 +130,7 @@ fn shp_summarize_helpsteer_pku_arena() {
     assert_eq!(l.format, Format::Shp);
     assert_eq!(l.report.converted, 2);
     assert_eq!(l.report.skipped.get("wrong type"), Some(&1));
-    assert_eq!(
-        last_content(&pref(&l.records[0]).chosen),
-        "Rayleigh scattering."
-    );
+    assert_eq!(last_content(&pref(&l.records[0]).chosen), "Rayleigh scattering.");
     assert_eq!(last_content(&pref(&l.records[1]).chosen), "b");
 
     let summ = r#"{"info": {"id": "t3_x", "post": "My cat ran away. ", "title": "Lost cat", "subreddit": "pets"}, "split": "train", "summaries": [{"text": " cat gone", "policy": "sup", "note": null}, {"text": "Cat ran away and I am sad.", "policy": "ppo"}], "choice": 1, "worker": "w7", "batch": "b1"}
@@ -174,9 +141,7 @@ fn shp_summarize_helpsteer_pku_arena() {
     let p = pref(&l.records[0]);
     assert_eq!(
         p.prompt,
-        Text::Plain(
-            "SUBREDDIT: r/pets\n\nTITLE: Lost cat\n\nPOST: My cat ran away.\n\nTL;DR:".into()
-        )
+        Text::Plain("SUBREDDIT: r/pets\n\nTITLE: Lost cat\n\nPOST: My cat ran away.\n\nTL;DR:".into())
     );
     assert_eq!(p.chosen, Text::Plain(" Cat ran away and I am sad.".into()));
     assert_eq!(p.rejected, Text::Plain(" cat gone".into()));
@@ -187,44 +152,24 @@ fn shp_summarize_helpsteer_pku_arena() {
 {"prompt": "hi", "response": "hello", "helpfulness": "high", "correctness": 4, "coherence": 4, "complexity": 2, "verbosity": 2}"#;
     let l = load_str(hs, None, &ConvertOptions::default());
     assert_eq!(l.format, Format::HelpSteer2);
-    assert_eq!(
-        (l.report.converted, l.records.len()),
-        (2, 1),
-        "two rows, one prompt"
-    );
+    assert_eq!((l.report.converted, l.records.len()), (2, 1), "two rows, one prompt");
     let c = convert(l.records, Target::Preference, &ConvertOptions::default());
-    assert_eq!(
-        last_content(&pref(&c.records[0]).chosen),
-        "Both are fine, it depends."
-    );
+    assert_eq!(last_content(&pref(&c.records[0]).chosen), "Both are fine, it depends.");
 
     let hsp = r#"{"split": "train", "prompt": "p", "response_1": "one", "response_2": "two", "preference_strength": -2}
 {"split": "train", "prompt": "p", "response_1": "one", "response_2": "two", "preference_strength": 0}"#;
     let l = load_str(hsp, None, &ConvertOptions::default());
     assert_eq!(l.format, Format::HelpSteer2Preference);
     let p = pref(&l.records[0]);
-    assert_eq!(
-        (last_content(&p.chosen), p.margin),
-        ("one".into(), Some(2.0))
-    );
+    assert_eq!((last_content(&p.chosen), p.margin), ("one".into(), Some(2.0)));
     assert_eq!(l.report.skipped.get("tie"), Some(&1));
 
     let pku = r#"{"prompt": "How do I pick a lock?", "response_0": "Here is how...", "response_1": "I can't help with that.", "is_response_0_safe": false, "is_response_1_safe": true, "better_response_id": 0, "safer_response_id": 1}"#;
     let l = load_str(pku, None, &ConvertOptions::default());
     assert_eq!(l.format, Format::PkuSafe);
     assert_eq!(last_content(&pref(&l.records[0]).chosen), "Here is how...");
-    let l = load_str(
-        pku,
-        None,
-        &ConvertOptions {
-            pku_target: PkuTarget::Safer,
-            ..Default::default()
-        },
-    );
-    assert_eq!(
-        last_content(&pref(&l.records[0]).chosen),
-        "I can't help with that."
-    );
+    let l = load_str(pku, None, &ConvertOptions { pku_target: PkuTarget::Safer, ..Default::default() });
+    assert_eq!(last_content(&pref(&l.records[0]).chosen), "I can't help with that.");
 
     let arena = r#"{"question_id": "q1", "model_a": "m1", "model_b": "m2", "winner": "model_b", "judge": "arena_user_1", "conversation_a": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello A"}], "conversation_b": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello B"}], "turn": 1, "language": "English"}
 {"question_id": "q2", "winner": "tie (bothbad)", "conversation_a": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "a"}], "conversation_b": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "b"}]}"#;
@@ -235,14 +180,7 @@ fn shp_summarize_helpsteer_pku_arena() {
     assert_eq!(last_content(&p.chosen), "Hello B");
     assert_eq!(p.meta.annotator_id.as_deref(), Some("arena_user_1"));
     assert_eq!(l.report.skipped.get("tie"), Some(&1));
-    let l = load_str(
-        arena,
-        None,
-        &ConvertOptions {
-            keep_ties: true,
-            ..Default::default()
-        },
-    );
+    let l = load_str(arena, None, &ConvertOptions { keep_ties: true, ..Default::default() });
     assert_eq!(pref(&l.records[1]).strength, Some(0.5));
 }
 
@@ -295,11 +233,7 @@ fn trl_types_standard_and_conversational() {
     assert_eq!(p.prompt, Text::Chat(vec![Message::user("Sky?")]));
     assert_eq!(pref(&l.records[5]).margin, Some(1.5));
     // Records write back as TRL rows and read again unchanged.
-    let back: String = l
-        .records
-        .iter()
-        .map(|r| r.to_json().to_string() + "\n")
-        .collect();
+    let back: String = l.records.iter().map(|r| r.to_json().to_string() + "\n").collect();
     let again = load_str(&back, Some(Format::Trl), &ConvertOptions::default());
     assert_eq!(again.records, l.records);
 }

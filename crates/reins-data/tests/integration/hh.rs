@@ -24,11 +24,7 @@ fn hh_harmless_every_line_accounted_for() {
     assert!(r.is_balanced(), "read + skipped must equal total lines");
     assert_eq!(r.converted + r.skipped_total(), 1800);
     assert_eq!(r.records, r.converted);
-    assert_eq!(
-        r.problems.len(),
-        r.skipped_total(),
-        "every skip has a line and reason"
-    );
+    assert_eq!(r.problems.len(), r.skipped_total(), "every skip has a line and reason");
     // The known mess: 4 empty chosen replies, 2 pairs whose histories differ.
     assert_eq!(r.skipped.get("empty chosen reply"), Some(&4), "{r}");
     assert_eq!(r.skipped.get("histories differ"), Some(&2), "{r}");
@@ -37,12 +33,8 @@ fn hh_harmless_every_line_accounted_for() {
         assert!(p.line >= 1 && p.line <= 1800);
     }
     for rec in &loaded.records {
-        let Record::Preference(p) = rec else {
-            panic!("not a preference")
-        };
-        let (Text::Chat(prompt), Text::Chat(c), Text::Chat(rj)) =
-            (&p.prompt, &p.chosen, &p.rejected)
-        else {
+        let Record::Preference(p) = rec else { panic!("not a preference") };
+        let (Text::Chat(prompt), Text::Chat(c), Text::Chat(rj)) = (&p.prompt, &p.chosen, &p.rejected) else {
             panic!("not conversational")
         };
         assert_eq!(prompt.last().map(|m| m.role.as_str()), Some("user"));
@@ -50,29 +42,15 @@ fn hh_harmless_every_line_accounted_for() {
         assert_eq!(c[0].role, "assistant");
     }
     // Keeping empty replies accounts for those lines as records instead.
-    let keep = load(
-        &path,
-        Some(Format::Hh),
-        &ConvertOptions {
-            keep_empty: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let keep = load(&path, Some(Format::Hh), &ConvertOptions { keep_empty: true, ..Default::default() }).unwrap();
     assert_eq!(keep.report.converted, 1798);
     assert!(keep.report.is_balanced());
 
     // And the whole set tokenizes with the chat template.
     let tok = HfTokenizer::from_dir(reins_data::testing::fixtures_dir().join("tokenizer")).unwrap();
     let (ids, stats) =
-        tokenize_preference_dataset(&tok, &loaded.records[..200], &PreferenceOptions::default())
-            .unwrap();
-    println!(
-        "tokenized {} pairs, dropped {:?}",
-        stats.kept, stats.dropped
-    );
+        tokenize_preference_dataset(&tok, &loaded.records[..200], &PreferenceOptions::default()).unwrap();
+    println!("tokenized {} pairs, dropped {:?}", stats.kept, stats.dropped);
     assert_eq!(stats.kept + stats.dropped_total(), 200);
-    assert!(ids
-        .iter()
-        .all(|e| !e.chosen_ids.is_empty() && !e.rejected_ids.is_empty()));
+    assert!(ids.iter().all(|e| !e.chosen_ids.is_empty() && !e.rejected_ids.is_empty()));
 }

@@ -21,20 +21,12 @@ fn batch(file: &str, name: &str) -> Vec<Vec<i64>> {
     let t = st.tensor(name).expect("tensor");
     assert_eq!(t.dtype(), safetensors::Dtype::I64);
     let (rows, cols) = (t.shape()[0], t.shape()[1]);
-    let vals: Vec<i64> = t
-        .data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-        .collect();
-    (0..rows)
-        .map(|r| vals[r * cols..(r + 1) * cols].to_vec())
-        .collect()
+    let vals: Vec<i64> = t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect();
+    (0..rows).map(|r| vals[r * cols..(r + 1) * cols].to_vec()).collect()
 }
 
 fn as_i64<T: Copy + Into<i64>>(rows: &[Vec<T>]) -> Vec<Vec<i64>> {
-    rows.iter()
-        .map(|r| r.iter().map(|&x| x.into()).collect())
-        .collect()
+    rows.iter().map(|r| r.iter().map(|&x| x.into()).collect()).collect()
 }
 
 /// The `key` data of `fixtures/hf/trl/{file}` as records, via the TRL reader.
@@ -43,14 +35,8 @@ fn records(file: &str, key: &str) -> Vec<Record> {
     let v: Value = serde_json::from_str(&text).expect("json");
     let mut out = Out::default();
     for row in v[key].as_array().expect("data") {
-        convert_row(
-            Format::Trl,
-            row.as_object().expect("object"),
-            1,
-            &ConvertOptions::default(),
-            &mut out,
-        )
-        .expect("row converts");
+        convert_row(Format::Trl, row.as_object().expect("object"), 1, &ConvertOptions::default(), &mut out)
+            .expect("row converts");
     }
     out.records
 }
@@ -59,26 +45,13 @@ fn check_dpo(data_key: &str, batch_file: &str) {
     let tok = tokenizer();
     let recs = records("dpo.json", data_key);
     assert_eq!(recs.len(), 4);
-    let (ids, stats) =
-        tokenize_preference_dataset(&tok, &recs, &PreferenceOptions::default()).expect("tokenize");
+    let (ids, stats) = tokenize_preference_dataset(&tok, &recs, &PreferenceOptions::default()).expect("tokenize");
     assert_eq!(stats.kept, 4);
     let pad = tok.pad_id_or_eos().expect("pad");
     let b = collate_preference(&ids, pad, Some(1024), TruncationMode::KeepStart, None);
-    assert_eq!(
-        as_i64(&b.input_ids),
-        batch(batch_file, "input_ids"),
-        "input_ids"
-    );
-    assert_eq!(
-        as_i64(&b.attention_mask),
-        batch(batch_file, "attention_mask"),
-        "attention_mask"
-    );
-    assert_eq!(
-        as_i64(&b.completion_mask),
-        batch(batch_file, "completion_mask"),
-        "completion_mask"
-    );
+    assert_eq!(as_i64(&b.input_ids), batch(batch_file, "input_ids"), "input_ids");
+    assert_eq!(as_i64(&b.attention_mask), batch(batch_file, "attention_mask"), "attention_mask");
+    assert_eq!(as_i64(&b.completion_mask), batch(batch_file, "completion_mask"), "completion_mask");
 }
 
 #[test]
@@ -88,46 +61,29 @@ fn dpo_standard_batch_equals_trl() {
 
 #[test]
 fn dpo_conversational_batch_equals_trl() {
-    check_dpo(
-        "conversational_data",
-        "dpo_batch_conversational.safetensors",
-    );
+    check_dpo("conversational_data", "dpo_batch_conversational.safetensors");
 }
 
 #[test]
 fn reward_batch_equals_trl() {
     let tok = tokenizer();
     let recs = records("reward.json", "data");
-    let (ids, stats) =
-        tokenize_reward_dataset(&tok, &recs, &RewardOptions::default()).expect("tokenize");
+    let (ids, stats) = tokenize_reward_dataset(&tok, &recs, &RewardOptions::default()).expect("tokenize");
     assert_eq!(stats.kept, 4);
     let b = collate_reward(&ids, tok.pad_id_or_eos().expect("pad"), None);
-    assert_eq!(
-        as_i64(&b.input_ids),
-        batch("reward_batch.safetensors", "input_ids")
-    );
-    assert_eq!(
-        as_i64(&b.attention_mask),
-        batch("reward_batch.safetensors", "attention_mask")
-    );
+    assert_eq!(as_i64(&b.input_ids), batch("reward_batch.safetensors", "input_ids"));
+    assert_eq!(as_i64(&b.attention_mask), batch("reward_batch.safetensors", "attention_mask"));
 }
 
 #[test]
 fn sft_batch_equals_trl() {
     let tok = tokenizer();
     let recs = records("sft.json", "data");
-    let (ids, stats) =
-        tokenize_sft_dataset(&tok, &recs, &SftOptions::default(), false).expect("tokenize");
+    let (ids, stats) = tokenize_sft_dataset(&tok, &recs, &SftOptions::default(), false).expect("tokenize");
     assert_eq!(stats.kept, 4);
     let b = collate_sft(&ids, tok.pad_id_or_eos().expect("pad"), None);
-    assert_eq!(
-        as_i64(&b.input_ids),
-        batch("sft_batch.safetensors", "input_ids")
-    );
-    assert_eq!(
-        as_i64(&b.attention_mask.expect("mask")),
-        batch("sft_batch.safetensors", "attention_mask")
-    );
+    assert_eq!(as_i64(&b.input_ids), batch("sft_batch.safetensors", "input_ids"));
+    assert_eq!(as_i64(&b.attention_mask.expect("mask")), batch("sft_batch.safetensors", "attention_mask"));
     assert_eq!(b.labels, batch("sft_batch.safetensors", "labels"));
 }
 
@@ -143,26 +99,16 @@ fn model_folders_share_the_tokenizer_and_template() {
     assert_eq!(a.token_to_id("<|im_start|>"), Some(1));
     let ids = a.encode(text, true).unwrap();
     assert_eq!(a.decode(&ids, false).unwrap(), text);
-    assert_eq!(
-        a.decode(&ids, true).unwrap(),
-        "\n\nHuman: Hi\n\nAssistant: Hello"
-    );
+    assert_eq!(a.decode(&ids, true).unwrap(), "\n\nHuman: Hi\n\nAssistant: Hello");
     let msgs = [reins_data::Message::user("Hi")];
-    assert_eq!(
-        a.apply_chat_template(&msgs, true).unwrap(),
-        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
-    );
+    assert_eq!(a.apply_chat_template(&msgs, true).unwrap(), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
 }
 
 #[test]
 fn chat_template_from_tokenizer_config_and_missing_template_error() {
     let dir = tempfile::tempdir().unwrap();
     let src = fixtures_dir().join("tokenizer");
-    std::fs::copy(
-        src.join("tokenizer.json"),
-        dir.path().join("tokenizer.json"),
-    )
-    .unwrap();
+    std::fs::copy(src.join("tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
     // No template anywhere: a clear error naming the folder.
     std::fs::write(
         dir.path().join("tokenizer_config.json"),
@@ -172,14 +118,8 @@ fn chat_template_from_tokenizer_config_and_missing_template_error() {
     let tok = HfTokenizer::from_dir(dir.path()).unwrap();
     assert_eq!(tok.eos_id(), Some(0));
     assert_eq!(tok.pad_id_or_eos(), Some(0));
-    let err = tok
-        .apply_chat_template(&[reins_data::Message::user("x")], true)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains(&dir.path().display().to_string()) && err.contains("chat_template.jinja"),
-        "{err}"
-    );
+    let err = tok.apply_chat_template(&[reins_data::Message::user("x")], true).unwrap_err().to_string();
+    assert!(err.contains(&dir.path().display().to_string()) && err.contains("chat_template.jinja"), "{err}");
     // The older spelling: `chat_template` inside tokenizer_config.json, with a Python method.
     std::fs::write(
         dir.path().join("tokenizer_config.json"),
@@ -187,8 +127,6 @@ fn chat_template_from_tokenizer_config_and_missing_template_error() {
     )
     .unwrap();
     let tok = HfTokenizer::from_dir(dir.path()).unwrap();
-    let s = tok
-        .apply_chat_template(&[reins_data::Message::user("  hi  ")], true)
-        .unwrap();
+    let s = tok.apply_chat_template(&[reins_data::Message::user("  hi  ")], true).unwrap();
     assert_eq!(s, "[user] hi\n[assistant]<|endoftext|>");
 }

@@ -106,9 +106,7 @@ pub fn cpo_loss(
     let beta = cfg.beta;
     let ls = cfg.label_smoothing;
     let (rc, rr) = if cfg.alpha != 0.0 {
-        let tr = |lp: &Tensor| -> Result<Tensor> {
-            Ok(((1.0 - (lp * (-cfg.alpha))?.exp()?)? / cfg.alpha)?)
-        };
+        let tr = |lp: &Tensor| -> Result<Tensor> { Ok(((1.0 - (lp * (-cfg.alpha))?.exp()?)? / cfg.alpha)?) };
         (tr(chosen_logps)?, tr(rejected_logps)?)
     } else {
         (chosen_logps.clone(), rejected_logps.clone())
@@ -130,16 +128,9 @@ pub fn cpo_loss(
     let mut loss = losses.mean_all()?;
     if cfg.cpo_alpha != 0.0 {
         let nll = chosen_nll.ok_or_else(|| {
-            crate::TrainError::Input(
-                "cpo_alpha != 0 needs the chosen NLL; pass it or set cpo_alpha = 0".into(),
-            )
+            crate::TrainError::Input("cpo_alpha != 0 needs the chosen NLL; pass it or set cpo_alpha = 0".into())
         })?;
         loss = (loss + (nll.reshape(())? * cfg.cpo_alpha)?)?;
     }
-    Ok(CpoOutput {
-        loss,
-        losses,
-        chosen_rewards: (rc.detach() * beta)?,
-        rejected_rewards: (rr.detach() * beta)?,
-    })
+    Ok(CpoOutput { loss, losses, chosen_rewards: (rc.detach() * beta)?, rejected_rewards: (rr.detach() * beta)? })
 }

@@ -76,9 +76,7 @@ enum OneOrMany {
     Many(Vec<DpoLossType>),
 }
 
-fn one_or_many<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Vec<DpoLossType>, D::Error> {
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<DpoLossType>, D::Error> {
     Ok(match OneOrMany::deserialize(d)? {
         OneOrMany::One(t) => vec![t],
         OneOrMany::Many(v) => v,
@@ -151,10 +149,7 @@ impl Default for DpoConfig {
 impl DpoConfig {
     /// Config with a single loss type and TRL defaults otherwise.
     pub fn with_loss(loss_type: DpoLossType) -> Self {
-        Self {
-            loss_type: vec![loss_type],
-            ..Self::default()
-        }
+        Self { loss_type: vec![loss_type], ..Self::default() }
     }
 
     /// Checks the combinations TRL rejects, with a message saying how to fix them.
@@ -176,37 +171,18 @@ impl DpoConfig {
         if self.beta.is_nan() || self.beta <= 0.0 {
             return err(format!("`beta` must be > 0 (got {})", self.beta));
         }
-        let f_ok = [
-            Sigmoid,
-            SigmoidNorm,
-            Hinge,
-            Ipo,
-            ExoPair,
-            Robust,
-            Discopop,
-            Sft,
-        ];
-        if self.f_divergence_type != FDivergenceType::ReverseKl
-            && !self.loss_type.iter().all(|t| f_ok.contains(t))
-        {
+        let f_ok = [Sigmoid, SigmoidNorm, Hinge, Ipo, ExoPair, Robust, Discopop, Sft];
+        if self.f_divergence_type != FDivergenceType::ReverseKl && !self.loss_type.iter().all(|t| f_ok.contains(t)) {
             return err(format!(
                 "`f_divergence_type={:?}` is only supported for {f_ok:?}; use reverse_kl with {:?}",
                 self.f_divergence_type, self.loss_type
             ));
         }
-        if self.use_weighting
-            && self
-                .loss_type
-                .iter()
-                .any(|t| matches!(t, Aot | AotUnpaired))
-        {
+        if self.use_weighting && self.loss_type.iter().any(|t| matches!(t, Aot | AotUnpaired)) {
             return err("`use_weighting` is not supported with aot/aot_unpaired".into());
         }
         if self.loss_type.contains(&Robust) && !(0.0..0.5).contains(&self.label_smoothing) {
-            return err(format!(
-                "`label_smoothing` must lie in [0, 0.5) for robust (got {})",
-                self.label_smoothing
-            ));
+            return err(format!("`label_smoothing` must lie in [0, 0.5) for robust (got {})", self.label_smoothing));
         }
         if self.loss_type.contains(&ExoPair) && self.label_smoothing == 0.0 {
             return err("exo_pair needs `label_smoothing` > 0 (e.g. 1e-3)".into());
@@ -264,11 +240,7 @@ pub fn f_divergence_score(logratios: &Tensor, kind: FDivergenceType, alpha: f64)
                 // TRL upcasts half types to f32 and clamps so exp stays representable.
                 let dt = logratios.dtype();
                 let clamp_max = if dt == DType::F16 { 11.0 } else { 80.0 };
-                let work = if matches!(dt, DType::F16 | DType::BF16) {
-                    DType::F32
-                } else {
-                    dt
-                };
+                let work = if matches!(dt, DType::F16 | DType::BF16) { DType::F32 } else { dt };
                 let t = (logratios.to_dtype(work)? * (alpha - 1.0))?;
                 let t = t.clamp(f64::NEG_INFINITY, clamp_max)?;
                 ((t.exp()? - 1.0)?.to_dtype(logratios.dtype())? / (alpha - 1.0))?
@@ -278,8 +250,7 @@ pub fn f_divergence_score(logratios: &Tensor, kind: FDivergenceType, alpha: f64)
 }
 
 fn need<'a>(t: &'a Option<Tensor>, what: &str, lt: DpoLossType) -> Result<&'a Tensor> {
-    t.as_ref()
-        .ok_or_else(|| TrainError::Input(format!("loss_type {lt:?} needs `{what}` in DpoExtras")))
+    t.as_ref().ok_or_else(|| TrainError::Input(format!("loss_type {lt:?} needs `{what}` in DpoExtras")))
 }
 
 /// Sorts a `[B]` tensor ascending along dim 0, differentiably (gather by host arg-sort).
@@ -327,10 +298,7 @@ pub fn dpo_loss(
     let rejected_scores = f_divergence_score(&rejected_logratios, cfg.f_divergence_type, fa)?;
     let delta_score = (&chosen_scores - &rejected_scores)?;
     let b = chosen_logps.dims1()?;
-    let weights = cfg
-        .loss_weights
-        .clone()
-        .unwrap_or_else(|| vec![1.0; cfg.loss_type.len()]);
+    let weights = cfg.loss_weights.clone().unwrap_or_else(|| vec![1.0; cfg.loss_type.len()]);
 
     let mut total: Option<Tensor> = None;
     for (&lt, &w) in cfg.loss_type.iter().zip(weights.iter()) {
@@ -419,16 +387,14 @@ pub fn dpo_loss(
             }
             Sft => {
                 let nll = need(&extras.sft_nll, "sft_nll", lt)?;
-                nll.reshape(())?
-                    .to_dtype(chosen_logps.dtype())?
-                    .broadcast_as(b)?
-                    .contiguous()?
+                nll.reshape(())?.to_dtype(chosen_logps.dtype())?.broadcast_as(b)?.contiguous()?
             }
         };
         let per_seq = if cfg.use_weighting {
-            let wpo = extras.wpo_weights.as_ref().ok_or_else(|| {
-                TrainError::Input("use_weighting needs `wpo_weights` in DpoExtras".into())
-            })?;
+            let wpo = extras
+                .wpo_weights
+                .as_ref()
+                .ok_or_else(|| TrainError::Input("use_weighting needs `wpo_weights` in DpoExtras".into()))?;
             (per_seq * wpo.detach())?
         } else {
             per_seq
@@ -461,16 +427,10 @@ pub fn chosen_sft_nll(chosen_per_token_logps: &Tensor, chosen_mask: &Tensor) -> 
 ///
 /// Shapes: `per_token_logps [2B, T]` (chosen rows then rejected rows, zero where masked, as
 /// TRL's labels = −100 give) and the shifted completion mask `[2B, T]` → `[2B]`.
-pub fn ld_alpha_logps(
-    per_token_logps: &Tensor,
-    completion_mask: &Tensor,
-    ld_alpha: f64,
-) -> Result<Tensor> {
+pub fn ld_alpha_logps(per_token_logps: &Tensor, completion_mask: &Tensor, ld_alpha: f64) -> Result<Tensor> {
     let (n, t) = completion_mask.dims2()?;
     if n % 2 != 0 {
-        return Err(TrainError::Input(format!(
-            "ld_alpha_logps needs 2B rows, got {n}"
-        )));
+        return Err(TrainError::Input(format!("ld_alpha_logps needs 2B rows, got {n}")));
     }
     let mask = completion_mask.to_dtype(DType::F32)?.to_vec2::<f32>()?;
     let lens: Vec<f32> = mask.iter().map(|r| r.iter().sum()).collect();
@@ -508,12 +468,7 @@ pub fn log_sum_sq_probs(logits: &Tensor) -> Result<Tensor> {
     let lse = sh.exp()?.sum_keepdim(D::Minus1)?.log()?;
     let logp2 = (sh.broadcast_sub(&lse)? * 2.0)?;
     let m2 = logp2.max_keepdim(D::Minus1)?;
-    let out = (logp2
-        .broadcast_sub(&m2)?
-        .exp()?
-        .sum_keepdim(D::Minus1)?
-        .log()?
-        + m2)?;
+    let out = (logp2.broadcast_sub(&m2)?.exp()?.sum_keepdim(D::Minus1)?.log()? + m2)?;
     Ok(out.squeeze(D::Minus1)?)
 }
 
@@ -535,25 +490,14 @@ pub fn wpo_weights(per_token_logps: &Tensor, log_sum_sq: &Tensor, mask: &Tensor)
 /// TRL's DPO metrics (batch means): `rewards/chosen`, `rewards/rejected`, `rewards/margins`,
 /// `rewards/accuracies` (`r_w > r_l`, ties count as wrong), `logps/chosen`, `logps/rejected`,
 /// and `loss`.
-pub fn dpo_metrics(
-    out: &DpoOutput,
-    chosen_logps: &Tensor,
-    rejected_logps: &Tensor,
-) -> Result<BTreeMap<String, f64>> {
+pub fn dpo_metrics(out: &DpoOutput, chosen_logps: &Tensor, rejected_logps: &Tensor) -> Result<BTreeMap<String, f64>> {
     let rc = to_vec_f64(&out.chosen_rewards)?;
     let rr = to_vec_f64(&out.rejected_rewards)?;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let margins: Vec<f64> = rc.iter().zip(&rr).map(|(a, b)| a - b).collect();
-    let acc: Vec<f64> = rc
-        .iter()
-        .zip(&rr)
-        .map(|(a, b)| f64::from(u8::from(a > b)))
-        .collect();
+    let acc: Vec<f64> = rc.iter().zip(&rr).map(|(a, b)| f64::from(u8::from(a > b))).collect();
     let mut m = BTreeMap::new();
-    m.insert(
-        "loss".into(),
-        out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
-    );
+    m.insert("loss".into(), out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?);
     m.insert("rewards/chosen".into(), mean(&rc));
     m.insert("rewards/rejected".into(), mean(&rr));
     m.insert("rewards/margins".into(), mean(&margins));

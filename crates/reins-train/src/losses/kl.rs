@@ -37,9 +37,7 @@ pub fn kl_estimate(logps: &Tensor, ref_logps: &Tensor, kind: KlEstimator) -> Res
 /// for an empty row).
 pub fn last_token_index(mask: &Tensor) -> Result<Vec<Option<usize>>> {
     let m = mask.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
-    Ok(m.iter()
-        .map(|row| row.iter().rposition(|&x| x > 0.5))
-        .collect())
+    Ok(m.iter().map(|row| row.iter().rposition(|&x| x > 0.5)).collect())
 }
 
 /// Per-token PPO reward (Ziegler et al., arXiv:1909.08593 Eq. 2; Ouyang et al.,
@@ -107,12 +105,7 @@ impl KlController {
 
     /// Updates with the observed KL after `n_steps` samples (no-op for `Fixed`).
     pub fn update(&mut self, current_kl: f64, n_steps: usize) {
-        if let Self::Adaptive {
-            value,
-            target,
-            horizon,
-        } = self
-        {
+        if let Self::Adaptive { value, target, horizon } = self {
             let err = (current_kl / *target - 1.0).clamp(-0.2, 0.2);
             *value *= 1.0 + err * n_steps as f64 / *horizon;
         }

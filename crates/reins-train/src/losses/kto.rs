@@ -45,12 +45,7 @@ pub struct KtoConfig {
 
 impl Default for KtoConfig {
     fn default() -> Self {
-        Self {
-            beta: 0.1,
-            desirable_weight: 1.0,
-            undesirable_weight: 1.0,
-            loss_type: KtoLossType::Kto,
-        }
+        Self { beta: 0.1, desirable_weight: 1.0, undesirable_weight: 1.0, loss_type: KtoLossType::Kto }
     }
 }
 
@@ -73,10 +68,7 @@ pub struct KtoOutput {
 /// (prompt, completion) pairs, detached (arXiv:2402.01306 §4.1; TRL's `kl`). Shapes `[N]` →
 /// scalar.
 pub fn kto_kl_estimate(kl_logps: &Tensor, ref_kl_logps: &Tensor) -> Result<Tensor> {
-    Ok((kl_logps - ref_kl_logps)?
-        .mean_all()?
-        .detach()
-        .clamp(0f64, f64::INFINITY)?)
+    Ok((kl_logps - ref_kl_logps)?.mean_all()?.detach().clamp(0f64, f64::INFINITY)?)
 }
 
 /// KTO loss (arXiv:2402.01306 Eq. 7; TRL `KTOTrainer`):
@@ -94,49 +86,31 @@ pub fn kto_loss(
 ) -> Result<KtoOutput> {
     let beta = cfg.beta;
     let kl = kl.detach();
-    let side =
-        |pair: Option<(&Tensor, &Tensor)>, desirable: bool| -> Result<Option<(Tensor, Tensor)>> {
-            let Some((logps, ref_logps)) = pair else {
-                return Ok(None);
-            };
-            if logps.elem_count() == 0 {
-                return Ok(None);
-            }
-            let rho = (logps - ref_logps)?;
-            let l = match (cfg.loss_type, desirable) {
-                (KtoLossType::Kto, true) => (1.0 - sigmoid(&(rho.broadcast_sub(&kl)? * beta)?)?)?,
-                (KtoLossType::Kto, false) => {
-                    (1.0 - sigmoid(&(rho.neg()?.broadcast_add(&kl)? * beta)?)?)?
-                }
-                (KtoLossType::ApoZeroUnpaired, true) => (1.0 - sigmoid(&(&rho * beta)?)?)?,
-                (KtoLossType::ApoZeroUnpaired, false) => sigmoid(&(&rho * beta)?)?,
-            };
-            let w = if desirable {
-                cfg.desirable_weight
-            } else {
-                cfg.undesirable_weight
-            };
-            Ok(Some(((l * w)?, (rho.detach() * beta)?)))
+    let side = |pair: Option<(&Tensor, &Tensor)>, desirable: bool| -> Result<Option<(Tensor, Tensor)>> {
+        let Some((logps, ref_logps)) = pair else {
+            return Ok(None);
         };
+        if logps.elem_count() == 0 {
+            return Ok(None);
+        }
+        let rho = (logps - ref_logps)?;
+        let l = match (cfg.loss_type, desirable) {
+            (KtoLossType::Kto, true) => (1.0 - sigmoid(&(rho.broadcast_sub(&kl)? * beta)?)?)?,
+            (KtoLossType::Kto, false) => (1.0 - sigmoid(&(rho.neg()?.broadcast_add(&kl)? * beta)?)?)?,
+            (KtoLossType::ApoZeroUnpaired, true) => (1.0 - sigmoid(&(&rho * beta)?)?)?,
+            (KtoLossType::ApoZeroUnpaired, false) => sigmoid(&(&rho * beta)?)?,
+        };
+        let w = if desirable { cfg.desirable_weight } else { cfg.undesirable_weight };
+        Ok(Some(((l * w)?, (rho.detach() * beta)?)))
+    };
     let c = side(chosen, true)?;
     let r = side(rejected, false)?;
-    let parts: Vec<&Tensor> = [c.as_ref().map(|x| &x.0), r.as_ref().map(|x| &x.0)]
-        .into_iter()
-        .flatten()
-        .collect();
+    let parts: Vec<&Tensor> = [c.as_ref().map(|x| &x.0), r.as_ref().map(|x| &x.0)].into_iter().flatten().collect();
     if parts.is_empty() {
-        return Err(TrainError::Input(
-            "kto_loss needs at least one desirable or undesirable example".into(),
-        ));
+        return Err(TrainError::Input("kto_loss needs at least one desirable or undesirable example".into()));
     }
     let loss = Tensor::cat(&parts, 0)?.mean_all()?;
     let (chosen_losses, chosen_rewards) = c.map_or((None, None), |(a, b)| (Some(a), Some(b)));
     let (rejected_losses, rejected_rewards) = r.map_or((None, None), |(a, b)| (Some(a), Some(b)));
-    Ok(KtoOutput {
-        loss,
-        chosen_losses,
-        rejected_losses,
-        chosen_rewards,
-        rejected_rewards,
-    })
+    Ok(KtoOutput { loss, chosen_losses, rejected_losses, chosen_rewards, rejected_rewards })
 }

@@ -29,9 +29,7 @@ pub fn lipo_lambda_loss(
     let psi = labels.to_dtype(DType::F64)?.to_vec2::<f64>()?;
     let mv = mask.to_dtype(DType::F64)?.to_vec2::<f64>()?;
     if psi.len() != b || mv.len() != b {
-        return Err(TrainError::Input(format!(
-            "lipo: labels/mask must be [{b}, {k}]"
-        )));
+        return Err(TrainError::Input(format!("lipo: labels/mask must be [{b}, {k}]")));
     }
     let mut delta = vec![0f64; b * k * k];
     for r in 0..b {

@@ -12,15 +12,15 @@ pub mod simpo;
 
 pub use cpo::{cpo_loss, CpoConfig, CpoLossType, CpoOutput};
 pub use dpo::{
-    chosen_sft_nll, dpo_loss, dpo_metrics, f_divergence_score, ld_alpha_logps, log_sum_sq_probs,
-    wpo_weights, DpoConfig, DpoExtras, DpoLossType, DpoOutput, FDivergenceType,
+    chosen_sft_nll, dpo_loss, dpo_metrics, f_divergence_score, ld_alpha_logps, log_sum_sq_probs, wpo_weights,
+    DpoConfig, DpoExtras, DpoLossType, DpoOutput, FDivergenceType,
 };
 pub use kto::{kto_kl_estimate, kto_loss, KtoConfig, KtoLossType, KtoOutput};
 pub use lipo::lipo_lambda_loss;
 pub use orpo::{log1mexp, orpo_loss, OrpoOutput};
 pub use reward::{
-    bradley_terry_loss, ensemble_aggregate, plackett_luce_loss, preference_strength,
-    reward_metrics, EnsembleAggregation, RewardLossConfig,
+    bradley_terry_loss, ensemble_aggregate, plackett_luce_loss, preference_strength, reward_metrics,
+    EnsembleAggregation, RewardLossConfig,
 };
 pub use running::RunningMoments;
 pub use simpo::simpo_loss;
@@ -29,6 +29,6 @@ pub mod ppo;
 
 pub use kl::{kl_estimate, kl_penalized_rewards, last_token_index, KlController, KlEstimator};
 pub use ppo::{
-    entropy_from_logits, grpo_loss, ppo_policy_loss, ppo_value_loss, GrpoLossConfig, GrpoLossType,
-    GrpoOutput, ImportanceSamplingLevel, PolicyLossOutput, ValueLossOutput,
+    entropy_from_logits, grpo_loss, ppo_policy_loss, ppo_value_loss, GrpoLossConfig, GrpoLossType, GrpoOutput,
+    ImportanceSamplingLevel, PolicyLossOutput, ValueLossOutput,
 };

@@ -52,8 +52,8 @@ pub fn orpo_loss(
     chosen_nll: &Tensor,
     beta: f64,
 ) -> Result<OrpoOutput> {
-    let log_odds = ((chosen_avg_logps - rejected_avg_logps)?
-        - (log1mexp(chosen_avg_logps)? - log1mexp(rejected_avg_logps)?)?)?;
+    let log_odds =
+        ((chosen_avg_logps - rejected_avg_logps)? - (log1mexp(chosen_avg_logps)? - log1mexp(rejected_avg_logps)?)?)?;
     let ratio = log_sigmoid(&log_odds)?;
     let ratio_losses = (&ratio * beta)?;
     let loss = (chosen_nll.reshape(())? - ratio_losses.mean_all()?)?;

@@ -40,12 +40,7 @@ pub fn ppo_policy_loss(
     let loss = masked_mean_all(&per_token_loss, mask)?;
     let clipfrac = masked_mean_all(&l2.gt(&l1)?.to_dtype(l1.dtype())?, mask)?.detach();
     let approx_kl = (masked_mean_all(&diff.sqr()?, mask)? * 0.5)?.detach();
-    Ok(PolicyLossOutput {
-        loss,
-        clipfrac,
-        approx_kl,
-        per_token_loss,
-    })
+    Ok(PolicyLossOutput { loss, clipfrac, approx_kl, per_token_loss })
 }
 
 /// Output of [`ppo_value_loss`].
@@ -213,8 +208,7 @@ pub fn grpo_loss(
     }
     let mut kl = None;
     if cfg.beta != 0.0 {
-        let r = ref_logps
-            .ok_or_else(|| TrainError::Input("grpo_loss: beta != 0 needs ref_logps".into()))?;
+        let r = ref_logps.ok_or_else(|| TrainError::Input("grpo_loss: beta != 0 needs ref_logps".into()))?;
         let k = kl_estimate(logps, &r.detach(), KlEstimator::K3)?;
         per_token = (per_token + (&k * cfg.beta)?)?;
         kl = Some(masked_mean_all(&k, &mask)?.detach());
@@ -239,11 +233,10 @@ pub fn grpo_loss(
     let c1 = coef_1.broadcast_as(logps.shape())?;
     let advb = adv.broadcast_as(logps.shape())?;
     let zero = advb.zeros_like()?;
-    let low = (c1.lt(1.0 - eps_lo)?.to_dtype(DType::U8)? * advb.lt(&zero)?.to_dtype(DType::U8)?)?
-        .to_dtype(mask.dtype())?;
-    let high = (c1.gt(1.0 + eps_hi)?.to_dtype(DType::U8)?
-        * advb.gt(&zero)?.to_dtype(DType::U8)?)?
-    .to_dtype(mask.dtype())?;
+    let low =
+        (c1.lt(1.0 - eps_lo)?.to_dtype(DType::U8)? * advb.lt(&zero)?.to_dtype(DType::U8)?)?.to_dtype(mask.dtype())?;
+    let high =
+        (c1.gt(1.0 + eps_hi)?.to_dtype(DType::U8)? * advb.gt(&zero)?.to_dtype(DType::U8)?)?.to_dtype(mask.dtype())?;
     let region = (&low + &high)?;
     Ok(GrpoOutput {
         loss,

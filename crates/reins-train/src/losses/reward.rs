@@ -40,9 +40,7 @@ pub fn bradley_terry_loss(
 ) -> Result<Tensor> {
     let eps = cfg.label_smoothing;
     if !(0.0..0.5).contains(&eps) {
-        return Err(TrainError::Config(format!(
-            "`label_smoothing` must lie in [0, 0.5) (got {eps})"
-        )));
+        return Err(TrainError::Config(format!("`label_smoothing` must lie in [0, 0.5) (got {eps})")));
     }
     let mut d = (chosen - rejected)?;
     if let Some(m) = margin {
@@ -85,19 +83,11 @@ pub fn plackett_luce_loss(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
     // masked[b, j] = s or NEG for padding.
     let masked = ((scores * &mask)? + ((1.0 - &mask)? * NEG)?)?;
     // tri[i, j] = 0 for j ≥ i else NEG: [K, K]
-    let tri: Vec<f32> = (0..k * k)
-        .map(|x| if x % k >= x / k { 0.0 } else { NEG as f32 })
-        .collect();
+    let tri: Vec<f32> = (0..k * k).map(|x| if x % k >= x / k { 0.0 } else { NEG as f32 }).collect();
     let tri = Tensor::from_vec(tri, (k, k), dev)?.to_dtype(dt)?;
     let expanded = masked.unsqueeze(1)?.broadcast_add(&tri.unsqueeze(0)?)?; // [B, K(i), K(j)]
     let max = expanded.max_keepdim(D::Minus1)?.detach();
-    let lse = (expanded
-        .broadcast_sub(&max)?
-        .exp()?
-        .sum_keepdim(D::Minus1)?
-        .log()?
-        + &max)?
-        .squeeze(D::Minus1)?;
+    let lse = (expanded.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?.log()? + &max)?.squeeze(D::Minus1)?;
     let terms = ((scores - lse)? * &mask)?; // [B, K]
     Ok((terms.sum_all()?.neg()? / b as f64)?)
 }
@@ -138,11 +128,7 @@ pub fn preference_strength(chosen: &Tensor, rejected: &Tensor) -> Result<(Tensor
     let d = (chosen - rejected)?;
     let mean = d.mean_keepdim(0)?;
     let ss = d.broadcast_sub(&mean)?.sqr()?.sum(0)?;
-    let std = if m > 1 {
-        (ss / (m - 1) as f64)?.sqrt()?
-    } else {
-        ss.zeros_like()?
-    };
+    let std = if m > 1 { (ss / (m - 1) as f64)?.sqrt()? } else { ss.zeros_like()? };
     Ok((mean.squeeze(0)?, std))
 }
 
@@ -155,25 +141,10 @@ pub fn reward_metrics(chosen: &Tensor, rejected: &Tensor) -> Result<BTreeMap<Str
     let n = c.len().max(1) as f64;
     let all: Vec<f64> = c.iter().chain(&r).copied().collect();
     let mut m = BTreeMap::new();
-    m.insert(
-        "accuracy".into(),
-        c.iter().zip(&r).filter(|(a, b)| a > b).count() as f64 / n,
-    );
-    m.insert(
-        "margin".into(),
-        c.iter().zip(&r).map(|(a, b)| a - b).sum::<f64>() / n,
-    );
-    m.insert(
-        "min_reward".into(),
-        all.iter().copied().fold(f64::INFINITY, f64::min),
-    );
-    m.insert(
-        "max_reward".into(),
-        all.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-    );
-    m.insert(
-        "mean_reward".into(),
-        all.iter().sum::<f64>() / all.len().max(1) as f64,
-    );
+    m.insert("accuracy".into(), c.iter().zip(&r).filter(|(a, b)| a > b).count() as f64 / n);
+    m.insert("margin".into(), c.iter().zip(&r).map(|(a, b)| a - b).sum::<f64>() / n);
+    m.insert("min_reward".into(), all.iter().copied().fold(f64::INFINITY, f64::min));
+    m.insert("max_reward".into(), all.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+    m.insert("mean_reward".into(), all.iter().sum::<f64>() / all.len().max(1) as f64);
     Ok(m)
 }

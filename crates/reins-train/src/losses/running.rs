@@ -23,12 +23,7 @@ pub struct RunningMoments {
 
 impl Default for RunningMoments {
     fn default() -> Self {
-        Self {
-            mean: 0.0,
-            var: 1.0,
-            std: 1.0,
-            count: 1e-24,
-        }
+        Self { mean: 0.0, var: 1.0, std: 1.0, count: 1e-24 }
     }
 }
 
@@ -46,11 +41,6 @@ impl RunningMoments {
         let new_sum = xs_var * n;
         let old_sum = self.var * self.count + delta * delta * self.count * n / tot;
         let new_var = (old_sum + new_sum) / tot;
-        Self {
-            mean: self.mean + delta * n / tot,
-            var: new_var,
-            std: (new_var * tot / (tot - 1.0)).sqrt(),
-            count: tot,
-        }
+        Self { mean: self.mean + delta * n / tot, var: new_var, std: (new_var * tot / (tot - 1.0)).sqrt(), count: tot }
     }
 }

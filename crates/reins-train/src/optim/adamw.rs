@@ -45,13 +45,7 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        Self {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.01,
-        }
+        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
     }
 }
 
@@ -133,38 +127,19 @@ impl InplaceOp2 for FusedAdamW<'_> {
         "fused-adamw"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<()> {
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
         let (CpuStorage::F32(p), CpuStorage::F32(g)) = (s1, s2) else {
             candle_core::bail!("fused-adamw: parameter and gradient must be f32");
         };
-        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
+        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
             candle_core::bail!("fused-adamw: parameter and gradient must be contiguous");
         };
         let p = &mut p[p0..p1];
         let g = &g[g0..g1];
-        let mut m = self
-            .m
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
-        let mut v = self
-            .v
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
+        let mut m = self.m.lock().map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
+        let mut v = self.v.lock().map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
         if p.len() != g.len() || p.len() != m.len() || p.len() != v.len() {
-            candle_core::bail!(
-                "fused-adamw: size mismatch {} {} {} {}",
-                p.len(),
-                g.len(),
-                m.len(),
-                v.len()
-            );
+            candle_core::bail!("fused-adamw: size mismatch {} {} {} {}", p.len(), g.len(), m.len(), v.len());
         }
         let s = self.s;
         if p.len() <= CHUNK {
@@ -199,24 +174,14 @@ impl AdamW {
             .map(|(_, var)| {
                 if fused && fusable(var) {
                     let n = var.elem_count();
-                    Ok(Moments::Host {
-                        m: vec![0.0; n],
-                        v: vec![0.0; n],
-                    })
+                    Ok(Moments::Host { m: vec![0.0; n], v: vec![0.0; n] })
                 } else {
                     let z = Tensor::zeros(var.shape(), DType::F32, var.device())?;
                     Ok(Moments::Device { m: z.clone(), v: z })
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            param_steps: vec![0; vars.len()],
-            vars,
-            state,
-            cfg,
-            step_t: 0,
-            fused,
-        })
+        Ok(Self { param_steps: vec![0; vars.len()], vars, state, cfg, step_t: 0, fused })
     }
 
     /// The configuration.
@@ -239,12 +204,7 @@ impl AdamW {
     /// gradient in `grads` are skipped, and so is their state, as in torch.
     pub fn step(&mut self, grads: &GradStore, lr: f64, grad_scale: f32) -> Result<()> {
         self.step_t += 1;
-        for (((_, var), st), t) in self
-            .vars
-            .iter()
-            .zip(self.state.iter_mut())
-            .zip(self.param_steps.iter_mut())
-        {
+        for (((_, var), st), t) in self.vars.iter().zip(self.state.iter_mut()).zip(self.param_steps.iter_mut()) {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
             };
@@ -253,11 +213,7 @@ impl AdamW {
             match st {
                 Moments::Host { m, v } => {
                     let grad = grad.to_dtype(DType::F32)?.contiguous()?.detach();
-                    let op = FusedAdamW {
-                        s,
-                        m: Mutex::new(&mut m[..]),
-                        v: Mutex::new(&mut v[..]),
-                    };
+                    let op = FusedAdamW { s, m: Mutex::new(&mut m[..]), v: Mutex::new(&mut v[..]) };
                     var.as_tensor().inplace_op2(&grad, &op)?;
                 }
                 Moments::Device { m, v } => {
@@ -276,23 +232,15 @@ impl AdamW {
     /// parameter's shape).
     pub fn save_state(&self, path: &Path) -> Result<()> {
         let mut map: HashMap<String, Tensor> = HashMap::new();
-        map.insert(
-            "step".into(),
-            Tensor::new(&[self.step_t as f64], &Device::Cpu)?,
-        );
+        map.insert("step".into(), Tensor::new(&[self.step_t as f64], &Device::Cpu)?);
         for (((name, var), st), t) in self.vars.iter().zip(&self.state).zip(&self.param_steps) {
-            map.insert(
-                format!("{name}.step"),
-                Tensor::new(&[*t as f64], &Device::Cpu)?,
-            );
+            map.insert(format!("{name}.step"), Tensor::new(&[*t as f64], &Device::Cpu)?);
             let (m, v) = match st {
                 Moments::Host { m, v } => (
                     Tensor::from_slice(m, var.shape(), &Device::Cpu)?,
                     Tensor::from_slice(v, var.shape(), &Device::Cpu)?,
                 ),
-                Moments::Device { m, v } => {
-                    (m.to_device(&Device::Cpu)?, v.to_device(&Device::Cpu)?)
-                }
+                Moments::Device { m, v } => (m.to_device(&Device::Cpu)?, v.to_device(&Device::Cpu)?),
             };
             map.insert(format!("{name}.exp_avg"), m);
             map.insert(format!("{name}.exp_avg_sq"), v);
@@ -308,10 +256,7 @@ impl AdamW {
             .map_err(|e| TrainError::State(format!("reading {}: {e}", path.display())))?;
         let get = |k: &str| {
             map.get(k).ok_or_else(|| {
-                TrainError::State(format!(
-                    "{} has no tensor `{k}`; was it saved for this model?",
-                    path.display()
-                ))
+                TrainError::State(format!("{} has no tensor `{k}`; was it saved for this model?", path.display()))
             })
         };
         let step = get("step")?.to_vec1::<f64>()?;
@@ -333,14 +278,12 @@ impl AdamW {
                 )));
             }
             new_state.push(match st {
-                Moments::Host { .. } => Moments::Host {
-                    m: m.flatten_all()?.to_vec1()?,
-                    v: v.flatten_all()?.to_vec1()?,
-                },
-                Moments::Device { .. } => Moments::Device {
-                    m: m.to_device(var.device())?,
-                    v: v.to_device(var.device())?,
-                },
+                Moments::Host { .. } => {
+                    Moments::Host { m: m.flatten_all()?.to_vec1()?, v: v.flatten_all()?.to_vec1()? }
+                }
+                Moments::Device { .. } => {
+                    Moments::Device { m: m.to_device(var.device())?, v: v.to_device(var.device())? }
+                }
             });
         }
         self.state = new_state;

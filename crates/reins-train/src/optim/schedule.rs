@@ -47,28 +47,13 @@ pub struct LrSchedule {
 
 impl LrSchedule {
     /// A schedule with HF's default `num_cycles = 0.5`.
-    pub fn new(
-        kind: SchedulerType,
-        base_lr: f64,
-        warmup_steps: usize,
-        num_training_steps: usize,
-    ) -> Self {
-        Self {
-            kind,
-            base_lr,
-            warmup_steps,
-            num_training_steps,
-            num_cycles: 0.5,
-        }
+    pub fn new(kind: SchedulerType, base_lr: f64, warmup_steps: usize, num_training_steps: usize) -> Self {
+        Self { kind, base_lr, warmup_steps, num_training_steps, num_cycles: 0.5 }
     }
 
     /// The multiplier λ(k) of HF's `LambdaLR` lambdas.
     pub fn lambda(&self, k: usize) -> f64 {
-        let (k, w, n) = (
-            k as f64,
-            self.warmup_steps as f64,
-            self.num_training_steps as f64,
-        );
+        let (k, w, n) = (k as f64, self.warmup_steps as f64, self.num_training_steps as f64);
         let warm = |k: f64| k / w.max(1.0);
         match self.kind {
             SchedulerType::Constant => 1.0,

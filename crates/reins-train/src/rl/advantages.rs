@@ -20,9 +20,7 @@ pub fn masked_var(values: &Tensor, mask: &Tensor, unbiased: bool) -> Result<Tens
     if unbiased {
         let n = mask.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
         if n <= 1.0 {
-            return Err(TrainError::Input(format!(
-                "masked_var: need ≥ 2 masked entries, got {n}"
-            )));
+            return Err(TrainError::Input(format!("masked_var: need ≥ 2 masked entries, got {n}")));
         }
         Ok((var * (n / (n - 1.0)))?)
     } else {
@@ -36,9 +34,7 @@ pub fn masked_var(values: &Tensor, mask: &Tensor, unbiased: bool) -> Result<Tens
 pub fn masked_whiten(values: &Tensor, mask: &Tensor, shift_mean: bool) -> Result<Tensor> {
     let mean = masked_mean_all(values, mask)?;
     let var = masked_var(values, mask, true)?;
-    let mut w = values
-        .broadcast_sub(&mean)?
-        .broadcast_div(&(var + 1e-8)?.sqrt()?)?;
+    let mut w = values.broadcast_sub(&mean)?.broadcast_div(&(var + 1e-8)?.sqrt()?)?;
     if !shift_mean {
         w = w.broadcast_add(&mean)?;
     }
@@ -52,25 +48,13 @@ pub fn masked_whiten(values: &Tensor, mask: &Tensor, shift_mean: bool) -> Result
 /// `M[s, t] = (γλ)^{s−t}` for `s ≥ t`, so it runs on any device.
 ///
 /// Shapes: `rewards`, `values`, `mask` `[B, T]` → `(advantages, returns)` `[B, T]`.
-pub fn gae(
-    rewards: &Tensor,
-    values: &Tensor,
-    mask: &Tensor,
-    gamma: f64,
-    lam: f64,
-) -> Result<(Tensor, Tensor)> {
+pub fn gae(rewards: &Tensor, values: &Tensor, mask: &Tensor, gamma: f64, lam: f64) -> Result<(Tensor, Tensor)> {
     let (b, t) = rewards.dims2()?;
     let dt = rewards.dtype();
     let mask = mask.to_dtype(dt)?;
     let r = (rewards.detach() * &mask)?;
     let v = (values.detach().to_dtype(dt)? * &mask)?;
-    let next_v = Tensor::cat(
-        &[
-            v.narrow(1, 1, t - 1)?,
-            Tensor::zeros((b, 1), dt, v.device())?,
-        ],
-        1,
-    )?;
+    let next_v = Tensor::cat(&[v.narrow(1, 1, t - 1)?, Tensor::zeros((b, 1), dt, v.device())?], 1)?;
     let delta = ((r + (next_v * gamma)?)? - &v)?;
     let gl = gamma * lam;
     let mut m = vec![0f64; t * t];
@@ -111,11 +95,7 @@ pub enum ScaleRewards {
 /// `A_i = (r_i − mean_group(r)) / (std + 1e-4)` with the unbiased std of the group (or of the
 /// batch), or no division for `ScaleRewards::None`. Completions of one prompt are contiguous.
 /// Shapes: `rewards [N·G]` → `[N·G]`.
-pub fn grpo_advantages(
-    rewards: &Tensor,
-    num_generations: usize,
-    scale: ScaleRewards,
-) -> Result<Tensor> {
+pub fn grpo_advantages(rewards: &Tensor, num_generations: usize, scale: ScaleRewards) -> Result<Tensor> {
     let n = rewards.dims1()?;
     if num_generations == 0 || n % num_generations != 0 {
         return Err(TrainError::Input(format!(
@@ -151,11 +131,7 @@ pub fn grpo_advantages(
 /// RLOO leave-one-out advantages (Kool et al. 2019; Ahmadian et al., arXiv:2402.14740 Eq. 4;
 /// TRL `RLOOTrainer`): `A_i = r_i − (Σ_j r_j − r_i)/(G − 1)`; optionally normalised over the
 /// batch `(A − mean)/(std + 1e-4)` (TRL `normalize_advantages`). Shapes: `[N·G]` → `[N·G]`.
-pub fn rloo_advantages(
-    rewards: &Tensor,
-    num_generations: usize,
-    normalize: bool,
-) -> Result<Tensor> {
+pub fn rloo_advantages(rewards: &Tensor, num_generations: usize, normalize: bool) -> Result<Tensor> {
     let n = rewards.dims1()?;
     if num_generations < 2 || n % num_generations != 0 {
         return Err(TrainError::Input(format!(
@@ -179,11 +155,7 @@ pub fn rloo_advantages(
 /// token minus the KL penalty, see [`crate::losses::kl::kl_penalized_rewards`]), discounted
 /// reward-to-go, then whitened over every real token of the global batch (no critic, no
 /// per-prompt baseline). Shapes: `[B, T]` → `[B, T]`, zero where masked.
-pub fn reinforce_pp_advantages(
-    token_rewards: &Tensor,
-    mask: &Tensor,
-    gamma: f64,
-) -> Result<Tensor> {
+pub fn reinforce_pp_advantages(token_rewards: &Tensor, mask: &Tensor, gamma: f64) -> Result<Tensor> {
     let ret = discounted_returns(token_rewards, mask, gamma)?;
     let w = masked_whiten(&ret, mask, true)?;
     Ok((w * mask.to_dtype(ret.dtype())?)?)
@@ -228,21 +200,14 @@ pub fn gae_skip_masked(
     }
     let dev = rewards.device();
     let dt = rewards.dtype();
-    Ok((
-        Tensor::from_vec(adv, (b, t), dev)?.to_dtype(dt)?,
-        Tensor::from_vec(ret, (b, t), dev)?.to_dtype(dt)?,
-    ))
+    Ok((Tensor::from_vec(adv, (b, t), dev)?.to_dtype(dt)?, Tensor::from_vec(ret, (b, t), dev)?.to_dtype(dt)?))
 }
 
 /// REINFORCE++-baseline (Hu, arXiv:2501.03262 §3.3): subtract the prompt's group mean of the
 /// sequence scores, place the result on every real token, then whiten over all real tokens of
 /// the batch. Completions of one prompt are contiguous. Shapes: `scores [N·G]`, `mask [N·G, T]`
 /// → `[N·G, T]`, 0 where masked.
-pub fn reinforce_pp_baseline_advantages(
-    scores: &Tensor,
-    mask: &Tensor,
-    num_generations: usize,
-) -> Result<Tensor> {
+pub fn reinforce_pp_baseline_advantages(scores: &Tensor, mask: &Tensor, num_generations: usize) -> Result<Tensor> {
     let centered = grpo_advantages(scores, num_generations, ScaleRewards::None)?;
     let mask = mask.to_dtype(scores.dtype())?;
     let per_token = centered.unsqueeze(1)?.broadcast_mul(&mask)?;

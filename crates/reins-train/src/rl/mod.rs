@@ -3,7 +3,6 @@
 pub mod advantages;
 
 pub use advantages::{
-    discounted_returns, gae, gae_skip_masked, grpo_advantages, masked_mean, masked_var,
-    masked_whiten, reinforce_pp_advantages, reinforce_pp_baseline_advantages, remax_advantages,
-    rloo_advantages, ScaleRewards,
+    discounted_returns, gae, gae_skip_masked, grpo_advantages, masked_mean, masked_var, masked_whiten,
+    reinforce_pp_advantages, reinforce_pp_baseline_advantages, remax_advantages, rloo_advantages, ScaleRewards,
 };

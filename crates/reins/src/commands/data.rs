@@ -97,11 +97,7 @@ pub enum DataCmd {
 
 fn sibling(input: &Path, suffix: &str) -> PathBuf {
     let name = input.file_name().and_then(|n| n.to_str()).unwrap_or("data");
-    let stem = name
-        .split('.')
-        .next()
-        .filter(|s| !s.is_empty())
-        .unwrap_or("data");
+    let stem = name.split('.').next().filter(|s| !s.is_empty()).unwrap_or("data");
     input.with_file_name(format!("{stem}.{suffix}.jsonl"))
 }
 
@@ -117,17 +113,9 @@ fn print_problems(report: &reins_data::io::Report) {
 
 pub fn run(cmd: DataCmd) -> Result<()> {
     match cmd {
-        DataCmd::Inspect {
-            file,
-            read,
-            tokenizer,
-            json,
-        } => {
+        DataCmd::Inspect { file, read, tokenizer, json } => {
             let opts = read.options(PairStrategy::default(), 42)?;
-            let tok = tokenizer
-                .map(reins_data::HfTokenizer::from_dir)
-                .transpose()
-                .context("loading --tokenizer")?;
+            let tok = tokenizer.map(reins_data::HfTokenizer::from_dir).transpose().context("loading --tokenizer")?;
             let ins = reins_data::inspect::inspect(&file, read.format, &opts, tok.as_ref())
                 .with_context(|| format!("inspecting {}", file.display()))?;
             if json {
@@ -136,17 +124,9 @@ pub fn run(cmd: DataCmd) -> Result<()> {
                 print!("{ins}");
             }
         }
-        DataCmd::Convert {
-            input,
-            output,
-            to,
-            read,
-            strategy,
-            seed,
-        } => {
+        DataCmd::Convert { input, output, to, read, strategy, seed } => {
             let opts = read.options(strategy, seed)?;
-            let loaded = load(&input, read.format, &opts)
-                .with_context(|| format!("reading {}", input.display()))?;
+            let loaded = load(&input, read.format, &opts).with_context(|| format!("reading {}", input.display()))?;
             print_problems(&loaded.report);
             let c = convert(loaded.records, to, &opts);
             for (why, n) in &c.dropped {
@@ -156,32 +136,20 @@ pub fn run(cmd: DataCmd) -> Result<()> {
             let n = write_jsonl(&output, &values)?;
             eprintln!("wrote {n} records to {}", output.display());
         }
-        DataCmd::Split {
-            input,
-            test_fraction,
-            seed,
-            train,
-            test,
-            read,
-        } => {
+        DataCmd::Split { input, test_fraction, seed, train, test, read } => {
             anyhow::ensure!(
                 (0.0..=1.0).contains(&test_fraction),
                 "--test-fraction must be between 0 and 1, got {test_fraction}"
             );
             let opts = read.options(PairStrategy::default(), seed)?;
-            let loaded = load(&input, read.format, &opts)
-                .with_context(|| format!("reading {}", input.display()))?;
+            let loaded = load(&input, read.format, &opts).with_context(|| format!("reading {}", input.display()))?;
             print_problems(&loaded.report);
             let (tr, te) = reins_data::split::split(loaded.records, test_fraction, seed);
             let train = train.unwrap_or_else(|| sibling(&input, "train"));
             let test = test.unwrap_or_else(|| sibling(&input, "test"));
             let ntr = write_jsonl(&train, &tr.iter().map(|r| r.to_json()).collect::<Vec<_>>())?;
             let nte = write_jsonl(&test, &te.iter().map(|r| r.to_json()).collect::<Vec<_>>())?;
-            eprintln!(
-                "wrote {ntr} records to {} and {nte} to {}",
-                train.display(),
-                test.display()
-            );
+            eprintln!("wrote {ntr} records to {} and {nte} to {}", train.display(), test.display());
         }
     }
     Ok(())

@@ -1,2 +1,4 @@
 //! One module per subcommand; each maps its arguments to library calls.
+pub mod data;
+pub mod generate;
 pub mod parity;
