@@ -327,7 +327,7 @@ fn write_values<'a>(
     for v in values {
         serde_json::to_writer(&mut *w, v).map_err(|e| DataError::Io {
             path: path.to_path_buf(),
-            source: e.into(),
+            error: e.into(),
         })?;
         w.write_all(b"\n").map_err(io_err(path))?;
         n += 1;

@@ -4,6 +4,8 @@ mod formats;
 mod hh;
 mod io;
 mod no_panic;
+mod tokenize;
+mod tools;
 mod trl_fixtures;
 
 use reins_data::formats::{load, ConvertOptions, Format, Loaded};
