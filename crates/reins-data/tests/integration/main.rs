@@ -4,6 +4,7 @@ mod formats;
 mod hh;
 mod io;
 mod no_panic;
+mod templates;
 mod tokenize;
 mod tools;
 mod trl_fixtures;
