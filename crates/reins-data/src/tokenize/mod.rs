@@ -74,6 +74,13 @@ impl Stats {
     }
 }
 
+/// Tokenize a prompt for generation (online methods: PPO, GRPO, online DPO), as TRL does:
+/// conversational prompts through the chat template with the generation prompt, plain
+/// prompts with `tokenizer(prompt)`. Left-pad a batch with [`crate::collate::collate_prompts`].
+pub fn tokenize_prompt(tok: &HfTokenizer, prompt: &Text) -> Result<Vec<u32>> {
+    prompt_ids(tok, prompt)
+}
+
 /// Tokenize a prompt alone: chat template with the generation prompt, or plain text.
 pub(crate) fn prompt_ids(tok: &HfTokenizer, prompt: &Text) -> Result<Vec<u32>> {
     match prompt {
