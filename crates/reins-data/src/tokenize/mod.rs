@@ -13,6 +13,7 @@ pub mod pack;
 pub mod preference;
 pub mod reward;
 pub mod sft;
+pub mod unpaired;
 
 use crate::error::{DataError, Result};
 use crate::records::Text;

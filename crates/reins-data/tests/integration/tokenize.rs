@@ -207,3 +207,41 @@ fn reward_filters_long_pairs_and_generation_pads_left() {
         prompts[0].len()
     );
 }
+
+#[test]
+fn kto_unpairs_tokenizes_and_rotates_kl_completions() {
+    use reins_data::collate::collate_unpaired;
+    use reins_data::convert::unpair;
+    use reins_data::tokenize::unpaired::{kl_completion_ids, tokenize_unpaired_dataset};
+    let t = tok();
+    let recs = unpair(vec![
+        plain_pair("Q1", " a", " b"),
+        plain_pair("Q2", " c", " d"),
+    ]);
+    let labels: Vec<bool> = recs
+        .iter()
+        .map(|r| match r {
+            Record::Unpaired { label, .. } => *label,
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        [true, true, false, false],
+        "chosen first, then rejected"
+    );
+    let (ids, stats) = tokenize_unpaired_dataset(&t, &recs, Some(1024)).unwrap();
+    assert_eq!(stats.kept, 4);
+    assert_eq!(
+        ids[0].completion_ids,
+        t.encode(" a<|endoftext|>", true).unwrap()
+    );
+    let kl = kl_completion_ids(&ids, 2);
+    assert_eq!(kl[0], ids[1].completion_ids);
+    assert_eq!(kl[1], ids[0].completion_ids);
+    let b = collate_unpaired(&ids, Some(&kl), 3, Some(1024), None);
+    assert_eq!(b.label, labels);
+    assert_eq!(b.kl_input_ids.as_ref().map(Vec::len), Some(4));
+    let row0: Vec<u32> = [ids[0].prompt_ids.clone(), ids[0].completion_ids.clone()].concat();
+    assert_eq!(&b.input_ids[0][..row0.len()], &row0[..]);
+}
