@@ -133,3 +133,28 @@ fn tokenizer_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<HfTokenizer>();
 }
+
+#[test]
+fn truncation_saved_in_tokenizer_json_is_ignored_like_transformers() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixtures_dir().join("tokenizer");
+    let mut tj: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("tokenizer.json")).unwrap())
+            .unwrap();
+    tj["truncation"] =
+        json!({"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0});
+    std::fs::write(dir.path().join("tokenizer.json"), tj.to_string()).unwrap();
+    std::fs::copy(
+        src.join("tokenizer_config.json"),
+        dir.path().join("tokenizer_config.json"),
+    )
+    .unwrap();
+    let t = HfTokenizer::from_dir(dir.path()).unwrap();
+    let base = HfTokenizer::from_dir(&src).unwrap();
+    let text = "a fairly long sentence that is more than four tokens";
+    assert_eq!(
+        t.encode(text, true).unwrap(),
+        base.encode(text, true).unwrap()
+    );
+    assert!(t.encode(text, true).unwrap().len() > 4);
+}
