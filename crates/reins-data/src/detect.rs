@@ -46,6 +46,7 @@ pub fn detect_row(row: &Map<String, Value>) -> Option<Format> {
         "rejected",
         "completion",
         "messages",
+        "conversations",
         "text",
         "completions",
         "responses",

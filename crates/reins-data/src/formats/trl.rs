@@ -221,9 +221,15 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
             spans,
             meta,
         });
-    } else if has("messages") {
+    } else if has("messages") || has("conversations") {
+        // `conversations` with from/value is ShareGPT's spelling (TRL converts it to ChatML).
+        let key = if has("messages") {
+            "messages"
+        } else {
+            "conversations"
+        };
         out.push(Record::LanguageModeling {
-            text: text(row, "messages")?,
+            text: text(row, key)?,
             meta,
         });
     } else if has("text") {
