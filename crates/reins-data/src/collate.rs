@@ -162,6 +162,64 @@ pub fn collate_packed(rows: &[Packed], pad_id: u32, pad_to_multiple_of: Option<u
     }
 }
 
+/// A KTO batch: `input_ids`/masks for prompt + completion, the same for the mismatched KL
+/// completions when given, and the labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnpairedBatch {
+    pub input_ids: Vec<Vec<u32>>,
+    pub attention_mask: Vec<Vec<u8>>,
+    pub completion_mask: Vec<Vec<u8>>,
+    /// TRL's `KL_input_ids` (when KL completions are given).
+    pub kl_input_ids: Option<Vec<Vec<u32>>>,
+    pub kl_attention_mask: Option<Vec<Vec<u8>>>,
+    pub kl_completion_mask: Option<Vec<Vec<u8>>>,
+    pub label: Vec<bool>,
+}
+
+/// TRL's `DataCollatorForUnpairedPreference`: rows truncated to `max_length` (keep start),
+/// right-padded. `kl_completions` (from [`crate::tokenize::unpaired::kl_completion_ids`]) must
+/// have one entry per example.
+pub fn collate_unpaired(
+    examples: &[crate::tokenize::unpaired::UnpairedIds],
+    kl_completions: Option<&[Vec<u32>]>,
+    pad_id: u32,
+    max_length: Option<usize>,
+    pad_to_multiple_of: Option<usize>,
+) -> UnpairedBatch {
+    let build = |answers: &mut dyn Iterator<Item = (&Vec<u32>, &Vec<u32>)>| {
+        let mut ids = Vec::new();
+        let mut cm = Vec::new();
+        for (p, a) in answers {
+            let row: Vec<u32> = p.iter().chain(a).copied().collect();
+            let m: Vec<u8> = std::iter::repeat_n(0u8, p.len()).chain(std::iter::repeat_n(1u8, a.len())).collect();
+            ids.push(truncate(&row, max_length, TruncationMode::KeepStart));
+            cm.push(truncate(&m, max_length, TruncationMode::KeepStart));
+        }
+        let attn: Vec<Vec<u8>> = ids.iter().map(|r: &Vec<u32>| vec![1u8; r.len()]).collect();
+        (
+            pad(&ids, pad_id, PaddingSide::Right, pad_to_multiple_of),
+            pad(&attn, 0, PaddingSide::Right, pad_to_multiple_of),
+            pad(&cm, 0, PaddingSide::Right, pad_to_multiple_of),
+        )
+    };
+    let (input_ids, attention_mask, completion_mask) =
+        build(&mut examples.iter().map(|e| (&e.prompt_ids, &e.completion_ids)));
+    let kl = kl_completions.map(|k| build(&mut examples.iter().map(|e| &e.prompt_ids).zip(k)));
+    let (kl_input_ids, kl_attention_mask, kl_completion_mask) = match kl {
+        Some((a, b, c)) => (Some(a), Some(b), Some(c)),
+        None => (None, None, None),
+    };
+    UnpairedBatch {
+        input_ids,
+        attention_mask,
+        completion_mask,
+        kl_input_ids,
+        kl_attention_mask,
+        kl_completion_mask,
+        label: examples.iter().map(|e| e.label).collect(),
+    }
+}
+
 /// Left-padded prompts for generation, with their attention mask.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GenerationBatch {

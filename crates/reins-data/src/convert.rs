@@ -10,6 +10,8 @@ pub enum Target {
     Preference,
     Sft,
     Ranked,
+    /// KTO's unpaired examples (TRL's `unpair_preference_dataset`).
+    Unpaired,
 }
 
 impl std::str::FromStr for Target {
@@ -19,7 +21,10 @@ impl std::str::FromStr for Target {
             "preference" => Ok(Target::Preference),
             "sft" => Ok(Target::Sft),
             "ranked" => Ok(Target::Ranked),
-            _ => Err(crate::DataError::Invalid(format!("unknown target `{s}`; use preference, sft or ranked"))),
+            "unpaired" => Ok(Target::Unpaired),
+            _ => {
+                Err(crate::DataError::Invalid(format!("unknown target `{s}`; use preference, sft, ranked or unpaired")))
+            }
         }
     }
 }
@@ -42,6 +47,7 @@ pub fn convert(records: Vec<Record>, to: Target, opts: &ConvertOptions) -> Conve
         Target::Preference => to_preference(records, opts),
         Target::Sft => to_sft(records),
         Target::Ranked => to_ranked(records),
+        Target::Unpaired => Converted { records: unpair(records), dropped: BTreeMap::new() },
     }
 }
 
@@ -229,4 +235,41 @@ pub fn to_ranked(records: Vec<Record>) -> Converted {
         }
     }
     c
+}
+
+/// TRL's `unpair_preference_dataset`: per batch of 1000 pairs (`Dataset.map`'s default),
+/// all chosen as desirable examples, then all rejected as undesirable ones. Other records
+/// pass through.
+pub fn unpair(records: Vec<Record>) -> Vec<Record> {
+    let mut out = Vec::with_capacity(records.len() * 2);
+    let mut pending: Vec<Preference> = Vec::new();
+    let flush = |pending: &mut Vec<Preference>, out: &mut Vec<Record>| {
+        for (take_chosen, label) in [(true, true), (false, false)] {
+            for p in pending.iter() {
+                out.push(Record::Unpaired {
+                    prompt: p.prompt.clone(),
+                    completion: if take_chosen { p.chosen.clone() } else { p.rejected.clone() },
+                    label,
+                    meta: p.meta.clone(),
+                });
+            }
+        }
+        pending.clear();
+    };
+    for r in records {
+        match r {
+            Record::Preference(p) => {
+                pending.push(p);
+                if pending.len() == crate::tokenize::pack::TRL_MAP_BATCH {
+                    flush(&mut pending, &mut out);
+                }
+            }
+            other => {
+                flush(&mut pending, &mut out);
+                out.push(other);
+            }
+        }
+    }
+    flush(&mut pending, &mut out);
+    out
 }

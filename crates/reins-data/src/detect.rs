@@ -38,7 +38,8 @@ pub fn detect_row(row: &Map<String, Value>) -> Option<Format> {
             }
         }
     }
-    let trl_keys = ["prompt", "chosen", "rejected", "completion", "messages", "text", "completions", "responses"];
+    let trl_keys =
+        ["prompt", "chosen", "rejected", "completion", "messages", "conversations", "text", "completions", "responses"];
     if trl_keys.iter().any(|k| has(k)) {
         return Some(Format::Trl);
     }

@@ -6,12 +6,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: not valid JSON at line {line}, column {column}: {message}. A JSON-array file must parse as a whole; JSONL files may have bad lines, which are skipped and reported")]
     JsonArray { path: PathBuf, line: usize, column: usize, message: String },
     #[error("{path}: {message}")]
@@ -34,5 +30,5 @@ pub type Result<T, E = DataError> = std::result::Result<T, E>;
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
     let path = path.into();
-    move |source| DataError::Io { path, source }
+    move |error| DataError::Io { path, error }
 }

@@ -288,7 +288,7 @@ pub fn write_jsonl<'a>(path: &Path, values: impl IntoIterator<Item = &'a Value>)
 fn write_values<'a>(path: &Path, w: &mut impl Write, values: impl IntoIterator<Item = &'a Value>) -> Result<usize> {
     let mut n = 0;
     for v in values {
-        serde_json::to_writer(&mut *w, v).map_err(|e| DataError::Io { path: path.to_path_buf(), source: e.into() })?;
+        serde_json::to_writer(&mut *w, v).map_err(|e| DataError::Io { path: path.to_path_buf(), error: e.into() })?;
         w.write_all(b"\n").map_err(io_err(path))?;
         n += 1;
     }

@@ -85,8 +85,17 @@ impl HfTokenizer {
                 message: "not found; reins needs a HF *fast* tokenizer file (`tokenizer.json`). Save it with `AutoTokenizer.from_pretrained(...).save_pretrained(dir)`".into(),
             });
         }
-        let inner = tokenizers::Tokenizer::from_file(&tj)
+        let mut inner = tokenizers::Tokenizer::from_file(&tj)
             .map_err(|e| DataError::Tokenizer { path: tj.clone(), message: format!("could not load: {e}") })?;
+        // transformers turns off the truncation/padding saved in tokenizer.json for a plain
+        // `tokenizer(text)` call; so do we, or long texts would be cut silently.
+        inner
+            .with_truncation(None)
+            .map_err(|e| DataError::Tokenizer {
+                path: tj.clone(),
+                message: format!("could not turn off truncation: {e}"),
+            })?
+            .with_padding(None);
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg: Value = if cfg_path.exists() {
             let text = std::fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;

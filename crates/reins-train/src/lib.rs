@@ -18,5 +18,6 @@ pub mod error;
 pub mod losses;
 pub mod optim;
 pub mod rl;
+pub mod trainers;
 
 pub use error::{Result, TrainError};

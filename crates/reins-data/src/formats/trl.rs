@@ -149,8 +149,10 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
             ));
         }
         out.push(Record::Spans { prompt: text(row, "prompt")?, response, spans, meta });
-    } else if has("messages") {
-        out.push(Record::LanguageModeling { text: text(row, "messages")?, meta });
+    } else if has("messages") || has("conversations") {
+        // `conversations` with from/value is ShareGPT's spelling (TRL converts it to ChatML).
+        let key = if has("messages") { "messages" } else { "conversations" };
+        out.push(Record::LanguageModeling { text: text(row, key)?, meta });
     } else if has("text") {
         out.push(Record::LanguageModeling { text: text(row, "text")?, meta });
     } else if has("prompt") {

@@ -13,6 +13,7 @@ pub mod pack;
 pub mod preference;
 pub mod reward;
 pub mod sft;
+pub mod unpaired;
 
 use crate::error::{DataError, Result};
 use crate::records::Text;
@@ -70,6 +71,13 @@ impl Stats {
     pub fn dropped_total(&self) -> usize {
         self.dropped.values().sum()
     }
+}
+
+/// Tokenize a prompt for generation (online methods: PPO, GRPO, online DPO), as TRL does:
+/// conversational prompts through the chat template with the generation prompt, plain
+/// prompts with `tokenizer(prompt)`. Left-pad a batch with [`crate::collate::collate_prompts`].
+pub fn tokenize_prompt(tok: &HfTokenizer, prompt: &Text) -> Result<Vec<u32>> {
+    prompt_ids(tok, prompt)
 }
 
 /// Tokenize a prompt alone: chat template with the generation prompt, or plain text.

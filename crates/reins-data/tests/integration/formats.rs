@@ -201,7 +201,8 @@ fn trl_types_standard_and_conversational() {
 {"prompt": "Q", "response": "short", "spans": [{"start": 0, "end": 99, "label": "wrong"}]}
 {"prompt": "Q", "completions": ["a"], "labels": [true, false]}
 {"chosen": 3, "rejected": "x"}
-{"unrelated": 1}"#;
+{"unrelated": 1}
+{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}"#;
     let l = load_str(data, Some(Format::Trl), &ConvertOptions::default());
     let kinds: Vec<&str> = l.records.iter().map(|r| r.kind().name()).collect();
     assert_eq!(
@@ -218,8 +219,17 @@ fn trl_types_standard_and_conversational() {
             "unpaired_preference",
             "stepwise_supervision",
             "ranked_list",
-            "spans"
+            "spans",
+            "language_modeling"
         ]
+    );
+    assert_eq!(
+        l.records[12],
+        Record::LanguageModeling {
+            text: Text::Chat(vec![Message::user("Hi"), Message::assistant("Hello")]),
+            meta: Default::default()
+        },
+        "ShareGPT from/value becomes ChatML"
     );
     assert_eq!(l.report.skipped_total(), 4, "{}", l.report);
     assert_eq!(l.report.skipped.get("bad spans"), Some(&1));

@@ -107,3 +107,63 @@ fn parquet_rows_read_like_jsonl() {
     assert_eq!(p.prompt, reins_data::Text::Plain("Q2".into()));
     assert_eq!(p.chosen, reins_data::Text::Plain(" sure".into()));
 }
+
+/// HF Hub conversational data: `list<struct<role, content>>` columns.
+#[cfg(feature = "parquet")]
+#[test]
+fn parquet_nested_message_lists() {
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.parquet");
+    let schema = Arc::new(
+        parse_message_type(
+            "message schema {
+               REQUIRED group messages (LIST) {
+                 REPEATED group list {
+                   REQUIRED group element {
+                     REQUIRED BYTE_ARRAY role (UTF8);
+                     REQUIRED BYTE_ARRAY content (UTF8);
+                   }
+                 }
+               }
+             }",
+        )
+        .unwrap(),
+    );
+    let mut w = SerializedFileWriter::new(
+        std::fs::File::create(&path).unwrap(),
+        schema,
+        Arc::new(WriterProperties::builder().build()),
+    )
+    .unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    // Row 1: user + assistant; row 2: one user message.
+    let rep = [0i16, 1, 0];
+    let def = [1i16, 1, 1];
+    for col in [["user", "assistant", "user"], ["Hi", "Hello", "Bye"]] {
+        let vals: Vec<ByteArray> = col.iter().map(|s| ByteArray::from(*s)).collect();
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<ByteArrayType>().write_batch(&vals, Some(&def), Some(&rep)).unwrap();
+        c.close().unwrap();
+    }
+    rg.close().unwrap();
+    w.close().unwrap();
+
+    let l = load(&path, None, &ConvertOptions::default()).unwrap();
+    assert_eq!(l.report.rows, 2, "{}", l.report);
+    assert_eq!(
+        l.records[0],
+        reins_data::Record::LanguageModeling {
+            text: reins_data::Text::Chat(vec![
+                reins_data::Message::user("Hi"),
+                reins_data::Message::assistant("Hello")
+            ]),
+            meta: Default::default(),
+        }
+    );
+}

@@ -4,6 +4,9 @@ mod formats;
 mod hh;
 mod io;
 mod no_panic;
+mod templates;
+mod tokenize;
+mod tools;
 mod trl_fixtures;
 
 use reins_data::formats::{load, ConvertOptions, Format, Loaded};

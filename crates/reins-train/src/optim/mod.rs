@@ -2,6 +2,7 @@
 
 pub mod adamw;
 pub mod clip;
+pub mod optimizer;
 pub mod schedule;
 
 pub use adamw::{AdamW, AdamWConfig};

@@ -64,7 +64,7 @@ pub enum DataCmd {
     Convert {
         input: PathBuf,
         output: PathBuf,
-        /// preference, sft or ranked.
+        /// preference, sft, ranked or unpaired.
         #[arg(long)]
         to: Target,
         #[command(flatten)]

@@ -1,0 +1,129 @@
+//! The update step every trainer shares: gradient accumulation, global-norm clipping,
+//! the LR schedule and AdamW — HF `Trainer`'s order of operations.
+
+use candle_core::backprop::GradStore;
+use candle_core::Var;
+use serde::{Deserialize, Serialize};
+
+use super::adamw::{AdamW, AdamWConfig};
+use super::clip::clip_grad_norm;
+use super::schedule::{warmup_steps, LrSchedule, SchedulerType};
+use crate::Result;
+
+/// Optimizer fields of HF `TrainingArguments` (same names and defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// Peak learning rate (default 5e-5; TRL's DPO/SFT/reward configs override it).
+    pub learning_rate: f64,
+    /// Decoupled weight decay (default 0.0).
+    pub weight_decay: f64,
+    /// AdamW β₁ (default 0.9).
+    pub adam_beta1: f64,
+    /// AdamW β₂ (default 0.999).
+    pub adam_beta2: f64,
+    /// AdamW ε (default 1e-8).
+    pub adam_epsilon: f64,
+    /// Global gradient-norm clip; 0 disables (default 1.0).
+    pub max_grad_norm: f64,
+    /// `linear` (default), `cosine`, `constant` or `constant_with_warmup`.
+    pub lr_scheduler_type: SchedulerType,
+    /// Warm-up steps; overrides `warmup_ratio` when > 0 (default 0).
+    pub warmup_steps: usize,
+    /// Warm-up as a fraction of the training steps (default 0.0).
+    pub warmup_ratio: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            learning_rate: 5e-5,
+            weight_decay: 0.0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            max_grad_norm: 1.0,
+            lr_scheduler_type: SchedulerType::Linear,
+            warmup_steps: 0,
+            warmup_ratio: 0.0,
+        }
+    }
+}
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, Copy)]
+pub struct StepStats {
+    /// Global gradient norm before clipping (TRL's `grad_norm`).
+    pub grad_norm: f64,
+    /// Learning rate used for this step (TRL's `learning_rate`).
+    pub learning_rate: f64,
+}
+
+/// AdamW + clipping + schedule over a fixed set of parameters.
+pub struct Optimizer {
+    pub adamw: AdamW,
+    pub schedule: LrSchedule,
+    vars: Vec<Var>,
+    max_grad_norm: f64,
+    /// Optimizer steps taken.
+    pub step: usize,
+    pending: Option<GradStore>,
+}
+
+impl Optimizer {
+    pub fn new(params: &[(String, Var)], cfg: &OptimConfig, num_training_steps: usize) -> Result<Self> {
+        let adamw = AdamW::new(
+            params.to_vec(),
+            AdamWConfig {
+                lr: cfg.learning_rate,
+                beta1: cfg.adam_beta1,
+                beta2: cfg.adam_beta2,
+                eps: cfg.adam_epsilon,
+                weight_decay: cfg.weight_decay,
+            },
+        )?;
+        let warmup = warmup_steps(cfg.warmup_steps, cfg.warmup_ratio, num_training_steps);
+        Ok(Optimizer {
+            adamw,
+            schedule: LrSchedule::new(cfg.lr_scheduler_type, cfg.learning_rate, warmup, num_training_steps),
+            vars: params.iter().map(|(_, v)| v.clone()).collect(),
+            max_grad_norm: cfg.max_grad_norm,
+            step: 0,
+            pending: None,
+        })
+    }
+
+    /// Adds a micro-batch's gradients (of a loss already divided by the accumulation count).
+    pub fn accumulate(&mut self, grads: GradStore) -> Result<()> {
+        match &mut self.pending {
+            None => self.pending = Some(grads),
+            Some(acc) => {
+                for v in &self.vars {
+                    if let Some(g) = grads.get(v.as_tensor()) {
+                        let sum = match acc.get(v.as_tensor()) {
+                            Some(a) => (a + g)?,
+                            None => g.clone(),
+                        };
+                        acc.insert(v.as_tensor(), sum);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Clips the accumulated gradients, applies AdamW at the scheduled rate and clears them.
+    pub fn step(&mut self) -> Result<StepStats> {
+        let grads =
+            self.pending.take().ok_or_else(|| crate::TrainError::Input("optimizer step without gradients".into()))?;
+        let (grad_norm, coef) = if self.max_grad_norm > 0.0 {
+            clip_grad_norm(&self.vars, &grads, self.max_grad_norm)?
+        } else {
+            (super::clip::global_grad_norm(&self.vars, &grads)?, 1.0)
+        };
+        let learning_rate = self.schedule.lr(self.step);
+        self.adamw.step(&grads, learning_rate, coef)?;
+        self.step += 1;
+        Ok(StepStats { grad_norm, learning_rate })
+    }
+}

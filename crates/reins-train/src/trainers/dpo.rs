@@ -1,0 +1,111 @@
+//! Direct Preference Optimization (Rafailov et al. 2023) and its TRL 1.16 variants: the policy's
+//! and the reference's summed completion log-probs go into [`dpo_loss`], whose `loss_type`
+//! picks the paper (sigmoid, IPO, hinge, robust, BCO, SPPO, AOT, APO, DiscoPOP, …).
+//!
+//! The reference is a frozen copy of the starting policy, or — with LoRA — the same weights
+//! with adapters off (no copy). TR-DPO (Gorbatovski et al. 2024) optionally mixes the policy
+//! into the reference every `ref_model_sync_steps`.
+
+use candle_core::{Tensor, D};
+use reins_data::collate::PreferenceBatch;
+use reins_model::Model;
+
+use super::{completion_logps, Metrics};
+use crate::losses::dpo::{chosen_sft_nll, dpo_loss, dpo_metrics, ld_alpha_logps, log_sum_sq_probs, wpo_weights};
+use crate::losses::{DpoConfig, DpoExtras, DpoLossType};
+use crate::optim::optimizer::Optimizer;
+use crate::Result;
+
+/// Where the reference log-probs come from.
+pub enum Reference {
+    /// A separate frozen model (a copy of the starting policy).
+    Model(Model),
+    /// The policy with its LoRA adapters disabled.
+    AdaptersOff,
+}
+
+pub struct DpoTrainer {
+    pub policy: Model,
+    pub reference: Reference,
+    pub cfg: DpoConfig,
+    pub opt: Optimizer,
+}
+
+impl DpoTrainer {
+    pub fn new(policy: Model, reference: Reference, cfg: DpoConfig, opt: Optimizer) -> Result<Self> {
+        cfg.validate()?;
+        Ok(DpoTrainer { policy, reference, cfg, opt })
+    }
+
+    /// Summed reference log-probs `[2B]` of a batch (chosen rows then rejected), no graph.
+    pub fn reference_logps(&self, batch: &PreferenceBatch) -> Result<Tensor> {
+        let reference = match &self.reference {
+            Reference::Model(m) => m.detached(),
+            Reference::AdaptersOff => self.policy.without_adapters(),
+        };
+        let out = completion_logps(&reference, &batch.input_ids, &batch.attention_mask, &batch.completion_mask)?;
+        self.sequence_logps(&out.per_token, &out.mask, &out.sums)
+    }
+
+    fn sequence_logps(&self, per_token: &Tensor, mask: &Tensor, sums: &Tensor) -> Result<Tensor> {
+        match self.cfg.ld_alpha {
+            Some(a) => ld_alpha_logps(per_token, mask, a),
+            None => Ok(sums.clone()),
+        }
+    }
+
+    /// The DPO loss and TRL's metrics for one batch; `ref_logps` may be precomputed
+    /// (`precompute_ref_log_probs`).
+    pub fn loss(&self, batch: &PreferenceBatch, ref_logps: Option<&Tensor>) -> Result<(Tensor, Metrics)> {
+        let n = batch.pairs();
+        let out = completion_logps(&self.policy, &batch.input_ids, &batch.attention_mask, &batch.completion_mask)?;
+        let logps = self.sequence_logps(&out.per_token, &out.mask, &out.sums)?;
+        let reference = match ref_logps {
+            Some(r) => r.clone(),
+            None => self.reference_logps(batch)?,
+        };
+        let (c, r) = (logps.narrow(0, 0, n)?, logps.narrow(0, n, n)?);
+        let (rc, rr) = (reference.narrow(0, 0, n)?, reference.narrow(0, n, n)?);
+        let lengths = out.mask.sum(D::Minus1)?;
+        let needs_sft = self.cfg.loss_type.contains(&DpoLossType::Sft);
+        let extras = DpoExtras {
+            chosen_lengths: Some(lengths.narrow(0, 0, n)?),
+            rejected_lengths: Some(lengths.narrow(0, n, n)?),
+            sft_nll: if needs_sft {
+                Some(chosen_sft_nll(&out.per_token.narrow(0, 0, n)?, &out.mask.narrow(0, 0, n)?)?)
+            } else {
+                None
+            },
+            wpo_weights: if self.cfg.use_weighting {
+                let t = out.logits.dim(1)?;
+                let lss = log_sum_sq_probs(&out.logits.narrow(1, 0, t - 1)?)?;
+                Some(wpo_weights(&out.per_token, &lss, &out.mask)?)
+            } else {
+                None
+            },
+            bco_delta: None,
+        };
+        let res = dpo_loss(&c, &r, &rc, &rr, &self.cfg, &extras)?;
+        let mut m = dpo_metrics(&res, &c.detach(), &r.detach())?;
+        m.insert("num_tokens".into(), batch.attention_mask.iter().flatten().map(|&x| x as f64).sum());
+        Ok((res.loss, m))
+    }
+
+    /// One optimizer step over `micro_batches` (gradient accumulation); metrics averaged.
+    pub fn train_step(&mut self, micro_batches: &[PreferenceBatch]) -> Result<Metrics> {
+        let k = micro_batches.len() as f64;
+        let mut metrics = Metrics::new();
+        for b in micro_batches {
+            let (loss, m) = self.loss(b, None)?;
+            self.opt.accumulate((loss / k)?.backward()?)?;
+            for (key, v) in m {
+                let scale = if key == "num_tokens" { 1.0 } else { 1.0 / k };
+                *metrics.entry(key).or_insert(0.0) += v * scale;
+            }
+        }
+        let s = self.opt.step()?;
+        metrics.insert("grad_norm".into(), s.grad_norm);
+        metrics.insert("learning_rate".into(), s.learning_rate);
+        Ok(metrics)
+    }
+}

@@ -1,0 +1,59 @@
+//! One trainer per file. A trainer receives collated batches (it never parses files), runs
+//! the model, calls a pure loss from [`crate::losses`], and steps the shared [`Optimizer`].
+//!
+//! [`Optimizer`]: crate::optim::optimizer::Optimizer
+
+pub mod dpo;
+pub mod reward;
+pub mod sft;
+
+use std::collections::BTreeMap;
+
+use candle_core::{Tensor, D};
+use reins_model::{logprobs::token_logps, nn, Batch, Model};
+
+use crate::Result;
+
+/// Metrics of one logging step, TRL's keys.
+pub type Metrics = BTreeMap<String, f64>;
+
+/// Per-token log-probs of the masked (completion) tokens and their per-row sums.
+pub struct CompletionLogps {
+    /// `[N, T-1]`, zero outside the completion.
+    pub per_token: Tensor,
+    /// `[N]`, summed over the completion.
+    pub sums: Tensor,
+    /// `[N, T-1]` completion mask aligned with `per_token`.
+    pub mask: Tensor,
+    /// `[N, T, V]` logits, for metrics and WPO.
+    pub logits: Tensor,
+}
+
+/// Runs `model` on right-padded rows and gathers the log-probs of completion tokens
+/// (`completion_mask[t+1] == 1` selects `log p(ids[t+1] | ids[..=t])`).
+pub fn completion_logps(
+    model: &Model,
+    ids: &[Vec<u32>],
+    attention_mask: &[Vec<u8>],
+    completion_mask: &[Vec<u8>],
+) -> Result<CompletionLogps> {
+    let batch = Batch::new(ids.to_vec(), attention_mask.to_vec())?;
+    let dev = model.device();
+    let logits = model.logits(&batch)?;
+    let idt = nn::ids_tensor(ids, dev)?;
+    let cm = nn::mask_tensor(completion_mask, dev)?;
+    let per_token = token_logps(&logits, &idt, &cm)?;
+    let t = cm.dim(1)?;
+    Ok(CompletionLogps { sums: per_token.sum(D::Minus1)?, mask: cm.narrow(1, 1, t - 1)?, per_token, logits })
+}
+
+impl From<reins_model::ModelError> for crate::TrainError {
+    fn from(e: reins_model::ModelError) -> Self {
+        crate::TrainError::Input(e.to_string())
+    }
+}
+
+/// A scalar tensor as f64.
+pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)
+}

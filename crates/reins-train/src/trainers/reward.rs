@@ -1,0 +1,61 @@
+//! Reward-model training (TRL `RewardTrainer`): a score head read at the last token,
+//! Bradley–Terry loss `−log σ(r_chosen − r_rejected − margin)` (Ouyang et al. 2022, eq. 1).
+
+use candle_core::Tensor;
+use reins_data::collate::RewardBatch;
+use reins_model::{Batch, Model};
+
+use super::{scalar, Metrics};
+use crate::losses::{bradley_terry_loss, reward_metrics, RewardLossConfig};
+use crate::optim::optimizer::Optimizer;
+use crate::Result;
+
+pub struct RewardTrainer {
+    pub model: Model,
+    pub opt: Optimizer,
+    pub cfg: RewardLossConfig,
+}
+
+impl RewardTrainer {
+    pub fn new(model: Model, opt: Optimizer, cfg: RewardLossConfig) -> Self {
+        RewardTrainer { model, opt, cfg }
+    }
+
+    /// Scores `[2B]` of a batch (chosen rows first, then rejected).
+    pub fn scores(&self, batch: &RewardBatch) -> Result<Tensor> {
+        let b = Batch::new(batch.input_ids.clone(), batch.attention_mask.clone())?;
+        Ok(self.model.scores(&b)?.narrow(1, 0, 1)?.squeeze(1)?)
+    }
+
+    pub fn loss(&self, batch: &RewardBatch) -> Result<(Tensor, Metrics)> {
+        let s = self.scores(batch)?;
+        let n = batch.input_ids.len() / 2;
+        let (c, r) = (s.narrow(0, 0, n)?, s.narrow(0, n, n)?);
+        let margin = match &batch.margin {
+            Some(m) => Some(Tensor::from_vec(m.iter().map(|&x| x as f32).collect::<Vec<_>>(), n, s.device())?),
+            None => None,
+        };
+        let loss = bradley_terry_loss(&c, &r, margin.as_ref(), None, &self.cfg)?;
+        let mut m = reward_metrics(&c.detach(), &r.detach())?;
+        m.insert("loss".into(), scalar(&loss)?);
+        m.insert("num_tokens".into(), batch.attention_mask.iter().flatten().map(|&x| x as f64).sum());
+        Ok((loss, m))
+    }
+
+    pub fn train_step(&mut self, micro_batches: &[RewardBatch]) -> Result<Metrics> {
+        let k = micro_batches.len() as f64;
+        let mut metrics = Metrics::new();
+        for b in micro_batches {
+            let (loss, m) = self.loss(b)?;
+            self.opt.accumulate((loss / k)?.backward()?)?;
+            for (key, v) in m {
+                let scale = if key == "num_tokens" { 1.0 } else { 1.0 / k };
+                *metrics.entry(key).or_insert(0.0) += v * scale;
+            }
+        }
+        let s = self.opt.step()?;
+        metrics.insert("grad_norm".into(), s.grad_norm);
+        metrics.insert("learning_rate".into(), s.learning_rate);
+        Ok(metrics)
+    }
+}

@@ -1,0 +1,57 @@
+//! Supervised fine-tuning (TRL `SFTTrainer`): mean next-token cross-entropy over the labelled
+//! tokens — the completion only for prompt/completion data, the assistant turns for chats.
+
+use reins_data::collate::SftBatch;
+use reins_model::Model;
+
+use super::{scalar, Metrics};
+use crate::optim::optimizer::Optimizer;
+use crate::Result;
+
+pub struct SftTrainer {
+    pub model: Model,
+    pub opt: Optimizer,
+}
+
+impl SftTrainer {
+    pub fn new(model: Model, opt: Optimizer) -> Self {
+        SftTrainer { model, opt }
+    }
+
+    /// Loss of one batch: `−Σ log p(labels) / #labels` over labels ≠ -100, with the
+    /// number of tokens seen (`num_tokens`) for TRL's metric.
+    pub fn loss(&self, batch: &SftBatch) -> Result<(candle_core::Tensor, Metrics)> {
+        let attn = match &batch.attention_mask {
+            Some(a) => a.clone(),
+            None => batch.input_ids.iter().map(|r| vec![1u8; r.len()]).collect(),
+        };
+        // A label at position t is predicted from position t-1: the label mask marks targets.
+        let label_mask: Vec<Vec<u8>> =
+            batch.labels.iter().map(|r| r.iter().map(|&l| (l != -100) as u8).collect()).collect();
+        let out = super::completion_logps(&self.model, &batch.input_ids, &attn, &label_mask)?;
+        let n = out.mask.sum_all()?;
+        let loss = (out.sums.sum_all()?.neg()? / n)?;
+        let mut m = Metrics::new();
+        m.insert("loss".into(), scalar(&loss)?);
+        m.insert("num_tokens".into(), attn.iter().flatten().map(|&x| x as f64).sum());
+        Ok((loss, m))
+    }
+
+    /// One optimizer step over `micro_batches` (gradient accumulation); metrics averaged.
+    pub fn train_step(&mut self, micro_batches: &[SftBatch]) -> Result<Metrics> {
+        let k = micro_batches.len() as f64;
+        let mut metrics = Metrics::new();
+        for b in micro_batches {
+            let (loss, m) = self.loss(b)?;
+            self.opt.accumulate((loss / k)?.backward()?)?;
+            for (key, v) in m {
+                let scale = if key == "num_tokens" { 1.0 } else { 1.0 / k };
+                *metrics.entry(key).or_insert(0.0) += v * scale;
+            }
+        }
+        let s = self.opt.step()?;
+        metrics.insert("grad_norm".into(), s.grad_norm);
+        metrics.insert("learning_rate".into(), s.learning_rate);
+        Ok(metrics)
+    }
+}
