@@ -9,9 +9,16 @@ use crate::Result;
 
 /// `log σ(x) = min(x, 0) − log(1 + exp(−|x|))`, stable for large |x|. Any shape.
 pub fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
-    let neg_abs = x.abs()?.neg()?;
-    let softplus_tail = (neg_abs.exp()? + 1.0)?.log()?;
-    Ok((x.minimum(0f64)? - softplus_tail)?)
+    // Two branches, each stable on its half-line, selected by `where_cond`: the gradient is
+    // exactly σ(−x) everywhere, also at x = 0 (the `min(x, 0) − log1p(e^{−|x|})` form has kinks
+    // there whose subgradients sum to 1 instead of ½ — which is every DPO loss's first step).
+    let zeros = x.zeros_like()?;
+    let pos = x.ge(&zeros)?;
+    let xp = pos.where_cond(x, &zeros)?; // x on x ≥ 0, else 0
+    let xn = pos.where_cond(&zeros, x)?; // x on x < 0, else 0
+    let on_pos = (xp.neg()?.exp()? + 1.0)?.log()?.neg()?; // −log(1 + e^{−x})
+    let on_neg = (&xn - (xn.exp()? + 1.0)?.log()?)?; // x − log(1 + e^{x})
+    Ok(pos.where_cond(&on_pos, &on_neg)?)
 }
 
 /// `σ(x) = exp(log σ(x))`. Any shape.
@@ -62,4 +69,26 @@ pub fn token_logps(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
 /// Host copy of a rank-1 tensor as `f64`.
 pub(crate) fn to_vec_f64(t: &Tensor) -> Result<Vec<f64>> {
     Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+}
+
+#[cfg(test)]
+mod log_sigmoid_tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn gradient_is_sigmoid_of_minus_x_including_zero() {
+        let xs = [-80.0f32, -3.0, -1e-3, 0.0, 1e-3, 2.5, 80.0];
+        let x = Var::new(&xs[..], &Device::Cpu).unwrap();
+        let y = log_sigmoid(x.as_tensor()).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let g: Vec<f32> = g.get(x.as_tensor()).unwrap().to_vec1().unwrap();
+        let v: Vec<f32> = y.to_vec1().unwrap();
+        for ((&x, &g), &v) in xs.iter().zip(&g).zip(&v) {
+            let s = 1.0 / (1.0 + (x as f64).exp());
+            assert!((g as f64 - s).abs() < 1e-6, "d/dx log σ({x}) = {g}, expected {s}");
+            let want = -(1.0 + (-(x as f64)).exp()).ln();
+            assert!((v as f64 - want).abs() < 1e-5 * want.abs().max(1.0), "log σ({x}) = {v}, expected {want}");
+        }
+    }
 }

@@ -29,12 +29,14 @@ pub struct DpoTrainer {
     pub reference: Reference,
     pub cfg: DpoConfig,
     pub opt: Optimizer,
+    /// Tokens seen so far (TRL's cumulative `num_tokens`).
+    pub num_tokens: f64,
 }
 
 impl DpoTrainer {
     pub fn new(policy: Model, reference: Reference, cfg: DpoConfig, opt: Optimizer) -> Result<Self> {
         cfg.validate()?;
-        Ok(DpoTrainer { policy, reference, cfg, opt })
+        Ok(DpoTrainer { policy, reference, cfg, opt, num_tokens: 0.0 })
     }
 
     /// Summed reference log-probs `[2B]` of a batch (chosen rows then rejected), no graph.
@@ -99,11 +101,15 @@ impl DpoTrainer {
             let (loss, m) = self.loss(b, None)?;
             self.opt.accumulate((loss / k)?.backward()?)?;
             for (key, v) in m {
-                let scale = if key == "num_tokens" { 1.0 } else { 1.0 / k };
-                *metrics.entry(key).or_insert(0.0) += v * scale;
+                if key == "num_tokens" {
+                    self.num_tokens += v;
+                } else {
+                    *metrics.entry(key).or_insert(0.0) += v / k;
+                }
             }
         }
         let s = self.opt.step()?;
+        metrics.insert("num_tokens".into(), self.num_tokens);
         metrics.insert("grad_norm".into(), s.grad_norm);
         metrics.insert("learning_rate".into(), s.learning_rate);
         Ok(metrics)

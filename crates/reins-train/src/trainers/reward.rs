@@ -13,12 +13,14 @@ use crate::Result;
 pub struct RewardTrainer {
     pub model: Model,
     pub opt: Optimizer,
+    /// Tokens seen so far (TRL's cumulative `num_tokens`).
+    pub num_tokens: f64,
     pub cfg: RewardLossConfig,
 }
 
 impl RewardTrainer {
     pub fn new(model: Model, opt: Optimizer, cfg: RewardLossConfig) -> Self {
-        RewardTrainer { model, opt, cfg }
+        RewardTrainer { model, opt, cfg, num_tokens: 0.0 }
     }
 
     /// Scores `[2B]` of a batch (chosen rows first, then rejected).
@@ -49,11 +51,15 @@ impl RewardTrainer {
             let (loss, m) = self.loss(b)?;
             self.opt.accumulate((loss / k)?.backward()?)?;
             for (key, v) in m {
-                let scale = if key == "num_tokens" { 1.0 } else { 1.0 / k };
-                *metrics.entry(key).or_insert(0.0) += v * scale;
+                if key == "num_tokens" {
+                    self.num_tokens += v;
+                } else {
+                    *metrics.entry(key).or_insert(0.0) += v / k;
+                }
             }
         }
         let s = self.opt.step()?;
+        metrics.insert("num_tokens".into(), self.num_tokens);
         metrics.insert("grad_norm".into(), s.grad_norm);
         metrics.insert("learning_rate".into(), s.learning_rate);
         Ok(metrics)

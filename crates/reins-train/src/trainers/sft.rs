@@ -11,11 +11,13 @@ use crate::Result;
 pub struct SftTrainer {
     pub model: Model,
     pub opt: Optimizer,
+    /// Tokens seen so far (TRL's cumulative `num_tokens`).
+    pub num_tokens: f64,
 }
 
 impl SftTrainer {
     pub fn new(model: Model, opt: Optimizer) -> Self {
-        SftTrainer { model, opt }
+        SftTrainer { model, opt, num_tokens: 0.0 }
     }
 
     /// Loss of one batch: `−Σ log p(labels) / #labels` over labels ≠ -100, with the
@@ -45,11 +47,15 @@ impl SftTrainer {
             let (loss, m) = self.loss(b)?;
             self.opt.accumulate((loss / k)?.backward()?)?;
             for (key, v) in m {
-                let scale = if key == "num_tokens" { 1.0 } else { 1.0 / k };
-                *metrics.entry(key).or_insert(0.0) += v * scale;
+                if key == "num_tokens" {
+                    self.num_tokens += v;
+                } else {
+                    *metrics.entry(key).or_insert(0.0) += v / k;
+                }
             }
         }
         let s = self.opt.step()?;
+        metrics.insert("num_tokens".into(), self.num_tokens);
         metrics.insert("grad_norm".into(), s.grad_norm);
         metrics.insert("learning_rate".into(), s.learning_rate);
         Ok(metrics)
