@@ -21,22 +21,29 @@ pub async fn next_assignment(state: &AppState, project_id: &str, user: &AuthUser
         return Ok(Some((a, item)));
     }
     let cfg = ProjectConfig::parse(&db.project(project_id).await?.config)?;
-    // A few tries: another annotator may take the last slot between choice and insert.
-    for _ in 0..5 {
+    // Candidates are the few least-labelled items, tried in random order so concurrent
+    // annotators rarely race for the same one. A lost race means someone else got a slot,
+    // so re-querying makes progress; an empty candidate list means nothing is left.
+    for _ in 0..100 {
         let want_gold = rand::rng().random_bool(cfg.gold_rate);
-        let mut item_id = None;
+        let mut candidates = Vec::new();
         if want_gold {
-            item_id = db.next_item_id(project_id, uid, cfg.overlap as i64, true).await?;
+            candidates = db.next_item_ids(project_id, uid, cfg.overlap as i64, true, 8).await?.into_iter().map(|i| (i, None)).collect();
         }
-        if item_id.is_none() {
-            item_id = db.next_item_id(project_id, uid, cfg.overlap as i64, false).await?;
+        if candidates.is_empty() {
+            candidates = db.next_item_ids(project_id, uid, cfg.overlap as i64, false, 8).await?.into_iter().map(|i| (i, Some(cfg.overlap as i64))).collect();
         }
-        let Some(item_id) = item_id else { return Ok(None) };
-        let item = db.item(&item_id).await?;
-        let mut order: Vec<usize> = (0..item.responses.len()).collect();
-        order.shuffle(&mut rand::rng());
-        if let Some(a) = db.create_assignment(project_id, &item_id, uid, &order).await? {
-            return Ok(Some((a, item)));
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        candidates.shuffle(&mut rand::rng());
+        for (item_id, cap) in candidates {
+            let item = db.item(&item_id).await?;
+            let mut order: Vec<usize> = (0..item.responses.len()).collect();
+            order.shuffle(&mut rand::rng());
+            if let Some(a) = db.create_assignment(project_id, &item_id, uid, &order, cap).await? {
+                return Ok(Some((a, item)));
+            }
         }
     }
     Ok(None)

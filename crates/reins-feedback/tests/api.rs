@@ -46,6 +46,9 @@ async fn round_trip(url: &str) {
     }
     // Overlap 2: both annotators saw the 3 regular items; gold_rate 0 keeps gold out.
     assert_eq!(seen.len(), 6, "{seen:?}");
+    // Every item has its 2 labels: a third annotator gets nothing (gold_rate is 0).
+    let third = c.annotator(&admin, &p, "ann3").await;
+    assert_eq!(c.call("GET", &format!("/api/projects/{p}/next"), Auth::Cookie(&third), None).await.status, StatusCode::NO_CONTENT);
 
     let stats = c.call("GET", &format!("/api/projects/{p}/stats"), Auth::Cookie(&admin), None).await.json();
     assert_eq!(stats["labels"], 6);

@@ -7,7 +7,7 @@ use reins_feedback::{Role, ServerConfig};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-const ELEMENT: &str = "element-6066-11e4-a52e-4f464e4f4ee5";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 struct Driver {
     addr: String,
@@ -27,7 +27,7 @@ impl Driver {
     }
     async fn find(&self, css: &str) -> String {
         let v = self.cmd("POST", "/element", json!({"using": "css selector", "value": css})).await;
-        v[ELEMENT].as_str().unwrap().to_string()
+        v[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {v}")).to_string()
     }
     async fn type_into(&self, css: &str, text: &str) {
         let el = self.find(css).await;

@@ -52,7 +52,17 @@ async fn annotate(addr: String, project: String, username: String) -> Vec<String
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_annotators_store_each_submission_exactly_once() {
     let db = sqlite_db();
-    let st = state(&db.url, ServerConfig { rate_limit_per_minute: 0, ..Default::default() }).await;
+    load(&db.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_annotators_on_postgres() {
+    let Some(db) = postgres_db().await else { return };
+    load(&db.url).await;
+}
+
+async fn load(url: &str) {
+    let st = state(url, ServerConfig { rate_limit_per_minute: 0, ..Default::default() }).await;
     let p = reins_feedback::create_project(&st.db, "load", &pairwise_config(1)).await.unwrap();
     reins_feedback::import::import_jsonl(&st.db, &p.id, &items_jsonl(ANNOTATORS * PER_ANNOTATOR)).await.unwrap();
     for i in 0..ANNOTATORS {

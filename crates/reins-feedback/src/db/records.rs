@@ -381,37 +381,53 @@ impl Db {
         row.as_ref().map(assignment_from).transpose()
     }
 
-    /// The next item this user has not seen whose overlap is below `overlap` (gold items
-    /// when `gold` is true), fewest labels first, then import order.
-    pub async fn next_item_id(&self, project_id: &str, user_id: &str, overlap: i64, gold: bool) -> Result<Option<String>> {
+    /// Up to `limit` items this user has not seen whose overlap is below `overlap` (gold
+    /// items when `gold` is true), fewest labels first, then import order.
+    pub async fn next_item_ids(&self, project_id: &str, user_id: &str, overlap: i64, gold: bool, limit: i64) -> Result<Vec<String>> {
         let gold_cond = if gold { "i.gold IS NOT NULL" } else { "i.gold IS NULL" };
         let sql = format!(
             "SELECT i.id, (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id AND a.status <> 'skipped') AS n \
              FROM items i WHERE i.project_id = $1 AND {gold_cond} \
              AND NOT EXISTS (SELECT 1 FROM assignments b WHERE b.item_id = i.id AND b.user_id = $2) \
              AND (SELECT COUNT(*) FROM assignments c WHERE c.item_id = i.id AND c.status <> 'skipped') < $3 \
-             ORDER BY n, i.seq LIMIT 1"
+             ORDER BY n, i.seq LIMIT $4"
         );
-        let row = sqlx::query(&sql)
+        let rows = sqlx::query(&sql)
             .bind(project_id)
             .bind(user_id)
             .bind(if gold { i64::MAX } else { overlap })
-            .fetch_optional(&self.pool)
+            .bind(limit)
+            .fetch_all(&self.pool)
             .await?;
-        Ok(row.map(|r| r.try_get::<String, _>("id")).transpose()?)
+        Ok(rows.iter().map(|r| r.try_get::<String, _>("id")).collect::<Result<_, _>>()?)
     }
 
-    pub async fn create_assignment(&self, project_id: &str, item_id: &str, user_id: &str, display_order: &[usize]) -> Result<Option<Assignment>> {
+    /// Creates an assignment if the item still has fewer than `overlap` non-skipped
+    /// assignments (no cap when None), atomically: SQLite runs one writer at a time, and
+    /// PostgreSQL locks the item row for the check-and-insert.
+    pub async fn create_assignment(&self, project_id: &str, item_id: &str, user_id: &str, display_order: &[usize], overlap: Option<i64>) -> Result<Option<Assignment>> {
         let id = random_token();
-        let res = sqlx::query("INSERT INTO assignments (id, project_id, item_id, user_id, display_order, status, created_at) VALUES ($1, $2, $3, $4, $5, 'open', $6) ON CONFLICT DO NOTHING")
-            .bind(&id)
-            .bind(project_id)
-            .bind(item_id)
-            .bind(user_id)
-            .bind(serde_json::to_string(display_order)?)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+        let mut tx = self.pool.begin().await?;
+        if self.backend == super::Backend::Postgres {
+            sqlx::query("SELECT id FROM items WHERE id = $1 FOR UPDATE").bind(item_id).fetch_optional(&mut *tx).await?;
+        }
+        let res = sqlx::query(
+            "INSERT INTO assignments (id, project_id, item_id, user_id, display_order, status, created_at) \
+             SELECT $1, $2, $3, $4, $5, 'open', $6 \
+             WHERE (SELECT COUNT(*) FROM assignments a WHERE a.item_id = $7 AND a.status <> 'skipped') < $8 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&id)
+        .bind(project_id)
+        .bind(item_id)
+        .bind(user_id)
+        .bind(serde_json::to_string(display_order)?)
+        .bind(now_ms())
+        .bind(item_id)
+        .bind(overlap.unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         if res.rows_affected() == 0 {
             return Ok(None);
         }

@@ -154,12 +154,40 @@ pub async fn http(addr: &str, method: &str, path: &str, headers: &[(&str, String
     req.push_str("\r\n");
     req.push_str(body);
     s.write_all(req.as_bytes()).await?;
+    // Read the head, then exactly Content-Length bytes (some servers keep the socket open).
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other(format!("bad response: {text}")))?;
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::Error::other(format!("connection closed: {}", String::from_utf8_lossy(&buf))));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("no status"))?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+    let length = head.lines().find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok()));
+    let mut body = buf[head_end..].to_vec();
+    match length {
+        Some(len) => {
+            while body.len() < len {
+                let n = s.read(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            body.truncate(len);
+        }
+        None => {
+            s.read_to_end(&mut body).await?;
+        }
+    }
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let body = if head.contains("transfer-encoding: chunked") { dechunk(&text) } else { text };
     Ok((status, body))
 }
 
