@@ -13,7 +13,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// The open assignment of this user, or a new one; None when nothing is left.
-pub async fn next_assignment(state: &AppState, project_id: &str, user: &AuthUser) -> Result<Option<(Assignment, Item)>> {
+pub async fn next_assignment(
+    state: &AppState,
+    project_id: &str,
+    user: &AuthUser,
+) -> Result<Option<(Assignment, Item)>> {
     let db = &state.db;
     let uid = &user.user.id;
     if let Some(a) = db.open_assignment(project_id, uid).await? {
@@ -28,10 +32,20 @@ pub async fn next_assignment(state: &AppState, project_id: &str, user: &AuthUser
         let want_gold = rand::rng().random_bool(cfg.gold_rate);
         let mut candidates = Vec::new();
         if want_gold {
-            candidates = db.next_item_ids(project_id, uid, cfg.overlap as i64, true, 8).await?.into_iter().map(|i| (i, None)).collect();
+            candidates = db
+                .next_item_ids(project_id, uid, cfg.overlap as i64, true, 8)
+                .await?
+                .into_iter()
+                .map(|i| (i, None))
+                .collect();
         }
         if candidates.is_empty() {
-            candidates = db.next_item_ids(project_id, uid, cfg.overlap as i64, false, 8).await?.into_iter().map(|i| (i, Some(cfg.overlap as i64))).collect();
+            candidates = db
+                .next_item_ids(project_id, uid, cfg.overlap as i64, false, 8)
+                .await?
+                .into_iter()
+                .map(|i| (i, Some(cfg.overlap as i64)))
+                .collect();
         }
         if candidates.is_empty() {
             return Ok(None);
@@ -41,7 +55,10 @@ pub async fn next_assignment(state: &AppState, project_id: &str, user: &AuthUser
             let item = db.item(&item_id).await?;
             let mut order: Vec<usize> = (0..item.responses.len()).collect();
             order.shuffle(&mut rand::rng());
-            if let Some(a) = db.create_assignment(project_id, &item_id, uid, &order, cap).await? {
+            if let Some(a) = db
+                .create_assignment(project_id, &item_id, uid, &order, cap)
+                .await?
+            {
                 return Ok(Some((a, item)));
             }
         }
@@ -74,7 +91,10 @@ pub fn rate_limit(state: &AppState, user_id: &str) -> Result<()> {
         return Ok(());
     }
     let minute = now_ms() / 60_000;
-    let mut map = state.limiter.lock().map_err(|_| Error::Internal("rate limiter poisoned".into()))?;
+    let mut map = state
+        .limiter
+        .lock()
+        .map_err(|_| Error::Internal("rate limiter poisoned".into()))?;
     let entry = map.entry(user_id.to_string()).or_insert((minute, 0));
     if entry.0 != minute {
         *entry = (minute, 0);
@@ -86,13 +106,21 @@ pub fn rate_limit(state: &AppState, user_id: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn submit(state: &AppState, project_id: &str, user: &AuthUser, body: SubmitBody) -> Result<(Submission, bool)> {
+pub async fn submit(
+    state: &AppState,
+    project_id: &str,
+    user: &AuthUser,
+    body: SubmitBody,
+) -> Result<(Submission, bool)> {
     if body.idempotency_key.is_empty() || body.idempotency_key.len() > 200 {
         return Err(bad("`idempotency_key` must be 1–200 bytes"));
     }
     let db = &state.db;
     // A retry of a stored submission is answered before any other check (and is free).
-    if let Some(existing) = db.submission_by_key(&user.user.id, &body.idempotency_key).await? {
+    if let Some(existing) = db
+        .submission_by_key(&user.user.id, &body.idempotency_key)
+        .await?
+    {
         return Ok((existing, false));
     }
     let a = db
@@ -101,7 +129,10 @@ pub async fn submit(state: &AppState, project_id: &str, user: &AuthUser, body: S
         .filter(|a| a.user_id == user.user.id && a.project_id == project_id)
         .ok_or_else(|| Error::NotFound("no such assignment for you in this project".into()))?;
     if a.status != "open" {
-        return Err(Error::Conflict(format!("this assignment is already {}", a.status)));
+        return Err(Error::Conflict(format!(
+            "this assignment is already {}",
+            a.status
+        )));
     }
     rate_limit(state, &user.user.id)?;
     let item = db.item(&a.item_id).await?;
@@ -114,7 +145,11 @@ pub async fn submit(state: &AppState, project_id: &str, user: &AuthUser, body: S
             }
             ("skip", Value::Object(Default::default()), Some(reason))
         }
-        (Some(ans), None) => ("label", cfg.canonicalize(&ans, &a.display_order, &item.responses)?, None),
+        (Some(ans), None) => (
+            "label",
+            cfg.canonicalize(&ans, &a.display_order, &item.responses)?,
+            None,
+        ),
         (None, None) => return Err(bad("send `answers` (or `skip` with a reason)")),
     };
     let s = Submission {

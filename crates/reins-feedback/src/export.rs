@@ -18,7 +18,16 @@ use crate::tasks::{ProjectConfig, QuestionKind};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
-pub const FORMATS: &[&str] = &["preference", "ranked", "kto", "ratings", "spans", "critiques", "principles", "raw"];
+pub const FORMATS: &[&str] = &[
+    "preference",
+    "ranked",
+    "kto",
+    "ratings",
+    "spans",
+    "critiques",
+    "principles",
+    "raw",
+];
 
 /// Which part of the train/validation split an item falls in: validation when its hash
 /// falls under `split` (a fraction), so the split is by item and stable across exports.
@@ -32,9 +41,19 @@ pub struct Exported {
     pub validation: Vec<Value>,
 }
 
-pub fn export(format: &str, cfg: &ProjectConfig, items: &[Item], subs: &[Submission], usernames: &HashMap<String, String>, split: f64) -> Result<Exported> {
+pub fn export(
+    format: &str,
+    cfg: &ProjectConfig,
+    items: &[Item],
+    subs: &[Submission],
+    usernames: &HashMap<String, String>,
+    split: f64,
+) -> Result<Exported> {
     if !FORMATS.contains(&format) {
-        return Err(bad(format!("unknown export format `{format}`; use one of {}", FORMATS.join(", "))));
+        return Err(bad(format!(
+            "unknown export format `{format}`; use one of {}",
+            FORMATS.join(", ")
+        )));
     }
     if !(0.0..=1.0).contains(&split) {
         return Err(bad("split must be a fraction within 0..=1"));
@@ -42,10 +61,19 @@ pub fn export(format: &str, cfg: &ProjectConfig, items: &[Item], subs: &[Submiss
     let by_id: HashMap<&str, &Item> = items.iter().map(|i| (i.id.as_str(), i)).collect();
     let mut out = Exported::default();
     for s in subs {
-        let Some(item) = by_id.get(s.item_id.as_str()) else { continue };
-        let annotator = usernames.get(&s.user_id).cloned().unwrap_or_else(|| s.user_id.clone());
+        let Some(item) = by_id.get(s.item_id.as_str()) else {
+            continue;
+        };
+        let annotator = usernames
+            .get(&s.user_id)
+            .cloned()
+            .unwrap_or_else(|| s.user_id.clone());
         let records = records(format, cfg, item, s);
-        let part = if is_validation(&item.external_id, split) { &mut out.validation } else { &mut out.train };
+        let part = if is_validation(&item.external_id, split) {
+            &mut out.validation
+        } else {
+            &mut out.train
+        };
         for mut r in records {
             if let Some(o) = r.as_object_mut() {
                 o.insert("item_id".into(), json!(item.external_id));
@@ -73,10 +101,14 @@ fn records(format: &str, cfg: &ProjectConfig, item: &Item, s: &Submission) -> Ve
     let resp = |i: usize| item.responses.get(i).cloned().unwrap_or_default();
     let mut out = Vec::new();
     for q in &cfg.questions {
-        let Some(a) = s.answer.get(&q.name) else { continue };
+        let Some(a) = s.answer.get(&q.name) else {
+            continue;
+        };
         match (&q.kind, format) {
             (QuestionKind::Pairwise { .. }, "preference") if a["outcome"] == "win" => {
-                let (Some(w), Some(l)) = (a["winner"].as_u64(), a["loser"].as_u64()) else { continue };
+                let (Some(w), Some(l)) = (a["winner"].as_u64(), a["loser"].as_u64()) else {
+                    continue;
+                };
                 let mut r = json!({"prompt": prompt, "chosen": resp(w as usize), "rejected": resp(l as usize)});
                 if let Some(m) = a["strength"].as_i64() {
                     r["margin"] = json!(m as f64);
@@ -84,7 +116,9 @@ fn records(format: &str, cfg: &ProjectConfig, item: &Item, s: &Submission) -> Ve
                 out.push(r);
             }
             (QuestionKind::Ranking, "ranked") => {
-                let Some(ranking) = a["ranking"].as_array() else { continue };
+                let Some(ranking) = a["ranking"].as_array() else {
+                    continue;
+                };
                 let mut ranks = vec![0usize; item.responses.len()];
                 for (rank, idx) in ranking.iter().enumerate() {
                     if let Some(i) = idx.as_u64().filter(|i| (*i as usize) < ranks.len()) {
@@ -100,7 +134,10 @@ fn records(format: &str, cfg: &ProjectConfig, item: &Item, s: &Submission) -> Ve
             }
             (QuestionKind::Likert { aspects, .. }, "ratings") => {
                 for i in 0..item.responses.len() {
-                    let ratings: Map<String, Value> = aspects.iter().map(|asp| (asp.clone(), a[asp][i].clone())).collect();
+                    let ratings: Map<String, Value> = aspects
+                        .iter()
+                        .map(|asp| (asp.clone(), a[asp][i].clone()))
+                        .collect();
                     out.push(json!({"prompt": prompt, "completion": resp(i), "ratings": ratings}));
                 }
             }
@@ -113,8 +150,15 @@ fn records(format: &str, cfg: &ProjectConfig, item: &Item, s: &Submission) -> Ve
                         .into_iter()
                         .flatten()
                         .map(|sp| {
-                            let (st, en) = (sp["start"].as_u64().unwrap_or(0) as usize, sp["end"].as_u64().unwrap_or(0) as usize);
-                            let t: String = chars.get(st.min(chars.len())..en.min(chars.len())).unwrap_or(&[]).iter().collect();
+                            let (st, en) = (
+                                sp["start"].as_u64().unwrap_or(0) as usize,
+                                sp["end"].as_u64().unwrap_or(0) as usize,
+                            );
+                            let t: String = chars
+                                .get(st.min(chars.len())..en.min(chars.len()))
+                                .unwrap_or(&[])
+                                .iter()
+                                .collect();
                             json!({"start": st, "end": en, "tag": sp["tag"], "text": t})
                         })
                         .collect();
@@ -135,7 +179,11 @@ fn records(format: &str, cfg: &ProjectConfig, item: &Item, s: &Submission) -> Ve
             }
             (QuestionKind::Principles { principles }, "principles") => {
                 for (i, checks) in a.as_array().into_iter().flatten().enumerate() {
-                    let m: Map<String, Value> = principles.iter().zip(checks.as_array().into_iter().flatten()).map(|(p, c)| (p.clone(), c.clone())).collect();
+                    let m: Map<String, Value> = principles
+                        .iter()
+                        .zip(checks.as_array().into_iter().flatten())
+                        .map(|(p, c)| (p.clone(), c.clone()))
+                        .collect();
                     out.push(json!({"prompt": prompt, "completion": resp(i), "principles": m}));
                 }
             }
@@ -170,15 +218,39 @@ mod tests {
 
     #[test]
     fn preference_record_has_trl_shape_and_margin() {
-        let cfg = ProjectConfig::parse(&json!({"questions": [{"name": "pref", "kind": "pairwise", "strength": true}]})).unwrap();
-        let item = Item { id: "i".into(), project_id: "p".into(), external_id: "x".into(), prompt: "P".into(), responses: vec!["A".into(), "B".into()], gold: None };
+        let cfg = ProjectConfig::parse(
+            &json!({"questions": [{"name": "pref", "kind": "pairwise", "strength": true}]}),
+        )
+        .unwrap();
+        let item = Item {
+            id: "i".into(),
+            project_id: "p".into(),
+            external_id: "x".into(),
+            prompt: "P".into(),
+            responses: vec!["A".into(), "B".into()],
+            gold: None,
+        };
         let sub = Submission {
-            id: "s".into(), idempotency_key: "k".into(), project_id: "p".into(), item_id: "i".into(), user_id: "u".into(), assignment_id: "a".into(),
-            kind: "label".into(), answer: json!({"pref": {"outcome": "win", "winner": 1, "loser": 0, "strength": 3}}), display_order: vec![1, 0],
-            skip_reason: None, time_ms: 5, created_at: 0,
+            id: "s".into(),
+            idempotency_key: "k".into(),
+            project_id: "p".into(),
+            item_id: "i".into(),
+            user_id: "u".into(),
+            assignment_id: "a".into(),
+            kind: "label".into(),
+            answer: json!({"pref": {"outcome": "win", "winner": 1, "loser": 0, "strength": 3}}),
+            display_order: vec![1, 0],
+            skip_reason: None,
+            time_ms: 5,
+            created_at: 0,
         };
         let names = HashMap::from([("u".to_string(), "ann".to_string())]);
         let e = export("preference", &cfg, &[item], &[sub], &names, 0.0).unwrap();
-        assert_eq!(e.train, vec![json!({"prompt": "P", "chosen": "B", "rejected": "A", "margin": 3.0, "item_id": "x", "annotator": "ann"})]);
+        assert_eq!(
+            e.train,
+            vec![
+                json!({"prompt": "P", "chosen": "B", "rejected": "A", "margin": 3.0, "item_id": "x", "annotator": "ann"})
+            ]
+        );
     }
 }

@@ -1,10 +1,10 @@
 //! The `reins` binary's glue (`crates/reins/src/commands/serve.rs`), compiled here and run
 //! through clap as the binary will: create a user and a project, import `reins generate`
 //! output, label through the API, export with a validation split.
+mod common;
 #[path = "../../reins/src/commands/serve.rs"]
 #[allow(dead_code)]
 mod serve;
-mod common;
 
 use clap::Parser;
 use common::*;
@@ -20,7 +20,9 @@ enum Cli {
 }
 
 fn run(args: &[&str]) {
-    match Cli::try_parse_from(std::iter::once("reins").chain(args.iter().copied())).unwrap_or_else(|e| panic!("{e}")) {
+    match Cli::try_parse_from(std::iter::once("reins").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("{e}"))
+    {
         Cli::Serve(_) => unreachable!(),
         Cli::Feedback(cmd) => serve::run_feedback(cmd).unwrap(),
     }
@@ -29,25 +31,68 @@ fn run(args: &[&str]) {
 #[test]
 fn feedback_commands_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("feedback.db").to_string_lossy().into_owned();
+    let db = dir
+        .path()
+        .join("feedback.db")
+        .to_string_lossy()
+        .into_owned();
     let cfg = dir.path().join("project.json");
     std::fs::write(&cfg, pairwise_config(1).to_string()).unwrap();
     let gen = dir.path().join("generations.jsonl");
     let mut lines = String::new();
     for i in 0..10 {
         for s in ["first", "second"] {
-            lines.push_str(&json!({"prompt": format!("q{i}"), "completion": format!("{s} answer to q{i}")}).to_string());
+            lines.push_str(
+                &json!({"prompt": format!("q{i}"), "completion": format!("{s} answer to q{i}")})
+                    .to_string(),
+            );
             lines.push('\n');
         }
     }
     std::fs::write(&gen, lines).unwrap();
     // Only this test in this binary touches the environment.
     std::env::set_var("REINS_PASSWORD", "annotator-pw");
-    run(&["feedback", "create-user", "--db", &db, "--username", "ann", "--role", "annotator"]);
-    run(&["feedback", "create-project", "--db", &db, "--name", "cli", "--config", cfg.to_str().unwrap()]);
-    run(&["feedback", "import", "--db", &db, "--project", "cli", gen.to_str().unwrap()]);
+    run(&[
+        "feedback",
+        "create-user",
+        "--db",
+        &db,
+        "--username",
+        "ann",
+        "--role",
+        "annotator",
+    ]);
+    run(&[
+        "feedback",
+        "create-project",
+        "--db",
+        &db,
+        "--name",
+        "cli",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    run(&[
+        "feedback",
+        "import",
+        "--db",
+        &db,
+        "--project",
+        "cli",
+        gen.to_str().unwrap(),
+    ]);
     run(&["feedback", "invite", "--db", &db, "--project", "cli"]);
-    let serve = Cli::try_parse_from(["reins", "serve", "--db", &db, "--addr", "127.0.0.1:0", "--rate-limit", "0"]).unwrap();
+    let serve = Cli::try_parse_from([
+        "reins",
+        "serve",
+        "--db",
+        &db,
+        "--addr",
+        "127.0.0.1:0",
+        "--rate-limit",
+        "0",
+    ])
+    .unwrap();
     assert!(matches!(serve, Cli::Serve(a) if a.rate_limit == 0 && a.db == db));
 
     // Label every item through the API, as the web page would.
@@ -67,10 +112,38 @@ fn feedback_commands_round_trip() {
     });
     drop(rt);
     let out = dir.path().join("export");
-    run(&["feedback", "export", "--db", &db, "--project", "cli", "--format", "preference,raw", "--split", "0.3", "--out", out.to_str().unwrap()]);
-    let count = |f: &str| std::fs::read_to_string(out.join(f)).unwrap().lines().count();
-    assert_eq!(count("preference.train.jsonl") + count("preference.validation.jsonl"), 10);
+    run(&[
+        "feedback",
+        "export",
+        "--db",
+        &db,
+        "--project",
+        "cli",
+        "--format",
+        "preference,raw",
+        "--split",
+        "0.3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let count = |f: &str| {
+        std::fs::read_to_string(out.join(f))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(
+        count("preference.train.jsonl") + count("preference.validation.jsonl"),
+        10
+    );
     assert_eq!(count("raw.train.jsonl") + count("raw.validation.jsonl"), 10);
-    let row: serde_json::Value = serde_json::from_str(std::fs::read_to_string(out.join("preference.train.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+    let row: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(out.join("preference.train.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     assert!(row["chosen"].is_string() && row["rejected"].is_string() && row["prompt"].is_string());
 }

@@ -62,7 +62,12 @@ impl Db {
                     .connect(&url)
                     .await?
             }
-            Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect(&url).await?,
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .connect(&url)
+                    .await?
+            }
         };
         let db = Db { pool, backend };
         db.migrate().await?;
@@ -86,7 +91,11 @@ impl Db {
                 continue;
             }
             let mut tx = self.pool.begin().await?;
-            for stmt in sql.split(';').map(str::trim).filter(|s| !strip_comments(s).is_empty()) {
+            for stmt in sql
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !strip_comments(s).is_empty())
+            {
                 sqlx::query(stmt).execute(&mut *tx).await?;
             }
             sqlx::query("INSERT INTO reins_migrations (version, applied_at) VALUES ($1, $2)")

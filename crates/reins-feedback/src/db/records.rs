@@ -147,7 +147,12 @@ const SUBMISSION_COLS: &str = "id, idempotency_key, project_id, item_id, user_id
 
 impl Db {
     // ---- users and sessions
-    pub async fn create_user(&self, username: &str, password_hash: &str, role: Role) -> Result<User> {
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+    ) -> Result<User> {
         let id = random_token();
         let res = sqlx::query(
             "INSERT INTO users (id, username, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -162,14 +167,20 @@ impl Db {
         if res.rows_affected() == 0 {
             return Err(Error::Conflict(format!("username `{username}` is taken")));
         }
-        Ok(User { id, username: username.into(), role, password_hash: password_hash.into() })
+        Ok(User {
+            id,
+            username: username.into(),
+            role,
+            password_hash: password_hash.into(),
+        })
     }
 
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, username, password_hash, role FROM users WHERE username = $1")
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, username, password_hash, role FROM users WHERE username = $1")
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(user_from).transpose()
     }
 
@@ -182,21 +193,25 @@ impl Db {
     }
 
     pub async fn count_admins(&self) -> Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = 'admin'")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?)
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = 'admin'")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?,
+        )
     }
 
     pub async fn create_session(&self, user_id: &str, ttl_ms: i64) -> Result<(String, String)> {
         let (token, csrf) = (random_token(), random_token());
-        sqlx::query("INSERT INTO sessions (token, user_id, csrf, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(&token)
-            .bind(user_id)
-            .bind(&csrf)
-            .bind(now_ms() + ttl_ms)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (token, user_id, csrf, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&token)
+        .bind(user_id)
+        .bind(&csrf)
+        .bind(now_ms() + ttl_ms)
+        .execute(&self.pool)
+        .await?;
         Ok((token, csrf))
     }
 
@@ -216,12 +231,21 @@ impl Db {
     }
 
     pub async fn delete_session(&self, token: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE token = $1").bind(token).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM sessions WHERE token = $1")
+            .bind(token)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     // ---- invites
-    pub async fn create_invite(&self, role: Role, project_id: Option<&str>, by: Option<&str>, ttl_ms: i64) -> Result<String> {
+    pub async fn create_invite(
+        &self,
+        role: Role,
+        project_id: Option<&str>,
+        by: Option<&str>,
+        ttl_ms: i64,
+    ) -> Result<String> {
         let token = random_token();
         sqlx::query("INSERT INTO invites (token, role, project_id, created_by, expires_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&token)
@@ -236,7 +260,11 @@ impl Db {
 
     /// Marks the invite used by `user_id`; returns its role and project, or None if the
     /// invite is unknown, used or expired.
-    pub async fn take_invite(&self, token: &str, user_id: &str) -> Result<Option<(Role, Option<String>)>> {
+    pub async fn take_invite(
+        &self,
+        token: &str,
+        user_id: &str,
+    ) -> Result<Option<(Role, Option<String>)>> {
         let res = sqlx::query("UPDATE invites SET used_by = $1 WHERE token = $2 AND used_by IS NULL AND expires_at > $3")
             .bind(user_id)
             .bind(token)
@@ -250,7 +278,10 @@ impl Db {
             .bind(token)
             .fetch_one(&self.pool)
             .await?;
-        Ok(Some((Role::parse(&row.try_get::<String, _>("role")?)?, opt_str(&row, "project_id")?)))
+        Ok(Some((
+            Role::parse(&row.try_get::<String, _>("role")?)?,
+            opt_str(&row, "project_id")?,
+        )))
     }
 
     pub async fn invite_valid(&self, token: &str) -> Result<bool> {
@@ -264,7 +295,11 @@ impl Db {
     }
 
     pub async fn set_role(&self, user_id: &str, role: Role) -> Result<()> {
-        sqlx::query("UPDATE users SET role = $1 WHERE id = $2").bind(role.as_str()).bind(user_id).execute(&self.pool).await?;
+        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -278,7 +313,11 @@ impl Db {
             .bind(now_ms())
             .execute(&self.pool)
             .await?;
-        Ok(Project { id, name: name.into(), config: config.clone() })
+        Ok(Project {
+            id,
+            name: name.into(),
+            config: config.clone(),
+        })
     }
 
     pub async fn project(&self, id: &str) -> Result<Project> {
@@ -287,13 +326,19 @@ impl Db {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no project `{id}`")))?;
-        Ok(Project { id: row.try_get("id")?, name: row.try_get("name")?, config: json_col(&row, "config")? })
+        Ok(Project {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            config: json_col(&row, "config")?,
+        })
     }
 
     /// All projects for admins; the member projects for everyone else.
     pub async fn projects_for(&self, user: &User) -> Result<Vec<Project>> {
         let rows = if user.role == Role::Admin {
-            sqlx::query("SELECT id, name, config FROM projects ORDER BY created_at").fetch_all(&self.pool).await?
+            sqlx::query("SELECT id, name, config FROM projects ORDER BY created_at")
+                .fetch_all(&self.pool)
+                .await?
         } else {
             sqlx::query("SELECT p.id, p.name, p.config FROM projects p JOIN members m ON m.project_id = p.id WHERE m.user_id = $1 ORDER BY p.created_at")
                 .bind(&user.id)
@@ -301,32 +346,48 @@ impl Db {
                 .await?
         };
         rows.iter()
-            .map(|row| Ok(Project { id: row.try_get("id")?, name: row.try_get("name")?, config: json_col(row, "config")? }))
+            .map(|row| {
+                Ok(Project {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    config: json_col(row, "config")?,
+                })
+            })
             .collect()
     }
 
     pub async fn add_member(&self, project_id: &str, user_id: &str) -> Result<()> {
-        sqlx::query("INSERT INTO members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(project_id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     pub async fn is_member(&self, project_id: &str, user_id: &str) -> Result<bool> {
-        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM members WHERE project_id = $1 AND user_id = $2")
-            .bind(project_id)
-            .bind(user_id)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
+        let n: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM members WHERE project_id = $1 AND user_id = $2")
+                .bind(project_id)
+                .bind(user_id)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?;
         Ok(n > 0)
     }
 
     // ---- items
     /// Inserts an item; returns false when the external id already exists in the project.
-    pub async fn insert_item(&self, project_id: &str, external_id: &str, prompt: &str, responses: &[String], gold: Option<&serde_json::Value>) -> Result<bool> {
+    pub async fn insert_item(
+        &self,
+        project_id: &str,
+        external_id: &str,
+        prompt: &str,
+        responses: &[String],
+        gold: Option<&serde_json::Value>,
+    ) -> Result<bool> {
         let seq: i64 = sqlx::query("SELECT COUNT(*) AS n FROM items WHERE project_id = $1")
             .bind(project_id)
             .fetch_one(&self.pool)
@@ -347,11 +408,13 @@ impl Db {
     }
 
     pub async fn item(&self, id: &str) -> Result<Item> {
-        let row = sqlx::query("SELECT id, project_id, external_id, prompt, responses, gold FROM items WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no item `{id}`")))?;
+        let row = sqlx::query(
+            "SELECT id, project_id, external_id, prompt, responses, gold FROM items WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no item `{id}`")))?;
         item_from(&row)
     }
 
@@ -364,7 +427,11 @@ impl Db {
     }
 
     // ---- assignments
-    pub async fn open_assignment(&self, project_id: &str, user_id: &str) -> Result<Option<Assignment>> {
+    pub async fn open_assignment(
+        &self,
+        project_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Assignment>> {
         let row = sqlx::query(&format!("SELECT {ASSIGNMENT_COLS} FROM assignments WHERE project_id = $1 AND user_id = $2 AND status = 'open' ORDER BY created_at LIMIT 1"))
             .bind(project_id)
             .bind(user_id)
@@ -374,17 +441,30 @@ impl Db {
     }
 
     pub async fn assignment(&self, id: &str) -> Result<Option<Assignment>> {
-        let row = sqlx::query(&format!("SELECT {ASSIGNMENT_COLS} FROM assignments WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {ASSIGNMENT_COLS} FROM assignments WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(assignment_from).transpose()
     }
 
     /// Up to `limit` items this user has not seen whose overlap is below `overlap` (gold
     /// items when `gold` is true), fewest labels first, then import order.
-    pub async fn next_item_ids(&self, project_id: &str, user_id: &str, overlap: i64, gold: bool, limit: i64) -> Result<Vec<String>> {
-        let gold_cond = if gold { "i.gold IS NOT NULL" } else { "i.gold IS NULL" };
+    pub async fn next_item_ids(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        overlap: i64,
+        gold: bool,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        let gold_cond = if gold {
+            "i.gold IS NOT NULL"
+        } else {
+            "i.gold IS NULL"
+        };
         let sql = format!(
             "SELECT i.id, (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id AND a.status <> 'skipped') AS n \
              FROM items i WHERE i.project_id = $1 AND {gold_cond} \
@@ -399,17 +479,30 @@ impl Db {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(|r| r.try_get::<String, _>("id")).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get::<String, _>("id"))
+            .collect::<Result<_, _>>()?)
     }
 
     /// Creates an assignment if the item still has fewer than `overlap` non-skipped
     /// assignments (no cap when None), atomically: SQLite runs one writer at a time, and
     /// PostgreSQL locks the item row for the check-and-insert.
-    pub async fn create_assignment(&self, project_id: &str, item_id: &str, user_id: &str, display_order: &[usize], overlap: Option<i64>) -> Result<Option<Assignment>> {
+    pub async fn create_assignment(
+        &self,
+        project_id: &str,
+        item_id: &str,
+        user_id: &str,
+        display_order: &[usize],
+        overlap: Option<i64>,
+    ) -> Result<Option<Assignment>> {
         let id = random_token();
         let mut tx = self.pool.begin().await?;
         if self.backend == super::Backend::Postgres {
-            sqlx::query("SELECT id FROM items WHERE id = $1 FOR UPDATE").bind(item_id).fetch_optional(&mut *tx).await?;
+            sqlx::query("SELECT id FROM items WHERE id = $1 FOR UPDATE")
+                .bind(item_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         }
         let res = sqlx::query(
             "INSERT INTO assignments (id, project_id, item_id, user_id, display_order, status, created_at) \
@@ -438,7 +531,10 @@ impl Db {
     /// Stores a submission exactly once per `(user, idempotency_key)` and per assignment.
     /// Returns `(submission, created)`; a retry with the same key returns the stored one.
     pub async fn insert_submission(&self, s: &Submission) -> Result<(Submission, bool)> {
-        if let Some(existing) = self.submission_by_key(&s.user_id, &s.idempotency_key).await? {
+        if let Some(existing) = self
+            .submission_by_key(&s.user_id, &s.idempotency_key)
+            .await?
+        {
             return Ok((existing, false));
         }
         let mut tx = self.pool.begin().await?;
@@ -459,9 +555,14 @@ impl Db {
             .await?;
         if res.rows_affected() == 0 {
             tx.rollback().await?;
-            return match self.submission_by_key(&s.user_id, &s.idempotency_key).await? {
+            return match self
+                .submission_by_key(&s.user_id, &s.idempotency_key)
+                .await?
+            {
                 Some(existing) => Ok((existing, false)),
-                None => Err(Error::Conflict("this assignment was already submitted with another idempotency key".into())),
+                None => Err(Error::Conflict(
+                    "this assignment was already submitted with another idempotency key".into(),
+                )),
             };
         }
         let status = if s.kind == "skip" { "skipped" } else { "done" };
@@ -475,11 +576,13 @@ impl Db {
     }
 
     pub async fn submission_by_key(&self, user_id: &str, key: &str) -> Result<Option<Submission>> {
-        let row = sqlx::query(&format!("SELECT {SUBMISSION_COLS} FROM submissions WHERE user_id = $1 AND idempotency_key = $2"))
-            .bind(user_id)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {SUBMISSION_COLS} FROM submissions WHERE user_id = $1 AND idempotency_key = $2"
+        ))
+        .bind(user_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(submission_from).transpose()
     }
 
@@ -492,7 +595,11 @@ impl Db {
     }
 
     pub async fn usernames(&self) -> Result<std::collections::HashMap<String, String>> {
-        let rows = sqlx::query("SELECT id, username FROM users").fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("username")?))).collect()
+        let rows = sqlx::query("SELECT id, username FROM users")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("username")?)))
+            .collect()
     }
 }

@@ -30,15 +30,31 @@ pub fn letter(pos: usize) -> String {
 }
 
 fn opt(key: impl ToString, value: impl ToString, text: impl ToString) -> Opt {
-    Opt { key: key.to_string(), value: value.to_string(), text: text.to_string() }
+    Opt {
+        key: key.to_string(),
+        value: value.to_string(),
+        text: text.to_string(),
+    }
 }
 
 pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
     let mut out = Vec::new();
     for q in &cfg.questions {
-        let f = |sub: String, pos: Option<usize>, label: String, options: Vec<Opt>| Field { q: q.name.clone(), kind: q.kind_name(), sub, pos, label, options, optional: false };
+        let f = |sub: String, pos: Option<usize>, label: String, options: Vec<Opt>| Field {
+            q: q.name.clone(),
+            kind: q.kind_name(),
+            sub,
+            pos,
+            label,
+            options,
+            optional: false,
+        };
         match &q.kind {
-            QuestionKind::Pairwise { allow_tie, allow_both_bad, strength } => {
+            QuestionKind::Pairwise {
+                allow_tie,
+                allow_both_bad,
+                strength,
+            } => {
                 let mut o = vec![opt(1, "a", "A is better"), opt(2, "b", "B is better")];
                 if *allow_tie {
                     o.push(opt(3, "tie", "Tie"));
@@ -48,7 +64,16 @@ pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
                 }
                 out.push(f("choice".into(), None, q.label().into(), o));
                 if *strength {
-                    let mut s = f("strength".into(), None, format!("{}: how much better?", q.label()), vec![opt(1, 1, "slightly"), opt(2, 2, "clearly"), opt(3, 3, "much")]);
+                    let mut s = f(
+                        "strength".into(),
+                        None,
+                        format!("{}: how much better?", q.label()),
+                        vec![
+                            opt(1, 1, "slightly"),
+                            opt(2, 2, "clearly"),
+                            opt(3, 3, "much"),
+                        ],
+                    );
                     s.optional = true;
                     out.push(s);
                 }
@@ -56,26 +81,66 @@ pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
             QuestionKind::Ranking => {
                 let mut o: Vec<Opt> = (0..n).map(|p| opt(p + 1, p, letter(p))).collect();
                 o.push(opt(0, "reset", "start over"));
-                out.push(f(String::new(), None, format!("{} (press responses best first)", q.label()), o));
+                out.push(f(
+                    String::new(),
+                    None,
+                    format!("{} (press responses best first)", q.label()),
+                    o,
+                ));
             }
             QuestionKind::Likert { aspects, min, max } => {
                 for pos in 0..n {
                     for aspect in aspects {
-                        let o = (*min..=*max).map(|v| opt(if *max - *min < 10 { (v - min + 1) % 10 } else { v }, v, v)).collect();
-                        out.push(f(aspect.clone(), Some(pos), format!("{} {aspect}", letter(pos)), o));
+                        let o = (*min..=*max)
+                            .map(|v| {
+                                opt(
+                                    if *max - *min < 10 {
+                                        (v - min + 1) % 10
+                                    } else {
+                                        v
+                                    },
+                                    v,
+                                    v,
+                                )
+                            })
+                            .collect();
+                        out.push(f(
+                            aspect.clone(),
+                            Some(pos),
+                            format!("{} {aspect}", letter(pos)),
+                            o,
+                        ));
                     }
                 }
             }
             QuestionKind::Thumbs => {
                 for pos in 0..n {
-                    out.push(f(String::new(), Some(pos), format!("{}: {}", letter(pos), q.label()), vec![opt(1, "true", "👍 good"), opt(2, "false", "👎 bad")]));
+                    out.push(f(
+                        String::new(),
+                        Some(pos),
+                        format!("{}: {}", letter(pos), q.label()),
+                        vec![opt(1, "true", "👍 good"), opt(2, "false", "👎 bad")],
+                    ));
                 }
             }
             QuestionKind::Spans { tags } => {
                 for pos in 0..n {
-                    let mut o: Vec<Opt> = tags.iter().enumerate().map(|(i, t)| opt(i + 1, t, t)).collect();
+                    let mut o: Vec<Opt> = tags
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| opt(i + 1, t, t))
+                        .collect();
                     o.push(opt(0, "clear", "clear spans"));
-                    let mut s = f(String::new(), Some(pos), format!("{}: select text in {}, then press a tag", q.label(), letter(pos)), o);
+                    let mut s = f(
+                        String::new(),
+                        Some(pos),
+                        format!(
+                            "{}: select text in {}, then press a tag",
+                            q.label(),
+                            letter(pos)
+                        ),
+                        o,
+                    );
                     s.optional = true;
                     out.push(s);
                 }
@@ -83,7 +148,17 @@ pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
             QuestionKind::Critique { rewrite } => {
                 for pos in 0..n {
                     let what = if *rewrite { "rewrite" } else { "critique" };
-                    let mut s = f(what.into(), Some(pos), format!("{}: {} of {} (Ctrl+Enter submits)", q.label(), what, letter(pos)), vec![]);
+                    let mut s = f(
+                        what.into(),
+                        Some(pos),
+                        format!(
+                            "{}: {} of {} (Ctrl+Enter submits)",
+                            q.label(),
+                            what,
+                            letter(pos)
+                        ),
+                        vec![],
+                    );
                     s.optional = true;
                     out.push(s);
                 }
@@ -91,7 +166,12 @@ pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
             QuestionKind::Principles { principles } => {
                 for pos in 0..n {
                     for (i, p) in principles.iter().enumerate() {
-                        out.push(f(i.to_string(), Some(pos), format!("{}: {p}", letter(pos)), vec![opt(1, "true", "yes"), opt(2, "false", "no")]));
+                        out.push(f(
+                            i.to_string(),
+                            Some(pos),
+                            format!("{}: {p}", letter(pos)),
+                            vec![opt(1, "true", "yes"), opt(2, "false", "no")],
+                        ));
                     }
                 }
             }

@@ -33,12 +33,22 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let base_url = args.base_url.clone().unwrap_or_else(|| format!("http://{}", args.addr));
+    let base_url = args
+        .base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.addr));
     let opts = cli::ServeOptions {
         db: args.db,
         addr: args.addr,
-        config: ServerConfig { secure_cookies: args.secure_cookies, rate_limit_per_minute: args.rate_limit, max_body_bytes: args.max_body_mib << 20, base_url },
-        admin_password: std::env::var("REINS_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
+        config: ServerConfig {
+            secure_cookies: args.secure_cookies,
+            rate_limit_per_minute: args.rate_limit,
+            max_body_bytes: args.max_body_mib << 20,
+            base_url,
+        },
+        admin_password: std::env::var("REINS_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
         admin_user: args.admin_user,
     };
     cli::serve(opts).context("reins serve")
@@ -112,8 +122,13 @@ fn role(s: &str) -> anyhow::Result<Role> {
 
 pub fn run_feedback(cmd: FeedbackCmd) -> anyhow::Result<()> {
     match cmd {
-        FeedbackCmd::CreateUser { db, username, role: r } => {
-            let password = std::env::var("REINS_PASSWORD").context("set REINS_PASSWORD to the new user's password")?;
+        FeedbackCmd::CreateUser {
+            db,
+            username,
+            role: r,
+        } => {
+            let password = std::env::var("REINS_PASSWORD")
+                .context("set REINS_PASSWORD to the new user's password")?;
             cli::create_user(&db, &username, &password, role(&r)?)?;
             println!("created {r} `{username}`");
         }
@@ -126,12 +141,31 @@ pub fn run_feedback(cmd: FeedbackCmd) -> anyhow::Result<()> {
             for e in &report.errors {
                 eprintln!("{}:{}: {}", file.display(), e.line, e.message);
             }
-            println!("imported {} items ({} already present, {} bad lines)", report.imported, report.duplicates, report.errors.len());
+            println!(
+                "imported {} items ({} already present, {} bad lines)",
+                report.imported,
+                report.duplicates,
+                report.errors.len()
+            );
         }
-        FeedbackCmd::Invite { db, role: r, project, base_url } => {
-            println!("{}", cli::invite(&db, role(&r)?, project.as_deref(), &base_url)?);
+        FeedbackCmd::Invite {
+            db,
+            role: r,
+            project,
+            base_url,
+        } => {
+            println!(
+                "{}",
+                cli::invite(&db, role(&r)?, project.as_deref(), &base_url)?
+            );
         }
-        FeedbackCmd::Export { db, project, format, split, out } => {
+        FeedbackCmd::Export {
+            db,
+            project,
+            format,
+            split,
+            out,
+        } => {
             for (path, n) in cli::export(&db, &project, &format, split, &out)? {
                 println!("{n:>7} records → {}", path.display());
             }
