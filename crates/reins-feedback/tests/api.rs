@@ -111,6 +111,18 @@ async fn round_trip(url: &str) {
         "{stats}"
     );
 
+    // Position bias is measurable; consensus per item has majority and Bradley–Terry.
+    assert!(stats["left_win_rate"].is_number(), "{stats}");
+    let consensus = stats["consensus"].as_array().unwrap();
+    assert_eq!(consensus.len(), 3);
+    assert_eq!(
+        consensus[0]["consensus"]["preference"]["bradley_terry"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(stats["annotators"].as_array().unwrap().len(), 2);
     let export = c
         .call(
             "GET",
@@ -192,6 +204,28 @@ async fn gold_items_skips_and_other_task_types() {
         .await
         .json();
     assert_eq!(t["item_id"], "g");
+    // The label page renders every task type as keyboard fields.
+    let page = c
+        .call("GET", &format!("/p/{p}"), Auth::Cookie(&a), None)
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    for kind in [
+        "ranking",
+        "likert",
+        "thumbs",
+        "spans",
+        "critique",
+        "principles",
+    ] {
+        assert!(
+            page.text.contains(&format!("data-kind=\"{kind}\"")),
+            "no {kind} field"
+        );
+    }
+    assert!(
+        page.text.contains(t["assignment_id"].as_str().unwrap()),
+        "the page shows the open assignment"
+    );
     let shown: Vec<String> = serde_json::from_value(t["responses"].clone()).unwrap();
     let pos = |s: &str| shown.iter().position(|x| x == s).unwrap();
     let mut span_lists = vec![json!([]), json!([]), json!([])];
