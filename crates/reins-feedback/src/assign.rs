@@ -106,6 +106,39 @@ pub fn rate_limit(state: &AppState, user_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Failed logins allowed per username per minute before further attempts get 429.
+pub const LOGIN_FAILURES_PER_MINUTE: u32 = 10;
+
+fn login_key(username: &str) -> String {
+    format!("login\u{0}{username}")
+}
+
+/// Refuses a login attempt once the username had too many failures this minute.
+pub fn check_login_attempts(state: &AppState, username: &str) -> Result<()> {
+    let minute = now_ms() / 60_000;
+    let map = state
+        .limiter
+        .lock()
+        .map_err(|_| Error::Internal("rate limiter poisoned".into()))?;
+    match map.get(&login_key(username)) {
+        Some((m, n)) if *m == minute && *n >= LOGIN_FAILURES_PER_MINUTE => {
+            Err(Error::RateLimited(LOGIN_FAILURES_PER_MINUTE))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub fn note_login_failure(state: &AppState, username: &str) {
+    let minute = now_ms() / 60_000;
+    if let Ok(mut map) = state.limiter.lock() {
+        let entry = map.entry(login_key(username)).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += 1;
+    }
+}
+
 pub async fn submit(
     state: &AppState,
     project_id: &str,

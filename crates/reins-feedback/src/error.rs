@@ -16,7 +16,7 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
-    #[error("too many submissions: at most {0} per minute; wait and retry")]
+    #[error("too many attempts: at most {0} per minute; wait a minute and retry")]
     RateLimited(u32),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),

@@ -500,6 +500,31 @@ async fn rate_limit_per_user() {
 }
 
 #[tokio::test]
+async fn failed_logins_are_throttled_per_username() {
+    let db = sqlite_db();
+    let c = Client::new(state(&db.url, ServerConfig::default()).await);
+    let login = |pw: &'static str| {
+        c.call(
+            "POST",
+            "/api/login",
+            Auth::None,
+            Some(json!({"username": "admin", "password": pw})),
+        )
+    };
+    for _ in 0..10 {
+        assert_eq!(
+            login("wrong-password").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Even the right password waits out the minute now.
+    assert_eq!(
+        login(ADMIN_PASSWORD).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
 async fn openapi_lists_every_api_route() {
     let db = sqlite_db();
     let c = Client::new(state(&db.url, ServerConfig::default()).await);

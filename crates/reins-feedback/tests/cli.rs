@@ -147,3 +147,51 @@ fn feedback_commands_round_trip() {
     .unwrap();
     assert!(row["chosen"].is_string() && row["rejected"].is_string() && row["prompt"].is_string());
 }
+
+/// `reins serve`'s library side: first-run admin bootstrap, then it answers on the address.
+#[test]
+fn serve_bootstraps_an_admin_and_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir
+        .path()
+        .join("feedback.db")
+        .to_string_lossy()
+        .into_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let opts = reins_feedback::cli::ServeOptions {
+        db: db.clone(),
+        addr: addr.clone(),
+        config: ServerConfig::default(),
+        admin_password: Some("first-admin-pw".into()),
+        admin_user: "root".into(),
+    };
+    // The server thread ends with the test process.
+    std::thread::spawn(move || reins_feedback::cli::serve(opts));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let body = json!({"username": "root", "password": "first-admin-pw"}).to_string();
+        let start = std::time::Instant::now();
+        loop {
+            match http(&addr, "POST", "/api/login", &[], &body).await {
+                Ok((status, text)) => {
+                    assert_eq!(status, 200, "{text}");
+                    break;
+                }
+                Err(_) if start.elapsed() < std::time::Duration::from_secs(20) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("server did not answer: {e}"),
+            }
+        }
+        let (status, doc) = http(&addr, "GET", "/api/openapi.json", &[], "")
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        assert!(doc.contains("\"openapi\""));
+    });
+}

@@ -28,6 +28,7 @@ pub async fn open_session(
     state: &AppState,
     c: &Credentials,
 ) -> Result<(crate::db::User, String, String)> {
+    assign::check_login_attempts(state, &c.username)?;
     let user = state.db.user_by_name(&c.username).await?;
     // Verify against a dummy hash for unknown users so timing does not reveal names.
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0ZuAfxz2YwSfbjEuB1ouo0WMMXcyu1A6jZcXrQn5eV8";
@@ -41,7 +42,10 @@ pub async fn open_session(
             let (token, csrf) = state.db.create_session(&user.id, SESSION_TTL_MS).await?;
             Ok((user, token, csrf))
         }
-        _ => Err(Error::Unauthorized),
+        _ => {
+            assign::note_login_failure(state, &c.username);
+            Err(Error::Unauthorized)
+        }
     }
 }
 
