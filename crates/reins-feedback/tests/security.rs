@@ -229,3 +229,99 @@ async fn hostile_text_is_escaped_on_pages() {
         .text;
     assert!(!dash.contains("<b>bold") && dash.contains("&lt;b&gt;bold"));
 }
+
+/// The invite and login forms: pre-session CSRF cookie, account creation, session cookie.
+#[tokio::test]
+async fn invite_and_login_forms() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    let db = sqlite_db();
+    let st = state(&db.url, ServerConfig::default()).await;
+    let token = st
+        .db
+        .create_invite(reins_feedback::Role::Annotator, None, None, 60_000)
+        .await
+        .unwrap();
+    let c = Client::new(st);
+    let form = c
+        .call("GET", &format!("/invite/{token}"), Auth::None, None)
+        .await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text);
+    let set = form.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let pre = set.split(';').next().unwrap().to_string(); // reins_pre=<token>
+    let csrf = pre.split_once('=').unwrap().1.to_string();
+    assert!(form.text.contains(&csrf));
+    let post = |path: String, cookie: String, body: String| {
+        let req = Request::post(path)
+            .header("cookie", cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        c.router.clone().oneshot(req)
+    };
+    let res = post(
+        format!("/invite/{token}"),
+        pre.clone(),
+        format!("username=newbie&password=long-enough-pw&csrf={csrf}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let session = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(session.starts_with("reins_session="));
+    // The invite is used up; the new account can log in through the form.
+    assert_eq!(
+        c.call("GET", &format!("/invite/{token}"), Auth::None, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let login = c.call("GET", "/login", Auth::None, None).await;
+    let pre = login.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = pre.split_once('=').unwrap().1.to_string();
+    let bad = post(
+        "/login".into(),
+        pre.clone(),
+        format!("username=newbie&password=wrong-password&csrf={csrf}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    let ok = post(
+        "/login".into(),
+        pre,
+        format!("username=newbie&password=long-enough-pw&csrf={csrf}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    let home = c
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/")
+                .header("cookie", session)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(home.status(), StatusCode::OK);
+}
