@@ -106,6 +106,25 @@ impl Driver {
     }
 }
 
+/// Ends the WebDriver session (closing Chromium) even when an assertion panics.
+struct SessionGuard {
+    addr: String,
+    session: String,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        use std::io::{Read, Write};
+        if let Ok(mut s) = std::net::TcpStream::connect(&self.addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let req = format!("DELETE /session/{} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", self.session, self.addr);
+            if s.write_all(req.as_bytes()).is_ok() {
+                let _ = s.read(&mut [0u8; 1024]);
+            }
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -182,6 +201,10 @@ async fn chromium_labels_with_the_keyboard_and_export_has_the_labels() {
         addr: daddr.clone(),
         session,
     };
+    let guard = SessionGuard {
+        addr: daddr.clone(),
+        session: d.session.clone(),
+    };
 
     let run = async {
         d.goto(&format!("http://{server}/login")).await;
@@ -211,14 +234,7 @@ async fn chromium_labels_with_the_keyboard_and_export_has_the_labels() {
         .await;
     };
     let outcome = tokio::time::timeout(Duration::from_secs(90), run).await;
-    let _ = http(
-        &daddr,
-        "DELETE",
-        &format!("/session/{}", d.session),
-        &[],
-        "",
-    )
-    .await;
+    drop(guard);
     let _ = driver_proc.kill().await;
     outcome.expect("browser session finished in time");
 
