@@ -164,6 +164,8 @@ pub async fn redeem_invite(
         .create_user(&c.username, &hash, Role::Annotator)
         .await?;
     let Some((role, project)) = state.db.take_invite(token, &user.id).await? else {
+        // Another request used the invite first: the account made for this one goes.
+        state.db.delete_user(&user.id).await?;
         return Err(Error::NotFound(
             "this invite is unknown, used or expired".into(),
         ));

@@ -43,6 +43,15 @@ impl Db {
         })
     }
 
+    /// Removes a user that has no sessions, memberships or labels yet (a lost invite race).
+    pub async fn delete_user(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
         let row =
             sqlx::query("SELECT id, username, password_hash, role FROM users WHERE username = $1")
