@@ -1,0 +1,96 @@
+//! The OpenAPI 3.1 document for the JSON API, written out by hand (one place, tested to
+//! list every `/api` route).
+use axum::Json;
+use serde_json::{json, Value};
+
+fn op(summary: &str, auth: &str, body: Option<Value>, ok: (&str, &str)) -> Value {
+    let mut o = json!({
+        "summary": summary,
+        "description": format!("Auth: {auth}. Cookie sessions must send `x-csrf-token` on writes; bearer tokens need not."),
+        "responses": {
+            ok.0: {"description": ok.1},
+            "400": {"description": "bad input", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            "401": {"description": "not signed in"},
+            "403": {"description": "wrong role, not a project member, or bad CSRF token"},
+            "404": {"description": "not found"}
+        }
+    });
+    if let Some(b) = body {
+        o["requestBody"] = json!({"required": true, "content": b});
+    }
+    o
+}
+
+fn js(schema: Value) -> Value {
+    json!({"application/json": {"schema": schema}})
+}
+
+pub fn document() -> Value {
+    let id = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let mut paths = json!({
+        "/api/login": {"post": op("Open a session (sets the cookie; returns a bearer token and the CSRF token)", "none", Some(js(json!({"$ref": "#/components/schemas/Credentials"}))), ("200", "session"))},
+        "/api/logout": {"post": op("Close this session", "signed in", None, ("204", "closed"))},
+        "/api/me": {"get": op("The signed-in user and CSRF token", "signed in", None, ("200", "user"))},
+        "/api/invites": {"post": op("Create an invite link", "admin", Some(js(json!({"type": "object", "required": ["role"], "properties": {"role": {"enum": ["admin", "annotator"]}, "project_id": {"type": "string"}}}))), ("201", "invite token and URL"))},
+        "/api/invites/{token}/accept": {"post": op("Create the invited account and open a session", "invite token", Some(js(json!({"$ref": "#/components/schemas/Credentials"}))), ("201", "session"))},
+        "/api/projects": {
+            "get": op("Projects visible to the user", "signed in", None, ("200", "projects")),
+            "post": op("Create a project from a task config", "admin", Some(js(json!({"type": "object", "required": ["name", "config"], "properties": {"name": {"type": "string"}, "config": {"$ref": "#/components/schemas/ProjectConfig"}}}))), ("201", "project"))
+        },
+        "/api/projects/{id}": {"get": op("One project with its config", "member or admin", None, ("200", "project"))},
+        "/api/projects/{id}/members": {"post": op("Add a user to the project", "admin", Some(js(json!({"type": "object", "required": ["username"], "properties": {"username": {"type": "string"}}}))), ("204", "added"))},
+        "/api/projects/{id}/items": {"post": op("Import items from JSONL text: {prompt, responses, id?, gold?} or reins generate lines {prompt, completions} / {prompt, completion}", "admin", Some(json!({"application/jsonl": {"schema": {"type": "string"}}})), ("200", "{imported, duplicates, errors: [{line, message}]}"))},
+        "/api/projects/{id}/next": {"get": op("The caller's next assignment (responses in display order); 204 when none is left", "member", None, ("200", "assignment"))},
+        "/api/projects/{id}/submissions": {"post": op("Submit answers or a skip for an assignment; idempotent per idempotency_key", "member", Some(js(json!({"$ref": "#/components/schemas/Submit"}))), ("201", "stored (200 with duplicate=true for a retry)"))},
+        "/api/projects/{id}/stats": {"get": op("Progress, throughput, agreement, per-annotator and consensus", "admin", None, ("200", "stats"))},
+        "/api/projects/{id}/export/{format}": {"get": op("Export JSONL: preference, ranked, kto, ratings, spans, critiques, principles, raw", "admin", None, ("200", "JSONL"))},
+        "/api/openapi.json": {"get": op("This document", "none", None, ("200", "OpenAPI 3.1"))}
+    });
+    for (path, v) in paths.as_object_mut().into_iter().flatten() {
+        let mut params = Vec::new();
+        if path.contains("{id}") {
+            params.extend(id.as_array().cloned().unwrap_or_default());
+        }
+        for (name, extra) in [("{token}", "token"), ("{format}", "format")] {
+            if path.contains(name) {
+                params.push(json!({"name": extra, "in": "path", "required": true, "schema": {"type": "string"}}));
+            }
+        }
+        if path.ends_with("{format}") {
+            params.push(json!({"name": "split", "in": "query", "schema": {"type": "number"}, "description": "fraction of items held out for validation"}));
+            params.push(json!({"name": "part", "in": "query", "schema": {"enum": ["train", "validation", "all"]}}));
+        }
+        for o in v.as_object_mut().into_iter().flat_map(|m| m.values_mut()) {
+            o["parameters"] = json!(params);
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "reins feedback", "version": env!("CARGO_PKG_VERSION"), "description": "Collect human feedback (pairwise, ranking, Likert, thumbs, spans, critiques, principles) and export it for training."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}, "cookie": {"type": "apiKey", "in": "cookie", "name": "reins_session"}},
+            "schemas": {
+                "Error": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}},
+                "Credentials": {"type": "object", "required": ["username", "password"], "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
+                "ProjectConfig": {"type": "object", "required": ["questions"], "properties": {
+                    "guidelines": {"type": "string", "description": "markdown"},
+                    "overlap": {"type": "integer", "minimum": 1},
+                    "gold_rate": {"type": "number"},
+                    "questions": {"type": "array", "items": {"type": "object", "required": ["name", "kind"], "properties": {"name": {"type": "string"}, "label": {"type": "string"}, "kind": {"enum": ["pairwise", "ranking", "likert", "thumbs", "spans", "critique", "principles"]}}}}
+                }},
+                "Submit": {"type": "object", "required": ["assignment_id", "idempotency_key"], "properties": {
+                    "assignment_id": {"type": "string"}, "idempotency_key": {"type": "string"},
+                    "answers": {"type": "object", "description": "keyed by question name, positions as displayed"},
+                    "skip": {"type": "string", "description": "reason for skipping instead of answering"},
+                    "time_ms": {"type": "integer"}
+                }}
+            }
+        },
+        "security": [{"bearer": []}, {"cookie": []}],
+        "paths": paths
+    })
+}
+
+pub async fn openapi() -> Json<Value> {
+    Json(document())
+}

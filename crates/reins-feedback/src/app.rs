@@ -1,0 +1,123 @@
+//! The router: JSON API under `/api`, server-rendered pages elsewhere, security headers
+//! on every response.
+use crate::db::Db;
+use crate::{api, pages};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Mark cookies `Secure` (serve behind HTTPS). Default: false (loopback use).
+    pub secure_cookies: bool,
+    /// Submissions per user per minute; 0 = unlimited. Default: 120.
+    pub rate_limit_per_minute: u32,
+    /// Largest request body in bytes (imports included). Default: 32 MiB.
+    pub max_body_bytes: usize,
+    /// Public base URL used in invite links. Default: `http://127.0.0.1:8080`.
+    pub base_url: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            secure_cookies: false,
+            rate_limit_per_minute: 120,
+            max_body_bytes: 32 << 20,
+            base_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<ServerConfig>,
+    /// user id → (minute, submissions in that minute).
+    pub limiter: Arc<Mutex<HashMap<String, (i64, u32)>>>,
+    pub templates: Arc<minijinja::Environment<'static>>,
+}
+
+impl AppState {
+    pub fn new(db: Db, config: ServerConfig) -> AppState {
+        AppState {
+            db,
+            config: Arc::new(config),
+            limiter: Default::default(),
+            templates: Arc::new(pages::templates()),
+        }
+    }
+}
+
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    res
+}
+
+/// The whole application, ready to serve or to test with `tower::ServiceExt::oneshot`.
+pub fn app(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    let api = Router::new()
+        .route("/openapi.json", get(api::openapi))
+        .route("/login", post(api::login))
+        .route("/logout", post(api::logout))
+        .route("/me", get(api::me))
+        .route("/invites", post(api::create_invite))
+        .route("/invites/{token}/accept", post(api::accept_invite))
+        .route(
+            "/projects",
+            get(api::list_projects).post(api::create_project),
+        )
+        .route("/projects/{id}", get(api::get_project))
+        .route("/projects/{id}/members", post(api::add_member))
+        .route("/projects/{id}/items", post(api::import_items))
+        .route("/projects/{id}/next", get(api::next))
+        .route("/projects/{id}/submissions", post(api::submit))
+        .route("/projects/{id}/stats", get(api::stats))
+        .route("/projects/{id}/export/{format}", get(api::export));
+    Router::new()
+        .nest("/api", api)
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_form).post(pages::login_submit))
+        .route("/logout", post(pages::logout))
+        .route(
+            "/invite/{token}",
+            get(pages::invite_form).post(pages::invite_submit),
+        )
+        .route("/p/{id}", get(pages::label))
+        .route("/p/{id}/dashboard", get(pages::dashboard))
+        .route("/p/{id}/invite", post(pages::invite_create))
+        .route("/static/app.js", get(pages::app_js))
+        .route("/static/style.css", get(pages::style_css))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// Serves until the future `shutdown` resolves.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

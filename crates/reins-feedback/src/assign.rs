@@ -1,0 +1,203 @@
+//! Assignment with overlap k: each non-gold item goes to at most `overlap` different
+//! people (skips free the slot), fewest-labelled first; gold items (known answers) are
+//! mixed in at `gold_rate` and every annotator may get each one. Response positions are
+//! shuffled per assignment and recorded. Annotators never see others' answers.
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db::{now_ms, random_token, Assignment, Item, Submission};
+use crate::error::{bad, Error, Result};
+use crate::tasks::{ProjectConfig, MAX_TEXT};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The open assignment of this user, or a new one; None when nothing is left.
+pub async fn next_assignment(
+    state: &AppState,
+    project_id: &str,
+    user: &AuthUser,
+) -> Result<Option<(Assignment, Item)>> {
+    let db = &state.db;
+    let uid = &user.user.id;
+    if let Some(a) = db.open_assignment(project_id, uid).await? {
+        let item = db.item(&a.item_id).await?;
+        return Ok(Some((a, item)));
+    }
+    let cfg = ProjectConfig::parse(&db.project(project_id).await?.config)?;
+    // Candidates are the few least-labelled items, tried in random order so concurrent
+    // annotators rarely race for the same one. A lost race means someone else got a slot,
+    // so re-querying makes progress; an empty candidate list means nothing is left.
+    for _ in 0..100 {
+        let want_gold = rand::rng().random_bool(cfg.gold_rate);
+        let mut candidates = Vec::new();
+        if want_gold {
+            candidates = db
+                .next_item_ids(project_id, uid, cfg.overlap as i64, true, 8)
+                .await?
+                .into_iter()
+                .map(|i| (i, None))
+                .collect();
+        }
+        if candidates.is_empty() {
+            candidates = db
+                .next_item_ids(project_id, uid, cfg.overlap as i64, false, 8)
+                .await?
+                .into_iter()
+                .map(|i| (i, Some(cfg.overlap as i64)))
+                .collect();
+        }
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        candidates.shuffle(&mut rand::rng());
+        for (item_id, cap) in candidates {
+            let item = db.item(&item_id).await?;
+            let mut order: Vec<usize> = (0..item.responses.len()).collect();
+            order.shuffle(&mut rand::rng());
+            if let Some(a) = db
+                .create_assignment(project_id, &item_id, uid, &order, cap)
+                .await?
+            {
+                return Ok(Some((a, item)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBody {
+    pub assignment_id: String,
+    /// Any client-chosen string up to 200 bytes; a retry with the same key is answered
+    /// with the stored submission and stores nothing new.
+    pub idempotency_key: String,
+    /// Answers keyed by question name, in display positions. Absent when skipping.
+    #[serde(default)]
+    pub answers: Option<Value>,
+    /// A reason to skip instead of answering.
+    #[serde(default)]
+    pub skip: Option<String>,
+    /// Milliseconds the annotator spent on the task.
+    #[serde(default)]
+    pub time_ms: Option<i64>,
+}
+
+/// Per-user submissions per minute, counted in fixed one-minute windows on this node.
+pub fn rate_limit(state: &AppState, user_id: &str) -> Result<()> {
+    let limit = state.config.rate_limit_per_minute;
+    if limit == 0 {
+        return Ok(());
+    }
+    let minute = now_ms() / 60_000;
+    let mut map = state
+        .limiter
+        .lock()
+        .map_err(|_| Error::Internal("rate limiter poisoned".into()))?;
+    let entry = map.entry(user_id.to_string()).or_insert((minute, 0));
+    if entry.0 != minute {
+        *entry = (minute, 0);
+    }
+    if entry.1 >= limit {
+        return Err(Error::RateLimited(limit));
+    }
+    entry.1 += 1;
+    Ok(())
+}
+
+/// Failed logins allowed per username per minute before further attempts get 429.
+pub const LOGIN_FAILURES_PER_MINUTE: u32 = 10;
+
+fn login_key(username: &str) -> String {
+    format!("login\u{0}{username}")
+}
+
+/// Refuses a login attempt once the username had too many failures this minute.
+pub fn check_login_attempts(state: &AppState, username: &str) -> Result<()> {
+    let minute = now_ms() / 60_000;
+    let map = state
+        .limiter
+        .lock()
+        .map_err(|_| Error::Internal("rate limiter poisoned".into()))?;
+    match map.get(&login_key(username)) {
+        Some((m, n)) if *m == minute && *n >= LOGIN_FAILURES_PER_MINUTE => {
+            Err(Error::RateLimited(LOGIN_FAILURES_PER_MINUTE))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub fn note_login_failure(state: &AppState, username: &str) {
+    let minute = now_ms() / 60_000;
+    if let Ok(mut map) = state.limiter.lock() {
+        let entry = map.entry(login_key(username)).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += 1;
+    }
+}
+
+pub async fn submit(
+    state: &AppState,
+    project_id: &str,
+    user: &AuthUser,
+    body: SubmitBody,
+) -> Result<(Submission, bool)> {
+    if body.idempotency_key.is_empty() || body.idempotency_key.len() > 200 {
+        return Err(bad("`idempotency_key` must be 1–200 bytes"));
+    }
+    let db = &state.db;
+    // A retry of a stored submission is answered before any other check (and is free).
+    if let Some(existing) = db
+        .submission_by_key(&user.user.id, &body.idempotency_key)
+        .await?
+    {
+        return Ok((existing, false));
+    }
+    let a = db
+        .assignment(&body.assignment_id)
+        .await?
+        .filter(|a| a.user_id == user.user.id && a.project_id == project_id)
+        .ok_or_else(|| Error::NotFound("no such assignment for you in this project".into()))?;
+    if a.status != "open" {
+        return Err(Error::Conflict(format!(
+            "this assignment is already {}",
+            a.status
+        )));
+    }
+    rate_limit(state, &user.user.id)?;
+    let item = db.item(&a.item_id).await?;
+    let cfg = ProjectConfig::parse(&db.project(project_id).await?.config)?;
+    let (kind, answer, skip_reason) = match (body.answers, body.skip) {
+        (Some(_), Some(_)) => return Err(bad("send either `answers` or `skip`, not both")),
+        (None, Some(reason)) => {
+            if reason.trim().is_empty() || reason.len() > MAX_TEXT {
+                return Err(bad(format!("a skip needs a reason of 1–{MAX_TEXT} bytes")));
+            }
+            ("skip", Value::Object(Default::default()), Some(reason))
+        }
+        (Some(ans), None) => (
+            "label",
+            cfg.canonicalize(&ans, &a.display_order, &item.responses)?,
+            None,
+        ),
+        (None, None) => return Err(bad("send `answers` (or `skip` with a reason)")),
+    };
+    let s = Submission {
+        id: random_token(),
+        idempotency_key: body.idempotency_key,
+        project_id: project_id.into(),
+        item_id: item.id.clone(),
+        user_id: user.user.id.clone(),
+        assignment_id: a.id.clone(),
+        kind: kind.into(),
+        answer,
+        display_order: a.display_order.clone(),
+        skip_reason,
+        time_ms: body.time_ms.unwrap_or(0).clamp(0, 24 * 3600 * 1000),
+        created_at: now_ms(),
+    };
+    db.insert_submission(&s).await
+}

@@ -1,0 +1,256 @@
+//! Exports derived from the raw submissions, in TRL's JSONL shapes. Every record carries
+//! `item_id` and `annotator` (the username), so per-annotator models stay possible.
+//!
+//! | format | one record per | shape |
+//! |---|---|---|
+//! | `preference` | pairwise vote with a winner | `{"prompt","chosen","rejected","margin"?}` (margin = strength 1–3) |
+//! | `ranked` | ranking | `{"prompt","responses","ranks"}` (`ranks[i]` = 0 for the best) |
+//! | `kto` | thumbs per response | `{"prompt","completion","label": bool}` |
+//! | `ratings` | Likert per response | `{"prompt","completion","ratings": {aspect: n}}` |
+//! | `spans` | response with spans | `{"prompt","completion","spans": [{"start","end","tag","text"}]}` |
+//! | `critiques` | non-empty critique or rewrite | `{"prompt","completion","critique"}` / `{"prompt","completion","rewrite"}` |
+//! | `principles` | response × principles | `{"prompt","completion","principles": {text: bool}}` |
+//! | `raw` | submission (labels and skips) | every stored column |
+use crate::db::{Item, Submission};
+use crate::error::{bad, Result};
+use crate::import::fnv1a;
+use crate::tasks::{ProjectConfig, QuestionKind};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+pub const FORMATS: &[&str] = &[
+    "preference",
+    "ranked",
+    "kto",
+    "ratings",
+    "spans",
+    "critiques",
+    "principles",
+    "raw",
+];
+
+/// Which part of the train/validation split an item falls in: validation when its hash
+/// falls under `split` (a fraction), so the split is by item and stable across exports.
+pub fn is_validation(external_id: &str, split: f64) -> bool {
+    (fnv1a(external_id.as_bytes()) % 10_000) < (split * 10_000.0).round() as u64
+}
+
+#[derive(Debug, Default)]
+pub struct Exported {
+    pub train: Vec<Value>,
+    pub validation: Vec<Value>,
+}
+
+pub fn export(
+    format: &str,
+    cfg: &ProjectConfig,
+    items: &[Item],
+    subs: &[Submission],
+    usernames: &HashMap<String, String>,
+    split: f64,
+) -> Result<Exported> {
+    if !FORMATS.contains(&format) {
+        return Err(bad(format!(
+            "unknown export format `{format}`; use one of {}",
+            FORMATS.join(", ")
+        )));
+    }
+    if !(0.0..=1.0).contains(&split) {
+        return Err(bad("split must be a fraction within 0..=1"));
+    }
+    let by_id: HashMap<&str, &Item> = items.iter().map(|i| (i.id.as_str(), i)).collect();
+    let mut out = Exported::default();
+    for s in subs {
+        let Some(item) = by_id.get(s.item_id.as_str()) else {
+            continue;
+        };
+        let annotator = usernames
+            .get(&s.user_id)
+            .cloned()
+            .unwrap_or_else(|| s.user_id.clone());
+        let records = records(format, cfg, item, s);
+        let part = if is_validation(&item.external_id, split) {
+            &mut out.validation
+        } else {
+            &mut out.train
+        };
+        for mut r in records {
+            if let Some(o) = r.as_object_mut() {
+                o.insert("item_id".into(), json!(item.external_id));
+                o.insert("annotator".into(), json!(annotator));
+            }
+            part.push(r);
+        }
+    }
+    Ok(out)
+}
+
+fn records(format: &str, cfg: &ProjectConfig, item: &Item, s: &Submission) -> Vec<Value> {
+    if format == "raw" {
+        return vec![json!({
+            "submission_id": s.id, "idempotency_key": s.idempotency_key, "kind": s.kind,
+            "answer": s.answer, "display_order": s.display_order, "skip_reason": s.skip_reason,
+            "time_ms": s.time_ms, "created_at": s.created_at, "gold": item.gold,
+            "prompt": item.prompt, "responses": item.responses,
+        })];
+    }
+    if s.kind != "label" {
+        return vec![];
+    }
+    let prompt = &item.prompt;
+    let resp = |i: usize| item.responses.get(i).cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for q in &cfg.questions {
+        let Some(a) = s.answer.get(&q.name) else {
+            continue;
+        };
+        match (&q.kind, format) {
+            (QuestionKind::Pairwise { .. }, "preference") if a["outcome"] == "win" => {
+                let (Some(w), Some(l)) = (a["winner"].as_u64(), a["loser"].as_u64()) else {
+                    continue;
+                };
+                let mut r = json!({"prompt": prompt, "chosen": resp(w as usize), "rejected": resp(l as usize)});
+                if let Some(m) = a["strength"].as_i64() {
+                    r["margin"] = json!(m as f64);
+                }
+                out.push(r);
+            }
+            (QuestionKind::Ranking, "ranked") => {
+                let Some(ranking) = a["ranking"].as_array() else {
+                    continue;
+                };
+                let mut ranks = vec![0usize; item.responses.len()];
+                for (rank, idx) in ranking.iter().enumerate() {
+                    if let Some(i) = idx.as_u64().filter(|i| (*i as usize) < ranks.len()) {
+                        ranks[i as usize] = rank;
+                    }
+                }
+                out.push(json!({"prompt": prompt, "responses": item.responses, "ranks": ranks}));
+            }
+            (QuestionKind::Thumbs, "kto") => {
+                for (i, t) in a.as_array().into_iter().flatten().enumerate() {
+                    out.push(json!({"prompt": prompt, "completion": resp(i), "label": t}));
+                }
+            }
+            (QuestionKind::Likert { aspects, .. }, "ratings") => {
+                for i in 0..item.responses.len() {
+                    let ratings: Map<String, Value> = aspects
+                        .iter()
+                        .map(|asp| (asp.clone(), a[asp][i].clone()))
+                        .collect();
+                    out.push(json!({"prompt": prompt, "completion": resp(i), "ratings": ratings}));
+                }
+            }
+            (QuestionKind::Spans { .. }, "spans") => {
+                for (i, spans) in a.as_array().into_iter().flatten().enumerate() {
+                    let text = resp(i);
+                    let chars: Vec<char> = text.chars().collect();
+                    let spans: Vec<Value> = spans
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|sp| {
+                            let (st, en) = (
+                                sp["start"].as_u64().unwrap_or(0) as usize,
+                                sp["end"].as_u64().unwrap_or(0) as usize,
+                            );
+                            let t: String = chars
+                                .get(st.min(chars.len())..en.min(chars.len()))
+                                .unwrap_or(&[])
+                                .iter()
+                                .collect();
+                            json!({"start": st, "end": en, "tag": sp["tag"], "text": t})
+                        })
+                        .collect();
+                    if !spans.is_empty() {
+                        out.push(json!({"prompt": prompt, "completion": text, "spans": spans}));
+                    }
+                }
+            }
+            (QuestionKind::Critique { rewrite }, "critiques") => {
+                let key = if *rewrite { "rewrite" } else { "critique" };
+                for (i, c) in a.as_array().into_iter().flatten().enumerate() {
+                    if c.as_str().is_some_and(|c| !c.trim().is_empty()) {
+                        let mut r = json!({"prompt": prompt, "completion": resp(i)});
+                        r[key] = c.clone();
+                        out.push(r);
+                    }
+                }
+            }
+            (QuestionKind::Principles { principles }, "principles") => {
+                for (i, checks) in a.as_array().into_iter().flatten().enumerate() {
+                    let m: Map<String, Value> = principles
+                        .iter()
+                        .zip(checks.as_array().into_iter().flatten())
+                        .map(|(p, c)| (p.clone(), c.clone()))
+                        .collect();
+                    out.push(json!({"prompt": prompt, "completion": resp(i), "principles": m}));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// JSONL text of records.
+pub fn to_jsonl(records: &[Value]) -> String {
+    let mut s = String::new();
+    for r in records {
+        s.push_str(&r.to_string());
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_by_item_and_stable() {
+        let ids: Vec<String> = (0..1000).map(|i| format!("item-{i}")).collect();
+        let val = ids.iter().filter(|i| is_validation(i, 0.1)).count();
+        assert!((60..140).contains(&val), "{val}");
+        assert!(ids.iter().all(|i| !is_validation(i, 0.0)));
+        assert!(ids.iter().all(|i| is_validation(i, 1.0)));
+    }
+
+    #[test]
+    fn preference_record_has_trl_shape_and_margin() {
+        let cfg = ProjectConfig::parse(
+            &json!({"questions": [{"name": "pref", "kind": "pairwise", "strength": true}]}),
+        )
+        .unwrap();
+        let item = Item {
+            id: "i".into(),
+            project_id: "p".into(),
+            external_id: "x".into(),
+            prompt: "P".into(),
+            responses: vec!["A".into(), "B".into()],
+            gold: None,
+        };
+        let sub = Submission {
+            id: "s".into(),
+            idempotency_key: "k".into(),
+            project_id: "p".into(),
+            item_id: "i".into(),
+            user_id: "u".into(),
+            assignment_id: "a".into(),
+            kind: "label".into(),
+            answer: json!({"pref": {"outcome": "win", "winner": 1, "loser": 0, "strength": 3}}),
+            display_order: vec![1, 0],
+            skip_reason: None,
+            time_ms: 5,
+            created_at: 0,
+        };
+        let names = HashMap::from([("u".to_string(), "ann".to_string())]);
+        let e = export("preference", &cfg, &[item], &[sub], &names, 0.0).unwrap();
+        assert_eq!(
+            e.train,
+            vec![
+                json!({"prompt": "P", "chosen": "B", "rejected": "A", "margin": 3.0, "item_id": "x", "annotator": "ann"})
+            ]
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! Server-rendered pages (minijinja, auto-escaped). Pages post forms with the session's
+//! CSRF token; the label page submits through the JSON API with the `x-csrf-token` header.
+mod fields;
+
+use crate::api::{self, Credentials};
+use crate::app::AppState;
+use crate::assign;
+use crate::auth::{self, AuthUser, MaybeUser, PRE_COOKIE, SESSION_COOKIE, SESSION_TTL_MS};
+use crate::db::{random_token, Role};
+use crate::error::{Error, Result};
+use crate::stats;
+use crate::tasks::ProjectConfig;
+use axum::extract::{Form, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use minijinja::context;
+use serde::Deserialize;
+
+pub fn templates() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    // Names end in .html, so minijinja's default auto-escaping applies to every page.
+    for (name, src) in [
+        ("base.html", include_str!("../../templates/base.html")),
+        ("login.html", include_str!("../../templates/login.html")),
+        ("invite.html", include_str!("../../templates/invite.html")),
+        ("home.html", include_str!("../../templates/home.html")),
+        ("label.html", include_str!("../../templates/label.html")),
+        (
+            "dashboard.html",
+            include_str!("../../templates/dashboard.html"),
+        ),
+    ] {
+        if let Err(e) = env.add_template(name, src) {
+            panic!("built-in template {name} does not parse: {e}");
+        }
+    }
+    env
+}
+
+fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Result<Html<String>> {
+    let t = state
+        .templates
+        .get_template(name)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    t.render(ctx)
+        .map(Html)
+        .map_err(|e| Error::Internal(format!("template {name}: {e}")))
+}
+
+/// Markdown to HTML with raw HTML shown as text and `javascript:` links disarmed.
+pub fn markdown(md: &str) -> String {
+    use pulldown_cmark::{CowStr, Event, Parser, Tag, TagEnd};
+    let events = Parser::new(md).map(|e| match e {
+        Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => {
+            let lower = dest_url.trim().to_ascii_lowercase();
+            let safe = if lower.starts_with("javascript:")
+                || lower.starts_with("data:")
+                || lower.starts_with("vbscript:")
+            {
+                CowStr::from("#")
+            } else {
+                dest_url
+            };
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url: safe,
+                title,
+                id,
+            })
+        }
+        // Images are dropped (no remote fetches from the annotation page); alt text stays.
+        Event::Start(Tag::Image { .. }) => Event::Start(Tag::Emphasis),
+        Event::End(TagEnd::Image) => Event::End(TagEnd::Emphasis),
+        other => other,
+    });
+    let mut out = String::new();
+    pulldown_cmark::html::push_html(&mut out, events);
+    out
+}
+
+fn login_redirect() -> Response {
+    Redirect::to("/login").into_response()
+}
+
+pub async fn login_form(State(state): State<AppState>) -> Result<Response> {
+    let pre = random_token();
+    let html = render(&state, "login.html", context! { csrf => pre, error => "" })?;
+    Ok((
+        [(
+            header::SET_COOKIE,
+            auth::set_cookie(PRE_COOKIE, &pre, 3600, state.config.secure_cookies),
+        )],
+        html,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    csrf: String,
+}
+
+fn check_pre(headers: &HeaderMap, sent: &str) -> Result<()> {
+    match auth::cookie(headers, PRE_COOKIE) {
+        Some(c) if auth::same_token(&c, sent) => Ok(()),
+        _ => Err(Error::Forbidden(
+            "the form expired (CSRF check failed): reload the page and try again".into(),
+        )),
+    }
+}
+
+pub async fn login_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Result<Response> {
+    check_pre(&headers, &f.csrf)?;
+    match api::open_session(
+        &state,
+        &Credentials {
+            username: f.username,
+            password: f.password,
+        },
+    )
+    .await
+    {
+        Ok((_, token, _)) => Ok((
+            [(
+                header::SET_COOKIE,
+                auth::set_cookie(
+                    SESSION_COOKIE,
+                    &token,
+                    SESSION_TTL_MS / 1000,
+                    state.config.secure_cookies,
+                ),
+            )],
+            Redirect::to("/"),
+        )
+            .into_response()),
+        Err(Error::Unauthorized) => {
+            let html = render(
+                &state,
+                "login.html",
+                context! { csrf => f.csrf, error => "Wrong username or password." },
+            )?;
+            Ok((StatusCode::UNAUTHORIZED, html).into_response())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response> {
+    user.check_csrf(&f.csrf)?;
+    state.db.delete_session(&user.token).await?;
+    Ok((
+        [(
+            header::SET_COOKIE,
+            auth::set_cookie(SESSION_COOKIE, "", 0, state.config.secure_cookies),
+        )],
+        Redirect::to("/login"),
+    )
+        .into_response())
+}
+
+pub async fn invite_form(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response> {
+    if !state.db.invite_valid(&token).await? {
+        return Err(Error::NotFound(
+            "this invite is unknown, used or expired".into(),
+        ));
+    }
+    let pre = random_token();
+    let html = render(
+        &state,
+        "invite.html",
+        context! { csrf => pre, token => token, error => "" },
+    )?;
+    Ok((
+        [(
+            header::SET_COOKIE,
+            auth::set_cookie(PRE_COOKIE, &pre, 3600, state.config.secure_cookies),
+        )],
+        html,
+    )
+        .into_response())
+}
+
+pub async fn invite_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(f): Form<LoginForm>,
+) -> Result<Response> {
+    check_pre(&headers, &f.csrf)?;
+    let c = Credentials {
+        username: f.username,
+        password: f.password,
+    };
+    match api::redeem_invite(&state, &token, &c).await {
+        Ok(user) => {
+            let (session, _) = state.db.create_session(&user.id, SESSION_TTL_MS).await?;
+            Ok((
+                [(
+                    header::SET_COOKIE,
+                    auth::set_cookie(
+                        SESSION_COOKIE,
+                        &session,
+                        SESSION_TTL_MS / 1000,
+                        state.config.secure_cookies,
+                    ),
+                )],
+                Redirect::to("/"),
+            )
+                .into_response())
+        }
+        Err(e @ (Error::BadRequest(_) | Error::Conflict(_))) => {
+            let html = render(
+                &state,
+                "invite.html",
+                context! { csrf => f.csrf, token => token, error => e.to_string() },
+            )?;
+            Ok((StatusCode::BAD_REQUEST, html).into_response())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn home(State(state): State<AppState>, MaybeUser(user): MaybeUser) -> Result<Response> {
+    let Some(user) = user else {
+        return Ok(login_redirect());
+    };
+    let projects = state.db.projects_for(&user.user).await?;
+    let admin = user.is_admin();
+    Ok(render(
+        &state,
+        "home.html",
+        context! { user => user.user, csrf => user.csrf, projects => projects, admin => admin },
+    )?
+    .into_response())
+}
+
+pub async fn label(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let Some(user) = user else {
+        return Ok(login_redirect());
+    };
+    user.require_member(&state, &id).await?;
+    let project = state.db.project(&id).await?;
+    let cfg = ProjectConfig::parse(&project.config)?;
+    let next = assign::next_assignment(&state, &id, &user).await?;
+    let (task, fields, responses) = match &next {
+        Some((a, item)) => {
+            let shown: Vec<(String, &String)> = a
+                .display_order
+                .iter()
+                .enumerate()
+                .filter_map(|(p, &i)| Some((fields::letter(p), item.responses.get(i)?)))
+                .collect();
+            (
+                Some(api::task_view(a, item)),
+                fields::fields(&cfg, shown.len()),
+                shown,
+            )
+        }
+        None => (None, vec![], vec![]),
+    };
+    let html = render(
+        &state,
+        "label.html",
+        context! {
+            user => user.user, csrf => user.csrf, project => project, task => task,
+            responses => responses, fields => fields,
+            guidelines => minijinja::Value::from_safe_string(markdown(&cfg.guidelines)),
+        },
+    )?;
+    Ok(html.into_response())
+}
+
+pub async fn dashboard(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let Some(user) = user else {
+        return Ok(login_redirect());
+    };
+    user.require_admin()?;
+    let project = state.db.project(&id).await?;
+    let cfg = ProjectConfig::parse(&project.config)?;
+    let s = stats::compute(
+        &cfg,
+        &state.db.items(&id).await?,
+        &state.db.submissions(&id).await?,
+        &state.db.usernames().await?,
+    );
+    Ok(render(&state, "dashboard.html", context! { user => user.user, csrf => user.csrf, project => project, stats => s, invite => minijinja::Value::UNDEFINED, formats => crate::export::FORMATS })?.into_response())
+}
+
+#[derive(Deserialize)]
+pub struct InviteCreateForm {
+    csrf: String,
+    role: String,
+}
+
+pub async fn invite_create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Form(f): Form<InviteCreateForm>,
+) -> Result<Response> {
+    user.check_csrf(&f.csrf)?;
+    let invite = api::make_invite(&state, &user, Role::parse(&f.role)?, Some(&id)).await?;
+    let project = state.db.project(&id).await?;
+    let cfg = ProjectConfig::parse(&project.config)?;
+    let s = stats::compute(
+        &cfg,
+        &state.db.items(&id).await?,
+        &state.db.submissions(&id).await?,
+        &state.db.usernames().await?,
+    );
+    Ok(render(&state, "dashboard.html", context! { user => user.user, csrf => user.csrf, project => project, stats => s, invite => invite, formats => crate::export::FORMATS })?.into_response())
+}
+
+pub async fn app_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../templates/app.js"),
+    )
+        .into_response()
+}
+
+pub async fn style_css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../templates/style.css"),
+    )
+        .into_response()
+}

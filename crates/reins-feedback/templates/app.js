@@ -1,0 +1,177 @@
+// reins feedback: keyboard-first labelling. Fields come from the server (data-driven);
+// this script tracks the focused field, records choices, builds the answers object and
+// submits it to the JSON API with the session's CSRF token and an idempotency key.
+(function () {
+  "use strict";
+  const task = document.getElementById("task");
+  if (!task) return;
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const project = task.dataset.project;
+  const assignment = task.dataset.assignment;
+  const fields = Array.from(document.querySelectorAll(".field"));
+  const status = document.getElementById("status");
+  const started = Date.now();
+  const key = assignment + "-" + Math.random().toString(36).slice(2);
+  let focus = 0;
+  let busy = false;
+  const state = fields.map(() => null);   // the value chosen per field
+  const spans = {};                       // display position → [{start, end, tag}]
+
+  function setFocus(i) {
+    focus = Math.max(0, Math.min(fields.length - 1, i));
+    fields.forEach((f, j) => f.classList.toggle("focused", j === focus));
+    const ta = fields[focus] && fields[focus].querySelector("textarea");
+    if (ta) ta.focus(); else if (document.activeElement && document.activeElement.tagName === "TEXTAREA") document.activeElement.blur();
+  }
+
+  // Character offsets (code points, as the server counts) of the selection in a response.
+  function selectionIn(pre) {
+    const sel = window.getSelection();
+    if (!sel || sel.rangeCount === 0 || sel.isCollapsed) return null;
+    const r = sel.getRangeAt(0);
+    if (!pre.contains(r.startContainer) || !pre.contains(r.endContainer)) return null;
+    const before = document.createRange();
+    before.setStart(pre, 0);
+    before.setEnd(r.startContainer, r.startOffset);
+    const start = Array.from(before.toString()).length;
+    const len = Array.from(r.toString()).length;
+    return len > 0 ? { start: start, end: start + len } : null;
+  }
+
+  function renderSpans(pos) {
+    const ul = document.querySelector('ul.spans[data-pos="' + pos + '"]');
+    const text = Array.from(document.querySelector('pre.response[data-pos="' + pos + '"]').textContent);
+    ul.textContent = "";
+    (spans[pos] || []).forEach((s) => {
+      const li = document.createElement("li");
+      li.textContent = s.tag + ": “" + text.slice(s.start, s.end).join("") + "”";
+      ul.appendChild(li);
+    });
+  }
+
+  function choose(i, btn) {
+    const f = fields[i];
+    const kind = f.dataset.kind;
+    const value = btn.dataset.value;
+    if (kind === "ranking") {
+      let r = state[i] || [];
+      if (value === "reset") r = [];
+      else if (!r.includes(Number(value))) r = r.concat([Number(value)]);
+      state[i] = r;
+      f.querySelector(".ranking-state").textContent = r.map((p) => String.fromCharCode(65 + p)).join(" > ");
+      const n = f.querySelectorAll(".opt").length - 1;
+      f.classList.toggle("answered", r.length === n);
+      if (r.length === n) setFocus(i + 1);
+      return;
+    }
+    if (kind === "spans") {
+      const pos = Number(f.dataset.pos);
+      if (value === "clear") { spans[pos] = []; renderSpans(pos); return; }
+      const sel = selectionIn(document.querySelector('pre.response[data-pos="' + pos + '"]'));
+      if (!sel) { status.textContent = "Select text in response " + String.fromCharCode(65 + pos) + " first."; return; }
+      (spans[pos] = spans[pos] || []).push({ start: sel.start, end: sel.end, tag: value });
+      window.getSelection().removeAllRanges();
+      renderSpans(pos);
+      f.classList.add("answered");
+      return;
+    }
+    state[i] = value;
+    f.querySelectorAll(".opt").forEach((b) => b.classList.toggle("selected", b === btn));
+    f.classList.add("answered");
+    setFocus(i + 1);
+  }
+
+  function answers() {
+    const out = {};
+    const n = document.querySelectorAll("pre.response").length;
+    const missing = [];
+    fields.forEach((f, i) => {
+      const q = f.dataset.q, kind = f.dataset.kind, sub = f.dataset.sub, pos = Number(f.dataset.pos);
+      const v = state[i];
+      if (v === null && kind !== "critique" && kind !== "spans" && f.dataset.optional !== "true") missing.push(f.querySelector(".field-label").textContent);
+      switch (kind) {
+        case "pairwise":
+          out[q] = out[q] || {};
+          if (sub === "choice") out[q].choice = v; else if (v !== null) out[q].strength = Number(v);
+          break;
+        case "ranking": out[q] = { order: v || [] }; break;
+        case "likert":
+          out[q] = out[q] || {};
+          (out[q][sub] = out[q][sub] || new Array(n).fill(null))[pos] = v === null ? null : Number(v);
+          break;
+        case "thumbs": (out[q] = out[q] || new Array(n).fill(null))[pos] = v === null ? null : v === "true"; break;
+        case "spans": (out[q] = out[q] || new Array(n).fill(null))[pos] = spans[pos] || []; break;
+        case "critique": (out[q] = out[q] || new Array(n).fill(""))[pos] = f.querySelector("textarea").value; break;
+        case "principles":
+          out[q] = out[q] || Array.from({ length: n }, () => []);
+          out[q][pos][Number(sub)] = v === null ? null : v === "true";
+          break;
+      }
+    });
+    return { answers: out, missing: missing };
+  }
+
+  async function send(body) {
+    if (busy) return;
+    busy = true;
+    body.assignment_id = assignment;
+    body.idempotency_key = key;
+    body.time_ms = Date.now() - started;
+    status.textContent = "Saving…";
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        const res = await fetch("/api/projects/" + encodeURIComponent(project) + "/submissions", {
+          method: "POST", credentials: "same-origin",
+          headers: { "content-type": "application/json", "x-csrf-token": csrf },
+          body: JSON.stringify(body),
+        });
+        if (res.ok) { status.textContent = "Saved."; window.location.reload(); return; }
+        const err = await res.json().catch(() => ({ error: res.statusText }));
+        status.textContent = "Not saved: " + err.error;
+        if (res.status < 500 && res.status !== 429) break;
+      } catch (e) {
+        status.textContent = "Network error, retrying…";
+      }
+      await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+    }
+    busy = false;
+  }
+
+  function submit() {
+    const a = answers();
+    if (a.missing.length) { status.textContent = "Still to answer: " + a.missing.join("; "); return; }
+    send({ answers: a.answers });
+  }
+
+  function skip() {
+    const reason = window.prompt("Why skip this item? (e.g. unclear prompt, cannot judge, offensive content)");
+    if (reason && reason.trim()) send({ skip: reason.trim() });
+  }
+
+  fields.forEach((f, i) => {
+    f.addEventListener("click", (e) => {
+      const btn = e.target.closest(".opt");
+      setFocus(i);
+      if (btn) choose(i, btn);
+    });
+  });
+  document.getElementById("submit").addEventListener("click", submit);
+  document.getElementById("skip").addEventListener("click", skip);
+
+  document.addEventListener("keydown", (e) => {
+    const inText = document.activeElement && document.activeElement.tagName === "TEXTAREA";
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); submit(); return; }
+    if (e.key === "Tab") { e.preventDefault(); setFocus(focus + (e.shiftKey ? -1 : 1)); return; }
+    if (inText) { if (e.key === "Escape") document.activeElement.blur(); return; }
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === "Enter") { e.preventDefault(); submit(); return; }
+    if (e.key === "Escape") { e.preventDefault(); skip(); return; }
+    if (e.key === "j") { setFocus(focus + 1); return; }
+    if (e.key === "k") { setFocus(focus - 1); return; }
+    const f = fields[focus];
+    if (!f) return;
+    const btn = Array.from(f.querySelectorAll(".opt")).find((b) => b.dataset.key === e.key);
+    if (btn) { e.preventDefault(); choose(focus, btn); }
+  });
+  setFocus(0);
+})();

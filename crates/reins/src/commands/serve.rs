@@ -1,0 +1,175 @@
+//! `reins serve` (the annotation web app) and `reins feedback ...` (its admin commands).
+//! See docs/feedback.md for the round trip.
+use anyhow::Context;
+use reins_feedback::cli;
+use reins_feedback::{Role, ServerConfig};
+use std::path::PathBuf;
+
+/// Serve the annotation app: people compare, rank, rate and critique model outputs.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// SQLite file (created if missing) or `postgres://user@host/db`.
+    #[arg(long, default_value = "feedback.db")]
+    pub db: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Public base URL for invite links (default: http://<addr>).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Mark session cookies Secure (when served behind HTTPS).
+    #[arg(long)]
+    pub secure_cookies: bool,
+    /// Submissions per user per minute (0 = unlimited).
+    #[arg(long, default_value_t = 120)]
+    pub rate_limit: u32,
+    /// Largest request body in MiB (item imports included).
+    #[arg(long, default_value_t = 32)]
+    pub max_body_mib: usize,
+    /// First-run bootstrap: create this admin when the database has none, with the password
+    /// from REINS_ADMIN_PASSWORD; without that variable an admin invite link is printed.
+    #[arg(long, default_value = "admin")]
+    pub admin_user: String,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let base_url = args
+        .base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.addr));
+    let opts = cli::ServeOptions {
+        db: args.db,
+        addr: args.addr,
+        config: ServerConfig {
+            secure_cookies: args.secure_cookies,
+            rate_limit_per_minute: args.rate_limit,
+            max_body_bytes: args.max_body_mib << 20,
+            base_url,
+        },
+        admin_password: std::env::var("REINS_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
+        admin_user: args.admin_user,
+    };
+    cli::serve(opts).context("reins serve")
+}
+
+/// Administer the feedback database without the web UI.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum FeedbackCmd {
+    /// Create a user with a password (read from REINS_PASSWORD).
+    CreateUser {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        #[arg(long)]
+        username: String,
+        /// `admin` or `annotator`.
+        #[arg(long, default_value = "annotator")]
+        role: String,
+    },
+    /// Create a project from a JSON task config; prints its id.
+    CreateProject {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        #[arg(long)]
+        name: String,
+        /// JSON file: {"guidelines", "overlap", "gold_rate", "questions": [...]}.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Import items from JSONL ({prompt, responses} or `reins generate` output).
+    Import {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        /// Project id or name.
+        #[arg(long)]
+        project: String,
+        file: PathBuf,
+    },
+    /// Print an invite link.
+    Invite {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        #[arg(long, default_value = "annotator")]
+        role: String,
+        /// Project id or name the new account joins.
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        base_url: String,
+    },
+    /// Export labels as JSONL: preference, ranked, kto, ratings, spans, critiques, principles, raw.
+    Export {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        #[arg(long)]
+        project: String,
+        /// Comma-separated formats.
+        #[arg(long, default_value = "preference", value_delimiter = ',')]
+        format: Vec<String>,
+        /// Fraction of items held out for validation (by item).
+        #[arg(long, default_value_t = 0.0)]
+        split: f64,
+        /// Output directory: <format>.train.jsonl and <format>.validation.jsonl.
+        #[arg(long, default_value = "feedback-export")]
+        out: PathBuf,
+    },
+}
+
+fn role(s: &str) -> anyhow::Result<Role> {
+    Ok(Role::parse(s)?)
+}
+
+pub fn run_feedback(cmd: FeedbackCmd) -> anyhow::Result<()> {
+    match cmd {
+        FeedbackCmd::CreateUser {
+            db,
+            username,
+            role: r,
+        } => {
+            let password = std::env::var("REINS_PASSWORD")
+                .context("set REINS_PASSWORD to the new user's password")?;
+            cli::create_user(&db, &username, &password, role(&r)?)?;
+            println!("created {r} `{username}`");
+        }
+        FeedbackCmd::CreateProject { db, name, config } => {
+            let id = cli::create_project(&db, &name, &config)?;
+            println!("{id}");
+        }
+        FeedbackCmd::Import { db, project, file } => {
+            let report = cli::import(&db, &project, &file)?;
+            for e in &report.errors {
+                eprintln!("{}:{}: {}", file.display(), e.line, e.message);
+            }
+            println!(
+                "imported {} items ({} already present, {} bad lines)",
+                report.imported,
+                report.duplicates,
+                report.errors.len()
+            );
+        }
+        FeedbackCmd::Invite {
+            db,
+            role: r,
+            project,
+            base_url,
+        } => {
+            println!(
+                "{}",
+                cli::invite(&db, role(&r)?, project.as_deref(), &base_url)?
+            );
+        }
+        FeedbackCmd::Export {
+            db,
+            project,
+            format,
+            split,
+            out,
+        } => {
+            for (path, n) in cli::export(&db, &project, &format, split, &out)? {
+                println!("{n:>7} records → {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
