@@ -392,7 +392,7 @@ pub struct AnnotatorConfig {
     /// Mistake ε: probability of flipping the label after choosing. Default 0.05.
     pub p_mistake: f64,
     /// Skip threshold δ_skip: skip the query when both responses' utilities are below it
-    /// ("both bad"). `None` never skips. Default −2.0.
+    /// ("both bad"). `None` never skips. Default 0.0.
     pub skip_threshold: Option<f64>,
     /// Equal threshold δ_equal: answer "equal" when |U_A − U_B| < δ_equal. `0` disables.
     /// Default 0.25.
@@ -407,7 +407,7 @@ impl Default for AnnotatorConfig {
         AnnotatorConfig {
             beta: 1.5,
             p_mistake: 0.05,
-            skip_threshold: Some(-2.0),
+            skip_threshold: Some(0.0),
             equal_threshold: 0.25,
             gamma: 0.9,
         }

@@ -34,6 +34,19 @@ const FILLER_WORDS: &[&str] = &[
     "actually", "know",
 ];
 
+/// Scores closer than this are equal: evidence values are multiples of 0.1, so a smaller gap
+/// is floating-point summation order, not a preference.
+pub const SCORE_EPS: f64 = 1e-9;
+
+/// Orders two scores, treating gaps under [`SCORE_EPS`] as equal.
+pub fn compare_scores(a: f64, b: f64) -> Ordering {
+    if (a - b).abs() < SCORE_EPS {
+        Ordering::Equal
+    } else {
+        a.total_cmp(&b)
+    }
+}
+
 /// A quality factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -138,9 +151,10 @@ impl GoldReward {
         prompts.iter().zip(responses).map(|(p, r)| self.score(p, r)).collect()
     }
 
-    /// Noiseless gold preference: `Greater` when `a` is better than `b`.
+    /// Noiseless gold preference: `Greater` when `a` is better than `b`; `Equal` when the
+    /// scores differ by less than [`SCORE_EPS`] (summation order only).
     pub fn gold_prefers(&self, prompt: &str, a: &str, b: &str) -> Ordering {
-        self.score(prompt, a).total_cmp(&self.score(prompt, b))
+        compare_scores(self.score(prompt, a), self.score(prompt, b))
     }
 
     /// Per-factor evidence sums.

@@ -22,6 +22,7 @@ pub mod world;
 
 
 pub use config::{AnnotatorConfig, FactorWeights, LabConfig, PopulationConfig, QualityMix, WorldConfig};
+pub use annotators::{Agreement, Label, Outcome, PairwiseJudge, Population, PreferenceRecord, SimulatedAnnotator};
 pub use gold::{Evidence, Factor, GoldReward};
 
 pub use world::{Corpus, Factors, Prompt, Response, SftExample, Split, Task, World};
