@@ -13,6 +13,7 @@ pub mod annotators;
 pub mod chat;
 pub mod config;
 pub mod gold;
+pub mod metrics;
 pub mod report;
 pub mod rng;
 pub mod svg;
@@ -24,6 +25,7 @@ pub mod world;
 pub use config::{AnnotatorConfig, FactorWeights, LabConfig, PopulationConfig, QualityMix, WorldConfig};
 pub use annotators::{Agreement, Label, Outcome, PairwiseJudge, Population, PreferenceRecord, SimulatedAnnotator};
 pub use gold::{Evidence, Factor, GoldReward};
+pub use report::{Report, ReportData};
 
 pub use world::{Corpus, Factors, Prompt, Response, SftExample, Split, Task, World};
 
