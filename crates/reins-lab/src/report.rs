@@ -136,7 +136,7 @@ pub struct Report {
 const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
 h1{margin-bottom:.1em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}.sub{color:#666;margin-top:0}\
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ddd;padding:.35em .7em;text-align:right}th{background:#f5f5f5}\
-td:first-child,th:first-child{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{max-width:100%;height:auto;border:1px solid #eee}\
+td:first-child,th:first-child{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{width:calc(50% - 8px);min-width:400px;height:auto;border:1px solid #eee}\
 .ok{color:#0a7d32;font-weight:600}.miss{color:#b00020;font-weight:600}.ex{border:1px solid #ddd;border-radius:6px;padding:.6em 1em;margin:.8em 0}\
 .ex .p{font-weight:600}.ex .b{color:#8a3b00}.ex .a{color:#005a8a}pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}\
 .best{background:#eef7ee}";

@@ -14,6 +14,8 @@ const W: f64 = 680.0;
 const H: f64 = 360.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 500.0;
+/// Right edge of a bar chart's plot (no legend column).
+const BAR_RIGHT: f64 = 640.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 300.0;
 
@@ -43,14 +45,19 @@ pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
         .map(|m| m * mag)
         .find(|s| *s >= raw)
         .unwrap_or(10.0 * mag);
-    let start = (lo / step).floor() * step;
-    let mut out = Vec::new();
-    let mut t = start;
-    while t <= hi + step * 0.5 + 1e-12 && out.len() < 50 {
-        out.push(if t.abs() < step * 1e-9 { 0.0 } else { t });
-        t += step;
-    }
-    out
+    let first = (lo / step + 1e-9).floor() as i64;
+    let last = (hi / step - 1e-9).ceil() as i64;
+    (first..=last.max(first + 1))
+        .take(50)
+        .map(|i| {
+            let t = i as f64 * step;
+            if t.abs() < step * 1e-9 {
+                0.0
+            } else {
+                t
+            }
+        })
+        .collect()
 }
 
 fn fmt_tick(v: f64) -> String {
@@ -112,23 +119,24 @@ pub struct LineChart {
 struct Frame {
     x: (f64, f64),
     y: (f64, f64),
+    right: f64,
 }
 
 impl Frame {
     fn px(&self, x: f64) -> f64 {
-        LEFT + (x - self.x.0) / (self.x.1 - self.x.0) * (RIGHT - LEFT)
+        LEFT + (x - self.x.0) / (self.x.1 - self.x.0) * (self.right - LEFT)
     }
     fn py(&self, y: f64) -> f64 {
         BOTTOM - (y - self.y.0) / (self.y.1 - self.y.0) * (BOTTOM - TOP)
     }
 }
 
-fn open_svg(out: &mut String, title: &str) {
+fn open_svg(out: &mut String, title: &str, right: f64) {
     let _ = write!(
         out,
         r#"<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" font-family="system-ui, sans-serif" font-size="12"><title>{t}</title><rect width="{W}" height="{H}" fill="white"/><text x="{cx}" y="22" text-anchor="middle" font-size="15" font-weight="600">{t}</text>"#,
         t = escape(title),
-        cx = (LEFT + RIGHT) / 2.0,
+        cx = (LEFT + right) / 2.0,
     );
 }
 
@@ -137,10 +145,11 @@ fn axes(out: &mut String, f: &Frame, xt: &[f64], yt: &[f64], x_label: &str, y_la
         let y = f.py(t);
         let _ = write!(
             out,
-            r##"<line x1="{LEFT}" x2="{RIGHT}" y1="{y:.1}" y2="{y:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            r##"<line x1="{LEFT}" x2="{r}" y1="{y:.1}" y2="{y:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
             LEFT - 6.0,
             y + 4.0,
-            fmt_tick(t)
+            fmt_tick(t),
+            r = f.right
         );
     }
     for &t in xt {
@@ -156,9 +165,9 @@ fn axes(out: &mut String, f: &Frame, xt: &[f64], yt: &[f64], x_label: &str, y_la
     let _ = write!(
         out,
         r##"<rect x="{LEFT}" y="{TOP}" width="{}" height="{}" fill="none" stroke="#333"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"##,
-        RIGHT - LEFT,
+        f.right - LEFT,
         BOTTOM - TOP,
-        (LEFT + RIGHT) / 2.0,
+        (LEFT + f.right) / 2.0,
         BOTTOM + 38.0,
         escape(x_label),
         (TOP + BOTTOM) / 2.0,
@@ -200,9 +209,10 @@ impl LineChart {
         let f = Frame {
             x: (xt[0], *xt.last().unwrap_or(&1.0)),
             y: (yt[0], *yt.last().unwrap_or(&1.0)),
+            right: RIGHT,
         };
         let mut out = String::new();
-        open_svg(&mut out, &self.title);
+        open_svg(&mut out, &self.title, RIGHT);
         axes(&mut out, &f, &xt, &yt, &self.x_label, &self.y_label);
         for (label, y) in &self.hlines {
             let py = f.py(*y);
@@ -254,16 +264,19 @@ impl BarChart {
     pub fn to_svg(&self) -> String {
         let vals = self.bars.iter().map(|b| b.1).chain(self.reference.iter().map(|r| r.1)).chain([0.0]);
         let (y0, y1) = bounds(vals).unwrap_or((0.0, 1.0));
-        let yt = nice_ticks(y0, y1, 5);
+        // Headroom for the value labels above (and below) the bars.
+        let pad = 0.08 * (y1 - y0).max(1e-9);
+        let yt = nice_ticks(if y0 < 0.0 { y0 - pad } else { y0 }, if y1 > 0.0 { y1 + pad } else { y1 }, 5);
         let f = Frame {
             x: (0.0, 1.0),
             y: (yt[0], *yt.last().unwrap_or(&1.0)),
+            right: BAR_RIGHT,
         };
         let mut out = String::new();
-        open_svg(&mut out, &self.title);
+        open_svg(&mut out, &self.title, BAR_RIGHT);
         axes(&mut out, &f, &[], &yt, "", &self.y_label);
         let n = self.bars.len().max(1) as f64;
-        let slot = (RIGHT - LEFT) / n;
+        let slot = (BAR_RIGHT - LEFT) / n;
         let zero = f.py(0.0);
         for (i, (label, v)) in self.bars.iter().enumerate() {
             let cx = LEFT + slot * (i as f64 + 0.5);
@@ -288,13 +301,16 @@ impl BarChart {
                 escape(label)
             );
         }
+        if f.y.0 < 0.0 {
+            let _ = write!(out, r##"<line x1="{LEFT}" x2="{BAR_RIGHT}" y1="{zero:.1}" y2="{zero:.1}" stroke="#333"/>"##);
+        }
         if let Some((label, y)) = &self.reference {
             let py = f.py(*y);
             let _ = write!(
                 out,
-                r##"<line x1="{LEFT}" x2="{RIGHT}" y1="{py:.1}" y2="{py:.1}" stroke="#c00" stroke-dasharray="5 4"/><text x="{:.1}" y="{:.1}" fill="#c00">{}</text>"##,
-                RIGHT + 6.0,
-                py + 4.0,
+                r##"<line x1="{LEFT}" x2="{BAR_RIGHT}" y1="{py:.1}" y2="{py:.1}" stroke="#c00" stroke-dasharray="5 4"/><text x="{:.1}" y="{:.1}" fill="#c00" text-anchor="end">{}</text>"##,
+                BAR_RIGHT - 4.0,
+                py - 4.0,
                 escape(label)
             );
         }
@@ -309,7 +325,8 @@ mod tests {
 
     #[test]
     fn ticks_are_nice_and_cover_the_range() {
-        assert_eq!(nice_ticks(0.0, 1.0, 5), vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]);
+        assert_eq!(nice_ticks(0.0, 1.0, 5).len(), 6);
+        assert_eq!(*nice_ticks(0.0, 0.86, 5).last().unwrap(), 1.0);
         let t = nice_ticks(-3.2, 17.9, 5);
         assert!(t[0] <= -3.2 && *t.last().unwrap() >= 17.9);
         assert_eq!(nice_ticks(2.0, 2.0, 5).len() >= 2, true);
