@@ -50,7 +50,13 @@ pub struct Label {
 impl Label {
     /// The TRL preference record for this label; `None` for ties and skips. `margin` (when asked
     /// for) is the annotator's perceived utility gap, ≥ 0.
-    pub fn to_record(&self, prompt: &str, a: &str, b: &str, with_margin: bool) -> Option<PreferenceRecord> {
+    pub fn to_record(
+        &self,
+        prompt: &str,
+        a: &str,
+        b: &str,
+        with_margin: bool,
+    ) -> Option<PreferenceRecord> {
         let (chosen, rejected) = match self.outcome {
             Outcome::A => (a, b),
             Outcome::B => (b, a),
@@ -135,7 +141,11 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 impl SimulatedAnnotator {
-    pub fn new(id: impl Into<String>, factor_weights: FactorWeights, cfg: &AnnotatorConfig) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        factor_weights: FactorWeights,
+        cfg: &AnnotatorConfig,
+    ) -> Self {
         SimulatedAnnotator {
             id: id.into(),
             factor_weights,
@@ -153,13 +163,20 @@ impl SimulatedAnnotator {
     }
 
     fn parse(&self, prompt: &str, response: &str) -> Parsed {
-        crate::gold::parse(parse_prompt(prompt), response, self.factor_weights.length_budget)
+        crate::gold::parse(
+            parse_prompt(prompt),
+            response,
+            self.factor_weights.length_budget,
+        )
     }
 
     /// (U, U^γ): the annotator's utility and its myopic version.
     pub fn utilities(&self, prompt: &str, response: &str) -> (f64, f64) {
         let p = self.parse(prompt, response);
-        (p.utility(&self.factor_weights, 1.0), p.utility(&self.factor_weights, self.gamma))
+        (
+            p.utility(&self.factor_weights, 1.0),
+            p.utility(&self.factor_weights, self.gamma),
+        )
     }
 
     /// Exact outcome probabilities for this query.
@@ -167,14 +184,29 @@ impl SimulatedAnnotator {
         let (ua, ma) = self.utilities(prompt, a);
         let (ub, mb) = self.utilities(prompt, b);
         if self.skip_threshold.is_some_and(|t| ua.max(ub) < t) {
-            return OutcomeProbs { a: 0.0, b: 0.0, tie: 0.0, skip: 1.0 };
+            return OutcomeProbs {
+                a: 0.0,
+                b: 0.0,
+                tie: 0.0,
+                skip: 1.0,
+            };
         }
         if (ua - ub).abs() < self.equal_threshold {
-            return OutcomeProbs { a: 0.0, b: 0.0, tie: 1.0, skip: 0.0 };
+            return OutcomeProbs {
+                a: 0.0,
+                b: 0.0,
+                tie: 1.0,
+                skip: 0.0,
+            };
         }
         let p = self.p_choose_a(ma, mb);
         let pa = p * (1.0 - self.p_mistake) + (1.0 - p) * self.p_mistake;
-        OutcomeProbs { a: pa, b: 1.0 - pa, tie: 0.0, skip: 0.0 }
+        OutcomeProbs {
+            a: pa,
+            b: 1.0 - pa,
+            tie: 0.0,
+            skip: 0.0,
+        }
     }
 
     fn p_choose_a(&self, ma: f64, mb: f64) -> f64 {
@@ -240,7 +272,13 @@ impl PairwiseJudge for GoldReward {
             outcome,
             utility_a: ua,
             utility_b: ub,
-            p_a: if outcome == Outcome::A { 1.0 } else if outcome == Outcome::B { 0.0 } else { 0.5 },
+            p_a: if outcome == Outcome::A {
+                1.0
+            } else if outcome == Outcome::B {
+                0.0
+            } else {
+                0.5
+            },
         }
     }
 }

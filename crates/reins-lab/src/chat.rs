@@ -59,8 +59,14 @@ mod tests {
         let p = "What is 2 + 3?";
         let r = "2 + 3 is 5.";
         assert_eq!(prompt(p) + &completion(r), full(p, r));
-        assert_eq!(full(p, r), "<|user|> What is 2 + 3? <|assistant|> 2 + 3 is 5.<|end|>");
+        assert_eq!(
+            full(p, r),
+            "<|user|> What is 2 + 3? <|assistant|> 2 + 3 is 5.<|end|>"
+        );
         assert_eq!(extract_response(&completion(r)), (r.to_string(), true));
-        assert_eq!(extract_response(" 2 + 3 is"), ("2 + 3 is".to_string(), false));
+        assert_eq!(
+            extract_response(" 2 + 3 is"),
+            ("2 + 3 is".to_string(), false)
+        );
     }
 }

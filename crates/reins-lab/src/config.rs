@@ -145,22 +145,36 @@ impl LabConfig {
         self.gold.validate("gold")?;
         self.annotators.validate()?;
         if !(64..=65_536).contains(&self.tokenizer.vocab_size) {
-            return Err(LabError::config("tokenizer.vocab_size", "must be in 64..=65536"));
+            return Err(LabError::config(
+                "tokenizer.vocab_size",
+                "must be in 64..=65536",
+            ));
         }
-        if self.model.hidden_size % self.model.num_attention_heads != 0 {
+        if self.model.num_attention_heads == 0
+            || !self
+                .model
+                .hidden_size
+                .is_multiple_of(self.model.num_attention_heads)
+        {
             return Err(LabError::config(
                 "model.hidden_size",
                 "must be a multiple of model.num_attention_heads",
             ));
         }
         if self.reward_model.ensemble_size == 0 {
-            return Err(LabError::config("reward_model.ensemble_size", "must be at least 1"));
+            return Err(LabError::config(
+                "reward_model.ensemble_size",
+                "must be at least 1",
+            ));
         }
         if self.best_of_n.n == 0 {
             return Err(LabError::config("best_of_n.n", "must be at least 1"));
         }
         if self.grpo.num_generations < 2 {
-            return Err(LabError::config("grpo.num_generations", "must be at least 2 (advantages are group-relative)"));
+            return Err(LabError::config(
+                "grpo.num_generations",
+                "must be at least 2 (advantages are group-relative)",
+            ));
         }
         Ok(())
     }
@@ -170,7 +184,10 @@ fn check_prob(key: &str, p: f64) -> Result<(), LabError> {
     if (0.0..=1.0).contains(&p) {
         Ok(())
     } else {
-        Err(LabError::config(key, format!("is {p}; a probability must be in [0, 1]")))
+        Err(LabError::config(
+            key,
+            format!("is {p}; a probability must be in [0, 1]"),
+        ))
     }
 }
 
@@ -203,12 +220,22 @@ impl Default for WorldConfig {
 impl WorldConfig {
     fn validate(&self) -> Result<(), LabError> {
         if !(0.05..=0.5).contains(&self.heldout_fraction) {
-            return Err(LabError::config("world.heldout_fraction", "must be in [0.05, 0.5]"));
+            return Err(LabError::config(
+                "world.heldout_fraction",
+                "must be in [0.05, 0.5]",
+            ));
         }
         self.corpus_mix.validate("world.corpus_mix")?;
         self.sft_mix.validate("world.sft_mix")?;
         let w = &self.task_weights;
-        let all = [w.arithmetic, w.capital, w.opposite, w.animal_sound, w.list, w.greeting];
+        let all = [
+            w.arithmetic,
+            w.capital,
+            w.opposite,
+            w.animal_sound,
+            w.list,
+            w.greeting,
+        ];
         if all.iter().any(|x| *x < 0.0 || !x.is_finite()) || all.iter().sum::<f64>() <= 0.0 {
             return Err(LabError::config(
                 "world.task_weights",
@@ -374,7 +401,10 @@ impl FactorWeights {
         ];
         for (name, w) in all {
             if !w.is_finite() || w < 0.0 {
-                return Err(LabError::config(&format!("{key}.{name}"), format!("is {w}; must be finite and >= 0")));
+                return Err(LabError::config(
+                    &format!("{key}.{name}"),
+                    format!("is {w}; must be finite and >= 0"),
+                ));
             }
         }
         Ok(())
@@ -427,14 +457,23 @@ impl AnnotatorConfig {
     }
     fn validate(&self, key: &str) -> Result<(), LabError> {
         if !self.beta.is_finite() || self.beta < 0.0 {
-            return Err(LabError::config(&format!("{key}.beta"), "must be >= 0 (0 = rational)"));
+            return Err(LabError::config(
+                &format!("{key}.beta"),
+                "must be >= 0 (0 = rational)",
+            ));
         }
         check_prob(&format!("{key}.p_mistake"), self.p_mistake)?;
-        if !(self.equal_threshold >= 0.0) {
-            return Err(LabError::config(&format!("{key}.equal_threshold"), "must be >= 0 (0 = never equal)"));
+        if self.equal_threshold.is_nan() || self.equal_threshold < 0.0 {
+            return Err(LabError::config(
+                &format!("{key}.equal_threshold"),
+                "must be >= 0 (0 = never equal)",
+            ));
         }
         if !(self.gamma > 0.0 && self.gamma <= 1.0) {
-            return Err(LabError::config(&format!("{key}.gamma"), "must be in (0, 1] (1 = not myopic)"));
+            return Err(LabError::config(
+                &format!("{key}.gamma"),
+                "must be in (0, 1] (1 = not myopic)",
+            ));
         }
         Ok(())
     }
@@ -469,10 +508,16 @@ impl Default for PopulationConfig {
 impl PopulationConfig {
     fn validate(&self) -> Result<(), LabError> {
         if self.n_annotators == 0 {
-            return Err(LabError::config("annotators.n_annotators", "must be at least 1"));
+            return Err(LabError::config(
+                "annotators.n_annotators",
+                "must be at least 1",
+            ));
         }
         if !(self.weight_jitter >= 0.0 && self.beta_jitter >= 0.0) {
-            return Err(LabError::config("annotators.weight_jitter", "jitters must be >= 0"));
+            return Err(LabError::config(
+                "annotators.weight_jitter",
+                "jitters must be >= 0",
+            ));
         }
         self.base.validate("annotators.base")
     }
@@ -816,7 +861,8 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error_naming_it() {
-        let err = LabConfig::from_toml_str("[annotators.base]\nbetta = 2.0\n", "lab.toml").unwrap_err();
+        let err =
+            LabConfig::from_toml_str("[annotators.base]\nbetta = 2.0\n", "lab.toml").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("betta"), "{msg}");
         assert!(msg.contains("lab.toml"), "{msg}");
@@ -824,11 +870,16 @@ mod tests {
 
     #[test]
     fn partial_toml_keeps_defaults_and_bad_values_name_the_key() {
-        let c = LabConfig::from_toml_str("seed = 3\n[annotators.base]\np_mistake = 0.2\n", "t").unwrap();
+        let c = LabConfig::from_toml_str("seed = 3\n[annotators.base]\np_mistake = 0.2\n", "t")
+            .unwrap();
         assert_eq!(c.seed, 3);
         assert_eq!(c.annotators.base.p_mistake, 0.2);
         assert_eq!(c.annotators.base.beta, AnnotatorConfig::default().beta);
-        let err = LabConfig::from_toml_str("[annotators.base]\np_mistake = 1.5\n", "t").unwrap_err();
-        assert!(err.to_string().contains("annotators.base.p_mistake"), "{err}");
+        let err =
+            LabConfig::from_toml_str("[annotators.base]\np_mistake = 1.5\n", "t").unwrap_err();
+        assert!(
+            err.to_string().contains("annotators.base.p_mistake"),
+            "{err}"
+        );
     }
 }

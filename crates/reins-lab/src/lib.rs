@@ -21,9 +21,12 @@ pub mod tasks;
 pub mod tokenizer_train;
 pub mod world;
 
-
-pub use config::{AnnotatorConfig, FactorWeights, LabConfig, PopulationConfig, QualityMix, WorldConfig};
-pub use annotators::{Agreement, Label, Outcome, PairwiseJudge, Population, PreferenceRecord, SimulatedAnnotator};
+pub use annotators::{
+    Agreement, Label, Outcome, PairwiseJudge, Population, PreferenceRecord, SimulatedAnnotator,
+};
+pub use config::{
+    AnnotatorConfig, FactorWeights, LabConfig, PopulationConfig, QualityMix, WorldConfig,
+};
 pub use gold::{Evidence, Factor, GoldReward};
 pub use report::{Report, ReportData};
 

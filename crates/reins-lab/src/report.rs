@@ -172,7 +172,11 @@ impl Report {
                 BarChart {
                     title: "Mean gold score (held-out prompts)".into(),
                     y_label: "gold score".into(),
-                    bars: d.methods.iter().map(|m| (m.name.clone(), m.mean_gold)).collect(),
+                    bars: d
+                        .methods
+                        .iter()
+                        .map(|m| (m.name.clone(), m.mean_gold))
+                        .collect(),
                     reference: None,
                 }
                 .to_svg(),
@@ -181,7 +185,11 @@ impl Report {
                 BarChart {
                     title: "Gold win rate against SFT".into(),
                     y_label: "win rate".into(),
-                    bars: d.methods.iter().map(|m| (m.name.clone(), m.gold_win_rate_vs_sft)).collect(),
+                    bars: d
+                        .methods
+                        .iter()
+                        .map(|m| (m.name.clone(), m.gold_win_rate_vs_sft))
+                        .collect(),
                     reference: Some(("0.5".into(), 0.5)),
                 }
                 .to_svg(),
@@ -192,7 +200,11 @@ impl Report {
                 BarChart {
                     title: "Reward-model accuracy vs noiseless gold".into(),
                     y_label: "accuracy".into(),
-                    bars: d.reward_models.iter().map(|r| (r.name.clone(), r.accuracy_vs_gold)).collect(),
+                    bars: d
+                        .reward_models
+                        .iter()
+                        .map(|r| (r.name.clone(), r.accuracy_vs_gold))
+                        .collect(),
                     reference: Some(("target 0.80".into(), 0.8)),
                 }
                 .to_svg(),
@@ -204,7 +216,11 @@ impl Report {
                 let gold = c.points.iter().map(|p| (p.kl, p.gold)).collect();
                 let proxy = c.points.iter().map(|p| (p.kl, p.proxy)).collect();
                 series.push(Series::new(format!("gold, {}", c.name), gold).color(i));
-                series.push(Series::new(format!("proxy, {}", c.name), proxy).color(i).dashed());
+                series.push(
+                    Series::new(format!("proxy, {}", c.name), proxy)
+                        .color(i)
+                        .dashed(),
+                );
             }
             out.push(
                 LineChart {
@@ -223,7 +239,11 @@ impl Report {
                     title: c.title.clone(),
                     x_label: c.x_label.clone(),
                     y_label: c.y_label.clone(),
-                    series: c.series.iter().map(|(n, p)| Series::new(n.clone(), p.clone())).collect(),
+                    series: c
+                        .series
+                        .iter()
+                        .map(|(n, p)| Series::new(n.clone(), p.clone()))
+                        .collect(),
                     hlines: vec![],
                 }
                 .to_svg(),
@@ -247,7 +267,11 @@ impl Report {
         if !d.targets.is_empty() {
             h.push_str("<h2>Targets</h2><table><tr><th>target</th><th>value</th><th>threshold</th><th></th></tr>");
             for t in &d.targets {
-                let (cls, word) = if t.met() { ("ok", "met") } else { ("miss", "missed") };
+                let (cls, word) = if t.met() {
+                    ("ok", "met")
+                } else {
+                    ("miss", "missed")
+                };
                 let _ = write!(
                     h,
                     "<tr><td>{}</td><td>{}</td><td>≥ {}</td><td class=\"{cls}\">{word}</td></tr>",
@@ -266,7 +290,11 @@ impl Report {
                 .map(|m| m.gold_win_rate_vs_sft)
                 .fold(f64::NEG_INFINITY, f64::max);
             for m in &d.methods {
-                let cls = if m.gold_win_rate_vs_sft == best { " class=\"best\"" } else { "" };
+                let cls = if m.gold_win_rate_vs_sft == best {
+                    " class=\"best\""
+                } else {
+                    ""
+                };
                 let _ = write!(
                     h,
                     "<tr{cls}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -419,7 +447,14 @@ impl Report {
             m.push_str("## Over-optimization\n\n| reward model | KL | gold | proxy |\n|---|---:|---:|---:|\n");
             for c in &d.overoptimization {
                 for p in &c.points {
-                    let _ = writeln!(m, "| {} | {} | {} | {} |", md(&c.name), f3(p.kl), f3(p.gold), f3(p.proxy));
+                    let _ = writeln!(
+                        m,
+                        "| {} | {} | {} | {} |",
+                        md(&c.name),
+                        f3(p.kl),
+                        f3(p.gold),
+                        f3(p.proxy)
+                    );
                 }
             }
             m.push('\n');
@@ -494,8 +529,16 @@ impl Report {
             title: "reins quickstart".into(),
             subtitle: "seed 0 · demo numbers, not a real run".into(),
             targets: vec![
-                Target { name: "RM accuracy vs gold (single)".into(), value: 0.84, threshold: 0.8 },
-                Target { name: "best gold win rate vs SFT".into(), value: 0.81, threshold: 0.7 },
+                Target {
+                    name: "RM accuracy vs gold (single)".into(),
+                    value: 0.84,
+                    threshold: 0.8,
+                },
+                Target {
+                    name: "best gold win rate vs SFT".into(),
+                    value: 0.81,
+                    threshold: 0.7,
+                },
             ],
             methods: methods
                 .iter()
@@ -509,8 +552,18 @@ impl Report {
                 })
                 .collect(),
             reward_models: vec![
-                RewardModelRow { name: "single".into(), accuracy_vs_gold: 0.84, accuracy_vs_labels: Some(0.78), n_pairs: 480 },
-                RewardModelRow { name: "ensemble (4)".into(), accuracy_vs_gold: 0.86, accuracy_vs_labels: Some(0.79), n_pairs: 480 },
+                RewardModelRow {
+                    name: "single".into(),
+                    accuracy_vs_gold: 0.84,
+                    accuracy_vs_labels: Some(0.78),
+                    n_pairs: 480,
+                },
+                RewardModelRow {
+                    name: "ensemble (4)".into(),
+                    accuracy_vs_gold: 0.86,
+                    accuracy_vs_labels: Some(0.79),
+                    n_pairs: 480,
+                },
             ],
             annotators: (0..4)
                 .map(|i| AnnotatorRow {
@@ -534,7 +587,12 @@ impl Report {
                 title: "Reward-model training loss".into(),
                 x_label: "step".into(),
                 y_label: "loss".into(),
-                series: vec![("single".into(), (0..50).map(|i| (i as f64, 0.69 * (-(i as f64) / 20.0).exp() + 0.35)).collect())],
+                series: vec![(
+                    "single".into(),
+                    (0..50)
+                        .map(|i| (i as f64, 0.69 * (-(i as f64) / 20.0).exp() + 0.35))
+                        .collect(),
+                )],
             }],
             notes: vec!["Demo numbers <not real> & made up.".into()],
             config_toml: Some(crate::LabConfig::default().to_toml()),
@@ -561,7 +619,10 @@ mod tests {
         assert!(!html.contains("<script"), "hostile text must be escaped");
         assert!(!html.contains("<img"));
         assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
-        assert!(!html.to_lowercase().contains("http"), "no external reference of any kind");
+        assert!(
+            !html.to_lowercase().contains("http"),
+            "no external reference of any kind"
+        );
         assert!(!html.contains("<link") && !html.contains("@import") && !html.contains("url("));
         // Bars: gold, win rate, RM accuracy; lines: over-optimization, one training curve.
         assert_eq!(r.charts().len(), 5);
@@ -574,7 +635,10 @@ mod tests {
 
     #[test]
     fn empty_sections_are_left_out() {
-        let r = Report::new(ReportData { title: "t".into(), ..Default::default() });
+        let r = Report::new(ReportData {
+            title: "t".into(),
+            ..Default::default()
+        });
         let html = r.render_html();
         assert_eq!(html.matches("<svg").count(), 0);
         assert!(!html.contains("<h2>"));
@@ -586,10 +650,16 @@ mod tests {
         let paths = Report::demo().write(dir.path()).unwrap();
         let html = std::fs::read_to_string(&paths.html).unwrap();
         assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
-        let back: ReportData = serde_json::from_str(&std::fs::read_to_string(&paths.json).unwrap()).unwrap();
+        let back: ReportData =
+            serde_json::from_str(&std::fs::read_to_string(&paths.json).unwrap()).unwrap();
         let demo = Report::demo().data;
-        assert_eq!((back.title, back.methods.len(), back.overoptimization.len()), (demo.title, demo.methods.len(), 2));
-        assert!(std::fs::read_to_string(&paths.markdown).unwrap().starts_with("# reins quickstart"));
+        assert_eq!(
+            (back.title, back.methods.len(), back.overoptimization.len()),
+            (demo.title, demo.methods.len(), 2)
+        );
+        assert!(std::fs::read_to_string(&paths.markdown)
+            .unwrap()
+            .starts_with("# reins quickstart"));
         if let Ok(out) = std::env::var("REINS_LAB_DEMO_REPORT") {
             Report::demo().write(Path::new(&out)).unwrap();
         }

@@ -9,24 +9,60 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 pub(crate) const CAPITALS: &[(&str, &str)] = &[
-    ("France", "Paris"), ("Spain", "Madrid"), ("Italy", "Rome"), ("Germany", "Berlin"),
-    ("Japan", "Tokyo"), ("China", "Beijing"), ("Peru", "Lima"), ("Chile", "Santiago"),
-    ("Egypt", "Cairo"), ("Kenya", "Nairobi"), ("Canada", "Ottawa"), ("Brazil", "Brasilia"),
-    ("Russia", "Moscow"), ("Greece", "Athens"), ("Norway", "Oslo"), ("Sweden", "Stockholm"),
-    ("Poland", "Warsaw"), ("Cuba", "Havana"), ("Ireland", "Dublin"), ("Portugal", "Lisbon"),
-    ("Austria", "Vienna"), ("Turkey", "Ankara"),
+    ("France", "Paris"),
+    ("Spain", "Madrid"),
+    ("Italy", "Rome"),
+    ("Germany", "Berlin"),
+    ("Japan", "Tokyo"),
+    ("China", "Beijing"),
+    ("Peru", "Lima"),
+    ("Chile", "Santiago"),
+    ("Egypt", "Cairo"),
+    ("Kenya", "Nairobi"),
+    ("Canada", "Ottawa"),
+    ("Brazil", "Brasilia"),
+    ("Russia", "Moscow"),
+    ("Greece", "Athens"),
+    ("Norway", "Oslo"),
+    ("Sweden", "Stockholm"),
+    ("Poland", "Warsaw"),
+    ("Cuba", "Havana"),
+    ("Ireland", "Dublin"),
+    ("Portugal", "Lisbon"),
+    ("Austria", "Vienna"),
+    ("Turkey", "Ankara"),
 ];
 
 pub(crate) const OPPOSITES: &[(&str, &str)] = &[
-    ("hot", "cold"), ("big", "small"), ("fast", "slow"), ("up", "down"), ("light", "dark"),
-    ("old", "young"), ("tall", "short"), ("hard", "soft"), ("early", "late"), ("open", "closed"),
-    ("full", "empty"), ("rich", "poor"), ("wet", "dry"), ("loud", "quiet"), ("strong", "weak"),
+    ("hot", "cold"),
+    ("big", "small"),
+    ("fast", "slow"),
+    ("up", "down"),
+    ("light", "dark"),
+    ("old", "young"),
+    ("tall", "short"),
+    ("hard", "soft"),
+    ("early", "late"),
+    ("open", "closed"),
+    ("full", "empty"),
+    ("rich", "poor"),
+    ("wet", "dry"),
+    ("loud", "quiet"),
+    ("strong", "weak"),
     ("high", "low"),
 ];
 
 pub(crate) const SOUNDS: &[(&str, &str)] = &[
-    ("cow", "moo"), ("dog", "woof"), ("cat", "meow"), ("duck", "quack"), ("sheep", "baa"),
-    ("pig", "oink"), ("horse", "neigh"), ("lion", "roar"), ("bee", "buzz"), ("frog", "croak"),
+    ("cow", "moo"),
+    ("dog", "woof"),
+    ("cat", "meow"),
+    ("duck", "quack"),
+    ("sheep", "baa"),
+    ("pig", "oink"),
+    ("horse", "neigh"),
+    ("lion", "roar"),
+    ("bee", "buzz"),
+    ("frog", "croak"),
     ("mouse", "squeak"),
 ];
 
@@ -50,9 +86,21 @@ impl Category {
     /// The items, as written in a response (lower case except days).
     pub fn items(self) -> &'static [&'static str] {
         match self {
-            Category::Colors => &["red", "blue", "green", "yellow", "purple", "pink", "brown", "white"],
-            Category::Fruits => &["apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "pear"],
-            Category::Days => &["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
+            Category::Colors => &[
+                "red", "blue", "green", "yellow", "purple", "pink", "brown", "white",
+            ],
+            Category::Fruits => &[
+                "apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "pear",
+            ],
+            Category::Days => &[
+                "Monday",
+                "Tuesday",
+                "Wednesday",
+                "Thursday",
+                "Friday",
+                "Saturday",
+                "Sunday",
+            ],
         }
     }
     fn noun(self) -> &'static str {
@@ -201,7 +249,10 @@ impl Task {
                 format!("Name {} {}.", NUMBER_WORDS[*n], category.noun()),
             ],
             Task::Greeting { hello: true, name } => {
-                vec![format!("Say hello to {name}."), format!("Please greet {name}.")]
+                vec![
+                    format!("Say hello to {name}."),
+                    format!("Please greet {name}."),
+                ]
             }
             Task::Greeting { hello: false, name } => vec![
                 format!("Say goodbye to {name}."),
@@ -220,7 +271,8 @@ impl Task {
                     v
                 } else {
                     let deltas = [-10, -3, -2, -1, 1, 2, 3, 10];
-                    let cands: Vec<i64> = deltas.iter().map(|d| v + d).filter(|x| *x >= 0).collect();
+                    let cands: Vec<i64> =
+                        deltas.iter().map(|d| v + d).filter(|x| *x >= 0).collect();
                     *cands.choose(rng).unwrap_or(&(v + 1))
                 };
                 match style {
@@ -231,7 +283,11 @@ impl Task {
             }
             Task::Capital { country } => {
                 let right = self.answer_word().unwrap_or("Paris");
-                let city = if correct { right } else { pick_other(CAPITALS.iter().map(|p| p.1), right, rng) };
+                let city = if correct {
+                    right
+                } else {
+                    pick_other(CAPITALS.iter().map(|p| p.1), right, rng)
+                };
                 match style {
                     0 => format!("The capital of {country} is {city}."),
                     1 => format!("It is {city}."),
@@ -243,7 +299,10 @@ impl Task {
                 let w = if correct {
                     right
                 } else {
-                    let all = OPPOSITES.iter().flat_map(|(x, y)| [*x, *y]).filter(|x| x != word);
+                    let all = OPPOSITES
+                        .iter()
+                        .flat_map(|(x, y)| [*x, *y])
+                        .filter(|x| x != word);
                     pick_other(all, right, rng)
                 };
                 if style == 0 {
@@ -254,7 +313,11 @@ impl Task {
             }
             Task::AnimalSound { animal } => {
                 let right = self.answer_word().unwrap_or("moo");
-                let s = if correct { right } else { pick_other(SOUNDS.iter().map(|p| p.1), right, rng) };
+                let s = if correct {
+                    right
+                } else {
+                    pick_other(SOUNDS.iter().map(|p| p.1), right, rng)
+                };
                 if style == 0 {
                     format!("It says {s}.")
                 } else {
@@ -262,7 +325,11 @@ impl Task {
                 }
             }
             Task::List { category, n } => {
-                let mut items: Vec<&str> = category.items().choose_multiple(rng, *n + 1).copied().collect();
+                let mut items: Vec<&str> = category
+                    .items()
+                    .choose_multiple(rng, *n + 1)
+                    .copied()
+                    .collect();
                 items.truncate(*n);
                 if !correct {
                     match rng.random_range(0..3u8) {
@@ -319,7 +386,11 @@ impl Task {
     }
 }
 
-fn pick_other<'a, R: Rng + ?Sized>(all: impl Iterator<Item = &'a str>, not: &str, rng: &mut R) -> &'a str {
+fn pick_other<'a, R: Rng + ?Sized>(
+    all: impl Iterator<Item = &'a str>,
+    not: &str,
+    rng: &mut R,
+) -> &'a str {
     let cands: Vec<&str> = all.filter(|x| *x != not).collect();
     cands.choose(rng).copied().unwrap_or("none")
 }
@@ -342,29 +413,46 @@ pub fn all_tasks() -> Vec<Task> {
     }
     for a in 3..=20 {
         for b in 1..a {
-            out.push(Task::Arithmetic { a, op: Op::Minus, b });
+            out.push(Task::Arithmetic {
+                a,
+                op: Op::Minus,
+                b,
+            });
         }
     }
     for a in 2..=9 {
         for b in 2..=9 {
-            out.push(Task::Arithmetic { a, op: Op::Times, b });
+            out.push(Task::Arithmetic {
+                a,
+                op: Op::Times,
+                b,
+            });
         }
     }
-    out.extend(CAPITALS.iter().map(|(c, _)| Task::Capital { country: c.to_string() }));
+    out.extend(CAPITALS.iter().map(|(c, _)| Task::Capital {
+        country: c.to_string(),
+    }));
     out.extend(
         OPPOSITES
             .iter()
             .flat_map(|(x, y)| [x, y])
-            .map(|w| Task::Opposite { word: w.to_string() }),
+            .map(|w| Task::Opposite {
+                word: w.to_string(),
+            }),
     );
-    out.extend(SOUNDS.iter().map(|(a, _)| Task::AnimalSound { animal: a.to_string() }));
+    out.extend(SOUNDS.iter().map(|(a, _)| Task::AnimalSound {
+        animal: a.to_string(),
+    }));
     for category in Category::ALL {
         for n in 2..=5 {
             out.push(Task::List { category, n });
         }
     }
     for hello in [true, false] {
-        out.extend(NAMES.iter().map(|n| Task::Greeting { hello, name: n.to_string() }));
+        out.extend(NAMES.iter().map(|n| Task::Greeting {
+            hello,
+            name: n.to_string(),
+        }));
     }
     out
 }
@@ -404,7 +492,14 @@ mod tests {
             let words = p.split_whitespace().count();
             assert!((3..=15).contains(&words), "{p}");
         }
-        assert_eq!(parse_prompt("  What is 2 + 3? "), Some(&Task::Arithmetic { a: 2, op: Op::Plus, b: 3 }));
+        assert_eq!(
+            parse_prompt("  What is 2 + 3? "),
+            Some(&Task::Arithmetic {
+                a: 2,
+                op: Op::Plus,
+                b: 3
+            })
+        );
         assert_eq!(parse_prompt("Tell me a story."), None);
     }
 }

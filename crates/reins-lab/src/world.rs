@@ -15,8 +15,13 @@ pub use crate::tasks::{all_prompts, parse_prompt, Category, Op, Task, TaskKind};
 use crate::LabError;
 
 /// Polite openers and closers (each is one sentence).
-pub(crate) const POLITE_OPENERS: &[&str] = &["Sure!", "Of course!", "Happy to help!", "Glad you asked."];
-pub(crate) const POLITE_CLOSERS: &[&str] = &["Hope this helps!", "Have a nice day!", "Thank you for asking!"];
+pub(crate) const POLITE_OPENERS: &[&str] =
+    &["Sure!", "Of course!", "Happy to help!", "Glad you asked."];
+pub(crate) const POLITE_CLOSERS: &[&str] = &[
+    "Hope this helps!",
+    "Have a nice day!",
+    "Thank you for asking!",
+];
 /// Rude remarks.
 pub(crate) const RUDE: &[&str] = &[
     "Ugh, fine.",
@@ -110,8 +115,16 @@ impl Factors {
         } else {
             (Politeness::Neutral, 0)
         };
-        let padding = if rng.random_bool(mix.p_padded) { rng.random_range(1..=2u8) } else { 0 };
-        let repeats = if rng.random_bool(mix.p_repeated) { rng.random_range(1..=2u8) } else { 0 };
+        let padding = if rng.random_bool(mix.p_padded) {
+            rng.random_range(1..=2u8)
+        } else {
+            0
+        };
+        let repeats = if rng.random_bool(mix.p_repeated) {
+            rng.random_range(1..=2u8)
+        } else {
+            0
+        };
         Factors {
             relevant,
             correct,
@@ -169,8 +182,10 @@ impl World {
     /// mixed with the seed, falls under `heldout_fraction`; every kind gets at least one prompt
     /// in each split.
     pub fn new(seed: u64, cfg: &WorldConfig) -> Result<Self, LabError> {
-        let mut lab = crate::config::LabConfig::default();
-        lab.world = cfg.clone();
+        let lab = crate::config::LabConfig {
+            world: cfg.clone(),
+            ..Default::default()
+        };
         lab.validate()?;
         let split_seed = derive_seed(seed, "world/split");
         let mut train = vec![Vec::new(); TaskKind::ALL.len()];
@@ -237,10 +252,22 @@ impl World {
     }
 
     /// Like [`World::prompts`], from the caller's stream (e.g. a fresh batch per PPO step).
-    pub fn prompts_with<R: Rng + ?Sized>(&self, split: Split, n: usize, rng: &mut R) -> Vec<Prompt> {
+    pub fn prompts_with<R: Rng + ?Sized>(
+        &self,
+        split: Split,
+        n: usize,
+        rng: &mut R,
+    ) -> Vec<Prompt> {
         let pools = self.by_split(split);
         let w = &self.cfg.task_weights;
-        let weights = [w.arithmetic, w.capital, w.opposite, w.animal_sound, w.list, w.greeting];
+        let weights = [
+            w.arithmetic,
+            w.capital,
+            w.opposite,
+            w.animal_sound,
+            w.list,
+            w.greeting,
+        ];
         let total: f64 = weights.iter().sum();
         let mut decks: Vec<Vec<usize>> = vec![Vec::new(); pools.len()];
         let mut out = Vec::with_capacity(n);
@@ -266,13 +293,23 @@ impl World {
     }
 
     /// A response to `prompt` with factors drawn from `mix`.
-    pub fn sample_response<R: Rng + ?Sized>(&self, prompt: &Prompt, rng: &mut R, mix: &QualityMix) -> Response {
+    pub fn sample_response<R: Rng + ?Sized>(
+        &self,
+        prompt: &Prompt,
+        rng: &mut R,
+        mix: &QualityMix,
+    ) -> Response {
         let factors = Factors::sample(mix, rng);
         self.response_with(prompt, &factors, rng)
     }
 
     /// A response to `prompt` written with exactly these factors.
-    pub fn response_with<R: Rng + ?Sized>(&self, prompt: &Prompt, factors: &Factors, rng: &mut R) -> Response {
+    pub fn response_with<R: Rng + ?Sized>(
+        &self,
+        prompt: &Prompt,
+        factors: &Factors,
+        rng: &mut R,
+    ) -> Response {
         let content = if factors.relevant {
             prompt.task.answer_sentence(factors.correct, rng)
         } else {
@@ -305,7 +342,10 @@ impl World {
         if rude_first {
             parts.push(RUDE.choose(rng).copied().unwrap_or("Whatever."));
         }
-        let fillers: Vec<&str> = FILLER.choose_multiple(rng, factors.padding as usize).copied().collect();
+        let fillers: Vec<&str> = FILLER
+            .choose_multiple(rng, factors.padding as usize)
+            .copied()
+            .collect();
         parts.extend(fillers);
         for _ in 0..=factors.repeats {
             parts.push(&content);
@@ -314,7 +354,12 @@ impl World {
             parts.push(RUDE.choose(rng).copied().unwrap_or("Whatever."));
         }
         if closer {
-            parts.push(POLITE_CLOSERS.choose(rng).copied().unwrap_or("Hope this helps!"));
+            parts.push(
+                POLITE_CLOSERS
+                    .choose(rng)
+                    .copied()
+                    .unwrap_or("Hope this helps!"),
+            );
         }
         Response {
             text: parts.join(" "),
@@ -329,7 +374,12 @@ impl World {
         let pretrain = self
             .prompts_with(Split::Train, n_pretrain, &mut rng)
             .iter()
-            .map(|p| chat::full(&p.text, &self.sample_response(p, &mut rng, &self.cfg.corpus_mix).text))
+            .map(|p| {
+                chat::full(
+                    &p.text,
+                    &self.sample_response(p, &mut rng, &self.cfg.corpus_mix).text,
+                )
+            })
             .collect();
         let mut rng = stream(self.seed, "corpus/sft");
         let sft = self
@@ -384,7 +434,12 @@ mod tests {
         let w = world();
         let a = w.prompts(Split::Heldout, 200);
         assert_eq!(a, w.prompts(Split::Heldout, 200));
-        assert_eq!(a, World::new(1, &WorldConfig::default()).unwrap().prompts(Split::Heldout, 200));
+        assert_eq!(
+            a,
+            World::new(1, &WorldConfig::default())
+                .unwrap()
+                .prompts(Split::Heldout, 200)
+        );
         let kinds: HashSet<_> = a.iter().map(|p| p.task.kind()).collect();
         assert_eq!(kinds.len(), 6);
         let held: HashSet<_> = w.all(Split::Heldout).collect();
@@ -412,7 +467,10 @@ mod tests {
         assert_eq!(c, w.corpus(300, 100));
         assert_eq!(c.pretrain.len(), 300);
         assert_eq!(c.sft.len(), 100);
-        let held: HashSet<_> = w.all(Split::Heldout).map(|p| chat::prompt(&p.text)).collect();
+        let held: HashSet<_> = w
+            .all(Split::Heldout)
+            .map(|p| chat::prompt(&p.text))
+            .collect();
         for t in &c.pretrain {
             assert!(t.starts_with(chat::USER) && t.ends_with(chat::END), "{t}");
             let prompt_part = &t[..t.find(chat::ASSISTANT).unwrap() + chat::ASSISTANT.len()];
