@@ -340,6 +340,61 @@ impl Population {
     }
 }
 
+impl Population {
+    /// Labels every `(prompt, a, b)` pair (one annotator drawn per pair), in order.
+    pub fn label_pairs<R: Rng + ?Sized>(
+        &self,
+        pairs: &[(String, String, String)],
+        rng: &mut R,
+    ) -> Vec<Label> {
+        pairs
+            .iter()
+            .map(|(p, a, b)| self.label(p, a, b, rng))
+            .collect()
+    }
+
+    /// Per-annotator agreement with noiseless gold of `labels` (given for `pairs`, in order),
+    /// plus a last row `all`: the report's annotator table.
+    pub fn agreement_rows(
+        &self,
+        gold: &GoldReward,
+        pairs: &[(String, String, String)],
+        labels: &[Label],
+    ) -> Vec<crate::report::AnnotatorRow> {
+        let ids = self.annotators.iter().map(|a| a.id.as_str()).chain(["all"]);
+        ids.map(|id| {
+            let mut agr = Agreement::default();
+            for ((p, a, b), l) in pairs.iter().zip(labels) {
+                if id == "all" || l.annotator_id == id {
+                    agr.add(gold, p, a, b, l);
+                }
+            }
+            let n = agr.n.max(1) as f64;
+            crate::report::AnnotatorRow {
+                id: id.to_string(),
+                n_labels: agr.n,
+                agreement_with_gold: agr.rate(),
+                tie_rate: agr.ties as f64 / n,
+                skip_rate: agr.skips as f64 / n,
+            }
+        })
+        .collect()
+    }
+}
+
+/// Writes records as JSONL (one `PreferenceRecord` per line).
+pub fn write_jsonl(
+    path: &std::path::Path,
+    records: &[PreferenceRecord],
+) -> Result<(), crate::LabError> {
+    let mut text = String::new();
+    for r in records {
+        text.push_str(&r.to_json_line());
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|e| crate::LabError::io("writing", path, e))
+}
+
 impl PairwiseJudge for Population {
     fn judge(&self, prompt: &str, a: &str, b: &str, rng: &mut dyn RngCore) -> Label {
         self.label(prompt, a, b, rng)

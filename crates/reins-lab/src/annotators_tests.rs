@@ -265,4 +265,16 @@ fn default_population_agreement() {
         gold_ties as f64 / ps.len() as f64
     );
     assert!((0.75..0.95).contains(&agr.rate()), "{agr:?}");
+    let labels = pop.label_pairs(&ps, &mut LabRng::seed_from_u64(11));
+    let rows = pop.agreement_rows(&gold, &ps, &labels);
+    assert_eq!(rows.len(), 9);
+    assert_eq!(rows[8].id, "all");
+    assert_eq!(rows[8].n_labels, 4000);
+    assert_eq!(rows[..8].iter().map(|r| r.n_labels).sum::<usize>(), 4000);
+    for r in &rows {
+        println!(
+            "  {} n={} agreement {:.3} ties {:.3} skips {:.3}",
+            r.id, r.n_labels, r.agreement_with_gold, r.tie_rate, r.skip_rate
+        );
+    }
 }
