@@ -128,8 +128,8 @@ pub struct SimulatedAnnotator {
     pub beta: f64,
     /// Mistake ε.
     pub p_mistake: f64,
-    /// δ_skip (`None`: never skips).
-    pub skip_threshold: Option<f64>,
+    /// δ_skip (`-inf`: never skips).
+    pub skip_threshold: f64,
     /// δ_equal (0: never equal).
     pub equal_threshold: f64,
     /// Myopic γ (1: not myopic).
@@ -183,7 +183,7 @@ impl SimulatedAnnotator {
     pub fn probabilities(&self, prompt: &str, a: &str, b: &str) -> OutcomeProbs {
         let (ua, ma) = self.utilities(prompt, a);
         let (ub, mb) = self.utilities(prompt, b);
-        if self.skip_threshold.is_some_and(|t| ua.max(ub) < t) {
+        if ua.max(ub) < self.skip_threshold {
             return OutcomeProbs {
                 a: 0.0,
                 b: 0.0,
@@ -232,7 +232,7 @@ impl SimulatedAnnotator {
             utility_b: ub,
             p_a: 0.5,
         };
-        if self.skip_threshold.is_some_and(|t| ua.max(ub) < t) {
+        if ua.max(ub) < self.skip_threshold {
             return label;
         }
         let equal = (ua - ub).abs() < self.equal_threshold;

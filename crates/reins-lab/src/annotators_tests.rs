@@ -92,7 +92,7 @@ fn stochastic_myopic_annotator_matches_its_expected_agreement() {
         FactorWeights::default(),
         &crate::AnnotatorConfig::default(),
     );
-    a.skip_threshold = None;
+    a.skip_threshold = f64::NEG_INFINITY;
     a.equal_threshold = 0.0;
     let (agr, expected) = run(&a, &ps, 3);
     let n = agr.decided as f64;
@@ -109,7 +109,7 @@ fn stochastic_myopic_annotator_matches_its_expected_agreement() {
 fn skips_and_ties_happen_exactly_where_configured() {
     let ps = pairs(1500);
     let mut a = SimulatedAnnotator::oracle("t", FactorWeights::default());
-    a.skip_threshold = Some(0.5);
+    a.skip_threshold = 0.5;
     a.equal_threshold = 0.6;
     let mut rng = LabRng::seed_from_u64(4);
     let (mut skips, mut ties) = (0, 0);
@@ -129,7 +129,7 @@ fn skips_and_ties_happen_exactly_where_configured() {
         ties += usize::from(l.outcome == Outcome::Tie);
     }
     assert!(skips > 10 && ties > 10, "skips {skips} ties {ties}");
-    a.skip_threshold = None;
+    a.skip_threshold = f64::NEG_INFINITY;
     a.equal_threshold = 0.0;
     let mut rng = LabRng::seed_from_u64(4);
     assert!(ps

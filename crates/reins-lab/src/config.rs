@@ -422,8 +422,8 @@ pub struct AnnotatorConfig {
     /// Mistake ε: probability of flipping the label after choosing. Default 0.05.
     pub p_mistake: f64,
     /// Skip threshold δ_skip: skip the query when both responses' utilities are below it
-    /// ("both bad"). `None` never skips. Default 0.0.
-    pub skip_threshold: Option<f64>,
+    /// ("both bad"). `-inf` never skips. Default 0.0.
+    pub skip_threshold: f64,
     /// Equal threshold δ_equal: answer "equal" when |U_A − U_B| < δ_equal. `0` disables.
     /// Default 0.25.
     pub equal_threshold: f64,
@@ -437,7 +437,7 @@ impl Default for AnnotatorConfig {
         AnnotatorConfig {
             beta: 1.5,
             p_mistake: 0.05,
-            skip_threshold: Some(0.0),
+            skip_threshold: 0.0,
             equal_threshold: 0.25,
             gamma: 0.9,
         }
@@ -450,7 +450,7 @@ impl AnnotatorConfig {
         AnnotatorConfig {
             beta: 0.0,
             p_mistake: 0.0,
-            skip_threshold: None,
+            skip_threshold: f64::NEG_INFINITY,
             equal_threshold: 0.0,
             gamma: 1.0,
         }
@@ -463,6 +463,12 @@ impl AnnotatorConfig {
             ));
         }
         check_prob(&format!("{key}.p_mistake"), self.p_mistake)?;
+        if self.skip_threshold.is_nan() || self.skip_threshold == f64::INFINITY {
+            return Err(LabError::config(
+                &format!("{key}.skip_threshold"),
+                "must be a number or -inf (never skip)",
+            ));
+        }
         if self.equal_threshold.is_nan() || self.equal_threshold < 0.0 {
             return Err(LabError::config(
                 &format!("{key}.equal_threshold"),
@@ -549,19 +555,19 @@ impl Default for TokenizerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Default 4.
+    /// Transformer blocks. Default 4.
     pub num_hidden_layers: usize,
-    /// Default 128.
+    /// Width of the residual stream. Default 128.
     pub hidden_size: usize,
-    /// Default 4.
+    /// Attention heads (`hidden_size` must be a multiple). Default 4.
     pub num_attention_heads: usize,
-    /// Default 4.
+    /// Key/value heads (grouped-query attention when fewer than the heads). Default 4.
     pub num_key_value_heads: usize,
-    /// Default 512.
+    /// Width of the SwiGLU MLP. Default 512.
     pub intermediate_size: usize,
     /// Prompt plus completion never exceed this. Default 96.
     pub max_position_embeddings: usize,
-    /// Default 10000.
+    /// RoPE base. Default 10000.
     pub rope_theta: f64,
 }
 
@@ -609,7 +615,7 @@ pub struct PairsConfig {
     pub n_prompts: usize,
     /// Sampling temperature of the SFT policy. Default 1.0.
     pub temperature: f64,
-    /// Default 40.
+    /// Longest completion sampled. Default 40.
     pub max_new_tokens: usize,
 }
 
@@ -629,11 +635,11 @@ impl Default for PairsConfig {
 pub struct RewardModelConfig {
     /// Members of the ensemble (each on a bootstrap of the labels, its own seed). Default 4.
     pub ensemble_size: usize,
-    /// Default 400.
+    /// Optimizer steps. Default 400.
     pub max_steps: usize,
-    /// Default 32.
+    /// Sequences (or prompts) per optimizer step. Default 32.
     pub per_device_train_batch_size: usize,
-    /// Default 5e-4.
+    /// AdamW peak learning rate. Default 5e-4.
     pub learning_rate: f64,
     /// Ensemble reward = mean − `uncertainty_penalty` × std over members. Default 1.0.
     pub uncertainty_penalty: f64,
@@ -658,29 +664,29 @@ impl Default for RewardModelConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PpoConfig {
-    /// Default 150.
+    /// Optimizer steps. Default 150.
     pub max_steps: usize,
     /// Prompts per rollout batch. Default 32.
     pub per_device_train_batch_size: usize,
-    /// Default 3e-5... scaled for a tiny model: 1e-4.
+    /// Default 1e-4 (TRL: 3e-6 for billion-parameter models; a tiny model takes larger steps).
     pub learning_rate: f64,
     /// KL penalty coefficient. Default 0.05.
     pub kl_coef: f64,
-    /// Default 0.2.
+    /// PPO ratio clip ε. Default 0.2.
     pub cliprange: f64,
-    /// Default 0.2.
+    /// Value-function clip. Default 0.2.
     pub cliprange_value: f64,
-    /// Default 0.1.
+    /// Weight of the value loss. Default 0.1.
     pub vf_coef: f64,
-    /// Default 1.0.
+    /// Discount factor. Default 1.0.
     pub gamma: f64,
-    /// Default 0.95.
+    /// GAE λ. Default 0.95.
     pub lam: f64,
-    /// Default 4.
+    /// Optimization epochs per rollout batch. Default 4.
     pub num_ppo_epochs: usize,
     /// Rollout temperature. Default 1.0.
     pub temperature: f64,
-    /// Default 40.
+    /// Longest completion sampled. Default 40.
     pub max_new_tokens: usize,
 }
 
@@ -707,7 +713,7 @@ impl Default for PpoConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpoConfig {
-    /// Default 150.
+    /// Optimizer steps. Default 150.
     pub max_steps: usize,
     /// Prompts per step. Default 8.
     pub per_device_train_batch_size: usize,
@@ -715,11 +721,11 @@ pub struct GrpoConfig {
     pub num_generations: usize,
     /// KL coefficient. Default 0.04.
     pub beta: f64,
-    /// Default 1e-4.
+    /// AdamW peak learning rate. Default 1e-4.
     pub learning_rate: f64,
-    /// Default 1.0.
+    /// Sampling temperature. Default 1.0.
     pub temperature: f64,
-    /// Default 40.
+    /// Longest completion sampled. Default 40.
     pub max_completion_length: usize,
 }
 
@@ -741,15 +747,15 @@ impl Default for GrpoConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DpoConfig {
-    /// Default 0.1.
+    /// KL / DPO temperature β. Default 0.1.
     pub beta: f64,
     /// Default `"sigmoid"`.
     pub loss_type: String,
-    /// Default 300.
+    /// Optimizer steps. Default 300.
     pub max_steps: usize,
-    /// Default 32.
+    /// Sequences (or prompts) per optimizer step. Default 32.
     pub per_device_train_batch_size: usize,
-    /// Default 5e-5... scaled for a tiny model: 2e-4.
+    /// Default 2e-4 (TRL: 1e-6; a tiny model takes larger steps).
     pub learning_rate: f64,
 }
 
@@ -772,15 +778,15 @@ impl Default for DpoConfig {
 pub struct OnlineDpoConfig {
     /// Rounds of sample → label → train. Default 3.
     pub iterations: usize,
-    /// Default 256.
+    /// Train prompts sampled per round. Default 256.
     pub prompts_per_iteration: usize,
     /// `"reward_model"` or `"annotators"`. Default `"reward_model"`.
     pub judge: String,
-    /// Default 0.1.
+    /// KL / DPO temperature β. Default 0.1.
     pub beta: f64,
     /// Steps per round. Default 100.
     pub max_steps: usize,
-    /// Default 2e-4.
+    /// AdamW peak learning rate. Default 2e-4.
     pub learning_rate: f64,
 }
 
@@ -817,12 +823,11 @@ impl Default for BestOfNConfig {
 pub struct EvalConfig {
     /// Held-out prompts. Default 300.
     pub n_prompts: usize,
-    /// Default 40.
+    /// Longest completion sampled. Default 40.
     pub max_new_tokens: usize,
-    /// Default 1.0 (the policy as sampled, as in training).
+    /// Sampling temperature. Default 1.0 (the policy as sampled, as in training).
     pub temperature: f64,
-    /// Checkpoints along the over-optimization run at which gold, proxy and KL are measured.
-    /// Default 10.
+    /// Checkpoints of the over-optimization run at which gold, proxy and KL are measured. Default 10.
     pub overoptimization_points: usize,
     /// Steps of the over-optimization run (PPO with a small KL coefficient). Default 300.
     pub overoptimization_steps: usize,
@@ -866,6 +871,14 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("betta"), "{msg}");
         assert!(msg.contains("lab.toml"), "{msg}");
+    }
+
+    #[test]
+    fn skipping_can_be_disabled_from_toml() {
+        let c =
+            LabConfig::from_toml_str("[annotators.base]\nskip_threshold = -inf\n", "t").unwrap();
+        assert_eq!(c.annotators.base.skip_threshold, f64::NEG_INFINITY);
+        assert_eq!(c, LabConfig::from_toml_str(&c.to_toml(), "t").unwrap());
     }
 
     #[test]
