@@ -69,4 +69,27 @@ mod tests {
             ("2 + 3 is".to_string(), false)
         );
     }
+
+    #[test]
+    fn jinja_template_renders_exactly_the_chat_format() {
+        let mut env = minijinja::Environment::new();
+        env.add_template("chat", JINJA_TEMPLATE).unwrap();
+        let t = env.get_template("chat").unwrap();
+        let (p, r) = ("Say hello to Anna.", "Hello, Anna!");
+        let msgs = |with_answer: bool| {
+            let mut m = vec![minijinja::context! { role => "user", content => p }];
+            if with_answer {
+                m.push(minijinja::context! { role => "assistant", content => r });
+            }
+            m
+        };
+        let full_text = t
+            .render(minijinja::context! { messages => msgs(true), add_generation_prompt => false })
+            .unwrap();
+        assert_eq!(full_text, full(p, r));
+        let gen = t
+            .render(minijinja::context! { messages => msgs(false), add_generation_prompt => true })
+            .unwrap();
+        assert_eq!(gen, prompt(p));
+    }
 }
