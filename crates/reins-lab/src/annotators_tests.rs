@@ -7,15 +7,7 @@ use rand::SeedableRng;
 /// (prompt, a, b) pairs like the pipeline's: two samples per prompt from the SFT-like mix.
 fn pairs(n: usize) -> Vec<(String, String, String)> {
     let w = World::new(5, &WorldConfig::default()).unwrap();
-    let mut rng = w.rng("pairs-test");
-    w.prompts(Split::Train, n)
-        .into_iter()
-        .map(|p| {
-            let a = w.sample_response(&p, &mut rng, &QualityMix::sft()).text;
-            let b = w.sample_response(&p, &mut rng, &QualityMix::sft()).text;
-            (p.text, a, b)
-        })
-        .collect()
+    w.sample_pairs(Split::Train, n, &QualityMix::sft())
 }
 
 fn run(

@@ -8,6 +8,33 @@
 //!
 //! Everything is a pure function of a seed: the same config and seed give the same prompts,
 //! responses, labels and tokenizer on every platform (ChaCha8 streams, FNV-1a hashes).
+//!
+//! # How the quickstart pipeline uses it
+//! ```no_run
+//! use reins_lab::{chat, metrics, tokenizer_train, Lab, LabConfig, Split};
+//! # fn main() -> Result<(), reins_lab::LabError> {
+//! let cfg = LabConfig::default();
+//! let lab = Lab::new(&cfg)?; // world + gold reward + annotator population
+//! // 1. tokenizer and corpus (cache both under cfg.cache_dir)
+//! let tok = tokenizer_train::train_and_save(&lab.world, &cfg, std::path::Path::new(".reins/tok"))?;
+//! let corpus = lab.world.corpus(cfg.pretrain.n_examples, cfg.sft.n_examples);
+//! // pretrain on corpus.pretrain (chat texts), SFT on corpus.sft (prompt/completion).
+//! // 2. pairs: two SFT samples per train prompt, conditioned on chat::prompt(&p.text),
+//! //    cut with chat::extract_response; then labels, kept with their annotator ids
+//! let prompts = lab.world.prompts(Split::Train, cfg.pairs.n_prompts);
+//! # let pairs: Vec<(String, String, String)> = vec![];
+//! let labels = lab.population.label_pairs(&pairs, &mut lab.world.rng("labels"));
+//! let records: Vec<_> = pairs.iter().zip(&labels)
+//!     .filter_map(|((p, a, b), l)| l.to_record(p, a, b, false))
+//!     .map(|r| r.to_chat()) // TRL standard form: prompt + chosen is the training text
+//!     .collect();
+//! // 3. evaluation on held-out prompts: lab.gold.score(&prompt, &response),
+//! //    metrics::win_rate, metrics::gold_pair_accuracy, metrics::proxy_gold_gap,
+//! //    then report::Report::new(data).write(out_dir)
+//! let held = lab.world.prompts(Split::Heldout, cfg.eval.n_prompts);
+//! # let _ = (tok, corpus, prompts, records, held);
+//! # Ok(()) }
+//! ```
 
 pub mod annotators;
 pub mod chat;
@@ -31,6 +58,26 @@ pub use gold::{Evidence, Factor, GoldReward};
 pub use report::{Report, ReportData};
 
 pub use world::{Corpus, Factors, Prompt, Response, SftExample, Split, Task, World};
+
+/// The lab's model-independent pieces, built from one config.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    pub world: World,
+    pub gold: GoldReward,
+    pub population: Population,
+}
+
+impl Lab {
+    /// Validates `cfg` and builds the world, the gold reward and the annotators from `cfg.seed`.
+    pub fn new(cfg: &LabConfig) -> Result<Self, LabError> {
+        cfg.validate()?;
+        Ok(Lab {
+            world: World::new(cfg.seed, &cfg.world)?,
+            gold: GoldReward::new(cfg.gold.clone()),
+            population: Population::new(&cfg.annotators, &cfg.gold, cfg.seed),
+        })
+    }
+}
 
 /// Errors of the lab's library half. Each message says what to change.
 #[derive(Debug, thiserror::Error)]

@@ -393,6 +393,30 @@ impl World {
         Corpus { pretrain, sft }
     }
 
+    /// `n` model-free comparison pairs `(prompt, a, b)`: two world responses drawn from `mix`
+    /// per prompt of `split`. Deterministic. For CI and sanity checks (the experiment's pairs
+    /// are the SFT policy's samples).
+    pub fn sample_pairs(
+        &self,
+        split: Split,
+        n: usize,
+        mix: &QualityMix,
+    ) -> Vec<(String, String, String)> {
+        let name = match split {
+            Split::Train => "pairs/train",
+            Split::Heldout => "pairs/heldout",
+        };
+        let mut rng = stream(self.seed, name);
+        self.prompts_with(split, n, &mut rng)
+            .into_iter()
+            .map(|p| {
+                let a = self.sample_response(&p, &mut rng, mix).text;
+                let b = self.sample_response(&p, &mut rng, mix).text;
+                (p.text, a, b)
+            })
+            .collect()
+    }
+
     /// A fresh stream for a named stage of this world (e.g. `"pairs"`).
     pub fn rng(&self, name: &str) -> LabRng {
         stream(self.seed, name)
