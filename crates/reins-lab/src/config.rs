@@ -615,7 +615,7 @@ pub struct PairsConfig {
     pub n_prompts: usize,
     /// Sampling temperature of the SFT policy. Default 1.0.
     pub temperature: f64,
-    /// Longest completion sampled. Default 40.
+    /// Longest completion sampled (the longest world response is ~45 tokens). Default 48.
     pub max_new_tokens: usize,
 }
 
@@ -624,7 +624,7 @@ impl Default for PairsConfig {
         PairsConfig {
             n_prompts: 3000,
             temperature: 1.0,
-            max_new_tokens: 40,
+            max_new_tokens: 48,
         }
     }
 }
@@ -686,7 +686,7 @@ pub struct PpoConfig {
     pub num_ppo_epochs: usize,
     /// Rollout temperature. Default 1.0.
     pub temperature: f64,
-    /// Longest completion sampled. Default 40.
+    /// Longest completion sampled (the longest world response is ~45 tokens). Default 48.
     pub max_new_tokens: usize,
 }
 
@@ -704,7 +704,7 @@ impl Default for PpoConfig {
             lam: 0.95,
             num_ppo_epochs: 4,
             temperature: 1.0,
-            max_new_tokens: 40,
+            max_new_tokens: 48,
         }
     }
 }
@@ -725,7 +725,7 @@ pub struct GrpoConfig {
     pub learning_rate: f64,
     /// Sampling temperature. Default 1.0.
     pub temperature: f64,
-    /// Longest completion sampled. Default 40.
+    /// Longest completion sampled (the longest world response is ~45 tokens). Default 48.
     pub max_completion_length: usize,
 }
 
@@ -738,7 +738,7 @@ impl Default for GrpoConfig {
             beta: 0.04,
             learning_rate: 1e-4,
             temperature: 1.0,
-            max_completion_length: 40,
+            max_completion_length: 48,
         }
     }
 }
@@ -823,7 +823,7 @@ impl Default for BestOfNConfig {
 pub struct EvalConfig {
     /// Held-out prompts. Default 300.
     pub n_prompts: usize,
-    /// Longest completion sampled. Default 40.
+    /// Longest completion sampled (the longest world response is ~45 tokens). Default 48.
     pub max_new_tokens: usize,
     /// Sampling temperature. Default 1.0 (the policy as sampled, as in training).
     pub temperature: f64,
@@ -841,7 +841,7 @@ impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
             n_prompts: 300,
-            max_new_tokens: 40,
+            max_new_tokens: 48,
             temperature: 1.0,
             overoptimization_points: 10,
             overoptimization_steps: 300,

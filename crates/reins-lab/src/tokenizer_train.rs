@@ -179,4 +179,35 @@ mod tests {
         assert_eq!(cfg["added_tokens_decoder"]["4"]["content"], "<|end|>");
         assert!(dir.path().join("special_tokens_map.json").exists());
     }
+
+    #[test]
+    fn completions_fit_the_default_generation_budget() {
+        let w = World::new(0, &Default::default()).unwrap();
+        let c = w.corpus(3000, 2000);
+        let tok = train_tokenizer(c.pretrain.iter(), &TokenizerConfig::default()).unwrap();
+        let lens: Vec<usize> = c
+            .sft
+            .iter()
+            .map(|e| {
+                tok.encode(chat::completion(&e.response), false)
+                    .unwrap()
+                    .len()
+            })
+            .collect();
+        let max = *lens.iter().max().unwrap();
+        let mean = lens.iter().sum::<usize>() as f64 / lens.len() as f64;
+        let full_max = c
+            .pretrain
+            .iter()
+            .map(|t| tok.encode(t.as_str(), false).unwrap().len())
+            .max()
+            .unwrap();
+        println!("completion tokens: mean {mean:.1}, max {max}; full text max {full_max}");
+        let defaults = crate::LabConfig::default();
+        assert!(max <= defaults.pairs.max_new_tokens, "{max}");
+        assert!(
+            full_max <= defaults.model.max_position_embeddings,
+            "{full_max}"
+        );
+    }
 }
