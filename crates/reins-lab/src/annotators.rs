@@ -108,6 +108,37 @@ pub trait PairwiseJudge {
     fn judge(&self, prompt: &str, a: &str, b: &str, rng: &mut dyn RngCore) -> Label;
 }
 
+/// Round-robin tournament of `candidates` (responses to `prompt`) under any judge: every pair
+/// is judged once (win 1, tie ½, skip 0). Returns (index of the best, index of the worst,
+/// the scores); the first index wins ties. For online DPO's chosen/rejected from K samples.
+pub fn tournament(
+    judge: &dyn PairwiseJudge,
+    prompt: &str,
+    candidates: &[String],
+    rng: &mut dyn RngCore,
+) -> (usize, usize, Vec<f64>) {
+    let mut wins = vec![0.0; candidates.len()];
+    for i in 0..candidates.len() {
+        for j in i + 1..candidates.len() {
+            match judge
+                .judge(prompt, &candidates[i], &candidates[j], rng)
+                .outcome
+            {
+                Outcome::A => wins[i] += 1.0,
+                Outcome::B => wins[j] += 1.0,
+                Outcome::Tie => {
+                    wins[i] += 0.5;
+                    wins[j] += 0.5;
+                }
+                Outcome::Skip => {}
+            }
+        }
+    }
+    let best = (0..wins.len()).fold(0, |b, i| if wins[i] > wins[b] { i } else { b });
+    let worst = (0..wins.len()).fold(0, |w, i| if wins[i] < wins[w] { i } else { w });
+    (best, worst, wins)
+}
+
 /// Probabilities of each outcome for one query (exact, from the model above).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct OutcomeProbs {

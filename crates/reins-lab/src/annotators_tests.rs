@@ -270,3 +270,29 @@ fn default_population_agreement() {
         );
     }
 }
+
+#[test]
+fn tournament_picks_gold_best_and_worst_with_a_noiseless_judge() {
+    let gold = GoldReward::default();
+    let p = "What is 7 + 5?";
+    let cands: Vec<String> = [
+        "Whatever. It is 13.",
+        "Sure! 7 + 5 is 12.",
+        "It is 12.",
+        "The pig says oink.",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut rng = LabRng::seed_from_u64(0);
+    let (best, worst, wins) = tournament(&gold, p, &cands, &mut rng);
+    assert_eq!(best, 1, "{wins:?}");
+    assert_eq!(worst, 3, "off-topic scores 0, below rude-and-wrong (0.5): {wins:?}");
+    let pop = Population::new(
+        &LabConfig::default().annotators,
+        &FactorWeights::default(),
+        0,
+    );
+    let (b, w, _) = tournament(&pop, p, &cands, &mut rng);
+    assert!(b < cands.len() && w < cands.len());
+}

@@ -533,4 +533,25 @@ mod tests {
         assert!(g.score(h, "Hello, Anna!") > g.score(h, "Goodbye, Anna!"));
         assert!(g.score(h, "Hello, Anna!") > g.score(h, "Hello, Tom!"));
     }
+
+    #[test]
+    fn never_panics_on_arbitrary_text() {
+        use rand::{Rng, SeedableRng};
+        let g = GoldReward::default();
+        let alphabet: Vec<char> = "ab 12.!?,<|>end ü東\n\t-+".chars().collect();
+        let mut rng = crate::rng::LabRng::seed_from_u64(0);
+        let prompts: Vec<&str> = crate::tasks::all_prompts()
+            .iter()
+            .step_by(97)
+            .map(|(p, _)| p.as_str())
+            .collect();
+        for i in 0..2000 {
+            let len = rng.random_range(0..60);
+            let text: String = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            let s = g.score(prompts[i % prompts.len()], &text);
+            assert!(s.is_finite(), "{text:?}");
+        }
+    }
 }

@@ -417,6 +417,21 @@ impl World {
             .collect()
     }
 
+    /// A short fingerprint of everything the world generates (split, prompts, corpus): put it
+    /// in the cache key of the tokenizer and base model, so a changed world retrains them.
+    pub fn fingerprint(&self) -> String {
+        let c = self.corpus(256, 256);
+        let mut bytes = Vec::new();
+        for p in self.all(Split::Heldout) {
+            bytes.extend_from_slice(p.text.as_bytes());
+        }
+        for t in c.pretrain.iter().chain(c.sft.iter().map(|e| &e.response)) {
+            bytes.extend_from_slice(t.as_bytes());
+        }
+        bytes.extend_from_slice(format!("{:?}", self.cfg).as_bytes());
+        format!("{:016x}", fnv1a(&bytes))
+    }
+
     /// A fresh stream for a named stage of this world (e.g. `"pairs"`).
     pub fn rng(&self, name: &str) -> LabRng {
         stream(self.seed, name)
@@ -482,6 +497,23 @@ mod tests {
             let good = w.response_with(&p, &Factors::good(), &mut rng);
             assert!(good.text.split_whitespace().count() <= 16, "{}", good.text);
         }
+    }
+
+    #[test]
+    fn fingerprint_tracks_seed_and_config() {
+        let w = world();
+        assert_eq!(w.fingerprint(), world().fingerprint());
+        assert_ne!(
+            w.fingerprint(),
+            World::new(2, &WorldConfig::default())
+                .unwrap()
+                .fingerprint()
+        );
+        let mut cfg = WorldConfig::default();
+        cfg.sft_mix.p_rude = 0.5;
+        assert_ne!(w.fingerprint(), World::new(1, &cfg).unwrap().fingerprint());
+        let reduced = crate::LabConfig::reduced();
+        assert!(crate::Lab::new(&reduced).is_ok());
     }
 
     #[test]
