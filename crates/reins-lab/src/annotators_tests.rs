@@ -257,6 +257,29 @@ fn default_population_agreement() {
         gold_ties as f64 / ps.len() as f64
     );
     assert!((0.75..0.95).contains(&agr.rate()), "{agr:?}");
+    // The ceiling of a reward model fitted perfectly to infinitely many of these labels: the
+    // population's majority direction, compared with gold.
+    let (mut right, mut counted) = (0, 0);
+    for (p, a, b) in &ps {
+        let g = gold.gold_prefers(p, a, b);
+        if g.is_eq() {
+            continue;
+        }
+        let (mut pa, mut pb) = (0.0, 0.0);
+        for ann in &pop.annotators {
+            let pr = ann.probabilities(p, a, b);
+            pa += pr.a;
+            pb += pr.b;
+        }
+        if pa == pb {
+            continue;
+        }
+        counted += 1;
+        right += usize::from((pa > pb) == g.is_gt());
+    }
+    let ceiling = right as f64 / counted as f64;
+    println!("majority-label ceiling vs gold: {ceiling:.3} on {counted} pairs");
+    assert!(ceiling > 0.9, "{ceiling}");
     let labels = pop.label_pairs(&ps, &mut LabRng::seed_from_u64(11));
     let rows = pop.agreement_rows(&gold, &ps, &labels);
     assert_eq!(rows.len(), 9);
@@ -287,7 +310,10 @@ fn tournament_picks_gold_best_and_worst_with_a_noiseless_judge() {
     let mut rng = LabRng::seed_from_u64(0);
     let (best, worst, wins) = tournament(&gold, p, &cands, &mut rng);
     assert_eq!(best, 1, "{wins:?}");
-    assert_eq!(worst, 3, "off-topic scores 0, below rude-and-wrong (0.5): {wins:?}");
+    assert_eq!(
+        worst, 3,
+        "off-topic scores 0, below rude-and-wrong (0.5): {wins:?}"
+    );
     let pop = Population::new(
         &LabConfig::default().annotators,
         &FactorWeights::default(),
