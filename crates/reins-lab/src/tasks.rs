@@ -468,11 +468,15 @@ pub fn all_prompts() -> &'static [(String, Task)] {
     })
 }
 
-/// The task a prompt text asks (exact match after trimming), or `None` for a text that is not
-/// one of the world's prompts.
+/// The task a prompt text asks (exact match after trimming; a chat-formatted prompt,
+/// `<|user|> … <|assistant|>`, is accepted too), or `None` for a text that is not one of the
+/// world's prompts.
 pub fn parse_prompt(text: &str) -> Option<&'static Task> {
     static MAP: OnceLock<HashMap<&'static str, &'static Task>> = OnceLock::new();
     let map = MAP.get_or_init(|| all_prompts().iter().map(|(p, t)| (p.as_str(), t)).collect());
+    let text = text
+        .replace(crate::chat::USER, " ")
+        .replace(crate::chat::ASSISTANT, " ");
     let norm = text.split_whitespace().collect::<Vec<_>>().join(" ");
     map.get(norm.as_str()).copied()
 }
@@ -501,5 +505,7 @@ mod tests {
             })
         );
         assert_eq!(parse_prompt("Tell me a story."), None);
+        let chat = crate::chat::prompt("What is 2 + 3?");
+        assert_eq!(parse_prompt(&chat), parse_prompt("What is 2 + 3?"));
     }
 }
