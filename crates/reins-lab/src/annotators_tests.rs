@@ -69,6 +69,10 @@ fn mistakes_alone_give_agreement_one_minus_epsilon() {
     assert!((expected - 0.8).abs() < 1e-12);
     let n = agr.decided as f64;
     let sd = (0.8 * 0.2 / n).sqrt();
+    println!(
+        "mistake-only annotator (eps 0.2): observed {:.3}, expected 0.800, n {n}",
+        agr.rate()
+    );
     assert!(
         (agr.rate() - 0.8).abs() < 4.0 * sd,
         "{} vs 0.8 (n={n})",
@@ -89,6 +93,10 @@ fn stochastic_myopic_annotator_matches_its_expected_agreement() {
     let (agr, expected) = run(&a, &ps, 3);
     let n = agr.decided as f64;
     let sd = (expected * (1.0 - expected) / n).sqrt();
+    println!(
+        "default-noise annotator, no skip/tie: observed {:.3}, expected {expected:.3}, n {n}",
+        agr.rate()
+    );
     assert!(
         (agr.rate() - expected).abs() < 4.0 * sd,
         "{} vs {expected}",
