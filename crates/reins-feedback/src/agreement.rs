@@ -46,15 +46,8 @@ fn alpha_with(units: &[Vec<f64>], delta2: impl Fn(f64, f64) -> f64) -> Option<f6
 /// Krippendorff's alpha for nominal labels (any hashable label mapped to a category).
 pub fn krippendorff_alpha_nominal<T: Ord + Clone>(units: &[Vec<T>]) -> Option<f64> {
     let cats: BTreeSet<T> = units.iter().flatten().cloned().collect();
-    let index: BTreeMap<T, f64> = cats
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| (c, i as f64))
-        .collect();
-    let coded: Vec<Vec<f64>> = units
-        .iter()
-        .map(|u| u.iter().map(|v| index[v]).collect())
-        .collect();
+    let index: BTreeMap<T, f64> = cats.into_iter().enumerate().map(|(i, c)| (c, i as f64)).collect();
+    let coded: Vec<Vec<f64>> = units.iter().map(|u| u.iter().map(|v| index[v]).collect()).collect();
     alpha_with(&coded, |a, b| if a == b { 0.0 } else { 1.0 })
 }
 
@@ -66,26 +59,18 @@ pub fn krippendorff_alpha_interval(units: &[Vec<f64>]) -> Option<f64> {
 /// Fleiss' kappa from a subjects × categories count table. Subjects may have different
 /// numbers of raters (≥ 2); with equal counts this is Fleiss (1971) exactly.
 pub fn fleiss_kappa(table: &[Vec<usize>]) -> Option<f64> {
-    let rows: Vec<&Vec<usize>> = table
-        .iter()
-        .filter(|r| r.iter().sum::<usize>() >= 2)
-        .collect();
+    let rows: Vec<&Vec<usize>> = table.iter().filter(|r| r.iter().sum::<usize>() >= 2).collect();
     if rows.is_empty() {
         return None;
     }
     let k = rows[0].len();
     let total: f64 = rows.iter().map(|r| r.iter().sum::<usize>() as f64).sum();
-    let p_j: Vec<f64> = (0..k)
-        .map(|j| rows.iter().map(|r| r[j] as f64).sum::<f64>() / total)
-        .collect();
+    let p_j: Vec<f64> = (0..k).map(|j| rows.iter().map(|r| r[j] as f64).sum::<f64>() / total).collect();
     let p_bar = rows
         .iter()
         .map(|r| {
             let n = r.iter().sum::<usize>() as f64;
-            r.iter()
-                .map(|&c| (c as f64) * (c as f64 - 1.0))
-                .sum::<f64>()
-                / (n * (n - 1.0))
+            r.iter().map(|&c| (c as f64) * (c as f64 - 1.0)).sum::<f64>() / (n * (n - 1.0))
         })
         .sum::<f64>()
         / rows.len() as f64;
@@ -98,21 +83,8 @@ pub fn fleiss_kappa(table: &[Vec<usize>]) -> Option<f64> {
 
 /// Count table for Fleiss' kappa from per-item label lists.
 pub fn count_table<T: Ord + Clone>(units: &[Vec<T>]) -> Vec<Vec<usize>> {
-    let cats: Vec<T> = units
-        .iter()
-        .flatten()
-        .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    units
-        .iter()
-        .map(|u| {
-            cats.iter()
-                .map(|c| u.iter().filter(|v| *v == c).count())
-                .collect()
-        })
-        .collect()
+    let cats: Vec<T> = units.iter().flatten().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    units.iter().map(|u| cats.iter().map(|c| u.iter().filter(|v| *v == c).count()).collect()).collect()
 }
 
 #[cfg(test)]
@@ -127,23 +99,13 @@ mod tests {
         let b = [1., 2., 3., 3., 2., 2., 4., 1., 2., 5., nan, 3.];
         let c = [nan, 3., 3., 3., 2., 3., 4., 2., 2., 5., 1., nan];
         let d = [1., 2., 3., 3., 2., 4., 4., 1., 2., 5., 1., nan];
-        (0..12)
-            .map(|u| {
-                [a[u], b[u], c[u], d[u]]
-                    .into_iter()
-                    .filter(|v| !v.is_nan())
-                    .collect()
-            })
-            .collect()
+        (0..12).map(|u| [a[u], b[u], c[u], d[u]].into_iter().filter(|v| !v.is_nan()).collect()).collect()
     }
 
     #[test]
     fn krippendorff_textbook_values() {
         let units = krippendorff_example();
-        let nominal: Vec<Vec<i64>> = units
-            .iter()
-            .map(|u| u.iter().map(|v| *v as i64).collect())
-            .collect();
+        let nominal: Vec<Vec<i64>> = units.iter().map(|u| u.iter().map(|v| *v as i64).collect()).collect();
         let a = krippendorff_alpha_nominal(&nominal).unwrap();
         assert!((a - 0.743).abs() < 5e-4, "nominal alpha {a}");
         let a = krippendorff_alpha_interval(&units).unwrap();

@@ -44,12 +44,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(db: Db, config: ServerConfig) -> AppState {
-        AppState {
-            db,
-            config: Arc::new(config),
-            limiter: Default::default(),
-            templates: Arc::new(pages::templates()),
-        }
+        AppState { db, config: Arc::new(config), limiter: Default::default(), templates: Arc::new(pages::templates()) }
     }
 }
 
@@ -59,15 +54,9 @@ async fn security_headers(mut res: Response) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"),
     );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     res
 }
 
@@ -81,10 +70,7 @@ pub fn app(state: AppState) -> Router {
         .route("/me", get(api::me))
         .route("/invites", post(api::create_invite))
         .route("/invites/{token}/accept", post(api::accept_invite))
-        .route(
-            "/projects",
-            get(api::list_projects).post(api::create_project),
-        )
+        .route("/projects", get(api::list_projects).post(api::create_project))
         .route("/projects/{id}", get(api::get_project))
         .route("/projects/{id}/members", post(api::add_member))
         .route("/projects/{id}/items", post(api::import_items))
@@ -97,10 +83,7 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(pages::home))
         .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/logout", post(pages::logout))
-        .route(
-            "/invite/{token}",
-            get(pages::invite_form).post(pages::invite_submit),
-        )
+        .route("/invite/{token}", get(pages::invite_form).post(pages::invite_submit))
         .route("/p/{id}", get(pages::label))
         .route("/p/{id}/dashboard", get(pages::dashboard))
         .route("/p/{id}/invite", post(pages::invite_create))
@@ -117,7 +100,5 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }

@@ -55,10 +55,7 @@ pub async fn next_assignment(
             let item = db.item(&item_id).await?;
             let mut order: Vec<usize> = (0..item.responses.len()).collect();
             order.shuffle(&mut rand::rng());
-            if let Some(a) = db
-                .create_assignment(project_id, &item_id, uid, &order, cap)
-                .await?
-            {
+            if let Some(a) = db.create_assignment(project_id, &item_id, uid, &order, cap).await? {
                 return Ok(Some((a, item)));
             }
         }
@@ -91,10 +88,7 @@ pub fn rate_limit(state: &AppState, user_id: &str) -> Result<()> {
         return Ok(());
     }
     let minute = now_ms() / 60_000;
-    let mut map = state
-        .limiter
-        .lock()
-        .map_err(|_| Error::Internal("rate limiter poisoned".into()))?;
+    let mut map = state.limiter.lock().map_err(|_| Error::Internal("rate limiter poisoned".into()))?;
     let entry = map.entry(user_id.to_string()).or_insert((minute, 0));
     if entry.0 != minute {
         *entry = (minute, 0);
@@ -116,10 +110,7 @@ fn login_key(username: &str) -> String {
 /// Refuses a login attempt once the username had too many failures this minute.
 pub fn check_login_attempts(state: &AppState, username: &str) -> Result<()> {
     let minute = now_ms() / 60_000;
-    let map = state
-        .limiter
-        .lock()
-        .map_err(|_| Error::Internal("rate limiter poisoned".into()))?;
+    let map = state.limiter.lock().map_err(|_| Error::Internal("rate limiter poisoned".into()))?;
     match map.get(&login_key(username)) {
         Some((m, n)) if *m == minute && *n >= LOGIN_FAILURES_PER_MINUTE => {
             Err(Error::RateLimited(LOGIN_FAILURES_PER_MINUTE))
@@ -150,10 +141,7 @@ pub async fn submit(
     }
     let db = &state.db;
     // A retry of a stored submission is answered before any other check (and is free).
-    if let Some(existing) = db
-        .submission_by_key(&user.user.id, &body.idempotency_key)
-        .await?
-    {
+    if let Some(existing) = db.submission_by_key(&user.user.id, &body.idempotency_key).await? {
         return Ok((existing, false));
     }
     let a = db
@@ -162,10 +150,7 @@ pub async fn submit(
         .filter(|a| a.user_id == user.user.id && a.project_id == project_id)
         .ok_or_else(|| Error::NotFound("no such assignment for you in this project".into()))?;
     if a.status != "open" {
-        return Err(Error::Conflict(format!(
-            "this assignment is already {}",
-            a.status
-        )));
+        return Err(Error::Conflict(format!("this assignment is already {}", a.status)));
     }
     rate_limit(state, &user.user.id)?;
     let item = db.item(&a.item_id).await?;
@@ -178,11 +163,7 @@ pub async fn submit(
             }
             ("skip", Value::Object(Default::default()), Some(reason))
         }
-        (Some(ans), None) => (
-            "label",
-            cfg.canonicalize(&ans, &a.display_order, &item.responses)?,
-            None,
-        ),
+        (Some(ans), None) => ("label", cfg.canonicalize(&ans, &a.display_order, &item.responses)?, None),
         (None, None) => return Err(bad("send `answers` (or `skip` with a reason)")),
     };
     let s = Submission {

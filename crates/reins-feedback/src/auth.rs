@@ -26,8 +26,7 @@ pub async fn hash_password(password: &str) -> Result<String> {
     tokio::task::spawn_blocking(move || {
         let mut bytes = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-        let salt =
-            SaltString::encode_b64(&bytes).map_err(|e| Error::Internal(format!("salt: {e}")))?;
+        let salt = SaltString::encode_b64(&bytes).map_err(|e| Error::Internal(format!("salt: {e}")))?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
@@ -43,11 +42,7 @@ pub async fn verify_password(password: &str, hash: &str) -> bool {
     }
     let (password, hash) = (password.to_string(), hash.to_string());
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
+        PasswordHash::new(&hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
     })
     .await
     .unwrap_or(false)
@@ -55,38 +50,26 @@ pub async fn verify_password(password: &str, hash: &str) -> bool {
 
 pub fn check_password(password: &str) -> Result<()> {
     if password.len() < MIN_PASSWORD || password.len() > MAX_PASSWORD {
-        return Err(Error::BadRequest(format!(
-            "passwords need {MIN_PASSWORD} to {MAX_PASSWORD} bytes"
-        )));
+        return Err(Error::BadRequest(format!("passwords need {MIN_PASSWORD} to {MAX_PASSWORD} bytes")));
     }
     Ok(())
 }
 
 pub fn check_username(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    let ok =
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(Error::BadRequest(
-            "usernames are 1–64 characters of letters, digits, `.`, `_`, `-`, `@`".into(),
-        ))
+        Err(Error::BadRequest("usernames are 1–64 characters of letters, digits, `.`, `_`, `-`, `@`".into()))
     }
 }
 
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            let (k, v) = kv.trim().split_once('=')?;
-            (k == name).then(|| v.to_string())
-        })
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
 }
 
 pub fn set_cookie(name: &str, value: &str, max_age_s: i64, secure: bool) -> String {
@@ -96,11 +79,7 @@ pub fn set_cookie(name: &str, value: &str, max_age_s: i64, secure: bool) -> Stri
 
 /// Constant-time string comparison for tokens.
 pub fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A signed-in user. Extracting it fails with 401 when there is no valid session.
@@ -128,19 +107,14 @@ impl AuthUser {
         if self.via_bearer {
             return Ok(());
         }
-        let sent = headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
         self.check_csrf(sent)
     }
     pub fn check_csrf(&self, sent: &str) -> Result<()> {
         if same_token(sent, &self.csrf) {
             Ok(())
         } else {
-            Err(Error::Forbidden(
-                "missing or wrong CSRF token: reload the page and try again".into(),
-            ))
+            Err(Error::Forbidden("missing or wrong CSRF token: reload the page and try again".into()))
         }
     }
     /// Admins may see every project; others only those they are members of.
@@ -149,9 +123,7 @@ impl AuthUser {
         if self.is_admin() || state.db.is_member(project_id, &self.user.id).await? {
             Ok(())
         } else {
-            Err(Error::Forbidden(
-                "you are not a member of this project".into(),
-            ))
+            Err(Error::Forbidden("you are not a member of this project".into()))
         }
     }
 }
@@ -168,18 +140,10 @@ impl FromRequestParts<AppState> for AuthUser {
             .map(|t| t.trim().to_string());
         let (token, via_bearer) = match bearer {
             Some(t) => (t, true),
-            None => (
-                cookie(&parts.headers, SESSION_COOKIE).ok_or(Error::Unauthorized)?,
-                false,
-            ),
+            None => (cookie(&parts.headers, SESSION_COOKIE).ok_or(Error::Unauthorized)?, false),
         };
         let (user, csrf) = state.db.session(&token).await?.ok_or(Error::Unauthorized)?;
-        Ok(AuthUser {
-            user,
-            token,
-            csrf,
-            via_bearer,
-        })
+        Ok(AuthUser { user, token, csrf, via_bearer })
     }
 }
 

@@ -13,8 +13,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Error::BadRequest(format!("cannot read {}: {e}", path.display())))
+    std::fs::read_to_string(path).map_err(|e| Error::BadRequest(format!("cannot read {}: {e}", path.display())))
 }
 
 #[derive(Clone, Debug)]
@@ -38,9 +37,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
                     println!("created admin `{}`", opts.admin_user);
                 }
                 None => {
-                    let token = db
-                        .create_invite(Role::Admin, None, None, crate::auth::SESSION_TTL_MS)
-                        .await?;
+                    let token = db.create_invite(Role::Admin, None, None, crate::auth::SESSION_TTL_MS).await?;
                     println!(
                         "no admin yet: open {}/invite/{token} to create one",
                         opts.config.base_url.trim_end_matches('/')
@@ -51,10 +48,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(&opts.addr)
             .await
             .map_err(|e| Error::BadRequest(format!("cannot listen on {}: {e}", opts.addr)))?;
-        println!(
-            "reins feedback serving on http://{} (database: {})",
-            opts.addr, opts.db
-        );
+        println!("reins feedback serving on http://{} (database: {})", opts.addr, opts.db);
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
@@ -67,16 +61,14 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
 pub fn create_user(db: &str, username: &str, password: &str, role: Role) -> Result<()> {
     runtime()?.block_on(async {
         let db = Db::connect(db).await?;
-        crate::create_user(&db, username, password, role)
-            .await
-            .map(|_| ())
+        crate::create_user(&db, username, password, role).await.map(|_| ())
     })
 }
 
 /// Creates a project from a JSON config file; returns its id.
 pub fn create_project(db: &str, name: &str, config: &Path) -> Result<String> {
-    let cfg: serde_json::Value = serde_json::from_str(&read(config)?)
-        .map_err(|e| Error::BadRequest(format!("{}: {e}", config.display())))?;
+    let cfg: serde_json::Value =
+        serde_json::from_str(&read(config)?).map_err(|e| Error::BadRequest(format!("{}: {e}", config.display())))?;
     runtime()?.block_on(async {
         let db = Db::connect(db).await?;
         Ok(crate::create_project(&db, name, &cfg).await?.id)
@@ -100,23 +92,14 @@ pub fn invite(db: &str, role: Role, project: Option<&str>, base_url: &str) -> Re
             Some(p) => Some(crate::find_project(&db, p).await?.id),
             None => None,
         };
-        let token = db
-            .create_invite(role, pid.as_deref(), None, crate::auth::SESSION_TTL_MS)
-            .await?;
+        let token = db.create_invite(role, pid.as_deref(), None, crate::auth::SESSION_TTL_MS).await?;
         Ok(format!("{}/invite/{token}", base_url.trim_end_matches('/')))
     })
 }
 
 /// Writes `<out>/<format>.train.jsonl` and, when `split > 0`, `<out>/<format>.validation.jsonl`.
-pub fn export(
-    db: &str,
-    project: &str,
-    formats: &[String],
-    split: f64,
-    out: &Path,
-) -> Result<Vec<(PathBuf, usize)>> {
-    std::fs::create_dir_all(out)
-        .map_err(|e| Error::BadRequest(format!("cannot create {}: {e}", out.display())))?;
+pub fn export(db: &str, project: &str, formats: &[String], split: f64, out: &Path) -> Result<Vec<(PathBuf, usize)>> {
+    std::fs::create_dir_all(out).map_err(|e| Error::BadRequest(format!("cannot create {}: {e}", out.display())))?;
     runtime()?.block_on(async {
         let db = Db::connect(db).await?;
         let p = crate::find_project(&db, project).await?;
@@ -129,9 +112,8 @@ pub fn export(
             }
             for (part, records) in parts {
                 let path = out.join(format!("{f}.{part}.jsonl"));
-                std::fs::write(&path, crate::export::to_jsonl(&records)).map_err(|e| {
-                    Error::BadRequest(format!("cannot write {}: {e}", path.display()))
-                })?;
+                std::fs::write(&path, crate::export::to_jsonl(&records))
+                    .map_err(|e| Error::BadRequest(format!("cannot write {}: {e}", path.display())))?;
                 written.push((path, records.len()));
             }
         }

@@ -8,13 +8,10 @@ pub fn majority<T: Ord + Clone>(votes: &[T]) -> Option<(T, f64)> {
     for v in votes {
         *counts.entry(v).or_default() += 1;
     }
-    let (label, n) =
-        counts
-            .into_iter()
-            .fold(None, |best: Option<(&T, usize)>, (l, n)| match best {
-                Some((_, bn)) if bn >= n => best,
-                _ => Some((l, n)),
-            })?;
+    let (label, n) = counts.into_iter().fold(None, |best: Option<(&T, usize)>, (l, n)| match best {
+        Some((_, bn)) if bn >= n => best,
+        _ => Some((l, n)),
+    })?;
     Some((label.clone(), n as f64 / votes.len() as f64))
 }
 
@@ -47,11 +44,7 @@ pub fn bradley_terry(n: usize, votes: &[(usize, usize, f64)]) -> Vec<f64> {
         }
         let sum: f64 = next.iter().sum();
         next.iter_mut().for_each(|x| *x *= n as f64 / sum);
-        let delta = next
-            .iter()
-            .zip(&p)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        let delta = next.iter().zip(&p).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
         p = next;
         if delta < 1e-10 {
             break;
@@ -83,12 +76,7 @@ pub fn ranked_pairs(n: usize, ballots: &[Vec<usize>]) -> Vec<usize> {
         }
     }
     // Strongest victories first; a smaller opposition breaks ties, then indices.
-    pairs.sort_by(|a, b| {
-        b.2.cmp(&a.2)
-            .then(a.3.cmp(&b.3))
-            .then(a.0.cmp(&b.0))
-            .then(a.1.cmp(&b.1))
-    });
+    pairs.sort_by(|a, b| b.2.cmp(&a.2).then(a.3.cmp(&b.3)).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
     let mut locked = vec![vec![false; n]; n];
     for (x, y, _, _) in pairs {
         if !reaches(&locked, y, x) {
@@ -97,9 +85,7 @@ pub fn ranked_pairs(n: usize, ballots: &[Vec<usize>]) -> Vec<usize> {
     }
     // Order by number of candidates each beats in the locked graph's transitive closure.
     let mut order: Vec<usize> = (0..n).collect();
-    let beats: Vec<usize> = (0..n)
-        .map(|x| (0..n).filter(|&y| y != x && reaches(&locked, x, y)).count())
-        .collect();
+    let beats: Vec<usize> = (0..n).map(|x| (0..n).filter(|&y| y != x && reaches(&locked, x, y)).count()).collect();
     order.sort_by(|a, b| beats[*b].cmp(&beats[*a]).then(a.cmp(b)));
     order
 }

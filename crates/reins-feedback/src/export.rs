@@ -18,16 +18,7 @@ use crate::tasks::{ProjectConfig, QuestionKind};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
-pub const FORMATS: &[&str] = &[
-    "preference",
-    "ranked",
-    "kto",
-    "ratings",
-    "spans",
-    "critiques",
-    "principles",
-    "raw",
-];
+pub const FORMATS: &[&str] = &["preference", "ranked", "kto", "ratings", "spans", "critiques", "principles", "raw"];
 
 /// Which part of the train/validation split an item falls in: validation when its hash
 /// falls under `split` (a fraction), so the split is by item and stable across exports.
@@ -50,10 +41,7 @@ pub fn export(
     split: f64,
 ) -> Result<Exported> {
     if !FORMATS.contains(&format) {
-        return Err(bad(format!(
-            "unknown export format `{format}`; use one of {}",
-            FORMATS.join(", ")
-        )));
+        return Err(bad(format!("unknown export format `{format}`; use one of {}", FORMATS.join(", "))));
     }
     if !(0.0..=1.0).contains(&split) {
         return Err(bad("split must be a fraction within 0..=1"));
@@ -64,16 +52,9 @@ pub fn export(
         let Some(item) = by_id.get(s.item_id.as_str()) else {
             continue;
         };
-        let annotator = usernames
-            .get(&s.user_id)
-            .cloned()
-            .unwrap_or_else(|| s.user_id.clone());
+        let annotator = usernames.get(&s.user_id).cloned().unwrap_or_else(|| s.user_id.clone());
         let records = records(format, cfg, item, s);
-        let part = if is_validation(&item.external_id, split) {
-            &mut out.validation
-        } else {
-            &mut out.train
-        };
+        let part = if is_validation(&item.external_id, split) { &mut out.validation } else { &mut out.train };
         for mut r in records {
             if let Some(o) = r.as_object_mut() {
                 o.insert("item_id".into(), json!(item.external_id));
@@ -134,10 +115,8 @@ fn records(format: &str, cfg: &ProjectConfig, item: &Item, s: &Submission) -> Ve
             }
             (QuestionKind::Likert { aspects, .. }, "ratings") => {
                 for i in 0..item.responses.len() {
-                    let ratings: Map<String, Value> = aspects
-                        .iter()
-                        .map(|asp| (asp.clone(), a[asp][i].clone()))
-                        .collect();
+                    let ratings: Map<String, Value> =
+                        aspects.iter().map(|asp| (asp.clone(), a[asp][i].clone())).collect();
                     out.push(json!({"prompt": prompt, "completion": resp(i), "ratings": ratings}));
                 }
             }
@@ -150,15 +129,10 @@ fn records(format: &str, cfg: &ProjectConfig, item: &Item, s: &Submission) -> Ve
                         .into_iter()
                         .flatten()
                         .map(|sp| {
-                            let (st, en) = (
-                                sp["start"].as_u64().unwrap_or(0) as usize,
-                                sp["end"].as_u64().unwrap_or(0) as usize,
-                            );
-                            let t: String = chars
-                                .get(st.min(chars.len())..en.min(chars.len()))
-                                .unwrap_or(&[])
-                                .iter()
-                                .collect();
+                            let (st, en) =
+                                (sp["start"].as_u64().unwrap_or(0) as usize, sp["end"].as_u64().unwrap_or(0) as usize);
+                            let t: String =
+                                chars.get(st.min(chars.len())..en.min(chars.len())).unwrap_or(&[]).iter().collect();
                             json!({"start": st, "end": en, "tag": sp["tag"], "text": t})
                         })
                         .collect();
@@ -218,10 +192,8 @@ mod tests {
 
     #[test]
     fn preference_record_has_trl_shape_and_margin() {
-        let cfg = ProjectConfig::parse(
-            &json!({"questions": [{"name": "pref", "kind": "pairwise", "strength": true}]}),
-        )
-        .unwrap();
+        let cfg = ProjectConfig::parse(&json!({"questions": [{"name": "pref", "kind": "pairwise", "strength": true}]}))
+            .unwrap();
         let item = Item {
             id: "i".into(),
             project_id: "p".into(),

@@ -43,22 +43,12 @@ pub struct NewItem {
 
 /// FNV-1a, 64 bit: a stable content id and split hash (not for security).
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100000001b3)
-    })
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3))
 }
 
 fn string_list(v: &Value, key: &str) -> std::result::Result<Vec<String>, String> {
-    let arr = v
-        .as_array()
-        .ok_or(format!("`{key}` must be a list of strings"))?;
-    arr.iter()
-        .map(|s| {
-            s.as_str()
-                .map(str::to_string)
-                .ok_or(format!("`{key}` must be a list of strings"))
-        })
-        .collect()
+    let arr = v.as_array().ok_or(format!("`{key}` must be a list of strings"))?;
+    arr.iter().map(|s| s.as_str().map(str::to_string).ok_or(format!("`{key}` must be a list of strings"))).collect()
 }
 
 /// Parses JSONL text into items, with errors by (1-based) line.
@@ -72,12 +62,7 @@ pub fn parse_jsonl(text: &str, min_responses: usize) -> (Vec<NewItem>, Vec<LineE
         if line.trim().is_empty() {
             continue;
         }
-        let mut err = |m: String| {
-            errors.push(LineError {
-                line: line_no,
-                message: m,
-            })
-        };
+        let mut err = |m: String| errors.push(LineError { line: line_no, message: m });
         let v: Value = match serde_json::from_str(line) {
             Ok(v) => v,
             Err(e) => {
@@ -90,10 +75,7 @@ pub fn parse_jsonl(text: &str, min_responses: usize) -> (Vec<NewItem>, Vec<LineE
             continue;
         };
         if prompt.len() > MAX_PROMPT_BYTES {
-            err(format!(
-                "prompt is {} bytes; the limit is {MAX_PROMPT_BYTES}",
-                prompt.len()
-            ));
+            err(format!("prompt is {} bytes; the limit is {MAX_PROMPT_BYTES}", prompt.len()));
             continue;
         }
         let responses = if let Some(r) = v.get("responses") {
@@ -102,16 +84,13 @@ pub fn parse_jsonl(text: &str, min_responses: usize) -> (Vec<NewItem>, Vec<LineE
             string_list(r, "completions")
         } else if let Some(c) = v.get("completion") {
             match c.as_str() {
-                Some(c) if c.len() > MAX_RESPONSE_BYTES => Err(format!(
-                    "completion is {} bytes; the limit is {MAX_RESPONSE_BYTES}",
-                    c.len()
-                )),
+                Some(c) if c.len() > MAX_RESPONSE_BYTES => {
+                    Err(format!("completion is {} bytes; the limit is {MAX_RESPONSE_BYTES}", c.len()))
+                }
                 Some(c) => {
                     if let Some(&idx) = singles.get(prompt) {
                         if items[idx].responses.len() >= MAX_RESPONSES {
-                            err(format!(
-                                "more than {MAX_RESPONSES} completions for this prompt"
-                            ));
+                            err(format!("more than {MAX_RESPONSES} completions for this prompt"));
                         } else {
                             items[idx].responses.push(c.to_string());
                         }
@@ -140,17 +119,11 @@ pub fn parse_jsonl(text: &str, min_responses: usize) -> (Vec<NewItem>, Vec<LineE
             }
         };
         if let Some(r) = responses.iter().find(|r| r.len() > MAX_RESPONSE_BYTES) {
-            err(format!(
-                "a response is {} bytes; the limit is {MAX_RESPONSE_BYTES}",
-                r.len()
-            ));
+            err(format!("a response is {} bytes; the limit is {MAX_RESPONSE_BYTES}", r.len()));
             continue;
         }
         if responses.len() > MAX_RESPONSES || responses.len() < min_responses {
-            err(format!(
-                "{} responses; this project needs {min_responses} to {MAX_RESPONSES}",
-                responses.len()
-            ));
+            err(format!("{} responses; this project needs {min_responses} to {MAX_RESPONSES}", responses.len()));
             continue;
         }
         let external_id = match v.get("id") {
@@ -158,9 +131,7 @@ pub fn parse_jsonl(text: &str, min_responses: usize) -> (Vec<NewItem>, Vec<LineE
             Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_BYTES => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
             Some(_) => {
-                err(format!(
-                    "`id` must be a non-empty string (at most {MAX_ID_BYTES} bytes) or a number"
-                ));
+                err(format!("`id` must be a non-empty string (at most {MAX_ID_BYTES} bytes) or a number"));
                 continue;
             }
         };
@@ -172,13 +143,7 @@ pub fn parse_jsonl(text: &str, min_responses: usize) -> (Vec<NewItem>, Vec<LineE
                 continue;
             }
         };
-        items.push(NewItem {
-            line: line_no,
-            external_id,
-            prompt: prompt.into(),
-            responses,
-            gold,
-        });
+        items.push(NewItem { line: line_no, external_id, prompt: prompt.into(), responses, gold });
     }
     items.retain(|it| {
         if it.responses.len() < min_responses {
@@ -213,21 +178,9 @@ pub async fn import_jsonl(db: &Db, project_id: &str, text: &str) -> Result<Impor
     let project = db.project(project_id).await?;
     let cfg = ProjectConfig::parse(&project.config)?;
     let (items, errors) = parse_jsonl(text, cfg.min_responses());
-    let mut report = ImportReport {
-        errors,
-        ..Default::default()
-    };
+    let mut report = ImportReport { errors, ..Default::default() };
     for it in items {
-        if db
-            .insert_item(
-                project_id,
-                &it.external_id,
-                &it.prompt,
-                &it.responses,
-                it.gold.as_ref(),
-            )
-            .await?
-        {
+        if db.insert_item(project_id, &it.external_id, &it.prompt, &it.responses, it.gold.as_ref()).await? {
             report.imported += 1;
         } else {
             report.duplicates += 1;

@@ -32,11 +32,7 @@ pub async fn create_user(db: &Db, username: &str, password: &str, role: Role) ->
 }
 
 /// Creates a project after validating its config.
-pub async fn create_project(
-    db: &Db,
-    name: &str,
-    config: &serde_json::Value,
-) -> Result<db::Project> {
+pub async fn create_project(db: &Db, name: &str, config: &serde_json::Value) -> Result<db::Project> {
     tasks::ProjectConfig::parse(config)?;
     db.create_project(name, config).await
 }
@@ -46,12 +42,8 @@ pub async fn find_project(db: &Db, id_or_name: &str) -> Result<db::Project> {
     if let Ok(p) = db.project(id_or_name).await {
         return Ok(p);
     }
-    let admin = db::User {
-        id: String::new(),
-        username: String::new(),
-        role: Role::Admin,
-        password_hash: String::new(),
-    };
+    let admin =
+        db::User { id: String::new(), username: String::new(), role: Role::Admin, password_hash: String::new() };
     db.projects_for(&admin)
         .await?
         .into_iter()
@@ -60,12 +52,7 @@ pub async fn find_project(db: &Db, id_or_name: &str) -> Result<db::Project> {
 }
 
 /// Export records for a project, split into train and validation by item.
-pub async fn export_project(
-    db: &Db,
-    project_id: &str,
-    format: &str,
-    split: f64,
-) -> Result<export::Exported> {
+pub async fn export_project(db: &Db, project_id: &str, format: &str, split: f64) -> Result<export::Exported> {
     let p = db.project(project_id).await?;
     let cfg = tasks::ProjectConfig::parse(&p.config)?;
     export::export(

@@ -1,9 +1,7 @@
 //! Dashboard numbers, derived from the raw submissions: progress, throughput, agreement
 //! (Krippendorff's alpha, Fleiss' kappa), per-annotator agreement with consensus and gold,
 //! position bias, and consensus per item.
-use crate::agreement::{
-    count_table, fleiss_kappa, krippendorff_alpha_interval, krippendorff_alpha_nominal,
-};
+use crate::agreement::{count_table, fleiss_kappa, krippendorff_alpha_interval, krippendorff_alpha_nominal};
 use crate::consensus::{bradley_terry, majority, ranked_pairs};
 use crate::db::{now_ms, Item, Submission};
 use crate::tasks::{matches_gold, nominal_label, ProjectConfig, QuestionKind};
@@ -44,22 +42,13 @@ fn median(mut v: Vec<i64>) -> i64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
-pub fn compute(
-    cfg: &ProjectConfig,
-    items: &[Item],
-    subs: &[Submission],
-    names: &HashMap<String, String>,
-) -> Stats {
+pub fn compute(cfg: &ProjectConfig, items: &[Item], subs: &[Submission], names: &HashMap<String, String>) -> Stats {
     let labels: Vec<&Submission> = subs.iter().filter(|s| s.kind == "label").collect();
-    let by_item: HashMap<&str, Vec<&Submission>> =
-        labels.iter().fold(HashMap::new(), |mut m, s| {
-            m.entry(s.item_id.as_str()).or_default().push(*s);
-            m
-        });
-    let gold: HashMap<&str, &Value> = items
-        .iter()
-        .filter_map(|i| Some((i.id.as_str(), i.gold.as_ref()?)))
-        .collect();
+    let by_item: HashMap<&str, Vec<&Submission>> = labels.iter().fold(HashMap::new(), |mut m, s| {
+        m.entry(s.item_id.as_str()).or_default().push(*s);
+        m
+    });
+    let gold: HashMap<&str, &Value> = items.iter().filter_map(|i| Some((i.id.as_str(), i.gold.as_ref()?))).collect();
     let hour_ago = now_ms() - 3_600_000;
 
     let mut agreement = BTreeMap::new();
@@ -73,12 +62,7 @@ pub fn compute(
                     // One unit per (item, response).
                     let mut units: BTreeMap<(String, usize), Vec<f64>> = BTreeMap::new();
                     for s in &labels {
-                        for (r, v) in s.answer[&q.name][aspect]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .enumerate()
-                        {
+                        for (r, v) in s.answer[&q.name][aspect].as_array().into_iter().flatten().enumerate() {
                             if let Some(v) = v.as_f64() {
                                 units.entry((s.item_id.clone(), r)).or_default().push(v);
                             }
@@ -96,9 +80,7 @@ pub fn compute(
                 for group in by_item.values() {
                     let votes: Vec<(&str, String)> = group
                         .iter()
-                        .filter_map(|s| {
-                            Some((s.user_id.as_str(), nominal_label(q, &s.answer[&q.name])?))
-                        })
+                        .filter_map(|s| Some((s.user_id.as_str(), nominal_label(q, &s.answer[&q.name])?)))
                         .collect();
                     if votes.len() >= 2 {
                         let labels: Vec<String> = votes.iter().map(|v| v.1.clone()).collect();
@@ -112,10 +94,7 @@ pub fn compute(
                         units.push(labels);
                     }
                 }
-                if matches!(
-                    q.kind,
-                    QuestionKind::Pairwise { .. } | QuestionKind::Ranking | QuestionKind::Thumbs
-                ) {
+                if matches!(q.kind, QuestionKind::Pairwise { .. } | QuestionKind::Ranking | QuestionKind::Thumbs) {
                     agreement.insert(
                         q.name.clone(),
                         json!({"krippendorff_alpha_nominal": krippendorff_alpha_nominal(&units), "fleiss_kappa": fleiss_kappa(&count_table(&units)), "items": units.len()}),

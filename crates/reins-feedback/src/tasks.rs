@@ -110,17 +110,15 @@ pub const MAX_TEXT: usize = 20_000;
 
 impl ProjectConfig {
     pub fn parse(v: &Value) -> Result<ProjectConfig> {
-        let cfg: ProjectConfig = serde_json::from_value(v.clone())
-            .map_err(|e| bad(format!("invalid project config: {e}")))?;
+        let cfg: ProjectConfig =
+            serde_json::from_value(v.clone()).map_err(|e| bad(format!("invalid project config: {e}")))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     pub fn validate(&self) -> Result<()> {
         if self.questions.is_empty() {
-            return Err(bad(
-                "project config needs at least one question in `questions`",
-            ));
+            return Err(bad("project config needs at least one question in `questions`"));
         }
         if self.overlap == 0 {
             return Err(bad("`overlap` must be at least 1"));
@@ -131,29 +129,17 @@ impl ProjectConfig {
         let mut names = std::collections::HashSet::new();
         for q in &self.questions {
             if q.name.is_empty() || !names.insert(q.name.clone()) {
-                return Err(bad(format!(
-                    "question names must be non-empty and unique (`{}`)",
-                    q.name
-                )));
+                return Err(bad(format!("question names must be non-empty and unique (`{}`)", q.name)));
             }
             match &q.kind {
                 QuestionKind::Likert { aspects, min, max } if aspects.is_empty() || min >= max => {
-                    return Err(bad(format!(
-                        "likert question `{}` needs aspects and min < max",
-                        q.name
-                    )))
+                    return Err(bad(format!("likert question `{}` needs aspects and min < max", q.name)))
                 }
                 QuestionKind::Spans { tags } if tags.is_empty() => {
-                    return Err(bad(format!(
-                        "spans question `{}` needs at least one tag",
-                        q.name
-                    )))
+                    return Err(bad(format!("spans question `{}` needs at least one tag", q.name)))
                 }
                 QuestionKind::Principles { principles } if principles.is_empty() => {
-                    return Err(bad(format!(
-                        "principles question `{}` needs principles",
-                        q.name
-                    )))
+                    return Err(bad(format!("principles question `{}` needs principles", q.name)))
                 }
                 _ => {}
             }
@@ -163,12 +149,8 @@ impl ProjectConfig {
 
     /// The fewest responses an item must have for this project's questions.
     pub fn min_responses(&self) -> usize {
-        let pair = self.questions.iter().any(|q| {
-            matches!(
-                q.kind,
-                QuestionKind::Pairwise { .. } | QuestionKind::Ranking
-            )
-        });
+        let pair =
+            self.questions.iter().any(|q| matches!(q.kind, QuestionKind::Pairwise { .. } | QuestionKind::Ranking));
         if pair {
             2
         } else {
@@ -177,15 +159,8 @@ impl ProjectConfig {
     }
 
     /// Checks an answer given in display positions and returns it in item order.
-    pub fn canonicalize(
-        &self,
-        answers: &Value,
-        order: &[usize],
-        responses: &[String],
-    ) -> Result<Value> {
-        let obj = answers
-            .as_object()
-            .ok_or_else(|| bad("`answers` must be an object keyed by question name"))?;
+    pub fn canonicalize(&self, answers: &Value, order: &[usize], responses: &[String]) -> Result<Value> {
+        let obj = answers.as_object().ok_or_else(|| bad("`answers` must be an object keyed by question name"))?;
         for key in obj.keys() {
             if !self.questions.iter().any(|q| &q.name == key) {
                 return Err(bad(format!("unknown question `{key}`")));
@@ -193,13 +168,10 @@ impl ProjectConfig {
         }
         let mut out = Map::new();
         for q in &self.questions {
-            let a = obj
-                .get(&q.name)
-                .ok_or_else(|| bad(format!("missing answer to `{}`", q.name)))?;
+            let a = obj.get(&q.name).ok_or_else(|| bad(format!("missing answer to `{}`", q.name)))?;
             out.insert(
                 q.name.clone(),
-                canonical_answer(q, a, order, responses)
-                    .map_err(|e| bad(format!("question `{}`: {e}", q.name)))?,
+                canonical_answer(q, a, order, responses).map_err(|e| bad(format!("question `{}`: {e}", q.name)))?,
             );
         }
         Ok(Value::Object(out))
@@ -208,15 +180,9 @@ impl ProjectConfig {
 
 /// Per-response array in display order → array in item order.
 fn per_response<'a>(a: &'a Value, order: &[usize]) -> std::result::Result<Vec<&'a Value>, String> {
-    let arr = a
-        .as_array()
-        .ok_or("expected an array with one entry per response")?;
+    let arr = a.as_array().ok_or("expected an array with one entry per response")?;
     if arr.len() != order.len() {
-        return Err(format!(
-            "expected {} entries, one per response, got {}",
-            order.len(),
-            arr.len()
-        ));
+        return Err(format!("expected {} entries, one per response, got {}", order.len(), arr.len()));
     }
     let mut out = vec![&Value::Null; order.len()];
     for (pos, v) in arr.iter().enumerate() {
@@ -232,11 +198,7 @@ fn canonical_answer(
     responses: &[String],
 ) -> std::result::Result<Value, String> {
     match &q.kind {
-        QuestionKind::Pairwise {
-            allow_tie,
-            allow_both_bad,
-            strength,
-        } => {
+        QuestionKind::Pairwise { allow_tie, allow_both_bad, strength } => {
             let choice = a
                 .get("choice")
                 .and_then(Value::as_str)
@@ -244,10 +206,7 @@ fn canonical_answer(
             let s = match a.get("strength") {
                 None | Some(Value::Null) => None,
                 Some(v) => {
-                    let s = v
-                        .as_i64()
-                        .filter(|s| (1..=3).contains(s))
-                        .ok_or("strength must be 1, 2 or 3")?;
+                    let s = v.as_i64().filter(|s| (1..=3).contains(s)).ok_or("strength must be 1, 2 or 3")?;
                     if !strength {
                         return Err("this question takes no strength".into());
                     }
@@ -264,9 +223,7 @@ fn canonical_answer(
                     )
                 }
                 "tie" if *allow_tie => Ok(json!({"outcome": "tie", "strength": Value::Null})),
-                "both_bad" if *allow_both_bad => {
-                    Ok(json!({"outcome": "both_bad", "strength": Value::Null}))
-                }
+                "both_bad" if *allow_both_bad => Ok(json!({"outcome": "both_bad", "strength": Value::Null})),
                 other => Err(format!("choice `{other}` is not allowed here")),
             }
         }
@@ -278,11 +235,7 @@ fn canonical_answer(
             let mut seen = vec![false; order.len()];
             let mut ranking = Vec::with_capacity(order.len());
             for v in arr {
-                let p = v
-                    .as_u64()
-                    .map(|p| p as usize)
-                    .filter(|p| *p < order.len())
-                    .ok_or("positions must be 0..n")?;
+                let p = v.as_u64().map(|p| p as usize).filter(|p| *p < order.len()).ok_or("positions must be 0..n")?;
                 if std::mem::replace(&mut seen[p], true) {
                     return Err("each position must appear once".into());
                 }
@@ -294,24 +247,16 @@ fn canonical_answer(
             Ok(json!({ "ranking": ranking }))
         }
         QuestionKind::Likert { aspects, min, max } => {
-            let obj = a
-                .as_object()
-                .ok_or("expected {aspect: [rating per response]}")?;
+            let obj = a.as_object().ok_or("expected {aspect: [rating per response]}")?;
             let mut out = Map::new();
             for aspect in aspects {
-                let per = per_response(
-                    obj.get(aspect)
-                        .ok_or_else(|| format!("missing aspect `{aspect}`"))?,
-                    order,
-                )?;
+                let per = per_response(obj.get(aspect).ok_or_else(|| format!("missing aspect `{aspect}`"))?, order)?;
                 let vals = per
                     .iter()
                     .map(|v| {
                         v.as_i64()
                             .filter(|v| (*min..=*max).contains(v))
-                            .ok_or(format!(
-                                "`{aspect}` ratings must be integers in {min}..={max}"
-                            ))
+                            .ok_or(format!("`{aspect}` ratings must be integers in {min}..={max}"))
                     })
                     .collect::<std::result::Result<Vec<_>, _>>()?;
                 out.insert(aspect.clone(), json!(vals));
@@ -331,30 +276,17 @@ fn canonical_answer(
             let mut out = Vec::new();
             for (idx, spans) in per.iter().enumerate() {
                 let len = responses[idx].chars().count() as u64;
-                let spans = spans
-                    .as_array()
-                    .ok_or("expected a list of spans per response")?;
+                let spans = spans.as_array().ok_or("expected a list of spans per response")?;
                 if spans.len() > 200 {
                     return Err("at most 200 spans per response".into());
                 }
                 let mut list = Vec::new();
                 for s in spans {
-                    let start = s
-                        .get("start")
-                        .and_then(Value::as_u64)
-                        .ok_or("span needs integer `start`")?;
-                    let end = s
-                        .get("end")
-                        .and_then(Value::as_u64)
-                        .ok_or("span needs integer `end`")?;
-                    let tag = s
-                        .get("tag")
-                        .and_then(Value::as_str)
-                        .ok_or("span needs `tag`")?;
+                    let start = s.get("start").and_then(Value::as_u64).ok_or("span needs integer `start`")?;
+                    let end = s.get("end").and_then(Value::as_u64).ok_or("span needs integer `end`")?;
+                    let tag = s.get("tag").and_then(Value::as_str).ok_or("span needs `tag`")?;
                     if start >= end || end > len {
-                        return Err(format!(
-                            "span {start}..{end} is outside the response (length {len} characters)"
-                        ));
+                        return Err(format!("span {start}..{end} is outside the response (length {len} characters)"));
                     }
                     if !tags.iter().any(|t| t == tag) {
                         return Err(format!("unknown tag `{tag}`"));
@@ -381,13 +313,10 @@ fn canonical_answer(
             let per = per_response(a, order)?;
             let mut out = Vec::new();
             for v in per {
-                let checks =
-                    v.as_array()
-                        .filter(|c| c.len() == principles.len())
-                        .ok_or(format!(
-                            "expected {} yes/no checks per response",
-                            principles.len()
-                        ))?;
+                let checks = v
+                    .as_array()
+                    .filter(|c| c.len() == principles.len())
+                    .ok_or(format!("expected {} yes/no checks per response", principles.len()))?;
                 out.push(
                     checks
                         .iter()
@@ -431,8 +360,7 @@ pub fn matches_gold(cfg: &ProjectConfig, gold: &Value, answer: &Value) -> bool {
         match q.kind {
             QuestionKind::Pairwise { .. } => match expected {
                 Value::Number(n) => {
-                    got.get("outcome") == Some(&json!("win"))
-                        && got.get("winner").and_then(Value::as_u64) == n.as_u64()
+                    got.get("outcome") == Some(&json!("win")) && got.get("winner").and_then(Value::as_u64) == n.as_u64()
                 }
                 Value::String(s) => got.get("outcome").and_then(Value::as_str) == Some(s),
                 _ => false,
@@ -473,18 +401,12 @@ mod tests {
         let responses = vec!["abc".to_string(), "de".to_string()];
         let cfg = cfg();
         let bad_span = json!({"pref": {"choice": "a"}, "rate": {"helpfulness": [5, 1]}, "spans": [[{"start": 0, "end": 9, "tag": "wrong"}], []]});
-        let e = cfg
-            .canonicalize(&bad_span, &[0, 1], &responses)
-            .unwrap_err()
-            .to_string();
+        let e = cfg.canonicalize(&bad_span, &[0, 1], &responses).unwrap_err().to_string();
         assert!(e.contains("spans") && e.contains("outside"), "{e}");
-        let bad_rating =
-            json!({"pref": {"choice": "a"}, "rate": {"helpfulness": [9, 1]}, "spans": [[], []]});
+        let bad_rating = json!({"pref": {"choice": "a"}, "rate": {"helpfulness": [9, 1]}, "spans": [[], []]});
         assert!(cfg.canonicalize(&bad_rating, &[0, 1], &responses).is_err());
         assert!(ProjectConfig::parse(&json!({"questions": []})).is_err());
-        assert!(
-            ProjectConfig::parse(&json!({"questions": [{"name": "x", "kind": "nope"}]})).is_err()
-        );
+        assert!(ProjectConfig::parse(&json!({"questions": [{"name": "x", "kind": "nope"}]})).is_err());
     }
 
     #[test]

@@ -21,21 +21,11 @@ async fn round_trip(url: &str) {
     // Re-importing the same file adds nothing.
     assert_eq!(c.import(&admin, &p, &jsonl).await["duplicates"], 4);
 
-    let users = [
-        c.annotator(&admin, &p, "ann1").await,
-        c.annotator(&admin, &p, "ann2").await,
-    ];
+    let users = [c.annotator(&admin, &p, "ann1").await, c.annotator(&admin, &p, "ann2").await];
     let mut seen = Vec::new();
     for (u, s) in users.iter().enumerate() {
         loop {
-            let r = c
-                .call(
-                    "GET",
-                    &format!("/api/projects/{p}/next"),
-                    Auth::Cookie(s),
-                    None,
-                )
-                .await;
+            let r = c.call("GET", &format!("/api/projects/{p}/next"), Auth::Cookie(s), None).await;
             if r.status == StatusCode::NO_CONTENT {
                 break;
             }
@@ -43,33 +33,13 @@ async fn round_trip(url: &str) {
             let t = r.json();
             let responses: Vec<String> = serde_json::from_value(t["responses"].clone()).unwrap();
             // Annotator 1 always prefers the "good"/"right" response; annotator 2 the other.
-            let good_pos = responses
-                .iter()
-                .position(|x| x.starts_with("good") || x == "right")
-                .unwrap();
-            let pick = if (u == 0) == (good_pos == 0) {
-                "a"
-            } else {
-                "b"
-            };
+            let good_pos = responses.iter().position(|x| x.starts_with("good") || x == "right").unwrap();
+            let pick = if (u == 0) == (good_pos == 0) { "a" } else { "b" };
             let body = json!({"assignment_id": t["assignment_id"], "idempotency_key": format!("k-{}", t["assignment_id"]), "answers": {"preference": {"choice": pick, "strength": 2}}, "time_ms": 1500});
-            let r = c
-                .call(
-                    "POST",
-                    &format!("/api/projects/{p}/submissions"),
-                    Auth::Cookie(s),
-                    Some(body.clone()),
-                )
-                .await;
+            let r =
+                c.call("POST", &format!("/api/projects/{p}/submissions"), Auth::Cookie(s), Some(body.clone())).await;
             assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-            let retry = c
-                .call(
-                    "POST",
-                    &format!("/api/projects/{p}/submissions"),
-                    Auth::Bearer(s),
-                    Some(body),
-                )
-                .await;
+            let retry = c.call("POST", &format!("/api/projects/{p}/submissions"), Auth::Bearer(s), Some(body)).await;
             assert_eq!(retry.status, StatusCode::OK, "{}", retry.text);
             assert_eq!(retry.json()["duplicate"], true);
             seen.push((u, t["item_id"].as_str().unwrap().to_string()));
@@ -80,86 +50,34 @@ async fn round_trip(url: &str) {
     // Every item has its 2 labels: a third annotator gets nothing (gold_rate is 0).
     let third = c.annotator(&admin, &p, "ann3").await;
     assert_eq!(
-        c.call(
-            "GET",
-            &format!("/api/projects/{p}/next"),
-            Auth::Cookie(&third),
-            None
-        )
-        .await
-        .status,
+        c.call("GET", &format!("/api/projects/{p}/next"), Auth::Cookie(&third), None).await.status,
         StatusCode::NO_CONTENT
     );
 
-    let stats = c
-        .call(
-            "GET",
-            &format!("/api/projects/{p}/stats"),
-            Auth::Cookie(&admin),
-            None,
-        )
-        .await
-        .json();
+    let stats = c.call("GET", &format!("/api/projects/{p}/stats"), Auth::Cookie(&admin), None).await.json();
     assert_eq!(stats["labels"], 6);
     assert_eq!(stats["items_complete"], 3);
     // Two annotators who always disagree: alpha is negative.
-    assert!(
-        stats["agreement"]["preference"]["krippendorff_alpha_nominal"]
-            .as_f64()
-            .unwrap()
-            < 0.0,
-        "{stats}"
-    );
+    assert!(stats["agreement"]["preference"]["krippendorff_alpha_nominal"].as_f64().unwrap() < 0.0, "{stats}");
 
     // Position bias is measurable; consensus per item has majority and Bradley–Terry.
     assert!(stats["left_win_rate"].is_number(), "{stats}");
     let consensus = stats["consensus"].as_array().unwrap();
     assert_eq!(consensus.len(), 3);
-    assert_eq!(
-        consensus[0]["consensus"]["preference"]["bradley_terry"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(consensus[0]["consensus"]["preference"]["bradley_terry"].as_array().unwrap().len(), 2);
     assert_eq!(stats["annotators"].as_array().unwrap().len(), 2);
-    let export = c
-        .call(
-            "GET",
-            &format!("/api/projects/{p}/export/preference?part=all"),
-            Auth::Cookie(&admin),
-            None,
-        )
-        .await;
+    let export =
+        c.call("GET", &format!("/api/projects/{p}/export/preference?part=all"), Auth::Cookie(&admin), None).await;
     assert_eq!(export.status, StatusCode::OK);
-    let rows: Vec<Value> = export
-        .text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows: Vec<Value> = export.text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 6);
     let ann1: Vec<&Value> = rows.iter().filter(|r| r["annotator"] == "ann1").collect();
-    assert!(
-        ann1.iter()
-            .all(|r| r["chosen"].as_str().unwrap().starts_with("good") && r["margin"] == 2.0),
-        "{ann1:?}"
-    );
+    assert!(ann1.iter().all(|r| r["chosen"].as_str().unwrap().starts_with("good") && r["margin"] == 2.0), "{ann1:?}");
     let raw = c
-        .call(
-            "GET",
-            &format!("/api/projects/{p}/export/raw?split=0.5&part=validation"),
-            Auth::Cookie(&admin),
-            None,
-        )
+        .call("GET", &format!("/api/projects/{p}/export/raw?split=0.5&part=validation"), Auth::Cookie(&admin), None)
         .await;
-    let train = c
-        .call(
-            "GET",
-            &format!("/api/projects/{p}/export/raw?split=0.5&part=train"),
-            Auth::Cookie(&admin),
-            None,
-        )
-        .await;
+    let train =
+        c.call("GET", &format!("/api/projects/{p}/export/raw?split=0.5&part=train"), Auth::Cookie(&admin), None).await;
     assert_eq!(raw.text.lines().count() + train.text.lines().count(), 6);
 }
 
@@ -194,38 +112,15 @@ async fn gold_items_skips_and_other_task_types() {
     c.import(&admin, &p, "{\"id\": \"g\", \"prompt\": \"q\", \"completions\": [\"one\", \"two\", \"three\"], \"gold\": {\"rank\": [0, 1, 2]}}\n{\"prompt\": \"p\", \"completion\": \"x\"}\n{\"prompt\": \"p\", \"completion\": \"y\"}\n").await;
     let a = c.annotator(&admin, &p, "ann").await;
     // gold_rate 1: the gold item comes first.
-    let t = c
-        .call(
-            "GET",
-            &format!("/api/projects/{p}/next"),
-            Auth::Cookie(&a),
-            None,
-        )
-        .await
-        .json();
+    let t = c.call("GET", &format!("/api/projects/{p}/next"), Auth::Cookie(&a), None).await.json();
     assert_eq!(t["item_id"], "g");
     // The label page renders every task type as keyboard fields.
-    let page = c
-        .call("GET", &format!("/p/{p}"), Auth::Cookie(&a), None)
-        .await;
+    let page = c.call("GET", &format!("/p/{p}"), Auth::Cookie(&a), None).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-    for kind in [
-        "ranking",
-        "likert",
-        "thumbs",
-        "spans",
-        "critique",
-        "principles",
-    ] {
-        assert!(
-            page.text.contains(&format!("data-kind=\"{kind}\"")),
-            "no {kind} field"
-        );
+    for kind in ["ranking", "likert", "thumbs", "spans", "critique", "principles"] {
+        assert!(page.text.contains(&format!("data-kind=\"{kind}\"")), "no {kind} field");
     }
-    assert!(
-        page.text.contains(t["assignment_id"].as_str().unwrap()),
-        "the page shows the open assignment"
-    );
+    assert!(page.text.contains(t["assignment_id"].as_str().unwrap()), "the page shows the open assignment");
     let shown: Vec<String> = serde_json::from_value(t["responses"].clone()).unwrap();
     let pos = |s: &str| shown.iter().position(|x| x == s).unwrap();
     let mut span_lists = vec![json!([]), json!([]), json!([])];
@@ -238,41 +133,32 @@ async fn gold_items_skips_and_other_task_types() {
         "crit": ["<b>too short</b>", "", ""],
         "rules": [[true], [false], [true]]
     });
-    let r = c.call("POST", &format!("/api/projects/{p}/submissions"), Auth::Cookie(&a), Some(json!({"assignment_id": t["assignment_id"], "idempotency_key": "1", "answers": answers}))).await;
+    let r = c
+        .call(
+            "POST",
+            &format!("/api/projects/{p}/submissions"),
+            Auth::Cookie(&a),
+            Some(json!({"assignment_id": t["assignment_id"], "idempotency_key": "1", "answers": answers})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     // The second item is skipped with a reason.
-    let t = c
+    let t = c.call("GET", &format!("/api/projects/{p}/next"), Auth::Cookie(&a), None).await.json();
+    let r = c
         .call(
-            "GET",
-            &format!("/api/projects/{p}/next"),
+            "POST",
+            &format!("/api/projects/{p}/submissions"),
             Auth::Cookie(&a),
-            None,
+            Some(json!({"assignment_id": t["assignment_id"], "idempotency_key": "2", "skip": "cannot judge"})),
         )
-        .await
-        .json();
-    let r = c.call("POST", &format!("/api/projects/{p}/submissions"), Auth::Cookie(&a), Some(json!({"assignment_id": t["assignment_id"], "idempotency_key": "2", "skip": "cannot judge"}))).await;
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(
-        c.call(
-            "GET",
-            &format!("/api/projects/{p}/next"),
-            Auth::Cookie(&a),
-            None
-        )
-        .await
-        .status,
+        c.call("GET", &format!("/api/projects/{p}/next"), Auth::Cookie(&a), None).await.status,
         StatusCode::NO_CONTENT
     );
 
-    let stats = c
-        .call(
-            "GET",
-            &format!("/api/projects/{p}/stats"),
-            Auth::Cookie(&admin),
-            None,
-        )
-        .await
-        .json();
+    let stats = c.call("GET", &format!("/api/projects/{p}/stats"), Auth::Cookie(&admin), None).await.json();
     assert_eq!(stats["annotators"][0]["gold_accuracy"], 1.0, "{stats}");
     assert_eq!(stats["skips"], 1);
     let get = |f: &str| {
@@ -280,14 +166,7 @@ async fn gold_items_skips_and_other_task_types() {
         let (p, admin) = (p.clone(), admin.clone());
         let f = f.to_string();
         async move {
-            c.call(
-                "GET",
-                &format!("/api/projects/{p}/export/{f}?part=all"),
-                Auth::Cookie(&admin),
-                None,
-            )
-            .await
-            .text
+            c.call("GET", &format!("/api/projects/{p}/export/{f}?part=all"), Auth::Cookie(&admin), None).await.text
         }
     };
     let ranked: Value = serde_json::from_str(get("ranked").await.lines().next().unwrap()).unwrap();
@@ -301,43 +180,19 @@ async fn gold_items_skips_and_other_task_types() {
     assert_eq!(get("ratings").await.lines().count(), 3);
     assert_eq!(get("principles").await.lines().count(), 3);
     assert_eq!(get("raw").await.lines().count(), 2);
-    let bad = c
-        .call(
-            "GET",
-            &format!("/api/projects/{p}/export/nope"),
-            Auth::Cookie(&admin),
-            None,
-        )
-        .await;
+    let bad = c.call("GET", &format!("/api/projects/{p}/export/nope"), Auth::Cookie(&admin), None).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
 async fn hostile_input_gets_4xx_with_a_message() {
     let db = sqlite_db();
-    let c = Client::new(
-        state(
-            &db.url,
-            ServerConfig {
-                max_body_bytes: 1 << 20,
-                ..Default::default()
-            },
-        )
-        .await,
-    );
+    let c = Client::new(state(&db.url, ServerConfig { max_body_bytes: 1 << 20, ..Default::default() }).await);
     let admin = c.login("admin", ADMIN_PASSWORD).await;
     let p = c.project(&admin, "x", pairwise_config(1)).await;
     c.import(&admin, &p, &items_jsonl(1)).await;
     let a = c.annotator(&admin, &p, "ann").await;
-    let t = c
-        .call(
-            "GET",
-            &format!("/api/projects/{p}/next"),
-            Auth::Cookie(&a),
-            None,
-        )
-        .await
-        .json();
+    let t = c.call("GET", &format!("/api/projects/{p}/next"), Auth::Cookie(&a), None).await.json();
     let path = format!("/api/projects/{p}/submissions");
     let submit = |body: Value| c.call("POST", &path, Auth::Cookie(&a), Some(body));
     for (body, want) in [
@@ -353,78 +208,49 @@ async fn hostile_input_gets_4xx_with_a_message() {
             json!({"assignment_id": t["assignment_id"], "idempotency_key": "k", "answers": {"preference": {"choice": "a", "strength": 9}}}),
             "strength",
         ),
-        (
-            json!({"assignment_id": "nope", "idempotency_key": "k", "answers": {}}),
-            "no such assignment",
-        ),
-        (
-            json!({"assignment_id": t["assignment_id"], "idempotency_key": "", "answers": {}}),
-            "idempotency_key",
-        ),
-        (
-            json!({"assignment_id": t["assignment_id"], "idempotency_key": "k", "skip": ""}),
-            "reason",
-        ),
+        (json!({"assignment_id": "nope", "idempotency_key": "k", "answers": {}}), "no such assignment"),
+        (json!({"assignment_id": t["assignment_id"], "idempotency_key": "", "answers": {}}), "idempotency_key"),
+        (json!({"assignment_id": t["assignment_id"], "idempotency_key": "k", "skip": ""}), "reason"),
     ] {
         let r = submit(body).await;
         assert!(r.status.is_client_error(), "{} {}", r.status, r.text);
-        assert!(
-            r.json()["error"].as_str().unwrap().contains(want),
-            "{} lacks {want}",
-            r.text
-        );
+        assert!(r.json()["error"].as_str().unwrap().contains(want), "{} lacks {want}", r.text);
     }
     // Malformed JSON and a body over the limit.
     let r = c
-        .raw(
-            "POST",
-            &format!("/api/projects/{p}/submissions"),
-            Auth::Cookie(&a),
-            "application/json",
-            "{".into(),
-        )
+        .raw("POST", &format!("/api/projects/{p}/submissions"), Auth::Cookie(&a), "application/json", "{".into())
         .await;
     assert!(r.status.is_client_error());
     let big = "x".repeat(2 << 20);
-    let r = c
-        .raw(
-            "POST",
-            &format!("/api/projects/{p}/items"),
-            Auth::Cookie(&admin),
-            "application/jsonl",
-            big,
-        )
-        .await;
+    let r = c.raw("POST", &format!("/api/projects/{p}/items"), Auth::Cookie(&admin), "application/jsonl", big).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     // Oversized and malformed import lines are reported by line.
     let long = "y".repeat(200_000);
-    let report = c.import(&admin, &p, &format!("{{\"prompt\": \"{long}\", \"responses\": [\"a\", \"b\"]}}\n{{\"prompt\": \"p\"}}\n")).await;
+    let report = c
+        .import(
+            &admin,
+            &p,
+            &format!("{{\"prompt\": \"{long}\", \"responses\": [\"a\", \"b\"]}}\n{{\"prompt\": \"p\"}}\n"),
+        )
+        .await;
     assert_eq!(report["imported"], 0);
     assert_eq!(report["errors"].as_array().unwrap().len(), 2);
-    assert!(report["errors"][0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("limit"));
+    assert!(report["errors"][0]["message"].as_str().unwrap().contains("limit"));
     // Bad project configs, wrong passwords, weak passwords.
-    let r = c.call("POST", "/api/projects", Auth::Cookie(&admin), Some(json!({"name": "y", "config": {"questions": [{"name": "q", "kind": "likert", "aspects": []}]}}))).await;
+    let r = c
+        .call(
+            "POST",
+            "/api/projects",
+            Auth::Cookie(&admin),
+            Some(json!({"name": "y", "config": {"questions": [{"name": "q", "kind": "likert", "aspects": []}]}})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = c
-        .call(
-            "POST",
-            "/api/login",
-            Auth::None,
-            Some(json!({"username": "admin", "password": "wrong-password"})),
-        )
+        .call("POST", "/api/login", Auth::None, Some(json!({"username": "admin", "password": "wrong-password"})))
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let r = c
-        .call(
-            "POST",
-            "/api/invites",
-            Auth::Cookie(&admin),
-            Some(json!({"role": "annotator"})),
-        )
-        .await;
+    let r = c.call("POST", "/api/invites", Auth::Cookie(&admin), Some(json!({"role": "annotator"}))).await;
     let token = r.json()["token"].as_str().unwrap().to_string();
     let r = c
         .call(
@@ -468,31 +294,14 @@ async fn hostile_input_gets_4xx_with_a_message() {
 #[tokio::test]
 async fn rate_limit_per_user() {
     let db = sqlite_db();
-    let c = Client::new(
-        state(
-            &db.url,
-            ServerConfig {
-                rate_limit_per_minute: 2,
-                ..Default::default()
-            },
-        )
-        .await,
-    );
+    let c = Client::new(state(&db.url, ServerConfig { rate_limit_per_minute: 2, ..Default::default() }).await);
     let admin = c.login("admin", ADMIN_PASSWORD).await;
     let p = c.project(&admin, "x", pairwise_config(1)).await;
     c.import(&admin, &p, &items_jsonl(5)).await;
     let a = c.annotator(&admin, &p, "ann").await;
     let mut statuses = vec![];
     for i in 0..3 {
-        let t = c
-            .call(
-                "GET",
-                &format!("/api/projects/{p}/next"),
-                Auth::Cookie(&a),
-                None,
-            )
-            .await
-            .json();
+        let t = c.call("GET", &format!("/api/projects/{p}/next"), Auth::Cookie(&a), None).await.json();
         let r = c.call("POST", &format!("/api/projects/{p}/submissions"), Auth::Cookie(&a), Some(json!({"assignment_id": t["assignment_id"], "idempotency_key": i.to_string(), "answers": {"preference": {"choice": "a"}}}))).await;
         statuses.push(r.status.as_u16());
     }
@@ -503,52 +312,28 @@ async fn rate_limit_per_user() {
 async fn failed_logins_are_throttled_per_username() {
     let db = sqlite_db();
     let c = Client::new(state(&db.url, ServerConfig::default()).await);
-    let login = |pw: &'static str| {
-        c.call(
-            "POST",
-            "/api/login",
-            Auth::None,
-            Some(json!({"username": "admin", "password": pw})),
-        )
-    };
+    let login =
+        |pw: &'static str| c.call("POST", "/api/login", Auth::None, Some(json!({"username": "admin", "password": pw})));
     for _ in 0..10 {
-        assert_eq!(
-            login("wrong-password").await.status,
-            StatusCode::UNAUTHORIZED
-        );
+        assert_eq!(login("wrong-password").await.status, StatusCode::UNAUTHORIZED);
     }
     // Even the right password waits out the minute now.
-    assert_eq!(
-        login(ADMIN_PASSWORD).await.status,
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_eq!(login(ADMIN_PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]
 async fn openapi_lists_every_api_route() {
     let db = sqlite_db();
     let c = Client::new(state(&db.url, ServerConfig::default()).await);
-    let doc = c
-        .call("GET", "/api/openapi.json", Auth::None, None)
-        .await
-        .json();
+    let doc = c.call("GET", "/api/openapi.json", Auth::None, None).await.json();
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     let src = include_str!("../src/app.rs");
-    let start = src
-        .find("let api = Router::new()")
-        .expect("api router in app.rs");
+    let start = src.find("let api = Router::new()").expect("api router in app.rs");
     let end = start + src[start..].find(".nest(\"/api\"").expect("nest in app.rs");
-    let routes: Vec<&str> = src[start..end]
-        .split(".route(\"")
-        .skip(1)
-        .filter_map(|r| r.split('"').next())
-        .collect();
+    let routes: Vec<&str> = src[start..end].split(".route(\"").skip(1).filter_map(|r| r.split('"').next()).collect();
     assert!(routes.len() >= 10, "{routes:?}");
     for path in routes {
-        assert!(
-            paths.contains_key(&format!("/api{path}")),
-            "OpenAPI lacks /api{path}"
-        );
+        assert!(paths.contains_key(&format!("/api{path}")), "OpenAPI lacks /api{path}");
     }
 }

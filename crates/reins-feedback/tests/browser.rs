@@ -16,20 +16,10 @@ struct Driver {
 
 impl Driver {
     async fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
-        let body = if method == "GET" || method == "DELETE" {
-            String::new()
-        } else {
-            body.to_string()
-        };
-        let (status, text) = http(
-            &self.addr,
-            method,
-            &format!("/session/{}{path}", self.session),
-            &[],
-            &body,
-        )
-        .await
-        .expect("chromedriver");
+        let body = if method == "GET" || method == "DELETE" { String::new() } else { body.to_string() };
+        let (status, text) = http(&self.addr, method, &format!("/session/{}{path}", self.session), &[], &body)
+            .await
+            .expect("chromedriver");
         let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!({"raw": text}));
         assert_eq!(status, 200, "{method} {path}: {v}");
         v["value"].clone()
@@ -38,57 +28,27 @@ impl Driver {
         self.cmd("POST", "/url", json!({"url": url})).await;
     }
     async fn find(&self, css: &str) -> String {
-        let v = self
-            .cmd(
-                "POST",
-                "/element",
-                json!({"using": "css selector", "value": css}),
-            )
-            .await;
-        v[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {css}: {v}"))
-            .to_string()
+        let v = self.cmd("POST", "/element", json!({"using": "css selector", "value": css})).await;
+        v[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {v}")).to_string()
     }
     async fn type_into(&self, css: &str, text: &str) {
         let el = self.find(css).await;
-        self.cmd(
-            "POST",
-            &format!("/element/{el}/value"),
-            json!({"text": text}),
-        )
-        .await;
+        self.cmd("POST", &format!("/element/{el}/value"), json!({"text": text})).await;
     }
     async fn click(&self, css: &str) {
         let el = self.find(css).await;
-        self.cmd("POST", &format!("/element/{el}/click"), json!({}))
-            .await;
+        self.cmd("POST", &format!("/element/{el}/click"), json!({})).await;
     }
     async fn js(&self, script: &str) -> Value {
-        self.cmd(
-            "POST",
-            "/execute/sync",
-            json!({"script": script, "args": []}),
-        )
-        .await
+        self.cmd("POST", "/execute/sync", json!({"script": script, "args": []})).await
     }
     /// Key presses through the WebDriver actions API (real keydown/keyup events).
     async fn keys(&self, keys: &[&str]) {
         let actions: Vec<Value> = keys
             .iter()
-            .flat_map(|k| {
-                [
-                    json!({"type": "keyDown", "value": k}),
-                    json!({"type": "keyUp", "value": k}),
-                ]
-            })
+            .flat_map(|k| [json!({"type": "keyDown", "value": k}), json!({"type": "keyUp", "value": k})])
             .collect();
-        self.cmd(
-            "POST",
-            "/actions",
-            json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
-        )
-        .await;
+        self.cmd("POST", "/actions", json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})).await;
     }
     async fn wait_for(&self, script: &str, what: &str) -> Value {
         let start = Instant::now();
@@ -97,10 +57,7 @@ impl Driver {
             if !v.is_null() && v != json!(false) {
                 return v;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "timed out waiting for {what}"
-            );
+            assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -117,7 +74,10 @@ impl Drop for SessionGuard {
         use std::io::{Read, Write};
         if let Ok(mut s) = std::net::TcpStream::connect(&self.addr) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-            let req = format!("DELETE /session/{} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", self.session, self.addr);
+            let req = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                self.session, self.addr
+            );
             if s.write_all(req.as_bytes()).is_ok() {
                 let _ = s.read(&mut [0u8; 1024]);
             }
@@ -126,33 +86,22 @@ impl Drop for SessionGuard {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_labels_with_the_keyboard_and_export_has_the_labels() {
     let chromium = std::env::var("REINS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let chromedriver =
-        std::env::var("REINS_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let chromedriver = std::env::var("REINS_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     if !std::path::Path::new(&chromium).exists() || !std::path::Path::new(&chromedriver).exists() {
         println!("skipped: REINS_CHROMIUM not set or chromium/chromedriver absent");
         return;
     }
     let db = sqlite_db();
     let st = state(&db.url, ServerConfig::default()).await;
-    let p = reins_feedback::create_project(&st.db, "browser", &pairwise_config(1))
-        .await
-        .unwrap();
-    reins_feedback::import::import_jsonl(&st.db, &p.id, &items_jsonl(3))
-        .await
-        .unwrap();
-    let u = reins_feedback::create_user(&st.db, "ann", "annotator-pw", Role::Annotator)
-        .await
-        .unwrap();
+    let p = reins_feedback::create_project(&st.db, "browser", &pairwise_config(1)).await.unwrap();
+    reins_feedback::import::import_jsonl(&st.db, &p.id, &items_jsonl(3)).await.unwrap();
+    let u = reins_feedback::create_user(&st.db, "ann", "annotator-pw", Role::Annotator).await.unwrap();
     st.db.add_member(&p.id, &u.id).await.unwrap();
     let dbh = st.db.clone();
     let server = spawn_server(st).await;
@@ -168,10 +117,7 @@ async fn chromium_labels_with_the_keyboard_and_export_has_the_labels() {
     let daddr = format!("127.0.0.1:{port}");
     let start = Instant::now();
     while !matches!(http(&daddr, "GET", "/status", &[], "").await, Ok((200, _))) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "chromedriver did not start"
-        );
+        assert!(start.elapsed() < Duration::from_secs(20), "chromedriver did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let profile = tempfile::tempdir().unwrap();
@@ -189,37 +135,24 @@ async fn chromium_labels_with_the_keyboard_and_export_has_the_labels() {
     let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     args.push(format!("--user-data-dir={}", profile.path().display()));
     let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"binary": chromium, "args": args}}}});
-    let (status, text) = http(&daddr, "POST", "/session", &[], &caps.to_string())
-        .await
-        .unwrap();
+    let (status, text) = http(&daddr, "POST", "/session", &[], &caps.to_string()).await.unwrap();
     assert_eq!(status, 200, "new session: {text}");
-    let session = serde_json::from_str::<Value>(&text).unwrap()["value"]["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let d = Driver {
-        addr: daddr.clone(),
-        session,
-    };
-    let guard = SessionGuard {
-        addr: daddr.clone(),
-        session: d.session.clone(),
-    };
+    let session = serde_json::from_str::<Value>(&text).unwrap()["value"]["sessionId"].as_str().unwrap().to_string();
+    let d = Driver { addr: daddr.clone(), session };
+    let guard = SessionGuard { addr: daddr.clone(), session: d.session.clone() };
 
     let run = async {
         d.goto(&format!("http://{server}/login")).await;
         d.type_into("#username", "ann").await;
         d.type_into("#password", "annotator-pw").await;
         d.click("#login").await;
-        d.wait_for(
-            "return document.querySelector('.projects') !== null",
-            "the project list",
-        )
-        .await;
+        d.wait_for("return document.querySelector('.projects') !== null", "the project list").await;
         d.goto(&format!("http://{server}/p/{}", p.id)).await;
         let mut seen = Vec::new();
         for _ in 0..3 {
-            let assignment = d.wait_for("const t = document.getElementById('task'); return t ? t.dataset.assignment : null", "a task").await;
+            let assignment = d
+                .wait_for("const t = document.getElementById('task'); return t ? t.dataset.assignment : null", "a task")
+                .await;
             assert!(!seen.contains(&assignment), "same task twice");
             // A is better (1), strength "clearly" (2), submit (Enter).
             d.keys(&["1", "2", "\u{E007}"]).await;
@@ -227,33 +160,22 @@ async fn chromium_labels_with_the_keyboard_and_export_has_the_labels() {
             d.wait_for(&script, "the next task").await;
             seen.push(assignment);
         }
-        d.wait_for(
-            "return document.getElementById('done') !== null",
-            "the done message",
-        )
-        .await;
+        d.wait_for("return document.getElementById('done') !== null", "the done message").await;
     };
     let outcome = tokio::time::timeout(Duration::from_secs(90), run).await;
     drop(guard);
     let _ = driver_proc.kill().await;
     outcome.expect("browser session finished in time");
 
-    let e = reins_feedback::export_project(&dbh, &p.id, "preference", 0.0)
-        .await
-        .unwrap();
+    let e = reins_feedback::export_project(&dbh, &p.id, "preference", 0.0).await.unwrap();
     assert_eq!(e.train.len(), 3, "{:?}", e.train);
     for r in &e.train {
         assert_eq!(r["annotator"], "ann");
         assert_eq!(r["margin"], 2.0);
     }
-    let raw = reins_feedback::export_project(&dbh, &p.id, "raw", 0.0)
-        .await
-        .unwrap();
+    let raw = reins_feedback::export_project(&dbh, &p.id, "raw", 0.0).await.unwrap();
     for r in &raw.train {
-        assert_eq!(
-            r["answer"]["preference"]["winner_position"], 0,
-            "key 1 picks the left response"
-        );
+        assert_eq!(r["answer"]["preference"]["winner_position"], 0, "key 1 picks the left response");
         assert!(r["time_ms"].as_i64().unwrap() > 0);
     }
 }

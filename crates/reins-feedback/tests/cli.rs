@@ -20,9 +20,7 @@ enum Cli {
 }
 
 fn run(args: &[&str]) {
-    match Cli::try_parse_from(std::iter::once("reins").chain(args.iter().copied()))
-        .unwrap_or_else(|e| panic!("{e}"))
-    {
+    match Cli::try_parse_from(std::iter::once("reins").chain(args.iter().copied())).unwrap_or_else(|e| panic!("{e}")) {
         Cli::Serve(_) => unreachable!(),
         Cli::Feedback(cmd) => serve::run_feedback(cmd).unwrap(),
     }
@@ -31,68 +29,27 @@ fn run(args: &[&str]) {
 #[test]
 fn feedback_commands_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir
-        .path()
-        .join("feedback.db")
-        .to_string_lossy()
-        .into_owned();
+    let db = dir.path().join("feedback.db").to_string_lossy().into_owned();
     let cfg = dir.path().join("project.json");
     std::fs::write(&cfg, pairwise_config(1).to_string()).unwrap();
     let gen = dir.path().join("generations.jsonl");
     let mut lines = String::new();
     for i in 0..10 {
         for s in ["first", "second"] {
-            lines.push_str(
-                &json!({"prompt": format!("q{i}"), "completion": format!("{s} answer to q{i}")})
-                    .to_string(),
-            );
+            lines
+                .push_str(&json!({"prompt": format!("q{i}"), "completion": format!("{s} answer to q{i}")}).to_string());
             lines.push('\n');
         }
     }
     std::fs::write(&gen, lines).unwrap();
     // Only this test in this binary touches the environment.
     std::env::set_var("REINS_PASSWORD", "annotator-pw");
-    run(&[
-        "feedback",
-        "create-user",
-        "--db",
-        &db,
-        "--username",
-        "ann",
-        "--role",
-        "annotator",
-    ]);
-    run(&[
-        "feedback",
-        "create-project",
-        "--db",
-        &db,
-        "--name",
-        "cli",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
-    run(&[
-        "feedback",
-        "import",
-        "--db",
-        &db,
-        "--project",
-        "cli",
-        gen.to_str().unwrap(),
-    ]);
+    run(&["feedback", "create-user", "--db", &db, "--username", "ann", "--role", "annotator"]);
+    run(&["feedback", "create-project", "--db", &db, "--name", "cli", "--config", cfg.to_str().unwrap()]);
+    run(&["feedback", "import", "--db", &db, "--project", "cli", gen.to_str().unwrap()]);
     run(&["feedback", "invite", "--db", &db, "--project", "cli"]);
-    let serve = Cli::try_parse_from([
-        "reins",
-        "serve",
-        "--db",
-        &db,
-        "--addr",
-        "127.0.0.1:0",
-        "--rate-limit",
-        "0",
-    ])
-    .unwrap();
+    let serve =
+        Cli::try_parse_from(["reins", "serve", "--db", &db, "--addr", "127.0.0.1:0", "--rate-limit", "0"]).unwrap();
     assert!(matches!(serve, Cli::Serve(a) if a.rate_limit == 0 && a.db == db));
 
     // Label every item through the API, as the web page would.
@@ -126,23 +83,11 @@ fn feedback_commands_round_trip() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let count = |f: &str| {
-        std::fs::read_to_string(out.join(f))
-            .unwrap()
-            .lines()
-            .count()
-    };
-    assert_eq!(
-        count("preference.train.jsonl") + count("preference.validation.jsonl"),
-        10
-    );
+    let count = |f: &str| std::fs::read_to_string(out.join(f)).unwrap().lines().count();
+    assert_eq!(count("preference.train.jsonl") + count("preference.validation.jsonl"), 10);
     assert_eq!(count("raw.train.jsonl") + count("raw.validation.jsonl"), 10);
     let row: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(out.join("preference.train.jsonl"))
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
+        std::fs::read_to_string(out.join("preference.train.jsonl")).unwrap().lines().next().unwrap(),
     )
     .unwrap();
     assert!(row["chosen"].is_string() && row["rejected"].is_string() && row["prompt"].is_string());
@@ -152,16 +97,8 @@ fn feedback_commands_round_trip() {
 #[test]
 fn serve_bootstraps_an_admin_and_listens() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir
-        .path()
-        .join("feedback.db")
-        .to_string_lossy()
-        .into_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let db = dir.path().join("feedback.db").to_string_lossy().into_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
     let opts = reins_feedback::cli::ServeOptions {
         db: db.clone(),
@@ -188,9 +125,7 @@ fn serve_bootstraps_an_admin_and_listens() {
                 Err(e) => panic!("server did not answer: {e}"),
             }
         }
-        let (status, doc) = http(&addr, "GET", "/api/openapi.json", &[], "")
-            .await
-            .unwrap();
+        let (status, doc) = http(&addr, "GET", "/api/openapi.json", &[], "").await.unwrap();
         assert_eq!(status, 200);
         assert!(doc.contains("\"openapi\""));
     });

@@ -12,26 +12,14 @@ const PER_ANNOTATOR: usize = 5;
 
 async fn annotate(addr: String, project: String, username: String) -> Vec<String> {
     let body = json!({"username": username, "password": "annotator-pw"}).to_string();
-    let (status, text) = http(&addr, "POST", "/api/login", &[], &body)
-        .await
-        .expect("login");
+    let (status, text) = http(&addr, "POST", "/api/login", &[], &body).await.expect("login");
     assert_eq!(status, 200, "{text}");
-    let token = serde_json::from_str::<Value>(&text).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = serde_json::from_str::<Value>(&text).unwrap()["token"].as_str().unwrap().to_string();
     let auth = [("Authorization", format!("Bearer {token}"))];
     let mut keys = Vec::new();
     for n in 0..PER_ANNOTATOR {
-        let (status, text) = http(
-            &addr,
-            "GET",
-            &format!("/api/projects/{project}/next"),
-            &auth,
-            "",
-        )
-        .await
-        .expect("next");
+        let (status, text) =
+            http(&addr, "GET", &format!("/api/projects/{project}/next"), &auth, "").await.expect("next");
         assert_eq!(status, 200, "{text}");
         let t: Value = serde_json::from_str(&text).unwrap();
         let key = format!("{username}-{n}");
@@ -54,15 +42,9 @@ async fn annotate(addr: String, project: String, username: String) -> Vec<String
         for s in sends {
             statuses.push(s.await.unwrap());
         }
-        let (late, _) = http(&addr, "POST", &path, &auth, &body)
-            .await
-            .expect("late retry");
+        let (late, _) = http(&addr, "POST", &path, &auth, &body).await.expect("late retry");
         statuses.push(late);
-        assert_eq!(
-            statuses.iter().filter(|s| **s == 201).count(),
-            1,
-            "exactly one create: {statuses:?}"
-        );
+        assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "exactly one create: {statuses:?}");
         keys.push(key);
     }
     keys
@@ -83,61 +65,33 @@ async fn concurrent_annotators_on_postgres() {
 }
 
 async fn load(url: &str) {
-    let st = state(
-        url,
-        ServerConfig {
-            rate_limit_per_minute: 0,
-            ..Default::default()
-        },
-    )
-    .await;
-    let p = reins_feedback::create_project(&st.db, "load", &pairwise_config(1))
-        .await
-        .unwrap();
-    reins_feedback::import::import_jsonl(&st.db, &p.id, &items_jsonl(ANNOTATORS * PER_ANNOTATOR))
-        .await
-        .unwrap();
+    let st = state(url, ServerConfig { rate_limit_per_minute: 0, ..Default::default() }).await;
+    let p = reins_feedback::create_project(&st.db, "load", &pairwise_config(1)).await.unwrap();
+    reins_feedback::import::import_jsonl(&st.db, &p.id, &items_jsonl(ANNOTATORS * PER_ANNOTATOR)).await.unwrap();
     for i in 0..ANNOTATORS {
-        let u = reins_feedback::create_user(
-            &st.db,
-            &format!("ann{i}"),
-            "annotator-pw",
-            Role::Annotator,
-        )
-        .await
-        .unwrap();
+        let u = reins_feedback::create_user(&st.db, &format!("ann{i}"), "annotator-pw", Role::Annotator).await.unwrap();
         st.db.add_member(&p.id, &u.id).await.unwrap();
     }
     let dbh = st.db.clone();
     let addr = spawn_server(st).await;
     let run = async {
-        let tasks: Vec<_> = (0..ANNOTATORS)
-            .map(|i| tokio::spawn(annotate(addr.clone(), p.id.clone(), format!("ann{i}"))))
-            .collect();
+        let tasks: Vec<_> =
+            (0..ANNOTATORS).map(|i| tokio::spawn(annotate(addr.clone(), p.id.clone(), format!("ann{i}")))).collect();
         let mut keys = Vec::new();
         for t in tasks {
             keys.extend(t.await.unwrap());
         }
         keys
     };
-    let keys = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("load test finished in time");
+    let keys = tokio::time::timeout(Duration::from_secs(120), run).await.expect("load test finished in time");
     let subs = dbh.submissions(&p.id).await.unwrap();
     assert_eq!(subs.len(), ANNOTATORS * PER_ANNOTATOR);
-    let mut stored: Vec<String> = subs
-        .iter()
-        .map(|s| format!("{}|{}", s.user_id, s.idempotency_key))
-        .collect();
+    let mut stored: Vec<String> = subs.iter().map(|s| format!("{}|{}", s.user_id, s.idempotency_key)).collect();
     stored.sort();
     stored.dedup();
     assert_eq!(stored.len(), keys.len(), "every key stored once");
     let mut items: Vec<&str> = subs.iter().map(|s| s.item_id.as_str()).collect();
     items.sort();
     items.dedup();
-    assert_eq!(
-        items.len(),
-        ANNOTATORS * PER_ANNOTATOR,
-        "overlap 1: every item labelled once"
-    );
+    assert_eq!(items.len(), ANNOTATORS * PER_ANNOTATOR, "overlap 1: every item labelled once");
 }

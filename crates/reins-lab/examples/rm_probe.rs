@@ -12,12 +12,7 @@ const DIM: usize = 1 << 18;
 
 fn features(prompt: &str, response: &str) -> Vec<usize> {
     let norm = |s: &str| -> Vec<String> {
-        s.split_whitespace()
-            .map(|w| {
-                w.trim_matches(|c: char| !c.is_alphanumeric())
-                    .to_lowercase()
-            })
-            .collect()
+        s.split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()).collect()
     };
     let (p, r) = (norm(prompt), norm(response));
     let mut f = vec![0];
@@ -42,26 +37,11 @@ fn score(w: &[f64], f: &[usize]) -> f64 {
 fn main() {
     let cfg = LabConfig::default();
     let lab = Lab::new(&cfg).expect("valid");
-    let gold_judge = reins_lab::Population {
-        annotators: vec![reins_lab::SimulatedAnnotator::oracle(
-            "gold",
-            cfg.gold.clone(),
-        )],
-    };
-    for (who, n_train) in [
-        ("annotators", 3000usize),
-        ("annotators", 10000),
-        ("gold", 3000),
-        ("gold", 10000),
-    ] {
-        let judge = if who == "gold" {
-            &gold_judge
-        } else {
-            &lab.population
-        };
-        let train = lab
-            .world
-            .sample_pairs(Split::Train, n_train, &QualityMix::sft());
+    let gold_judge =
+        reins_lab::Population { annotators: vec![reins_lab::SimulatedAnnotator::oracle("gold", cfg.gold.clone())] };
+    for (who, n_train) in [("annotators", 3000usize), ("annotators", 10000), ("gold", 3000), ("gold", 10000)] {
+        let judge = if who == "gold" { &gold_judge } else { &lab.population };
+        let train = lab.world.sample_pairs(Split::Train, n_train, &QualityMix::sft());
         let labels = judge.label_pairs(&train, &mut lab.world.rng("probe-labels"));
         let mut data = Vec::new();
         for ((p, a, b), l) in train.iter().zip(&labels) {
@@ -86,23 +66,13 @@ fn main() {
                 }
             }
         }
-        let test = lab
-            .world
-            .sample_pairs(Split::Heldout, 2000, &QualityMix::sft());
-        let ra: Vec<f64> = test
-            .iter()
-            .map(|(p, a, _)| score(&w, &features(p, a)))
-            .collect();
-        let rb: Vec<f64> = test
-            .iter()
-            .map(|(p, _, b)| score(&w, &features(p, b)))
-            .collect();
+        let test = lab.world.sample_pairs(Split::Heldout, 2000, &QualityMix::sft());
+        let ra: Vec<f64> = test.iter().map(|(p, a, _)| score(&w, &features(p, a))).collect();
+        let rb: Vec<f64> = test.iter().map(|(p, _, b)| score(&w, &features(p, b))).collect();
         let (acc, n) = gold_pair_accuracy(&lab.gold, &test, &ra, &rb);
         for kind in reins_lab::tasks::TaskKind::ALL {
             let idx: Vec<usize> = (0..test.len())
-                .filter(|i| {
-                    reins_lab::tasks::parse_prompt(&test[*i].0).map(|t| t.kind()) == Some(kind)
-                })
+                .filter(|i| reins_lab::tasks::parse_prompt(&test[*i].0).map(|t| t.kind()) == Some(kind))
                 .collect();
             let sub: Vec<_> = idx.iter().map(|i| test[*i].clone()).collect();
             let (a, n) = gold_pair_accuracy(
@@ -114,6 +84,9 @@ fn main() {
             print!("{kind:?} {a:.2} ({n})  ");
         }
         println!();
-        println!("{who}: {n_train} labelled pairs ({} decided): linear RM accuracy vs gold on {n} held-out pairs = {acc:.3}", data.len());
+        println!(
+            "{who}: {n_train} labelled pairs ({} decided): linear RM accuracy vs gold on {n} held-out pairs = {acc:.3}",
+            data.len()
+        );
     }
 }

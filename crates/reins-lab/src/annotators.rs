@@ -50,13 +50,7 @@ pub struct Label {
 impl Label {
     /// The TRL preference record for this label; `None` for ties and skips. `margin` (when asked
     /// for) is the annotator's perceived utility gap, ≥ 0.
-    pub fn to_record(
-        &self,
-        prompt: &str,
-        a: &str,
-        b: &str,
-        with_margin: bool,
-    ) -> Option<PreferenceRecord> {
+    pub fn to_record(&self, prompt: &str, a: &str, b: &str, with_margin: bool) -> Option<PreferenceRecord> {
         let (chosen, rejected) = match self.outcome {
             Outcome::A => (a, b),
             Outcome::B => (b, a),
@@ -120,10 +114,7 @@ pub fn tournament(
     let mut wins = vec![0.0; candidates.len()];
     for i in 0..candidates.len() {
         for j in i + 1..candidates.len() {
-            match judge
-                .judge(prompt, &candidates[i], &candidates[j], rng)
-                .outcome
-            {
+            match judge.judge(prompt, &candidates[i], &candidates[j], rng).outcome {
                 Outcome::A => wins[i] += 1.0,
                 Outcome::B => wins[j] += 1.0,
                 Outcome::Tie => {
@@ -172,11 +163,7 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 impl SimulatedAnnotator {
-    pub fn new(
-        id: impl Into<String>,
-        factor_weights: FactorWeights,
-        cfg: &AnnotatorConfig,
-    ) -> Self {
+    pub fn new(id: impl Into<String>, factor_weights: FactorWeights, cfg: &AnnotatorConfig) -> Self {
         SimulatedAnnotator {
             id: id.into(),
             factor_weights,
@@ -194,20 +181,13 @@ impl SimulatedAnnotator {
     }
 
     fn parse(&self, prompt: &str, response: &str) -> Parsed {
-        crate::gold::parse(
-            parse_prompt(prompt),
-            response,
-            self.factor_weights.length_budget,
-        )
+        crate::gold::parse(parse_prompt(prompt), response, self.factor_weights.length_budget)
     }
 
     /// (U, U^γ): the annotator's utility and its myopic version.
     pub fn utilities(&self, prompt: &str, response: &str) -> (f64, f64) {
         let p = self.parse(prompt, response);
-        (
-            p.utility(&self.factor_weights, 1.0),
-            p.utility(&self.factor_weights, self.gamma),
-        )
+        (p.utility(&self.factor_weights, 1.0), p.utility(&self.factor_weights, self.gamma))
     }
 
     /// Exact outcome probabilities for this query.
@@ -215,29 +195,14 @@ impl SimulatedAnnotator {
         let (ua, ma) = self.utilities(prompt, a);
         let (ub, mb) = self.utilities(prompt, b);
         if ua.max(ub) < self.skip_threshold {
-            return OutcomeProbs {
-                a: 0.0,
-                b: 0.0,
-                tie: 0.0,
-                skip: 1.0,
-            };
+            return OutcomeProbs { a: 0.0, b: 0.0, tie: 0.0, skip: 1.0 };
         }
         if (ua - ub).abs() < self.equal_threshold {
-            return OutcomeProbs {
-                a: 0.0,
-                b: 0.0,
-                tie: 1.0,
-                skip: 0.0,
-            };
+            return OutcomeProbs { a: 0.0, b: 0.0, tie: 1.0, skip: 0.0 };
         }
         let p = self.p_choose_a(ma, mb);
         let pa = p * (1.0 - self.p_mistake) + (1.0 - p) * self.p_mistake;
-        OutcomeProbs {
-            a: pa,
-            b: 1.0 - pa,
-            tie: 0.0,
-            skip: 0.0,
-        }
+        OutcomeProbs { a: pa, b: 1.0 - pa, tie: 0.0, skip: 0.0 }
     }
 
     fn p_choose_a(&self, ma: f64, mb: f64) -> f64 {
@@ -256,13 +221,8 @@ impl SimulatedAnnotator {
     pub fn label<R: Rng + ?Sized>(&self, prompt: &str, a: &str, b: &str, rng: &mut R) -> Label {
         let (ua, ma) = self.utilities(prompt, a);
         let (ub, mb) = self.utilities(prompt, b);
-        let mut label = Label {
-            annotator_id: self.id.clone(),
-            outcome: Outcome::Skip,
-            utility_a: ua,
-            utility_b: ub,
-            p_a: 0.5,
-        };
+        let mut label =
+            Label { annotator_id: self.id.clone(), outcome: Outcome::Skip, utility_a: ua, utility_b: ub, p_a: 0.5 };
         if ua.max(ub) < self.skip_threshold {
             return label;
         }
@@ -373,15 +333,8 @@ impl Population {
 
 impl Population {
     /// Labels every `(prompt, a, b)` pair (one annotator drawn per pair), in order.
-    pub fn label_pairs<R: Rng + ?Sized>(
-        &self,
-        pairs: &[(String, String, String)],
-        rng: &mut R,
-    ) -> Vec<Label> {
-        pairs
-            .iter()
-            .map(|(p, a, b)| self.label(p, a, b, rng))
-            .collect()
+    pub fn label_pairs<R: Rng + ?Sized>(&self, pairs: &[(String, String, String)], rng: &mut R) -> Vec<Label> {
+        pairs.iter().map(|(p, a, b)| self.label(p, a, b, rng)).collect()
     }
 
     /// Per-annotator agreement with noiseless gold of `labels` (given for `pairs`, in order),
@@ -414,10 +367,7 @@ impl Population {
 }
 
 /// Writes records as JSONL (one `PreferenceRecord` per line).
-pub fn write_jsonl(
-    path: &std::path::Path,
-    records: &[PreferenceRecord],
-) -> Result<(), crate::LabError> {
+pub fn write_jsonl(path: &std::path::Path, records: &[PreferenceRecord]) -> Result<(), crate::LabError> {
     let mut text = String::new();
     for r in records {
         text.push_str(&r.to_json_line());

@@ -10,11 +10,7 @@ fn pairs(n: usize) -> Vec<(String, String, String)> {
     w.sample_pairs(Split::Train, n, &QualityMix::sft())
 }
 
-fn run(
-    judge: &SimulatedAnnotator,
-    pairs: &[(String, String, String)],
-    seed: u64,
-) -> (Agreement, f64) {
+fn run(judge: &SimulatedAnnotator, pairs: &[(String, String, String)], seed: u64) -> (Agreement, f64) {
     let gold = GoldReward::default();
     let mut rng = LabRng::seed_from_u64(seed);
     let mut agr = Agreement::default();
@@ -26,11 +22,7 @@ fn run(
             let g = gold.gold_prefers(p, a, b);
             if g != std::cmp::Ordering::Equal {
                 let pr = judge.probabilities(p, a, b);
-                expected += if g == std::cmp::Ordering::Greater {
-                    pr.a
-                } else {
-                    pr.b
-                };
+                expected += if g == std::cmp::Ordering::Greater { pr.a } else { pr.b };
             }
         }
     }
@@ -69,39 +61,21 @@ fn mistakes_alone_give_agreement_one_minus_epsilon() {
     assert!((expected - 0.8).abs() < 1e-12);
     let n = agr.decided as f64;
     let sd = (0.8 * 0.2 / n).sqrt();
-    println!(
-        "mistake-only annotator (eps 0.2): observed {:.3}, expected 0.800, n {n}",
-        agr.rate()
-    );
-    assert!(
-        (agr.rate() - 0.8).abs() < 4.0 * sd,
-        "{} vs 0.8 (n={n})",
-        agr.rate()
-    );
+    println!("mistake-only annotator (eps 0.2): observed {:.3}, expected 0.800, n {n}", agr.rate());
+    assert!((agr.rate() - 0.8).abs() < 4.0 * sd, "{} vs 0.8 (n={n})", agr.rate());
 }
 
 #[test]
 fn stochastic_myopic_annotator_matches_its_expected_agreement() {
     let ps = pairs(4000);
-    let mut a = SimulatedAnnotator::new(
-        "s",
-        FactorWeights::default(),
-        &crate::AnnotatorConfig::default(),
-    );
+    let mut a = SimulatedAnnotator::new("s", FactorWeights::default(), &crate::AnnotatorConfig::default());
     a.skip_threshold = f64::NEG_INFINITY;
     a.equal_threshold = 0.0;
     let (agr, expected) = run(&a, &ps, 3);
     let n = agr.decided as f64;
     let sd = (expected * (1.0 - expected) / n).sqrt();
-    println!(
-        "default-noise annotator, no skip/tie: observed {:.3}, expected {expected:.3}, n {n}",
-        agr.rate()
-    );
-    assert!(
-        (agr.rate() - expected).abs() < 4.0 * sd,
-        "{} vs {expected}",
-        agr.rate()
-    );
+    println!("default-noise annotator, no skip/tie: observed {:.3}, expected {expected:.3}, n {n}", agr.rate());
+    assert!((agr.rate() - expected).abs() < 4.0 * sd, "{} vs {expected}", agr.rate());
     assert!(expected > 0.6 && expected < 0.98, "{expected}");
 }
 
@@ -119,11 +93,7 @@ fn skips_and_ties_happen_exactly_where_configured() {
         let both_bad = ux.max(uy) < 0.5;
         assert_eq!(l.outcome == Outcome::Skip, both_bad, "{x} / {y}");
         if !both_bad {
-            assert_eq!(
-                l.outcome == Outcome::Tie,
-                (ux - uy).abs() < 0.6,
-                "{x} / {y}"
-            );
+            assert_eq!(l.outcome == Outcome::Tie, (ux - uy).abs() < 0.6, "{x} / {y}");
         }
         skips += usize::from(l.outcome == Outcome::Skip);
         ties += usize::from(l.outcome == Outcome::Tie);
@@ -132,9 +102,7 @@ fn skips_and_ties_happen_exactly_where_configured() {
     a.skip_threshold = f64::NEG_INFINITY;
     a.equal_threshold = 0.0;
     let mut rng = LabRng::seed_from_u64(4);
-    assert!(ps
-        .iter()
-        .all(|(p, x, y)| !matches!(a.label(p, x, y, &mut rng).outcome, Outcome::Skip)));
+    assert!(ps.iter().all(|(p, x, y)| !matches!(a.label(p, x, y, &mut rng).outcome, Outcome::Skip)));
 }
 
 #[test]
@@ -148,18 +116,12 @@ fn myopia_overweights_the_end() {
     let (u_end, m_end) = a.utilities(p, polite_end);
     let (u_start, m_start) = a.utilities(p, polite_start);
     assert_eq!(u_end, u_start);
-    assert!(
-        m_end < m_start,
-        "the answer sits earlier in `polite_end`, so it counts less"
-    );
+    assert!(m_end < m_start, "the answer sits earlier in `polite_end`, so it counts less");
     let rude_end = "7 + 5 is 12. Whatever.";
     let rude_start = "Whatever. 7 + 5 is 12.";
     assert!(a.utilities(p, rude_end).1 < a.utilities(p, rude_start).1);
     let mut rng = LabRng::seed_from_u64(0);
-    assert_eq!(
-        a.label(p, rude_start, rude_end, &mut rng).outcome,
-        Outcome::A
-    );
+    assert_eq!(a.label(p, rude_start, rude_end, &mut rng).outcome, Outcome::A);
 }
 
 #[test]
@@ -173,25 +135,16 @@ fn population_is_deterministic_disagrees_and_keeps_ids() {
     assert_eq!(ids.len(), 8);
     let mut bigger = cfg.annotators.clone();
     bigger.n_annotators = 12;
-    assert_eq!(
-        Population::new(&bigger, &cfg.gold, 9).annotators[..8],
-        pop.annotators[..]
-    );
-    assert!(pop
-        .annotators
-        .windows(2)
-        .all(|w| w[0].factor_weights != w[1].factor_weights));
+    assert_eq!(Population::new(&bigger, &cfg.gold, 9).annotators[..8], pop.annotators[..]);
+    assert!(pop.annotators.windows(2).all(|w| w[0].factor_weights != w[1].factor_weights));
     let ps = pairs(300);
     let label_all = |seed| {
         let mut rng = LabRng::seed_from_u64(seed);
-        ps.iter()
-            .map(|(p, a, b)| pop.label(p, a, b, &mut rng))
-            .collect::<Vec<_>>()
+        ps.iter().map(|(p, a, b)| pop.label(p, a, b, &mut rng)).collect::<Vec<_>>()
     };
     let labels = label_all(1);
     assert_eq!(labels, label_all(1));
-    let used: std::collections::HashSet<_> =
-        labels.iter().map(|l| l.annotator_id.clone()).collect();
+    let used: std::collections::HashSet<_> = labels.iter().map(|l| l.annotator_id.clone()).collect();
     assert_eq!(used.len(), 8);
     // Oracles with different weights really disagree on some pairs.
     let o0 = SimulatedAnnotator::oracle("0", pop.annotators[0].factor_weights.clone());
@@ -199,9 +152,7 @@ fn population_is_deterministic_disagrees_and_keeps_ids() {
     let mut rng = LabRng::seed_from_u64(0);
     let disagree = ps
         .iter()
-        .filter(|(p, a, b)| {
-            o0.label(p, a, b, &mut rng).outcome != o1.label(p, a, b, &mut rng).outcome
-        })
+        .filter(|(p, a, b)| o0.label(p, a, b, &mut rng).outcome != o1.label(p, a, b, &mut rng).outcome)
         .count();
     assert!(disagree > 0);
 }
@@ -212,28 +163,18 @@ fn records_serialize_to_trl_preference_jsonl() {
     let p = "What is 7 + 5?";
     let mut rng = LabRng::seed_from_u64(0);
     let l = a.label(p, "7 + 5 is 13.", "7 + 5 is 12.", &mut rng);
-    let r = l
-        .to_record(p, "7 + 5 is 13.", "7 + 5 is 12.", false)
-        .unwrap();
+    let r = l.to_record(p, "7 + 5 is 13.", "7 + 5 is 12.", false).unwrap();
     let v: serde_json::Value = serde_json::from_str(&r.to_json_line()).unwrap();
     assert_eq!(v["prompt"], p);
     assert_eq!(v["chosen"], "7 + 5 is 12.");
     assert_eq!(v["rejected"], "7 + 5 is 13.");
     assert_eq!(v["annotator_id"], "sim-03");
     assert!(v.get("margin").is_none());
-    let m = l
-        .to_record(p, "7 + 5 is 13.", "7 + 5 is 12.", true)
-        .unwrap();
+    let m = l.to_record(p, "7 + 5 is 13.", "7 + 5 is 12.", true).unwrap();
     assert!((m.margin.unwrap() - 3.0).abs() < 1e-9);
     let c = r.to_chat();
-    assert_eq!(
-        c.prompt.clone() + &c.chosen,
-        crate::chat::full(p, "7 + 5 is 12.")
-    );
-    let tie = Label {
-        outcome: Outcome::Tie,
-        ..l
-    };
+    assert_eq!(c.prompt.clone() + &c.chosen, crate::chat::full(p, "7 + 5 is 12."));
+    let tie = Label { outcome: Outcome::Tie, ..l };
     assert!(tie.to_record(p, "x", "y", false).is_none());
 }
 
@@ -251,10 +192,7 @@ fn default_population_agreement() {
         let l = pop.label(p, a, b, &mut rng);
         agr.add(&gold, p, a, b, &l);
     }
-    let gold_ties = ps
-        .iter()
-        .filter(|(p, a, b)| gold.gold_prefers(p, a, b).is_eq())
-        .count();
+    let gold_ties = ps.iter().filter(|(p, a, b)| gold.gold_prefers(p, a, b).is_eq()).count();
     println!(
         "default population: agreement {:.3} on {} decided; ties {:.3}, skips {:.3} of {}; gold ties {:.3}",
         agr.rate(),
@@ -306,27 +244,15 @@ fn default_population_agreement() {
 fn tournament_picks_gold_best_and_worst_with_a_noiseless_judge() {
     let gold = GoldReward::default();
     let p = "What is 7 + 5?";
-    let cands: Vec<String> = [
-        "Whatever. It is 13.",
-        "Sure! 7 + 5 is 12.",
-        "It is 12.",
-        "The pig says oink.",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let cands: Vec<String> = ["Whatever. It is 13.", "Sure! 7 + 5 is 12.", "It is 12.", "The pig says oink."]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut rng = LabRng::seed_from_u64(0);
     let (best, worst, wins) = tournament(&gold, p, &cands, &mut rng);
     assert_eq!(best, 1, "{wins:?}");
-    assert_eq!(
-        worst, 3,
-        "off-topic scores 0, below rude-and-wrong (0.5): {wins:?}"
-    );
-    let pop = Population::new(
-        &LabConfig::default().annotators,
-        &FactorWeights::default(),
-        0,
-    );
+    assert_eq!(worst, 3, "off-topic scores 0, below rude-and-wrong (0.5): {wins:?}");
+    let pop = Population::new(&LabConfig::default().annotators, &FactorWeights::default(), 0);
     let (b, w, _) = tournament(&pop, p, &cands, &mut rng);
     assert!(b < cands.len() && w < cands.len());
 }

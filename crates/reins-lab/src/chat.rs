@@ -40,10 +40,7 @@ pub fn full(prompt_text: &str, response: &str) -> String {
 /// `<|endoftext|>`), trimmed. The flag says whether the end token was produced (a completion
 /// cut by `max_new_tokens` is not finished; the gold reward scores what is there).
 pub fn extract_response(generated: &str) -> (String, bool) {
-    let cut = [END, ENDOFTEXT]
-        .iter()
-        .filter_map(|t| generated.find(t))
-        .min();
+    let cut = [END, ENDOFTEXT].iter().filter_map(|t| generated.find(t)).min();
     match cut {
         Some(i) => (generated[..i].trim().to_string(), true),
         None => (generated.trim().to_string(), false),
@@ -59,15 +56,9 @@ mod tests {
         let p = "What is 2 + 3?";
         let r = "2 + 3 is 5.";
         assert_eq!(prompt(p) + &completion(r), full(p, r));
-        assert_eq!(
-            full(p, r),
-            "<|user|> What is 2 + 3? <|assistant|> 2 + 3 is 5.<|end|>"
-        );
+        assert_eq!(full(p, r), "<|user|> What is 2 + 3? <|assistant|> 2 + 3 is 5.<|end|>");
         assert_eq!(extract_response(&completion(r)), (r.to_string(), true));
-        assert_eq!(
-            extract_response(" 2 + 3 is"),
-            ("2 + 3 is".to_string(), false)
-        );
+        assert_eq!(extract_response(" 2 + 3 is"), ("2 + 3 is".to_string(), false));
     }
 
     #[test]
@@ -83,13 +74,10 @@ mod tests {
             }
             m
         };
-        let full_text = t
-            .render(minijinja::context! { messages => msgs(true), add_generation_prompt => false })
-            .unwrap();
+        let full_text =
+            t.render(minijinja::context! { messages => msgs(true), add_generation_prompt => false }).unwrap();
         assert_eq!(full_text, full(p, r));
-        let gen = t
-            .render(minijinja::context! { messages => msgs(false), add_generation_prompt => true })
-            .unwrap();
+        let gen = t.render(minijinja::context! { messages => msgs(false), add_generation_prompt => true }).unwrap();
         assert_eq!(gen, prompt(p));
     }
 }

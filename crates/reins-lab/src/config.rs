@@ -123,10 +123,8 @@ impl LabConfig {
 
     /// Parses TOML; unknown keys and bad values are errors naming the key.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, LabError> {
-        let cfg: LabConfig = toml::from_str(text).map_err(|source| LabError::ConfigParse {
-            origin: origin.to_string(),
-            source,
-        })?;
+        let cfg: LabConfig =
+            toml::from_str(text).map_err(|source| LabError::ConfigParse { origin: origin.to_string(), source })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -148,36 +146,20 @@ impl LabConfig {
         self.gold.validate("gold")?;
         self.annotators.validate()?;
         if !(64..=65_536).contains(&self.tokenizer.vocab_size) {
-            return Err(LabError::config(
-                "tokenizer.vocab_size",
-                "must be in 64..=65536",
-            ));
+            return Err(LabError::config("tokenizer.vocab_size", "must be in 64..=65536"));
         }
-        if self.model.num_attention_heads == 0
-            || !self
-                .model
-                .hidden_size
-                .is_multiple_of(self.model.num_attention_heads)
+        if self.model.num_attention_heads == 0 || !self.model.hidden_size.is_multiple_of(self.model.num_attention_heads)
         {
-            return Err(LabError::config(
-                "model.hidden_size",
-                "must be a multiple of model.num_attention_heads",
-            ));
+            return Err(LabError::config("model.hidden_size", "must be a multiple of model.num_attention_heads"));
         }
         if self.reward_model.ensemble_size == 0 {
-            return Err(LabError::config(
-                "reward_model.ensemble_size",
-                "must be at least 1",
-            ));
+            return Err(LabError::config("reward_model.ensemble_size", "must be at least 1"));
         }
         if self.best_of_n.n == 0 {
             return Err(LabError::config("best_of_n.n", "must be at least 1"));
         }
         if self.grpo.num_generations < 2 {
-            return Err(LabError::config(
-                "grpo.num_generations",
-                "must be at least 2 (advantages are group-relative)",
-            ));
+            return Err(LabError::config("grpo.num_generations", "must be at least 2 (advantages are group-relative)"));
         }
         Ok(())
     }
@@ -187,10 +169,7 @@ fn check_prob(key: &str, p: f64) -> Result<(), LabError> {
     if (0.0..=1.0).contains(&p) {
         Ok(())
     } else {
-        Err(LabError::config(
-            key,
-            format!("is {p}; a probability must be in [0, 1]"),
-        ))
+        Err(LabError::config(key, format!("is {p}; a probability must be in [0, 1]")))
     }
 }
 
@@ -223,27 +202,14 @@ impl Default for WorldConfig {
 impl WorldConfig {
     fn validate(&self) -> Result<(), LabError> {
         if !(0.05..=0.5).contains(&self.heldout_fraction) {
-            return Err(LabError::config(
-                "world.heldout_fraction",
-                "must be in [0.05, 0.5]",
-            ));
+            return Err(LabError::config("world.heldout_fraction", "must be in [0.05, 0.5]"));
         }
         self.corpus_mix.validate("world.corpus_mix")?;
         self.sft_mix.validate("world.sft_mix")?;
         let w = &self.task_weights;
-        let all = [
-            w.arithmetic,
-            w.capital,
-            w.opposite,
-            w.animal_sound,
-            w.list,
-            w.greeting,
-        ];
+        let all = [w.arithmetic, w.capital, w.opposite, w.animal_sound, w.list, w.greeting];
         if all.iter().any(|x| *x < 0.0 || !x.is_finite()) || all.iter().sum::<f64>() <= 0.0 {
-            return Err(LabError::config(
-                "world.task_weights",
-                "must be finite, non-negative, and not all zero",
-            ));
+            return Err(LabError::config("world.task_weights", "must be finite, non-negative, and not all zero"));
         }
         Ok(())
     }
@@ -269,14 +235,7 @@ pub struct TaskWeights {
 
 impl Default for TaskWeights {
     fn default() -> Self {
-        TaskWeights {
-            arithmetic: 1.0,
-            capital: 1.0,
-            opposite: 1.0,
-            animal_sound: 1.0,
-            list: 1.0,
-            greeting: 1.0,
-        }
+        TaskWeights { arithmetic: 1.0, capital: 1.0, opposite: 1.0, animal_sound: 1.0, list: 1.0, greeting: 1.0 }
     }
 }
 
@@ -301,50 +260,22 @@ pub struct QualityMix {
 
 impl Default for QualityMix {
     fn default() -> Self {
-        QualityMix {
-            p_relevant: 0.75,
-            p_correct: 0.6,
-            p_polite: 0.35,
-            p_rude: 0.25,
-            p_padded: 0.3,
-            p_repeated: 0.2,
-        }
+        QualityMix { p_relevant: 0.75, p_correct: 0.6, p_polite: 0.35, p_rude: 0.25, p_padded: 0.3, p_repeated: 0.2 }
     }
 }
 
 impl QualityMix {
     /// Every factor good: relevant, correct, polite, concise, no repetition.
     pub fn good() -> Self {
-        QualityMix {
-            p_relevant: 1.0,
-            p_correct: 1.0,
-            p_polite: 1.0,
-            p_rude: 0.0,
-            p_padded: 0.0,
-            p_repeated: 0.0,
-        }
+        QualityMix { p_relevant: 1.0, p_correct: 1.0, p_polite: 1.0, p_rude: 0.0, p_padded: 0.0, p_repeated: 0.0 }
     }
     /// Every factor bad: off-topic, rude, padded, repetitive.
     pub fn bad() -> Self {
-        QualityMix {
-            p_relevant: 0.0,
-            p_correct: 0.0,
-            p_polite: 0.0,
-            p_rude: 1.0,
-            p_padded: 1.0,
-            p_repeated: 1.0,
-        }
+        QualityMix { p_relevant: 0.0, p_correct: 0.0, p_polite: 0.0, p_rude: 1.0, p_padded: 1.0, p_repeated: 1.0 }
     }
     /// The default SFT mix: mostly good, each factor bad often enough to be sampled.
     pub fn sft() -> Self {
-        QualityMix {
-            p_relevant: 0.85,
-            p_correct: 0.75,
-            p_polite: 0.4,
-            p_rude: 0.25,
-            p_padded: 0.3,
-            p_repeated: 0.2,
-        }
+        QualityMix { p_relevant: 0.85, p_correct: 0.75, p_polite: 0.4, p_rude: 0.25, p_padded: 0.3, p_repeated: 0.2 }
     }
     fn validate(&self, key: &str) -> Result<(), LabError> {
         check_prob(&format!("{key}.p_relevant"), self.p_relevant)?;
@@ -404,10 +335,7 @@ impl FactorWeights {
         ];
         for (name, w) in all {
             if !w.is_finite() || w < 0.0 {
-                return Err(LabError::config(
-                    &format!("{key}.{name}"),
-                    format!("is {w}; must be finite and >= 0"),
-                ));
+                return Err(LabError::config(&format!("{key}.{name}"), format!("is {w}; must be finite and >= 0")));
             }
         }
         Ok(())
@@ -437,13 +365,7 @@ pub struct AnnotatorConfig {
 
 impl Default for AnnotatorConfig {
     fn default() -> Self {
-        AnnotatorConfig {
-            beta: 1.5,
-            p_mistake: 0.05,
-            skip_threshold: 0.0,
-            equal_threshold: 0.25,
-            gamma: 0.9,
-        }
+        AnnotatorConfig { beta: 1.5, p_mistake: 0.05, skip_threshold: 0.0, equal_threshold: 0.25, gamma: 0.9 }
     }
 }
 
@@ -460,29 +382,17 @@ impl AnnotatorConfig {
     }
     fn validate(&self, key: &str) -> Result<(), LabError> {
         if !self.beta.is_finite() || self.beta < 0.0 {
-            return Err(LabError::config(
-                &format!("{key}.beta"),
-                "must be >= 0 (0 = rational)",
-            ));
+            return Err(LabError::config(&format!("{key}.beta"), "must be >= 0 (0 = rational)"));
         }
         check_prob(&format!("{key}.p_mistake"), self.p_mistake)?;
         if self.skip_threshold.is_nan() || self.skip_threshold == f64::INFINITY {
-            return Err(LabError::config(
-                &format!("{key}.skip_threshold"),
-                "must be a number or -inf (never skip)",
-            ));
+            return Err(LabError::config(&format!("{key}.skip_threshold"), "must be a number or -inf (never skip)"));
         }
         if self.equal_threshold.is_nan() || self.equal_threshold < 0.0 {
-            return Err(LabError::config(
-                &format!("{key}.equal_threshold"),
-                "must be >= 0 (0 = never equal)",
-            ));
+            return Err(LabError::config(&format!("{key}.equal_threshold"), "must be >= 0 (0 = never equal)"));
         }
         if !(self.gamma > 0.0 && self.gamma <= 1.0) {
-            return Err(LabError::config(
-                &format!("{key}.gamma"),
-                "must be in (0, 1] (1 = not myopic)",
-            ));
+            return Err(LabError::config(&format!("{key}.gamma"), "must be in (0, 1] (1 = not myopic)"));
         }
         Ok(())
     }
@@ -505,28 +415,17 @@ pub struct PopulationConfig {
 
 impl Default for PopulationConfig {
     fn default() -> Self {
-        PopulationConfig {
-            n_annotators: 8,
-            base: AnnotatorConfig::default(),
-            weight_jitter: 0.3,
-            beta_jitter: 0.2,
-        }
+        PopulationConfig { n_annotators: 8, base: AnnotatorConfig::default(), weight_jitter: 0.3, beta_jitter: 0.2 }
     }
 }
 
 impl PopulationConfig {
     fn validate(&self) -> Result<(), LabError> {
         if self.n_annotators == 0 {
-            return Err(LabError::config(
-                "annotators.n_annotators",
-                "must be at least 1",
-            ));
+            return Err(LabError::config("annotators.n_annotators", "must be at least 1"));
         }
         if !(self.weight_jitter >= 0.0 && self.beta_jitter >= 0.0) {
-            return Err(LabError::config(
-                "annotators.weight_jitter",
-                "jitters must be >= 0",
-            ));
+            return Err(LabError::config("annotators.weight_jitter", "jitters must be >= 0"));
         }
         self.base.validate("annotators.base")
     }
@@ -546,11 +445,7 @@ pub struct TokenizerConfig {
 
 impl Default for TokenizerConfig {
     fn default() -> Self {
-        TokenizerConfig {
-            vocab_size: 1024,
-            min_frequency: 2,
-            n_texts: 20_000,
-        }
+        TokenizerConfig { vocab_size: 1024, min_frequency: 2, n_texts: 20_000 }
     }
 }
 
@@ -569,8 +464,7 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error_naming_it() {
-        let err =
-            LabConfig::from_toml_str("[annotators.base]\nbetta = 2.0\n", "lab.toml").unwrap_err();
+        let err = LabConfig::from_toml_str("[annotators.base]\nbetta = 2.0\n", "lab.toml").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("betta"), "{msg}");
         assert!(msg.contains("lab.toml"), "{msg}");
@@ -578,24 +472,18 @@ mod tests {
 
     #[test]
     fn skipping_can_be_disabled_from_toml() {
-        let c =
-            LabConfig::from_toml_str("[annotators.base]\nskip_threshold = -inf\n", "t").unwrap();
+        let c = LabConfig::from_toml_str("[annotators.base]\nskip_threshold = -inf\n", "t").unwrap();
         assert_eq!(c.annotators.base.skip_threshold, f64::NEG_INFINITY);
         assert_eq!(c, LabConfig::from_toml_str(&c.to_toml(), "t").unwrap());
     }
 
     #[test]
     fn partial_toml_keeps_defaults_and_bad_values_name_the_key() {
-        let c = LabConfig::from_toml_str("seed = 3\n[annotators.base]\np_mistake = 0.2\n", "t")
-            .unwrap();
+        let c = LabConfig::from_toml_str("seed = 3\n[annotators.base]\np_mistake = 0.2\n", "t").unwrap();
         assert_eq!(c.seed, 3);
         assert_eq!(c.annotators.base.p_mistake, 0.2);
         assert_eq!(c.annotators.base.beta, AnnotatorConfig::default().beta);
-        let err =
-            LabConfig::from_toml_str("[annotators.base]\np_mistake = 1.5\n", "t").unwrap_err();
-        assert!(
-            err.to_string().contains("annotators.base.p_mistake"),
-            "{err}"
-        );
+        let err = LabConfig::from_toml_str("[annotators.base]\np_mistake = 1.5\n", "t").unwrap_err();
+        assert!(err.to_string().contains("annotators.base.p_mistake"), "{err}");
     }
 }

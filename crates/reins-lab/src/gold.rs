@@ -22,34 +22,12 @@ use std::cmp::Ordering;
 use crate::config::FactorWeights;
 use crate::tasks::{parse_prompt, Category, Task, CAPITALS, NAMES, OPPOSITES, SOUNDS};
 
-const POLITE_WORDS: &[&str] = &[
-    "sure", "course", "happy", "glad", "hope", "helps", "nice", "thank", "thanks", "please",
-    "welcome", "pleasure",
-];
-const RUDE_WORDS: &[&str] = &[
-    "ugh",
-    "silly",
-    "stop",
-    "bothering",
-    "yourself",
-    "whatever",
-    "stupid",
-    "annoying",
-    "obviously",
-];
-const FILLER_WORDS: &[&str] = &[
-    "think",
-    "common",
-    "many",
-    "people",
-    "well",
-    "basically",
-    "explain",
-    "detail",
-    "honestly",
-    "actually",
-    "know",
-];
+const POLITE_WORDS: &[&str] =
+    &["sure", "course", "happy", "glad", "hope", "helps", "nice", "thank", "thanks", "please", "welcome", "pleasure"];
+const RUDE_WORDS: &[&str] =
+    &["ugh", "silly", "stop", "bothering", "yourself", "whatever", "stupid", "annoying", "obviously"];
+const FILLER_WORDS: &[&str] =
+    &["think", "common", "many", "people", "well", "basically", "explain", "detail", "honestly", "actually", "know"];
 
 /// Scores closer than this are equal: evidence values are multiples of 0.1, so a smaller gap
 /// is floating-point summation order, not a preference.
@@ -120,18 +98,12 @@ impl Parsed {
         let last = self.sentences.saturating_sub(1);
         self.evidence
             .iter()
-            .map(|e| {
-                e.factor.weight(w) * e.value * gamma.powi((last - e.sentence.min(last)) as i32)
-            })
+            .map(|e| e.factor.weight(w) * e.value * gamma.powi((last - e.sentence.min(last)) as i32))
             .sum()
     }
     /// The summed evidence of one factor (unweighted).
     pub fn factor(&self, f: Factor) -> f64 {
-        self.evidence
-            .iter()
-            .filter(|e| e.factor == f)
-            .map(|e| e.value)
-            .sum()
+        self.evidence.iter().filter(|e| e.factor == f).map(|e| e.value).sum()
     }
 }
 
@@ -171,11 +143,7 @@ impl GoldReward {
 
     /// Scores a batch (e.g. a PPO rollout).
     pub fn score_batch(&self, prompts: &[&str], responses: &[&str]) -> Vec<f64> {
-        prompts
-            .iter()
-            .zip(responses)
-            .map(|(p, r)| self.score(p, r))
-            .collect()
+        prompts.iter().zip(responses).map(|(p, r)| self.score(p, r)).collect()
     }
 
     /// Noiseless gold preference: `Greater` when `a` is better than `b`; `Equal` when the
@@ -205,10 +173,7 @@ impl GoldReward {
 
 /// Lower-cased word with surrounding punctuation removed; a pure symbol (`+`) is kept.
 fn norm_word(raw: &str) -> String {
-    let t: String = raw
-        .chars()
-        .filter(|c| c.is_alphanumeric() || *c == '-')
-        .collect();
+    let t: String = raw.chars().filter(|c| c.is_alphanumeric() || *c == '-').collect();
     let t = t.trim_matches('-');
     if t.is_empty() {
         raw.to_lowercase()
@@ -223,17 +188,13 @@ fn split_sentences(text: &str) -> Vec<Vec<String>> {
     let chars: Vec<char> = text.chars().collect();
     for (i, c) in chars.iter().enumerate() {
         cur.push(*c);
-        let boundary =
-            matches!(c, '.' | '!' | '?') && chars.get(i + 1).is_none_or(|n| n.is_whitespace());
+        let boundary = matches!(c, '.' | '!' | '?') && chars.get(i + 1).is_none_or(|n| n.is_whitespace());
         if boundary {
             out.push(std::mem::take(&mut cur));
         }
     }
     out.push(cur);
-    out.into_iter()
-        .map(|s| s.split_whitespace().map(norm_word).collect::<Vec<_>>())
-        .filter(|w| !w.is_empty())
-        .collect()
+    out.into_iter().map(|s| s.split_whitespace().map(norm_word).collect::<Vec<_>>()).filter(|w| !w.is_empty()).collect()
 }
 
 fn lower(xs: impl Iterator<Item = &'static str>) -> Vec<String> {
@@ -259,11 +220,7 @@ fn check_task(task: &Task, sents: &[Vec<String>]) -> (Option<usize>, Option<usiz
             let country = country.to_lowercase();
             let rel = first(&|w| w == country || caps.iter().any(|c| c == w));
             let wrong = any(&|w| w != right && caps.iter().any(|c| c == w));
-            let cor = if wrong == 0 {
-                first(&|w| w == right)
-            } else {
-                None
-            };
+            let cor = if wrong == 0 { first(&|w| w == right) } else { None };
             (rel, cor)
         }
         Task::Opposite { word } => {
@@ -271,11 +228,7 @@ fn check_task(task: &Task, sents: &[Vec<String>]) -> (Option<usize>, Option<usiz
             let right = task.answer_word().unwrap_or("");
             let rel = first(&|w| all.iter().any(|c| c == w));
             let wrong = any(&|w| w != right && w != word && all.iter().any(|c| c == w));
-            let cor = if wrong == 0 {
-                first(&|w| w == right)
-            } else {
-                None
-            };
+            let cor = if wrong == 0 { first(&|w| w == right) } else { None };
             (rel, cor)
         }
         Task::AnimalSound { animal } => {
@@ -283,11 +236,7 @@ fn check_task(task: &Task, sents: &[Vec<String>]) -> (Option<usize>, Option<usiz
             let right = task.answer_word().unwrap_or("");
             let rel = first(&|w| w == animal || sounds.iter().any(|c| c == w));
             let wrong = any(&|w| w != right && sounds.iter().any(|c| c == w));
-            let cor = if wrong == 0 {
-                first(&|w| w == right)
-            } else {
-                None
-            };
+            let cor = if wrong == 0 { first(&|w| w == right) } else { None };
             (rel, cor)
         }
         Task::List { category, n } => {
@@ -298,37 +247,21 @@ fn check_task(task: &Task, sents: &[Vec<String>]) -> (Option<usize>, Option<usiz
                 .flat_map(|c| lower(c.items().iter().copied()))
                 .collect();
             let rel = first(&|w| mine.iter().any(|c| c == w));
-            let mut distinct: Vec<&String> = sents
-                .iter()
-                .flatten()
-                .filter(|w| mine.contains(w))
-                .collect();
+            let mut distinct: Vec<&String> = sents.iter().flatten().filter(|w| mine.contains(w)).collect();
             distinct.sort();
             distinct.dedup();
             let foreign = any(&|w| others.iter().any(|c| c == w));
-            let cor = if distinct.len() == *n && foreign == 0 {
-                last(&|w| mine.iter().any(|c| c == w))
-            } else {
-                None
-            };
+            let cor = if distinct.len() == *n && foreign == 0 { last(&|w| mine.iter().any(|c| c == w)) } else { None };
             (rel, cor)
         }
         Task::Greeting { hello, name } => {
             let names = lower(NAMES.iter().copied());
             let name = name.to_lowercase();
-            let (asked, other) = if *hello {
-                ("hello", "goodbye")
-            } else {
-                ("goodbye", "hello")
-            };
+            let (asked, other) = if *hello { ("hello", "goodbye") } else { ("goodbye", "hello") };
             let rel = first(&|w| w == asked || w == other || names.iter().any(|c| c == w));
             let bad = any(&|w| w == other || (w != name && names.iter().any(|c| c == w)));
             let has_word = any(&|w| w == asked) > 0;
-            let cor = if bad == 0 && has_word {
-                first(&|w| w == name)
-            } else {
-                None
-            };
+            let cor = if bad == 0 && has_word { first(&|w| w == name) } else { None };
             (rel, cor)
         }
     }
@@ -342,13 +275,7 @@ pub fn parse(task: Option<&Task>, response: &str, length_budget: usize) -> Parse
     let n = sents.len().max(1);
     let last = n - 1;
     let mut ev = Vec::new();
-    let mut push = |factor, value, sentence| {
-        ev.push(Evidence {
-            factor,
-            value,
-            sentence,
-        })
-    };
+    let mut push = |factor, value, sentence| ev.push(Evidence { factor, value, sentence });
 
     if let Some(task) = task {
         let (rel, cor) = check_task(task, &sents);
@@ -387,10 +314,7 @@ pub fn parse(task: Option<&Task>, response: &str, length_budget: usize) -> Parse
     if !well_formed {
         push(Factor::WellFormed, -1.0, last);
     }
-    Parsed {
-        evidence: ev,
-        sentences: n,
-    }
+    Parsed { evidence: ev, sentences: n }
 }
 
 #[cfg(test)]
@@ -400,10 +324,7 @@ mod tests {
     use crate::world::{Factors, Politeness, Split, World};
 
     fn setup() -> (World, GoldReward) {
-        (
-            World::new(3, &WorldConfig::default()).unwrap(),
-            GoldReward::default(),
-        )
+        (World::new(3, &WorldConfig::default()).unwrap(), GoldReward::default())
     }
 
     #[test]
@@ -425,10 +346,7 @@ mod tests {
             assert_eq!(f.politeness, pol, "{ctx}");
             let words = r.text.split_whitespace().count();
             let excess = -0.1 * words.saturating_sub(16) as f64;
-            assert!(
-                (f.brevity - (excess - t.padding as f64)).abs() < 1e-9,
-                "{ctx}"
-            );
+            assert!((f.brevity - (excess - t.padding as f64)).abs() < 1e-9, "{ctx}");
             assert_eq!(f.repetition, -(t.repeats as f64), "{ctx}");
             assert_eq!(f.well_formed, 0.0, "{ctx}");
         }
@@ -447,64 +365,21 @@ mod tests {
             repeats: 0,
         };
         let worse: Vec<(&str, Factors)> = vec![
-            (
-                "irrelevant",
-                Factors {
-                    relevant: false,
-                    correct: false,
-                    ..base.clone()
-                },
-            ),
-            (
-                "wrong",
-                Factors {
-                    correct: false,
-                    ..base.clone()
-                },
-            ),
-            (
-                "rude",
-                Factors {
-                    politeness: Politeness::Rude,
-                    ..base.clone()
-                },
-            ),
-            (
-                "padded",
-                Factors {
-                    padding: 2,
-                    ..base.clone()
-                },
-            ),
-            (
-                "repeated",
-                Factors {
-                    repeats: 1,
-                    ..base.clone()
-                },
-            ),
+            ("irrelevant", Factors { relevant: false, correct: false, ..base.clone() }),
+            ("wrong", Factors { correct: false, ..base.clone() }),
+            ("rude", Factors { politeness: Politeness::Rude, ..base.clone() }),
+            ("padded", Factors { padding: 2, ..base.clone() }),
+            ("repeated", Factors { repeats: 1, ..base.clone() }),
         ];
-        let polite = Factors {
-            politeness: Politeness::Polite,
-            polite_sentences: 1,
-            ..base.clone()
-        };
+        let polite = Factors { politeness: Politeness::Polite, polite_sentences: 1, ..base.clone() };
         for p in w.prompts(Split::Heldout, 120) {
             let good = w.response_with(&p, &base, &mut rng).text;
             for (name, f) in &worse {
                 let bad = w.response_with(&p, f, &mut rng).text;
-                assert_eq!(
-                    g.gold_prefers(&p.text, &good, &bad),
-                    Ordering::Greater,
-                    "{name}: {good} vs {bad}"
-                );
+                assert_eq!(g.gold_prefers(&p.text, &good, &bad), Ordering::Greater, "{name}: {good} vs {bad}");
             }
             let nicer = w.response_with(&p, &polite, &mut rng).text;
-            assert_eq!(
-                g.gold_prefers(&p.text, &nicer, &good),
-                Ordering::Greater,
-                "{nicer} vs {good}"
-            );
+            assert_eq!(g.gold_prefers(&p.text, &nicer, &good), Ordering::Greater, "{nicer} vs {good}");
         }
     }
 
@@ -517,10 +392,7 @@ mod tests {
         assert!(s("The answer is 12.<|end|> garbage") == s("The answer is 12."));
         assert!(s("7 + 5 is 12.") > s("7 + 5 is 12"), "unfinished");
         assert!(s("12.") > s("12 12 12."), "stutter");
-        assert!(
-            s("Sure! 12.") > s("Sure! Sure! Sure! Sure! 12."),
-            "polite spam does not pay"
-        );
+        assert!(s("Sure! 12.") > s("Sure! Sure! Sure! Sure! 12."), "polite spam does not pay");
         assert!(s("12.") > s(""));
         assert!(s("12.") > s("The capital of Peru is Lima."));
         assert_eq!(g.factors("Tell me a joke.", "Sure! Ha.").relevance, 0.0);
@@ -540,16 +412,10 @@ mod tests {
         let g = GoldReward::default();
         let alphabet: Vec<char> = "ab 12.!?,<|>end ü東\n\t-+".chars().collect();
         let mut rng = crate::rng::LabRng::seed_from_u64(0);
-        let prompts: Vec<&str> = crate::tasks::all_prompts()
-            .iter()
-            .step_by(97)
-            .map(|(p, _)| p.as_str())
-            .collect();
+        let prompts: Vec<&str> = crate::tasks::all_prompts().iter().step_by(97).map(|(p, _)| p.as_str()).collect();
         for i in 0..2000 {
             let len = rng.random_range(0..60);
-            let text: String = (0..len)
-                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
-                .collect();
+            let text: String = (0..len).map(|_| alphabet[rng.random_range(0..alphabet.len())]).collect();
             let s = g.score(prompts[i % prompts.len()], &text);
             assert!(s.is_finite(), "{text:?}");
         }

@@ -48,12 +48,8 @@ pub mod tasks;
 pub mod tokenizer_train;
 pub mod world;
 
-pub use annotators::{
-    Agreement, Label, Outcome, PairwiseJudge, Population, PreferenceRecord, SimulatedAnnotator,
-};
-pub use config::{
-    AnnotatorConfig, FactorWeights, LabConfig, PopulationConfig, QualityMix, WorldConfig,
-};
+pub use annotators::{Agreement, Label, Outcome, PairwiseJudge, Population, PreferenceRecord, SimulatedAnnotator};
+pub use config::{AnnotatorConfig, FactorWeights, LabConfig, PopulationConfig, QualityMix, WorldConfig};
 pub use gold::{Evidence, Factor, GoldReward};
 pub use report::{Report, ReportData};
 
@@ -107,16 +103,9 @@ pub enum LabError {
 
 impl LabError {
     pub(crate) fn config(key: &str, problem: impl Into<String>) -> Self {
-        LabError::Config {
-            key: key.to_string(),
-            problem: problem.into(),
-        }
+        LabError::Config { key: key.to_string(), problem: problem.into() }
     }
     pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
-        LabError::Io {
-            action,
-            path: path.display().to_string(),
-            source,
-        }
+        LabError::Io { action, path: path.display().to_string(), source }
     }
 }

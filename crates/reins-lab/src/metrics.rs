@@ -90,10 +90,7 @@ mod tests {
 
     #[test]
     fn metrics_behave() {
-        assert_eq!(
-            win_rate(&[1.0, 2.0, 3.0, 0.0], &[0.0, 2.0, 4.0, -1.0]),
-            0.625
-        );
+        assert_eq!(win_rate(&[1.0, 2.0, 3.0, 0.0], &[0.0, 2.0, 4.0, -1.0]), 0.625);
         assert_eq!(best_of_n_kl(1), 0.0);
         assert!((best_of_n_kl(16) - (16f64.ln() - 15.0 / 16.0)).abs() < 1e-12);
         let rp = [10.0, 20.0, 30.0];
@@ -107,9 +104,6 @@ mod tests {
             (p.clone(), "It is 13.".to_string(), "It is 12.".to_string()),
             (p.clone(), "It is 12.".to_string(), "It is 12.".to_string()),
         ];
-        assert_eq!(
-            gold_pair_accuracy(&g, &pairs, &[1.0, 1.0, 0.0], &[0.0, 0.0, 0.0]),
-            (0.5, 2)
-        );
+        assert_eq!(gold_pair_accuracy(&g, &pairs, &[1.0, 1.0, 0.0], &[0.0, 0.0, 0.0]), (0.5, 2));
     }
 }

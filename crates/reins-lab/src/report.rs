@@ -172,11 +172,7 @@ impl Report {
                 BarChart {
                     title: "Mean gold score (held-out prompts)".into(),
                     y_label: "gold score".into(),
-                    bars: d
-                        .methods
-                        .iter()
-                        .map(|m| (m.name.clone(), m.mean_gold))
-                        .collect(),
+                    bars: d.methods.iter().map(|m| (m.name.clone(), m.mean_gold)).collect(),
                     reference: None,
                 }
                 .to_svg(),
@@ -185,11 +181,7 @@ impl Report {
                 BarChart {
                     title: "Gold win rate against SFT".into(),
                     y_label: "win rate".into(),
-                    bars: d
-                        .methods
-                        .iter()
-                        .map(|m| (m.name.clone(), m.gold_win_rate_vs_sft))
-                        .collect(),
+                    bars: d.methods.iter().map(|m| (m.name.clone(), m.gold_win_rate_vs_sft)).collect(),
                     reference: Some(("0.5".into(), 0.5)),
                 }
                 .to_svg(),
@@ -200,11 +192,7 @@ impl Report {
                 BarChart {
                     title: "Reward-model accuracy vs noiseless gold".into(),
                     y_label: "accuracy".into(),
-                    bars: d
-                        .reward_models
-                        .iter()
-                        .map(|r| (r.name.clone(), r.accuracy_vs_gold))
-                        .collect(),
+                    bars: d.reward_models.iter().map(|r| (r.name.clone(), r.accuracy_vs_gold)).collect(),
                     reference: Some(("target 0.80".into(), 0.8)),
                 }
                 .to_svg(),
@@ -216,11 +204,7 @@ impl Report {
                 let gold = c.points.iter().map(|p| (p.kl, p.gold)).collect();
                 let proxy = c.points.iter().map(|p| (p.kl, p.proxy)).collect();
                 series.push(Series::new(format!("gold, {}", c.name), gold).color(i));
-                series.push(
-                    Series::new(format!("proxy, {}", c.name), proxy)
-                        .color(i)
-                        .dashed(),
-                );
+                series.push(Series::new(format!("proxy, {}", c.name), proxy).color(i).dashed());
             }
             out.push(
                 LineChart {
@@ -239,11 +223,7 @@ impl Report {
                     title: c.title.clone(),
                     x_label: c.x_label.clone(),
                     y_label: c.y_label.clone(),
-                    series: c
-                        .series
-                        .iter()
-                        .map(|(n, p)| Series::new(n.clone(), p.clone()))
-                        .collect(),
+                    series: c.series.iter().map(|(n, p)| Series::new(n.clone(), p.clone())).collect(),
                     hlines: vec![],
                 }
                 .to_svg(),
@@ -267,11 +247,7 @@ impl Report {
         if !d.targets.is_empty() {
             h.push_str("<h2>Targets</h2><table><tr><th>target</th><th>value</th><th>threshold</th><th></th></tr>");
             for t in &d.targets {
-                let (cls, word) = if t.met() {
-                    ("ok", "met")
-                } else {
-                    ("miss", "missed")
-                };
+                let (cls, word) = if t.met() { ("ok", "met") } else { ("miss", "missed") };
                 let _ = write!(
                     h,
                     "<tr><td>{}</td><td>{}</td><td>≥ {}</td><td class=\"{cls}\">{word}</td></tr>",
@@ -284,17 +260,9 @@ impl Report {
         }
         if !d.methods.is_empty() {
             h.push_str("<h2>Methods</h2><p>Every policy answers the same held-out prompts; the hidden gold reward scores them.</p><table><tr><th>method</th><th>mean gold</th><th>gold win rate vs SFT</th><th>KL to reference</th><th>mean proxy</th><th>proxy − gold gap</th></tr>");
-            let best = d
-                .methods
-                .iter()
-                .map(|m| m.gold_win_rate_vs_sft)
-                .fold(f64::NEG_INFINITY, f64::max);
+            let best = d.methods.iter().map(|m| m.gold_win_rate_vs_sft).fold(f64::NEG_INFINITY, f64::max);
             for m in &d.methods {
-                let cls = if m.gold_win_rate_vs_sft == best {
-                    " class=\"best\""
-                } else {
-                    ""
-                };
+                let cls = if m.gold_win_rate_vs_sft == best { " class=\"best\"" } else { "" };
                 let _ = write!(
                     h,
                     "<tr{cls}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -447,14 +415,7 @@ impl Report {
             m.push_str("## Over-optimization\n\n| reward model | KL | gold | proxy |\n|---|---:|---:|---:|\n");
             for c in &d.overoptimization {
                 for p in &c.points {
-                    let _ = writeln!(
-                        m,
-                        "| {} | {} | {} | {} |",
-                        md(&c.name),
-                        f3(p.kl),
-                        f3(p.gold),
-                        f3(p.proxy)
-                    );
+                    let _ = writeln!(m, "| {} | {} | {} | {} |", md(&c.name), f3(p.kl), f3(p.gold), f3(p.proxy));
                 }
             }
             m.push('\n');
@@ -491,11 +452,9 @@ impl Report {
             json: dir.join("report.json"),
         };
         let json = serde_json::to_string_pretty(&self.data).expect("report data serializes");
-        for (path, text) in [
-            (&paths.html, self.render_html()),
-            (&paths.markdown, self.render_markdown()),
-            (&paths.json, json),
-        ] {
+        for (path, text) in
+            [(&paths.html, self.render_html()), (&paths.markdown, self.render_markdown()), (&paths.json, json)]
+        {
             std::fs::write(path, text).map_err(|e| LabError::io("writing", path, e))?;
         }
         Ok(paths)
@@ -524,10 +483,7 @@ mod tests {
         assert!(!html.contains("<script"), "hostile text must be escaped");
         assert!(!html.contains("<img"));
         assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
-        assert!(
-            !html.to_lowercase().contains("http"),
-            "no external reference of any kind"
-        );
+        assert!(!html.to_lowercase().contains("http"), "no external reference of any kind");
         assert!(!html.contains("<link") && !html.contains("@import") && !html.contains("url("));
         // Bars: gold, win rate, RM accuracy; lines: over-optimization, one training curve.
         assert_eq!(r.charts().len(), 5);
@@ -540,10 +496,7 @@ mod tests {
 
     #[test]
     fn empty_sections_are_left_out() {
-        let r = Report::new(ReportData {
-            title: "t".into(),
-            ..Default::default()
-        });
+        let r = Report::new(ReportData { title: "t".into(), ..Default::default() });
         let html = r.render_html();
         assert_eq!(html.matches("<svg").count(), 0);
         assert!(!html.contains("<h2>"));
@@ -555,16 +508,10 @@ mod tests {
         let paths = Report::demo().write(dir.path()).unwrap();
         let html = std::fs::read_to_string(&paths.html).unwrap();
         assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
-        let back: ReportData =
-            serde_json::from_str(&std::fs::read_to_string(&paths.json).unwrap()).unwrap();
+        let back: ReportData = serde_json::from_str(&std::fs::read_to_string(&paths.json).unwrap()).unwrap();
         let demo = Report::demo().data;
-        assert_eq!(
-            (back.title, back.methods.len(), back.overoptimization.len()),
-            (demo.title, demo.methods.len(), 2)
-        );
-        assert!(std::fs::read_to_string(&paths.markdown)
-            .unwrap()
-            .starts_with("# reins quickstart"));
+        assert_eq!((back.title, back.methods.len(), back.overoptimization.len()), (demo.title, demo.methods.len(), 2));
+        assert!(std::fs::read_to_string(&paths.markdown).unwrap().starts_with("# reins quickstart"));
         if let Ok(out) = std::env::var("REINS_LAB_DEMO_REPORT") {
             Report::demo().write(Path::new(&out)).unwrap();
         }

@@ -19,11 +19,7 @@ impl Report {
                 .map(|i| {
                     let kl = i as f64 * 1.5;
                     let d = kl.sqrt();
-                    OverOptPoint {
-                        kl,
-                        gold: 1.9 + d * (peak - fall * d),
-                        proxy: 1.9 + d * peak,
-                    }
+                    OverOptPoint { kl, gold: 1.9 + d * (peak - fall * d), proxy: 1.9 + d * peak }
                 })
                 .collect(),
         };
@@ -31,16 +27,8 @@ impl Report {
             title: "reins quickstart".into(),
             subtitle: "seed 0 · demo numbers, not a real run".into(),
             targets: vec![
-                Target {
-                    name: "RM accuracy vs gold (single)".into(),
-                    value: 0.84,
-                    threshold: 0.8,
-                },
-                Target {
-                    name: "best gold win rate vs SFT".into(),
-                    value: 0.81,
-                    threshold: 0.7,
-                },
+                Target { name: "RM accuracy vs gold (single)".into(), value: 0.84, threshold: 0.8 },
+                Target { name: "best gold win rate vs SFT".into(), value: 0.81, threshold: 0.7 },
             ],
             methods: methods
                 .iter()
@@ -91,9 +79,7 @@ impl Report {
                 y_label: "loss".into(),
                 series: vec![(
                     "single".into(),
-                    (0..50)
-                        .map(|i| (i as f64, 0.69 * (-(i as f64) / 20.0).exp() + 0.35))
-                        .collect(),
+                    (0..50).map(|i| (i as f64, 0.69 * (-(i as f64) / 20.0).exp() + 0.35)).collect(),
                 )],
             }],
             notes: vec!["Demo numbers <not real> & made up.".into()],

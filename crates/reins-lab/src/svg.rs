@@ -6,9 +6,7 @@
 use std::fmt::Write;
 
 /// Okabe–Ito, readable by colour-blind readers.
-pub const PALETTE: [&str; 8] = [
-    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442",
-];
+pub const PALETTE: [&str; 8] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"];
 
 const W: f64 = 680.0;
 const H: f64 = 360.0;
@@ -37,18 +35,10 @@ pub fn escape(s: &str) -> String {
 
 /// "Nice" tick positions (1–2–5 steps) covering [lo, hi].
 pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
-    let (lo, hi) = if hi - lo < 1e-12 {
-        (lo - 0.5, hi + 0.5)
-    } else {
-        (lo, hi)
-    };
+    let (lo, hi) = if hi - lo < 1e-12 { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
     let raw = (hi - lo) / target.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
     let first = (lo / step + 1e-9).floor() as i64;
     let last = (hi / step - 1e-9).ceil() as i64;
     (first..=last.max(first + 1))
@@ -92,12 +82,7 @@ pub struct Series {
 
 impl Series {
     pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
-        Series {
-            name: name.into(),
-            points,
-            dashed: false,
-            color: None,
-        }
+        Series { name: name.into(), points, dashed: false, color: None }
     }
     pub fn dashed(mut self) -> Self {
         self.dashed = true;
@@ -182,11 +167,7 @@ fn axes(out: &mut String, f: &Frame, xt: &[f64], yt: &[f64], x_label: &str, y_la
 fn legend(out: &mut String, items: &[(String, &str, bool)]) {
     for (i, (name, color, dashed)) in items.iter().enumerate() {
         let y = TOP + 8.0 + i as f64 * 20.0;
-        let dash = if *dashed {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
-        };
+        let dash = if *dashed { r#" stroke-dasharray="6 4""# } else { "" };
         let _ = write!(
             out,
             r#"<line x1="{:.1}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{color}" stroke-width="2.5"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
@@ -200,32 +181,21 @@ fn legend(out: &mut String, items: &[(String, &str, bool)]) {
 }
 
 fn bounds(vals: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
-    vals.filter(|v| v.is_finite())
-        .fold(None, |acc, v| match acc {
-            None => Some((v, v)),
-            Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
-        })
+    vals.filter(|v| v.is_finite()).fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
 }
 
 impl LineChart {
     /// The chart as an `<svg>` element.
     pub fn to_svg(&self) -> String {
-        let pts = || {
-            self.series
-                .iter()
-                .flat_map(|s| s.points.iter())
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
-        };
+        let pts = || self.series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
         let (x0, x1) = bounds(pts().map(|p| p.0)).unwrap_or((0.0, 1.0));
-        let (y0, y1) =
-            bounds(pts().map(|p| p.1).chain(self.hlines.iter().map(|h| h.1))).unwrap_or((0.0, 1.0));
+        let (y0, y1) = bounds(pts().map(|p| p.1).chain(self.hlines.iter().map(|h| h.1))).unwrap_or((0.0, 1.0));
         let xt = nice_ticks(x0, x1, 6);
         let yt = nice_ticks(y0, y1, 5);
-        let f = Frame {
-            x: (xt[0], *xt.last().unwrap_or(&1.0)),
-            y: (yt[0], *yt.last().unwrap_or(&1.0)),
-            right: RIGHT,
-        };
+        let f = Frame { x: (xt[0], *xt.last().unwrap_or(&1.0)), y: (yt[0], *yt.last().unwrap_or(&1.0)), right: RIGHT };
         let mut out = String::new();
         open_svg(&mut out, &self.title, RIGHT);
         axes(&mut out, &f, &xt, &yt, &self.x_label, &self.y_label);
@@ -242,21 +212,10 @@ impl LineChart {
         let mut items = Vec::new();
         for (i, s) in self.series.iter().enumerate() {
             let color = PALETTE[s.color.unwrap_or(i) % PALETTE.len()];
-            let good: Vec<(f64, f64)> = s
-                .points
-                .iter()
-                .copied()
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
-                .collect();
-            let path: Vec<String> = good
-                .iter()
-                .map(|(x, y)| format!("{:.1},{:.1}", f.px(*x), f.py(*y)))
-                .collect();
-            let dash = if s.dashed {
-                r#" stroke-dasharray="6 4""#
-            } else {
-                ""
-            };
+            let good: Vec<(f64, f64)> =
+                s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+            let path: Vec<String> = good.iter().map(|(x, y)| format!("{:.1},{:.1}", f.px(*x), f.py(*y))).collect();
+            let dash = if s.dashed { r#" stroke-dasharray="6 4""# } else { "" };
             let _ = write!(
                 out,
                 r#"<polyline fill="none" stroke="{color}" stroke-width="2.5"{dash} points="{}"/>"#,
@@ -264,12 +223,7 @@ impl LineChart {
             );
             if good.len() <= 40 {
                 for (x, y) in &good {
-                    let _ = write!(
-                        out,
-                        r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
-                        f.px(*x),
-                        f.py(*y)
-                    );
+                    let _ = write!(out, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#, f.px(*x), f.py(*y));
                 }
             }
             items.push((s.name.clone(), color, s.dashed));
@@ -294,25 +248,12 @@ pub struct BarChart {
 impl BarChart {
     /// The chart as an `<svg>` element.
     pub fn to_svg(&self) -> String {
-        let vals = self
-            .bars
-            .iter()
-            .map(|b| b.1)
-            .chain(self.reference.iter().map(|r| r.1))
-            .chain([0.0]);
+        let vals = self.bars.iter().map(|b| b.1).chain(self.reference.iter().map(|r| r.1)).chain([0.0]);
         let (y0, y1) = bounds(vals).unwrap_or((0.0, 1.0));
         // Headroom for the value labels above (and below) the bars.
         let pad = 0.08 * (y1 - y0).max(1e-9);
-        let yt = nice_ticks(
-            if y0 < 0.0 { y0 - pad } else { y0 },
-            if y1 > 0.0 { y1 + pad } else { y1 },
-            5,
-        );
-        let f = Frame {
-            x: (0.0, 1.0),
-            y: (yt[0], *yt.last().unwrap_or(&1.0)),
-            right: BAR_RIGHT,
-        };
+        let yt = nice_ticks(if y0 < 0.0 { y0 - pad } else { y0 }, if y1 > 0.0 { y1 + pad } else { y1 }, 5);
+        let f = Frame { x: (0.0, 1.0), y: (yt[0], *yt.last().unwrap_or(&1.0)), right: BAR_RIGHT };
         let mut out = String::new();
         open_svg(&mut out, &self.title, BAR_RIGHT);
         axes(&mut out, &f, &[], &yt, "", &self.y_label);
@@ -343,10 +284,8 @@ impl BarChart {
             );
         }
         if f.y.0 < 0.0 {
-            let _ = write!(
-                out,
-                r##"<line x1="{LEFT}" x2="{BAR_RIGHT}" y1="{zero:.1}" y2="{zero:.1}" stroke="#333"/>"##
-            );
+            let _ =
+                write!(out, r##"<line x1="{LEFT}" x2="{BAR_RIGHT}" y1="{zero:.1}" y2="{zero:.1}" stroke="#333"/>"##);
         }
         if let Some((label, y)) = &self.reference {
             let py = f.py(*y);
@@ -395,19 +334,11 @@ mod tests {
         let b = BarChart {
             title: "t".into(),
             y_label: "v".into(),
-            bars: vec![
-                ("neg".into(), -1.5),
-                ("pos".into(), 2.0),
-                ("nan".into(), f64::NAN),
-            ],
+            bars: vec![("neg".into(), -1.5), ("pos".into(), 2.0), ("nan".into(), f64::NAN)],
             reference: Some(("0.8".into(), 0.8)),
         };
         let s = b.to_svg();
         assert!(!s.contains("NaN"));
-        assert_eq!(
-            s.matches("<rect").count(),
-            4,
-            "background, frame and two bars: {s}"
-        );
+        assert_eq!(s.matches("<rect").count(), 4, "background, frame and two bars: {s}");
     }
 }

@@ -66,9 +66,8 @@ pub(crate) const SOUNDS: &[(&str, &str)] = &[
     ("mouse", "squeak"),
 ];
 
-pub(crate) const NAMES: &[&str] = &[
-    "Anna", "Tom", "Maria", "Sam", "Lily", "Ben", "Emma", "Leo", "Zoe", "Max", "Nina", "Omar",
-];
+pub(crate) const NAMES: &[&str] =
+    &["Anna", "Tom", "Maria", "Sam", "Lily", "Ben", "Emma", "Leo", "Zoe", "Max", "Nina", "Omar"];
 
 const NUMBER_WORDS: &[&str] = &["zero", "one", "two", "three", "four", "five"];
 
@@ -86,21 +85,9 @@ impl Category {
     /// The items, as written in a response (lower case except days).
     pub fn items(self) -> &'static [&'static str] {
         match self {
-            Category::Colors => &[
-                "red", "blue", "green", "yellow", "purple", "pink", "brown", "white",
-            ],
-            Category::Fruits => &[
-                "apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "pear",
-            ],
-            Category::Days => &[
-                "Monday",
-                "Tuesday",
-                "Wednesday",
-                "Thursday",
-                "Friday",
-                "Saturday",
-                "Sunday",
-            ],
+            Category::Colors => &["red", "blue", "green", "yellow", "purple", "pink", "brown", "white"],
+            Category::Fruits => &["apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "pear"],
+            Category::Days => &["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
         }
     }
     fn noun(self) -> &'static str {
@@ -224,40 +211,32 @@ impl Task {
     /// The prompt texts of this task (each template).
     fn prompt_texts(&self) -> Vec<String> {
         match self {
-            Task::Arithmetic { a, op, b } => vec![
-                format!("What is {a} {} {b}?", op.symbol()),
-                format!("What is {a} {} {b}?", op.word()),
-            ]
-            .into_iter()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect(),
-            Task::Capital { country } => vec![
-                format!("What is the capital of {country}?"),
-                format!("Name the capital of {country}."),
-            ],
-            Task::Opposite { word } => vec![
-                format!("What is the opposite of {word}?"),
-                format!("Give the opposite of {word}."),
-            ],
-            Task::AnimalSound { animal } => vec![
-                format!("What sound does a {animal} make?"),
-                format!("What does the {animal} say?"),
-            ],
+            Task::Arithmetic { a, op, b } => {
+                vec![format!("What is {a} {} {b}?", op.symbol()), format!("What is {a} {} {b}?", op.word())]
+                    .into_iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect()
+            }
+            Task::Capital { country } => {
+                vec![format!("What is the capital of {country}?"), format!("Name the capital of {country}.")]
+            }
+            Task::Opposite { word } => {
+                vec![format!("What is the opposite of {word}?"), format!("Give the opposite of {word}.")]
+            }
+            Task::AnimalSound { animal } => {
+                vec![format!("What sound does a {animal} make?"), format!("What does the {animal} say?")]
+            }
             Task::List { category, n } => vec![
                 format!("List {} {}.", NUMBER_WORDS[*n], category.noun()),
                 format!("Name {} {}.", NUMBER_WORDS[*n], category.noun()),
             ],
             Task::Greeting { hello: true, name } => {
-                vec![
-                    format!("Say hello to {name}."),
-                    format!("Please greet {name}."),
-                ]
+                vec![format!("Say hello to {name}."), format!("Please greet {name}.")]
             }
-            Task::Greeting { hello: false, name } => vec![
-                format!("Say goodbye to {name}."),
-                format!("Please say goodbye to {name}."),
-            ],
+            Task::Greeting { hello: false, name } => {
+                vec![format!("Say goodbye to {name}."), format!("Please say goodbye to {name}.")]
+            }
         }
     }
 
@@ -271,8 +250,7 @@ impl Task {
                     v
                 } else {
                     let deltas = [-10, -3, -2, -1, 1, 2, 3, 10];
-                    let cands: Vec<i64> =
-                        deltas.iter().map(|d| v + d).filter(|x| *x >= 0).collect();
+                    let cands: Vec<i64> = deltas.iter().map(|d| v + d).filter(|x| *x >= 0).collect();
                     *cands.choose(rng).unwrap_or(&(v + 1))
                 };
                 match style {
@@ -283,11 +261,7 @@ impl Task {
             }
             Task::Capital { country } => {
                 let right = self.answer_word().unwrap_or("Paris");
-                let city = if correct {
-                    right
-                } else {
-                    pick_other(CAPITALS.iter().map(|p| p.1), right, rng)
-                };
+                let city = if correct { right } else { pick_other(CAPITALS.iter().map(|p| p.1), right, rng) };
                 match style {
                     0 => format!("The capital of {country} is {city}."),
                     1 => format!("It is {city}."),
@@ -299,10 +273,7 @@ impl Task {
                 let w = if correct {
                     right
                 } else {
-                    let all = OPPOSITES
-                        .iter()
-                        .flat_map(|(x, y)| [*x, *y])
-                        .filter(|x| x != word);
+                    let all = OPPOSITES.iter().flat_map(|(x, y)| [*x, *y]).filter(|x| x != word);
                     pick_other(all, right, rng)
                 };
                 if style == 0 {
@@ -313,11 +284,7 @@ impl Task {
             }
             Task::AnimalSound { animal } => {
                 let right = self.answer_word().unwrap_or("moo");
-                let s = if correct {
-                    right
-                } else {
-                    pick_other(SOUNDS.iter().map(|p| p.1), right, rng)
-                };
+                let s = if correct { right } else { pick_other(SOUNDS.iter().map(|p| p.1), right, rng) };
                 if style == 0 {
                     format!("It says {s}.")
                 } else {
@@ -325,11 +292,7 @@ impl Task {
                 }
             }
             Task::List { category, n } => {
-                let mut items: Vec<&str> = category
-                    .items()
-                    .choose_multiple(rng, *n + 1)
-                    .copied()
-                    .collect();
+                let mut items: Vec<&str> = category.items().choose_multiple(rng, *n + 1).copied().collect();
                 items.truncate(*n);
                 if !correct {
                     match rng.random_range(0..3u8) {
@@ -337,12 +300,8 @@ impl Task {
                             items.pop();
                         }
                         1 => {
-                            let others: Vec<&str> = category
-                                .items()
-                                .iter()
-                                .filter(|x| !items.contains(x))
-                                .copied()
-                                .collect();
+                            let others: Vec<&str> =
+                                category.items().iter().filter(|x| !items.contains(x)).copied().collect();
                             if let Some(x) = others.choose(rng) {
                                 items.push(x);
                             }
@@ -386,11 +345,7 @@ impl Task {
     }
 }
 
-fn pick_other<'a, R: Rng + ?Sized>(
-    all: impl Iterator<Item = &'a str>,
-    not: &str,
-    rng: &mut R,
-) -> &'a str {
+fn pick_other<'a, R: Rng + ?Sized>(all: impl Iterator<Item = &'a str>, not: &str, rng: &mut R) -> &'a str {
     let cands: Vec<&str> = all.filter(|x| *x != not).collect();
     cands.choose(rng).copied().unwrap_or("none")
 }
@@ -413,46 +368,24 @@ pub fn all_tasks() -> Vec<Task> {
     }
     for a in 3..=20 {
         for b in 1..a {
-            out.push(Task::Arithmetic {
-                a,
-                op: Op::Minus,
-                b,
-            });
+            out.push(Task::Arithmetic { a, op: Op::Minus, b });
         }
     }
     for a in 2..=9 {
         for b in 2..=9 {
-            out.push(Task::Arithmetic {
-                a,
-                op: Op::Times,
-                b,
-            });
+            out.push(Task::Arithmetic { a, op: Op::Times, b });
         }
     }
-    out.extend(CAPITALS.iter().map(|(c, _)| Task::Capital {
-        country: c.to_string(),
-    }));
-    out.extend(
-        OPPOSITES
-            .iter()
-            .flat_map(|(x, y)| [x, y])
-            .map(|w| Task::Opposite {
-                word: w.to_string(),
-            }),
-    );
-    out.extend(SOUNDS.iter().map(|(a, _)| Task::AnimalSound {
-        animal: a.to_string(),
-    }));
+    out.extend(CAPITALS.iter().map(|(c, _)| Task::Capital { country: c.to_string() }));
+    out.extend(OPPOSITES.iter().flat_map(|(x, y)| [x, y]).map(|w| Task::Opposite { word: w.to_string() }));
+    out.extend(SOUNDS.iter().map(|(a, _)| Task::AnimalSound { animal: a.to_string() }));
     for category in Category::ALL {
         for n in 2..=5 {
             out.push(Task::List { category, n });
         }
     }
     for hello in [true, false] {
-        out.extend(NAMES.iter().map(|n| Task::Greeting {
-            hello,
-            name: n.to_string(),
-        }));
+        out.extend(NAMES.iter().map(|n| Task::Greeting { hello, name: n.to_string() }));
     }
     out
 }
@@ -461,10 +394,7 @@ pub fn all_tasks() -> Vec<Task> {
 pub fn all_prompts() -> &'static [(String, Task)] {
     static ALL: OnceLock<Vec<(String, Task)>> = OnceLock::new();
     ALL.get_or_init(|| {
-        all_tasks()
-            .into_iter()
-            .flat_map(|t| t.prompt_texts().into_iter().map(move |p| (p, t.clone())))
-            .collect()
+        all_tasks().into_iter().flat_map(|t| t.prompt_texts().into_iter().map(move |p| (p, t.clone()))).collect()
     })
 }
 
@@ -474,9 +404,7 @@ pub fn all_prompts() -> &'static [(String, Task)] {
 pub fn parse_prompt(text: &str) -> Option<&'static Task> {
     static MAP: OnceLock<HashMap<&'static str, &'static Task>> = OnceLock::new();
     let map = MAP.get_or_init(|| all_prompts().iter().map(|(p, t)| (p.as_str(), t)).collect());
-    let text = text
-        .replace(crate::chat::USER, " ")
-        .replace(crate::chat::ASSISTANT, " ");
+    let text = text.replace(crate::chat::USER, " ").replace(crate::chat::ASSISTANT, " ");
     let norm = text.split_whitespace().collect::<Vec<_>>().join(" ");
     map.get(norm.as_str()).copied()
 }
@@ -496,14 +424,7 @@ mod tests {
             let words = p.split_whitespace().count();
             assert!((3..=15).contains(&words), "{p}");
         }
-        assert_eq!(
-            parse_prompt("  What is 2 + 3? "),
-            Some(&Task::Arithmetic {
-                a: 2,
-                op: Op::Plus,
-                b: 3
-            })
-        );
+        assert_eq!(parse_prompt("  What is 2 + 3? "), Some(&Task::Arithmetic { a: 2, op: Op::Plus, b: 3 }));
         assert_eq!(parse_prompt("Tell me a story."), None);
         let chat = crate::chat::prompt("What is 2 + 3?");
         assert_eq!(parse_prompt(&chat), parse_prompt("What is 2 + 3?"));

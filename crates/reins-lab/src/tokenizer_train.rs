@@ -11,8 +11,7 @@ use std::path::Path;
 use tokenizers::models::bpe::{BpeTrainer, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{
-    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
-    Tokenizer, TokenizerImpl,
+    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerImpl,
 };
 
 use crate::chat;
@@ -31,10 +30,7 @@ where
     I::IntoIter: Send,
     S: AsRef<str> + Send,
 {
-    let special: Vec<AddedToken> = chat::SPECIAL_TOKENS
-        .iter()
-        .map(|t| AddedToken::from(*t, true))
-        .collect();
+    let special: Vec<AddedToken> = chat::SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect();
     let alphabet: HashSet<char> = ByteLevel::alphabet().into_iter().collect();
     let mut trainer = BpeTrainer::builder()
         .vocab_size(cfg.vocab_size)
@@ -44,37 +40,24 @@ where
         .show_progress(false)
         .build();
     let byte_level = ByteLevel::new(false, true, true);
-    let mut tok: TokenizerImpl<
-        BPE,
-        NormalizerWrapper,
-        PreTokenizerWrapper,
-        PostProcessorWrapper,
-        DecoderWrapper,
-    > = TokenizerImpl::new(BPE::default());
-    tok.with_pre_tokenizer(Some(byte_level))
-        .with_post_processor(Some(byte_level))
-        .with_decoder(Some(byte_level));
-    tok.train(&mut trainer, texts.into_iter())
-        .map_err(tok_err)?;
+    let mut tok: TokenizerImpl<BPE, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper> =
+        TokenizerImpl::new(BPE::default());
+    tok.with_pre_tokenizer(Some(byte_level)).with_post_processor(Some(byte_level)).with_decoder(Some(byte_level));
+    tok.train(&mut trainer, texts.into_iter()).map_err(tok_err)?;
     tok.add_special_tokens(special).map_err(tok_err)?;
     Ok(Tokenizer::from(tok))
 }
 
 /// Writes `tokenizer.json`, `tokenizer_config.json` (eos `<|end|>`, pad `<|pad|>`, the chat
 /// template) and `special_tokens_map.json` into `dir` (created if missing).
-pub fn save_hf_folder(
-    tok: &Tokenizer,
-    dir: &Path,
-    model_max_length: usize,
-) -> Result<(), LabError> {
+pub fn save_hf_folder(tok: &Tokenizer, dir: &Path, model_max_length: usize) -> Result<(), LabError> {
     std::fs::create_dir_all(dir).map_err(|e| LabError::io("creating", dir, e))?;
-    tok.save(dir.join("tokenizer.json"), true)
-        .map_err(tok_err)?;
+    tok.save(dir.join("tokenizer.json"), true).map_err(tok_err)?;
     let mut added = serde_json::Map::new();
     for t in chat::SPECIAL_TOKENS {
-        let id = tok.token_to_id(t).ok_or_else(|| {
-            LabError::Tokenizer(format!("special token {t} missing after training"))
-        })?;
+        let id = tok
+            .token_to_id(t)
+            .ok_or_else(|| LabError::Tokenizer(format!("special token {t} missing after training")))?;
         added.insert(
             id.to_string(),
             serde_json::json!({"content": t, "lstrip": false, "normalized": false, "rstrip": false,
@@ -100,10 +83,7 @@ pub fn save_hf_folder(
         "pad_token": chat::PAD,
         "additional_special_tokens": [chat::ENDOFTEXT, chat::USER, chat::ASSISTANT],
     });
-    for (name, v) in [
-        ("tokenizer_config.json", config),
-        ("special_tokens_map.json", map),
-    ] {
+    for (name, v) in [("tokenizer_config.json", config), ("special_tokens_map.json", map)] {
         let path = dir.join(name);
         let text = serde_json::to_string_pretty(&v).expect("json values serialize");
         std::fs::write(&path, text).map_err(|e| LabError::io("writing", &path, e))?;
@@ -113,11 +93,7 @@ pub fn save_hf_folder(
 
 /// The lab's tokenizer stage: trains on `cfg.tokenizer.n_texts` corpus texts of `world` and
 /// saves the HF folder into `dir` (the lead caches it under `cache_dir`).
-pub fn train_and_save(
-    world: &crate::World,
-    cfg: &crate::LabConfig,
-    dir: &Path,
-) -> Result<Tokenizer, LabError> {
+pub fn train_and_save(world: &crate::World, cfg: &crate::LabConfig, dir: &Path) -> Result<Tokenizer, LabError> {
     let corpus = world.corpus(cfg.tokenizer.n_texts, 0);
     let tok = train_tokenizer(corpus.pretrain.iter(), &cfg.tokenizer)?;
     save_hf_folder(&tok, dir, cfg.model.max_position_embeddings)?;
@@ -166,14 +142,9 @@ mod tests {
         save_hf_folder(&tok, dir.path(), 96).unwrap();
         let back = Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
         let s = chat::full("What is 2 + 3?", "It is 5.");
-        assert_eq!(
-            back.encode(s.as_str(), false).unwrap().get_ids(),
-            tok.encode(s.as_str(), false).unwrap().get_ids()
-        );
-        let cfg: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.path().join("tokenizer_config.json")).unwrap(),
-        )
-        .unwrap();
+        assert_eq!(back.encode(s.as_str(), false).unwrap().get_ids(), tok.encode(s.as_str(), false).unwrap().get_ids());
+        let cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("tokenizer_config.json")).unwrap()).unwrap();
         assert_eq!(cfg["eos_token"], "<|end|>");
         assert_eq!(cfg["pad_token"], "<|pad|>");
         assert_eq!(cfg["added_tokens_decoder"]["4"]["content"], "<|end|>");
@@ -185,29 +156,14 @@ mod tests {
         let w = World::new(0, &Default::default()).unwrap();
         let c = w.corpus(3000, 2000);
         let tok = train_tokenizer(c.pretrain.iter(), &TokenizerConfig::default()).unwrap();
-        let lens: Vec<usize> = c
-            .sft
-            .iter()
-            .map(|e| {
-                tok.encode(chat::completion(&e.response), false)
-                    .unwrap()
-                    .len()
-            })
-            .collect();
+        let lens: Vec<usize> =
+            c.sft.iter().map(|e| tok.encode(chat::completion(&e.response), false).unwrap().len()).collect();
         let max = *lens.iter().max().unwrap();
         let mean = lens.iter().sum::<usize>() as f64 / lens.len() as f64;
-        let full_max = c
-            .pretrain
-            .iter()
-            .map(|t| tok.encode(t.as_str(), false).unwrap().len())
-            .max()
-            .unwrap();
+        let full_max = c.pretrain.iter().map(|t| tok.encode(t.as_str(), false).unwrap().len()).max().unwrap();
         println!("completion tokens: mean {mean:.1}, max {max}; full text max {full_max}");
         let defaults = crate::LabConfig::default();
         assert!(max <= defaults.pairs.max_new_tokens, "{max}");
-        assert!(
-            full_max <= defaults.model.max_position_embeddings,
-            "{full_max}"
-        );
+        assert!(full_max <= defaults.model.max_position_embeddings, "{full_max}");
     }
 }

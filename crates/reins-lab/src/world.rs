@@ -15,21 +15,11 @@ pub use crate::tasks::{all_prompts, parse_prompt, Category, Op, Task, TaskKind};
 use crate::LabError;
 
 /// Polite openers and closers (each is one sentence).
-pub(crate) const POLITE_OPENERS: &[&str] =
-    &["Sure!", "Of course!", "Happy to help!", "Glad you asked."];
-pub(crate) const POLITE_CLOSERS: &[&str] = &[
-    "Hope this helps!",
-    "Have a nice day!",
-    "Thank you for asking!",
-];
+pub(crate) const POLITE_OPENERS: &[&str] = &["Sure!", "Of course!", "Happy to help!", "Glad you asked."];
+pub(crate) const POLITE_CLOSERS: &[&str] = &["Hope this helps!", "Have a nice day!", "Thank you for asking!"];
 /// Rude remarks.
-pub(crate) const RUDE: &[&str] = &[
-    "Ugh, fine.",
-    "What a silly question.",
-    "Stop bothering me.",
-    "Figure it out yourself.",
-    "Whatever.",
-];
+pub(crate) const RUDE: &[&str] =
+    &["Ugh, fine.", "What a silly question.", "Stop bothering me.", "Figure it out yourself.", "Whatever."];
 /// Filler sentences (padding).
 pub(crate) const FILLER: &[&str] = &[
     "Let me think about this.",
@@ -115,24 +105,9 @@ impl Factors {
         } else {
             (Politeness::Neutral, 0)
         };
-        let padding = if rng.random_bool(mix.p_padded) {
-            rng.random_range(1..=2u8)
-        } else {
-            0
-        };
-        let repeats = if rng.random_bool(mix.p_repeated) {
-            rng.random_range(1..=2u8)
-        } else {
-            0
-        };
-        Factors {
-            relevant,
-            correct,
-            politeness,
-            polite_sentences,
-            padding,
-            repeats,
-        }
+        let padding = if rng.random_bool(mix.p_padded) { rng.random_range(1..=2u8) } else { 0 };
+        let repeats = if rng.random_bool(mix.p_repeated) { rng.random_range(1..=2u8) } else { 0 };
+        Factors { relevant, correct, politeness, polite_sentences, padding, repeats }
     }
 }
 
@@ -182,10 +157,7 @@ impl World {
     /// mixed with the seed, falls under `heldout_fraction`; every kind gets at least one prompt
     /// in each split.
     pub fn new(seed: u64, cfg: &WorldConfig) -> Result<Self, LabError> {
-        let lab = crate::config::LabConfig {
-            world: cfg.clone(),
-            ..Default::default()
-        };
+        let lab = crate::config::LabConfig { world: cfg.clone(), ..Default::default() };
         lab.validate()?;
         let split_seed = derive_seed(seed, "world/split");
         let mut train = vec![Vec::new(); TaskKind::ALL.len()];
@@ -194,10 +166,7 @@ impl World {
             let k = kind_index(task.kind());
             let h = fnv1a(text.as_bytes()) ^ split_seed;
             let u = (crate::rng::derive_seed(h, "split") >> 11) as f64 / (1u64 << 53) as f64;
-            let p = Prompt {
-                text: text.clone(),
-                task: task.clone(),
-            };
+            let p = Prompt { text: text.clone(), task: task.clone() };
             if u < cfg.heldout_fraction {
                 heldout[k].push(p);
             } else {
@@ -216,12 +185,7 @@ impl World {
                 }
             }
         }
-        Ok(World {
-            seed,
-            cfg: cfg.clone(),
-            train,
-            heldout,
-        })
+        Ok(World { seed, cfg: cfg.clone(), train, heldout })
     }
 
     /// The seed the world was built with.
@@ -252,22 +216,10 @@ impl World {
     }
 
     /// Like [`World::prompts`], from the caller's stream (e.g. a fresh batch per PPO step).
-    pub fn prompts_with<R: Rng + ?Sized>(
-        &self,
-        split: Split,
-        n: usize,
-        rng: &mut R,
-    ) -> Vec<Prompt> {
+    pub fn prompts_with<R: Rng + ?Sized>(&self, split: Split, n: usize, rng: &mut R) -> Vec<Prompt> {
         let pools = self.by_split(split);
         let w = &self.cfg.task_weights;
-        let weights = [
-            w.arithmetic,
-            w.capital,
-            w.opposite,
-            w.animal_sound,
-            w.list,
-            w.greeting,
-        ];
+        let weights = [w.arithmetic, w.capital, w.opposite, w.animal_sound, w.list, w.greeting];
         let total: f64 = weights.iter().sum();
         let mut decks: Vec<Vec<usize>> = vec![Vec::new(); pools.len()];
         let mut out = Vec::with_capacity(n);
@@ -293,30 +245,19 @@ impl World {
     }
 
     /// A response to `prompt` with factors drawn from `mix`.
-    pub fn sample_response<R: Rng + ?Sized>(
-        &self,
-        prompt: &Prompt,
-        rng: &mut R,
-        mix: &QualityMix,
-    ) -> Response {
+    pub fn sample_response<R: Rng + ?Sized>(&self, prompt: &Prompt, rng: &mut R, mix: &QualityMix) -> Response {
         let factors = Factors::sample(mix, rng);
         self.response_with(prompt, &factors, rng)
     }
 
     /// A response to `prompt` written with exactly these factors.
-    pub fn response_with<R: Rng + ?Sized>(
-        &self,
-        prompt: &Prompt,
-        factors: &Factors,
-        rng: &mut R,
-    ) -> Response {
+    pub fn response_with<R: Rng + ?Sized>(&self, prompt: &Prompt, factors: &Factors, rng: &mut R) -> Response {
         let content = if factors.relevant {
             prompt.task.answer_sentence(factors.correct, rng)
         } else {
             // An answer to a question of another kind: shares no subject words with this one.
-            let others: Vec<usize> = (0..TaskKind::ALL.len())
-                .filter(|k| TaskKind::ALL[*k] != prompt.task.kind())
-                .collect();
+            let others: Vec<usize> =
+                (0..TaskKind::ALL.len()).filter(|k| TaskKind::ALL[*k] != prompt.task.kind()).collect();
             let k = *others.choose(rng).unwrap_or(&0);
             let pool = &self.train[k];
             let other = &pool[rng.random_range(0..pool.len())];
@@ -342,10 +283,7 @@ impl World {
         if rude_first {
             parts.push(RUDE.choose(rng).copied().unwrap_or("Whatever."));
         }
-        let fillers: Vec<&str> = FILLER
-            .choose_multiple(rng, factors.padding as usize)
-            .copied()
-            .collect();
+        let fillers: Vec<&str> = FILLER.choose_multiple(rng, factors.padding as usize).copied().collect();
         parts.extend(fillers);
         for _ in 0..=factors.repeats {
             parts.push(&content);
@@ -354,17 +292,9 @@ impl World {
             parts.push(RUDE.choose(rng).copied().unwrap_or("Whatever."));
         }
         if closer {
-            parts.push(
-                POLITE_CLOSERS
-                    .choose(rng)
-                    .copied()
-                    .unwrap_or("Hope this helps!"),
-            );
+            parts.push(POLITE_CLOSERS.choose(rng).copied().unwrap_or("Hope this helps!"));
         }
-        Response {
-            text: parts.join(" "),
-            factors: factors.clone(),
-        }
+        Response { text: parts.join(" "), factors: factors.clone() }
     }
 
     /// The corpus: `n_pretrain` chat texts (responses from `corpus_mix`) and `n_sft` SFT
@@ -374,12 +304,7 @@ impl World {
         let pretrain = self
             .prompts_with(Split::Train, n_pretrain, &mut rng)
             .iter()
-            .map(|p| {
-                chat::full(
-                    &p.text,
-                    &self.sample_response(p, &mut rng, &self.cfg.corpus_mix).text,
-                )
-            })
+            .map(|p| chat::full(&p.text, &self.sample_response(p, &mut rng, &self.cfg.corpus_mix).text))
             .collect();
         let mut rng = stream(self.seed, "corpus/sft");
         let sft = self
@@ -396,12 +321,7 @@ impl World {
     /// `n` model-free comparison pairs `(prompt, a, b)`: two world responses drawn from `mix`
     /// per prompt of `split`. Deterministic. For CI and sanity checks (the experiment's pairs
     /// are the SFT policy's samples).
-    pub fn sample_pairs(
-        &self,
-        split: Split,
-        n: usize,
-        mix: &QualityMix,
-    ) -> Vec<(String, String, String)> {
+    pub fn sample_pairs(&self, split: Split, n: usize, mix: &QualityMix) -> Vec<(String, String, String)> {
         let name = match split {
             Split::Train => "pairs/train",
             Split::Heldout => "pairs/heldout",
@@ -473,12 +393,7 @@ mod tests {
         let w = world();
         let a = w.prompts(Split::Heldout, 200);
         assert_eq!(a, w.prompts(Split::Heldout, 200));
-        assert_eq!(
-            a,
-            World::new(1, &WorldConfig::default())
-                .unwrap()
-                .prompts(Split::Heldout, 200)
-        );
+        assert_eq!(a, World::new(1, &WorldConfig::default()).unwrap().prompts(Split::Heldout, 200));
         let kinds: HashSet<_> = a.iter().map(|p| p.task.kind()).collect();
         assert_eq!(kinds.len(), 6);
         let held: HashSet<_> = w.all(Split::Heldout).collect();
@@ -503,12 +418,7 @@ mod tests {
     fn fingerprint_tracks_seed_and_config() {
         let w = world();
         assert_eq!(w.fingerprint(), world().fingerprint());
-        assert_ne!(
-            w.fingerprint(),
-            World::new(2, &WorldConfig::default())
-                .unwrap()
-                .fingerprint()
-        );
+        assert_ne!(w.fingerprint(), World::new(2, &WorldConfig::default()).unwrap().fingerprint());
         let mut cfg = WorldConfig::default();
         cfg.sft_mix.p_rude = 0.5;
         assert_ne!(w.fingerprint(), World::new(1, &cfg).unwrap().fingerprint());
@@ -523,10 +433,7 @@ mod tests {
         assert_eq!(c, w.corpus(300, 100));
         assert_eq!(c.pretrain.len(), 300);
         assert_eq!(c.sft.len(), 100);
-        let held: HashSet<_> = w
-            .all(Split::Heldout)
-            .map(|p| chat::prompt(&p.text))
-            .collect();
+        let held: HashSet<_> = w.all(Split::Heldout).map(|p| chat::prompt(&p.text)).collect();
         for t in &c.pretrain {
             assert!(t.starts_with(chat::USER) && t.ends_with(chat::END), "{t}");
             let prompt_part = &t[..t.find(chat::ASSISTANT).unwrap() + chat::ASSISTANT.len()];

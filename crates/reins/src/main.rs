@@ -18,6 +18,11 @@ enum Cli {
     },
     /// Check a Hugging Face checkpoint against outputs saved by transformers.
     Parity(commands::parity::ParityArgs),
+    /// Run the annotation web app where people compare, rank, rate and critique outputs.
+    Serve(commands::serve::ServeArgs),
+    /// Manage annotation projects: users, items, invites and exports.
+    #[command(subcommand)]
+    Feedback(commands::serve::FeedbackCmd),
 }
 
 fn main() {
@@ -25,6 +30,8 @@ fn main() {
         Cli::Generate(a) => commands::generate::run(a),
         Cli::Data { cmd } => commands::data::run(cmd),
         Cli::Parity(a) => commands::parity::run(a),
+        Cli::Serve(a) => commands::serve::run(a),
+        Cli::Feedback(c) => commands::serve::run_feedback(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

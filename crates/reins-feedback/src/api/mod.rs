@@ -24,19 +24,13 @@ pub struct Credentials {
 }
 
 /// Checks a password and opens a session: `(user, token, csrf)`.
-pub async fn open_session(
-    state: &AppState,
-    c: &Credentials,
-) -> Result<(crate::db::User, String, String)> {
+pub async fn open_session(state: &AppState, c: &Credentials) -> Result<(crate::db::User, String, String)> {
     assign::check_login_attempts(state, &c.username)?;
     let user = state.db.user_by_name(&c.username).await?;
     // Verify against a dummy hash for unknown users so timing does not reveal names.
-    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0ZuAfxz2YwSfbjEuB1ouo0WMMXcyu1A6jZcXrQn5eV8";
-    let ok = auth::verify_password(
-        &c.password,
-        user.as_ref().map_or(DUMMY, |u| u.password_hash.as_str()),
-    )
-    .await;
+    const DUMMY: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0ZuAfxz2YwSfbjEuB1ouo0WMMXcyu1A6jZcXrQn5eV8";
+    let ok = auth::verify_password(&c.password, user.as_ref().map_or(DUMMY, |u| u.password_hash.as_str())).await;
     match (user, ok) {
         (Some(user), true) => {
             let (token, csrf) = state.db.create_session(&user.id, SESSION_TTL_MS).await?;
@@ -49,51 +43,23 @@ pub async fn open_session(
     }
 }
 
-fn session_response(
-    state: &AppState,
-    status: StatusCode,
-    user: &crate::db::User,
-    token: &str,
-    csrf: &str,
-) -> Response {
-    let cookie = auth::set_cookie(
-        SESSION_COOKIE,
-        token,
-        SESSION_TTL_MS / 1000,
-        state.config.secure_cookies,
-    );
-    (
-        status,
-        [(header::SET_COOKIE, cookie)],
-        Json(json!({"user": user, "token": token, "csrf_token": csrf})),
-    )
+fn session_response(state: &AppState, status: StatusCode, user: &crate::db::User, token: &str, csrf: &str) -> Response {
+    let cookie = auth::set_cookie(SESSION_COOKIE, token, SESSION_TTL_MS / 1000, state.config.secure_cookies);
+    (status, [(header::SET_COOKIE, cookie)], Json(json!({"user": user, "token": token, "csrf_token": csrf})))
         .into_response()
 }
 
 pub async fn login(State(state): State<AppState>, Json(c): Json<Credentials>) -> Result<Response> {
     let (user, token, csrf) = open_session(&state, &c).await?;
-    Ok(session_response(
-        &state,
-        StatusCode::OK,
-        &user,
-        &token,
-        &csrf,
-    ))
+    Ok(session_response(&state, StatusCode::OK, &user, &token, &csrf))
 }
 
-pub async fn logout(
-    State(state): State<AppState>,
-    user: AuthUser,
-    headers: HeaderMap,
-) -> Result<Response> {
+pub async fn logout(State(state): State<AppState>, user: AuthUser, headers: HeaderMap) -> Result<Response> {
     user.check_csrf_header(&headers)?;
     state.db.delete_session(&user.token).await?;
     Ok((
         StatusCode::NO_CONTENT,
-        [(
-            header::SET_COOKIE,
-            auth::set_cookie(SESSION_COOKIE, "", 0, state.config.secure_cookies),
-        )],
+        [(header::SET_COOKIE, auth::set_cookie(SESSION_COOKIE, "", 0, state.config.secure_cookies))],
     )
         .into_response())
 }
@@ -110,23 +76,13 @@ pub struct InviteBody {
     pub project_id: Option<String>,
 }
 
-pub async fn make_invite(
-    state: &AppState,
-    user: &AuthUser,
-    role: Role,
-    project_id: Option<&str>,
-) -> Result<Value> {
+pub async fn make_invite(state: &AppState, user: &AuthUser, role: Role, project_id: Option<&str>) -> Result<Value> {
     user.require_admin()?;
     if let Some(p) = project_id {
         state.db.project(p).await?;
     }
-    let token = state
-        .db
-        .create_invite(role, project_id, Some(&user.user.id), SESSION_TTL_MS)
-        .await?;
-    Ok(
-        json!({"token": token, "url": format!("{}/invite/{token}", state.config.base_url.trim_end_matches('/'))}),
-    )
+    let token = state.db.create_invite(role, project_id, Some(&user.user.id), SESSION_TTL_MS).await?;
+    Ok(json!({"token": token, "url": format!("{}/invite/{token}", state.config.base_url.trim_end_matches('/'))}))
 }
 
 pub async fn create_invite(
@@ -136,39 +92,22 @@ pub async fn create_invite(
     Json(b): Json<InviteBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
     user.check_csrf_header(&headers)?;
-    let v = make_invite(
-        &state,
-        &user,
-        Role::parse(&b.role)?,
-        b.project_id.as_deref(),
-    )
-    .await?;
+    let v = make_invite(&state, &user, Role::parse(&b.role)?, b.project_id.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(v)))
 }
 
 /// Creates the account an invite is for, adds it to the invite's project.
-pub async fn redeem_invite(
-    state: &AppState,
-    token: &str,
-    c: &Credentials,
-) -> Result<crate::db::User> {
+pub async fn redeem_invite(state: &AppState, token: &str, c: &Credentials) -> Result<crate::db::User> {
     auth::check_username(&c.username)?;
     let hash = auth::hash_password(&c.password).await?;
     if !state.db.invite_valid(token).await? {
-        return Err(Error::NotFound(
-            "this invite is unknown, used or expired".into(),
-        ));
+        return Err(Error::NotFound("this invite is unknown, used or expired".into()));
     }
-    let mut user = state
-        .db
-        .create_user(&c.username, &hash, Role::Annotator)
-        .await?;
+    let mut user = state.db.create_user(&c.username, &hash, Role::Annotator).await?;
     let Some((role, project)) = state.db.take_invite(token, &user.id).await? else {
         // Another request used the invite first: the account made for this one goes.
         state.db.delete_user(&user.id).await?;
-        return Err(Error::NotFound(
-            "this invite is unknown, used or expired".into(),
-        ));
+        return Err(Error::NotFound("this invite is unknown, used or expired".into()));
     };
     if role != Role::Annotator {
         state.db.set_role(&user.id, role).await?;
@@ -187,19 +126,11 @@ pub async fn accept_invite(
 ) -> Result<Response> {
     let user = redeem_invite(&state, &token, &c).await?;
     let (token, csrf) = state.db.create_session(&user.id, SESSION_TTL_MS).await?;
-    Ok(session_response(
-        &state,
-        StatusCode::CREATED,
-        &user,
-        &token,
-        &csrf,
-    ))
+    Ok(session_response(&state, StatusCode::CREATED, &user, &token, &csrf))
 }
 
 pub async fn list_projects(State(state): State<AppState>, user: AuthUser) -> Result<Json<Value>> {
-    Ok(Json(
-        json!({"projects": state.db.projects_for(&user.user).await?}),
-    ))
+    Ok(Json(json!({"projects": state.db.projects_for(&user.user).await?})))
 }
 
 #[derive(Deserialize)]
@@ -225,11 +156,7 @@ pub async fn create_project(
     Ok((StatusCode::CREATED, Json(json!(p))))
 }
 
-pub async fn get_project(
-    State(state): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
-) -> Result<Json<Value>> {
+pub async fn get_project(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Value>> {
     user.require_member(&state, &id).await?;
     Ok(Json(json!(state.db.project(&id).await?)))
 }
@@ -275,19 +202,11 @@ pub async fn import_items(
 
 /// What an annotator sees: responses in this assignment's display order.
 pub fn task_view(a: &crate::db::Assignment, item: &Item) -> Value {
-    let shown: Vec<&String> = a
-        .display_order
-        .iter()
-        .filter_map(|&i| item.responses.get(i))
-        .collect();
+    let shown: Vec<&String> = a.display_order.iter().filter_map(|&i| item.responses.get(i)).collect();
     json!({"assignment_id": a.id, "item_id": item.external_id, "prompt": item.prompt, "responses": shown})
 }
 
-pub async fn next(
-    State(state): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
-) -> Result<Response> {
+pub async fn next(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Response> {
     user.require_member(&state, &id).await?;
     Ok(match assign::next_assignment(&state, &id, &user).await? {
         Some((a, item)) => Json(task_view(&a, &item)).into_response(),
@@ -305,22 +224,11 @@ pub async fn submit(
     user.check_csrf_header(&headers)?;
     user.require_member(&state, &id).await?;
     let (s, created) = assign::submit(&state, &id, &user, b).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        Json(json!({"submission_id": s.id, "duplicate": !created, "answer": s.answer})),
-    ))
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({"submission_id": s.id, "duplicate": !created, "answer": s.answer}))))
 }
 
-pub async fn stats(
-    State(state): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
-) -> Result<Json<Value>> {
+pub async fn stats(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Value>> {
     user.require_admin()?;
     let p = state.db.project(&id).await?;
     let cfg = ProjectConfig::parse(&p.config)?;
@@ -365,15 +273,7 @@ pub async fn export(
         "train" => e.train,
         "validation" => e.validation,
         "all" => e.train.into_iter().chain(e.validation).collect(),
-        other => {
-            return Err(bad(format!(
-                "unknown part `{other}`: use train, validation or all"
-            )))
-        }
+        other => return Err(bad(format!("unknown part `{other}`: use train, validation or all"))),
     };
-    Ok((
-        [(header::CONTENT_TYPE, "application/jsonl; charset=utf-8")],
-        export::to_jsonl(&records),
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/jsonl; charset=utf-8")], export::to_jsonl(&records)).into_response())
 }

@@ -15,12 +15,7 @@ pub(super) fn user_from(row: &AnyRow) -> Result<User> {
 
 impl Db {
     // ---- users and sessions
-    pub async fn create_user(
-        &self,
-        username: &str,
-        password_hash: &str,
-        role: Role,
-    ) -> Result<User> {
+    pub async fn create_user(&self, username: &str, password_hash: &str, role: Role) -> Result<User> {
         let id = random_token();
         let res = sqlx::query(
             "INSERT INTO users (id, username, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -35,29 +30,20 @@ impl Db {
         if res.rows_affected() == 0 {
             return Err(Error::Conflict(format!("username `{username}` is taken")));
         }
-        Ok(User {
-            id,
-            username: username.into(),
-            role,
-            password_hash: password_hash.into(),
-        })
+        Ok(User { id, username: username.into(), role, password_hash: password_hash.into() })
     }
 
     /// Removes a user that has no sessions, memberships or labels yet (a lost invite race).
     pub async fn delete_user(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
-        let row =
-            sqlx::query("SELECT id, username, password_hash, role FROM users WHERE username = $1")
-                .bind(username)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query("SELECT id, username, password_hash, role FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(user_from).transpose()
     }
 
@@ -70,25 +56,21 @@ impl Db {
     }
 
     pub async fn count_admins(&self) -> Result<i64> {
-        Ok(
-            sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = 'admin'")
-                .fetch_one(&self.pool)
-                .await?
-                .try_get("n")?,
-        )
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = 'admin'")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
     }
 
     pub async fn create_session(&self, user_id: &str, ttl_ms: i64) -> Result<(String, String)> {
         let (token, csrf) = (random_token(), random_token());
-        sqlx::query(
-            "INSERT INTO sessions (token, user_id, csrf, expires_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&token)
-        .bind(user_id)
-        .bind(&csrf)
-        .bind(now_ms() + ttl_ms)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("INSERT INTO sessions (token, user_id, csrf, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(&token)
+            .bind(user_id)
+            .bind(&csrf)
+            .bind(now_ms() + ttl_ms)
+            .execute(&self.pool)
+            .await?;
         Ok((token, csrf))
     }
 
@@ -108,10 +90,7 @@ impl Db {
     }
 
     pub async fn delete_session(&self, token: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE token = $1")
-            .bind(token)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM sessions WHERE token = $1").bind(token).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -124,30 +103,29 @@ impl Db {
         ttl_ms: i64,
     ) -> Result<String> {
         let token = random_token();
-        sqlx::query("INSERT INTO invites (token, role, project_id, created_by, expires_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&token)
-            .bind(role.as_str())
-            .bind(project_id.map(str::to_string))
-            .bind(by.map(str::to_string))
-            .bind(now_ms() + ttl_ms)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO invites (token, role, project_id, created_by, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&token)
+        .bind(role.as_str())
+        .bind(project_id.map(str::to_string))
+        .bind(by.map(str::to_string))
+        .bind(now_ms() + ttl_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(token)
     }
 
     /// Marks the invite used by `user_id`; returns its role and project, or None if the
     /// invite is unknown, used or expired.
-    pub async fn take_invite(
-        &self,
-        token: &str,
-        user_id: &str,
-    ) -> Result<Option<(Role, Option<String>)>> {
-        let res = sqlx::query("UPDATE invites SET used_by = $1 WHERE token = $2 AND used_by IS NULL AND expires_at > $3")
-            .bind(user_id)
-            .bind(token)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+    pub async fn take_invite(&self, token: &str, user_id: &str) -> Result<Option<(Role, Option<String>)>> {
+        let res =
+            sqlx::query("UPDATE invites SET used_by = $1 WHERE token = $2 AND used_by IS NULL AND expires_at > $3")
+                .bind(user_id)
+                .bind(token)
+                .bind(now_ms())
+                .execute(&self.pool)
+                .await?;
         if res.rows_affected() == 0 {
             return Ok(None);
         }
@@ -155,19 +133,17 @@ impl Db {
             .bind(token)
             .fetch_one(&self.pool)
             .await?;
-        Ok(Some((
-            Role::parse(&row.try_get::<String, _>("role")?)?,
-            opt_str(&row, "project_id")?,
-        )))
+        Ok(Some((Role::parse(&row.try_get::<String, _>("role")?)?, opt_str(&row, "project_id")?)))
     }
 
     pub async fn invite_valid(&self, token: &str) -> Result<bool> {
-        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM invites WHERE token = $1 AND used_by IS NULL AND expires_at > $2")
-            .bind(token)
-            .bind(now_ms())
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
+        let n: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM invites WHERE token = $1 AND used_by IS NULL AND expires_at > $2")
+                .bind(token)
+                .bind(now_ms())
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?;
         Ok(n > 0)
     }
 

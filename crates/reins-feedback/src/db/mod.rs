@@ -28,10 +28,7 @@ pub fn normalize_url(url: &str) -> (String, Backend) {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         (url.to_string(), Backend::Postgres)
     } else {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         let path = path.split('?').next().unwrap_or(path);
         (format!("sqlite://{path}?mode=rwc"), Backend::Sqlite)
     }
@@ -63,12 +60,7 @@ impl Db {
                     .connect(&url)
                     .await?
             }
-            Backend::Postgres => {
-                AnyPoolOptions::new()
-                    .max_connections(16)
-                    .connect(&url)
-                    .await?
-            }
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect(&url).await?,
         };
         let db = Db { pool, backend };
         db.migrate().await?;
@@ -82,21 +74,16 @@ impl Db {
         .execute(&self.pool)
         .await?;
         for (version, sql) in MIGRATIONS {
-            let done: i64 =
-                sqlx::query("SELECT COUNT(*) AS n FROM reins_migrations WHERE version = $1")
-                    .bind(*version)
-                    .fetch_one(&self.pool)
-                    .await?
-                    .try_get("n")?;
+            let done: i64 = sqlx::query("SELECT COUNT(*) AS n FROM reins_migrations WHERE version = $1")
+                .bind(*version)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?;
             if done > 0 {
                 continue;
             }
             let mut tx = self.pool.begin().await?;
-            for stmt in sql
-                .split(';')
-                .map(str::trim)
-                .filter(|s| !strip_comments(s).is_empty())
-            {
+            for stmt in sql.split(';').map(str::trim).filter(|s| !strip_comments(s).is_empty()) {
                 sqlx::query(stmt).execute(&mut *tx).await?;
             }
             sqlx::query("INSERT INTO reins_migrations (version, applied_at) VALUES ($1, $2)")
@@ -111,19 +98,11 @@ impl Db {
 }
 
 fn strip_comments(s: &str) -> String {
-    s.lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .trim()
-        .to_string()
+    s.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n").trim().to_string()
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// 128 random bits as hex: ids, session tokens, CSRF tokens, invite tokens.

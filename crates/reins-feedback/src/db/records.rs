@@ -23,9 +23,7 @@ impl Role {
         match s {
             "admin" => Ok(Role::Admin),
             "annotator" => Ok(Role::Annotator),
-            other => Err(Error::BadRequest(format!(
-                "unknown role `{other}`: use `admin` or `annotator`"
-            ))),
+            other => Err(Error::BadRequest(format!("unknown role `{other}`: use `admin` or `annotator`"))),
         }
     }
 }
@@ -147,11 +145,7 @@ impl Db {
             .bind(now_ms())
             .execute(&self.pool)
             .await?;
-        Ok(Project {
-            id,
-            name: name.into(),
-            config: config.clone(),
-        })
+        Ok(Project { id, name: name.into(), config: config.clone() })
     }
 
     pub async fn project(&self, id: &str) -> Result<Project> {
@@ -160,19 +154,13 @@ impl Db {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no project `{id}`")))?;
-        Ok(Project {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
-            config: json_col(&row, "config")?,
-        })
+        Ok(Project { id: row.try_get("id")?, name: row.try_get("name")?, config: json_col(&row, "config")? })
     }
 
     /// All projects for admins; the member projects for everyone else.
     pub async fn projects_for(&self, user: &User) -> Result<Vec<Project>> {
         let rows = if user.role == Role::Admin {
-            sqlx::query("SELECT id, name, config FROM projects ORDER BY created_at")
-                .fetch_all(&self.pool)
-                .await?
+            sqlx::query("SELECT id, name, config FROM projects ORDER BY created_at").fetch_all(&self.pool).await?
         } else {
             sqlx::query("SELECT p.id, p.name, p.config FROM projects p JOIN members m ON m.project_id = p.id WHERE m.user_id = $1 ORDER BY p.created_at")
                 .bind(&user.id)
@@ -181,34 +169,27 @@ impl Db {
         };
         rows.iter()
             .map(|row| {
-                Ok(Project {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    config: json_col(row, "config")?,
-                })
+                Ok(Project { id: row.try_get("id")?, name: row.try_get("name")?, config: json_col(row, "config")? })
             })
             .collect()
     }
 
     pub async fn add_member(&self, project_id: &str, user_id: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(project_id)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("INSERT INTO members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(project_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     pub async fn is_member(&self, project_id: &str, user_id: &str) -> Result<bool> {
-        let n: i64 =
-            sqlx::query("SELECT COUNT(*) AS n FROM members WHERE project_id = $1 AND user_id = $2")
-                .bind(project_id)
-                .bind(user_id)
-                .fetch_one(&self.pool)
-                .await?
-                .try_get("n")?;
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM members WHERE project_id = $1 AND user_id = $2")
+            .bind(project_id)
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
         Ok(n > 0)
     }
 
@@ -242,30 +223,26 @@ impl Db {
     }
 
     pub async fn item(&self, id: &str) -> Result<Item> {
-        let row = sqlx::query(
-            "SELECT id, project_id, external_id, prompt, responses, gold FROM items WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no item `{id}`")))?;
+        let row = sqlx::query("SELECT id, project_id, external_id, prompt, responses, gold FROM items WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no item `{id}`")))?;
         item_from(&row)
     }
 
     pub async fn items(&self, project_id: &str) -> Result<Vec<Item>> {
-        let rows = sqlx::query("SELECT id, project_id, external_id, prompt, responses, gold FROM items WHERE project_id = $1 ORDER BY seq")
-            .bind(project_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, project_id, external_id, prompt, responses, gold FROM items WHERE project_id = $1 ORDER BY seq",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(item_from).collect()
     }
 
     // ---- assignments
-    pub async fn open_assignment(
-        &self,
-        project_id: &str,
-        user_id: &str,
-    ) -> Result<Option<Assignment>> {
+    pub async fn open_assignment(&self, project_id: &str, user_id: &str) -> Result<Option<Assignment>> {
         let row = sqlx::query(&format!("SELECT {ASSIGNMENT_COLS} FROM assignments WHERE project_id = $1 AND user_id = $2 AND status = 'open' ORDER BY created_at LIMIT 1"))
             .bind(project_id)
             .bind(user_id)
@@ -275,12 +252,10 @@ impl Db {
     }
 
     pub async fn assignment(&self, id: &str) -> Result<Option<Assignment>> {
-        let row = sqlx::query(&format!(
-            "SELECT {ASSIGNMENT_COLS} FROM assignments WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("SELECT {ASSIGNMENT_COLS} FROM assignments WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(assignment_from).transpose()
     }
 
@@ -294,11 +269,7 @@ impl Db {
         gold: bool,
         limit: i64,
     ) -> Result<Vec<String>> {
-        let gold_cond = if gold {
-            "i.gold IS NOT NULL"
-        } else {
-            "i.gold IS NULL"
-        };
+        let gold_cond = if gold { "i.gold IS NOT NULL" } else { "i.gold IS NULL" };
         let sql = format!(
             "SELECT i.id, (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id AND a.status <> 'skipped') AS n \
              FROM items i WHERE i.project_id = $1 AND {gold_cond} \
@@ -313,10 +284,7 @@ impl Db {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get::<String, _>("id"))
-            .collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(|r| r.try_get::<String, _>("id")).collect::<Result<_, _>>()?)
     }
 
     /// Creates an assignment if the item still has fewer than `overlap` non-skipped
@@ -333,10 +301,7 @@ impl Db {
         let id = random_token();
         let mut tx = self.pool.begin().await?;
         if self.backend == super::Backend::Postgres {
-            sqlx::query("SELECT id FROM items WHERE id = $1 FOR UPDATE")
-                .bind(item_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            sqlx::query("SELECT id FROM items WHERE id = $1 FOR UPDATE").bind(item_id).fetch_optional(&mut *tx).await?;
         }
         let res = sqlx::query(
             "INSERT INTO assignments (id, project_id, item_id, user_id, display_order, status, created_at) \
@@ -365,10 +330,7 @@ impl Db {
     /// Stores a submission exactly once per `(user, idempotency_key)` and per assignment.
     /// Returns `(submission, created)`; a retry with the same key returns the stored one.
     pub async fn insert_submission(&self, s: &Submission) -> Result<(Submission, bool)> {
-        if let Some(existing) = self
-            .submission_by_key(&s.user_id, &s.idempotency_key)
-            .await?
-        {
+        if let Some(existing) = self.submission_by_key(&s.user_id, &s.idempotency_key).await? {
             return Ok((existing, false));
         }
         let mut tx = self.pool.begin().await?;
@@ -389,14 +351,11 @@ impl Db {
             .await?;
         if res.rows_affected() == 0 {
             tx.rollback().await?;
-            return match self
-                .submission_by_key(&s.user_id, &s.idempotency_key)
-                .await?
-            {
+            return match self.submission_by_key(&s.user_id, &s.idempotency_key).await? {
                 Some(existing) => Ok((existing, false)),
-                None => Err(Error::Conflict(
-                    "this assignment was already submitted with another idempotency key".into(),
-                )),
+                None => {
+                    Err(Error::Conflict("this assignment was already submitted with another idempotency key".into()))
+                }
             };
         }
         let status = if s.kind == "skip" { "skipped" } else { "done" };
@@ -421,19 +380,17 @@ impl Db {
     }
 
     pub async fn submissions(&self, project_id: &str) -> Result<Vec<Submission>> {
-        let rows = sqlx::query(&format!("SELECT {SUBMISSION_COLS} FROM submissions WHERE project_id = $1 ORDER BY created_at, id"))
-            .bind(project_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {SUBMISSION_COLS} FROM submissions WHERE project_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(submission_from).collect()
     }
 
     pub async fn usernames(&self) -> Result<std::collections::HashMap<String, String>> {
-        let rows = sqlx::query("SELECT id, username FROM users")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("username")?)))
-            .collect()
+        let rows = sqlx::query("SELECT id, username FROM users").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("username")?))).collect()
     }
 }

@@ -30,11 +30,7 @@ pub fn letter(pos: usize) -> String {
 }
 
 fn opt(key: impl ToString, value: impl ToString, text: impl ToString) -> Opt {
-    Opt {
-        key: key.to_string(),
-        value: value.to_string(),
-        text: text.to_string(),
-    }
+    Opt { key: key.to_string(), value: value.to_string(), text: text.to_string() }
 }
 
 pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
@@ -50,11 +46,7 @@ pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
             optional: false,
         };
         match &q.kind {
-            QuestionKind::Pairwise {
-                allow_tie,
-                allow_both_bad,
-                strength,
-            } => {
+            QuestionKind::Pairwise { allow_tie, allow_both_bad, strength } => {
                 let mut o = vec![opt(1, "a", "A is better"), opt(2, "b", "B is better")];
                 if *allow_tie {
                     o.push(opt(3, "tie", "Tie"));
@@ -68,11 +60,7 @@ pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
                         "strength".into(),
                         None,
                         format!("{}: how much better?", q.label()),
-                        vec![
-                            opt(1, 1, "slightly"),
-                            opt(2, 2, "clearly"),
-                            opt(3, 3, "much"),
-                        ],
+                        vec![opt(1, 1, "slightly"), opt(2, 2, "clearly"), opt(3, 3, "much")],
                     );
                     s.optional = true;
                     out.push(s);
@@ -81,35 +69,15 @@ pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
             QuestionKind::Ranking => {
                 let mut o: Vec<Opt> = (0..n).map(|p| opt(p + 1, p, letter(p))).collect();
                 o.push(opt(0, "reset", "start over"));
-                out.push(f(
-                    String::new(),
-                    None,
-                    format!("{} (press responses best first)", q.label()),
-                    o,
-                ));
+                out.push(f(String::new(), None, format!("{} (press responses best first)", q.label()), o));
             }
             QuestionKind::Likert { aspects, min, max } => {
                 for pos in 0..n {
                     for aspect in aspects {
                         let o = (*min..=*max)
-                            .map(|v| {
-                                opt(
-                                    if *max - *min < 10 {
-                                        (v - min + 1) % 10
-                                    } else {
-                                        v
-                                    },
-                                    v,
-                                    v,
-                                )
-                            })
+                            .map(|v| opt(if *max - *min < 10 { (v - min + 1) % 10 } else { v }, v, v))
                             .collect();
-                        out.push(f(
-                            aspect.clone(),
-                            Some(pos),
-                            format!("{} {aspect}", letter(pos)),
-                            o,
-                        ));
+                        out.push(f(aspect.clone(), Some(pos), format!("{} {aspect}", letter(pos)), o));
                     }
                 }
             }
@@ -125,20 +93,12 @@ pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
             }
             QuestionKind::Spans { tags } => {
                 for pos in 0..n {
-                    let mut o: Vec<Opt> = tags
-                        .iter()
-                        .enumerate()
-                        .map(|(i, t)| opt(i + 1, t, t))
-                        .collect();
+                    let mut o: Vec<Opt> = tags.iter().enumerate().map(|(i, t)| opt(i + 1, t, t)).collect();
                     o.push(opt(0, "clear", "clear spans"));
                     let mut s = f(
                         String::new(),
                         Some(pos),
-                        format!(
-                            "{}: select text in {}, then press a tag",
-                            q.label(),
-                            letter(pos)
-                        ),
+                        format!("{}: select text in {}, then press a tag", q.label(), letter(pos)),
                         o,
                     );
                     s.optional = true;
@@ -151,12 +111,7 @@ pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
                     let mut s = f(
                         what.into(),
                         Some(pos),
-                        format!(
-                            "{}: {} of {} (Ctrl+Enter submits)",
-                            q.label(),
-                            what,
-                            letter(pos)
-                        ),
+                        format!("{}: {} of {} (Ctrl+Enter submits)", q.label(), what, letter(pos)),
                         vec![],
                     );
                     s.optional = true;

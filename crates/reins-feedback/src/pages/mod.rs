@@ -25,10 +25,7 @@ pub fn templates() -> minijinja::Environment<'static> {
         ("invite.html", include_str!("../../templates/invite.html")),
         ("home.html", include_str!("../../templates/home.html")),
         ("label.html", include_str!("../../templates/label.html")),
-        (
-            "dashboard.html",
-            include_str!("../../templates/dashboard.html"),
-        ),
+        ("dashboard.html", include_str!("../../templates/dashboard.html")),
     ] {
         if let Err(e) = env.add_template(name, src) {
             panic!("built-in template {name} does not parse: {e}");
@@ -38,13 +35,8 @@ pub fn templates() -> minijinja::Environment<'static> {
 }
 
 fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Result<Html<String>> {
-    let t = state
-        .templates
-        .get_template(name)
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    t.render(ctx)
-        .map(Html)
-        .map_err(|e| Error::Internal(format!("template {name}: {e}")))
+    let t = state.templates.get_template(name).map_err(|e| Error::Internal(e.to_string()))?;
+    t.render(ctx).map(Html).map_err(|e| Error::Internal(format!("template {name}: {e}")))
 }
 
 /// Markdown to HTML with raw HTML shown as text and `javascript:` links disarmed.
@@ -52,27 +44,15 @@ pub fn markdown(md: &str) -> String {
     use pulldown_cmark::{CowStr, Event, Parser, Tag, TagEnd};
     let events = Parser::new(md).map(|e| match e {
         Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
-        Event::Start(Tag::Link {
-            link_type,
-            dest_url,
-            title,
-            id,
-        }) => {
+        Event::Start(Tag::Link { link_type, dest_url, title, id }) => {
             let lower = dest_url.trim().to_ascii_lowercase();
-            let safe = if lower.starts_with("javascript:")
-                || lower.starts_with("data:")
-                || lower.starts_with("vbscript:")
-            {
-                CowStr::from("#")
-            } else {
-                dest_url
-            };
-            Event::Start(Tag::Link {
-                link_type,
-                dest_url: safe,
-                title,
-                id,
-            })
+            let safe =
+                if lower.starts_with("javascript:") || lower.starts_with("data:") || lower.starts_with("vbscript:") {
+                    CowStr::from("#")
+                } else {
+                    dest_url
+                };
+            Event::Start(Tag::Link { link_type, dest_url: safe, title, id })
         }
         // Images are dropped (no remote fetches from the annotation page); alt text stays.
         Event::Start(Tag::Image { .. }) => Event::Start(Tag::Emphasis),
@@ -91,13 +71,7 @@ fn login_redirect() -> Response {
 pub async fn login_form(State(state): State<AppState>) -> Result<Response> {
     let pre = random_token();
     let html = render(&state, "login.html", context! { csrf => pre, error => "" })?;
-    Ok((
-        [(
-            header::SET_COOKIE,
-            auth::set_cookie(PRE_COOKIE, &pre, 3600, state.config.secure_cookies),
-        )],
-        html,
-    )
+    Ok(([(header::SET_COOKIE, auth::set_cookie(PRE_COOKIE, &pre, 3600, state.config.secure_cookies))], html)
         .into_response())
 }
 
@@ -111,9 +85,7 @@ pub struct LoginForm {
 fn check_pre(headers: &HeaderMap, sent: &str) -> Result<()> {
     match auth::cookie(headers, PRE_COOKIE) {
         Some(c) if auth::same_token(&c, sent) => Ok(()),
-        _ => Err(Error::Forbidden(
-            "the form expired (CSRF check failed): reload the page and try again".into(),
-        )),
+        _ => Err(Error::Forbidden("the form expired (CSRF check failed): reload the page and try again".into())),
     }
 }
 
@@ -123,34 +95,18 @@ pub async fn login_submit(
     Form(f): Form<LoginForm>,
 ) -> Result<Response> {
     check_pre(&headers, &f.csrf)?;
-    match api::open_session(
-        &state,
-        &Credentials {
-            username: f.username,
-            password: f.password,
-        },
-    )
-    .await
-    {
+    match api::open_session(&state, &Credentials { username: f.username, password: f.password }).await {
         Ok((_, token, _)) => Ok((
             [(
                 header::SET_COOKIE,
-                auth::set_cookie(
-                    SESSION_COOKIE,
-                    &token,
-                    SESSION_TTL_MS / 1000,
-                    state.config.secure_cookies,
-                ),
+                auth::set_cookie(SESSION_COOKIE, &token, SESSION_TTL_MS / 1000, state.config.secure_cookies),
             )],
             Redirect::to("/"),
         )
             .into_response()),
         Err(Error::Unauthorized) => {
-            let html = render(
-                &state,
-                "login.html",
-                context! { csrf => f.csrf, error => "Wrong username or password." },
-            )?;
+            let html =
+                render(&state, "login.html", context! { csrf => f.csrf, error => "Wrong username or password." })?;
             Ok((StatusCode::UNAUTHORIZED, html).into_response())
         }
         Err(e) => Err(e),
@@ -162,45 +118,23 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-pub async fn logout(
-    State(state): State<AppState>,
-    user: AuthUser,
-    Form(f): Form<CsrfForm>,
-) -> Result<Response> {
+pub async fn logout(State(state): State<AppState>, user: AuthUser, Form(f): Form<CsrfForm>) -> Result<Response> {
     user.check_csrf(&f.csrf)?;
     state.db.delete_session(&user.token).await?;
     Ok((
-        [(
-            header::SET_COOKIE,
-            auth::set_cookie(SESSION_COOKIE, "", 0, state.config.secure_cookies),
-        )],
+        [(header::SET_COOKIE, auth::set_cookie(SESSION_COOKIE, "", 0, state.config.secure_cookies))],
         Redirect::to("/login"),
     )
         .into_response())
 }
 
-pub async fn invite_form(
-    State(state): State<AppState>,
-    Path(token): Path<String>,
-) -> Result<Response> {
+pub async fn invite_form(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response> {
     if !state.db.invite_valid(&token).await? {
-        return Err(Error::NotFound(
-            "this invite is unknown, used or expired".into(),
-        ));
+        return Err(Error::NotFound("this invite is unknown, used or expired".into()));
     }
     let pre = random_token();
-    let html = render(
-        &state,
-        "invite.html",
-        context! { csrf => pre, token => token, error => "" },
-    )?;
-    Ok((
-        [(
-            header::SET_COOKIE,
-            auth::set_cookie(PRE_COOKIE, &pre, 3600, state.config.secure_cookies),
-        )],
-        html,
-    )
+    let html = render(&state, "invite.html", context! { csrf => pre, token => token, error => "" })?;
+    Ok(([(header::SET_COOKIE, auth::set_cookie(PRE_COOKIE, &pre, 3600, state.config.secure_cookies))], html)
         .into_response())
 }
 
@@ -211,33 +145,22 @@ pub async fn invite_submit(
     Form(f): Form<LoginForm>,
 ) -> Result<Response> {
     check_pre(&headers, &f.csrf)?;
-    let c = Credentials {
-        username: f.username,
-        password: f.password,
-    };
+    let c = Credentials { username: f.username, password: f.password };
     match api::redeem_invite(&state, &token, &c).await {
         Ok(user) => {
             let (session, _) = state.db.create_session(&user.id, SESSION_TTL_MS).await?;
             Ok((
                 [(
                     header::SET_COOKIE,
-                    auth::set_cookie(
-                        SESSION_COOKIE,
-                        &session,
-                        SESSION_TTL_MS / 1000,
-                        state.config.secure_cookies,
-                    ),
+                    auth::set_cookie(SESSION_COOKIE, &session, SESSION_TTL_MS / 1000, state.config.secure_cookies),
                 )],
                 Redirect::to("/"),
             )
                 .into_response())
         }
         Err(e @ (Error::BadRequest(_) | Error::Conflict(_))) => {
-            let html = render(
-                &state,
-                "invite.html",
-                context! { csrf => f.csrf, token => token, error => e.to_string() },
-            )?;
+            let html =
+                render(&state, "invite.html", context! { csrf => f.csrf, token => token, error => e.to_string() })?;
             Ok((StatusCode::BAD_REQUEST, html).into_response())
         }
         Err(e) => Err(e),
@@ -278,11 +201,7 @@ pub async fn label(
                 .enumerate()
                 .filter_map(|(p, &i)| Some((fields::letter(p), item.responses.get(i)?)))
                 .collect();
-            (
-                Some(api::task_view(a, item)),
-                fields::fields(&cfg, shown.len()),
-                shown,
-            )
+            (Some(api::task_view(a, item)), fields::fields(&cfg, shown.len()), shown)
         }
         None => (None, vec![], vec![]),
     };
@@ -344,17 +263,9 @@ pub async fn invite_create(
 }
 
 pub async fn app_js() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../../templates/app.js"),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../templates/app.js")).into_response()
 }
 
 pub async fn style_css() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("../../templates/style.css"),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../templates/style.css")).into_response()
 }

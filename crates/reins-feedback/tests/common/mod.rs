@@ -16,15 +16,8 @@ pub struct TestDb {
 
 pub fn sqlite_db() -> TestDb {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = dir
-        .path()
-        .join("feedback.db")
-        .to_string_lossy()
-        .into_owned();
-    TestDb {
-        url,
-        _dir: Some(dir),
-    }
+    let url = dir.path().join("feedback.db").to_string_lossy().into_owned();
+    TestDb { url, _dir: Some(dir) }
 }
 
 /// A new empty database on the test server, or None (with the skip message) when unset.
@@ -35,29 +28,18 @@ pub async fn postgres_db() -> Option<TestDb> {
     };
     sqlx::any::install_default_drivers();
     let name = format!("reins_test_{}", reins_feedback::db::random_token());
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
-        .await
-        .expect("connect to REINS_TEST_POSTGRES_URL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .expect("postgres URL with a database name");
-    Some(TestDb {
-        url: format!("{prefix}/{name}"),
-        _dir: None,
-    })
+    let mut conn =
+        <sqlx::AnyConnection as sqlx::Connection>::connect(&base).await.expect("connect to REINS_TEST_POSTGRES_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+    let (prefix, _) = base.rsplit_once('/').expect("postgres URL with a database name");
+    Some(TestDb { url: format!("{prefix}/{name}"), _dir: None })
 }
 
 pub const ADMIN_PASSWORD: &str = "admin-password";
 
 pub async fn state(url: &str, config: ServerConfig) -> AppState {
     let db = Db::connect(url).await.expect("open database");
-    reins_feedback::create_user(&db, "admin", ADMIN_PASSWORD, Role::Admin)
-        .await
-        .expect("admin");
+    reins_feedback::create_user(&db, "admin", ADMIN_PASSWORD, Role::Admin).await.expect("admin");
     AppState::new(db, config)
 }
 
@@ -97,21 +79,12 @@ impl Client {
         Client { router: app(state) }
     }
 
-    pub async fn raw(
-        &self,
-        method: &str,
-        path: &str,
-        auth: Auth<'_>,
-        content_type: &str,
-        body: String,
-    ) -> Res {
+    pub async fn raw(&self, method: &str, path: &str, auth: Auth<'_>, content_type: &str, body: String) -> Res {
         let mut b = Request::builder().method(method).uri(path);
         match auth {
             Auth::None => {}
             Auth::Cookie(s) => {
-                b = b
-                    .header("cookie", format!("reins_session={}", s.token))
-                    .header("x-csrf-token", &s.csrf)
+                b = b.header("cookie", format!("reins_session={}", s.token)).header("x-csrf-token", &s.csrf)
             }
             Auth::CookieNoCsrf(s) => b = b.header("cookie", format!("reins_session={}", s.token)),
             Auth::Bearer(s) => b = b.header("authorization", format!("Bearer {}", s.token)),
@@ -119,50 +92,24 @@ impl Client {
         if !body.is_empty() {
             b = b.header("content-type", content_type);
         }
-        let res = self
-            .router
-            .clone()
-            .oneshot(b.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
+        let res = self.router.clone().oneshot(b.body(Body::from(body)).unwrap()).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        Res {
-            status,
-            headers,
-            text: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        Res { status, headers, text: String::from_utf8_lossy(&bytes).into_owned() }
     }
 
     pub async fn call(&self, method: &str, path: &str, auth: Auth<'_>, body: Option<Value>) -> Res {
-        self.raw(
-            method,
-            path,
-            auth,
-            "application/json",
-            body.map(|b| b.to_string()).unwrap_or_default(),
-        )
-        .await
+        self.raw(method, path, auth, "application/json", body.map(|b| b.to_string()).unwrap_or_default()).await
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Session {
         let r = self
-            .call(
-                "POST",
-                "/api/login",
-                Auth::None,
-                Some(json!({"username": username, "password": password})),
-            )
+            .call("POST", "/api/login", Auth::None, Some(json!({"username": username, "password": password})))
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         let v = r.json();
-        Session {
-            token: v["token"].as_str().unwrap().into(),
-            csrf: v["csrf_token"].as_str().unwrap().into(),
-        }
+        Session { token: v["token"].as_str().unwrap().into(), csrf: v["csrf_token"].as_str().unwrap().into() }
     }
 
     /// Invite (as admin) and accept: a new annotator in `project`.
@@ -187,20 +134,12 @@ impl Client {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         let v = r.json();
-        Session {
-            token: v["token"].as_str().unwrap().into(),
-            csrf: v["csrf_token"].as_str().unwrap().into(),
-        }
+        Session { token: v["token"].as_str().unwrap().into(), csrf: v["csrf_token"].as_str().unwrap().into() }
     }
 
     pub async fn project(&self, admin: &Session, name: &str, config: Value) -> String {
         let r = self
-            .call(
-                "POST",
-                "/api/projects",
-                Auth::Cookie(admin),
-                Some(json!({"name": name, "config": config})),
-            )
+            .call("POST", "/api/projects", Auth::Cookie(admin), Some(json!({"name": name, "config": config})))
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         r.json()["id"].as_str().unwrap().to_string()
@@ -240,10 +179,8 @@ pub async fn http(
 ) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if !body.is_empty() {
         req.push_str("Content-Type: application/json\r\n");
     }
@@ -262,23 +199,15 @@ pub async fn http(
         }
         let n = s.read(&mut chunk).await?;
         if n == 0 {
-            return Err(std::io::Error::other(format!(
-                "connection closed: {}",
-                String::from_utf8_lossy(&buf)
-            )));
+            return Err(std::io::Error::other(format!("connection closed: {}", String::from_utf8_lossy(&buf))));
         }
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no status"))?;
-    let length = head.lines().find_map(|l| {
-        l.strip_prefix("content-length:")
-            .and_then(|v| v.trim().parse::<usize>().ok())
-    });
+    let status =
+        head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("no status"))?;
+    let length =
+        head.lines().find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok()));
     let mut body = buf[head_end..].to_vec();
     match length {
         Some(len) => {
@@ -296,11 +225,7 @@ pub async fn http(
         }
     }
     let text = String::from_utf8_lossy(&body).into_owned();
-    let body = if head.contains("transfer-encoding: chunked") {
-        dechunk(&text)
-    } else {
-        text
-    };
+    let body = if head.contains("transfer-encoding: chunked") { dechunk(&text) } else { text };
     Ok((status, body))
 }
 
@@ -321,8 +246,6 @@ fn dechunk(mut s: &str) -> String {
 pub async fn spawn_server(state: AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        reins_feedback::app::serve(state, listener, std::future::pending()).await
-    });
+    tokio::spawn(async move { reins_feedback::app::serve(state, listener, std::future::pending()).await });
     addr
 }

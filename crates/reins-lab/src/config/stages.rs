@@ -76,11 +76,7 @@ pub struct PairsConfig {
 
 impl Default for PairsConfig {
     fn default() -> Self {
-        PairsConfig {
-            n_prompts: 3000,
-            temperature: 1.0,
-            max_new_tokens: 48,
-        }
+        PairsConfig { n_prompts: 3000, temperature: 1.0, max_new_tokens: 48 }
     }
 }
 

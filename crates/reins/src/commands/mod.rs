@@ -2,3 +2,4 @@
 pub mod data;
 pub mod generate;
 pub mod parity;
+pub mod serve;

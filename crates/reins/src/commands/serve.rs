@@ -33,10 +33,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let base_url = args
-        .base_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", args.addr));
+    let base_url = args.base_url.clone().unwrap_or_else(|| format!("http://{}", args.addr));
     let opts = cli::ServeOptions {
         db: args.db,
         addr: args.addr,
@@ -46,9 +43,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_body_bytes: args.max_body_mib << 20,
             base_url,
         },
-        admin_password: std::env::var("REINS_ADMIN_PASSWORD")
-            .ok()
-            .filter(|p| !p.is_empty()),
+        admin_password: std::env::var("REINS_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
         admin_user: args.admin_user,
     };
     cli::serve(opts).context("reins serve")
@@ -122,13 +117,8 @@ fn role(s: &str) -> anyhow::Result<Role> {
 
 pub fn run_feedback(cmd: FeedbackCmd) -> anyhow::Result<()> {
     match cmd {
-        FeedbackCmd::CreateUser {
-            db,
-            username,
-            role: r,
-        } => {
-            let password = std::env::var("REINS_PASSWORD")
-                .context("set REINS_PASSWORD to the new user's password")?;
+        FeedbackCmd::CreateUser { db, username, role: r } => {
+            let password = std::env::var("REINS_PASSWORD").context("set REINS_PASSWORD to the new user's password")?;
             cli::create_user(&db, &username, &password, role(&r)?)?;
             println!("created {r} `{username}`");
         }
@@ -148,24 +138,10 @@ pub fn run_feedback(cmd: FeedbackCmd) -> anyhow::Result<()> {
                 report.errors.len()
             );
         }
-        FeedbackCmd::Invite {
-            db,
-            role: r,
-            project,
-            base_url,
-        } => {
-            println!(
-                "{}",
-                cli::invite(&db, role(&r)?, project.as_deref(), &base_url)?
-            );
+        FeedbackCmd::Invite { db, role: r, project, base_url } => {
+            println!("{}", cli::invite(&db, role(&r)?, project.as_deref(), &base_url)?);
         }
-        FeedbackCmd::Export {
-            db,
-            project,
-            format,
-            split,
-            out,
-        } => {
+        FeedbackCmd::Export { db, project, format, split, out } => {
             for (path, n) in cli::export(&db, &project, &format, split, &out)? {
                 println!("{n:>7} records → {}", path.display());
             }
