@@ -14,10 +14,12 @@
 //!   `policy/approxkl`, `val/clipfrac`; GRPO ([`losses::GrpoOutput`]): `kl`,
 //!   `clip_ratio/low_mean`, `clip_ratio/high_mean`, `clip_ratio/region_mean`.
 
+pub mod config;
 pub mod error;
 pub mod losses;
 pub mod optim;
 pub mod rl;
+pub mod run;
 pub mod trainers;
 
 pub use error::{Result, TrainError};

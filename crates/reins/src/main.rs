@@ -9,6 +9,12 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(name = "reins", version, about, long_about = None)]
 enum Cli {
+    /// Supervised fine-tuning (TRL SFTTrainer) from a TOML config.
+    Sft(commands::train::TrainArgs),
+    /// Train a Bradley–Terry reward model (TRL RewardTrainer) from a TOML config.
+    Reward(commands::train::TrainArgs),
+    /// Direct preference optimization, every TRL loss_type, from a TOML config.
+    Dpo(commands::train::TrainArgs),
     /// Sample from a Hugging Face model: stream text, or write JSONL for labelling.
     Generate(commands::generate::GenerateArgs),
     /// Inspect, convert and split preference data files.
@@ -27,6 +33,9 @@ enum Cli {
 
 fn main() {
     let result = match Cli::parse() {
+        Cli::Sft(a) => commands::train::run(commands::train::Method::Sft, a),
+        Cli::Reward(a) => commands::train::run(commands::train::Method::Reward, a),
+        Cli::Dpo(a) => commands::train::run(commands::train::Method::Dpo, a),
         Cli::Generate(a) => commands::generate::run(a),
         Cli::Data { cmd } => commands::data::run(cmd),
         Cli::Parity(a) => commands::parity::run(a),

@@ -115,3 +115,22 @@ impl DpoTrainer {
         Ok(metrics)
     }
 }
+
+impl crate::run::Trainer for DpoTrainer {
+    type Batch = PreferenceBatch;
+    fn train_step(&mut self, micro_batches: &[PreferenceBatch]) -> Result<Metrics> {
+        DpoTrainer::train_step(self, micro_batches)
+    }
+    fn evaluate(&mut self, batch: &PreferenceBatch) -> Result<Metrics> {
+        Ok(self.loss(batch, None)?.1)
+    }
+    fn model(&self) -> &Model {
+        &self.policy
+    }
+    fn optimizer(&mut self) -> &mut Optimizer {
+        &mut self.opt
+    }
+    fn num_tokens(&mut self) -> &mut f64 {
+        &mut self.num_tokens
+    }
+}

@@ -65,3 +65,22 @@ impl RewardTrainer {
         Ok(metrics)
     }
 }
+
+impl crate::run::Trainer for RewardTrainer {
+    type Batch = RewardBatch;
+    fn train_step(&mut self, micro_batches: &[RewardBatch]) -> Result<Metrics> {
+        RewardTrainer::train_step(self, micro_batches)
+    }
+    fn evaluate(&mut self, batch: &RewardBatch) -> Result<Metrics> {
+        Ok(self.loss(batch)?.1)
+    }
+    fn model(&self) -> &Model {
+        &self.model
+    }
+    fn optimizer(&mut self) -> &mut Optimizer {
+        &mut self.opt
+    }
+    fn num_tokens(&mut self) -> &mut f64 {
+        &mut self.num_tokens
+    }
+}

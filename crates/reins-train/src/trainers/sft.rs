@@ -61,3 +61,22 @@ impl SftTrainer {
         Ok(metrics)
     }
 }
+
+impl crate::run::Trainer for SftTrainer {
+    type Batch = SftBatch;
+    fn train_step(&mut self, micro_batches: &[SftBatch]) -> Result<Metrics> {
+        SftTrainer::train_step(self, micro_batches)
+    }
+    fn evaluate(&mut self, batch: &SftBatch) -> Result<Metrics> {
+        Ok(self.loss(batch)?.1)
+    }
+    fn model(&self) -> &Model {
+        &self.model
+    }
+    fn optimizer(&mut self) -> &mut Optimizer {
+        &mut self.opt
+    }
+    fn num_tokens(&mut self) -> &mut f64 {
+        &mut self.num_tokens
+    }
+}

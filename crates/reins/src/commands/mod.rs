@@ -3,3 +3,4 @@ pub mod data;
 pub mod generate;
 pub mod parity;
 pub mod serve;
+pub mod train;

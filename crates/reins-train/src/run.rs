@@ -1,0 +1,270 @@
+//! The training loop every trainer shares, and its run folder:
+//!
+//! ```text
+//! output_dir/
+//!   config.toml            resolved config (every key, defaults filled in)
+//!   metrics.jsonl          one line per logging step, TRL's keys, plus `step` and `epoch`
+//!   checkpoint-N/          HF folder transformers loads (config.json, model.safetensors,
+//!                          tokenizer files), plus trainable.safetensors, optimizer.safetensors
+//!                          and trainer_state.json for an exact resume
+//! ```
+//!
+//! Data order is a seeded permutation per epoch, so a resumed run sees exactly the batches the
+//! uninterrupted run would have seen.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use reins_model::Model;
+use serde_json::{json, Map, Value};
+
+use crate::config::TrainingArgs;
+use crate::optim::optimizer::Optimizer;
+use crate::trainers::Metrics;
+use crate::{Result, TrainError};
+
+/// What the loop needs from a trainer.
+pub trait Trainer {
+    type Batch;
+    /// One optimizer step over micro-batches.
+    fn train_step(&mut self, micro_batches: &[Self::Batch]) -> Result<Metrics>;
+    /// Loss and metrics of a batch, no update.
+    fn evaluate(&mut self, batch: &Self::Batch) -> Result<Metrics>;
+    fn model(&self) -> &Model;
+    fn optimizer(&mut self) -> &mut Optimizer;
+    fn num_tokens(&mut self) -> &mut f64;
+}
+
+/// Events the caller (the CLI) shows: progress bars on a terminal, plain lines elsewhere.
+pub trait Progress {
+    fn start(&mut self, total_steps: usize, first_step: usize);
+    fn step(&mut self, step: usize, metrics: &Metrics);
+    fn log(&mut self, line: &str);
+}
+
+/// Prints nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn start(&mut self, _: usize, _: usize) {}
+    fn step(&mut self, _: usize, _: &Metrics) {}
+    fn log(&mut self, _: &str) {}
+}
+
+/// Optimizer steps for `n` examples under `args`.
+pub fn total_steps(args: &TrainingArgs, n: usize) -> usize {
+    if args.max_steps > 0 {
+        return args.max_steps;
+    }
+    let per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps;
+    (n.div_ceil(per_step) * args.num_train_epochs).max(1)
+}
+
+/// Example indices of micro-batch `m` (counted from the start of training).
+fn micro_batch(args: &TrainingArgs, n: usize, m: usize) -> (usize, Vec<usize>) {
+    let bs = args.per_device_train_batch_size;
+    let per_epoch = n.div_ceil(bs).max(1);
+    let epoch = m / per_epoch;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(args.seed.wrapping_add(epoch as u64)));
+    let k = m % per_epoch;
+    (epoch, order[k * bs..((k + 1) * bs).min(n)].to_vec())
+}
+
+/// Trains to the end (or resumes), writing the run folder. `collate` turns example indices
+/// into a batch; `eval_batches` are scored every `eval_steps` and at the end.
+pub fn train<T: Trainer>(
+    trainer: &mut T,
+    args: &TrainingArgs,
+    resolved_config: &Map<String, Value>,
+    n_examples: usize,
+    collate: &dyn Fn(&[usize]) -> Result<T::Batch>,
+    eval_batches: &[T::Batch],
+    progress: &mut dyn Progress,
+) -> Result<RunSummary> {
+    if n_examples == 0 {
+        return Err(TrainError::Input(
+            "the training set is empty after tokenization; check the dataset and max_length".into(),
+        ));
+    }
+    let out = &args.output_dir;
+    std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
+    write_config(out, resolved_config)?;
+    let total = total_steps(args, n_examples);
+    let mut step = 0usize;
+    if args.resume {
+        if let Some(ck) = last_checkpoint(out) {
+            step = load_checkpoint(trainer, &ck)?;
+            progress.log(&format!("resuming from {} (step {step})", ck.display()));
+        }
+    }
+    progress.start(total, step);
+    let mut last_metrics = Metrics::new();
+    let mut window: Vec<Metrics> = Vec::new();
+    while step < total {
+        let mut micro = Vec::with_capacity(args.gradient_accumulation_steps);
+        let mut epoch = 0;
+        for i in 0..args.gradient_accumulation_steps {
+            let (e, idx) = micro_batch(args, n_examples, step * args.gradient_accumulation_steps + i);
+            epoch = e;
+            micro.push(collate(&idx)?);
+        }
+        let m = trainer.train_step(&micro)?;
+        let loss = m.get("loss").copied().unwrap_or(0.0);
+        if !loss.is_finite() {
+            return Err(TrainError::Input(format!(
+                "loss became {loss} at step {}; stopped. The last good checkpoint is kept in {}; lower learning_rate or check the data",
+                step + 1,
+                out.display()
+            )));
+        }
+        step += 1;
+        progress.step(step, &m);
+        window.push(m);
+        if step % args.logging_steps == 0 || step == total {
+            let mut avg = average(&window);
+            window.clear();
+            avg.insert("epoch".into(), (epoch + 1) as f64);
+            append_metrics(out, step, &avg)?;
+            last_metrics = avg;
+        }
+        if args.eval_steps > 0 && step % args.eval_steps == 0 && !eval_batches.is_empty() && step != total {
+            let e = evaluate(trainer, eval_batches)?;
+            append_metrics(out, step, &e)?;
+        }
+        if (args.save_steps > 0 && step % args.save_steps == 0) || step == total {
+            save_checkpoint(trainer, args, out, step)?;
+        }
+    }
+    let eval = if eval_batches.is_empty() { Metrics::new() } else { evaluate(trainer, eval_batches)? };
+    if !eval.is_empty() {
+        append_metrics(out, step, &eval)?;
+    }
+    Ok(RunSummary { steps: step, last_metrics, eval, final_checkpoint: out.join(format!("checkpoint-{step}")) })
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub steps: usize,
+    pub last_metrics: Metrics,
+    pub eval: Metrics,
+    pub final_checkpoint: PathBuf,
+}
+
+fn evaluate<T: Trainer>(trainer: &mut T, batches: &[T::Batch]) -> Result<Metrics> {
+    let all: Vec<Metrics> = batches.iter().map(|b| trainer.evaluate(b)).collect::<Result<_>>()?;
+    Ok(average(&all).into_iter().filter(|(k, _)| k != "num_tokens").map(|(k, v)| (format!("eval_{k}"), v)).collect())
+}
+
+fn average(ms: &[Metrics]) -> Metrics {
+    let mut out = Metrics::new();
+    for m in ms {
+        for (k, v) in m {
+            *out.entry(k.clone()).or_insert(0.0) += v / ms.len() as f64;
+        }
+    }
+    // Counters are cumulative: report the latest, not the mean.
+    if let Some(last) = ms.last() {
+        for k in ["num_tokens", "learning_rate"] {
+            if let Some(v) = last.get(k) {
+                out.insert(k.into(), *v);
+            }
+        }
+    }
+    out
+}
+
+fn io_err(p: &Path, e: std::io::Error) -> TrainError {
+    TrainError::State(format!("{}: {e}", p.display()))
+}
+
+fn write_config(out: &Path, cfg: &Map<String, Value>) -> Result<()> {
+    let clean: Map<String, Value> =
+        cfg.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let text = toml::to_string(&Value::Object(clean)).map_err(|e| TrainError::State(e.to_string()))?;
+    let p = out.join("config.toml");
+    std::fs::write(&p, text).map_err(|e| io_err(&p, e))
+}
+
+fn append_metrics(out: &Path, step: usize, m: &Metrics) -> Result<()> {
+    let p = out.join("metrics.jsonl");
+    let mut line = Map::new();
+    line.insert("step".into(), json!(step));
+    for (k, v) in m {
+        line.insert(k.clone(), json!(v));
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(|e| io_err(&p, e))?;
+    writeln!(f, "{}", Value::Object(line)).map_err(|e| io_err(&p, e))
+}
+
+/// The highest-numbered `checkpoint-N` folder with a complete trainer state.
+pub fn last_checkpoint(out: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(out)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let n: usize = name.strip_prefix("checkpoint-")?.parse().ok()?;
+            e.path().join("trainer_state.json").exists().then_some((n, e.path()))
+        })
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, p)| p)
+}
+
+fn save_checkpoint<T: Trainer>(trainer: &mut T, args: &TrainingArgs, out: &Path, step: usize) -> Result<()> {
+    let dir = out.join(format!("checkpoint-{step}"));
+    let tmp = out.join(format!(".checkpoint-{step}.tmp"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let model = trainer.model();
+    model.save_pretrained(&tmp)?;
+    // Tokenizer and generation files travel with the weights so the folder is self-contained.
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "special_tokens_map.json",
+        "generation_config.json",
+    ] {
+        let src = args.model_name_or_path.join(f);
+        if src.exists() {
+            std::fs::copy(&src, tmp.join(f)).map_err(|e| io_err(&src, e))?;
+        }
+    }
+    if model.lora.is_some() {
+        model.save_adapter(&tmp.join("adapter"), &args.model_name_or_path.to_string_lossy())?;
+    }
+    let params: Vec<(String, Tensor)> =
+        model.params().iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+    reins_model::weights::save_safetensors(&tmp.join("trainable.safetensors"), &params)?;
+    trainer.optimizer().adamw.save_state(&tmp.join("optimizer.safetensors"))?;
+    let tokens = *trainer.num_tokens();
+    let state = json!({"global_step": step, "num_tokens": tokens, "seed": args.seed});
+    let p = tmp.join("trainer_state.json");
+    std::fs::write(&p, state.to_string()).map_err(|e| io_err(&p, e))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir).map_err(|e| io_err(&dir, e))
+}
+
+fn load_checkpoint<T: Trainer>(trainer: &mut T, dir: &Path) -> Result<usize> {
+    let p = dir.join("trainer_state.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| io_err(&p, e))?;
+    let state: Value = serde_json::from_str(&text).map_err(|e| TrainError::State(format!("{}: {e}", p.display())))?;
+    let step = state["global_step"].as_u64().unwrap_or(0) as usize;
+    let file = dir.join("trainable.safetensors");
+    let saved = candle_core::safetensors::load(&file, trainer.model().device())
+        .map_err(|e| TrainError::State(format!("{}: {e}", file.display())))?;
+    for (name, var) in trainer.model().params() {
+        let t = saved.get(name).ok_or_else(|| {
+            TrainError::State(format!("{} has no `{name}`; was it written by this configuration?", file.display()))
+        })?;
+        var.set(t)?;
+    }
+    trainer.optimizer().adamw.load_state(&dir.join("optimizer.safetensors"))?;
+    trainer.optimizer().step = step;
+    *trainer.num_tokens() = state["num_tokens"].as_f64().unwrap_or(0.0);
+    Ok(step)
+}

@@ -1,0 +1,244 @@
+//! `reins sft|reward|dpo --config FILE.toml [--set key=value ...]`: TRL's trainers with TRL's
+//! config keys, writing a run folder that resumes exactly.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use reins_data::collate::{collate_preference, collate_reward, collate_sft};
+use reins_data::formats::{load, ConvertOptions};
+use reins_data::tokenize::preference::{tokenize_preference_dataset, PreferenceOptions};
+use reins_data::tokenize::reward::{tokenize_reward_dataset, RewardOptions};
+use reins_data::tokenize::sft::{tokenize_sft_dataset, SftOptions};
+use reins_data::tokenize::TruncationMode;
+use reins_data::HfTokenizer;
+use reins_model::{LoadOptions, Model};
+use reins_train::config::{keys_of, resolved, FlatConfig, TrainingArgs};
+use reins_train::losses::{DpoConfig, RewardLossConfig};
+use reins_train::optim::optimizer::{OptimConfig, Optimizer};
+use reins_train::run::{self, Progress, RunSummary};
+use reins_train::trainers::dpo::{DpoTrainer, Reference};
+use reins_train::trainers::reward::RewardTrainer;
+use reins_train::trainers::sft::SftTrainer;
+use reins_train::trainers::Metrics;
+use serde::{Deserialize, Serialize};
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// A TOML file of TRL-named settings (`model_name_or_path`, `dataset`, `learning_rate`, …).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override one setting, e.g. `--set beta=0.2` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// SFT-only settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SftArgs {
+    /// Pack examples into `max_length` rows (TRL `packing`, default false).
+    pub packing: bool,
+    /// Loss on completions only (default: yes for prompt/completion data).
+    pub completion_only_loss: Option<bool>,
+}
+
+#[derive(Clone, Copy)]
+pub enum Method {
+    Sft,
+    Reward,
+    Dpo,
+}
+
+/// TRL's default learning rate of each trainer.
+fn default_lr(m: Method) -> f64 {
+    match m {
+        Method::Sft => 2e-5,
+        Method::Reward => 1e-4,
+        Method::Dpo => 1e-6,
+    }
+}
+
+pub fn run(method: Method, a: TrainArgs) -> Result<()> {
+    let mut flat = match &a.config {
+        Some(p) => {
+            FlatConfig::from_toml(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+                .with_context(|| format!("in {}", p.display()))?
+        }
+        None => FlatConfig::default(),
+    };
+    for s in &a.set {
+        flat.set(s)?;
+    }
+    flat.table.entry("learning_rate").or_insert(default_lr(method).into());
+    let mut known = keys_of::<TrainingArgs>();
+    known.extend(keys_of::<OptimConfig>());
+    match method {
+        Method::Sft => known.extend(keys_of::<SftArgs>()),
+        Method::Reward => known.extend(keys_of::<RewardLossConfig>()),
+        Method::Dpo => known.extend(keys_of::<DpoConfig>()),
+    }
+    flat.check_known(&known)?;
+    let args: TrainingArgs = flat.part()?;
+    args.validate()?;
+    let optim: OptimConfig = flat.part()?;
+    let tok = HfTokenizer::from_dir(&args.model_name_or_path)?;
+    let pad = tok.pad_id_or_eos().context("the tokenizer has neither a pad nor an EOS token")?;
+    let mut progress = Bars::new();
+    let lora = args.lora();
+    let opts = LoadOptions {
+        trainable: true,
+        lora: lora.clone(),
+        score_head: matches!(method, Method::Reward).then_some(1),
+        seed: args.seed,
+        ..Default::default()
+    };
+    let model = Model::load(&args.model_name_or_path, &Device::Cpu, &opts)?;
+    let mut records = |path: &PathBuf| -> Result<Vec<reins_data::Record>> {
+        let loaded = load(path, None, &ConvertOptions::default())?;
+        progress.log(&loaded.report.to_string());
+        Ok(loaded.records)
+    };
+    let train = records(&args.dataset)?;
+    let eval = args.eval_dataset.as_ref().map(&mut records).transpose()?;
+    let max_length = Some(args.max_length);
+    let bs = args.per_device_train_batch_size;
+    let summary: RunSummary = match method {
+        Method::Sft => {
+            let extra: SftArgs = flat.part()?;
+            let o = SftOptions {
+                max_length,
+                truncation_mode: TruncationMode::KeepStart,
+                completion_only_loss: extra.completion_only_loss,
+            };
+            let (ids, stats) = tokenize_sft_dataset(&tok, &train, &o, extra.packing)?;
+            progress.log(&format!("tokenized: {} kept, dropped {:?}", stats.kept, stats.dropped));
+            let eval_batches = match &eval {
+                Some(e) => tokenize_sft_dataset(&tok, e, &o, extra.packing)?
+                    .0
+                    .chunks(bs)
+                    .map(|c| collate_sft(c, pad, None))
+                    .collect(),
+                None => vec![],
+            };
+            let total = run::total_steps(&args, ids.len());
+            let opt = Optimizer::new(model.params(), &optim, total)?;
+            let mut trainer = SftTrainer::new(model, opt);
+            let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&extra)]);
+            let collate =
+                |idx: &[usize]| Ok(collate_sft(&idx.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>(), pad, None));
+            run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
+        }
+        Method::Reward => {
+            let loss: RewardLossConfig = flat.part()?;
+            let o = RewardOptions { max_length };
+            let (ids, stats) = tokenize_reward_dataset(&tok, &train, &o)?;
+            progress.log(&format!("tokenized: {} kept, dropped {:?}", stats.kept, stats.dropped));
+            let eval_batches = match &eval {
+                Some(e) => {
+                    tokenize_reward_dataset(&tok, e, &o)?.0.chunks(bs).map(|c| collate_reward(c, pad, None)).collect()
+                }
+                None => vec![],
+            };
+            let total = run::total_steps(&args, ids.len());
+            let opt = Optimizer::new(model.params(), &optim, total)?;
+            let mut trainer = RewardTrainer::new(model, opt, loss);
+            let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);
+            let collate =
+                |idx: &[usize]| Ok(collate_reward(&idx.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>(), pad, None));
+            run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
+        }
+        Method::Dpo => {
+            let loss: DpoConfig = flat.part()?;
+            loss.validate()?;
+            let o = PreferenceOptions { max_length, truncation_mode: TruncationMode::KeepStart };
+            let (ids, stats) = tokenize_preference_dataset(&tok, &train, &o)?;
+            progress.log(&format!("tokenized: {} kept, dropped {:?}", stats.kept, stats.dropped));
+            let col = |c: &[reins_data::tokenize::preference::PreferenceIds]| {
+                collate_preference(c, pad, max_length, TruncationMode::KeepStart, None)
+            };
+            let eval_batches = match &eval {
+                Some(e) => tokenize_preference_dataset(&tok, e, &o)?.0.chunks(bs).map(col).collect(),
+                None => vec![],
+            };
+            let total = run::total_steps(&args, ids.len());
+            let opt = Optimizer::new(model.params(), &optim, total)?;
+            let reference = if lora.is_some() {
+                Reference::AdaptersOff
+            } else {
+                Reference::Model(Model::load(&args.model_name_or_path, &Device::Cpu, &LoadOptions::default())?)
+            };
+            let mut trainer = DpoTrainer::new(model, reference, loss.clone(), opt)?;
+            let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);
+            let collate = |idx: &[usize]| Ok(col(&idx.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>()));
+            run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
+        }
+    };
+    progress.finish();
+    println!("trained {} steps; final checkpoint: {}", summary.steps, summary.final_checkpoint.display());
+    println!("metrics: {}", args.output_dir.join("metrics.jsonl").display());
+    for (k, v) in summary.eval.iter().chain(summary.last_metrics.iter()) {
+        println!("  {k:<24} {v:.6}");
+    }
+    if summary.steps == 0 {
+        bail!("no training step ran");
+    }
+    Ok(())
+}
+
+fn to_json<T: Serialize>(t: &T) -> serde_json::Value {
+    serde_json::to_value(t).unwrap_or_default()
+}
+
+/// A progress bar on a terminal, plain log lines otherwise.
+pub struct Bars {
+    bar: Option<ProgressBar>,
+    tty: bool,
+}
+
+impl Bars {
+    pub fn new() -> Self {
+        Bars { bar: None, tty: std::io::stderr().is_terminal() }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn start(&mut self, total: usize, first: usize) {
+        if self.tty {
+            let b = ProgressBar::new(total as u64).with_position(first as u64);
+            b.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            self.bar = Some(b);
+        } else {
+            eprintln!("training {total} steps (from step {first})");
+        }
+    }
+
+    fn step(&mut self, step: usize, m: &Metrics) {
+        let loss = m.get("loss").copied().unwrap_or(f64::NAN);
+        match &self.bar {
+            Some(b) => {
+                b.set_position(step as u64);
+                b.set_message(format!("loss {loss:.4}"));
+            }
+            None => eprintln!("step {step}: loss {loss:.4}"),
+        }
+    }
+
+    fn log(&mut self, line: &str) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}
