@@ -190,6 +190,20 @@ fn pick(logits: &[f32], cfg: &SamplingConfig, rng: &mut impl Rng) -> (u32, f32) 
             .fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best });
         return (i as u32, scaled[i] - lse);
     }
+    if cfg.top_k == 0 && cfg.top_p >= 1.0 && cfg.min_p <= 0.0 {
+        // Plain sampling: inverse CDF over the unsorted distribution, no sort needed.
+        let mut u = rng.random::<f32>();
+        let mut chosen = scaled.len() - 1;
+        for (i, &x) in scaled.iter().enumerate() {
+            let p = (x - lse).exp();
+            if u < p {
+                chosen = i;
+                break;
+            }
+            u -= p;
+        }
+        return (chosen as u32, scaled[chosen] - lse);
+    }
     // Warpers in HF's order: top-k, then top-p, then min-p, on probabilities.
     let mut order: Vec<usize> = (0..scaled.len()).collect();
     order.sort_unstable_by(|&a, &b| scaled[b].total_cmp(&scaled[a]).then(a.cmp(&b)));

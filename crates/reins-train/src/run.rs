@@ -124,18 +124,18 @@ pub fn train<T: Trainer>(
         step += 1;
         progress.step(step, &m);
         window.push(m);
-        if step % args.logging_steps == 0 || step == total {
+        if step.is_multiple_of(args.logging_steps) || step == total {
             let mut avg = average(&window);
             window.clear();
             avg.insert("epoch".into(), (epoch + 1) as f64);
             append_metrics(out, step, &avg)?;
             last_metrics = avg;
         }
-        if args.eval_steps > 0 && step % args.eval_steps == 0 && !eval_batches.is_empty() && step != total {
+        if args.eval_steps > 0 && step.is_multiple_of(args.eval_steps) && !eval_batches.is_empty() && step != total {
             let e = evaluate(trainer, eval_batches)?;
             append_metrics(out, step, &e)?;
         }
-        if (args.save_steps > 0 && step % args.save_steps == 0) || step == total {
+        if (args.save_steps > 0 && step.is_multiple_of(args.save_steps)) || step == total {
             save_checkpoint(trainer, args, out, step)?;
         }
     }

@@ -110,7 +110,7 @@ fn dpo_every_loss_type_matches_trl_for_three_steps() {
         }
         let policy = load("llama", true);
         let opt = optimizer(&policy);
-        let mut trainer = DpoTrainer::new(policy, Reference::Model(load("llama", false)), cfg, opt).unwrap();
+        let mut trainer = DpoTrainer::new(policy, Reference::Model(Box::new(load("llama", false))), cfg, opt).unwrap();
         for (step, row) in run["log"].as_array().unwrap().iter().enumerate() {
             let m = trainer.train_step(std::slice::from_ref(&batch)).unwrap();
             worst = worst.max(compare(case, step + 1, &m, row, DPO_KEYS));

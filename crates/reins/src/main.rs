@@ -22,6 +22,8 @@ enum Cli {
         #[command(subcommand)]
         cmd: commands::data::DataCmd,
     },
+    /// Time training, sampling and DPO on the reference benchmark shape.
+    Bench(commands::bench::BenchArgs),
     /// Check a Hugging Face checkpoint against outputs saved by transformers.
     Parity(commands::parity::ParityArgs),
     /// Run the annotation web app where people compare, rank, rate and critique outputs.
@@ -39,6 +41,7 @@ fn main() {
         Cli::Generate(a) => commands::generate::run(a),
         Cli::Data { cmd } => commands::data::run(cmd),
         Cli::Parity(a) => commands::parity::run(a),
+        Cli::Bench(a) => commands::bench::run(a),
         Cli::Serve(a) => commands::serve::run(a),
         Cli::Feedback(c) => commands::serve::run_feedback(c),
     };

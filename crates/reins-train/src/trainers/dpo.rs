@@ -19,7 +19,7 @@ use crate::Result;
 /// Where the reference log-probs come from.
 pub enum Reference {
     /// A separate frozen model (a copy of the starting policy).
-    Model(Model),
+    Model(Box<Model>),
     /// The policy with its LoRA adapters disabled.
     AdaptersOff,
 }

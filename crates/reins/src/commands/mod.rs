@@ -1,4 +1,5 @@
 //! One module per subcommand; each maps its arguments to library calls.
+pub mod bench;
 pub mod data;
 pub mod generate;
 pub mod parity;

@@ -168,7 +168,11 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
             let reference = if lora.is_some() {
                 Reference::AdaptersOff
             } else {
-                Reference::Model(Model::load(&args.model_name_or_path, &Device::Cpu, &LoadOptions::default())?)
+                Reference::Model(Box::new(Model::load(
+                    &args.model_name_or_path,
+                    &Device::Cpu,
+                    &LoadOptions::default(),
+                )?))
             };
             let mut trainer = DpoTrainer::new(model, reference, loss.clone(), opt)?;
             let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);

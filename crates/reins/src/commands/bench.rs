@@ -1,0 +1,126 @@
+//! `reins bench`: the benchmark shape of the Python reference (`shared/bench`): a 4-layer
+//! Llama, d_model 256, 4 heads, MLP 1024, vocab 4096 (6.29 M parameters), f32 on CPU.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::Device;
+use rand::{Rng, SeedableRng};
+use reins_data::collate::{PreferenceBatch, SftBatch};
+use reins_model::generate::{generate, Hooks};
+use reins_model::init::{llama_config, random_weights};
+use reins_model::{LoadOptions, Model, ModelConfig, SamplingConfig};
+use reins_train::losses::DpoConfig;
+use reins_train::optim::optimizer::{OptimConfig, Optimizer};
+use reins_train::trainers::dpo::{DpoTrainer, Reference};
+use reins_train::trainers::sft::SftTrainer;
+use serde_json::json;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Timed repetitions of each measurement (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+}
+
+const VOCAB: usize = 4096;
+
+fn model(trainable: bool) -> Result<Model> {
+    let cfg = ModelConfig::from_value(llama_config(VOCAB, 256, 4, 4, 4, 1024, 512))?;
+    let mut w = random_weights(&cfg, 0, &Device::Cpu)?;
+    Ok(Model::from_weights(cfg, &mut w, &Device::Cpu, &LoadOptions { trainable, ..Default::default() })?)
+}
+
+fn random_rows(rng: &mut impl Rng, rows: usize, len: usize) -> Vec<Vec<u32>> {
+    (0..rows).map(|_| (0..len).map(|_| rng.random_range(4..VOCAB as u32)).collect()).collect()
+}
+
+/// Median seconds of `reps` calls after one warm-up.
+fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut t = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        let s = Instant::now();
+        f()?;
+        t.push(s.elapsed().as_secs_f64());
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2])
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let optim = OptimConfig { learning_rate: 1e-4, ..Default::default() };
+
+    // Training step: batch 8 x 128, forward + token log-probs + backward + clip + AdamW.
+    let m = model(true)?;
+    let n_params: usize = m.params().iter().map(|(_, v)| v.elem_count()).sum();
+    let opt = Optimizer::new(m.params(), &optim, 1_000)?;
+    let mut sft = SftTrainer::new(m, opt);
+    let ids = random_rows(&mut rng, 8, 128);
+    let batch = SftBatch {
+        labels: ids.iter().map(|r| r.iter().map(|&x| x as i64).collect()).collect(),
+        attention_mask: Some(vec![vec![1; 128]; 8]),
+        input_ids: ids,
+        position_ids: None,
+    };
+    let train_step_s = time(a.reps, || {
+        sft.train_step(std::slice::from_ref(&batch))?;
+        Ok(())
+    })?;
+
+    // Sampling: batch 8, 16 prompt + 64 new tokens.
+    let g = model(false)?;
+    let prompts = random_rows(&mut rng, 8, 16);
+    let cfg = SamplingConfig { max_new_tokens: 64, stop_on_eos: false, ..Default::default() };
+    let gen_s = time(a.reps, || {
+        generate(&g, &prompts, &cfg, Hooks::default())?;
+        Ok(())
+    })?;
+    let generate_tok_s = 8.0 * 64.0 / gen_s;
+
+    // DPO: 8 pairs per step at max_length 128 (prompt 64 + completion 64, HH-like lengths).
+    let policy = model(true)?;
+    let opt = Optimizer::new(policy.params(), &optim, 1_000)?;
+    let mut dpo = DpoTrainer::new(policy, Reference::Model(Box::new(model(false)?)), DpoConfig::default(), opt)?;
+    let pref = PreferenceBatch {
+        input_ids: random_rows(&mut rng, 16, 128),
+        attention_mask: vec![vec![1; 128]; 16],
+        completion_mask: vec![[vec![0u8; 64], vec![1u8; 64]].concat(); 16],
+        margin: None,
+        strength: None,
+    };
+    let dpo_s = time(a.reps, || {
+        dpo.train_step(std::slice::from_ref(&pref))?;
+        Ok(())
+    })?;
+    let dpo_pairs_s = 8.0 / dpo_s;
+
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "parameters": n_params,
+                "threads": rayon_threads(),
+                "train_step_s": train_step_s,
+                "generate_tok_s": generate_tok_s,
+                "dpo_pairs_s": dpo_pairs_s,
+                "grpo_completions_s": null,
+            })
+        );
+    } else {
+        println!("benchmark shape: Llama 4 x 256, 4 heads, MLP 1024, vocab 4096 ({n_params} parameters), f32, CPU");
+        println!("{:<52} {:>10}", "training step, batch 8 x 128 (s)", format!("{train_step_s:.3}"));
+        println!("{:<52} {:>10}", "sampling, batch 8, 16 + 64 tokens (tokens/s)", format!("{generate_tok_s:.0}"));
+        println!("{:<52} {:>10}", "DPO, 8 pairs/step, length 128 (pairs/s)", format!("{dpo_pairs_s:.2}"));
+        println!("{:<52} {:>10}", "GRPO, 2 x 4 x 64 tokens (completions/s)", "not yet");
+    }
+    Ok(())
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
