@@ -4,7 +4,6 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 use reins_data::records::Message;
 use reins_data::tokenizer::HfTokenizer;
 use reins_model::generate::{generate, Hooks};
@@ -101,8 +100,9 @@ fn read_prompts(args: &GenerateArgs, tok: &HfTokenizer) -> Result<Vec<Prompt>> {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
+    let device = reins_model::default_device()?;
     let tok = HfTokenizer::from_dir(&args.model)?;
-    let model = Model::load(&args.model, &Device::Cpu, &LoadOptions::default())?;
+    let model = Model::load(&args.model, &device, &LoadOptions::default())?;
     let cfg = SamplingConfig {
         max_new_tokens: args.max_new_tokens,
         do_sample: !args.greedy,

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use candle_core::Device;
 
 #[derive(clap::Args)]
 pub struct ParityArgs {
@@ -18,7 +17,8 @@ pub struct ParityArgs {
 }
 
 pub fn run(args: ParityArgs) -> Result<()> {
-    let report = reins_model::parity::check(&args.model, &args.expected, &Device::Cpu)
+    let device = reins_model::default_device()?;
+    let report = reins_model::parity::check(&args.model, &args.expected, &device)
         .with_context(|| format!("checking {} against {}", args.model.display(), args.expected.display()))?;
     print!("{report}");
     if report.ok() {

@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use reins_data::collate::{collate_preference, collate_reward, collate_sft};
 use reins_data::formats::{load, ConvertOptions};
@@ -62,6 +61,7 @@ fn default_lr(m: Method) -> f64 {
 }
 
 pub fn run(method: Method, a: TrainArgs) -> Result<()> {
+    let device = reins_model::default_device()?;
     let mut flat = match &a.config {
         Some(p) => {
             FlatConfig::from_toml(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
@@ -95,7 +95,7 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
         seed: args.seed,
         ..Default::default()
     };
-    let model = Model::load(&args.model_name_or_path, &Device::Cpu, &opts)?;
+    let model = Model::load(&args.model_name_or_path, &device, &opts)?;
     let mut records = |path: &PathBuf| -> Result<Vec<reins_data::Record>> {
         let loaded = load(path, None, &ConvertOptions::default())?;
         progress.log(&loaded.report.to_string());
@@ -168,11 +168,7 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
             let reference = if lora.is_some() {
                 Reference::AdaptersOff
             } else {
-                Reference::Model(Box::new(Model::load(
-                    &args.model_name_or_path,
-                    &Device::Cpu,
-                    &LoadOptions::default(),
-                )?))
+                Reference::Model(Box::new(Model::load(&args.model_name_or_path, &device, &LoadOptions::default())?))
             };
             let mut trainer = DpoTrainer::new(model, reference, loss.clone(), opt)?;
             let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);
