@@ -95,28 +95,29 @@ impl LabConfig {
     pub fn reduced() -> Self {
         let mut c = LabConfig::default();
         c.tokenizer.vocab_size = 512;
+        c.tokenizer.n_texts = 2_000;
         c.model.num_hidden_layers = 2;
         c.model.hidden_size = 64;
         c.model.intermediate_size = 128;
-        c.pretrain.n_examples = 2_000;
-        c.pretrain.max_steps = 60;
+        c.pretrain.n_examples = 1_000;
+        c.pretrain.max_steps = 40;
         c.pretrain.per_device_train_batch_size = 16;
-        c.sft.n_examples = 500;
-        c.sft.max_steps = 30;
+        c.sft.n_examples = 300;
+        c.sft.max_steps = 20;
         c.sft.per_device_train_batch_size = 16;
-        c.pairs.n_prompts = 200;
-        c.reward_model.max_steps = 60;
+        c.pairs.n_prompts = 96;
+        c.reward_model.max_steps = 30;
         c.reward_model.ensemble_size = 2;
-        c.reward_model.n_eval_pairs = 100;
+        c.reward_model.n_eval_pairs = 48;
         c.ppo.max_steps = 10;
         c.ppo.per_device_train_batch_size = 8;
         c.grpo.max_steps = 10;
         c.grpo.num_generations = 4;
-        c.dpo.max_steps = 30;
+        c.dpo.max_steps = 15;
         c.online_dpo.iterations = 2;
         c.online_dpo.prompts_per_iteration = 32;
         c.best_of_n.n = 4;
-        c.eval.n_prompts = 32;
+        c.eval.n_prompts = 24;
         c.eval.overoptimization_points = 4;
         c
     }

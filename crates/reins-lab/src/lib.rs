@@ -39,6 +39,7 @@
 pub mod annotators;
 pub mod chat;
 pub mod config;
+pub mod experiment;
 pub mod gold;
 pub mod metrics;
 pub mod report;
@@ -99,6 +100,9 @@ pub enum LabError {
     /// The tokenizers crate failed to train or save.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A stage of the experiment failed (model, data or trainer error).
+    #[error("{stage}: {message}")]
+    Stage { stage: &'static str, message: String },
 }
 
 impl LabError {

@@ -9,6 +9,8 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(name = "reins", version, about, long_about = None)]
 enum Cli {
+    /// Run a complete RLHF experiment with simulated annotators and a gold reward.
+    Quickstart(commands::quickstart::QuickstartArgs),
     /// Supervised fine-tuning (TRL SFTTrainer) from a TOML config.
     Sft(commands::train::TrainArgs),
     /// Train a Bradley–Terry reward model (TRL RewardTrainer) from a TOML config.
@@ -35,6 +37,7 @@ enum Cli {
 
 fn main() {
     let result = match Cli::parse() {
+        Cli::Quickstart(a) => commands::quickstart::run(a),
         Cli::Sft(a) => commands::train::run(commands::train::Method::Sft, a),
         Cli::Reward(a) => commands::train::run(commands::train::Method::Reward, a),
         Cli::Dpo(a) => commands::train::run(commands::train::Method::Dpo, a),

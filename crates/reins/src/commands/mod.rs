@@ -3,5 +3,6 @@ pub mod bench;
 pub mod data;
 pub mod generate;
 pub mod parity;
+pub mod quickstart;
 pub mod serve;
 pub mod train;

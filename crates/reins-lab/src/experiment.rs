@@ -1,0 +1,516 @@
+//! `reins quickstart`: the whole RLHF loop on the synthetic world, judged by the hidden gold
+//! reward.
+//!
+//! 1. a BPE tokenizer and a tiny Llama pretrained and SFT'd on the world's corpus (cached);
+//! 2. pairs sampled from the SFT policy on train prompts, labelled by simulated annotators;
+//! 3. reward models (one, and an ensemble of bootstrap resamples) trained on those labels,
+//!    scored against noiseless gold preferences on held-out pairs;
+//! 4. policies: offline DPO on the labelled pairs, best-of-n against the ensemble;
+//! 5. evaluation of every policy on held-out prompts by the gold reward (mean score, win rate
+//!    against SFT, KL to the SFT reference, proxy − gold gap) and the report.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use reins_data::collate::{PreferenceBatch, RewardBatch, SftBatch};
+use reins_data::HfTokenizer;
+use reins_model::generate::{generate, score_logps, Hooks};
+use reins_model::init::{llama_config, random_weights};
+use reins_model::{Batch, LoadOptions, Model, ModelConfig, SamplingConfig};
+use reins_train::losses::{DpoConfig, RewardLossConfig};
+use reins_train::optim::optimizer::{OptimConfig, Optimizer};
+use reins_train::optim::SchedulerType;
+use reins_train::trainers::dpo::{DpoTrainer, Reference};
+use reins_train::trainers::reward::RewardTrainer;
+use reins_train::trainers::sft::SftTrainer;
+
+use crate::config::TrainBudget;
+use crate::metrics;
+use crate::report::{Example, MethodRow, Report, ReportData, ReportPaths, RewardModelRow, Target};
+use crate::{chat, Lab, LabConfig, LabError, Prompt, Split};
+
+type Result<T> = std::result::Result<T, LabError>;
+
+fn stage<E: std::fmt::Display>(stage: &'static str) -> impl Fn(E) -> LabError {
+    move |e| LabError::Stage { stage, message: e.to_string() }
+}
+
+/// What the caller shows while the experiment runs.
+pub trait Progress {
+    /// A stage begins (`total` units of work, e.g. optimizer steps).
+    fn stage(&mut self, name: &str, total: usize);
+    /// One unit of the current stage is done.
+    fn tick(&mut self, message: &str);
+}
+
+/// The outcome: where the report is and the headline numbers.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub report: ReportPaths,
+    pub data: ReportData,
+}
+
+struct Ctx<'a> {
+    cfg: &'a LabConfig,
+    lab: Lab,
+    tok: HfTokenizer,
+    device: Device,
+    end_id: u32,
+    progress: &'a mut dyn Progress,
+}
+
+/// Runs the experiment end to end and writes the report into `cfg.output_dir`.
+pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
+    let started = std::time::Instant::now();
+    let lab = Lab::new(cfg)?;
+    let cache = PathBuf::from(&cfg.cache_dir).join(format!("base-{}", lab.world.fingerprint()));
+    let tok_dir = cache.join("model");
+    if !tok_dir.join("tokenizer.json").exists() {
+        progress.stage("tokenizer", 1);
+        crate::tokenizer_train::train_and_save(&lab.world, cfg, &tok_dir)?;
+        progress.tick("trained");
+    }
+    let tok = HfTokenizer::from_dir(&tok_dir).map_err(stage("tokenizer"))?;
+    let end_id = tok.token_to_id(chat::END).ok_or_else(|| LabError::Tokenizer("no <|end|> token".into()))?;
+    let mut cx = Ctx { cfg, lab, tok, device: Device::Cpu, end_id, progress };
+
+    let base = cache.join("model");
+    if !base.join("model.safetensors").exists() {
+        cx.pretrain_and_sft(&base)?;
+    }
+    let sft = cx.load(&base, LoadOptions::default())?;
+
+    // Pairs from the SFT policy, labelled by the simulated population.
+    let train_prompts = cx.lab.world.prompts(Split::Train, cfg.pairs.n_prompts);
+    cx.progress.stage("sampling pairs", 1);
+    let samples = cx.sample(&sft, &train_prompts, 2, cfg.pairs.temperature, cfg.pairs.max_new_tokens, 1)?;
+    cx.progress.tick("done");
+    let pairs: Vec<(String, String, String)> =
+        train_prompts.iter().zip(&samples).map(|(p, s)| (p.text.clone(), s[0].clone(), s[1].clone())).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x1abe1);
+    let labels = cx.lab.population.label_pairs(&pairs, &mut rng);
+    let records: Vec<crate::PreferenceRecord> =
+        pairs.iter().zip(&labels).filter_map(|((p, a, b), l)| l.to_record(p, a, b, false)).collect();
+    let annotators = cx.lab.population.agreement_rows(&cx.lab.gold, &pairs, &labels);
+    if records.len() < 4 {
+        return Err(LabError::Stage { stage: "labels", message: format!("only {} usable pairs; raise pairs.n_prompts", records.len()) });
+    }
+
+    // Reward models: member 0 on all labels, the others on bootstrap resamples.
+    let mut members = Vec::new();
+    for k in 0..cfg.reward_model.ensemble_size.max(1) {
+        let data = if k == 0 { records.clone() } else { bootstrap(&records, cfg.seed + k as u64) };
+        members.push(cx.train_reward_model(&base, &data, k as u64)?);
+    }
+    // Held-out pairs for accuracy against noiseless gold.
+    let held = cx.lab.world.prompts(Split::Heldout, cfg.reward_model.n_eval_pairs);
+    cx.progress.stage("held-out pairs", 1);
+    let held_samples = cx.sample(&sft, &held, 2, cfg.pairs.temperature, cfg.pairs.max_new_tokens, 2)?;
+    cx.progress.tick("done");
+    let held_pairs: Vec<(String, String, String)> =
+        held.iter().zip(&held_samples).map(|(p, s)| (p.text.clone(), s[0].clone(), s[1].clone())).collect();
+    let mut rm_rows = Vec::new();
+    let score_pairs = |cx: &Ctx, ms: &[Model]| -> Result<(Vec<f64>, Vec<f64>)> {
+        let a: Vec<(String, String)> = held_pairs.iter().map(|(p, a, _)| (p.clone(), a.clone())).collect();
+        let b: Vec<(String, String)> = held_pairs.iter().map(|(p, _, b)| (p.clone(), b.clone())).collect();
+        Ok((cx.score_mean(ms, &a)?, cx.score_mean(ms, &b)?))
+    };
+    let (sa, sb) = score_pairs(&cx, &members[..1])?;
+    let (acc1, n_acc) = metrics::gold_pair_accuracy(&cx.lab.gold, &held_pairs, &sa, &sb);
+    rm_rows.push(RewardModelRow { name: "single RM".into(), accuracy_vs_gold: acc1, accuracy_vs_labels: None, n_pairs: n_acc });
+    let (ea, eb) = score_pairs(&cx, &members)?;
+    let (acc_e, _) = metrics::gold_pair_accuracy(&cx.lab.gold, &held_pairs, &ea, &eb);
+    rm_rows.push(RewardModelRow {
+        name: format!("ensemble of {} (mean)", members.len()),
+        accuracy_vs_gold: acc_e,
+        accuracy_vs_labels: None,
+        n_pairs: n_acc,
+    });
+
+    // Policies, evaluated on held-out prompts.
+    let eval_prompts = cx.lab.world.prompts(Split::Heldout, cfg.eval.n_prompts);
+    let (t, n_new) = (cfg.eval.temperature, cfg.eval.max_new_tokens);
+    cx.progress.stage("evaluating SFT", 1);
+    let sft_out: Vec<String> = cx.sample(&sft, &eval_prompts, 1, t, n_new, 3)?.into_iter().map(|mut v| v.remove(0)).collect();
+    cx.progress.tick("done");
+    let gold_of = |cx: &Ctx, outs: &[String]| -> Vec<f64> {
+        eval_prompts.iter().zip(outs).map(|(p, o)| cx.lab.gold.score(&p.text, o)).collect()
+    };
+    let sft_gold = gold_of(&cx, &sft_out);
+    let pairs_of = |outs: &[String]| -> Vec<(String, String)> {
+        eval_prompts.iter().zip(outs).map(|(p, o)| (p.text.clone(), o.clone())).collect()
+    };
+    let sft_proxy = cx.score_mean(&members, &pairs_of(&sft_out))?;
+    let mut rows = vec![MethodRow {
+        name: "SFT".into(),
+        mean_gold: metrics::mean(&sft_gold),
+        gold_win_rate_vs_sft: 0.5,
+        kl_to_ref: 0.0,
+        mean_proxy: Some(metrics::mean(&sft_proxy)),
+        proxy_gold_gap: Some(0.0),
+    }];
+    let mut outputs: Vec<(String, Vec<String>)> = Vec::new();
+
+    // Offline DPO on the labelled pairs.
+    let dpo = cx.train_dpo(&base, &records)?;
+    cx.progress.stage("evaluating DPO", 1);
+    let dpo_out: Vec<String> = cx.sample(&dpo, &eval_prompts, 1, t, n_new, 4)?.into_iter().map(|mut v| v.remove(0)).collect();
+    cx.progress.tick("done");
+    let kl = cx.kl_to_reference(&dpo, &sft, &eval_prompts, &dpo_out)?;
+    let g = gold_of(&cx, &dpo_out);
+    let px = cx.score_mean(&members, &pairs_of(&dpo_out))?;
+    rows.push(MethodRow {
+        name: format!("DPO ({})", cfg.dpo.loss_type),
+        mean_gold: metrics::mean(&g),
+        gold_win_rate_vs_sft: metrics::win_rate(&g, &sft_gold),
+        kl_to_ref: kl,
+        mean_proxy: Some(metrics::mean(&px)),
+        proxy_gold_gap: Some(metrics::proxy_gold_gap(&px, &g, &sft_proxy, &sft_gold)),
+    });
+    outputs.push((rows.last().map(|r| r.name.clone()).unwrap_or_default(), dpo_out));
+
+    // Best-of-n against the ensemble.
+    let n = cfg.best_of_n.n.max(1);
+    cx.progress.stage("best-of-n", 1);
+    let cands = cx.sample(&sft, &eval_prompts, n, t, n_new, 5)?;
+    cx.progress.tick("done");
+    let mut bon = Vec::with_capacity(cands.len());
+    for (p, c) in eval_prompts.iter().zip(&cands) {
+        let s = cx.score_mean(&members, &c.iter().map(|x| (p.text.clone(), x.clone())).collect::<Vec<_>>())?;
+        let best = s.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
+        bon.push(c[best].clone());
+    }
+    let g = gold_of(&cx, &bon);
+    let px = cx.score_mean(&members, &pairs_of(&bon))?;
+    rows.push(MethodRow {
+        name: format!("best-of-{n} (ensemble)"),
+        mean_gold: metrics::mean(&g),
+        gold_win_rate_vs_sft: metrics::win_rate(&g, &sft_gold),
+        kl_to_ref: metrics::best_of_n_kl(n),
+        mean_proxy: Some(metrics::mean(&px)),
+        proxy_gold_gap: Some(metrics::proxy_gold_gap(&px, &g, &sft_proxy, &sft_gold)),
+    });
+    outputs.push((rows.last().map(|r| r.name.clone()).unwrap_or_default(), bon));
+
+    // Report.
+    let best = rows.iter().skip(1).max_by(|a, b| a.gold_win_rate_vs_sft.total_cmp(&b.gold_win_rate_vs_sft)).cloned();
+    let mut examples = Vec::new();
+    if let Some(b) = &best {
+        if let Some((_, outs)) = outputs.iter().find(|(name, _)| *name == b.name) {
+            for (i, p) in eval_prompts.iter().enumerate().take(cfg.eval.n_examples) {
+                examples.push(Example {
+                    prompt: p.text.clone(),
+                    method: b.name.clone(),
+                    before: sft_out[i].clone(),
+                    after: outs[i].clone(),
+                    gold_before: sft_gold[i],
+                    gold_after: cx.lab.gold.score(&p.text, &outs[i]),
+                });
+            }
+        }
+    }
+    let targets = vec![
+        Target { name: "reward-model accuracy vs noiseless gold (single RM)".into(), value: acc1, threshold: 0.80 },
+        Target {
+            name: format!("best method's gold win rate vs SFT ({})", best.as_ref().map(|b| b.name.as_str()).unwrap_or("-")),
+            value: best.as_ref().map(|b| b.gold_win_rate_vs_sft).unwrap_or(0.0),
+            threshold: 0.70,
+        },
+    ];
+    let data = ReportData {
+        title: "reins quickstart".into(),
+        subtitle: format!("seed {}, {} labelled pairs, {:.0} s on CPU", cfg.seed, records.len(), started.elapsed().as_secs_f64()),
+        targets,
+        methods: rows,
+        reward_models: rm_rows,
+        annotators,
+        overoptimization: Vec::new(),
+        examples,
+        curves: Vec::new(),
+        notes: vec![
+            "Online methods (PPO, GRPO, online/iterative DPO) and the over-optimization curve are not part of this run yet."
+                .into(),
+        ],
+        config_toml: Some(cfg.to_toml()),
+    };
+    let report = Report { data: data.clone() }.write(Path::new(&cfg.output_dir))?;
+    Ok(Outcome { report, data })
+}
+
+impl Ctx<'_> {
+    fn load(&self, dir: &Path, opts: LoadOptions) -> Result<Model> {
+        Model::load(dir, &self.device, &opts).map_err(stage("model"))
+    }
+
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.tok.encode(text, false).map_err(stage("tokenize"))
+    }
+
+    /// Pretrains a fresh Llama on the corpus, then SFTs it; saves an HF folder at `dir`.
+    fn pretrain_and_sft(&mut self, dir: &Path) -> Result<()> {
+        let c = &self.cfg.model;
+        let pad = self.tok.pad_id_or_eos().unwrap_or(0);
+        let mut raw = llama_config(
+            self.tok.vocab_size(),
+            c.hidden_size,
+            c.num_hidden_layers,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.intermediate_size,
+            c.max_position_embeddings,
+        );
+        raw["rope_parameters"]["rope_theta"] = c.rope_theta.into();
+        raw["eos_token_id"] = self.end_id.into();
+        raw["pad_token_id"] = pad.into();
+        let mcfg = ModelConfig::from_value(raw).map_err(stage("model config"))?;
+        let mut w = random_weights(&mcfg, self.cfg.seed, &self.device).map_err(stage("model init"))?;
+        let model = Model::from_weights(mcfg, &mut w, &self.device, &LoadOptions { trainable: true, ..Default::default() })
+            .map_err(stage("model init"))?;
+        let corpus = self.lab.world.corpus(self.cfg.pretrain.n_examples, self.cfg.sft.n_examples);
+        let max = c.max_position_embeddings;
+        let texts: Vec<(Vec<u32>, usize)> = corpus
+            .pretrain
+            .iter()
+            .map(|t| Ok((self.encode(t)?.into_iter().take(max).collect(), 0)))
+            .collect::<Result<_>>()?;
+        let model = self.train_lm("pretrain", model, &texts, &self.cfg.pretrain.clone())?;
+        let sft: Vec<(Vec<u32>, usize)> = corpus
+            .sft
+            .iter()
+            .map(|e| {
+                let (p, r) = e.chat_prompt_completion();
+                let pi = self.encode(&p)?;
+                let n = pi.len();
+                let ids: Vec<u32> = pi.into_iter().chain(self.encode(&r)?).take(max).collect();
+                Ok((ids, n))
+            })
+            .collect::<Result<_>>()?;
+        let model = self.train_lm("sft", model, &sft, &self.cfg.sft.clone())?;
+        model.save_pretrained(dir).map_err(stage("save"))?;
+        for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+            let _ = std::fs::copy(dir.join(f), dir.join(f)); // written by the tokenizer stage
+        }
+        Ok(())
+    }
+
+    /// Next-token training on `(ids, prompt_len)`; the loss skips the first `prompt_len` targets.
+    fn train_lm(&mut self, name: &str, model: Model, data: &[(Vec<u32>, usize)], b: &TrainBudget) -> Result<Model> {
+        let opt = OptimConfig {
+            learning_rate: b.learning_rate,
+            warmup_steps: b.warmup_steps,
+            lr_scheduler_type: SchedulerType::Cosine,
+            ..Default::default()
+        };
+        let optimizer = Optimizer::new(model.params(), &opt, b.max_steps).map_err(stage("optimizer"))?;
+        let mut trainer = SftTrainer::new(model, optimizer);
+        let pad = self.tok.pad_id_or_eos().unwrap_or(0);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed ^ name.len() as u64);
+        self.progress.stage(name, b.max_steps);
+        let mut order: Vec<usize> = (0..data.len()).collect();
+        let mut cursor = data.len();
+        for _ in 0..b.max_steps {
+            let mut idx = Vec::new();
+            while idx.len() < b.per_device_train_batch_size {
+                if cursor == order.len() {
+                    order.shuffle(&mut rng);
+                    cursor = 0;
+                }
+                idx.push(order[cursor]);
+                cursor += 1;
+            }
+            let rows: Vec<&(Vec<u32>, usize)> = idx.iter().map(|&i| &data[i]).collect();
+            let t = rows.iter().map(|r| r.0.len()).max().unwrap_or(1);
+            let batch = SftBatch {
+                input_ids: rows.iter().map(|r| pad_to(&r.0, t, pad)).collect(),
+                attention_mask: Some(rows.iter().map(|r| pad_to(&vec![1u8; r.0.len()], t, 0)).collect()),
+                labels: rows
+                    .iter()
+                    .map(|r| {
+                        (0..t).map(|j| if j < r.1 || j >= r.0.len() { -100 } else { r.0[j] as i64 }).collect()
+                    })
+                    .collect(),
+                position_ids: None,
+            };
+            let m = trainer.train_step(std::slice::from_ref(&batch)).map_err(stage("train"))?;
+            self.progress.tick(&format!("loss {:.3}", m.get("loss").copied().unwrap_or(f64::NAN)));
+        }
+        Ok(trainer.model)
+    }
+
+    /// `n` completions per prompt (plain response texts).
+    fn sample(&self, m: &Model, prompts: &[Prompt], n: usize, temperature: f64, max_new: usize, salt: u64) -> Result<Vec<Vec<String>>> {
+        let mut ids = Vec::new();
+        for p in prompts {
+            let e = self.encode(&p.chat())?;
+            for _ in 0..n {
+                ids.push(e.clone());
+            }
+        }
+        let cfg = SamplingConfig {
+            max_new_tokens: max_new,
+            do_sample: temperature > 0.0,
+            temperature: if temperature > 0.0 { temperature } else { 1.0 },
+            seed: self.cfg.seed.wrapping_mul(31).wrapping_add(salt),
+            ..Default::default()
+        };
+        let mut out = Vec::with_capacity(prompts.len());
+        let mut texts = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(64) {
+            let g = generate(m, chunk, &cfg, Hooks::default()).map_err(stage("generate"))?;
+            for t in &g.tokens {
+                let raw = self.tok.decode(t, false).map_err(stage("decode"))?;
+                texts.push(chat::extract_response(&raw).0);
+            }
+        }
+        for c in texts.chunks(n) {
+            out.push(c.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Token ids of `prompt + completion` and the prompt length.
+    fn pair_ids(&self, prompt: &str, response: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+        Ok((self.encode(&chat::prompt(prompt))?, self.encode(&chat::completion(response))?))
+    }
+
+    fn train_reward_model(&mut self, base: &Path, data: &[crate::PreferenceRecord], member: u64) -> Result<Model> {
+        let rm = &self.cfg.reward_model;
+        let model = self.load(
+            base,
+            LoadOptions { trainable: true, score_head: Some(1), seed: self.cfg.seed + member, ..Default::default() },
+        )?;
+        let opt = OptimConfig { learning_rate: rm.learning_rate, lr_scheduler_type: SchedulerType::Linear, ..Default::default() };
+        let optimizer = Optimizer::new(model.params(), &opt, rm.max_steps).map_err(stage("optimizer"))?;
+        let mut trainer = RewardTrainer::new(model, optimizer, RewardLossConfig::default());
+        let pad = self.tok.pad_id_or_eos().unwrap_or(0);
+        let rows: Vec<(Vec<u32>, Vec<u32>)> = data
+            .iter()
+            .map(|r| {
+                let (p, c) = self.pair_ids(&r.prompt, &r.chosen)?;
+                let (_, x) = self.pair_ids(&r.prompt, &r.rejected)?;
+                Ok(([p.clone(), c].concat(), [p, x].concat()))
+            })
+            .collect::<Result<_>>()?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed + 100 + member);
+        self.progress.stage(&format!("reward model {member}"), rm.max_steps);
+        for _ in 0..rm.max_steps {
+            let idx: Vec<usize> = (0..rm.per_device_train_batch_size).map(|_| rand::Rng::random_range(&mut rng, 0..rows.len())).collect();
+            let seqs: Vec<&Vec<u32>> = idx.iter().map(|&i| &rows[i].0).chain(idx.iter().map(|&i| &rows[i].1)).collect();
+            let t = seqs.iter().map(|s| s.len()).max().unwrap_or(1);
+            let batch = RewardBatch {
+                input_ids: seqs.iter().map(|s| pad_to(s, t, pad)).collect(),
+                attention_mask: seqs.iter().map(|s| pad_to(&vec![1u8; s.len()], t, 0)).collect(),
+                margin: None,
+            };
+            let m = trainer.train_step(std::slice::from_ref(&batch)).map_err(stage("reward model"))?;
+            self.progress.tick(&format!("loss {:.3} acc {:.2}", m["loss"], m.get("accuracy").copied().unwrap_or(0.0)));
+        }
+        Ok(trainer.model.detached())
+    }
+
+    /// Mean ensemble score of `(prompt, response)` pairs.
+    fn score_mean(&self, members: &[Model], items: &[(String, String)]) -> Result<Vec<f64>> {
+        let pad = self.tok.pad_id_or_eos().unwrap_or(0);
+        let seqs: Vec<Vec<u32>> = items
+            .iter()
+            .map(|(p, r)| {
+                let (a, b) = self.pair_ids(p, r)?;
+                Ok([a, b].concat())
+            })
+            .collect::<Result<_>>()?;
+        let mut total = vec![0.0f64; seqs.len()];
+        for m in members {
+            for (ci, chunk) in seqs.chunks(64).enumerate() {
+                let t = chunk.iter().map(Vec::len).max().unwrap_or(1);
+                let batch = Batch::new(
+                    chunk.iter().map(|s| pad_to(s, t, pad)).collect(),
+                    chunk.iter().map(|s| pad_to(&vec![1u8; s.len()], t, 0)).collect(),
+                )
+                .map_err(stage("score"))?;
+                let s: Vec<f32> = m.scores(&batch).and_then(|x| Ok(x.flatten_all()?.to_vec1()?)).map_err(stage("score"))?;
+                for (j, v) in s.iter().enumerate() {
+                    total[ci * 64 + j] += *v as f64 / members.len() as f64;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    fn train_dpo(&mut self, base: &Path, data: &[crate::PreferenceRecord]) -> Result<Model> {
+        let d = &self.cfg.dpo;
+        let policy = self.load(base, LoadOptions { trainable: true, ..Default::default() })?;
+        let reference = self.load(base, LoadOptions::default())?;
+        let opt = OptimConfig { learning_rate: d.learning_rate, lr_scheduler_type: SchedulerType::Linear, ..Default::default() };
+        let optimizer = Optimizer::new(policy.params(), &opt, d.max_steps).map_err(stage("optimizer"))?;
+        let loss: DpoConfig = serde_json::from_value(serde_json::json!({"beta": d.beta, "loss_type": d.loss_type}))
+            .map_err(stage("dpo config"))?;
+        let mut trainer =
+            DpoTrainer::new(policy, Reference::Model(Box::new(reference)), loss, optimizer).map_err(stage("dpo"))?;
+        let pad = self.tok.pad_id_or_eos().unwrap_or(0);
+        let rows: Vec<(Vec<u32>, Vec<u32>, Vec<u32>)> = data
+            .iter()
+            .map(|r| {
+                let (p, c) = self.pair_ids(&r.prompt, &r.chosen)?;
+                let (_, x) = self.pair_ids(&r.prompt, &r.rejected)?;
+                Ok((p, c, x))
+            })
+            .collect::<Result<_>>()?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed + 7);
+        self.progress.stage("DPO", d.max_steps);
+        for _ in 0..d.max_steps {
+            let idx: Vec<usize> = (0..d.per_device_train_batch_size).map(|_| rand::Rng::random_range(&mut rng, 0..rows.len())).collect();
+            let mut ids = Vec::new();
+            let mut cm = Vec::new();
+            for pick in [1, 2] {
+                for &i in &idx {
+                    let (p, c, x) = &rows[i];
+                    let comp = if pick == 1 { c } else { x };
+                    ids.push([p.clone(), comp.clone()].concat());
+                    cm.push([vec![0u8; p.len()], vec![1u8; comp.len()]].concat());
+                }
+            }
+            let t = ids.iter().map(Vec::len).max().unwrap_or(1);
+            let batch = PreferenceBatch {
+                attention_mask: ids.iter().map(|s| pad_to(&vec![1u8; s.len()], t, 0)).collect(),
+                input_ids: ids.iter().map(|s| pad_to(s, t, pad)).collect(),
+                completion_mask: cm.iter().map(|s| pad_to(s, t, 0)).collect(),
+                margin: None,
+                strength: None,
+            };
+            let m = trainer.train_step(std::slice::from_ref(&batch)).map_err(stage("dpo"))?;
+            self.progress.tick(&format!("loss {:.3} margin {:.2}", m["loss"], m.get("rewards/margins").copied().unwrap_or(0.0)));
+        }
+        Ok(trainer.policy.detached())
+    }
+
+    /// Mean over prompts of `Σ_t log π(y_t) − log π_ref(y_t)` on the policy's own samples.
+    fn kl_to_reference(&self, policy: &Model, reference: &Model, prompts: &[Prompt], outs: &[String]) -> Result<f64> {
+        let pad = self.tok.pad_id_or_eos().unwrap_or(0);
+        let mut total = 0.0;
+        for (p, o) in prompts.iter().zip(outs) {
+            let (a, b) = self.pair_ids(&p.text, o)?;
+            let n = a.len() + b.len();
+            let ids = [a.clone(), b].concat();
+            let batch = Batch::new(vec![pad_to(&ids, n, pad)], vec![vec![1u8; n]]).map_err(stage("kl"))?;
+            let lp = score_logps(policy, &batch).map_err(stage("kl"))?;
+            let lr = score_logps(reference, &batch).map_err(stage("kl"))?;
+            let d: Tensor = (lp - lr).map_err(stage("kl"))?;
+            let v: Vec<f32> = d.flatten_all().and_then(|x| x.to_vec1()).map_err(stage("kl"))?;
+            total += v[a.len() - 1..].iter().map(|&x| x as f64).sum::<f64>();
+        }
+        Ok(total / prompts.len().max(1) as f64)
+    }
+}
+
+fn pad_to<T: Clone>(row: &[T], t: usize, value: T) -> Vec<T> {
+    let mut r = row.to_vec();
+    r.resize(t, value);
+    r
+}
+
+fn bootstrap(records: &[crate::PreferenceRecord], seed: u64) -> Vec<crate::PreferenceRecord> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..records.len()).map(|_| records[rand::Rng::random_range(&mut rng, 0..records.len())].clone()).collect()
+}

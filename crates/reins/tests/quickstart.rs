@@ -1,0 +1,38 @@
+//! `reins quickstart --reduced`: the whole pipeline (tokenizer, pretraining, SFT, simulated
+//! labels, reward models, DPO, best-of-n, gold evaluation, report) completes with finite
+//! metrics and writes a self-contained report.
+
+use std::process::Command;
+
+#[test]
+fn reduced_quickstart_completes_and_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cache = dir.path().join("cache");
+    let run = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args(["quickstart", "--reduced", "--output-dir"])
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "quickstart failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<svg") || html.contains("<table"), "report has no content");
+    assert!(!html.contains("http://") && !html.contains("https://"), "report must open offline");
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    for method in ["SFT", "DPO", "best-of-"] {
+        assert!(summary.contains(method), "summary lacks {method}:\n{summary}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    for m in json["methods"].as_array().unwrap() {
+        for k in ["mean_gold", "gold_win_rate_vs_sft", "kl_to_ref"] {
+            assert!(m[k].as_f64().is_some_and(f64::is_finite), "{k} of {} is not finite: {}", m["name"], m[k]);
+        }
+    }
+    for r in json["reward_models"].as_array().unwrap() {
+        let acc = r["accuracy_vs_gold"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc), "{acc}");
+    }
+}
