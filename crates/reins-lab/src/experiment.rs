@@ -95,7 +95,10 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         pairs.iter().zip(&labels).filter_map(|((p, a, b), l)| l.to_record(p, a, b, false)).collect();
     let annotators = cx.lab.population.agreement_rows(&cx.lab.gold, &pairs, &labels);
     if records.len() < 4 {
-        return Err(LabError::Stage { stage: "labels", message: format!("only {} usable pairs; raise pairs.n_prompts", records.len()) });
+        return Err(LabError::Stage {
+            stage: "labels",
+            message: format!("only {} usable pairs; raise pairs.n_prompts", records.len()),
+        });
     }
 
     // Reward models: member 0 on all labels, the others on bootstrap resamples.
@@ -119,7 +122,12 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     };
     let (sa, sb) = score_pairs(&cx, &members[..1])?;
     let (acc1, n_acc) = metrics::gold_pair_accuracy(&cx.lab.gold, &held_pairs, &sa, &sb);
-    rm_rows.push(RewardModelRow { name: "single RM".into(), accuracy_vs_gold: acc1, accuracy_vs_labels: None, n_pairs: n_acc });
+    rm_rows.push(RewardModelRow {
+        name: "single RM".into(),
+        accuracy_vs_gold: acc1,
+        accuracy_vs_labels: None,
+        n_pairs: n_acc,
+    });
     let (ea, eb) = score_pairs(&cx, &members)?;
     let (acc_e, _) = metrics::gold_pair_accuracy(&cx.lab.gold, &held_pairs, &ea, &eb);
     rm_rows.push(RewardModelRow {
@@ -133,7 +141,8 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     let eval_prompts = cx.lab.world.prompts(Split::Heldout, cfg.eval.n_prompts);
     let (t, n_new) = (cfg.eval.temperature, cfg.eval.max_new_tokens);
     cx.progress.stage("evaluating SFT", 1);
-    let sft_out: Vec<String> = cx.sample(&sft, &eval_prompts, 1, t, n_new, 3)?.into_iter().map(|mut v| v.remove(0)).collect();
+    let sft_out: Vec<String> =
+        cx.sample(&sft, &eval_prompts, 1, t, n_new, 3)?.into_iter().map(|mut v| v.remove(0)).collect();
     cx.progress.tick("done");
     let gold_of = |cx: &Ctx, outs: &[String]| -> Vec<f64> {
         eval_prompts.iter().zip(outs).map(|(p, o)| cx.lab.gold.score(&p.text, o)).collect()
@@ -156,7 +165,8 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     // Offline DPO on the labelled pairs.
     let dpo = cx.train_dpo(&base, &records)?;
     cx.progress.stage("evaluating DPO", 1);
-    let dpo_out: Vec<String> = cx.sample(&dpo, &eval_prompts, 1, t, n_new, 4)?.into_iter().map(|mut v| v.remove(0)).collect();
+    let dpo_out: Vec<String> =
+        cx.sample(&dpo, &eval_prompts, 1, t, n_new, 4)?.into_iter().map(|mut v| v.remove(0)).collect();
     cx.progress.tick("done");
     let kl = cx.kl_to_reference(&dpo, &sft, &eval_prompts, &dpo_out)?;
     let g = gold_of(&cx, &dpo_out);
@@ -214,7 +224,10 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     let targets = vec![
         Target { name: "reward-model accuracy vs noiseless gold (single RM)".into(), value: acc1, threshold: 0.80 },
         Target {
-            name: format!("best method's gold win rate vs SFT ({})", best.as_ref().map(|b| b.name.as_str()).unwrap_or("-")),
+            name: format!(
+                "best method's gold win rate vs SFT ({})",
+                best.as_ref().map(|b| b.name.as_str()).unwrap_or("-")
+            ),
             value: best.as_ref().map(|b| b.gold_win_rate_vs_sft).unwrap_or(0.0),
             threshold: 0.70,
         },
@@ -266,8 +279,9 @@ impl Ctx<'_> {
         raw["pad_token_id"] = pad.into();
         let mcfg = ModelConfig::from_value(raw).map_err(stage("model config"))?;
         let mut w = random_weights(&mcfg, self.cfg.seed, &self.device).map_err(stage("model init"))?;
-        let model = Model::from_weights(mcfg, &mut w, &self.device, &LoadOptions { trainable: true, ..Default::default() })
-            .map_err(stage("model init"))?;
+        let model =
+            Model::from_weights(mcfg, &mut w, &self.device, &LoadOptions { trainable: true, ..Default::default() })
+                .map_err(stage("model init"))?;
         let corpus = self.lab.world.corpus(self.cfg.pretrain.n_examples, self.cfg.sft.n_examples);
         let max = c.max_position_embeddings;
         let texts: Vec<(Vec<u32>, usize)> = corpus
@@ -327,9 +341,7 @@ impl Ctx<'_> {
                 attention_mask: Some(rows.iter().map(|r| pad_to(&vec![1u8; r.0.len()], t, 0)).collect()),
                 labels: rows
                     .iter()
-                    .map(|r| {
-                        (0..t).map(|j| if j < r.1 || j >= r.0.len() { -100 } else { r.0[j] as i64 }).collect()
-                    })
+                    .map(|r| (0..t).map(|j| if j < r.1 || j >= r.0.len() { -100 } else { r.0[j] as i64 }).collect())
                     .collect(),
                 position_ids: None,
             };
@@ -340,7 +352,15 @@ impl Ctx<'_> {
     }
 
     /// `n` completions per prompt (plain response texts).
-    fn sample(&self, m: &Model, prompts: &[Prompt], n: usize, temperature: f64, max_new: usize, salt: u64) -> Result<Vec<Vec<String>>> {
+    fn sample(
+        &self,
+        m: &Model,
+        prompts: &[Prompt],
+        n: usize,
+        temperature: f64,
+        max_new: usize,
+        salt: u64,
+    ) -> Result<Vec<Vec<String>>> {
         let mut ids = Vec::new();
         for p in prompts {
             let e = self.encode(&p.chat())?;
@@ -381,7 +401,11 @@ impl Ctx<'_> {
             base,
             LoadOptions { trainable: true, score_head: Some(1), seed: self.cfg.seed + member, ..Default::default() },
         )?;
-        let opt = OptimConfig { learning_rate: rm.learning_rate, lr_scheduler_type: SchedulerType::Linear, ..Default::default() };
+        let opt = OptimConfig {
+            learning_rate: rm.learning_rate,
+            lr_scheduler_type: SchedulerType::Linear,
+            ..Default::default()
+        };
         let optimizer = Optimizer::new(model.params(), &opt, rm.max_steps).map_err(stage("optimizer"))?;
         let mut trainer = RewardTrainer::new(model, optimizer, RewardLossConfig::default());
         let pad = self.tok.pad_id_or_eos().unwrap_or(0);
@@ -396,7 +420,8 @@ impl Ctx<'_> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed + 100 + member);
         self.progress.stage(&format!("reward model {member}"), rm.max_steps);
         for _ in 0..rm.max_steps {
-            let idx: Vec<usize> = (0..rm.per_device_train_batch_size).map(|_| rand::Rng::random_range(&mut rng, 0..rows.len())).collect();
+            let idx: Vec<usize> =
+                (0..rm.per_device_train_batch_size).map(|_| rand::Rng::random_range(&mut rng, 0..rows.len())).collect();
             let seqs: Vec<&Vec<u32>> = idx.iter().map(|&i| &rows[i].0).chain(idx.iter().map(|&i| &rows[i].1)).collect();
             let t = seqs.iter().map(|s| s.len()).max().unwrap_or(1);
             let batch = RewardBatch {
@@ -429,7 +454,8 @@ impl Ctx<'_> {
                     chunk.iter().map(|s| pad_to(&vec![1u8; s.len()], t, 0)).collect(),
                 )
                 .map_err(stage("score"))?;
-                let s: Vec<f32> = m.scores(&batch).and_then(|x| Ok(x.flatten_all()?.to_vec1()?)).map_err(stage("score"))?;
+                let s: Vec<f32> =
+                    m.scores(&batch).and_then(|x| Ok(x.flatten_all()?.to_vec1()?)).map_err(stage("score"))?;
                 for (j, v) in s.iter().enumerate() {
                     total[ci * 64 + j] += *v as f64 / members.len() as f64;
                 }
@@ -442,7 +468,11 @@ impl Ctx<'_> {
         let d = &self.cfg.dpo;
         let policy = self.load(base, LoadOptions { trainable: true, ..Default::default() })?;
         let reference = self.load(base, LoadOptions::default())?;
-        let opt = OptimConfig { learning_rate: d.learning_rate, lr_scheduler_type: SchedulerType::Linear, ..Default::default() };
+        let opt = OptimConfig {
+            learning_rate: d.learning_rate,
+            lr_scheduler_type: SchedulerType::Linear,
+            ..Default::default()
+        };
         let optimizer = Optimizer::new(policy.params(), &opt, d.max_steps).map_err(stage("optimizer"))?;
         let loss: DpoConfig = serde_json::from_value(serde_json::json!({"beta": d.beta, "loss_type": d.loss_type}))
             .map_err(stage("dpo config"))?;
@@ -460,7 +490,8 @@ impl Ctx<'_> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed + 7);
         self.progress.stage("DPO", d.max_steps);
         for _ in 0..d.max_steps {
-            let idx: Vec<usize> = (0..d.per_device_train_batch_size).map(|_| rand::Rng::random_range(&mut rng, 0..rows.len())).collect();
+            let idx: Vec<usize> =
+                (0..d.per_device_train_batch_size).map(|_| rand::Rng::random_range(&mut rng, 0..rows.len())).collect();
             let mut ids = Vec::new();
             let mut cm = Vec::new();
             for pick in [1, 2] {
@@ -480,7 +511,11 @@ impl Ctx<'_> {
                 strength: None,
             };
             let m = trainer.train_step(std::slice::from_ref(&batch)).map_err(stage("dpo"))?;
-            self.progress.tick(&format!("loss {:.3} margin {:.2}", m["loss"], m.get("rewards/margins").copied().unwrap_or(0.0)));
+            self.progress.tick(&format!(
+                "loss {:.3} margin {:.2}",
+                m["loss"],
+                m.get("rewards/margins").copied().unwrap_or(0.0)
+            ));
         }
         Ok(trainer.policy.detached())
     }

@@ -116,6 +116,10 @@ pub struct Lora {
     /// `[out, r]`
     pub b: Tensor,
     pub scale: f64,
+    /// Dropout on the adapter's input while training; 0 on detached (inference) copies.
+    pub dropout: f64,
+    /// Seeded source of dropout masks, shared by clones of the training model.
+    rng: std::sync::Arc<std::sync::Mutex<rand::rngs::StdRng>>,
 }
 
 impl Lora {
@@ -129,11 +133,24 @@ impl Lora {
             a: Tensor::from_vec(a, (cfg.r, inp), device)?,
             b: Tensor::zeros((out, cfg.r), candle_core::DType::F32, device)?,
             scale: cfg.scale(),
+            dropout: cfg.lora_dropout,
+            rng: std::sync::Arc::new(std::sync::Mutex::new(rand::rngs::StdRng::seed_from_u64(seed ^ 0xd70f))),
         })
     }
 
-    /// `(x Aᵀ) Bᵀ · scale` for `x: [rows, in]`.
+    /// `(dropout(x) Aᵀ) Bᵀ · scale` for `x: [rows, in]` (inverted dropout, as PEFT).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let x = if self.dropout > 0.0 {
+            let keep = 1.0 - self.dropout;
+            let n = x.elem_count();
+            let mask: Vec<f32> = {
+                let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+                (0..n).map(|_| if rng.random::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 }).collect()
+            };
+            (x * Tensor::from_vec(mask, x.shape(), x.device())?)?
+        } else {
+            x.clone()
+        };
         x.matmul(&self.a.t()?)?.matmul(&self.b.t()?)? * self.scale
     }
 
@@ -142,8 +159,9 @@ impl Lora {
         self.b.matmul(&self.a)? * self.scale
     }
 
+    /// The adapter on detached tensors, in inference mode (no dropout).
     pub fn detached(&self) -> Self {
-        Lora { a: self.a.detach(), b: self.b.detach(), scale: self.scale }
+        Lora { a: self.a.detach(), b: self.b.detach(), dropout: 0.0, ..self.clone() }
     }
 }
 

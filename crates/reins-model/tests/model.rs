@@ -266,3 +266,20 @@ fn sampled_logprobs_equal_a_scoring_pass() {
         );
     }
 }
+
+#[test]
+fn lora_dropout_applies_in_training_only() {
+    let dir = fixture("llama");
+    let cfg = LoraConfig { r: 4, lora_alpha: 8, lora_dropout: 0.5, ..Default::default() };
+    let m = load(&dir, LoadOptions { trainable: true, lora: Some(cfg), seed: 3, ..Default::default() });
+    for (n, v) in m.params() {
+        if n.ends_with("lora_B.weight") {
+            v.set(&(v.as_tensor().ones_like().unwrap() * 0.05).unwrap()).unwrap();
+        }
+    }
+    let b = batch();
+    let (t1, t2) = (m.logits(&b).unwrap(), m.logits(&b).unwrap());
+    assert!(max_diff(&t1, &t2) > 1e-5, "training forwards draw fresh dropout masks");
+    let d = m.detached();
+    assert_eq!(max_diff(&d.logits(&b).unwrap(), &d.logits(&b).unwrap()), 0.0, "inference copies have no dropout");
+}

@@ -48,6 +48,8 @@ pub struct TrainingArgs {
     pub lora_r: usize,
     /// LoRA α (default 16).
     pub lora_alpha: usize,
+    /// LoRA dropout on the adapter input while training (default 0.0).
+    pub lora_dropout: f64,
     /// LoRA target modules (default q_proj, v_proj).
     pub lora_target_modules: Vec<String>,
     /// Continue from the last checkpoint in `output_dir` (default true).
@@ -72,6 +74,7 @@ impl Default for TrainingArgs {
             max_length: 1024,
             lora_r: 0,
             lora_alpha: 16,
+            lora_dropout: 0.0,
             lora_target_modules: vec!["q_proj".into(), "v_proj".into()],
             resume: true,
         }
@@ -100,7 +103,7 @@ impl TrainingArgs {
         (self.lora_r > 0).then(|| reins_model::LoraConfig {
             r: self.lora_r,
             lora_alpha: self.lora_alpha,
-            lora_dropout: 0.0,
+            lora_dropout: self.lora_dropout,
             target_modules: self.lora_target_modules.clone(),
         })
     }

@@ -25,7 +25,8 @@ fn reduced_quickstart_completes_and_writes_the_report() {
     for method in ["SFT", "DPO", "best-of-"] {
         assert!(summary.contains(method), "summary lacks {method}:\n{summary}");
     }
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     for m in json["methods"].as_array().unwrap() {
         for k in ["mean_gold", "gold_win_rate_vs_sft", "kl_to_ref"] {
             assert!(m[k].as_f64().is_some_and(f64::is_finite), "{k} of {} is not finite: {}", m["name"], m[k]);
