@@ -267,7 +267,7 @@ impl PpoTrainer {
                 let idx = Tensor::from_vec(rows.iter().map(|&i| i as u32).collect::<Vec<_>>(), rows.len(), &dev)?;
                 let sub = select(&r, &rows);
                 let f = forward(&self.policy, self.value_model.as_ref(), &sub, c.temperature)?;
-                let pick = |t: &Tensor| t.index_select(&idx, 0);
+                let pick = |t: &Tensor| t.contiguous()?.index_select(&idx, 0);
                 let pg = ppo_policy_loss(&f.logps, &pick(&old_logps)?, &pick(&adv)?, &f.mask, c.cliprange)?;
                 let vf = ppo_value_loss(&f.values, &pick(&old_values)?, &pick(&returns)?, &f.mask, c.cliprange_value)?;
                 let loss = (&pg.loss + (&vf.loss * c.vf_coef)?)?;
