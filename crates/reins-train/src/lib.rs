@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod losses;
 pub mod optim;
+pub mod rewards;
 pub mod rl;
 pub mod run;
 pub mod trainers;

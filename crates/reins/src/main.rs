@@ -17,6 +17,10 @@ enum Cli {
     Reward(commands::train::TrainArgs),
     /// Direct preference optimization, every TRL loss_type, from a TOML config.
     Dpo(commands::train::TrainArgs),
+    /// Group relative policy optimization (TRL GRPOTrainer) on prompts with a named reward.
+    Grpo(commands::online::OnlineArgs),
+    /// REINFORCE leave-one-out or REINFORCE++ (TRL RLOOTrainer) on prompts with a named reward.
+    Rloo(commands::online::OnlineArgs),
     /// Sample from a Hugging Face model: stream text, or write JSONL for labelling.
     Generate(commands::generate::GenerateArgs),
     /// Inspect, convert and split preference data files.
@@ -41,6 +45,8 @@ fn main() {
         Cli::Sft(a) => commands::train::run(commands::train::Method::Sft, a),
         Cli::Reward(a) => commands::train::run(commands::train::Method::Reward, a),
         Cli::Dpo(a) => commands::train::run(commands::train::Method::Dpo, a),
+        Cli::Grpo(a) => commands::online::run(commands::online::Method::Grpo, a),
+        Cli::Rloo(a) => commands::online::run(commands::online::Method::Rloo, a),
         Cli::Generate(a) => commands::generate::run(a),
         Cli::Data { cmd } => commands::data::run(cmd),
         Cli::Parity(a) => commands::parity::run(a),

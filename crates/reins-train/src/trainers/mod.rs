@@ -4,7 +4,10 @@
 //! [`Optimizer`]: crate::optim::optimizer::Optimizer
 
 pub mod dpo;
+pub mod grpo;
+pub mod ppo;
 pub mod reward;
+pub mod rloo;
 pub mod sft;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,7 @@
 pub mod bench;
 pub mod data;
 pub mod generate;
+pub mod online;
 pub mod parity;
 pub mod quickstart;
 pub mod serve;

@@ -1,0 +1,301 @@
+//! PPO for RLHF (Ziegler et al., arXiv:1909.08593; Ouyang et al., arXiv:2203.02155), TRL 1.16
+//! `PPOTrainer` semantics: one completion per prompt, per-token rewards `−kl_coef·KL_t` plus the
+//! score at the last token ([`kl_penalized_rewards`]), GAE on a learned value head ([`gae`]),
+//! whitened advantages, then `num_ppo_epochs` passes of clipped policy and value losses over
+//! `num_mini_batches` mini-batches. The KL coefficient is fixed, or adaptive
+//! (`adap_kl_ctrl`, Ziegler et al. §2.2).
+//!
+//! The critic is a separate model with a value head (TRL's `value_model`), or — `value_model =
+//! None` — a value head on the policy itself (shared trunk, one forward for both).
+
+use candle_core::Tensor;
+use reins_model::generate::Finish;
+use reins_model::logprobs::token_logps;
+use reins_model::{nn, Batch, Model};
+use serde::{Deserialize, Serialize};
+
+use super::dpo::Reference;
+use super::grpo::{add_mean, completion_metrics, masked_row_sums, reference_logps, rollout, Rollout};
+use super::rloo::token_rewards_tensor;
+use super::{scalar, Metrics};
+use crate::losses::kl::{kl_estimate, kl_penalized_rewards, KlController, KlEstimator};
+use crate::losses::ppo::{entropy_from_logits, ppo_policy_loss, ppo_value_loss};
+use crate::optim::optimizer::Optimizer;
+use crate::rewards::RewardSource;
+use crate::rl::advantages::{gae, masked_mean, masked_whiten};
+use crate::{Result, TrainError};
+
+/// PPO options (TRL `PPOConfig` names and defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpoConfig {
+    /// Passes over each rollout batch (default 4).
+    pub num_ppo_epochs: usize,
+    /// Mini-batches per pass; one optimizer step each (default 1).
+    pub num_mini_batches: usize,
+    /// KL coefficient (default 0.05); the initial value with `adap_kl_ctrl`.
+    pub kl_coef: f64,
+    /// `k1` (default) or `k3` per-token KL in the reward.
+    pub kl_estimator: KlEstimator,
+    /// Adapt `kl_coef` towards `target` KL (default false).
+    pub adap_kl_ctrl: bool,
+    /// Target KL of the adaptive controller (default 6.0).
+    pub target: f64,
+    /// Horizon of the adaptive controller, in samples (default 10000).
+    pub horizon: f64,
+    /// Policy ratio clip ε (default 0.2).
+    pub cliprange: f64,
+    /// Value clip (default 0.2).
+    pub cliprange_value: f64,
+    /// Value loss coefficient (default 0.1).
+    pub vf_coef: f64,
+    /// Discount γ (default 1.0).
+    pub gamma: f64,
+    /// GAE λ (default 0.95).
+    pub lam: f64,
+    /// Whiten the per-token rewards before GAE (default false).
+    pub whiten_rewards: bool,
+    /// Subtracted from the score of completions without an EOS (default off).
+    pub missing_eos_penalty: Option<f32>,
+    /// New tokens per completion at most (TRL `response_length`, default 53).
+    pub response_length: usize,
+    /// Sampling temperature, also applied in the loss (default 0.7).
+    pub temperature: f64,
+    /// Nucleus sampling (default 1.0 = off).
+    pub top_p: f64,
+    /// Top-k; 0 = off (default).
+    pub top_k: usize,
+    /// Sampler seed; generation `i` uses `seed + i` (default 42).
+    pub seed: u64,
+}
+
+impl Default for PpoConfig {
+    fn default() -> Self {
+        PpoConfig {
+            num_ppo_epochs: 4,
+            num_mini_batches: 1,
+            kl_coef: 0.05,
+            kl_estimator: KlEstimator::K1,
+            adap_kl_ctrl: false,
+            target: 6.0,
+            horizon: 10000.0,
+            cliprange: 0.2,
+            cliprange_value: 0.2,
+            vf_coef: 0.1,
+            gamma: 1.0,
+            lam: 0.95,
+            whiten_rewards: false,
+            missing_eos_penalty: None,
+            response_length: 53,
+            temperature: 0.7,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 42,
+        }
+    }
+}
+
+impl PpoConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.num_ppo_epochs == 0 || self.num_mini_batches == 0 {
+            return Err(TrainError::Config("num_ppo_epochs and num_mini_batches must be at least 1".into()));
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(TrainError::Config("temperature must be > 0".into()));
+        }
+        if !(0.0..=1.0).contains(&self.gamma) || !(0.0..=1.0).contains(&self.lam) {
+            return Err(TrainError::Config("gamma and lam must be in [0, 1]".into()));
+        }
+        if self.adap_kl_ctrl && !(self.target > 0.0 && self.horizon > 0.0) {
+            return Err(TrainError::Config("adap_kl_ctrl needs target > 0 and horizon > 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Policy log-probs, mask, logits and values `[N, T-1]` of a rollout's completion tokens.
+struct Forward {
+    logps: Tensor,
+    mask: Tensor,
+    logits: Tensor,
+    values: Tensor,
+}
+
+fn forward(policy: &Model, critic: Option<&Model>, r: &Rollout, temperature: f64) -> Result<Forward> {
+    let dev = policy.device();
+    let batch = Batch::new(r.input_ids.clone(), r.attention_mask.clone())?;
+    let hidden = policy.hidden(&batch)?;
+    let logits = (policy.lm_logits(&hidden)? / temperature)?;
+    let values = match critic {
+        Some(c) => c.values_from_hidden(&c.hidden(&batch)?)?,
+        None => policy.values_from_hidden(&hidden)?,
+    };
+    let ids = nn::ids_tensor(&r.input_ids, dev)?;
+    let cm = nn::mask_tensor(&r.completion_mask, dev)?;
+    let logps = token_logps(&logits, &ids, &cm)?;
+    let t = cm.dim(1)?;
+    // value of the context before each completion token, aligned with `logps`
+    Ok(Forward { logps, mask: cm.narrow(1, 1, t - 1)?, values: values.narrow(1, 0, t - 1)?, logits })
+}
+
+/// Rows `rows` of a rollout.
+fn select(r: &Rollout, rows: &[usize]) -> Rollout {
+    let pick = |v: &Vec<Vec<u32>>| rows.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
+    let pick8 = |v: &Vec<Vec<u8>>| rows.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
+    Rollout {
+        prompts: pick(&r.prompts),
+        completions: pick(&r.completions),
+        finish: rows.iter().map(|&i| r.finish[i]).collect(),
+        sampler_logps: rows.iter().map(|&i| r.sampler_logps[i].clone()).collect(),
+        input_ids: pick(&r.input_ids),
+        attention_mask: pick8(&r.attention_mask),
+        completion_mask: pick8(&r.completion_mask),
+    }
+}
+
+pub struct PpoTrainer {
+    pub policy: Model,
+    /// Critic with a value head; `None`: the policy's own value head.
+    pub value_model: Option<Model>,
+    pub reference: Reference,
+    pub reward: Box<dyn RewardSource>,
+    pub cfg: PpoConfig,
+    pub kl_ctl: KlController,
+    /// Over the policy's and the critic's parameters.
+    pub opt: Optimizer,
+    pub generations: u64,
+    pub num_tokens: f64,
+}
+
+impl PpoTrainer {
+    /// `opt` must cover the trainable parameters of `policy` and of `value_model`.
+    pub fn new(
+        policy: Model,
+        value_model: Option<Model>,
+        reference: Reference,
+        reward: Box<dyn RewardSource>,
+        cfg: PpoConfig,
+        opt: Optimizer,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let critic = value_model.as_ref().unwrap_or(&policy);
+        if critic.value_head.is_none() {
+            return Err(TrainError::Config(
+                "ppo: the critic has no value head; load the value model (or the policy) with `value_head: true`"
+                    .into(),
+            ));
+        }
+        let kl_ctl = if cfg.adap_kl_ctrl {
+            KlController::Adaptive { value: cfg.kl_coef, target: cfg.target, horizon: cfg.horizon }
+        } else {
+            KlController::Fixed { value: cfg.kl_coef }
+        };
+        Ok(PpoTrainer { policy, value_model, reference, reward, cfg, kl_ctl, opt, generations: 0, num_tokens: 0.0 })
+    }
+
+    /// One rollout of `prompts` (one completion each), then `num_ppo_epochs` ×
+    /// `num_mini_batches` optimizer steps. TRL's metric names.
+    pub fn train_step(&mut self, prompts: &[Vec<u32>]) -> Result<Metrics> {
+        let c = &self.cfg;
+        let sampling = reins_model::SamplingConfig {
+            max_new_tokens: c.response_length,
+            do_sample: true,
+            temperature: c.temperature,
+            top_k: c.top_k,
+            top_p: c.top_p,
+            min_p: 0.0,
+            seed: c.seed.wrapping_add(self.generations),
+            stop_on_eos: true,
+        };
+        self.generations += 1;
+        let r = rollout(&self.policy, prompts, 1, &sampling, false)?;
+        let mut m = Metrics::new();
+        completion_metrics(&r, &mut m);
+        self.num_tokens += r.attention_mask.iter().flatten().map(|&x| x as f64).sum::<f64>();
+        let mut scores = self.reward.score(&r.prompts, &r.completions)?;
+        if let Some(p) = c.missing_eos_penalty {
+            for (s, f) in scores.iter_mut().zip(&r.finish) {
+                if *f != Finish::Eos {
+                    *s -= p;
+                }
+            }
+        }
+        let dev = self.policy.device().clone();
+        let n = scores.len();
+        let scores_t = Tensor::from_vec(scores, n, &dev)?;
+
+        // Behaviour pass: old log-probs and values, no graph.
+        let old = forward(
+            &self.policy.detached(),
+            self.value_model.as_ref().map(Model::detached).as_ref(),
+            &r,
+            c.temperature,
+        )?;
+        let (old_logps, old_values, mask) = (old.logps.detach(), old.values.detach(), old.mask);
+        let ref_logps = reference_logps(&self.policy, &self.reference, &r, c.temperature)?;
+        let kl = kl_estimate(&old_logps, &ref_logps, c.kl_estimator)?;
+        let token_rewards = match self.reward.score_tokens(&r.prompts, &r.completions)? {
+            Some(v) => Some(token_rewards_tensor(&r, &v, &dev)?),
+            None => None,
+        };
+        let beta = self.kl_ctl.value();
+        let mut rewards = kl_penalized_rewards(&kl, &mask, Some(&scores_t), token_rewards.as_ref(), beta)?;
+        if c.whiten_rewards {
+            rewards = (masked_whiten(&rewards, &mask, false)? * &mask)?;
+        }
+        let (adv, returns) = gae(&rewards, &old_values, &mask, c.gamma, c.lam)?;
+        let adv = (masked_whiten(&adv, &mask, true)? * &mask)?.detach();
+
+        let seq_kl = masked_row_sums(&kl, &mask)?;
+        let mean_kl = scalar(&seq_kl.mean_all()?)?;
+        let mean_score = scalar(&scores_t.mean_all()?)?;
+        m.insert("objective/kl".into(), mean_kl);
+        m.insert("objective/scores".into(), mean_score);
+        m.insert("objective/non_score_reward".into(), -beta * mean_kl);
+        m.insert("objective/rlhf_reward".into(), mean_score - beta * mean_kl);
+        m.insert("objective/entropy".into(), scalar(&masked_row_sums(&old_logps.neg()?, &mask)?.mean_all()?)?);
+        m.insert("reward".into(), mean_score);
+
+        // PPO epochs over mini-batches of rows.
+        let mb = n.div_ceil(c.num_mini_batches);
+        let updates = (c.num_ppo_epochs * n.div_ceil(mb)) as f64;
+        let mut acc = Metrics::new();
+        let mut last = None;
+        for _ in 0..c.num_ppo_epochs {
+            for start in (0..n).step_by(mb) {
+                let rows: Vec<usize> = (start..(start + mb).min(n)).collect();
+                let idx = Tensor::from_vec(rows.iter().map(|&i| i as u32).collect::<Vec<_>>(), rows.len(), &dev)?;
+                let sub = select(&r, &rows);
+                let f = forward(&self.policy, self.value_model.as_ref(), &sub, c.temperature)?;
+                let pick = |t: &Tensor| t.contiguous()?.index_select(&idx, 0);
+                let pg = ppo_policy_loss(&f.logps, &pick(&old_logps)?, &pick(&adv)?, &f.mask, c.cliprange)?;
+                let vf = ppo_value_loss(&f.values, &pick(&old_values)?, &pick(&returns)?, &f.mask, c.cliprange_value)?;
+                let loss = (&pg.loss + (&vf.loss * c.vf_coef)?)?;
+                let mut s = Metrics::new();
+                s.insert("loss/policy_avg".into(), scalar(&pg.loss)?);
+                s.insert("loss/value_avg".into(), scalar(&vf.loss)?);
+                s.insert("policy/clipfrac_avg".into(), scalar(&pg.clipfrac)?);
+                s.insert("policy/approxkl_avg".into(), scalar(&pg.approx_kl)?);
+                s.insert("val/clipfrac_avg".into(), scalar(&vf.clipfrac)?);
+                let tl = f.logits.dim(1)?;
+                let h = entropy_from_logits(&f.logits.detach().narrow(1, 0, tl - 1)?)?;
+                s.insert("policy/entropy_avg".into(), scalar(&masked_mean(&h, &f.mask)?)?);
+                let ratio = (f.logps.detach() - pick(&old_logps)?)?.exp()?;
+                s.insert("val/ratio".into(), scalar(&masked_mean(&ratio, &f.mask)?)?);
+                s.insert("loss".into(), scalar(&loss)?);
+                self.opt.accumulate(loss.backward()?)?;
+                last = Some(self.opt.step()?);
+                add_mean(&mut acc, s, updates);
+            }
+        }
+        m.extend(acc);
+        self.kl_ctl.update(mean_kl, n);
+        m.insert("objective/kl_coef".into(), beta);
+        if let Some(s) = last {
+            m.insert("grad_norm".into(), s.grad_norm);
+            m.insert("learning_rate".into(), s.learning_rate);
+        }
+        m.insert("num_tokens".into(), self.num_tokens);
+        Ok(m)
+    }
+}

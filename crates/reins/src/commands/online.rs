@@ -1,0 +1,196 @@
+//! `reins grpo|rloo --config FILE.toml [--set key=value ...]`: online RL on prompts with a
+//! reward chosen by name, through the shared run loop (run folder, metrics, checkpoints).
+//!
+//! `reward = "length"` (completion tokens / `max_completion_length`), `"contains:<text>"`
+//! (1 when the decoded completion contains `<text>`), or `"model"` with `reward_model_path`
+//! (a `*ForSequenceClassification` checkpoint, score at the last token).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use reins_data::formats::{load, ConvertOptions};
+use reins_data::tokenize::tokenize_prompt;
+use reins_data::{HfTokenizer, Record, Text};
+use reins_model::{LoadOptions, Model};
+use reins_train::config::{keys_of, resolved, FlatConfig, TrainingArgs};
+use reins_train::losses::GrpoLossConfig;
+use reins_train::optim::optimizer::{OptimConfig, Optimizer};
+use reins_train::rewards::{ModelReward, RewardSource, RuleReward};
+use reins_train::run::{self, Progress};
+use reins_train::trainers::dpo::Reference;
+use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
+use reins_train::trainers::rloo::{RlooConfig, RlooTrainer};
+use reins_train::trainers::Metrics;
+use serde::{Deserialize, Serialize};
+
+#[derive(clap::Args)]
+pub struct OnlineArgs {
+    /// A TOML file of TRL-named settings (`model_name_or_path`, `dataset` of prompts, `reward`, …).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override one setting, e.g. `--set beta=0.04` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// Where rewards come from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardArgs {
+    /// `length`, `contains:<text>` or `model` (default `length`).
+    pub reward: String,
+    /// Reward model folder for `reward = "model"`.
+    pub reward_model_path: Option<PathBuf>,
+}
+
+impl Default for RewardArgs {
+    fn default() -> Self {
+        RewardArgs { reward: "length".into(), reward_model_path: None }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub enum Method {
+    Grpo,
+    Rloo,
+}
+
+fn prompt_of(r: &Record) -> Option<&Text> {
+    match r {
+        Record::Preference(p) => Some(&p.prompt),
+        Record::PromptOnly { prompt, .. }
+        | Record::PromptCompletion { prompt, .. }
+        | Record::Unpaired { prompt, .. }
+        | Record::RankedList { prompt, .. }
+        | Record::Spans { prompt, .. } => Some(prompt),
+        _ => None,
+    }
+}
+
+fn reward_source(
+    r: &RewardArgs,
+    tok: &Arc<HfTokenizer>,
+    max_len: usize,
+    device: &candle_core::Device,
+) -> Result<Box<dyn RewardSource>> {
+    if r.reward == "length" {
+        return Ok(Box::new(RuleReward::named("length", move |_, c| c.len() as f32 / max_len.max(1) as f32)));
+    }
+    if let Some(text) = r.reward.strip_prefix("contains:") {
+        let (text, tok) = (text.to_string(), tok.clone());
+        return Ok(Box::new(RuleReward::named("contains", move |_, c| {
+            tok.decode(c, true).map(|s| s.contains(&text) as u8 as f32).unwrap_or(0.0)
+        })));
+    }
+    if r.reward == "model" {
+        let p = r.reward_model_path.as_ref().context("reward = \"model\" needs reward_model_path")?;
+        let m = Model::load(p, device, &LoadOptions::default())?;
+        return Ok(Box::new(ModelReward::new(m)?));
+    }
+    bail!("unknown reward `{}`: use \"length\", \"contains:<text>\" or \"model\"", r.reward)
+}
+
+struct Lines;
+
+impl Progress for Lines {
+    fn start(&mut self, total: usize, first: usize) {
+        eprintln!("training {total} steps (from step {first})");
+    }
+    fn step(&mut self, step: usize, m: &Metrics) {
+        let get = |k: &str| m.get(k).copied().unwrap_or(f64::NAN);
+        eprintln!("step {step}: loss {:.4}  reward {:.4}", get("loss"), get("reward"));
+    }
+    fn log(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+}
+
+pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
+    let device = reins_model::default_device()?;
+    let mut flat = match &a.config {
+        Some(p) => {
+            FlatConfig::from_toml(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+                .with_context(|| format!("in {}", p.display()))?
+        }
+        None => FlatConfig::default(),
+    };
+    for s in &a.set {
+        flat.set(s)?;
+    }
+    flat.table.entry("learning_rate").or_insert(serde_json::Value::from(1e-6f64));
+    let mut known = keys_of::<TrainingArgs>();
+    known.extend(keys_of::<OptimConfig>());
+    known.extend(keys_of::<RewardArgs>());
+    match method {
+        Method::Grpo => {
+            let d = GrpoLossConfig::default();
+            flat.table.entry("epsilon").or_insert(d.epsilon.into());
+            flat.table.entry("max_completion_length").or_insert(d.max_completion_length.into());
+            known.extend(keys_of::<GrpoConfig>());
+            known.extend(
+                serde_json::to_value(d)?.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default(),
+            );
+        }
+        Method::Rloo => known.extend(keys_of::<RlooConfig>()),
+    }
+    flat.check_known(&known)?;
+    let args: TrainingArgs = flat.part()?;
+    args.validate()?;
+    let optim: OptimConfig = flat.part()?;
+    let rargs: RewardArgs = flat.part()?;
+    let tok = Arc::new(HfTokenizer::from_dir(&args.model_name_or_path)?);
+    let lora = args.lora();
+    let opts = LoadOptions { trainable: true, lora: lora.clone(), seed: args.seed, ..Default::default() };
+    let model = Model::load(&args.model_name_or_path, &device, &opts)?;
+    let loaded = load(&args.dataset, None, &ConvertOptions::default())?;
+    eprintln!("{}", loaded.report);
+    let prompts: Vec<Vec<u32>> = loaded
+        .records
+        .iter()
+        .filter_map(prompt_of)
+        .map(|p| tokenize_prompt(&tok, p))
+        .collect::<std::result::Result<_, _>>()?;
+    if prompts.is_empty() {
+        bail!("{}: no prompts found (need a `prompt` column)", args.dataset.display());
+    }
+    let total = run::total_steps(&args, prompts.len());
+    let opt = Optimizer::new(model.params(), &optim, total)?;
+    let reference = || -> Result<Reference> {
+        Ok(if lora.is_some() {
+            Reference::AdaptersOff
+        } else {
+            Reference::Model(Box::new(Model::load(&args.model_name_or_path, &device, &LoadOptions::default())?))
+        })
+    };
+    let collate = |idx: &[usize]| Ok(idx.iter().map(|&i| prompts[i].clone()).collect::<Vec<_>>());
+    let mut progress = Lines;
+    let summary = match method {
+        Method::Grpo => {
+            let cfg: GrpoConfig = flat.part()?;
+            let loss: GrpoLossConfig = flat.part()?;
+            let reward = reward_source(&rargs, &tok, loss.max_completion_length, &device)?;
+            let r = if loss.beta != 0.0 { Some(reference()?) } else { None };
+            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&loss)]);
+            let mut t = GrpoTrainer::new(model, r, reward, cfg, loss, opt)?;
+            run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
+        }
+        Method::Rloo => {
+            let cfg: RlooConfig = flat.part()?;
+            let reward = reward_source(&rargs, &tok, cfg.max_completion_length, &device)?;
+            let r = if cfg.beta != 0.0 { Some(reference()?) } else { None };
+            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
+            let mut t = RlooTrainer::new(model, r, reward, cfg, opt)?;
+            run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
+        }
+    };
+    println!("trained {} steps; final checkpoint: {}", summary.steps, summary.final_checkpoint.display());
+    for (k, v) in &summary.last_metrics {
+        println!("  {k:<28} {v:.6}");
+    }
+    Ok(())
+}
+
+fn to_json<T: Serialize>(t: &T) -> serde_json::Value {
+    serde_json::to_value(t).unwrap_or_default()
+}
