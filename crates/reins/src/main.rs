@@ -15,6 +15,16 @@ enum Cli {
     Reward(commands::train::TrainArgs),
     /// Direct preference optimization, every TRL loss_type, from a TOML config.
     Dpo(commands::train::TrainArgs),
+    /// Kahneman–Tversky optimization on unpaired (desirable/undesirable) data (TRL KTOTrainer).
+    Kto(commands::train::TrainArgs),
+    /// Odds-ratio preference optimization, no reference model (TRL ORPOTrainer).
+    Orpo(commands::train::TrainArgs),
+    /// SimPO: length-normalized, reference-free preference optimization (TRL CPOTrainer, loss_type simpo).
+    Simpo(commands::train::TrainArgs),
+    /// Contrastive preference optimization, no reference model (TRL CPOTrainer).
+    Cpo(commands::train::TrainArgs),
+    /// LiPO-λ: listwise preference optimization on ranked lists (pairs are lists of two).
+    Lipo(commands::train::TrainArgs),
     /// Sample from a Hugging Face model: stream text, or write JSONL for labelling.
     Generate(commands::generate::GenerateArgs),
     /// Inspect, convert and split preference data files.
@@ -38,6 +48,11 @@ fn main() {
         Cli::Sft(a) => commands::train::run(commands::train::Method::Sft, a),
         Cli::Reward(a) => commands::train::run(commands::train::Method::Reward, a),
         Cli::Dpo(a) => commands::train::run(commands::train::Method::Dpo, a),
+        Cli::Kto(a) => commands::train::run(commands::train::Method::Kto, a),
+        Cli::Orpo(a) => commands::train::run(commands::train::Method::Orpo, a),
+        Cli::Simpo(a) => commands::train::run(commands::train::Method::Simpo, a),
+        Cli::Cpo(a) => commands::train::run(commands::train::Method::Cpo, a),
+        Cli::Lipo(a) => commands::train::run(commands::train::Method::Lipo, a),
         Cli::Generate(a) => commands::generate::run(a),
         Cli::Data { cmd } => commands::data::run(cmd),
         Cli::Parity(a) => commands::parity::run(a),

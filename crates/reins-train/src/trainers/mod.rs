@@ -3,9 +3,14 @@
 //!
 //! [`Optimizer`]: crate::optim::optimizer::Optimizer
 
+pub mod cpo;
 pub mod dpo;
+pub mod kto;
+pub mod lipo;
+pub mod orpo;
 pub mod reward;
 pub mod sft;
+pub mod simpo;
 
 use std::collections::BTreeMap;
 
