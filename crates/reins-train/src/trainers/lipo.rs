@@ -211,7 +211,7 @@ impl LipoTrainer {
 
         let lp = logps.detach().to_dtype(DType::F64)?.to_vec2::<f64>()?;
         let rlp = ref_logps.to_dtype(DType::F64)?.to_vec2::<f64>()?;
-        let (mut rc, mut rr, mut lc, mut lr, mut right, mut pairs) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        let (mut rc, mut rr, mut lc, mut lr, mut right, mut pairs) = (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
         let mut n_rejected = 0.0;
         for i in 0..b {
             let s: Vec<f64> = (0..k).map(|j| self.cfg.beta * (lp[i][j] - rlp[i][j])).collect();
