@@ -106,7 +106,8 @@ impl KtoTrainer {
         // Mean over the vocabulary at each completion position, averaged over completion tokens.
         let t = out.logits.dim(1)?;
         let mean_logits = out.logits.narrow(1, 0, t - 1)?.detach().mean(D::Minus1)?;
-        let masked = (mean_logits * &out.mask)?;
+        let mask = out.mask.contiguous()?;
+        let masked = (mean_logits * &mask)?.contiguous()?;
         let side_mean = |s: Option<&Tensor>| -> Result<Option<f64>> {
             s.map(|x| scalar(&x.detach().to_dtype(DType::F32)?.mean_all()?)).transpose()
         };
@@ -116,7 +117,7 @@ impl KtoTrainer {
             if let (Some(lp), Some(rw)) = (side_mean(logps.as_ref())?, side_mean(rewards.as_ref())?) {
                 m.insert(format!("rewards/{name}"), rw);
                 m.insert(format!("logps/{name}"), lp);
-                let tokens = scalar(&out.mask.index_select(idx, 0)?.sum_all()?)?;
+                let tokens = scalar(&mask.index_select(idx, 0)?.sum_all()?)?;
                 let total = scalar(&masked.index_select(idx, 0)?.sum_all()?)?;
                 if tokens > 0.0 {
                     m.insert(format!("logits/{name}"), total / tokens);
