@@ -21,6 +21,16 @@ enum Cli {
     Grpo(commands::online::OnlineArgs),
     /// REINFORCE leave-one-out or REINFORCE++ (TRL RLOOTrainer) on prompts with a named reward.
     Rloo(commands::online::OnlineArgs),
+    /// Kahneman–Tversky optimization on unpaired (desirable/undesirable) data (TRL KTOTrainer).
+    Kto(commands::train::TrainArgs),
+    /// Odds-ratio preference optimization, no reference model (TRL ORPOTrainer).
+    Orpo(commands::train::TrainArgs),
+    /// SimPO: length-normalized, reference-free preference optimization (TRL CPOTrainer, loss_type simpo).
+    Simpo(commands::train::TrainArgs),
+    /// Contrastive preference optimization, no reference model (TRL CPOTrainer).
+    Cpo(commands::train::TrainArgs),
+    /// LiPO-λ: listwise preference optimization on ranked lists (pairs are lists of two).
+    Lipo(commands::train::TrainArgs),
     /// Sample from a Hugging Face model: stream text, or write JSONL for labelling.
     Generate(commands::generate::GenerateArgs),
     /// Inspect, convert and split preference data files.
@@ -47,6 +57,11 @@ fn main() {
         Cli::Dpo(a) => commands::train::run(commands::train::Method::Dpo, a),
         Cli::Grpo(a) => commands::online::run(commands::online::Method::Grpo, a),
         Cli::Rloo(a) => commands::online::run(commands::online::Method::Rloo, a),
+        Cli::Kto(a) => commands::train::run(commands::train::Method::Kto, a),
+        Cli::Orpo(a) => commands::train::run(commands::train::Method::Orpo, a),
+        Cli::Simpo(a) => commands::train::run(commands::train::Method::Simpo, a),
+        Cli::Cpo(a) => commands::train::run(commands::train::Method::Cpo, a),
+        Cli::Lipo(a) => commands::train::run(commands::train::Method::Lipo, a),
         Cli::Generate(a) => commands::generate::run(a),
         Cli::Data { cmd } => commands::data::run(cmd),
         Cli::Parity(a) => commands::parity::run(a),

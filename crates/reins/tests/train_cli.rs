@@ -1,4 +1,4 @@
-//! End to end: `reins sft|reward|dpo` on the shipped examples. Each run must log finite losses,
+//! End to end: `reins sft|reward|dpo|orpo|simpo|cpo|kto|lipo` on the shipped examples. Each run must log finite losses,
 //! move every trainable parameter, write a complete run folder, and resume from a checkpoint to
 //! exactly the weights of the uninterrupted run.
 
@@ -95,6 +95,84 @@ fn reward_model_runs_moves_every_parameter_and_resumes_exactly() {
 #[test]
 fn sft_runs_moves_every_parameter_and_resumes_exactly() {
     check("sft", "examples/sft.toml", &[]);
+}
+
+#[test]
+fn orpo_runs_moves_every_parameter_and_resumes_exactly() {
+    check("orpo", "examples/orpo.toml", &[]);
+}
+
+#[test]
+fn simpo_runs_moves_every_parameter_and_resumes_exactly() {
+    check("simpo", "examples/simpo.toml", &[]);
+}
+
+#[test]
+fn cpo_runs_moves_every_parameter_and_resumes_exactly() {
+    check("cpo", "examples/cpo.toml", &[]);
+}
+
+#[test]
+fn kto_runs_moves_every_parameter_and_resumes_exactly() {
+    check("kto", "examples/kto.toml", &[]);
+}
+
+#[test]
+fn kto_with_lora_on_paired_data_uses_adapters_off_as_reference() {
+    check(
+        "kto",
+        "examples/kto.toml",
+        &[
+            "--set",
+            "dataset=\"examples/data/pairs.jsonl\"",
+            "--set",
+            "lora_r=4",
+            "--set",
+            "lora_target_modules=[\"q_proj\",\"v_proj\",\"down_proj\"]",
+        ],
+    );
+}
+
+#[test]
+fn lipo_runs_moves_every_parameter_and_resumes_exactly() {
+    check("lipo", "examples/lipo.toml", &[]);
+}
+
+#[test]
+fn lipo_trains_on_pairs_as_lists_of_two() {
+    check("lipo", "examples/lipo.toml", &["--set", "dataset=\"examples/data/pairs.jsonl\""]);
+}
+
+#[test]
+fn offline_trainers_name_their_config_typos() {
+    for (method, config, typo, hint) in [
+        ("orpo", "examples/orpo.toml", "betta=0.2", "beta"),
+        ("simpo", "examples/simpo.toml", "simpo_gama=0.2", "simpo_gamma"),
+        ("cpo", "examples/cpo.toml", "cpo_alfa=0.5", "cpo_alpha"),
+        ("kto", "examples/kto.toml", "desirable_weigth=2.0", "desirable_weight"),
+        ("lipo", "examples/lipo.toml", "max_list_sise=3", "max_list_size"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_reins"))
+            .args([method, "--config", config, "--set", typo])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let key = typo.split('=').next().unwrap();
+        assert!(!out.status.success() && err.contains(key) && err.contains(hint), "{method}: {err}");
+    }
+    // `reins simpo` refuses another CPO loss type; KTO refuses a batch too small for its KL term.
+    for (method, config, set) in [
+        ("simpo", "examples/simpo.toml", "loss_type=\"hinge\""),
+        ("kto", "examples/kto.toml", "per_device_train_batch_size=1"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_reins"))
+            .args([method, "--config", config, "--set", set])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{method} with {set} must fail");
+    }
 }
 
 #[test]

@@ -3,12 +3,17 @@
 //!
 //! [`Optimizer`]: crate::optim::optimizer::Optimizer
 
+pub mod cpo;
 pub mod dpo;
 pub mod grpo;
+pub mod kto;
+pub mod lipo;
+pub mod orpo;
 pub mod ppo;
 pub mod reward;
 pub mod rloo;
 pub mod sft;
+pub mod simpo;
 
 use std::collections::BTreeMap;
 

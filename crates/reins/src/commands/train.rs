@@ -1,4 +1,4 @@
-//! `reins sft|reward|dpo --config FILE.toml [--set key=value ...]`: TRL's trainers with TRL's
+//! `reins sft|reward|dpo|kto|orpo|simpo|cpo|lipo --config FILE.toml [--set key=value ...]`: TRL's trainers with TRL's
 //! config keys, writing a run folder that resumes exactly.
 
 use std::io::IsTerminal;
@@ -6,21 +6,28 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use reins_data::collate::{collate_preference, collate_reward, collate_sft};
+use reins_data::collate::{collate_preference, collate_reward, collate_sft, collate_unpaired};
+use reins_data::convert::unpair;
 use reins_data::formats::{load, ConvertOptions};
 use reins_data::tokenize::preference::{tokenize_preference_dataset, PreferenceOptions};
 use reins_data::tokenize::reward::{tokenize_reward_dataset, RewardOptions};
 use reins_data::tokenize::sft::{tokenize_sft_dataset, SftOptions};
+use reins_data::tokenize::unpaired::{kl_completion_ids, tokenize_unpaired_dataset};
 use reins_data::tokenize::TruncationMode;
 use reins_data::HfTokenizer;
 use reins_model::{LoadOptions, Model};
 use reins_train::config::{keys_of, resolved, FlatConfig, TrainingArgs};
-use reins_train::losses::{DpoConfig, RewardLossConfig};
+use reins_train::losses::{CpoConfig, DpoConfig, KtoConfig, RewardLossConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::run::{self, Progress, RunSummary};
+use reins_train::trainers::cpo::CpoTrainer;
 use reins_train::trainers::dpo::{DpoTrainer, Reference};
+use reins_train::trainers::kto::KtoTrainer;
+use reins_train::trainers::lipo::{collate_ranked, tokenize_ranked_dataset, LipoConfig, LipoTrainer};
+use reins_train::trainers::orpo::{OrpoConfig, OrpoTrainer};
 use reins_train::trainers::reward::RewardTrainer;
 use reins_train::trainers::sft::SftTrainer;
+use reins_train::trainers::simpo::simpo_trainer;
 use reins_train::trainers::Metrics;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +56,11 @@ pub enum Method {
     Sft,
     Reward,
     Dpo,
+    Kto,
+    Orpo,
+    Simpo,
+    Cpo,
+    Lipo,
 }
 
 /// TRL's default learning rate of each trainer.
@@ -56,7 +68,7 @@ fn default_lr(m: Method) -> f64 {
     match m {
         Method::Sft => 2e-5,
         Method::Reward => 1e-4,
-        Method::Dpo => 1e-6,
+        Method::Dpo | Method::Kto | Method::Orpo | Method::Simpo | Method::Cpo | Method::Lipo => 1e-6,
     }
 }
 
@@ -73,12 +85,21 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
         flat.set(s)?;
     }
     flat.table.entry("learning_rate").or_insert(default_lr(method).into());
+    if matches!(method, Method::Simpo) {
+        // SimPO is CPO's `loss_type = "simpo"` without the NLL term (arXiv:2405.14734).
+        flat.table.entry("loss_type").or_insert("simpo".into());
+        flat.table.entry("cpo_alpha").or_insert(0.0.into());
+    }
     let mut known = keys_of::<TrainingArgs>();
     known.extend(keys_of::<OptimConfig>());
     match method {
         Method::Sft => known.extend(keys_of::<SftArgs>()),
         Method::Reward => known.extend(keys_of::<RewardLossConfig>()),
         Method::Dpo => known.extend(keys_of::<DpoConfig>()),
+        Method::Kto => known.extend(keys_of::<KtoConfig>()),
+        Method::Orpo => known.extend(keys_of::<OrpoConfig>()),
+        Method::Simpo | Method::Cpo => known.extend(keys_of::<CpoConfig>()),
+        Method::Lipo => known.extend(keys_of::<LipoConfig>()),
     }
     flat.check_known(&known)?;
     let args: TrainingArgs = flat.part()?;
@@ -173,6 +194,104 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
             let mut trainer = DpoTrainer::new(model, reference, loss.clone(), opt)?;
             let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);
             let collate = |idx: &[usize]| Ok(col(&idx.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>()));
+            run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
+        }
+        Method::Orpo | Method::Simpo | Method::Cpo => {
+            let o = PreferenceOptions { max_length, truncation_mode: TruncationMode::KeepStart };
+            let (ids, stats) = tokenize_preference_dataset(&tok, &train, &o)?;
+            progress.log(&format!("tokenized: {} kept, dropped {:?}", stats.kept, stats.dropped));
+            let col = |c: &[reins_data::tokenize::preference::PreferenceIds]| {
+                collate_preference(c, pad, max_length, TruncationMode::KeepStart, None)
+            };
+            let eval_batches = match &eval {
+                Some(e) => tokenize_preference_dataset(&tok, e, &o)?.0.chunks(bs).map(col).collect(),
+                None => vec![],
+            };
+            let total = run::total_steps(&args, ids.len());
+            let opt = Optimizer::new(model.params(), &optim, total)?;
+            let collate = |idx: &[usize]| Ok(col(&idx.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>()));
+            if let Method::Orpo = method {
+                let loss: OrpoConfig = flat.part()?;
+                let mut trainer = OrpoTrainer::new(model, loss, opt)?;
+                let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);
+                run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
+            } else {
+                let loss: CpoConfig = flat.part()?;
+                let mut trainer = match method {
+                    Method::Simpo => simpo_trainer(model, loss, opt)?,
+                    _ => CpoTrainer::new(model, loss, opt)?,
+                };
+                let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);
+                run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
+            }
+        }
+        Method::Kto => {
+            let loss: KtoConfig = flat.part()?;
+            reins_train::trainers::kto::validate(&loss, bs)?;
+            // Paired data is unpaired first, as TRL's `unpair_preference_dataset`.
+            let (ids, stats) = tokenize_unpaired_dataset(&tok, &unpair(train), max_length)?;
+            progress.log(&format!("tokenized: {} kept, dropped {:?}", stats.kept, stats.dropped));
+            if ids.is_empty() {
+                bail!("no unpaired examples in {} (KTO needs prompt/completion/label records)", args.dataset.display());
+            }
+            // Each example's mismatched KL completion, fixed once (TRL pairs neighbours in
+            // chunks of `per_device_train_batch_size`).
+            let kl = kl_completion_ids(&ids, bs);
+            let eval_batches = match &eval {
+                Some(e) => {
+                    let eids = tokenize_unpaired_dataset(&tok, &unpair(e.clone()), max_length)?.0;
+                    let ekl = kl_completion_ids(&eids, bs);
+                    eids.chunks(bs)
+                        .zip(ekl.chunks(bs))
+                        .map(|(c, k)| collate_unpaired(c, Some(k), pad, max_length, None))
+                        .collect()
+                }
+                None => vec![],
+            };
+            let total = run::total_steps(&args, ids.len());
+            let opt = Optimizer::new(model.params(), &optim, total)?;
+            let reference = if lora.is_some() {
+                Reference::AdaptersOff
+            } else {
+                Reference::Model(Box::new(Model::load(&args.model_name_or_path, &device, &LoadOptions::default())?))
+            };
+            let mut trainer = KtoTrainer::new(model, reference, loss, opt)?;
+            let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);
+            let collate = |idx: &[usize]| {
+                let ex: Vec<_> = idx.iter().map(|&i| ids[i].clone()).collect();
+                let k: Vec<_> = idx.iter().map(|&i| kl[i].clone()).collect();
+                Ok(collate_unpaired(&ex, Some(&k), pad, max_length, None))
+            };
+            run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
+        }
+        Method::Lipo => {
+            let loss: LipoConfig = flat.part()?;
+            loss.validate()?;
+            let (ids, stats) = tokenize_ranked_dataset(&tok, &train, loss.max_list_size)?;
+            progress.log(&format!("tokenized: {} lists kept, dropped {:?}", stats.kept, stats.dropped));
+            if ids.is_empty() {
+                bail!("no ranked lists or pairs in {}", args.dataset.display());
+            }
+            let eval_batches = match &eval {
+                Some(e) => tokenize_ranked_dataset(&tok, e, loss.max_list_size)?
+                    .0
+                    .chunks(bs)
+                    .map(|c| collate_ranked(c, pad, max_length))
+                    .collect(),
+                None => vec![],
+            };
+            let total = run::total_steps(&args, ids.len());
+            let opt = Optimizer::new(model.params(), &optim, total)?;
+            let reference = if lora.is_some() {
+                Reference::AdaptersOff
+            } else {
+                Reference::Model(Box::new(Model::load(&args.model_name_or_path, &device, &LoadOptions::default())?))
+            };
+            let mut trainer = LipoTrainer::new(model, reference, loss, opt)?;
+            let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);
+            let collate = |idx: &[usize]| {
+                Ok(collate_ranked(&idx.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>(), pad, max_length))
+            };
             run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
         }
     };

@@ -1,0 +1,153 @@
+//! ORPO: Monolithic Preference Optimization without Reference Model (Hong et al.,
+//! arXiv:2403.07691), as TRL 1.16 `ORPOTrainer`. Reference-free: one policy pass over chosen and
+//! rejected rows gives average per-token log-probs `ℓ_w`, `ℓ_l` (Eq. 4's odds use the mean over
+//! completion tokens) and the chosen NLL; [`orpo_loss`] adds `−β log σ(log odds)` to the NLL.
+
+use candle_core::{DType, Tensor, D};
+use reins_data::collate::PreferenceBatch;
+use reins_model::Model;
+use serde::{Deserialize, Serialize};
+
+use super::{completion_logps, scalar, Metrics};
+use crate::losses::dpo::chosen_sft_nll;
+use crate::losses::orpo_loss;
+use crate::optim::optimizer::Optimizer;
+use crate::{Result, TrainError};
+
+fn d_beta() -> f64 {
+    0.1
+}
+
+/// The loss part of TRL's `ORPOConfig` (same names and defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrpoConfig {
+    /// λ of the paper (Eq. 6), the weight of the odds-ratio term; TRL calls it β. Default 0.1.
+    #[serde(default = "d_beta")]
+    pub beta: f64,
+}
+
+impl Default for OrpoConfig {
+    fn default() -> Self {
+        OrpoConfig { beta: 0.1 }
+    }
+}
+
+impl OrpoConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.beta.is_finite() && self.beta >= 0.0) {
+            return Err(TrainError::Config(format!("`beta` must be ≥ 0 (got {}); ORPO's default is 0.1", self.beta)));
+        }
+        Ok(())
+    }
+}
+
+/// Mean logit of `rows` of `[N, T, V]` logits (TRL logs `logits.mean()`).
+pub(crate) fn mean_logit(logits: &Tensor, start: usize, len: usize) -> Result<f64> {
+    scalar(&logits.narrow(0, start, len)?.detach().to_dtype(DType::F32)?.mean_all()?)
+}
+
+/// Mean of a detached `[B]` tensor.
+pub(crate) fn mean(t: &Tensor) -> Result<f64> {
+    scalar(&t.detach().to_dtype(DType::F32)?.mean_all()?)
+}
+
+/// TRL's pairwise reward metrics from per-pair rewards `[B]`.
+pub(crate) fn reward_metrics(m: &mut Metrics, chosen: &Tensor, rejected: &Tensor) -> Result<()> {
+    let margins = (chosen - rejected)?;
+    m.insert("rewards/chosen".into(), mean(chosen)?);
+    m.insert("rewards/rejected".into(), mean(rejected)?);
+    m.insert("rewards/margins".into(), mean(&margins)?);
+    m.insert("rewards/accuracies".into(), mean(&chosen.gt(rejected)?.to_dtype(DType::F32)?)?);
+    Ok(())
+}
+
+pub struct OrpoTrainer {
+    pub policy: Model,
+    pub cfg: OrpoConfig,
+    pub opt: Optimizer,
+    /// Tokens seen so far (TRL's cumulative `num_tokens`).
+    pub num_tokens: f64,
+}
+
+impl OrpoTrainer {
+    pub fn new(policy: Model, cfg: OrpoConfig, opt: Optimizer) -> Result<Self> {
+        cfg.validate()?;
+        Ok(OrpoTrainer { policy, cfg, opt, num_tokens: 0.0 })
+    }
+
+    /// The ORPO loss and TRL's metrics for one batch (chosen rows then rejected rows).
+    pub fn loss(&self, batch: &PreferenceBatch) -> Result<(Tensor, Metrics)> {
+        let n = batch.pairs();
+        let out = completion_logps(&self.policy, &batch.input_ids, &batch.attention_mask, &batch.completion_mask)?;
+        // [2B] average log-prob per completion token.
+        let lengths = out.mask.sum(D::Minus1)?.clamp(1f64, f64::INFINITY)?;
+        let avg = (&out.sums / lengths)?;
+        let (c, r) = (avg.narrow(0, 0, n)?, avg.narrow(0, n, n)?);
+        let nll = chosen_sft_nll(&out.per_token.narrow(0, 0, n)?, &out.mask.narrow(0, 0, n)?)?;
+        let res = orpo_loss(&c, &r, &nll, self.cfg.beta)?;
+        let mut m = Metrics::new();
+        m.insert("loss".into(), scalar(&res.loss)?);
+        reward_metrics(&mut m, &res.chosen_rewards, &res.rejected_rewards)?;
+        m.insert("logps/chosen".into(), mean(&c)?);
+        m.insert("logps/rejected".into(), mean(&r)?);
+        m.insert("logits/chosen".into(), mean_logit(&out.logits, 0, n)?);
+        m.insert("logits/rejected".into(), mean_logit(&out.logits, n, n)?);
+        m.insert("nll_loss".into(), scalar(&nll)?);
+        m.insert("log_odds_ratio".into(), scalar(&res.log_odds_ratio)?);
+        m.insert("log_odds_chosen".into(), scalar(&res.log_odds_chosen)?);
+        m.insert("num_tokens".into(), batch.attention_mask.iter().flatten().map(|&x| x as f64).sum());
+        Ok((res.loss, m))
+    }
+
+    /// One optimizer step over `micro_batches` (gradient accumulation); metrics averaged.
+    pub fn train_step(&mut self, micro_batches: &[PreferenceBatch]) -> Result<Metrics> {
+        let k = micro_batches.len() as f64;
+        let mut metrics = Metrics::new();
+        for b in micro_batches {
+            let (loss, m) = self.loss(b)?;
+            self.opt.accumulate((loss / k)?.backward()?)?;
+            accumulate_metrics(&mut metrics, m, k, &mut self.num_tokens);
+        }
+        finish_step(&mut self.opt, metrics, self.num_tokens)
+    }
+}
+
+/// Adds one micro-batch's metrics (averaged over `k` micro-batches; tokens summed).
+pub(crate) fn accumulate_metrics(into: &mut Metrics, m: Metrics, k: f64, num_tokens: &mut f64) {
+    for (key, v) in m {
+        if key == "num_tokens" {
+            *num_tokens += v;
+        } else {
+            *into.entry(key).or_insert(0.0) += v / k;
+        }
+    }
+}
+
+/// Steps the optimizer and adds `num_tokens`, `grad_norm`, `learning_rate`.
+pub(crate) fn finish_step(opt: &mut Optimizer, mut metrics: Metrics, num_tokens: f64) -> Result<Metrics> {
+    let s = opt.step()?;
+    metrics.insert("num_tokens".into(), num_tokens);
+    metrics.insert("grad_norm".into(), s.grad_norm);
+    metrics.insert("learning_rate".into(), s.learning_rate);
+    Ok(metrics)
+}
+
+impl crate::run::Trainer for OrpoTrainer {
+    type Batch = PreferenceBatch;
+    fn train_step(&mut self, micro_batches: &[PreferenceBatch]) -> Result<Metrics> {
+        OrpoTrainer::train_step(self, micro_batches)
+    }
+    fn evaluate(&mut self, batch: &PreferenceBatch) -> Result<Metrics> {
+        Ok(self.loss(batch)?.1)
+    }
+    fn model(&self) -> &Model {
+        &self.policy
+    }
+    fn optimizer(&mut self) -> &mut Optimizer {
+        &mut self.opt
+    }
+    fn num_tokens(&mut self) -> &mut f64 {
+        &mut self.num_tokens
+    }
+}
