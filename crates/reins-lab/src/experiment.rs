@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use reins_data::collate::{PreferenceBatch, RewardBatch, SftBatch};
 use reins_data::HfTokenizer;
-use reins_model::generate::{generate, score_logps, Hooks};
+use reins_model::generate::{generate, Hooks};
 use reins_model::init::{llama_config, random_weights};
 use reins_model::{Batch, LoadOptions, Model, ModelConfig, SamplingConfig};
 use reins_train::losses::{DpoConfig, RewardLossConfig};
@@ -520,20 +520,23 @@ impl Ctx<'_> {
         Ok(trainer.policy.detached())
     }
 
-    /// Mean over prompts of `Σ_t log π(y_t) − log π_ref(y_t)` on the policy's own samples.
+    /// Mean over prompts of `Σ_t KL(π(·|y<t) ‖ π_ref(·|y<t))` along the policy's own
+    /// completions: the exact per-token KL over the vocabulary, never negative.
     fn kl_to_reference(&self, policy: &Model, reference: &Model, prompts: &[Prompt], outs: &[String]) -> Result<f64> {
-        let pad = self.tok.pad_id_or_eos().unwrap_or(0);
         let mut total = 0.0;
         for (p, o) in prompts.iter().zip(outs) {
             let (a, b) = self.pair_ids(&p.text, o)?;
             let n = a.len() + b.len();
-            let ids = [a.clone(), b].concat();
-            let batch = Batch::new(vec![pad_to(&ids, n, pad)], vec![vec![1u8; n]]).map_err(stage("kl"))?;
-            let lp = score_logps(policy, &batch).map_err(stage("kl"))?;
-            let lr = score_logps(reference, &batch).map_err(stage("kl"))?;
-            let d: Tensor = (lp - lr).map_err(stage("kl"))?;
-            let v: Vec<f32> = d.flatten_all().and_then(|x| x.to_vec1()).map_err(stage("kl"))?;
-            total += v[a.len() - 1..].iter().map(|&x| x as f64).sum::<f64>();
+            let batch = Batch::new(vec![[a.clone(), b].concat()], vec![vec![1u8; n]]).map_err(stage("kl"))?;
+            let kl = (|| -> reins_model::Result<Vec<f32>> {
+                let lp = reins_model::nn::log_softmax_last(&policy.detached().logits(&batch)?)?;
+                let lq = reins_model::nn::log_softmax_last(&reference.detached().logits(&batch)?)?;
+                let per_pos: Tensor = (lp.exp()? * (&lp - &lq)?)?.sum(candle_core::D::Minus1)?;
+                Ok(per_pos.flatten_all()?.to_vec1()?)
+            })()
+            .map_err(stage("kl"))?;
+            // Positions a.len()-1 .. n-2 predict the completion tokens.
+            total += kl[a.len() - 1..n - 1].iter().map(|&x| x as f64).sum::<f64>();
         }
         Ok(total / prompts.len().max(1) as f64)
     }

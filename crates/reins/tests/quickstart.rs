@@ -32,6 +32,9 @@ fn reduced_quickstart_completes_and_writes_the_report() {
             assert!(m[k].as_f64().is_some_and(f64::is_finite), "{k} of {} is not finite: {}", m["name"], m[k]);
         }
     }
+    for m in json["methods"].as_array().unwrap() {
+        assert!(m["kl_to_ref"].as_f64().unwrap() >= 0.0, "KL of {} is negative: {}", m["name"], m["kl_to_ref"]);
+    }
     for r in json["reward_models"].as_array().unwrap() {
         let acc = r["accuracy_vs_gold"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&acc), "{acc}");
