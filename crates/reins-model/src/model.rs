@@ -334,10 +334,9 @@ impl Model {
         })?;
         let hidden = self.hidden(batch)?;
         let last: Vec<u32> = batch.mask.iter().map(|r| r.iter().rposition(|&m| m == 1).unwrap_or(0) as u32).collect();
-        let (b, t, d) = hidden.dims3()?;
+        let (b, _, d) = hidden.dims3()?;
         let idx = Tensor::from_vec(last, (b, 1, 1), hidden.device())?.broadcast_as((b, 1, d))?.contiguous()?;
         let h_last = hidden.gather(&idx, 1)?.reshape((b, d))?;
-        let _ = t;
         Ok(head.forward(&h_last)?)
     }
 

@@ -111,7 +111,7 @@ pub fn check(model_dir: &Path, expected: &Path, device: &Device) -> Result<Parit
     };
     let model = Model::load(model_dir, device, &LoadOptions { trainable: true, ..Default::default() })?;
     let batch = Batch::new(rows_u32(need("input_ids")?)?, rows_u8(need("attention_mask")?)?)?;
-    let (b, t) = (batch.len(), batch.ids[0].len());
+    let t = batch.ids[0].len();
     let ids = nn::ids_tensor(&batch.ids, device)?;
     let mask = nn::mask_tensor(&batch.mask, device)?;
     let mut report = ParityReport::default();
@@ -197,7 +197,6 @@ pub fn check(model_dir: &Path, expected: &Path, device: &Device) -> Result<Parit
             });
         }
     }
-    let _ = b;
     Ok(report)
 }
 
