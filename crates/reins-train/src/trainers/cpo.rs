@@ -9,7 +9,8 @@ use candle_core::{Tensor, D};
 use reins_data::collate::PreferenceBatch;
 use reins_model::Model;
 
-use super::orpo::{accumulate_metrics, finish_step, mean, mean_logit, reward_metrics};
+use super::orpo::{mean, mean_logit, reward_metrics};
+use super::{accumulate_metrics, finish_step};
 use super::{completion_logps, scalar, Metrics};
 use crate::losses::dpo::chosen_sft_nll;
 use crate::losses::{cpo_loss, CpoConfig, CpoLossType};

@@ -100,19 +100,9 @@ impl DpoTrainer {
         for b in micro_batches {
             let (loss, m) = self.loss(b, None)?;
             self.opt.accumulate((loss / k)?.backward()?)?;
-            for (key, v) in m {
-                if key == "num_tokens" {
-                    self.num_tokens += v;
-                } else {
-                    *metrics.entry(key).or_insert(0.0) += v / k;
-                }
-            }
+            super::accumulate_metrics(&mut metrics, m, k, &mut self.num_tokens);
         }
-        let s = self.opt.step()?;
-        metrics.insert("num_tokens".into(), self.num_tokens);
-        metrics.insert("grad_norm".into(), s.grad_norm);
-        metrics.insert("learning_rate".into(), s.learning_rate);
-        Ok(metrics)
+        super::finish_step(&mut self.opt, metrics, self.num_tokens)
     }
 }
 

@@ -13,7 +13,7 @@ use reins_data::collate::UnpairedBatch;
 use reins_model::Model;
 
 use super::dpo::Reference;
-use super::orpo::finish_step;
+use super::finish_step;
 use super::{completion_logps, scalar, Metrics};
 use crate::losses::{kto_kl_estimate, kto_loss, KtoConfig, KtoLossType};
 use crate::optim::optimizer::Optimizer;

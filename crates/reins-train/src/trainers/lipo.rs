@@ -17,7 +17,7 @@ use reins_model::Model;
 use serde::{Deserialize, Serialize};
 
 use super::dpo::Reference;
-use super::orpo::{accumulate_metrics, finish_step};
+use super::{accumulate_metrics, finish_step};
 use super::{completion_logps, scalar, Metrics};
 use crate::losses::lipo_lambda_loss;
 use crate::optim::optimizer::Optimizer;

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use candle_core::{Tensor, D};
 use reins_model::{logprobs::token_logps, nn, Batch, Model};
 
+use crate::optim::optimizer::Optimizer;
 use crate::Result;
 
 /// Metrics of one logging step, TRL's keys.
@@ -64,4 +65,24 @@ impl From<reins_model::ModelError> for crate::TrainError {
 /// A scalar tensor as f64.
 pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// Adds one micro-batch's metrics (averaged over `k` micro-batches; tokens summed).
+pub(crate) fn accumulate_metrics(into: &mut Metrics, m: Metrics, k: f64, num_tokens: &mut f64) {
+    for (key, v) in m {
+        if key == "num_tokens" {
+            *num_tokens += v;
+        } else {
+            *into.entry(key).or_insert(0.0) += v / k;
+        }
+    }
+}
+
+/// Steps the optimizer and adds `num_tokens`, `grad_norm`, `learning_rate`.
+pub(crate) fn finish_step(opt: &mut Optimizer, mut metrics: Metrics, num_tokens: f64) -> Result<Metrics> {
+    let s = opt.step()?;
+    metrics.insert("num_tokens".into(), num_tokens);
+    metrics.insert("grad_norm".into(), s.grad_norm);
+    metrics.insert("learning_rate".into(), s.learning_rate);
+    Ok(metrics)
 }

@@ -8,6 +8,7 @@ use reins_data::collate::PreferenceBatch;
 use reins_model::Model;
 use serde::{Deserialize, Serialize};
 
+use super::{accumulate_metrics, finish_step};
 use super::{completion_logps, scalar, Metrics};
 use crate::losses::dpo::chosen_sft_nll;
 use crate::losses::orpo_loss;
@@ -111,26 +112,6 @@ impl OrpoTrainer {
         }
         finish_step(&mut self.opt, metrics, self.num_tokens)
     }
-}
-
-/// Adds one micro-batch's metrics (averaged over `k` micro-batches; tokens summed).
-pub(crate) fn accumulate_metrics(into: &mut Metrics, m: Metrics, k: f64, num_tokens: &mut f64) {
-    for (key, v) in m {
-        if key == "num_tokens" {
-            *num_tokens += v;
-        } else {
-            *into.entry(key).or_insert(0.0) += v / k;
-        }
-    }
-}
-
-/// Steps the optimizer and adds `num_tokens`, `grad_norm`, `learning_rate`.
-pub(crate) fn finish_step(opt: &mut Optimizer, mut metrics: Metrics, num_tokens: f64) -> Result<Metrics> {
-    let s = opt.step()?;
-    metrics.insert("num_tokens".into(), num_tokens);
-    metrics.insert("grad_norm".into(), s.grad_norm);
-    metrics.insert("learning_rate".into(), s.learning_rate);
-    Ok(metrics)
 }
 
 impl crate::run::Trainer for OrpoTrainer {
