@@ -46,6 +46,9 @@ pub struct PreferenceBatch {
     pub margin: Option<Vec<f64>>,
     /// Per pair (length B), when the data has soft labels.
     pub strength: Option<Vec<f64>>,
+    /// Per row (length 2B): summed reference log-probs when precomputed (TRL
+    /// `precompute_ref_log_probs`, its `ref_chosen_logps` then `ref_rejected_logps`).
+    pub ref_logps: Option<Vec<f64>>,
 }
 
 impl PreferenceBatch {
@@ -84,6 +87,7 @@ pub fn collate_preference(
         completion_mask: pad(&cmask, 0, PaddingSide::Right, pad_to_multiple_of),
         margin: examples.iter().map(|e| e.margin).collect(),
         strength: examples.iter().map(|e| e.strength).collect(),
+        ref_logps: None,
     }
 }
 

@@ -509,6 +509,7 @@ impl Ctx<'_> {
                 completion_mask: cm.iter().map(|s| pad_to(s, t, 0)).collect(),
                 margin: None,
                 strength: None,
+                ref_logps: None,
             };
             let m = trainer.train_step(std::slice::from_ref(&batch)).map_err(stage("dpo"))?;
             self.progress.tick(&format!(

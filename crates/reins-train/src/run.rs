@@ -36,6 +36,14 @@ pub trait Trainer {
     fn model(&self) -> &Model;
     fn optimizer(&mut self) -> &mut Optimizer;
     fn num_tokens(&mut self) -> &mut f64;
+    /// Tensors besides the trainable weights and the optimizer that an exact resume needs
+    /// (e.g. a reference that TR-DPO keeps moving); saved as `trainer_extra.safetensors`.
+    fn extra_state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(Vec::new())
+    }
+    fn load_extra_state(&mut self, _saved: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Events the caller (the CLI) shows: progress bars on a terminal, plain lines elsewhere.
@@ -241,6 +249,10 @@ fn save_checkpoint<T: Trainer>(trainer: &mut T, args: &TrainingArgs, out: &Path,
         model.params().iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
     reins_model::weights::save_safetensors(&tmp.join("trainable.safetensors"), &params)?;
     trainer.optimizer().adamw.save_state(&tmp.join("optimizer.safetensors"))?;
+    let extra = trainer.extra_state()?;
+    if !extra.is_empty() {
+        reins_model::weights::save_safetensors(&tmp.join("trainer_extra.safetensors"), &extra)?;
+    }
     let tokens = *trainer.num_tokens();
     let state = json!({"global_step": step, "num_tokens": tokens, "seed": args.seed});
     let p = tmp.join("trainer_state.json");
@@ -264,6 +276,12 @@ fn load_checkpoint<T: Trainer>(trainer: &mut T, dir: &Path) -> Result<usize> {
         var.set(t)?;
     }
     trainer.optimizer().adamw.load_state(&dir.join("optimizer.safetensors"))?;
+    let extra = dir.join("trainer_extra.safetensors");
+    if extra.exists() {
+        let saved = candle_core::safetensors::load(&extra, trainer.model().device())
+            .map_err(|e| TrainError::State(format!("{}: {e}", extra.display())))?;
+        trainer.load_extra_state(&saved)?;
+    }
     trainer.optimizer().step = step;
     *trainer.num_tokens() = state["num_tokens"].as_f64().unwrap_or(0.0);
     Ok(step)

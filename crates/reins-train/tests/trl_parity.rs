@@ -99,6 +99,7 @@ fn dpo_every_loss_type_matches_trl_for_three_steps() {
             completion_mask: rows(&batch_t["completion_mask"]),
             margin: None,
             strength: None,
+            ref_logps: None,
         };
         let mut cfg: DpoConfig = serde_json::from_value(serde_json::json!({
             "loss_type": run["loss_type"],

@@ -192,3 +192,65 @@ fn config_typos_fail_before_training_and_name_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "DPO on SFT data must fail: {err}");
 }
+
+/// `metrics.jsonl` training lines (those with a `loss`) of a run with `--set` overrides.
+fn train_lines(method: &str, config: &str, sets: &[&str]) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out_s = format!("output_dir=\"{}\"", out.display());
+    let mut args = vec![method, "--config", config, "--set", &out_s];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    reins(&args);
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l.get("loss").is_some())
+        .collect()
+}
+
+fn metric(l: &serde_json::Value, key: &str) -> f64 {
+    l[key].as_f64().unwrap_or_else(|| panic!("no `{key}` in {l}"))
+}
+
+#[test]
+fn dpo_precomputed_reference_log_probs_match_the_live_reference() {
+    let sets = ["max_steps=3", "eval_dataset=\"examples/data/pairs.jsonl\""];
+    let live = train_lines("dpo", "examples/dpo.toml", &sets);
+    let pre = train_lines("dpo", "examples/dpo.toml", &[&sets[..], &["precompute_ref_log_probs=true"]].concat());
+    assert_eq!(live.len(), pre.len());
+    for (a, b) in live.iter().zip(&pre) {
+        for k in ["loss", "rewards/chosen", "rewards/rejected", "grad_norm"] {
+            let (x, y) = (metric(a, k), metric(b, k));
+            assert!((x - y).abs() <= 1e-5 * x.abs().max(1e-2), "step {}: {k} {x} vs {y}", a["step"]);
+        }
+    }
+}
+
+#[test]
+fn tr_dpo_moves_the_reference_and_resumes_exactly() {
+    let sets = ["max_steps=3", "sync_ref_model=true", "ref_model_sync_steps=1", "ref_model_mixup_alpha=0.5"];
+    let plain = train_lines("dpo", "examples/dpo.toml", &sets[..1]);
+    let synced = train_lines("dpo", "examples/dpo.toml", &sets);
+    // Step 1 runs against the starting reference in both; after the first sync they part.
+    let loss = |ls: &[serde_json::Value], i: usize| metric(&ls[i], "loss");
+    assert!((loss(&plain, 0) - loss(&synced, 0)).abs() < 1e-9, "step 1 must match");
+    assert!((loss(&plain, 2) - loss(&synced, 2)).abs() > 1e-6, "the synced reference changed nothing");
+    // The moved reference is checkpointed, so an interrupted run resumes onto the same weights.
+    check("dpo", "examples/dpo.toml", &["--set", "sync_ref_model=true", "--set", "ref_model_sync_steps=1"]);
+}
+
+#[test]
+fn tr_dpo_refuses_lora_and_precomputed_references() {
+    for set in ["lora_r=4", "precompute_ref_log_probs=true"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_reins"))
+            .args(["dpo", "--config", "examples/dpo.toml", "--set", "sync_ref_model=true", "--set", set])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("sync_ref_model"), "{set}: {err}");
+    }
+}

@@ -185,10 +185,7 @@ pub fn completion_entropy(logits: &Tensor, mask: &Tensor) -> Result<f64> {
 
 /// Log-probs of the rollout under the reference (detached), for the KL term.
 pub fn reference_logps(policy: &Model, reference: &Reference, r: &Rollout, temperature: f64) -> Result<Tensor> {
-    let m = match reference {
-        Reference::Model(m) => m.detached(),
-        Reference::AdaptersOff => policy.without_adapters(),
-    };
+    let m = reference.model(policy)?;
     Ok(completion_token_logps(&m, r, temperature)?.0.detach())
 }
 

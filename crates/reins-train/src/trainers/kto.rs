@@ -57,11 +57,8 @@ impl KtoTrainer {
         Ok(KtoTrainer { policy, reference, cfg, opt, num_tokens: 0.0 })
     }
 
-    fn reference_model(&self) -> Model {
-        match &self.reference {
-            Reference::Model(m) => m.detached(),
-            Reference::AdaptersOff => self.policy.without_adapters(),
-        }
+    fn reference_model(&self) -> Result<Model> {
+        self.reference.model(&self.policy)
     }
 
     /// `z₀` of the batch: detached policy and reference log-probs of the mismatched
@@ -80,7 +77,7 @@ impl KtoTrainer {
             return Ok(Tensor::zeros((), DType::F32, dev)?);
         }
         let policy = completion_logps(&self.policy.detached(), ids, attn, cm)?.sums;
-        let reference = completion_logps(&self.reference_model(), ids, attn, cm)?.sums;
+        let reference = completion_logps(&self.reference_model()?, ids, attn, cm)?.sums;
         kto_kl_estimate(&policy, &reference)
     }
 
@@ -89,9 +86,13 @@ impl KtoTrainer {
         let dev = self.policy.device().clone();
         let kl = self.kl(batch)?;
         let out = completion_logps(&self.policy, &batch.input_ids, &batch.attention_mask, &batch.completion_mask)?;
-        let reference =
-            completion_logps(&self.reference_model(), &batch.input_ids, &batch.attention_mask, &batch.completion_mask)?
-                .sums;
+        let reference = completion_logps(
+            &self.reference_model()?,
+            &batch.input_ids,
+            &batch.attention_mask,
+            &batch.completion_mask,
+        )?
+        .sums;
         let (ci, ri) = (rows(&batch.label, true, &dev)?, rows(&batch.label, false, &dev)?);
         let pick = |t: &Tensor, i: &Tensor| -> Result<Option<Tensor>> {
             Ok((i.elem_count() > 0).then(|| t.index_select(i, 0)).transpose()?)

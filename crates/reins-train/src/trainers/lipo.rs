@@ -193,10 +193,7 @@ impl LipoTrainer {
     pub fn loss(&self, batch: &RankedBatch) -> Result<(Tensor, Metrics)> {
         let (b, k) = (batch.labels.len(), batch.labels.first().map_or(0, Vec::len));
         let dev = self.policy.device();
-        let reference = match &self.reference {
-            Reference::Model(m) => m.detached(),
-            Reference::AdaptersOff => self.policy.without_adapters(),
-        };
+        let reference = self.reference.model(&self.policy)?;
         let rows = |m: &Model| -> Result<Tensor> {
             Ok(completion_logps(m, &batch.input_ids, &batch.attention_mask, &batch.completion_mask)?
                 .sums

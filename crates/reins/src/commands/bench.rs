@@ -92,6 +92,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         completion_mask: vec![[vec![0u8; 64], vec![1u8; 64]].concat(); 16],
         margin: None,
         strength: None,
+        ref_logps: None,
     };
     let dpo_s = time(a.reps, || {
         dpo.train_step(std::slice::from_ref(&pref))?;

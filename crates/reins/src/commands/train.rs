@@ -21,7 +21,7 @@ use reins_train::losses::{CpoConfig, DpoConfig, KtoConfig, RewardLossConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::run::{self, Progress, RunSummary};
 use reins_train::trainers::cpo::CpoTrainer;
-use reins_train::trainers::dpo::{DpoTrainer, Reference};
+use reins_train::trainers::dpo::{attach_reference_logps, DpoTrainer, DpoTrainerArgs, Reference};
 use reins_train::trainers::kto::KtoTrainer;
 use reins_train::trainers::lipo::{collate_ranked, tokenize_ranked_dataset, LipoConfig, LipoTrainer};
 use reins_train::trainers::orpo::{OrpoConfig, OrpoTrainer};
@@ -95,7 +95,10 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
     match method {
         Method::Sft => known.extend(keys_of::<SftArgs>()),
         Method::Reward => known.extend(keys_of::<RewardLossConfig>()),
-        Method::Dpo => known.extend(keys_of::<DpoConfig>()),
+        Method::Dpo => {
+            known.extend(keys_of::<DpoConfig>());
+            known.extend(keys_of::<DpoTrainerArgs>());
+        }
         Method::Kto => known.extend(keys_of::<KtoConfig>()),
         Method::Orpo => known.extend(keys_of::<OrpoConfig>()),
         Method::Simpo | Method::Cpo => known.extend(keys_of::<CpoConfig>()),
@@ -174,14 +177,16 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
         Method::Dpo => {
             let loss: DpoConfig = flat.part()?;
             loss.validate()?;
+            let extra: DpoTrainerArgs = flat.part()?;
+            extra.validate(lora.is_some())?;
             let o = PreferenceOptions { max_length, truncation_mode: TruncationMode::KeepStart };
             let (ids, stats) = tokenize_preference_dataset(&tok, &train, &o)?;
             progress.log(&format!("tokenized: {} kept, dropped {:?}", stats.kept, stats.dropped));
             let col = |c: &[reins_data::tokenize::preference::PreferenceIds]| {
                 collate_preference(c, pad, max_length, TruncationMode::KeepStart, None)
             };
-            let eval_batches = match &eval {
-                Some(e) => tokenize_preference_dataset(&tok, e, &o)?.0.chunks(bs).map(col).collect(),
+            let eval_ids = match &eval {
+                Some(e) => tokenize_preference_dataset(&tok, e, &o)?.0,
                 None => vec![],
             };
             let total = run::total_steps(&args, ids.len());
@@ -189,11 +194,42 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
             let reference = if lora.is_some() {
                 Reference::AdaptersOff
             } else {
-                Reference::Model(Box::new(Model::load(&args.model_name_or_path, &device, &LoadOptions::default())?))
+                // TR-DPO moves the reference, so it is loaded as parameters it can update.
+                let o = LoadOptions { trainable: extra.sync_ref_model, ..Default::default() };
+                Reference::Model(Box::new(Model::load(&args.model_name_or_path, &device, &o)?))
             };
             let mut trainer = DpoTrainer::new(model, reference, loss.clone(), opt)?;
-            let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);
-            let collate = |idx: &[usize]| Ok(col(&idx.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>()));
+            if extra.sync_ref_model {
+                trainer = trainer.with_reference_sync(extra.ref_model_mixup_alpha, extra.ref_model_sync_steps)?;
+            }
+            let plain = |idx: &[usize]| Ok(col(&idx.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>()));
+            let eval_plain = |idx: &[usize]| Ok(col(&idx.iter().map(|&i| eval_ids[i].clone()).collect::<Vec<_>>()));
+            let chunks = |n: usize| (0..n).collect::<Vec<_>>().chunks(bs).map(<[usize]>::to_vec).collect::<Vec<_>>();
+            let (refs, eval_refs) = if extra.precompute_ref_log_probs {
+                progress.log(&format!("precomputing reference log-probs of {} examples", ids.len() + eval_ids.len()));
+                let refs = trainer.precompute_reference_logps(ids.len(), &plain, bs)?;
+                let eval_refs = trainer.precompute_reference_logps(eval_ids.len(), &eval_plain, bs)?;
+                trainer.reference = Reference::Precomputed;
+                (Some(refs), Some(eval_refs))
+            } else {
+                (None, None)
+            };
+            let mut eval_batches = Vec::new();
+            for idx in chunks(eval_ids.len()) {
+                let mut b = eval_plain(&idx)?;
+                if let Some(r) = &eval_refs {
+                    attach_reference_logps(&mut b, &idx, r);
+                }
+                eval_batches.push(b);
+            }
+            let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss), to_json(&extra)]);
+            let collate = |idx: &[usize]| {
+                let mut b = plain(idx)?;
+                if let Some(r) = &refs {
+                    attach_reference_logps(&mut b, idx, r);
+                }
+                Ok(b)
+            };
             run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
         }
         Method::Orpo | Method::Simpo | Method::Cpo => {
