@@ -86,6 +86,9 @@ pub struct Meta {
     pub annotator_id: Option<String>,
     /// Source format name, e.g. `"hh"`, `"oasst"`.
     pub source: Option<String>,
+    /// A subset name for per-category evaluation (RewardBench `subset`, e.g. `"safety"`).
+    #[serde(default)]
+    pub category: Option<String>,
 }
 
 /// A pairwise preference: `chosen` is preferred to `rejected` after `prompt`.
@@ -299,6 +302,9 @@ impl Record {
         }
         if let Some(s) = &meta.source {
             o.insert("source".into(), json!(s));
+        }
+        if let Some(c) = &meta.category {
+            o.insert("category".into(), json!(c));
         }
         Value::Object(o)
     }

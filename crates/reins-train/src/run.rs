@@ -198,7 +198,8 @@ fn write_config(out: &Path, cfg: &Map<String, Value>) -> Result<()> {
     std::fs::write(&p, text).map_err(|e| io_err(&p, e))
 }
 
-fn append_metrics(out: &Path, step: usize, m: &Metrics) -> Result<()> {
+/// Appends one line `{"step": step, ...metrics}` to `out/metrics.jsonl`.
+pub fn append_metrics(out: &Path, step: usize, m: &Metrics) -> Result<()> {
     let p = out.join("metrics.jsonl");
     let mut line = Map::new();
     line.insert("step".into(), json!(step));

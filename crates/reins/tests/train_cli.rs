@@ -254,3 +254,75 @@ fn tr_dpo_refuses_lora_and_precomputed_references() {
         assert!(!out.status.success() && err.contains("sync_ref_model"), "{set}: {err}");
     }
 }
+
+#[test]
+fn reward_ensemble_flags_the_flipped_pair_and_writes_its_manifest() {
+    // Twelve pairs that agree (a helpful reply beats "No."), one of them flipped.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pairs.jsonl");
+    let rows: Vec<String> = (0..12)
+        .map(|i| {
+            let (mut c, mut r) = (" Yes, gladly. Here it is.", " No.");
+            if i == 5 {
+                std::mem::swap(&mut c, &mut r);
+            }
+            let cat = if i % 2 == 0 { "even" } else { "odd" };
+            serde_json::json!({"id": format!("p{i}"), "prompt": format!("\n\nHuman: Question number {i}?\n\nAssistant:"),
+                "chosen": c, "rejected": r, "category": cat})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&data, rows.join("\n")).unwrap();
+    let out = dir.path().join("run");
+    let set = |k: &str, v: &Path| format!("{k}=\"{}\"", v.display());
+    let (d, o) = (set("dataset", &data), set("output_dir", &out));
+    let e = set("eval_dataset", &data);
+    let args = ["reward", "--config", "examples/reward.toml", "--set", &d, "--set", &e, "--set", &o];
+    reins(&[&args[..], &["--set", "ensemble_size=3", "--set", "max_steps=12"]].concat());
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("ensemble.json")).unwrap()).unwrap();
+    let members = manifest["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    let weights: Vec<_> =
+        members.iter().map(|m| tensors(&out.join(m.as_str().unwrap()).join("model.safetensors"))).collect();
+    assert!(max_abs_diff(&weights[0]["score.weight"], &weights[1]["score.weight"]) > 0.0, "members are identical");
+    let report: Vec<serde_json::Value> = std::fs::read_to_string(out.join("preference_strength.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(report.len(), 12);
+    let flagged: Vec<&str> =
+        report.iter().filter(|l| l["verdict"] == "likely_mislabeled").map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(flagged, ["p5"], "report: {report:?}");
+    let last: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().last().unwrap())
+            .unwrap();
+    for k in ["ensemble_accuracy/mean", "ensemble_accuracy/min", "eval_accuracy/even", "eval_accuracy/odd"] {
+        assert!(last[k].as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)), "{k} in {last}");
+    }
+    // The flipped pair sits in `odd`: its accuracy is at most 5/6; `even` is learned fully.
+    assert!(last["eval_accuracy/odd"].as_f64().unwrap() <= 5.0 / 6.0 + 1e-9, "{last}");
+    assert_eq!(last["eval_accuracy/even"].as_f64().unwrap(), 1.0, "{last}");
+}
+
+#[test]
+fn reward_listwise_on_ranked_lists_trains_and_resumes_exactly() {
+    check(
+        "reward",
+        "examples/reward.toml",
+        &["--set", "dataset=\"examples/data/ranked.jsonl\"", "--set", "eval_dataset=\"examples/data/ranked.jsonl\""],
+    );
+}
+
+#[test]
+fn plackett_luce_on_pairs_equals_bradley_terry() {
+    let bt = train_lines("reward", "examples/reward.toml", &["max_steps=3"]);
+    let pl = train_lines("reward", "examples/reward.toml", &["max_steps=3", "listwise=true"]);
+    for (a, b) in bt.iter().zip(&pl) {
+        for k in ["loss", "accuracy", "grad_norm"] {
+            let (x, y) = (metric(a, k), metric(b, k));
+            assert!((x - y).abs() <= 1e-5 * x.abs().max(1e-2), "step {}: {k} BT {x} vs PL {y}", a["step"]);
+        }
+    }
+}

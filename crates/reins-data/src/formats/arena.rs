@@ -44,6 +44,7 @@ pub fn convert(row: &Map<String, Value>, opts: &ConvertOptions, out: &mut Out) -
             id: super::opt_str(row, "question_id"),
             annotator_id: super::opt_str(row, "judge"),
             source: Some("arena".into()),
+            category: super::opt_str(row, "category"),
         },
     }));
     Ok(())

@@ -27,7 +27,12 @@ pub fn convert_attributes(row: &Map<String, Value>, line: usize, out: &mut Out) 
             ratings,
             annotator_id: None,
         }],
-        meta: Meta { id: Some(format!("line {line}")), annotator_id: None, source: Some("helpsteer2".into()) },
+        meta: Meta {
+            id: Some(format!("line {line}")),
+            annotator_id: None,
+            source: Some("helpsteer2".into()),
+            category: None,
+        },
     });
     Ok(())
 }
@@ -71,7 +76,7 @@ pub fn convert_preference(row: &Map<String, Value>, out: &mut Out) -> Result<(),
         margin: Some(s.abs()),
         strength: None,
         reference: None,
-        meta: Meta { id: None, annotator_id: None, source: Some("helpsteer2-preference".into()) },
+        meta: Meta { id: None, annotator_id: None, source: Some("helpsteer2-preference".into()), category: None },
     }));
     Ok(())
 }

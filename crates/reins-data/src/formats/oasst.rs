@@ -121,6 +121,7 @@ fn walk(
                     .or_else(|| tree_id.map(str::to_string)),
                 annotator_id: None,
                 source: Some("oasst".into()),
+                category: None,
             },
         });
     }

@@ -22,7 +22,12 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
         margin: None,
         strength: None,
         reference: None,
-        meta: Meta { id: super::opt_str(row, "post_id"), annotator_id: None, source: Some("shp".into()) },
+        meta: Meta {
+            id: super::opt_str(row, "post_id"),
+            annotator_id: None,
+            source: Some("shp".into()),
+            category: None,
+        },
     }));
     Ok(())
 }

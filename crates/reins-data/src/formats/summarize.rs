@@ -56,6 +56,7 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
             id: info.get("id").and_then(Value::as_str).map(str::to_string),
             annotator_id: super::opt_str(row, "worker"),
             source: Some("summarize".into()),
+            category: None,
         },
     }));
     Ok(())

@@ -54,6 +54,8 @@ fn meta(row: &Map<String, Value>) -> Meta {
         id: opt_str(row, "id"),
         annotator_id: opt_str(row, "annotator_id").or_else(|| opt_str(row, "user_id")),
         source: opt_str(row, "source"),
+        // RewardBench calls it `subset`.
+        category: opt_str(row, "category").or_else(|| opt_str(row, "subset")),
     }
 }
 

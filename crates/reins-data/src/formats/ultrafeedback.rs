@@ -54,6 +54,8 @@ pub fn convert(row: &Map<String, Value>, opts: &ConvertOptions, out: &mut Out) -
                     .map(|s| format!("ultrafeedback/{s}"))
                     .unwrap_or_else(|| "ultrafeedback".into()),
             ),
+            // UltraFeedback's `source` is the prompt's origin (evol_instruct, sharegpt, …).
+            category: super::opt_str(row, "source"),
         },
     });
     Ok(())

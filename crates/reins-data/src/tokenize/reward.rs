@@ -4,7 +4,7 @@
 
 use super::{eos_token, full_ids, with_eos, Stats};
 use crate::error::Result;
-use crate::records::{Preference, Record};
+use crate::records::{Preference, Record, Text};
 use crate::tokenizer::HfTokenizer;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -27,18 +27,19 @@ impl Default for RewardOptions {
 }
 
 pub fn tokenize_reward(tok: &HfTokenizer, p: &Preference) -> Result<RewardIds> {
-    let conversational = p.prompt.is_chat() || p.chosen.is_chat();
-    let (chosen, rejected) = if conversational {
-        (p.chosen.clone(), p.rejected.clone())
-    } else {
-        let eos = eos_token(tok)?;
-        (with_eos(&p.chosen, &eos), with_eos(&p.rejected, &eos))
-    };
     Ok(RewardIds {
-        chosen_ids: full_ids(tok, &p.prompt.concat(&chosen))?,
-        rejected_ids: full_ids(tok, &p.prompt.concat(&rejected))?,
+        chosen_ids: tokenize_reward_response(tok, &p.prompt, &p.chosen)?,
+        rejected_ids: tokenize_reward_response(tok, &p.prompt, &p.rejected)?,
         margin: p.margin,
     })
+}
+
+/// One scored sequence, `prompt + response` (EOS appended to plain-text responses; chat
+/// responses end with the template's end of turn), as the reward model reads it.
+pub fn tokenize_reward_response(tok: &HfTokenizer, prompt: &Text, response: &Text) -> Result<Vec<u32>> {
+    let response =
+        if prompt.is_chat() || response.is_chat() { response.clone() } else { with_eos(response, &eos_token(tok)?) };
+    full_ids(tok, &prompt.concat(&response))
 }
 
 pub fn tokenize_reward_dataset(

@@ -115,6 +115,23 @@ pub struct EnsembleReward {
     pub aggregation: EnsembleAggregation,
 }
 
+impl EnsembleReward {
+    /// The members listed in a folder's `ensemble.json` (written by `reins reward` with
+    /// `ensemble_size > 1`), each a reward-model checkpoint, with the manifest's aggregation.
+    pub fn from_dir(dir: &std::path::Path, device: &Device) -> Result<Self> {
+        let manifest = crate::trainers::reward_ensemble::EnsembleManifest::read(dir)?;
+        let members = manifest
+            .members
+            .iter()
+            .map(|p| -> Result<Box<dyn RewardSource>> {
+                let m = Model::load(p, device, &reins_model::LoadOptions::default())?;
+                Ok(Box::new(ModelReward::new(m)?))
+            })
+            .collect::<Result<_>>()?;
+        Ok(EnsembleReward { members, aggregation: manifest.aggregation })
+    }
+}
+
 impl RewardSource for EnsembleReward {
     fn score(&self, prompts: &[Vec<u32>], completions: &[Vec<u32>]) -> Result<Vec<f32>> {
         if self.members.is_empty() {

@@ -66,7 +66,7 @@ pub struct RankedIds {
 
 /// Graded labels of a list: scores where every response has one, else `max_rank − rank`
 /// (rank 0 = best); `None` when neither is complete.
-fn grades(responses: &[reins_data::Ranked]) -> Option<Vec<f64>> {
+pub(crate) fn grades(responses: &[reins_data::Ranked]) -> Option<Vec<f64>> {
     if let Some(s) = responses.iter().map(|r| r.score).collect::<Option<Vec<f64>>>() {
         return Some(s);
     }

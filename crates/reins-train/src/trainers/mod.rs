@@ -11,6 +11,7 @@ pub mod lipo;
 pub mod orpo;
 pub mod ppo;
 pub mod reward;
+pub mod reward_ensemble;
 pub mod rloo;
 pub mod sft;
 pub mod simpo;

@@ -5,5 +5,6 @@ pub mod generate;
 pub mod online;
 pub mod parity;
 pub mod quickstart;
+pub mod reward;
 pub mod serve;
 pub mod train;

@@ -6,11 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use reins_data::collate::{collate_preference, collate_reward, collate_sft, collate_unpaired};
+use reins_data::collate::{collate_preference, collate_sft, collate_unpaired};
 use reins_data::convert::unpair;
 use reins_data::formats::{load, ConvertOptions};
 use reins_data::tokenize::preference::{tokenize_preference_dataset, PreferenceOptions};
-use reins_data::tokenize::reward::{tokenize_reward_dataset, RewardOptions};
 use reins_data::tokenize::sft::{tokenize_sft_dataset, SftOptions};
 use reins_data::tokenize::unpaired::{kl_completion_ids, tokenize_unpaired_dataset};
 use reins_data::tokenize::TruncationMode;
@@ -25,7 +24,7 @@ use reins_train::trainers::dpo::{attach_reference_logps, DpoTrainer, DpoTrainerA
 use reins_train::trainers::kto::KtoTrainer;
 use reins_train::trainers::lipo::{collate_ranked, tokenize_ranked_dataset, LipoConfig, LipoTrainer};
 use reins_train::trainers::orpo::{OrpoConfig, OrpoTrainer};
-use reins_train::trainers::reward::RewardTrainer;
+use reins_train::trainers::reward_ensemble::EnsembleArgs;
 use reins_train::trainers::sft::SftTrainer;
 use reins_train::trainers::simpo::simpo_trainer;
 use reins_train::trainers::Metrics;
@@ -94,7 +93,11 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
     known.extend(keys_of::<OptimConfig>());
     match method {
         Method::Sft => known.extend(keys_of::<SftArgs>()),
-        Method::Reward => known.extend(keys_of::<RewardLossConfig>()),
+        Method::Reward => {
+            known.extend(keys_of::<RewardLossConfig>());
+            known.extend(keys_of::<EnsembleArgs>());
+            known.extend(keys_of::<super::reward::ListwiseArgs>());
+        }
         Method::Dpo => {
             known.extend(keys_of::<DpoConfig>());
             known.extend(keys_of::<DpoTrainerArgs>());
@@ -155,25 +158,21 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
                 |idx: &[usize]| Ok(collate_sft(&idx.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>(), pad, None));
             run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
         }
-        Method::Reward => {
-            let loss: RewardLossConfig = flat.part()?;
-            let o = RewardOptions { max_length };
-            let (ids, stats) = tokenize_reward_dataset(&tok, &train, &o)?;
-            progress.log(&format!("tokenized: {} kept, dropped {:?}", stats.kept, stats.dropped));
-            let eval_batches = match &eval {
-                Some(e) => {
-                    tokenize_reward_dataset(&tok, e, &o)?.0.chunks(bs).map(|c| collate_reward(c, pad, None)).collect()
-                }
-                None => vec![],
-            };
-            let total = run::total_steps(&args, ids.len());
-            let opt = Optimizer::new(model.params(), &optim, total)?;
-            let mut trainer = RewardTrainer::new(model, opt, loss);
-            let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);
-            let collate =
-                |idx: &[usize]| Ok(collate_reward(&idx.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>(), pad, None));
-            run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
-        }
+        Method::Reward => super::reward::train(
+            super::reward::Setup {
+                flat: &flat,
+                args: &args,
+                optim: &optim,
+                tok: &tok,
+                pad,
+                device: &device,
+                load: &opts,
+                train: &train,
+                eval: eval.as_deref(),
+            },
+            model,
+            &mut progress,
+        )?,
         Method::Dpo => {
             let loss: DpoConfig = flat.part()?;
             loss.validate()?;
@@ -343,7 +342,7 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn to_json<T: Serialize>(t: &T) -> serde_json::Value {
+pub fn to_json<T: Serialize>(t: &T) -> serde_json::Value {
     serde_json::to_value(t).unwrap_or_default()
 }
 
