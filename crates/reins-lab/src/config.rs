@@ -111,14 +111,16 @@ impl LabConfig {
         c.reward_model.n_eval_pairs = 48;
         c.ppo.max_steps = 10;
         c.ppo.per_device_train_batch_size = 8;
-        c.grpo.max_steps = 10;
+        c.grpo.max_steps = 4;
+        c.grpo.per_device_train_batch_size = 4;
         c.grpo.num_generations = 4;
+        c.grpo.max_completion_length = 24;
         c.dpo.max_steps = 15;
         c.online_dpo.iterations = 2;
         c.online_dpo.prompts_per_iteration = 32;
         c.best_of_n.n = 4;
         c.eval.n_prompts = 24;
-        c.eval.overoptimization_points = 4;
+        c.eval.overoptimization_points = 2;
         c
     }
 

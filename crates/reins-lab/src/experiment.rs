@@ -28,7 +28,9 @@ use reins_train::trainers::sft::SftTrainer;
 
 use crate::config::TrainBudget;
 use crate::metrics;
-use crate::report::{Example, MethodRow, Report, ReportData, ReportPaths, RewardModelRow, Target};
+use crate::report::{
+    Example, MethodRow, OverOptCurve, OverOptPoint, Report, ReportData, ReportPaths, RewardModelRow, Target,
+};
 use crate::{chat, Lab, LabConfig, LabError, Prompt, Split};
 
 type Result<T> = std::result::Result<T, LabError>;
@@ -181,17 +183,56 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     });
     outputs.push((rows.last().map(|r| r.name.clone()).unwrap_or_default(), dpo_out));
 
-    // Best-of-n against the ensemble.
+    // Best-of-n against the ensemble (mean − λ·var over members), and the over-optimization
+    // curves of best-of-n under the single RM and under the ensemble: gold and (calibrated)
+    // proxy reward of the pick against KL = log n − (n−1)/n, for n = 1, 2, 4, … (Gao et al.,
+    // arXiv:2210.10760, §3.1; Coste et al., arXiv:2310.02743, Fig. 1).
     let n = cfg.best_of_n.n.max(1);
     cx.progress.stage("best-of-n", 1);
     let cands = cx.sample(&sft, &eval_prompts, n, t, n_new, 5)?;
     cx.progress.tick("done");
-    let mut bon = Vec::with_capacity(cands.len());
-    for (p, c) in eval_prompts.iter().zip(&cands) {
-        let s = cx.score_mean(&members, &c.iter().map(|x| (p.text.clone(), x.clone())).collect::<Vec<_>>())?;
-        let best = s.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
-        bon.push(c[best].clone());
+    let flat: Vec<(String, String)> =
+        eval_prompts.iter().zip(&cands).flat_map(|(p, c)| c.iter().map(|x| (p.text.clone(), x.clone()))).collect();
+    let per_member = cx.score_members(&members, &flat)?; // [M][P·n]
+    let lambda = cfg.reward_model.uncertainty_penalty;
+    let single: Vec<f64> = per_member[0].clone();
+    let ensemble: Vec<f64> = (0..flat.len())
+        .map(|j| {
+            let xs: Vec<f64> = per_member.iter().map(|m| m[j]).collect();
+            metrics::mean(&xs) - lambda * metrics::std(&xs).powi(2)
+        })
+        .collect();
+    let cand_gold: Vec<f64> = flat.iter().map(|(p, r)| cx.lab.gold.score(p, r)).collect();
+    // The index (into `flat`) of the best of the first `k` candidates of each prompt.
+    let picks = |scores: &[f64], k: usize| -> Vec<usize> {
+        (0..eval_prompts.len())
+            .map(|i| (i * n..i * n + k).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(i * n))
+            .collect()
+    };
+    // Proxy scores of the SFT samples (candidate 0 of each prompt) anchor the calibration.
+    let first: Vec<usize> = (0..eval_prompts.len()).map(|i| i * n).collect();
+    let mut overopt = Vec::new();
+    for (name, scores) in
+        [("single RM", &single), (&*format!("ensemble of {} (mean − {lambda}·var)", members.len()), &ensemble)]
+    {
+        let ref_proxy: Vec<f64> = first.iter().map(|&j| scores[j]).collect();
+        let ref_gold: Vec<f64> = first.iter().map(|&j| cand_gold[j]).collect();
+        let mut points = Vec::new();
+        let mut k = 1;
+        while k <= n {
+            let pk = picks(scores, k);
+            let g: Vec<f64> = pk.iter().map(|&j| cand_gold[j]).collect();
+            let px: Vec<f64> = pk.iter().map(|&j| scores[j]).collect();
+            points.push(OverOptPoint {
+                kl: metrics::best_of_n_kl(k),
+                gold: metrics::mean(&g),
+                proxy: metrics::mean(&metrics::calibrate(&px, &ref_proxy, &ref_gold)),
+            });
+            k *= 2;
+        }
+        overopt.push(OverOptCurve { name: format!("best-of-n, {name}"), points });
     }
+    let bon: Vec<String> = picks(&ensemble, n).into_iter().map(|j| flat[j].1.clone()).collect();
     let g = gold_of(&cx, &bon);
     let px = cx.score_mean(&members, &pairs_of(&bon))?;
     rows.push(MethodRow {
@@ -203,6 +244,38 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         proxy_gold_gap: Some(metrics::proxy_gold_gap(&px, &g, &sft_proxy, &sft_gold)),
     });
     outputs.push((rows.last().map(|r| r.name.clone()).unwrap_or_default(), bon));
+
+    // GRPO against the single RM and against the ensemble, with gold, proxy and KL measured
+    // along the way: the over-optimization curves of RL (Gao et al., arXiv:2210.10760, Fig. 1).
+    if cfg.grpo.max_steps > 0 {
+        let curve_prompts: Vec<Prompt> = eval_prompts.iter().take(64).cloned().collect();
+        let ref_out: Vec<String> = sft_out.iter().take(curve_prompts.len()).cloned().collect();
+        let ref_gold: Vec<f64> = sft_gold.iter().take(curve_prompts.len()).copied().collect();
+        for ensemble in [false, true] {
+            let used: &[Model] = if ensemble { &members } else { &members[..1] };
+            let name = if ensemble { format!("GRPO (ensemble of {})", used.len()) } else { "GRPO (single RM)".into() };
+            let ref_proxy = cx.score_aggregated(used, &curve_prompts, &ref_out)?;
+            let probe = Probe { prompts: &curve_prompts, ref_proxy: &ref_proxy, ref_gold: &ref_gold, members: used };
+            let (policy, points) = cx.train_grpo(&base, &sft, &name, used, &probe)?;
+            overopt.push(OverOptCurve { name: name.clone(), points });
+            cx.progress.stage(&format!("evaluating {name}"), 1);
+            let out: Vec<String> =
+                cx.sample(&policy, &eval_prompts, 1, t, n_new, 6)?.into_iter().map(|mut v| v.remove(0)).collect();
+            cx.progress.tick("done");
+            let kl = cx.kl_to_reference(&policy, &sft, &eval_prompts, &out)?;
+            let g = gold_of(&cx, &out);
+            let px = cx.score_mean(&members, &pairs_of(&out))?;
+            rows.push(MethodRow {
+                name: name.clone(),
+                mean_gold: metrics::mean(&g),
+                gold_win_rate_vs_sft: metrics::win_rate(&g, &sft_gold),
+                kl_to_ref: kl,
+                mean_proxy: Some(metrics::mean(&px)),
+                proxy_gold_gap: Some(metrics::proxy_gold_gap(&px, &g, &sft_proxy, &sft_gold)),
+            });
+            outputs.push((name, out));
+        }
+    }
 
     // Report.
     let best = rows.iter().skip(1).max_by(|a, b| a.gold_win_rate_vs_sft.total_cmp(&b.gold_win_rate_vs_sft)).cloned();
@@ -239,11 +312,11 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         methods: rows,
         reward_models: rm_rows,
         annotators,
-        overoptimization: Vec::new(),
+        overoptimization: overopt,
         examples,
         curves: Vec::new(),
         notes: vec![
-            "Online methods (PPO, GRPO, online/iterative DPO) and the over-optimization curve are not part of this run yet."
+            "Over-optimization curves: best-of-n under each reward model (KL = log n − (n−1)/n, an upper bound) and GRPO against each (exact KL of the policy's samples to SFT). Proxy rewards are mapped onto the gold scale by matching mean and spread on SFT samples."
                 .into(),
         ],
         config_toml: Some(cfg.to_toml()),
@@ -252,7 +325,119 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     Ok(Outcome { report, data })
 }
 
+/// Where an RL run is measured: a fixed set of held-out prompts with the SFT policy's
+/// samples' proxy and gold scores (the calibration anchor).
+struct Probe<'a> {
+    prompts: &'a [Prompt],
+    ref_proxy: &'a [f64],
+    ref_gold: &'a [f64],
+    members: &'a [Model],
+}
+
 impl Ctx<'_> {
+    /// The ensemble's `mean − λ·var` score (the plain score for one member) of responses.
+    fn score_aggregated(&self, members: &[Model], prompts: &[Prompt], outs: &[String]) -> Result<Vec<f64>> {
+        let items: Vec<(String, String)> = prompts.iter().zip(outs).map(|(p, o)| (p.text.clone(), o.clone())).collect();
+        let all = self.score_members(members, &items)?;
+        let lambda = self.cfg.reward_model.uncertainty_penalty;
+        Ok((0..items.len())
+            .map(|j| {
+                let xs: Vec<f64> = all.iter().map(|m| m[j]).collect();
+                metrics::mean(&xs) - lambda * metrics::std(&xs).powi(2)
+            })
+            .collect())
+    }
+
+    /// GRPO (TRL semantics, k3 KL to the SFT reference with `grpo.beta`) against the reward
+    /// models `members` (one: its score; several: `mean − λ·var`). Every
+    /// `max_steps / overoptimization_points` steps the policy is sampled on the probe prompts
+    /// for gold, calibrated proxy and exact KL.
+    fn train_grpo(
+        &mut self,
+        base: &Path,
+        sft: &Model,
+        name: &str,
+        members: &[Model],
+        probe: &Probe,
+    ) -> Result<(Model, Vec<OverOptPoint>)> {
+        use reins_train::losses::ppo::GrpoLossConfig;
+        use reins_train::rewards::{EnsembleReward, ModelReward, RewardSource};
+        use reins_train::trainers::grpo::{GrpoConfig as TrlGrpo, GrpoTrainer};
+        let g = &self.cfg.grpo;
+        let policy = self.load(base, LoadOptions { trainable: true, ..Default::default() })?;
+        let mut sources: Vec<Box<dyn RewardSource>> = Vec::new();
+        for m in members {
+            sources.push(Box::new(ModelReward::new(m.clone()).map_err(stage("grpo"))?));
+        }
+        let reward: Box<dyn RewardSource> = if sources.len() == 1 {
+            sources.remove(0)
+        } else {
+            Box::new(EnsembleReward {
+                members: sources,
+                aggregation: reins_train::losses::EnsembleAggregation::MeanMinusVar {
+                    lambda: self.cfg.reward_model.uncertainty_penalty,
+                },
+            })
+        };
+        let opt = OptimConfig {
+            learning_rate: g.learning_rate,
+            lr_scheduler_type: SchedulerType::Constant,
+            ..Default::default()
+        };
+        let optimizer = Optimizer::new(policy.params(), &opt, g.max_steps).map_err(stage("optimizer"))?;
+        let cfg = TrlGrpo {
+            num_generations: g.num_generations,
+            temperature: g.temperature,
+            seed: self.cfg.seed + 11,
+            ..Default::default()
+        };
+        let loss =
+            GrpoLossConfig { beta: g.beta, max_completion_length: g.max_completion_length, ..Default::default() };
+        let reference = Reference::Model(Box::new(sft.clone()));
+        let mut trainer =
+            GrpoTrainer::new(policy, Some(reference), reward, cfg, loss, optimizer).map_err(stage("grpo"))?;
+        let train_prompts = self.lab.world.prompts(Split::Train, g.max_steps * g.per_device_train_batch_size);
+        let ids: Vec<Vec<u32>> = train_prompts.iter().map(|p| self.encode(&p.chat())).collect::<Result<_>>()?;
+        let every = (g.max_steps / self.cfg.eval.overoptimization_points.max(1)).max(1);
+        let mut points = vec![self.probe(sft, sft, probe)?];
+        self.progress.stage(name, g.max_steps);
+        for step in 0..g.max_steps {
+            let batch: Vec<Vec<u32>> = ids
+                .iter()
+                .cycle()
+                .skip(step * g.per_device_train_batch_size)
+                .take(g.per_device_train_batch_size)
+                .cloned()
+                .collect();
+            let m = trainer.train_step(std::slice::from_ref(&batch)).map_err(stage("grpo"))?;
+            self.progress.tick(&format!(
+                "reward {:.3} kl {:.3}",
+                m.get("reward").copied().unwrap_or(f64::NAN),
+                m.get("kl").copied().unwrap_or(0.0)
+            ));
+            if (step + 1) % every == 0 || step + 1 == g.max_steps {
+                points.push(self.probe(&trainer.policy.detached(), sft, probe)?);
+            }
+        }
+        Ok((trainer.policy.detached(), points))
+    }
+
+    /// Gold, calibrated proxy and exact KL of `policy`'s samples on the probe prompts.
+    fn probe(&self, policy: &Model, sft: &Model, p: &Probe) -> Result<OverOptPoint> {
+        let t = self.cfg.eval.temperature;
+        let outs: Vec<String> = self
+            .sample(policy, p.prompts, 1, t, self.cfg.eval.max_new_tokens, 7)?
+            .into_iter()
+            .map(|mut v| v.remove(0))
+            .collect();
+        let gold: Vec<f64> = p.prompts.iter().zip(&outs).map(|(q, o)| self.lab.gold.score(&q.text, o)).collect();
+        let proxy = self.score_aggregated(p.members, p.prompts, &outs)?;
+        Ok(OverOptPoint {
+            kl: self.kl_to_reference(policy, sft, p.prompts, &outs)?,
+            gold: metrics::mean(&gold),
+            proxy: metrics::mean(&metrics::calibrate(&proxy, p.ref_proxy, p.ref_gold)),
+        })
+    }
     fn load(&self, dir: &Path, opts: LoadOptions) -> Result<Model> {
         Model::load(dir, &self.device, &opts).map_err(stage("model"))
     }
@@ -437,6 +622,12 @@ impl Ctx<'_> {
 
     /// Mean ensemble score of `(prompt, response)` pairs.
     fn score_mean(&self, members: &[Model], items: &[(String, String)]) -> Result<Vec<f64>> {
+        let all = self.score_members(members, items)?;
+        Ok((0..items.len()).map(|j| all.iter().map(|m| m[j]).sum::<f64>() / all.len().max(1) as f64).collect())
+    }
+
+    /// Each member's score of `(prompt, response)` pairs: `[M][N]`.
+    fn score_members(&self, members: &[Model], items: &[(String, String)]) -> Result<Vec<Vec<f64>>> {
         let pad = self.tok.pad_id_or_eos().unwrap_or(0);
         let seqs: Vec<Vec<u32>> = items
             .iter()
@@ -445,9 +636,10 @@ impl Ctx<'_> {
                 Ok([a, b].concat())
             })
             .collect::<Result<_>>()?;
-        let mut total = vec![0.0f64; seqs.len()];
+        let mut all = Vec::with_capacity(members.len());
         for m in members {
-            for (ci, chunk) in seqs.chunks(64).enumerate() {
+            let mut scores = Vec::with_capacity(seqs.len());
+            for chunk in seqs.chunks(64) {
                 let t = chunk.iter().map(Vec::len).max().unwrap_or(1);
                 let batch = Batch::new(
                     chunk.iter().map(|s| pad_to(s, t, pad)).collect(),
@@ -456,12 +648,11 @@ impl Ctx<'_> {
                 .map_err(stage("score"))?;
                 let s: Vec<f32> =
                     m.scores(&batch).and_then(|x| Ok(x.flatten_all()?.to_vec1()?)).map_err(stage("score"))?;
-                for (j, v) in s.iter().enumerate() {
-                    total[ci * 64 + j] += *v as f64 / members.len() as f64;
-                }
+                scores.extend(s.iter().map(|&v| v as f64));
             }
+            all.push(scores);
         }
-        Ok(total)
+        Ok(all)
     }
 
     fn train_dpo(&mut self, base: &Path, data: &[crate::PreferenceRecord]) -> Result<Model> {

@@ -14,7 +14,8 @@ pub fn mean(xs: &[f64]) -> f64 {
     }
 }
 
-fn std(xs: &[f64]) -> f64 {
+/// Population standard deviation.
+pub fn std(xs: &[f64]) -> f64 {
     let m = mean(xs);
     (xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / xs.len().max(1) as f64).sqrt()
 }

@@ -1,5 +1,5 @@
 //! `reins quickstart --reduced`: the whole pipeline (tokenizer, pretraining, SFT, simulated
-//! labels, reward models, DPO, best-of-n, gold evaluation, report) completes with finite
+//! labels, reward models, DPO, best-of-n, GRPO, over-optimization curves, gold evaluation, report) completes with finite
 //! metrics and writes a self-contained report.
 
 use std::process::Command;
@@ -22,7 +22,7 @@ fn reduced_quickstart_completes_and_writes_the_report() {
     assert!(html.contains("<svg") || html.contains("<table"), "report has no content");
     assert!(!html.contains("http://") && !html.contains("https://"), "report must open offline");
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
-    for method in ["SFT", "DPO", "best-of-"] {
+    for method in ["SFT", "DPO", "best-of-", "GRPO (single RM)", "GRPO (ensemble"] {
         assert!(summary.contains(method), "summary lacks {method}:\n{summary}");
     }
     let json: serde_json::Value =
@@ -35,6 +35,22 @@ fn reduced_quickstart_completes_and_writes_the_report() {
     for m in json["methods"].as_array().unwrap() {
         assert!(m["kl_to_ref"].as_f64().unwrap() >= 0.0, "KL of {} is negative: {}", m["name"], m["kl_to_ref"]);
     }
+    // Over-optimization: best-of-n and GRPO, each under the single RM and the ensemble; every
+    // point finite, KL never negative, best-of-n's KL growing with n.
+    let curves = json["overoptimization"].as_array().unwrap();
+    assert_eq!(curves.len(), 4, "{curves:?}");
+    for c in curves {
+        let pts = c["points"].as_array().unwrap();
+        assert!(pts.len() >= 2, "{c}");
+        for p in pts {
+            for k in ["kl", "gold", "proxy"] {
+                assert!(p[k].as_f64().is_some_and(f64::is_finite), "{k} in {c}");
+            }
+            assert!(p["kl"].as_f64().unwrap() >= -1e-6, "{c}");
+        }
+    }
+    let bon = curves[0]["points"].as_array().unwrap();
+    assert!(bon.windows(2).all(|w| w[1]["kl"].as_f64() > w[0]["kl"].as_f64()), "{bon:?}");
     for r in json["reward_models"].as_array().unwrap() {
         let acc = r["accuracy_vs_gold"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&acc), "{acc}");

@@ -278,26 +278,15 @@ pub struct EvalConfig {
     pub max_new_tokens: usize,
     /// Sampling temperature. Default 1.0 (the policy as sampled, as in training).
     pub temperature: f64,
-    /// Checkpoints of the over-optimization run at which gold, proxy and KL are measured. Default 10.
+    /// Points along each GRPO run (single RM, ensemble) at which gold, proxy and KL are
+    /// measured on up to 64 held-out prompts: the over-optimization curves. Default 10.
     pub overoptimization_points: usize,
-    /// Steps of the over-optimization run (PPO with a small KL coefficient). Default 300.
-    pub overoptimization_steps: usize,
-    /// KL coefficient of that run (small, to let the policy over-optimize). Default 0.005.
-    pub overoptimization_kl_coef: f64,
     /// Before/after example generations in the report. Default 6.
     pub n_examples: usize,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        EvalConfig {
-            n_prompts: 300,
-            max_new_tokens: 48,
-            temperature: 1.0,
-            overoptimization_points: 10,
-            overoptimization_steps: 300,
-            overoptimization_kl_coef: 0.005,
-            n_examples: 6,
-        }
+        EvalConfig { n_prompts: 300, max_new_tokens: 48, temperature: 1.0, overoptimization_points: 10, n_examples: 6 }
     }
 }
