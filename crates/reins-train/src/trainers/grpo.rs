@@ -122,6 +122,22 @@ impl Rollout {
     pub fn num_loss_tokens(&self) -> f64 {
         self.completion_mask.iter().flatten().map(|&m| m as f64).sum()
     }
+
+    /// Rows `rows` of the rollout, in that order (padding width unchanged).
+    pub fn select(&self, rows: &[usize]) -> Rollout {
+        fn pick<T: Clone>(v: &[T], rows: &[usize]) -> Vec<T> {
+            rows.iter().map(|&i| v[i].clone()).collect()
+        }
+        Rollout {
+            prompts: pick(&self.prompts, rows),
+            completions: pick(&self.completions, rows),
+            finish: pick(&self.finish, rows),
+            sampler_logps: pick(&self.sampler_logps, rows),
+            input_ids: pick(&self.input_ids, rows),
+            attention_mask: pick(&self.attention_mask, rows),
+            completion_mask: pick(&self.completion_mask, rows),
+        }
+    }
 }
 
 /// Samples `num_generations` completions of every prompt with `policy` (detached weights, so
@@ -240,6 +256,8 @@ pub struct GrpoTrainer {
     pub generations: u64,
     /// Tokens seen so far (TRL's cumulative `num_tokens`).
     pub num_tokens: f64,
+    /// The last step's completions and rewards (for `samples.jsonl`).
+    pub last_samples: Vec<crate::run::Sample>,
 }
 
 impl GrpoTrainer {
@@ -257,7 +275,17 @@ impl GrpoTrainer {
                 "beta != 0 needs a reference model (a frozen copy, or adapters off with LoRA); or set beta = 0".into(),
             ));
         }
-        Ok(GrpoTrainer { policy, reference, reward, cfg, loss, opt, generations: 0, num_tokens: 0.0 })
+        Ok(GrpoTrainer {
+            policy,
+            reference,
+            reward,
+            cfg,
+            loss,
+            opt,
+            generations: 0,
+            num_tokens: 0.0,
+            last_samples: Vec::new(),
+        })
     }
 
     /// Samples, scores and computes advantages for one batch of prompts.
@@ -267,6 +295,7 @@ impl GrpoTrainer {
         let g = self.cfg.num_generations;
         let r = rollout(&self.policy, prompts, g, &s, self.cfg.mask_truncated_completions)?;
         let rewards = self.reward.score(&r.prompts, &r.completions)?;
+        self.last_samples.extend(crate::run::Sample::rows(&r.prompts, &r.completions, &rewards));
         reward_metrics(&rewards, g, m);
         m.insert(format!("rewards/{}/mean", self.reward.name()), m["reward"]);
         completion_metrics(&r, m);
@@ -295,6 +324,7 @@ impl GrpoTrainer {
             return Err(TrainError::Input("grpo: train_step needs at least one batch of prompts".into()));
         }
         let mut metrics = Metrics::new();
+        self.last_samples.clear();
         let mut scored = Vec::with_capacity(k);
         for p in prompt_batches {
             let mut m = Metrics::new();
@@ -380,5 +410,15 @@ impl crate::run::Trainer for GrpoTrainer {
     }
     fn num_tokens(&mut self) -> &mut f64 {
         &mut self.num_tokens
+    }
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({"generations": self.generations})
+    }
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.generations = state["generations"].as_u64().unwrap_or(0);
+        Ok(())
+    }
+    fn samples(&self) -> Vec<crate::run::Sample> {
+        self.last_samples.clone()
     }
 }
