@@ -21,6 +21,8 @@ enum Cli {
     Grpo(commands::online::OnlineArgs),
     /// REINFORCE leave-one-out or REINFORCE++ (TRL RLOOTrainer) on prompts with a named reward.
     Rloo(commands::online::OnlineArgs),
+    /// Proximal policy optimization with a value head and KL-penalised rewards (TRL PPOTrainer), PF-PPO filters.
+    Ppo(commands::online::OnlineArgs),
     /// Kahneman–Tversky optimization on unpaired (desirable/undesirable) data (TRL KTOTrainer).
     Kto(commands::train::TrainArgs),
     /// Odds-ratio preference optimization, no reference model (TRL ORPOTrainer).
@@ -57,6 +59,7 @@ fn main() {
         Cli::Dpo(a) => commands::train::run(commands::train::Method::Dpo, a),
         Cli::Grpo(a) => commands::online::run(commands::online::Method::Grpo, a),
         Cli::Rloo(a) => commands::online::run(commands::online::Method::Rloo, a),
+        Cli::Ppo(a) => commands::online::run(commands::online::Method::Ppo, a),
         Cli::Kto(a) => commands::train::run(commands::train::Method::Kto, a),
         Cli::Orpo(a) => commands::train::run(commands::train::Method::Orpo, a),
         Cli::Simpo(a) => commands::train::run(commands::train::Method::Simpo, a),

@@ -1,4 +1,4 @@
-//! `reins grpo|rloo --config FILE.toml [--set key=value ...]`: online RL on prompts with a
+//! `reins grpo|rloo|ppo --config FILE.toml [--set key=value ...]`: online RL on prompts with a
 //! reward chosen by name, through the shared run loop (run folder, metrics, checkpoints).
 //!
 //! `reward = "length"` (completion tokens / `max_completion_length`), `"contains:<text>"`
@@ -20,6 +20,7 @@ use reins_train::rewards::{ModelReward, RewardSource, RuleReward};
 use reins_train::run::{self, Progress};
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
+use reins_train::trainers::ppo::{PpoConfig, PpoTrainer};
 use reins_train::trainers::rloo::{RlooConfig, RlooTrainer};
 use reins_train::trainers::Metrics;
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,7 @@ impl Default for RewardArgs {
 pub enum Method {
     Grpo,
     Rloo,
+    Ppo,
 }
 
 fn prompt_of(r: &Record) -> Option<&Text> {
@@ -133,6 +135,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             );
         }
         Method::Rloo => known.extend(keys_of::<RlooConfig>()),
+        Method::Ppo => known.extend(keys_of::<PpoConfig>()),
     }
     flat.check_known(&known)?;
     let args: TrainingArgs = flat.part()?;
@@ -141,7 +144,9 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
     let rargs: RewardArgs = flat.part()?;
     let tok = Arc::new(HfTokenizer::from_dir(&args.model_name_or_path)?);
     let lora = args.lora();
-    let opts = LoadOptions { trainable: true, lora: lora.clone(), seed: args.seed, ..Default::default() };
+    // PPO's critic is a value head on the policy (TRL's shared-trunk layout).
+    let value_head = matches!(method, Method::Ppo);
+    let opts = LoadOptions { trainable: true, lora: lora.clone(), seed: args.seed, value_head, ..Default::default() };
     let model = Model::load(&args.model_name_or_path, &device, &opts)?;
     let loaded = load(&args.dataset, None, &ConvertOptions::default())?;
     eprintln!("{}", loaded.report);
@@ -181,6 +186,13 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let r = if cfg.beta != 0.0 { Some(reference()?) } else { None };
             let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
             let mut t = RlooTrainer::new(model, r, reward, cfg, opt)?;
+            run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
+        }
+        Method::Ppo => {
+            let cfg: PpoConfig = flat.part()?;
+            let reward = reward_source(&rargs, &tok, cfg.response_length, &device)?;
+            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
+            let mut t = PpoTrainer::new(model, None, reference()?, reward, cfg, opt)?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
     };
