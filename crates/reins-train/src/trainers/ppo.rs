@@ -383,12 +383,19 @@ impl crate::run::Trainer for PpoTrainer {
         &mut self.num_tokens
     }
     fn state(&self) -> serde_json::Value {
-        serde_json::json!({"generations": self.generations, "kl_ctl": self.kl_ctl})
+        // The coefficient also as raw bits: a JSON float need not parse back to the same f64.
+        serde_json::json!({"generations": self.generations, "kl_ctl": self.kl_ctl, "kl_coef_bits": self.kl_ctl.value().to_bits()})
     }
     fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
         self.generations = state["generations"].as_u64().unwrap_or(0);
         if let Some(k) = state.get("kl_ctl") {
             self.kl_ctl = serde_json::from_value(k.clone()).map_err(|e| TrainError::State(format!("kl_ctl: {e}")))?;
+        }
+        if let Some(bits) = state["kl_coef_bits"].as_u64() {
+            let exact = f64::from_bits(bits);
+            match &mut self.kl_ctl {
+                KlController::Fixed { value } | KlController::Adaptive { value, .. } => *value = exact,
+            }
         }
         Ok(())
     }
