@@ -23,6 +23,12 @@ enum Cli {
     Rloo(commands::online::OnlineArgs),
     /// Proximal policy optimization with a value head and KL-penalised rewards (TRL PPOTrainer), PF-PPO filters.
     Ppo(commands::online::OnlineArgs),
+    /// ReMax: REINFORCE with the greedy response's reward as baseline.
+    Remax(commands::online::OnlineArgs),
+    /// Online DPO (TRL OnlineDPOTrainer): two samples per prompt, the reward picks chosen/rejected.
+    OnlineDpo(commands::online::OnlineArgs),
+    /// Iterative DPO (RLHF Workflow): rounds of n samples per prompt, best vs worst, DPO epochs.
+    IterativeDpo(commands::online::OnlineArgs),
     /// Kahneman–Tversky optimization on unpaired (desirable/undesirable) data (TRL KTOTrainer).
     Kto(commands::train::TrainArgs),
     /// Odds-ratio preference optimization, no reference model (TRL ORPOTrainer).
@@ -60,6 +66,9 @@ fn main() {
         Cli::Grpo(a) => commands::online::run(commands::online::Method::Grpo, a),
         Cli::Rloo(a) => commands::online::run(commands::online::Method::Rloo, a),
         Cli::Ppo(a) => commands::online::run(commands::online::Method::Ppo, a),
+        Cli::Remax(a) => commands::online::run(commands::online::Method::Remax, a),
+        Cli::OnlineDpo(a) => commands::online::run(commands::online::Method::OnlineDpo, a),
+        Cli::IterativeDpo(a) => commands::online::run(commands::online::Method::IterativeDpo, a),
         Cli::Kto(a) => commands::train::run(commands::train::Method::Kto, a),
         Cli::Orpo(a) => commands::train::run(commands::train::Method::Orpo, a),
         Cli::Simpo(a) => commands::train::run(commands::train::Method::Simpo, a),

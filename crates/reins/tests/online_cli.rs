@@ -74,3 +74,29 @@ fn ppo_cli_rejects_a_config_typo_by_name() {
     assert!(!o.status.success());
     assert!(err.contains("kl_coeff") && err.contains("kl_coef"), "{err}");
 }
+
+#[test]
+fn remax_cli_runs() {
+    run_with("remax", "examples/remax.toml", &["reward", "reward_greedy", "loss"]);
+}
+
+#[test]
+fn online_dpo_cli_runs() {
+    let keys = ["objective/kl", "objective/scores", "rewards/chosen", "rewards/margins", "logps/rejected", "beta"];
+    run_with("online-dpo", "examples/online_dpo.toml", &keys);
+}
+
+#[test]
+fn iterative_dpo_cli_runs_one_round_per_step() {
+    let (_dir, out) = run_with("iterative-dpo", "examples/iterative_dpo.toml", &["reward", "pairs"]);
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().next().unwrap())
+            .unwrap();
+    assert!(first["pairs"].as_f64().unwrap() > 0.0, "round 1 found no best/worst pair: {first}");
+    // save_steps = 1: a checkpoint per round, each recording the rounds done.
+    for round in 1..=2 {
+        let p = out.join(format!("checkpoint-{round}/trainer_state.json"));
+        let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        assert_eq!(state["trainer"]["rounds"], round, "{state}");
+    }
+}

@@ -1,4 +1,4 @@
-//! `reins grpo|rloo|ppo --config FILE.toml [--set key=value ...]`: online RL on prompts with a
+//! `reins grpo|rloo|ppo|remax|online-dpo|iterative-dpo --config FILE.toml [--set key=value ...]`: online RL on prompts with a
 //! reward chosen by name, through the shared run loop (run folder, metrics, checkpoints).
 //!
 //! `reward = "length"` (completion tokens / `max_completion_length`), `"contains:<text>"`
@@ -14,13 +14,17 @@ use reins_data::tokenize::tokenize_prompt;
 use reins_data::{HfTokenizer, Record, Text};
 use reins_model::{LoadOptions, Model};
 use reins_train::config::{keys_of, resolved, FlatConfig, TrainingArgs};
+use reins_train::losses::DpoConfig;
 use reins_train::losses::GrpoLossConfig;
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::rewards::{ModelReward, RewardSource, RuleReward};
 use reins_train::run::{self, Progress};
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
+use reins_train::trainers::iterative_dpo::{IterativeDpoConfig, IterativeDpoTrainer};
+use reins_train::trainers::online_dpo::{OnlineDpoConfig, OnlineDpoTrainer};
 use reins_train::trainers::ppo::{PpoConfig, PpoTrainer};
+use reins_train::trainers::remax::{RemaxConfig, RemaxTrainer};
 use reins_train::trainers::rloo::{RlooConfig, RlooTrainer};
 use reins_train::trainers::Metrics;
 use serde::{Deserialize, Serialize};
@@ -56,6 +60,9 @@ pub enum Method {
     Grpo,
     Rloo,
     Ppo,
+    Remax,
+    OnlineDpo,
+    IterativeDpo,
 }
 
 fn prompt_of(r: &Record) -> Option<&Text> {
@@ -136,6 +143,15 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
         }
         Method::Rloo => known.extend(keys_of::<RlooConfig>()),
         Method::Ppo => known.extend(keys_of::<PpoConfig>()),
+        Method::Remax => known.extend(keys_of::<RemaxConfig>()),
+        Method::OnlineDpo => {
+            known.extend(keys_of::<OnlineDpoConfig>());
+            known.extend(keys_of::<DpoConfig>());
+        }
+        Method::IterativeDpo => {
+            known.extend(keys_of::<IterativeDpoConfig>());
+            known.extend(keys_of::<DpoConfig>());
+        }
     }
     flat.check_known(&known)?;
     let args: TrainingArgs = flat.part()?;
@@ -193,6 +209,32 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let reward = reward_source(&rargs, &tok, cfg.response_length, &device)?;
             let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
             let mut t = PpoTrainer::new(model, None, reference()?, reward, cfg, opt)?;
+            run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
+        }
+        Method::Remax => {
+            let cfg: RemaxConfig = flat.part()?;
+            let reward = reward_source(&rargs, &tok, cfg.max_completion_length, &device)?;
+            let r = if cfg.beta != 0.0 { Some(reference()?) } else { None };
+            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
+            let mut t = RemaxTrainer::new(model, r, reward, cfg, opt)?;
+            run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
+        }
+        Method::OnlineDpo => {
+            let cfg: OnlineDpoConfig = flat.part()?;
+            let loss: DpoConfig = flat.part()?;
+            let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
+            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&loss)]);
+            let mut t = OnlineDpoTrainer::new(model, reference()?, reward, cfg, loss, opt)?;
+            run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
+        }
+        Method::IterativeDpo => {
+            // One run step is one round: `per_device_train_batch_size` prompts, then DPO epochs
+            // on their best/worst pairs with a fresh optimizer.
+            let cfg: IterativeDpoConfig = flat.part()?;
+            let loss: DpoConfig = flat.part()?;
+            let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
+            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&loss)]);
+            let mut t = IterativeDpoTrainer::new(model, reference()?, reward, cfg, loss, optim.clone())?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
     };
