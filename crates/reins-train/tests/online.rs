@@ -5,6 +5,7 @@
 use candle_core::Device;
 use reins_model::init::{llama_config, random_weights};
 use reins_model::{LoadOptions, Model, ModelConfig};
+use reins_train::best_of_n::best_of_n;
 use reins_train::config::TrainingArgs;
 use reins_train::losses::DpoConfig;
 use reins_train::losses::GrpoLossConfig;
@@ -469,4 +470,32 @@ fn kl_above_max_kl_stops_the_run_and_keeps_the_last_checkpoint() {
     assert!(msg.contains("max_kl") && msg.contains("checkpoint-1"), "{msg}");
     assert!(dir.path().join("checkpoint-1/trainer_state.json").exists());
     assert!(!dir.path().join("checkpoint-2").exists());
+}
+
+#[test]
+fn best_of_n_keeps_the_highest_scoring_sample_of_each_prompt() {
+    let policy = tiny(false, None);
+    let p: Vec<Vec<u32>> = prompts().into_iter().cycle().take(12).collect();
+    let s = reins_model::SamplingConfig { max_new_tokens: 8, seed: 3, ..Default::default() };
+    let r = reward();
+    let out = best_of_n(&policy, &p, 8, &s, r.as_ref(), 5).unwrap();
+    assert_eq!(out.len(), 12);
+    let (mut best, mut mean) = (0.0, 0.0);
+    for (c, prompt) in out.iter().zip(&p) {
+        assert_eq!(&c.prompt, prompt);
+        assert_eq!((c.completions.len(), c.scores.len()), (8, 8));
+        assert!(c.scores.iter().all(|&x| x <= c.best_score()));
+        assert_eq!(c.scores[..c.best].iter().filter(|&&x| x == c.best_score()).count(), 0, "ties go to the first");
+        let again = r.score(std::slice::from_ref(prompt), &[c.best_completion().to_vec()]).unwrap()[0];
+        assert_eq!(again, c.best_score());
+        best += c.best_score() as f64 / 12.0;
+        mean += c.scores.iter().map(|&x| x as f64).sum::<f64>() / 96.0;
+    }
+    eprintln!("best_of_n: mean sample reward {mean:.3}, best-of-8 reward {best:.3}");
+    assert!(best > mean + 0.1, "best-of-8 {best:.3} vs mean {mean:.3}");
+    // Seeded: the same call gives the same samples; n = 1 keeps the only sample.
+    assert_eq!(best_of_n(&policy, &p, 8, &s, r.as_ref(), 5).unwrap(), out);
+    let one = best_of_n(&policy, &p[..2], 1, &s, r.as_ref(), 5).unwrap();
+    assert!(one.iter().all(|c| c.best == 0 && c.completions.len() == 1));
+    assert!(best_of_n(&policy, &p, 0, &s, r.as_ref(), 5).is_err());
 }
