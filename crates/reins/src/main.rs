@@ -39,6 +39,8 @@ enum Cli {
     Cpo(commands::train::TrainArgs),
     /// LiPO-λ: listwise preference optimization on ranked lists (pairs are lists of two).
     Lipo(commands::train::TrainArgs),
+    /// Best-of-n (rejection) sampling: n samples per prompt, keep the best by a reward; JSONL for SFT.
+    BestOfN(commands::best_of_n::BestOfNArgs),
     /// Sample from a Hugging Face model: stream text, or write JSONL for labelling.
     Generate(commands::generate::GenerateArgs),
     /// Inspect, convert and split preference data files.
@@ -74,6 +76,7 @@ fn main() {
         Cli::Simpo(a) => commands::train::run(commands::train::Method::Simpo, a),
         Cli::Cpo(a) => commands::train::run(commands::train::Method::Cpo, a),
         Cli::Lipo(a) => commands::train::run(commands::train::Method::Lipo, a),
+        Cli::BestOfN(a) => commands::best_of_n::run(a),
         Cli::Generate(a) => commands::generate::run(a),
         Cli::Data { cmd } => commands::data::run(cmd),
         Cli::Parity(a) => commands::parity::run(a),

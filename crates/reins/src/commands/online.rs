@@ -2,8 +2,10 @@
 //! reward chosen by name, through the shared run loop (run folder, metrics, checkpoints).
 //!
 //! `reward = "length"` (completion tokens / `max_completion_length`), `"contains:<text>"`
-//! (1 when the decoded completion contains `<text>`), or `"model"` with `reward_model_path`
-//! (a `*ForSequenceClassification` checkpoint, score at the last token).
+//! (1 when the decoded completion contains `<text>`), `"model"` with `reward_model_path`
+//! (a `*ForSequenceClassification` checkpoint, score at the last token), or an
+//! `http://host:port/path` scorer (`{"prompts", "completions"}` in, `{"scores"}` out, text,
+//! `reward_timeout` seconds).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use reins_train::config::{keys_of, resolved, FlatConfig, TrainingArgs};
 use reins_train::losses::DpoConfig;
 use reins_train::losses::GrpoLossConfig;
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
-use reins_train::rewards::{ModelReward, RewardSource, RuleReward};
+use reins_train::rewards::{HttpReward, ModelReward, RewardSource, RuleReward};
 use reins_train::run::{self, Progress};
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
@@ -47,11 +49,13 @@ pub struct RewardArgs {
     pub reward: String,
     /// Reward model folder for `reward = "model"`.
     pub reward_model_path: Option<PathBuf>,
+    /// Seconds to wait for an `http://` scorer (connect, send, each read); default 30.
+    pub reward_timeout: f64,
 }
 
 impl Default for RewardArgs {
     fn default() -> Self {
-        RewardArgs { reward: "length".into(), reward_model_path: None }
+        RewardArgs { reward: "length".into(), reward_model_path: None, reward_timeout: 30.0 }
     }
 }
 
@@ -65,7 +69,7 @@ pub enum Method {
     IterativeDpo,
 }
 
-fn prompt_of(r: &Record) -> Option<&Text> {
+pub fn prompt_of(r: &Record) -> Option<&Text> {
     match r {
         Record::Preference(p) => Some(&p.prompt),
         Record::PromptOnly { prompt, .. }
@@ -83,21 +87,56 @@ fn reward_source(
     max_len: usize,
     device: &candle_core::Device,
 ) -> Result<Box<dyn RewardSource>> {
-    if r.reward == "length" {
-        return Ok(Box::new(RuleReward::named("length", move |_, c| c.len() as f32 / max_len.max(1) as f32)));
-    }
-    if let Some(text) = r.reward.strip_prefix("contains:") {
-        let (text, tok) = (text.to_string(), tok.clone());
-        return Ok(Box::new(RuleReward::named("contains", move |_, c| {
-            tok.decode(c, true).map(|s| s.contains(&text) as u8 as f32).unwrap_or(0.0)
-        })));
-    }
     if r.reward == "model" {
         let p = r.reward_model_path.as_ref().context("reward = \"model\" needs reward_model_path")?;
         let m = Model::load(p, device, &LoadOptions::default())?;
         return Ok(Box::new(ModelReward::new(m)?));
     }
-    bail!("unknown reward `{}`: use \"length\", \"contains:<text>\" or \"model\"", r.reward)
+    if !(r.reward_timeout > 0.0 && r.reward_timeout.is_finite()) {
+        bail!("reward_timeout must be a positive number of seconds");
+    }
+    let timeout = std::time::Duration::from_secs_f64(r.reward_timeout);
+    match reward_from_spec(&r.reward, tok, max_len, device, timeout, false)? {
+        Some(src) => Ok(src),
+        None => bail!(
+            "unknown reward `{}`: use \"length\", \"contains:<text>\", \"model\" (with reward_model_path) or an \
+             http://host:port/path scorer",
+            r.reward
+        ),
+    }
+}
+
+/// A reward from a short spec: `length` (completion tokens / `max_len`), `contains:<text>`,
+/// `http://…` (a remote scorer, sent text), or — with `allow_dir` — a reward model folder.
+/// `None` when the spec is none of these.
+pub fn reward_from_spec(
+    spec: &str,
+    tok: &Arc<HfTokenizer>,
+    max_len: usize,
+    device: &candle_core::Device,
+    timeout: std::time::Duration,
+    allow_dir: bool,
+) -> Result<Option<Box<dyn RewardSource>>> {
+    if spec == "length" {
+        return Ok(Some(Box::new(RuleReward::named("length", move |_, c| c.len() as f32 / max_len.max(1) as f32))));
+    }
+    if let Some(text) = spec.strip_prefix("contains:") {
+        let (text, tok) = (text.to_string(), tok.clone());
+        return Ok(Some(Box::new(RuleReward::named("contains", move |_, c| {
+            tok.decode(c, true).map(|s| s.contains(&text) as u8 as f32).unwrap_or(0.0)
+        }))));
+    }
+    if spec.starts_with("http://") || spec.starts_with("https://") {
+        let tok = tok.clone();
+        let decode = move |ids: &[u32]| tok.decode(ids, true).unwrap_or_default();
+        return Ok(Some(Box::new(HttpReward::new(spec, timeout, Some(Box::new(decode)))?)));
+    }
+    let dir = std::path::Path::new(spec);
+    if allow_dir && dir.join("config.json").exists() {
+        let m = Model::load(dir, device, &LoadOptions::default()).with_context(|| format!("reward model {spec}"))?;
+        return Ok(Some(Box::new(ModelReward::new(m).with_context(|| format!("reward model {spec}"))?)));
+    }
+    Ok(None)
 }
 
 struct Lines;
