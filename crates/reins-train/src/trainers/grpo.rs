@@ -6,7 +6,8 @@
 //! reference pass at all).
 //!
 //! Dr. GRPO (arXiv:2503.20783) is `scale_rewards = "none"` with `loss_type = "dr_grpo"`.
-//! The rollout helpers ([`rollout`], [`completion_token_logps`]) are shared with RLOO and PPO.
+//! The rollout helpers ([`rollout`], [`score_rollout`], [`completion_token_logps`],
+//! [`reference_logps`]) are shared with RLOO, PPO, ReMax and online/iterative DPO.
 
 use candle_core::{DType, Tensor, D};
 use reins_model::generate::{generate, Finish, Hooks, SamplingConfig};
@@ -206,6 +207,19 @@ pub fn reference_logps(policy: &Model, reference: &Reference, r: &Rollout, tempe
         Reference::AdaptersOff => policy.without_adapters(),
     };
     Ok(completion_token_logps(&m, r, temperature)?.0.detach())
+}
+
+/// Scores a rollout's completions, subtracting `missing_eos_penalty` from those without an EOS.
+pub fn score_rollout(reward: &dyn RewardSource, r: &Rollout, missing_eos_penalty: Option<f32>) -> Result<Vec<f32>> {
+    let mut scores = reward.score(&r.prompts, &r.completions)?;
+    if let Some(p) = missing_eos_penalty {
+        for (s, f) in scores.iter_mut().zip(&r.finish) {
+            if *f != Finish::Eos {
+                *s -= p;
+            }
+        }
+    }
+    Ok(scores)
 }
 
 /// TRL's completion metrics: `completions/{mean,min,max}_length`, `completions/clipped_ratio`.

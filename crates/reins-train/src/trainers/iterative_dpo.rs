@@ -19,8 +19,8 @@ use reins_model::{LoadOptions, Model, SamplingConfig};
 use serde::{Deserialize, Serialize};
 
 use super::dpo::Reference;
-use super::grpo::{add_mean, completion_metrics, rollout};
-use super::online_dpo::{dpo_on_pairs, score_rollout};
+use super::grpo::{add_mean, completion_metrics, rollout, score_rollout};
+use super::online_dpo::dpo_on_pairs;
 use super::Metrics;
 use crate::losses::DpoConfig;
 use crate::optim::optimizer::{OptimConfig, Optimizer};

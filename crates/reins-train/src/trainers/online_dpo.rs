@@ -18,7 +18,9 @@ use reins_model::{Model, SamplingConfig};
 use serde::{Deserialize, Serialize};
 
 use super::dpo::Reference;
-use super::grpo::{add_mean, completion_metrics, completion_token_logps, reference_logps, rollout, Rollout};
+use super::grpo::{
+    add_mean, completion_metrics, completion_token_logps, reference_logps, rollout, score_rollout, Rollout,
+};
 use super::{scalar, Metrics};
 use crate::losses::dpo::{dpo_loss, dpo_metrics};
 use crate::losses::{DpoConfig, DpoExtras};
@@ -83,19 +85,6 @@ impl OnlineDpoConfig {
             stop_on_eos: true,
         }
     }
-}
-
-/// Scores a rollout's completions, subtracting `missing_eos_penalty` from those without an EOS.
-pub fn score_rollout(reward: &dyn RewardSource, r: &Rollout, missing_eos_penalty: Option<f32>) -> Result<Vec<f32>> {
-    let mut scores = reward.score(&r.prompts, &r.completions)?;
-    if let Some(p) = missing_eos_penalty {
-        for (s, f) in scores.iter_mut().zip(&r.finish) {
-            if *f != Finish::Eos {
-                *s -= p;
-            }
-        }
-    }
-    Ok(scores)
 }
 
 /// The DPO loss on `pairs`: a rollout whose first `n` rows are the chosen completions and whose

@@ -13,13 +13,12 @@
 //! None` — a value head on the policy itself (shared trunk, one forward for both).
 
 use candle_core::Tensor;
-use reins_model::generate::Finish;
 use reins_model::logprobs::token_logps;
 use reins_model::{nn, Batch, Model};
 use serde::{Deserialize, Serialize};
 
 use super::dpo::Reference;
-use super::grpo::{add_mean, completion_metrics, masked_row_sums, reference_logps, rollout, Rollout};
+use super::grpo::{add_mean, completion_metrics, masked_row_sums, reference_logps, rollout, score_rollout, Rollout};
 use super::rloo::token_rewards_tensor;
 use super::{scalar, Metrics};
 use crate::losses::kl::{kl_estimate, kl_penalized_rewards, KlController, KlEstimator};
@@ -239,14 +238,7 @@ impl PpoTrainer {
         };
         self.generations += 1;
         let r = rollout(&self.policy, prompts, c.pf_num_samples, &sampling, false)?;
-        let mut scores = self.reward.score(&r.prompts, &r.completions)?;
-        if let Some(p) = c.missing_eos_penalty {
-            for (s, f) in scores.iter_mut().zip(&r.finish) {
-                if *f != Finish::Eos {
-                    *s -= p;
-                }
-            }
-        }
+        let scores = score_rollout(self.reward.as_ref(), &r, c.missing_eos_penalty)?;
         self.last_samples = Sample::rows(&r.prompts, &r.completions, &scores);
         let n_all = scores.len();
         let mean_all = scores.iter().map(|&x| x as f64).sum::<f64>() / n_all.max(1) as f64;
