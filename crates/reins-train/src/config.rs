@@ -54,6 +54,12 @@ pub struct TrainingArgs {
     pub lora_target_modules: Vec<String>,
     /// Continue from the last checkpoint in `output_dir` (default true).
     pub resume: bool,
+    /// Online runs: stop when the logged KL to the reference (`objective/kl` or `kl`) exceeds
+    /// this, keeping the last checkpoint (default `None`: no limit).
+    pub max_kl: Option<f64>,
+    /// Online runs: append the step's sampled completions and rewards to `samples.jsonl`
+    /// every N steps; 0 = never (default 0).
+    pub log_completions_steps: usize,
 }
 
 impl Default for TrainingArgs {
@@ -77,6 +83,8 @@ impl Default for TrainingArgs {
             lora_dropout: 0.0,
             lora_target_modules: vec!["q_proj".into(), "v_proj".into()],
             resume: true,
+            max_kl: None,
+            log_completions_steps: 0,
         }
     }
 }

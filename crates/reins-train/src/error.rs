@@ -12,6 +12,12 @@ pub enum TrainError {
     /// An input is missing or has the wrong shape for the requested computation.
     #[error("invalid input: {0}")]
     Input(String),
+    /// Training diverged (non-finite loss, KL above `max_kl`); checkpoints so far are kept.
+    #[error("training diverged: {0}")]
+    Diverged(String),
+    /// A reward source failed (a remote scorer's HTTP error, malformed reply).
+    #[error("reward: {0}")]
+    Reward(String),
     /// Reading or writing optimizer state failed.
     #[error("optimizer state: {0}")]
     State(String),

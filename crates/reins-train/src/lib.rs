@@ -14,6 +14,7 @@
 //!   `policy/approxkl`, `val/clipfrac`; GRPO ([`losses::GrpoOutput`]): `kl`,
 //!   `clip_ratio/low_mean`, `clip_ratio/high_mean`, `clip_ratio/region_mean`.
 
+pub mod best_of_n;
 pub mod config;
 pub mod error;
 pub mod losses;

@@ -4,13 +4,20 @@
 //! output_dir/
 //!   config.toml            resolved config (every key, defaults filled in)
 //!   metrics.jsonl          one line per logging step, TRL's keys, plus `step` and `epoch`
+//!   samples.jsonl          online runs: sampled completions and their rewards, every
+//!                          `log_completions_steps` steps
 //!   checkpoint-N/          HF folder transformers loads (config.json, model.safetensors,
 //!                          tokenizer files), plus trainable.safetensors, optimizer.safetensors
 //!                          and trainer_state.json for an exact resume
 //! ```
 //!
 //! Data order is a seeded permutation per epoch, so a resumed run sees exactly the batches the
-//! uninterrupted run would have seen.
+//! uninterrupted run would have seen; online trainers add their sampler counter and KL
+//! controller to `trainer_state.json` ([`Trainer::state`]), so their resumed runs sample the
+//! same completions too.
+//!
+//! A run stops with an error, keeping the checkpoints written so far, when the loss is not
+//! finite or the logged KL to the reference exceeds `max_kl`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,6 +50,39 @@ pub trait Trainer {
     }
     fn load_extra_state(&mut self, _saved: &std::collections::HashMap<String, Tensor>) -> Result<()> {
         Ok(())
+    }
+    /// State besides weights and optimizer that an exact resume needs (an online trainer's
+    /// sampler counter, KL controller); saved in `trainer_state.json` under `"trainer"`.
+    fn state(&self) -> Value {
+        Value::Null
+    }
+    /// Restores what [`Trainer::state`] saved.
+    fn load_state(&mut self, _state: &Value) -> Result<()> {
+        Ok(())
+    }
+    /// Completions sampled by the last step, with their rewards (online trainers).
+    fn samples(&self) -> Vec<Sample> {
+        Vec::new()
+    }
+}
+
+/// One sampled completion, for `samples.jsonl`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub prompt: Vec<u32>,
+    pub completion: Vec<u32>,
+    pub reward: f32,
+}
+
+impl Sample {
+    /// Samples from parallel rows.
+    pub fn rows(prompts: &[Vec<u32>], completions: &[Vec<u32>], rewards: &[f32]) -> Vec<Sample> {
+        prompts
+            .iter()
+            .zip(completions)
+            .zip(rewards)
+            .map(|((p, c), &r)| Sample { prompt: p.clone(), completion: c.clone(), reward: r })
+            .collect()
     }
 }
 
@@ -110,6 +150,11 @@ pub fn train<T: Trainer>(
         }
     }
     progress.start(total, step);
+    let tokenizer = if args.log_completions_steps > 0 {
+        reins_data::HfTokenizer::from_dir(&args.model_name_or_path).ok()
+    } else {
+        None
+    };
     let mut last_metrics = Metrics::new();
     let mut window: Vec<Metrics> = Vec::new();
     while step < total {
@@ -123,13 +168,29 @@ pub fn train<T: Trainer>(
         let m = trainer.train_step(&micro)?;
         let loss = m.get("loss").copied().unwrap_or(0.0);
         if !loss.is_finite() {
-            return Err(TrainError::Input(format!(
+            return Err(TrainError::Diverged(format!(
                 "loss became {loss} at step {}; stopped. The last good checkpoint is kept in {}; lower learning_rate or check the data",
                 step + 1,
                 out.display()
             )));
         }
+        let kl = m.get("objective/kl").or_else(|| m.get("kl")).copied();
+        if let (Some(max), Some(kl)) = (args.max_kl, kl) {
+            if kl.is_nan() || kl > max {
+                let kept = last_checkpoint(out)
+                    .map(|p| format!("the last good checkpoint is {}", p.display()))
+                    .unwrap_or_else(|| "no checkpoint was written yet".into());
+                return Err(TrainError::Diverged(format!(
+                    "KL to the reference reached {kl:.4} at step {}, above max_kl = {max}; stopped ({kept}). \
+                     Raise beta/kl_coef, lower learning_rate, or raise max_kl",
+                    step + 1
+                )));
+            }
+        }
         step += 1;
+        if args.log_completions_steps > 0 && step.is_multiple_of(args.log_completions_steps) {
+            append_samples(out, step, &trainer.samples(), tokenizer.as_ref())?;
+        }
         progress.step(step, &m);
         window.push(m);
         if step.is_multiple_of(args.logging_steps) || step == total {
@@ -198,6 +259,24 @@ fn write_config(out: &Path, cfg: &Map<String, Value>) -> Result<()> {
     std::fs::write(&p, text).map_err(|e| io_err(&p, e))
 }
 
+fn append_samples(out: &Path, step: usize, samples: &[Sample], tok: Option<&reins_data::HfTokenizer>) -> Result<()> {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let p = out.join("samples.jsonl");
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(|e| io_err(&p, e))?;
+    for s in samples {
+        let mut line =
+            json!({"step": step, "reward": s.reward, "prompt_ids": s.prompt, "completion_ids": s.completion});
+        if let Some(t) = tok {
+            line["prompt"] = json!(t.decode(&s.prompt, false).unwrap_or_default());
+            line["completion"] = json!(t.decode(&s.completion, false).unwrap_or_default());
+        }
+        writeln!(f, "{line}").map_err(|e| io_err(&p, e))?;
+    }
+    Ok(())
+}
+
 /// Appends one line `{"step": step, ...metrics}` to `out/metrics.jsonl`.
 pub fn append_metrics(out: &Path, step: usize, m: &Metrics) -> Result<()> {
     let p = out.join("metrics.jsonl");
@@ -255,7 +334,7 @@ fn save_checkpoint<T: Trainer>(trainer: &mut T, args: &TrainingArgs, out: &Path,
         reins_model::weights::save_safetensors(&tmp.join("trainer_extra.safetensors"), &extra)?;
     }
     let tokens = *trainer.num_tokens();
-    let state = json!({"global_step": step, "num_tokens": tokens, "seed": args.seed});
+    let state = json!({"global_step": step, "num_tokens": tokens, "seed": args.seed, "trainer": trainer.state()});
     let p = tmp.join("trainer_state.json");
     std::fs::write(&p, state.to_string()).map_err(|e| io_err(&p, e))?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -285,5 +364,8 @@ fn load_checkpoint<T: Trainer>(trainer: &mut T, dir: &Path) -> Result<usize> {
     }
     trainer.optimizer().step = step;
     *trainer.num_tokens() = state["num_tokens"].as_f64().unwrap_or(0.0);
+    if !state["trainer"].is_null() {
+        trainer.load_state(&state["trainer"]).map_err(|e| TrainError::State(format!("{}: {e}", p.display())))?;
+    }
     Ok(step)
 }

@@ -21,6 +21,14 @@ enum Cli {
     Grpo(commands::online::OnlineArgs),
     /// REINFORCE leave-one-out or REINFORCE++ (TRL RLOOTrainer) on prompts with a named reward.
     Rloo(commands::online::OnlineArgs),
+    /// Proximal policy optimization with a value head and KL-penalised rewards (TRL PPOTrainer), PF-PPO filters.
+    Ppo(commands::online::OnlineArgs),
+    /// ReMax: REINFORCE with the greedy response's reward as baseline.
+    Remax(commands::online::OnlineArgs),
+    /// Online DPO (TRL OnlineDPOTrainer): two samples per prompt, the reward picks chosen/rejected.
+    OnlineDpo(commands::online::OnlineArgs),
+    /// Iterative DPO (RLHF Workflow): rounds of n samples per prompt, best vs worst, DPO epochs.
+    IterativeDpo(commands::online::OnlineArgs),
     /// Kahneman–Tversky optimization on unpaired (desirable/undesirable) data (TRL KTOTrainer).
     Kto(commands::train::TrainArgs),
     /// Odds-ratio preference optimization, no reference model (TRL ORPOTrainer).
@@ -31,6 +39,8 @@ enum Cli {
     Cpo(commands::train::TrainArgs),
     /// LiPO-λ: listwise preference optimization on ranked lists (pairs are lists of two).
     Lipo(commands::train::TrainArgs),
+    /// Best-of-n (rejection) sampling: n samples per prompt, keep the best by a reward; JSONL for SFT.
+    BestOfN(commands::best_of_n::BestOfNArgs),
     /// Sample from a Hugging Face model: stream text, or write JSONL for labelling.
     Generate(commands::generate::GenerateArgs),
     /// Inspect, convert and split preference data files.
@@ -57,11 +67,16 @@ fn main() {
         Cli::Dpo(a) => commands::train::run(commands::train::Method::Dpo, a),
         Cli::Grpo(a) => commands::online::run(commands::online::Method::Grpo, a),
         Cli::Rloo(a) => commands::online::run(commands::online::Method::Rloo, a),
+        Cli::Ppo(a) => commands::online::run(commands::online::Method::Ppo, a),
+        Cli::Remax(a) => commands::online::run(commands::online::Method::Remax, a),
+        Cli::OnlineDpo(a) => commands::online::run(commands::online::Method::OnlineDpo, a),
+        Cli::IterativeDpo(a) => commands::online::run(commands::online::Method::IterativeDpo, a),
         Cli::Kto(a) => commands::train::run(commands::train::Method::Kto, a),
         Cli::Orpo(a) => commands::train::run(commands::train::Method::Orpo, a),
         Cli::Simpo(a) => commands::train::run(commands::train::Method::Simpo, a),
         Cli::Cpo(a) => commands::train::run(commands::train::Method::Cpo, a),
         Cli::Lipo(a) => commands::train::run(commands::train::Method::Lipo, a),
+        Cli::BestOfN(a) => commands::best_of_n::run(a),
         Cli::Generate(a) => commands::generate::run(a),
         Cli::Data { cmd } => commands::data::run(cmd),
         Cli::Parity(a) => commands::parity::run(a),

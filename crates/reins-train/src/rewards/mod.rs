@@ -6,6 +6,10 @@
 //! segment rewards; see the roadmap) come through [`RewardSource::score_tokens`], whose default
 //! puts nothing per token, so trainers can already add them to the KL-penalised rewards.
 
+pub mod http;
+
+pub use http::HttpReward;
+
 use candle_core::{Device, Tensor};
 use reins_model::{Batch, Model};
 

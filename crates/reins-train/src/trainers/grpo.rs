@@ -6,7 +6,8 @@
 //! reference pass at all).
 //!
 //! Dr. GRPO (arXiv:2503.20783) is `scale_rewards = "none"` with `loss_type = "dr_grpo"`.
-//! The rollout helpers ([`rollout`], [`completion_token_logps`]) are shared with RLOO and PPO.
+//! The rollout helpers ([`rollout`], [`score_rollout`], [`completion_token_logps`],
+//! [`reference_logps`]) are shared with RLOO, PPO, ReMax and online/iterative DPO.
 
 use candle_core::{DType, Tensor, D};
 use reins_model::generate::{generate, Finish, Hooks, SamplingConfig};
@@ -122,6 +123,22 @@ impl Rollout {
     pub fn num_loss_tokens(&self) -> f64 {
         self.completion_mask.iter().flatten().map(|&m| m as f64).sum()
     }
+
+    /// Rows `rows` of the rollout, in that order (padding width unchanged).
+    pub fn select(&self, rows: &[usize]) -> Rollout {
+        fn pick<T: Clone>(v: &[T], rows: &[usize]) -> Vec<T> {
+            rows.iter().map(|&i| v[i].clone()).collect()
+        }
+        Rollout {
+            prompts: pick(&self.prompts, rows),
+            completions: pick(&self.completions, rows),
+            finish: pick(&self.finish, rows),
+            sampler_logps: pick(&self.sampler_logps, rows),
+            input_ids: pick(&self.input_ids, rows),
+            attention_mask: pick(&self.attention_mask, rows),
+            completion_mask: pick(&self.completion_mask, rows),
+        }
+    }
 }
 
 /// Samples `num_generations` completions of every prompt with `policy` (detached weights, so
@@ -189,6 +206,19 @@ pub fn reference_logps(policy: &Model, reference: &Reference, r: &Rollout, tempe
     Ok(completion_token_logps(&m, r, temperature)?.0.detach())
 }
 
+/// Scores a rollout's completions, subtracting `missing_eos_penalty` from those without an EOS.
+pub fn score_rollout(reward: &dyn RewardSource, r: &Rollout, missing_eos_penalty: Option<f32>) -> Result<Vec<f32>> {
+    let mut scores = reward.score(&r.prompts, &r.completions)?;
+    if let Some(p) = missing_eos_penalty {
+        for (s, f) in scores.iter_mut().zip(&r.finish) {
+            if *f != Finish::Eos {
+                *s -= p;
+            }
+        }
+    }
+    Ok(scores)
+}
+
 /// TRL's completion metrics: `completions/{mean,min,max}_length`, `completions/clipped_ratio`.
 pub fn completion_metrics(r: &Rollout, m: &mut Metrics) {
     let lens = r.lengths();
@@ -237,6 +267,8 @@ pub struct GrpoTrainer {
     pub generations: u64,
     /// Tokens seen so far (TRL's cumulative `num_tokens`).
     pub num_tokens: f64,
+    /// The last step's completions and rewards (for `samples.jsonl`).
+    pub last_samples: Vec<crate::run::Sample>,
 }
 
 impl GrpoTrainer {
@@ -254,7 +286,17 @@ impl GrpoTrainer {
                 "beta != 0 needs a reference model (a frozen copy, or adapters off with LoRA); or set beta = 0".into(),
             ));
         }
-        Ok(GrpoTrainer { policy, reference, reward, cfg, loss, opt, generations: 0, num_tokens: 0.0 })
+        Ok(GrpoTrainer {
+            policy,
+            reference,
+            reward,
+            cfg,
+            loss,
+            opt,
+            generations: 0,
+            num_tokens: 0.0,
+            last_samples: Vec::new(),
+        })
     }
 
     /// Samples, scores and computes advantages for one batch of prompts.
@@ -264,6 +306,7 @@ impl GrpoTrainer {
         let g = self.cfg.num_generations;
         let r = rollout(&self.policy, prompts, g, &s, self.cfg.mask_truncated_completions)?;
         let rewards = self.reward.score(&r.prompts, &r.completions)?;
+        self.last_samples.extend(crate::run::Sample::rows(&r.prompts, &r.completions, &rewards));
         reward_metrics(&rewards, g, m);
         m.insert(format!("rewards/{}/mean", self.reward.name()), m["reward"]);
         completion_metrics(&r, m);
@@ -292,6 +335,7 @@ impl GrpoTrainer {
             return Err(TrainError::Input("grpo: train_step needs at least one batch of prompts".into()));
         }
         let mut metrics = Metrics::new();
+        self.last_samples.clear();
         let mut scored = Vec::with_capacity(k);
         for p in prompt_batches {
             let mut m = Metrics::new();
@@ -377,5 +421,15 @@ impl crate::run::Trainer for GrpoTrainer {
     }
     fn num_tokens(&mut self) -> &mut f64 {
         &mut self.num_tokens
+    }
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({"generations": self.generations})
+    }
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.generations = state["generations"].as_u64().unwrap_or(0);
+        Ok(())
+    }
+    fn samples(&self) -> Vec<crate::run::Sample> {
+        self.last_samples.clone()
     }
 }

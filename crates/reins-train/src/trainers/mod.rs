@@ -6,10 +6,13 @@
 pub mod cpo;
 pub mod dpo;
 pub mod grpo;
+pub mod iterative_dpo;
 pub mod kto;
 pub mod lipo;
+pub mod online_dpo;
 pub mod orpo;
 pub mod ppo;
+pub mod remax;
 pub mod reward;
 pub mod reward_ensemble;
 pub mod rloo;

@@ -5,17 +5,20 @@
 //! `num_mini_batches` mini-batches. The KL coefficient is fixed, or adaptive
 //! (`adap_kl_ctrl`, Ziegler et al. §2.2).
 //!
+//! Policy filtration (PF-PPO, Shen et al., arXiv:2409.06957): with `pf_filter` set, each prompt
+//! gets `pf_num_samples` completions and only those the filter keeps ([`filter_rows`]: best and
+//! worst, best and random, best of n, or reward bands) enter the update.
+//!
 //! The critic is a separate model with a value head (TRL's `value_model`), or — `value_model =
 //! None` — a value head on the policy itself (shared trunk, one forward for both).
 
 use candle_core::Tensor;
-use reins_model::generate::Finish;
 use reins_model::logprobs::token_logps;
 use reins_model::{nn, Batch, Model};
 use serde::{Deserialize, Serialize};
 
 use super::dpo::Reference;
-use super::grpo::{add_mean, completion_metrics, masked_row_sums, reference_logps, rollout, Rollout};
+use super::grpo::{add_mean, completion_metrics, masked_row_sums, reference_logps, rollout, score_rollout, Rollout};
 use super::rloo::token_rewards_tensor;
 use super::{scalar, Metrics};
 use crate::losses::kl::{kl_estimate, kl_penalized_rewards, KlController, KlEstimator};
@@ -23,6 +26,8 @@ use crate::losses::ppo::{entropy_from_logits, ppo_policy_loss, ppo_value_loss};
 use crate::optim::optimizer::Optimizer;
 use crate::rewards::RewardSource;
 use crate::rl::advantages::{gae, masked_mean, masked_whiten};
+use crate::rl::filter::{filter_rows, PolicyFilter};
+use crate::run::Sample;
 use crate::{Result, TrainError};
 
 /// PPO options (TRL `PPOConfig` names and defaults).
@@ -67,6 +72,12 @@ pub struct PpoConfig {
     pub top_k: usize,
     /// Sampler seed; generation `i` uses `seed + i` (default 42).
     pub seed: u64,
+    /// PF-PPO filter: `none` (default), `best_worst`, `best_random`, `best_of_n`, `reward_band`.
+    pub pf_filter: PolicyFilter,
+    /// PF-PPO: completions sampled per prompt before filtering (default 1; ≥ 2 with a filter).
+    pub pf_num_samples: usize,
+    /// PF-PPO `reward_band`: inclusive `[lo, hi]` reward bands to keep (default none).
+    pub pf_reward_bands: Vec<(f32, f32)>,
 }
 
 impl Default for PpoConfig {
@@ -91,6 +102,9 @@ impl Default for PpoConfig {
             top_p: 1.0,
             top_k: 0,
             seed: 42,
+            pf_filter: PolicyFilter::None,
+            pf_num_samples: 1,
+            pf_reward_bands: Vec::new(),
         }
     }
 }
@@ -108,6 +122,23 @@ impl PpoConfig {
         }
         if self.adap_kl_ctrl && !(self.target > 0.0 && self.horizon > 0.0) {
             return Err(TrainError::Config("adap_kl_ctrl needs target > 0 and horizon > 0".into()));
+        }
+        if self.pf_num_samples == 0 {
+            return Err(TrainError::Config("pf_num_samples must be at least 1".into()));
+        }
+        if self.pf_filter != PolicyFilter::None && self.pf_num_samples < 2 {
+            return Err(TrainError::Config(format!(
+                "pf_filter = {:?} needs pf_num_samples ≥ 2 completions per prompt to choose from",
+                self.pf_filter
+            )));
+        }
+        if self.pf_filter == PolicyFilter::RewardBand && self.pf_reward_bands.is_empty() {
+            return Err(TrainError::Config(
+                "pf_filter = \"reward_band\" needs pf_reward_bands, e.g. [[-10.0, 0.2], [0.8, 10.0]]".into(),
+            ));
+        }
+        if self.pf_reward_bands.iter().any(|(lo, hi)| lo.is_nan() || hi.is_nan() || lo > hi) {
+            return Err(TrainError::Config("pf_reward_bands: each band is [lo, hi] with lo ≤ hi".into()));
         }
         Ok(())
     }
@@ -138,21 +169,6 @@ fn forward(policy: &Model, critic: Option<&Model>, r: &Rollout, temperature: f64
     Ok(Forward { logps, mask: cm.narrow(1, 1, t - 1)?, values: values.narrow(1, 0, t - 1)?, logits })
 }
 
-/// Rows `rows` of a rollout.
-fn select(r: &Rollout, rows: &[usize]) -> Rollout {
-    let pick = |v: &Vec<Vec<u32>>| rows.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
-    let pick8 = |v: &Vec<Vec<u8>>| rows.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
-    Rollout {
-        prompts: pick(&r.prompts),
-        completions: pick(&r.completions),
-        finish: rows.iter().map(|&i| r.finish[i]).collect(),
-        sampler_logps: rows.iter().map(|&i| r.sampler_logps[i].clone()).collect(),
-        input_ids: pick(&r.input_ids),
-        attention_mask: pick8(&r.attention_mask),
-        completion_mask: pick8(&r.completion_mask),
-    }
-}
-
 pub struct PpoTrainer {
     pub policy: Model,
     /// Critic with a value head; `None`: the policy's own value head.
@@ -165,6 +181,8 @@ pub struct PpoTrainer {
     pub opt: Optimizer,
     pub generations: u64,
     pub num_tokens: f64,
+    /// The last rollout's completions and scores (all of them, before filtering).
+    pub last_samples: Vec<Sample>,
 }
 
 impl PpoTrainer {
@@ -190,12 +208,23 @@ impl PpoTrainer {
         } else {
             KlController::Fixed { value: cfg.kl_coef }
         };
-        Ok(PpoTrainer { policy, value_model, reference, reward, cfg, kl_ctl, opt, generations: 0, num_tokens: 0.0 })
+        Ok(PpoTrainer {
+            policy,
+            value_model,
+            reference,
+            reward,
+            cfg,
+            kl_ctl,
+            opt,
+            generations: 0,
+            num_tokens: 0.0,
+            last_samples: Vec::new(),
+        })
     }
 
-    /// One rollout of `prompts` (one completion each), then `num_ppo_epochs` ×
-    /// `num_mini_batches` optimizer steps. TRL's metric names.
-    pub fn train_step(&mut self, prompts: &[Vec<u32>]) -> Result<Metrics> {
+    /// Samples `pf_num_samples` completions per prompt, scores them (with
+    /// `missing_eos_penalty`) and applies the PF-PPO filter.
+    fn sample(&mut self, prompts: &[Vec<u32>], m: &mut Metrics) -> Result<(Rollout, Vec<f32>)> {
         let c = &self.cfg;
         let sampling = reins_model::SamplingConfig {
             max_new_tokens: c.response_length,
@@ -208,18 +237,34 @@ impl PpoTrainer {
             stop_on_eos: true,
         };
         self.generations += 1;
-        let r = rollout(&self.policy, prompts, 1, &sampling, false)?;
+        let r = rollout(&self.policy, prompts, c.pf_num_samples, &sampling, false)?;
+        let scores = score_rollout(self.reward.as_ref(), &r, c.missing_eos_penalty)?;
+        self.last_samples = Sample::rows(&r.prompts, &r.completions, &scores);
+        let n_all = scores.len();
+        let mean_all = scores.iter().map(|&x| x as f64).sum::<f64>() / n_all.max(1) as f64;
+        if c.pf_filter == PolicyFilter::None {
+            return Ok((r, scores));
+        }
+        m.insert("pf/reward_before_filter".into(), mean_all);
+        let seed = c.seed.wrapping_add(self.generations) ^ 0x5046_5050; // "PFPP"
+        let mut rows = filter_rows(&scores, c.pf_num_samples, c.pf_filter, &c.pf_reward_bands, seed)?;
+        m.insert("pf/kept_fraction".into(), rows.len() as f64 / n_all.max(1) as f64);
+        if rows.is_empty() {
+            // No completion fell in a reward band: train on all rather than skip the batch.
+            rows = (0..n_all).collect();
+        }
+        let kept = rows.iter().map(|&i| scores[i]).collect();
+        Ok((r.select(&rows), kept))
+    }
+
+    /// One rollout of `prompts` (`pf_num_samples` completions each, filtered), then
+    /// `num_ppo_epochs` × `num_mini_batches` optimizer steps. TRL's metric names.
+    pub fn train_step(&mut self, prompts: &[Vec<u32>]) -> Result<Metrics> {
         let mut m = Metrics::new();
+        let (r, scores) = self.sample(prompts, &mut m)?;
+        let c = &self.cfg;
         completion_metrics(&r, &mut m);
         self.num_tokens += r.attention_mask.iter().flatten().map(|&x| x as f64).sum::<f64>();
-        let mut scores = self.reward.score(&r.prompts, &r.completions)?;
-        if let Some(p) = c.missing_eos_penalty {
-            for (s, f) in scores.iter_mut().zip(&r.finish) {
-                if *f != Finish::Eos {
-                    *s -= p;
-                }
-            }
-        }
         let dev = self.policy.device().clone();
         let n = scores.len();
         let scores_t = Tensor::from_vec(scores, n, &dev)?;
@@ -265,7 +310,7 @@ impl PpoTrainer {
             for start in (0..n).step_by(mb) {
                 let rows: Vec<usize> = (start..(start + mb).min(n)).collect();
                 let idx = Tensor::from_vec(rows.iter().map(|&i| i as u32).collect::<Vec<_>>(), rows.len(), &dev)?;
-                let sub = select(&r, &rows);
+                let sub = r.select(&rows);
                 let f = forward(&self.policy, self.value_model.as_ref(), &sub, c.temperature)?;
                 let pick = |t: &Tensor| t.contiguous()?.index_select(&idx, 0);
                 let pg = ppo_policy_loss(&f.logps, &pick(&old_logps)?, &pick(&adv)?, &f.mask, c.cliprange)?;
@@ -297,5 +342,56 @@ impl PpoTrainer {
         }
         m.insert("num_tokens".into(), self.num_tokens);
         Ok(m)
+    }
+
+    /// Samples and scores without an update (`eval_*` metrics).
+    pub fn evaluate(&mut self, prompts: &[Vec<u32>]) -> Result<Metrics> {
+        let mut m = Metrics::new();
+        let (r, scores) = self.sample(prompts, &mut m)?;
+        completion_metrics(&r, &mut m);
+        let mean = scores.iter().map(|&x| x as f64).sum::<f64>() / scores.len().max(1) as f64;
+        m.insert("objective/scores".into(), mean);
+        m.insert("reward".into(), mean);
+        Ok(m)
+    }
+}
+
+impl crate::run::Trainer for PpoTrainer {
+    type Batch = Vec<Vec<u32>>;
+    /// Micro-batches are joined into one rollout (PPO steps per mini-batch, not per micro-batch).
+    fn train_step(&mut self, micro_batches: &[Vec<Vec<u32>>]) -> Result<Metrics> {
+        PpoTrainer::train_step(self, &micro_batches.concat())
+    }
+    fn evaluate(&mut self, batch: &Vec<Vec<u32>>) -> Result<Metrics> {
+        PpoTrainer::evaluate(self, batch)
+    }
+    fn model(&self) -> &Model {
+        &self.policy
+    }
+    fn optimizer(&mut self) -> &mut Optimizer {
+        &mut self.opt
+    }
+    fn num_tokens(&mut self) -> &mut f64 {
+        &mut self.num_tokens
+    }
+    fn state(&self) -> serde_json::Value {
+        // The coefficient also as raw bits: a JSON float need not parse back to the same f64.
+        serde_json::json!({"generations": self.generations, "kl_ctl": self.kl_ctl, "kl_coef_bits": self.kl_ctl.value().to_bits()})
+    }
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.generations = state["generations"].as_u64().unwrap_or(0);
+        if let Some(k) = state.get("kl_ctl") {
+            self.kl_ctl = serde_json::from_value(k.clone()).map_err(|e| TrainError::State(format!("kl_ctl: {e}")))?;
+        }
+        if let Some(bits) = state["kl_coef_bits"].as_u64() {
+            let exact = f64::from_bits(bits);
+            match &mut self.kl_ctl {
+                KlController::Fixed { value } | KlController::Adaptive { value, .. } => *value = exact,
+            }
+        }
+        Ok(())
+    }
+    fn samples(&self) -> Vec<Sample> {
+        self.last_samples.clone()
     }
 }

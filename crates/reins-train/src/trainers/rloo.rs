@@ -168,6 +168,8 @@ pub struct RlooTrainer {
     pub generations: u64,
     /// Tokens seen so far.
     pub num_tokens: f64,
+    /// The last step's completions and rewards (for `samples.jsonl`).
+    pub last_samples: Vec<crate::run::Sample>,
 }
 
 impl RlooTrainer {
@@ -184,7 +186,16 @@ impl RlooTrainer {
                 "beta != 0 needs a reference model (a frozen copy, or adapters off with LoRA); or set beta = 0".into(),
             ));
         }
-        Ok(RlooTrainer { policy, reference, reward, cfg, opt, generations: 0, num_tokens: 0.0 })
+        Ok(RlooTrainer {
+            policy,
+            reference,
+            reward,
+            cfg,
+            opt,
+            generations: 0,
+            num_tokens: 0.0,
+            last_samples: Vec::new(),
+        })
     }
 
     fn sample(&mut self, prompts: &[Vec<u32>], m: &mut Metrics) -> Result<Sampled> {
@@ -196,6 +207,7 @@ impl RlooTrainer {
         if let Some((lo, hi)) = self.cfg.reward_clip_range {
             scores.iter_mut().for_each(|x| *x = x.clamp(lo, hi));
         }
+        self.last_samples.extend(crate::run::Sample::rows(&r.prompts, &r.completions, &scores));
         reward_metrics(&scores, g, m);
         completion_metrics(&r, m);
         let dev = self.policy.device().clone();
@@ -246,6 +258,7 @@ impl RlooTrainer {
             return Err(TrainError::Input("rloo: train_step needs at least one batch of prompts".into()));
         }
         let mut metrics = Metrics::new();
+        self.last_samples.clear();
         let mut sampled = Vec::with_capacity(k);
         for p in prompt_batches {
             let mut m = Metrics::new();
@@ -334,5 +347,15 @@ impl crate::run::Trainer for RlooTrainer {
     }
     fn num_tokens(&mut self) -> &mut f64 {
         &mut self.num_tokens
+    }
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({"generations": self.generations})
+    }
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.generations = state["generations"].as_u64().unwrap_or(0);
+        Ok(())
+    }
+    fn samples(&self) -> Vec<crate::run::Sample> {
+        self.last_samples.clone()
     }
 }

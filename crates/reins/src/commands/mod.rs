@@ -1,5 +1,6 @@
 //! One module per subcommand; each maps its arguments to library calls.
 pub mod bench;
+pub mod best_of_n;
 pub mod data;
 pub mod generate;
 pub mod online;

@@ -1,9 +1,11 @@
-//! `reins grpo|rloo --config FILE.toml [--set key=value ...]`: online RL on prompts with a
+//! `reins grpo|rloo|ppo|remax|online-dpo|iterative-dpo --config FILE.toml [--set key=value ...]`: online RL on prompts with a
 //! reward chosen by name, through the shared run loop (run folder, metrics, checkpoints).
 //!
 //! `reward = "length"` (completion tokens / `max_completion_length`), `"contains:<text>"`
-//! (1 when the decoded completion contains `<text>`), or `"model"` with `reward_model_path`
-//! (a `*ForSequenceClassification` checkpoint, score at the last token).
+//! (1 when the decoded completion contains `<text>`), `"model"` with `reward_model_path`
+//! (a `*ForSequenceClassification` checkpoint, score at the last token), or an
+//! `http://host:port/path` scorer (`{"prompts", "completions"}` in, `{"scores"}` out, text,
+//! `reward_timeout` seconds).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,12 +16,17 @@ use reins_data::tokenize::tokenize_prompt;
 use reins_data::{HfTokenizer, Record, Text};
 use reins_model::{LoadOptions, Model};
 use reins_train::config::{keys_of, resolved, FlatConfig, TrainingArgs};
+use reins_train::losses::DpoConfig;
 use reins_train::losses::GrpoLossConfig;
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
-use reins_train::rewards::{ModelReward, RewardSource, RuleReward};
+use reins_train::rewards::{HttpReward, ModelReward, RewardSource, RuleReward};
 use reins_train::run::{self, Progress};
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
+use reins_train::trainers::iterative_dpo::{IterativeDpoConfig, IterativeDpoTrainer};
+use reins_train::trainers::online_dpo::{OnlineDpoConfig, OnlineDpoTrainer};
+use reins_train::trainers::ppo::{PpoConfig, PpoTrainer};
+use reins_train::trainers::remax::{RemaxConfig, RemaxTrainer};
 use reins_train::trainers::rloo::{RlooConfig, RlooTrainer};
 use reins_train::trainers::Metrics;
 use serde::{Deserialize, Serialize};
@@ -42,11 +49,13 @@ pub struct RewardArgs {
     pub reward: String,
     /// Reward model folder for `reward = "model"`.
     pub reward_model_path: Option<PathBuf>,
+    /// Seconds to wait for an `http://` scorer (connect, send, each read); default 30.
+    pub reward_timeout: f64,
 }
 
 impl Default for RewardArgs {
     fn default() -> Self {
-        RewardArgs { reward: "length".into(), reward_model_path: None }
+        RewardArgs { reward: "length".into(), reward_model_path: None, reward_timeout: 30.0 }
     }
 }
 
@@ -54,9 +63,13 @@ impl Default for RewardArgs {
 pub enum Method {
     Grpo,
     Rloo,
+    Ppo,
+    Remax,
+    OnlineDpo,
+    IterativeDpo,
 }
 
-fn prompt_of(r: &Record) -> Option<&Text> {
+pub fn prompt_of(r: &Record) -> Option<&Text> {
     match r {
         Record::Preference(p) => Some(&p.prompt),
         Record::PromptOnly { prompt, .. }
@@ -74,21 +87,56 @@ fn reward_source(
     max_len: usize,
     device: &candle_core::Device,
 ) -> Result<Box<dyn RewardSource>> {
-    if r.reward == "length" {
-        return Ok(Box::new(RuleReward::named("length", move |_, c| c.len() as f32 / max_len.max(1) as f32)));
-    }
-    if let Some(text) = r.reward.strip_prefix("contains:") {
-        let (text, tok) = (text.to_string(), tok.clone());
-        return Ok(Box::new(RuleReward::named("contains", move |_, c| {
-            tok.decode(c, true).map(|s| s.contains(&text) as u8 as f32).unwrap_or(0.0)
-        })));
-    }
     if r.reward == "model" {
         let p = r.reward_model_path.as_ref().context("reward = \"model\" needs reward_model_path")?;
         let m = Model::load(p, device, &LoadOptions::default())?;
         return Ok(Box::new(ModelReward::new(m)?));
     }
-    bail!("unknown reward `{}`: use \"length\", \"contains:<text>\" or \"model\"", r.reward)
+    if !(r.reward_timeout > 0.0 && r.reward_timeout.is_finite()) {
+        bail!("reward_timeout must be a positive number of seconds");
+    }
+    let timeout = std::time::Duration::from_secs_f64(r.reward_timeout);
+    match reward_from_spec(&r.reward, tok, max_len, device, timeout, false)? {
+        Some(src) => Ok(src),
+        None => bail!(
+            "unknown reward `{}`: use \"length\", \"contains:<text>\", \"model\" (with reward_model_path) or an \
+             http://host:port/path scorer",
+            r.reward
+        ),
+    }
+}
+
+/// A reward from a short spec: `length` (completion tokens / `max_len`), `contains:<text>`,
+/// `http://…` (a remote scorer, sent text), or — with `allow_dir` — a reward model folder.
+/// `None` when the spec is none of these.
+pub fn reward_from_spec(
+    spec: &str,
+    tok: &Arc<HfTokenizer>,
+    max_len: usize,
+    device: &candle_core::Device,
+    timeout: std::time::Duration,
+    allow_dir: bool,
+) -> Result<Option<Box<dyn RewardSource>>> {
+    if spec == "length" {
+        return Ok(Some(Box::new(RuleReward::named("length", move |_, c| c.len() as f32 / max_len.max(1) as f32))));
+    }
+    if let Some(text) = spec.strip_prefix("contains:") {
+        let (text, tok) = (text.to_string(), tok.clone());
+        return Ok(Some(Box::new(RuleReward::named("contains", move |_, c| {
+            tok.decode(c, true).map(|s| s.contains(&text) as u8 as f32).unwrap_or(0.0)
+        }))));
+    }
+    if spec.starts_with("http://") || spec.starts_with("https://") {
+        let tok = tok.clone();
+        let decode = move |ids: &[u32]| tok.decode(ids, true).unwrap_or_default();
+        return Ok(Some(Box::new(HttpReward::new(spec, timeout, Some(Box::new(decode)))?)));
+    }
+    let dir = std::path::Path::new(spec);
+    if allow_dir && dir.join("config.json").exists() {
+        let m = Model::load(dir, device, &LoadOptions::default()).with_context(|| format!("reward model {spec}"))?;
+        return Ok(Some(Box::new(ModelReward::new(m).with_context(|| format!("reward model {spec}"))?)));
+    }
+    Ok(None)
 }
 
 struct Lines;
@@ -133,6 +181,16 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             );
         }
         Method::Rloo => known.extend(keys_of::<RlooConfig>()),
+        Method::Ppo => known.extend(keys_of::<PpoConfig>()),
+        Method::Remax => known.extend(keys_of::<RemaxConfig>()),
+        Method::OnlineDpo => {
+            known.extend(keys_of::<OnlineDpoConfig>());
+            known.extend(keys_of::<DpoConfig>());
+        }
+        Method::IterativeDpo => {
+            known.extend(keys_of::<IterativeDpoConfig>());
+            known.extend(keys_of::<DpoConfig>());
+        }
     }
     flat.check_known(&known)?;
     let args: TrainingArgs = flat.part()?;
@@ -141,7 +199,9 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
     let rargs: RewardArgs = flat.part()?;
     let tok = Arc::new(HfTokenizer::from_dir(&args.model_name_or_path)?);
     let lora = args.lora();
-    let opts = LoadOptions { trainable: true, lora: lora.clone(), seed: args.seed, ..Default::default() };
+    // PPO's critic is a value head on the policy (TRL's shared-trunk layout).
+    let value_head = matches!(method, Method::Ppo);
+    let opts = LoadOptions { trainable: true, lora: lora.clone(), seed: args.seed, value_head, ..Default::default() };
     let model = Model::load(&args.model_name_or_path, &device, &opts)?;
     let loaded = load(&args.dataset, None, &ConvertOptions::default())?;
     eprintln!("{}", loaded.report);
@@ -181,6 +241,39 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let r = if cfg.beta != 0.0 { Some(reference()?) } else { None };
             let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
             let mut t = RlooTrainer::new(model, r, reward, cfg, opt)?;
+            run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
+        }
+        Method::Ppo => {
+            let cfg: PpoConfig = flat.part()?;
+            let reward = reward_source(&rargs, &tok, cfg.response_length, &device)?;
+            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
+            let mut t = PpoTrainer::new(model, None, reference()?, reward, cfg, opt)?;
+            run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
+        }
+        Method::Remax => {
+            let cfg: RemaxConfig = flat.part()?;
+            let reward = reward_source(&rargs, &tok, cfg.max_completion_length, &device)?;
+            let r = if cfg.beta != 0.0 { Some(reference()?) } else { None };
+            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
+            let mut t = RemaxTrainer::new(model, r, reward, cfg, opt)?;
+            run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
+        }
+        Method::OnlineDpo => {
+            let cfg: OnlineDpoConfig = flat.part()?;
+            let loss: DpoConfig = flat.part()?;
+            let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
+            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&loss)]);
+            let mut t = OnlineDpoTrainer::new(model, reference()?, reward, cfg, loss, opt)?;
+            run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
+        }
+        Method::IterativeDpo => {
+            // One run step is one round: `per_device_train_batch_size` prompts, then DPO epochs
+            // on their best/worst pairs with a fresh optimizer.
+            let cfg: IterativeDpoConfig = flat.part()?;
+            let loss: DpoConfig = flat.part()?;
+            let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
+            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&loss)]);
+            let mut t = IterativeDpoTrainer::new(model, reference()?, reward, cfg, loss, optim.clone())?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
     };

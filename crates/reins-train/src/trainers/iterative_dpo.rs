@@ -1,0 +1,295 @@
+//! Iterative DPO, the recipe of RLHF Workflow (Dong et al., arXiv:2405.07863 §3; Xiong et al.,
+//! arXiv:2312.11456 "Iterative Preference Learning from Human Feedback"): each round the
+//! current policy samples `num_generations` responses per prompt, the reward source picks the
+//! best and the worst (a prompt whose responses all tie gives no pair), and DPO trains on those
+//! pairs for `num_dpo_epochs` epochs; the next round starts from the result.
+//!
+//! Each round is a fresh DPO run, as in RLHF Workflow's scripts: a new optimizer (AdamW state and
+//! schedule over the round's steps). The reference is the initial policy (RLHF Workflow's
+//! `--ref_model $initial_model`, default) or the policy at the start of the round
+//! (`reference_policy = "round_start"`).
+//!
+//! In the shared run loop one step is one round: `per_device_train_batch_size` prompts per round
+//! and `max_steps` rounds; metrics are the round's means plus `pairs`.
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use reins_model::weights::Weights;
+use reins_model::{LoadOptions, Model, SamplingConfig};
+use serde::{Deserialize, Serialize};
+
+use super::dpo::Reference;
+use super::grpo::{add_mean, completion_metrics, rollout, score_rollout};
+use super::online_dpo::dpo_on_pairs;
+use super::Metrics;
+use crate::losses::DpoConfig;
+use crate::optim::optimizer::{OptimConfig, Optimizer};
+use crate::rewards::RewardSource;
+use crate::run::Sample;
+use crate::{Result, TrainError};
+
+/// Which policy the DPO loss of a round compares against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferencePolicy {
+    /// The policy training started from (RLHF Workflow). Default.
+    #[default]
+    Initial,
+    /// The policy at the start of each round.
+    RoundStart,
+}
+
+/// Iterative DPO options (the loss's are [`DpoConfig`]'s).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IterativeDpoConfig {
+    /// Responses sampled per prompt each round; best and worst form the pair (default 8).
+    pub num_generations: usize,
+    /// DPO epochs over each round's pairs (default 2).
+    pub num_dpo_epochs: usize,
+    /// Pairs per DPO optimizer step (default 8).
+    pub dpo_batch_size: usize,
+    /// `initial` (default) or `round_start`.
+    pub reference_policy: ReferencePolicy,
+    /// New tokens per response at most (default 64).
+    pub max_new_tokens: usize,
+    /// Sampling temperature (default 1.0, RLHF Workflow); the loss uses plain logits.
+    pub temperature: f64,
+    /// Nucleus sampling (default 1.0 = off).
+    pub top_p: f64,
+    /// Top-k; 0 = off (default).
+    pub top_k: usize,
+    /// Subtracted from the score of a response without an EOS (default off).
+    pub missing_eos_penalty: Option<f32>,
+    /// Sampler and pair-order seed; round `i` uses `seed + i` (default 42).
+    pub seed: u64,
+}
+
+impl Default for IterativeDpoConfig {
+    fn default() -> Self {
+        IterativeDpoConfig {
+            num_generations: 8,
+            num_dpo_epochs: 2,
+            dpo_batch_size: 8,
+            reference_policy: ReferencePolicy::Initial,
+            max_new_tokens: 64,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            missing_eos_penalty: None,
+            seed: 42,
+        }
+    }
+}
+
+impl IterativeDpoConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.num_generations < 2 {
+            return Err(TrainError::Config("num_generations must be at least 2 (best and worst form a pair)".into()));
+        }
+        if self.num_dpo_epochs == 0 || self.dpo_batch_size == 0 || self.max_new_tokens == 0 {
+            return Err(TrainError::Config(
+                "num_dpo_epochs, dpo_batch_size and max_new_tokens must be at least 1".into(),
+            ));
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(TrainError::Config("temperature must be > 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Best and worst row of each group of `g` scores: `[best…, worst…]`, skipping groups whose
+/// scores all tie. Ties for best/worst go to the earlier row.
+pub fn best_worst_rows(scores: &[f32], g: usize) -> Vec<usize> {
+    let (mut best, mut worst) = (vec![], vec![]);
+    for (gi, grp) in scores.chunks(g).enumerate() {
+        let (mut b, mut w) = (0, 0);
+        for (j, &s) in grp.iter().enumerate() {
+            if s > grp[b] {
+                b = j;
+            }
+            if s < grp[w] {
+                w = j;
+            }
+        }
+        if grp[b] > grp[w] {
+            best.push(gi * g + b);
+            worst.push(gi * g + w);
+        }
+    }
+    best.extend(worst);
+    best
+}
+
+/// A frozen deep copy of `model`'s weights (adapters merged): later optimizer steps on `model`
+/// do not reach it.
+pub fn frozen_copy(model: &Model) -> Result<Model> {
+    let tensors = model
+        .named_tensors()?
+        .into_iter()
+        .map(|(n, t)| Ok((n, t.detach().copy()?)))
+        .collect::<Result<std::collections::HashMap<_, _>>>()?;
+    let mut w = Weights::from_map(tensors, "frozen copy");
+    Ok(Model::from_weights(model.config.clone(), &mut w, model.device(), &LoadOptions::default())?)
+}
+
+pub struct IterativeDpoTrainer {
+    pub policy: Model,
+    /// The initial reference (a frozen copy of the starting policy, or adapters off).
+    pub reference: Reference,
+    pub reward: Box<dyn RewardSource>,
+    pub cfg: IterativeDpoConfig,
+    pub loss: DpoConfig,
+    /// Each round builds a fresh optimizer from this.
+    pub optim: OptimConfig,
+    pub opt: Optimizer,
+    /// Rounds done so far (seeds the sampler).
+    pub rounds: u64,
+    pub num_tokens: f64,
+    pub last_samples: Vec<Sample>,
+}
+
+impl IterativeDpoTrainer {
+    pub fn new(
+        policy: Model,
+        reference: Reference,
+        reward: Box<dyn RewardSource>,
+        cfg: IterativeDpoConfig,
+        loss: DpoConfig,
+        optim: OptimConfig,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        loss.validate()?;
+        let opt = Optimizer::new(policy.params(), &optim, 1)?;
+        Ok(IterativeDpoTrainer {
+            policy,
+            reference,
+            reward,
+            cfg,
+            loss,
+            optim,
+            opt,
+            rounds: 0,
+            num_tokens: 0.0,
+            last_samples: Vec::new(),
+        })
+    }
+
+    /// One round on `prompts`: sample, pick best/worst pairs, `num_dpo_epochs` of DPO.
+    pub fn round(&mut self, prompts: &[Vec<u32>]) -> Result<Metrics> {
+        let c = self.cfg.clone();
+        let sampling = SamplingConfig {
+            max_new_tokens: c.max_new_tokens,
+            do_sample: true,
+            temperature: c.temperature,
+            top_k: c.top_k,
+            top_p: c.top_p,
+            min_p: 0.0,
+            seed: c.seed.wrapping_add(self.rounds),
+            stop_on_eos: true,
+        };
+        let round = self.rounds;
+        self.rounds += 1;
+        let r = rollout(&self.policy, prompts, c.num_generations, &sampling, false)?;
+        let scores = score_rollout(self.reward.as_ref(), &r, c.missing_eos_penalty)?;
+        self.last_samples = Sample::rows(&r.prompts, &r.completions, &scores);
+        self.num_tokens += r.attention_mask.iter().flatten().map(|&x| x as f64).sum::<f64>();
+        let mut m = Metrics::new();
+        completion_metrics(&r, &mut m);
+        let mean = scores.iter().map(|&x| x as f64).sum::<f64>() / scores.len().max(1) as f64;
+        m.insert("objective/scores".into(), mean);
+        m.insert("reward".into(), mean);
+        let rows = best_worst_rows(&scores, c.num_generations);
+        let n = rows.len() / 2;
+        m.insert("pairs".into(), n as f64);
+        if n == 0 {
+            // Every group tied: nothing to learn from this round.
+            m.insert("loss".into(), 0.0);
+            return Ok(m);
+        }
+        let margin = (0..n).map(|i| (scores[rows[i]] - scores[rows[n + i]]) as f64).sum::<f64>() / n as f64;
+        m.insert("objective/scores_margin".into(), margin);
+        let pairs = r.select(&rows);
+        let round_ref = match c.reference_policy {
+            ReferencePolicy::RoundStart => Some(Reference::Model(Box::new(frozen_copy(&self.policy)?))),
+            ReferencePolicy::Initial => None,
+        };
+        let steps_per_epoch = n.div_ceil(c.dpo_batch_size);
+        self.opt = Optimizer::new(self.policy.params(), &self.optim, c.num_dpo_epochs * steps_per_epoch)?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(c.seed.wrapping_add(round) ^ 0x0044_504f);
+        let total = (c.num_dpo_epochs * steps_per_epoch) as f64;
+        let mut acc = Metrics::new();
+        for _ in 0..c.num_dpo_epochs {
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(&mut rng);
+            for chunk in order.chunks(c.dpo_batch_size) {
+                let sel: Vec<usize> = chunk.iter().copied().chain(chunk.iter().map(|&i| n + i)).collect();
+                let batch = pairs.select(&sel);
+                let reference = round_ref.as_ref().unwrap_or(&self.reference);
+                let (loss, mut dm) = dpo_on_pairs(&self.policy, reference, &batch, &self.loss, 1.0)?;
+                self.opt.accumulate(loss.backward()?)?;
+                let s = self.opt.step()?;
+                dm.insert("grad_norm".into(), s.grad_norm);
+                dm.insert("learning_rate".into(), s.learning_rate);
+                add_mean(&mut acc, dm, total);
+            }
+        }
+        m.extend(acc);
+        m.insert("num_tokens".into(), self.num_tokens);
+        Ok(m)
+    }
+}
+
+impl crate::run::Trainer for IterativeDpoTrainer {
+    type Batch = Vec<Vec<u32>>;
+    /// One round over all micro-batches' prompts.
+    fn train_step(&mut self, micro_batches: &[Vec<Vec<u32>>]) -> Result<Metrics> {
+        self.round(&micro_batches.concat())
+    }
+    /// Samples and scores without training.
+    fn evaluate(&mut self, batch: &Vec<Vec<u32>>) -> Result<Metrics> {
+        let s = SamplingConfig {
+            max_new_tokens: self.cfg.max_new_tokens,
+            temperature: self.cfg.temperature,
+            seed: self.cfg.seed.wrapping_add(self.rounds) ^ 0x4556_414c,
+            ..Default::default()
+        };
+        let r = rollout(&self.policy, batch, 1, &s, false)?;
+        let scores = score_rollout(self.reward.as_ref(), &r, self.cfg.missing_eos_penalty)?;
+        let mut m = Metrics::new();
+        completion_metrics(&r, &mut m);
+        m.insert("reward".into(), scores.iter().map(|&x| x as f64).sum::<f64>() / scores.len().max(1) as f64);
+        Ok(m)
+    }
+    fn model(&self) -> &Model {
+        &self.policy
+    }
+    fn optimizer(&mut self) -> &mut Optimizer {
+        &mut self.opt
+    }
+    fn num_tokens(&mut self) -> &mut f64 {
+        &mut self.num_tokens
+    }
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({"rounds": self.rounds})
+    }
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.rounds = state["rounds"].as_u64().unwrap_or(0);
+        Ok(())
+    }
+    fn samples(&self) -> Vec<Sample> {
+        self.last_samples.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_and_worst_per_group_skip_ties() {
+        let s = [0.1, 0.9, 0.5, /* tie */ 1.0, 1.0, 1.0, /* */ 2.0, -1.0, 2.0];
+        assert_eq!(best_worst_rows(&s, 3), vec![1, 6, 0, 7]);
+    }
+}
