@@ -10,9 +10,12 @@ use reins_data::collate::{PreferenceBatch, SftBatch};
 use reins_model::generate::{generate, Hooks};
 use reins_model::init::{llama_config, random_weights};
 use reins_model::{LoadOptions, Model, ModelConfig, SamplingConfig};
+use reins_train::losses::ppo::GrpoLossConfig;
 use reins_train::losses::DpoConfig;
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
+use reins_train::rewards::RuleReward;
 use reins_train::trainers::dpo::{DpoTrainer, Reference};
+use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
 use reins_train::trainers::sft::SftTrainer;
 use serde_json::json;
 
@@ -99,6 +102,28 @@ pub fn run(a: BenchArgs) -> Result<()> {
     })?;
     let dpo_pairs_s = 8.0 / dpo_s;
 
+    // GRPO: 2 prompts x 4 generations x 64 new tokens, a rule reward, k3 KL to a frozen
+    // reference (beta 0.04), as `shared/bench/trl_grpo_bench.py`. Prompts have HH lengths
+    // (the last 200 characters of an HH prompt: ~40-60 tokens).
+    let policy = model(true)?;
+    let opt = Optimizer::new(policy.params(), &optim, 1_000)?;
+    let reward = RuleReward::named("length", |_, c| -((c.len() as f32 - 20.0).abs()) / 20.0);
+    let cfg = GrpoConfig { num_generations: 4, ..Default::default() };
+    let loss = GrpoLossConfig { beta: 0.04, max_completion_length: 64, ..Default::default() };
+    let reference = Reference::Model(Box::new(model(false)?));
+    let mut grpo = GrpoTrainer::new(policy, Some(reference), Box::new(reward), cfg, loss, opt)?;
+    let grpo_prompts: Vec<Vec<u32>> = (0..2)
+        .map(|_| {
+            let len = rng.random_range(40..=60);
+            random_rows(&mut rng, 1, len).remove(0)
+        })
+        .collect();
+    let grpo_s = time(a.reps, || {
+        grpo.train_step(std::slice::from_ref(&grpo_prompts))?;
+        Ok(())
+    })?;
+    let grpo_completions_s = 8.0 / grpo_s;
+
     if a.json {
         println!(
             "{}",
@@ -108,7 +133,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 "train_step_s": train_step_s,
                 "generate_tok_s": generate_tok_s,
                 "dpo_pairs_s": dpo_pairs_s,
-                "grpo_completions_s": null,
+                "grpo_completions_s": grpo_completions_s,
             })
         );
     } else {
@@ -116,7 +141,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         println!("{:<52} {:>10}", "training step, batch 8 x 128 (s)", format!("{train_step_s:.3}"));
         println!("{:<52} {:>10}", "sampling, batch 8, 16 + 64 tokens (tokens/s)", format!("{generate_tok_s:.0}"));
         println!("{:<52} {:>10}", "DPO, 8 pairs/step, length 128 (pairs/s)", format!("{dpo_pairs_s:.2}"));
-        println!("{:<52} {:>10}", "GRPO, 2 x 4 x 64 tokens (completions/s)", "not yet");
+        println!("{:<52} {:>10}", "GRPO, 2 x 4 x 64 tokens (completions/s)", format!("{grpo_completions_s:.2}"));
     }
     Ok(())
 }
