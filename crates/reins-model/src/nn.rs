@@ -1,7 +1,8 @@
 //! Differentiable building blocks shared by the decoders.
 //!
 //! candle's fused `rms_norm`, `layer_norm`, `softmax_last_dim` and `rope` kernels have no
-//! backward pass, so everything here is written as compositions of ops that do.
+//! backward pass, so everything here is either a composition of ops that do or one of our
+//! own fused kernels with a backward (`crate::kernels`).
 
 use candle_core::{DType, Device, Module, Tensor, D};
 
@@ -91,9 +92,7 @@ impl Module for Linear {
 
 /// Root-mean-square norm (Zhang & Sennrich 2019): `x / sqrt(mean(x²) + eps) * w`, `x: [..., d]`.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    let xn = x.broadcast_mul(&(ms + eps)?.sqrt()?.recip()?)?;
-    Ok(xn.broadcast_mul(weight)?)
+    crate::kernels::rms_norm::rms_norm(x, weight, eps)
 }
 
 /// Layer norm (Ba et al. 2016) over the last dimension, with affine `weight` and `bias`.
@@ -182,9 +181,9 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor) -> Result<Te
     let group = h / hkv;
     // Fold the query heads that share a KV head into the query axis: [B, Hkv, group*Tq, d].
     let qg = q.reshape((b, hkv, group * tq, d))?;
-    let scores = (qg.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
-    let scores = scores.reshape((b, h, tq, tk))?.broadcast_add(bias)?;
-    let p = softmax_last(&scores)?.reshape((b, hkv, group * tq, tk))?;
+    let scores = qg.matmul(&k.t()?)?.reshape((b, h, tq, tk))?;
+    let p = crate::kernels::attention::masked_softmax(&scores, bias, 1.0 / (d as f64).sqrt())?;
+    let p = p.reshape((b, hkv, group * tq, tk))?;
     Ok(p.matmul(v)?.reshape((b, h, tq, d))?)
 }
 

@@ -165,9 +165,10 @@ impl Llama {
             let residual = x.clone();
             let hs = nn::rms_norm(&x, &layer.post_attention_layernorm, eps)?;
             let m = &layer.mlp;
-            let g = m.gate_proj.forward(&hs)?.silu()?;
+            let g = m.gate_proj.forward(&hs)?;
             let u = m.up_proj.forward(&hs)?;
-            x = (residual + m.down_proj.forward(&(g * u)?)?)?;
+            let gu = crate::kernels::swiglu::swiglu(&g, &u)?;
+            x = (residual + m.down_proj.forward(&gu)?)?;
         }
         nn::rms_norm(&x, &self.norm, eps)
     }
