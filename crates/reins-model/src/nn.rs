@@ -76,8 +76,14 @@ impl Module for Linear {
         let (lead, inp) = dims.split_at(dims.len() - 1);
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, inp[0]))?;
-        let w = if self.transposed { self.weight.clone() } else { self.weight.t()? };
-        let mut y = x2.matmul(&w)?;
+        let few_rows = rows <= crate::kernels::linear::MAX_ROWS && !self.transposed;
+        let mut y = if few_rows && crate::kernels::fusable(&[&x2, &self.weight]) {
+            crate::kernels::linear::matmul_t(&x2, &self.weight)?
+        } else if self.transposed {
+            x2.matmul(&self.weight)?
+        } else {
+            x2.matmul(&self.weight.t()?)?
+        };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }

@@ -27,6 +27,9 @@ pub struct BenchArgs {
     /// Timed repetitions of each measurement (after one warm-up).
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
+    /// Run one measurement only (for profiling): train, generate, dpo or grpo.
+    #[arg(long, value_parser = ["train", "generate", "dpo", "grpo"])]
+    pub only: Option<String>,
 }
 
 const VOCAB: usize = 4096;
@@ -41,8 +44,11 @@ fn random_rows(rng: &mut impl Rng, rows: usize, len: usize) -> Vec<Vec<u32>> {
     (0..rows).map(|_| (0..len).map(|_| rng.random_range(4..VOCAB as u32)).collect()).collect()
 }
 
-/// Median seconds of `reps` calls after one warm-up.
-fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// Median seconds of `reps` calls after one warm-up (NaN when skipped).
+fn time(reps: usize, skip: bool, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    if skip {
+        return Ok(f64::NAN);
+    }
     f()?;
     let mut t = Vec::with_capacity(reps);
     for _ in 0..reps.max(1) {
@@ -70,7 +76,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
         input_ids: ids,
         position_ids: None,
     };
-    let train_step_s = time(a.reps, || {
+    let on = |name: &str| a.only.as_deref().is_none_or(|o| o == name);
+    let reps = |name: &str| if on(name) { a.reps } else { 0 };
+    let skip = |name: &str| !on(name);
+    let train_step_s = time(reps("train"), skip("train"), || {
         sft.train_step(std::slice::from_ref(&batch))?;
         Ok(())
     })?;
@@ -79,7 +88,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let g = model(false)?;
     let prompts = random_rows(&mut rng, 8, 16);
     let cfg = SamplingConfig { max_new_tokens: 64, stop_on_eos: false, ..Default::default() };
-    let gen_s = time(a.reps, || {
+    let gen_s = time(reps("generate"), skip("generate"), || {
         generate(&g, &prompts, &cfg, Hooks::default())?;
         Ok(())
     })?;
@@ -96,7 +105,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         margin: None,
         strength: None,
     };
-    let dpo_s = time(a.reps, || {
+    let dpo_s = time(reps("dpo"), skip("dpo"), || {
         dpo.train_step(std::slice::from_ref(&pref))?;
         Ok(())
     })?;
@@ -118,7 +127,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             random_rows(&mut rng, 1, len).remove(0)
         })
         .collect();
-    let grpo_s = time(a.reps, || {
+    let grpo_s = time(reps("grpo"), skip("grpo"), || {
         grpo.train_step(std::slice::from_ref(&grpo_prompts))?;
         Ok(())
     })?;
