@@ -50,8 +50,15 @@ impl CustomOp2 for MatmulT {
         let mut yt = vec![0f32; n * m];
         yt.par_chunks_mut(COLS_PER_TASK * m).zip(w.par_chunks(COLS_PER_TASK * k)).for_each(|(yt, w)| {
             for (yo, wo) in yt.chunks_mut(m).zip(w.chunks(k)) {
-                for (y, xr) in yo.iter_mut().zip(x.chunks(k)) {
-                    *y = dot(xr, wo);
+                // Four rows of x per pass over the weight row: one load of W per four FMAs.
+                for (y4, x4) in yo.chunks_mut(4).zip(x.chunks(4 * k)) {
+                    if y4.len() == 4 {
+                        y4.copy_from_slice(&dot4(x4, wo));
+                    } else {
+                        for (y, xr) in y4.iter_mut().zip(x4.chunks(k)) {
+                            *y = dot(xr, wo);
+                        }
+                    }
                 }
             }
         });
@@ -86,6 +93,20 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     dot_portable(a, b)
+}
+
+/// The dots of `w` with four consecutive rows of `x4` (`[4, w.len()]`).
+#[inline]
+fn dot4(x4: &[f32], w: &[f32]) -> [f32; 4] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the features the function is compiled for were just detected.
+            return unsafe { dot4_avx2(x4, w) };
+        }
+    }
+    let k = w.len();
+    std::array::from_fn(|r| dot_portable(&x4[r * k..(r + 1) * k], w))
 }
 
 #[inline]
@@ -125,6 +146,35 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_avx2(x4: &[f32], w: &[f32]) -> [f32; 4] {
+    use std::arch::x86_64::*;
+    let k = w.len();
+    assert!(x4.len() >= 4 * k);
+    let pw = w.as_ptr();
+    let px = [x4.as_ptr(), x4.as_ptr().add(k), x4.as_ptr().add(2 * k), x4.as_ptr().add(3 * k)];
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 8 <= k {
+        let wv = _mm256_loadu_ps(pw.add(i));
+        for r in 0..4 {
+            acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(px[r].add(i)), wv, acc[r]);
+        }
+        i += 8;
+    }
+    let mut out = [0f32; 4];
+    for r in 0..4 {
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), acc[r]);
+        out[r] = lanes.iter().sum();
+        for j in i..k {
+            out[r] += x4[r * k + j] * w[j];
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::Var;
@@ -134,7 +184,7 @@ mod tests {
 
     #[test]
     fn matches_matmul_values_and_gradients() {
-        for (m, k, n) in [(1, 64, 70), (8, 256, 129), (3, 37, 5)] {
+        for (m, k, n) in [(1, 64, 70), (8, 256, 129), (3, 37, 5), (6, 21, 9)] {
             let x = Var::from_tensor(&randn(&[m, k], 1)).unwrap();
             let w = Var::from_tensor(&randn(&[n, k], 2)).unwrap();
             let probe = randn(&[m, n], 3);
