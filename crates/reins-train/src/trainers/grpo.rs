@@ -10,7 +10,7 @@
 
 use candle_core::{DType, Tensor, D};
 use reins_model::generate::{generate, Finish, Hooks, SamplingConfig};
-use reins_model::logprobs::token_logps;
+use reins_model::logprobs::{masked_token_logps, token_logps};
 use reins_model::{nn, Batch, Model};
 use serde::{Deserialize, Serialize};
 
@@ -189,7 +189,8 @@ pub fn reference_logps(policy: &Model, reference: &Reference, r: &Rollout, tempe
         Reference::Model(m) => m.detached(),
         Reference::AdaptersOff => policy.without_adapters(),
     };
-    Ok(completion_token_logps(&m, r, temperature)?.0.detach())
+    let batch = Batch::new(r.input_ids.clone(), r.attention_mask.clone())?;
+    Ok(masked_token_logps(&m, &batch, &r.completion_mask, temperature)?.detach())
 }
 
 /// TRL's completion metrics: `completions/{mean,min,max}_length`, `completions/clipped_ratio`.
