@@ -9,6 +9,7 @@ pub mod attention;
 pub mod linear;
 pub mod log_softmax_gather;
 pub mod rms_norm;
+pub mod rope;
 pub mod swiglu;
 
 use candle_core::{CpuStorage, Layout, Tensor};
