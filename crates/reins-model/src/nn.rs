@@ -103,11 +103,7 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
 
 /// Layer norm (Ba et al. 2016) over the last dimension, with affine `weight` and `bias`.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let xc = x.broadcast_sub(&mean)?;
-    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-    let xn = xc.broadcast_mul(&(var + eps)?.sqrt()?.recip()?)?;
-    Ok(xn.broadcast_mul(weight)?.broadcast_add(bias)?)
+    crate::kernels::layer_norm::layer_norm(x, weight, bias, eps)
 }
 
 /// Softmax over the last dimension; the max shift is a constant, so it is detached.

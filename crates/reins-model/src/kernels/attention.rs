@@ -148,10 +148,12 @@ mod tests {
         let f = masked_softmax(s.as_tensor(), &bias(), 0.125).unwrap();
         let c = composed(s.as_tensor(), &bias(), 0.125).unwrap();
         let dv = max_abs_diff(&f, &c);
+        println!("attention: max value error {dv:e}");
         assert!(dv < 1e-6, "values differ by {dv}");
         let gf = (f * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let gc = (c * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let d = max_abs_diff(gf.get(s.as_tensor()).unwrap(), gc.get(s.as_tensor()).unwrap());
+        println!("attention: max gradient error {d:e}");
         assert!(d < 1e-6, "gradients differ by {d}");
     }
 

@@ -191,11 +191,13 @@ mod tests {
             let f = matmul_t(x.as_tensor(), w.as_tensor()).unwrap();
             let c = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
             let dv = max_abs_diff(&f, &c);
+            println!("linear: max value error {dv:e}");
             assert!(dv < 1e-4, "values differ by {dv} at {m}x{k}x{n}");
             let gf = (f * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             let gc = (c * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             for v in [&x, &w] {
                 let d = max_abs_diff(gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
+                println!("linear: max gradient error {d:e}");
                 assert!(d < 1e-4, "gradients differ by {d}");
             }
         }

@@ -183,10 +183,12 @@ mod tests {
         let fused = log_softmax_gather(x.as_tensor(), &t).unwrap();
         let reference = composed(x.as_tensor(), &t);
         let dv = max_abs_diff(&fused, &reference);
+        println!("log_softmax_gather: max value error {dv:e}");
         assert!(dv < 1e-6, "values differ by {dv}");
         let gf = (fused * &w).unwrap().sum_all().unwrap().backward().unwrap();
         let gc = (reference * &w).unwrap().sum_all().unwrap().backward().unwrap();
         let dg = max_abs_diff(gf.get(x.as_tensor()).unwrap(), gc.get(x.as_tensor()).unwrap());
+        println!("log_softmax_gather: max gradient error {dg:e}");
         assert!(dg < 1e-6, "gradients differ by {dg}");
     }
 

@@ -6,6 +6,7 @@
 //! (rows split over the rayon pool, the one matmul uses too), elsewhere the composition.
 
 pub mod attention;
+pub mod layer_norm;
 pub mod linear;
 pub mod log_softmax_gather;
 pub mod rms_norm;

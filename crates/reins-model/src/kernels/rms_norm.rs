@@ -216,11 +216,13 @@ mod tests {
         let f = rms_norm(x.as_tensor(), w.as_tensor(), 1e-6).unwrap();
         let c = composed(x.as_tensor(), w.as_tensor(), 1e-6).unwrap();
         let dv = max_abs_diff(&f, &c);
+        println!("rms_norm: max value error {dv:e}");
         assert!(dv < 1e-6, "values differ by {dv}");
         let gf = (f * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let gc = (c * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         for v in [&x, &w] {
             let d = max_abs_diff(gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
+            println!("rms_norm: max gradient error {d:e}");
             assert!(d < 1e-4, "gradients differ by {d}");
         }
     }

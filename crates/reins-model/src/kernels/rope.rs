@@ -127,10 +127,12 @@ mod tests {
         let f = rope(x.as_tensor(), &c, &s).unwrap();
         let r = composed(x.as_tensor(), &c, &s).unwrap();
         let dv = max_abs_diff(&f, &r);
+        println!("rope: max value error {dv:e}");
         assert!(dv == 0.0, "values differ by {dv}");
         let gf = (f * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let gc = (r * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let d = max_abs_diff(gf.get(x.as_tensor()).unwrap(), gc.get(x.as_tensor()).unwrap());
+        println!("rope: max gradient error {d:e}");
         assert!(d < 1e-6, "gradients differ by {d}");
     }
 

@@ -128,11 +128,13 @@ mod tests {
         let f = swiglu(a.as_tensor(), b.as_tensor()).unwrap();
         let c = (a.as_tensor().silu().unwrap() * b.as_tensor()).unwrap();
         let dv = max_abs_diff(&f, &c);
+        println!("swiglu: max value error {dv:e}");
         assert!(dv < 1e-6, "values differ by {dv}");
         let gf = (f * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let gc = (c * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         for v in [&a, &b] {
             let d = max_abs_diff(gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
+            println!("swiglu: max gradient error {d:e}");
             assert!(d < 1e-5, "gradients differ by {d}");
         }
     }
