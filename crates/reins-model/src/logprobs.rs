@@ -33,6 +33,17 @@ pub fn sft_loss(logits: &Tensor, ids: &Tensor, labels_mask: &Tensor) -> Result<T
 /// masked in: `[B, T-1]`, zero elsewhere. With completions half the sequence this halves the
 /// largest matmul and the `[·, V]` work, forward and backward.
 pub fn masked_token_logps(model: &Model, batch: &Batch, mask: &[Vec<u8>], temperature: f64) -> Result<Tensor> {
+    Ok(masked_token_logps_and_logits(model, batch, mask, temperature)?.0)
+}
+
+/// [`masked_token_logps`] and the `[M, V]` logits (already divided by `temperature`) of the
+/// `M` selected positions, in row-major order of `(row, position)`.
+pub fn masked_token_logps_and_logits(
+    model: &Model,
+    batch: &Batch,
+    mask: &[Vec<u8>],
+    temperature: f64,
+) -> Result<(Tensor, Tensor)> {
     let (b, t) = (batch.ids.len(), batch.ids.first().map_or(0, Vec::len));
     if mask.len() != b || mask.iter().any(|r| r.len() != t) {
         return Err(crate::ModelError::Usage("the token mask must have the shape of the ids".into()));
@@ -53,7 +64,8 @@ pub fn masked_token_logps(model: &Model, batch: &Batch, mask: &[Vec<u8>], temper
     }
     let zeros = Tensor::zeros(b * t.saturating_sub(1), DType::F32, dev)?;
     if src.is_empty() {
-        return Ok(zeros.reshape((b, t.saturating_sub(1)))?);
+        let v = model.config.vocab_size;
+        return Ok((zeros.reshape((b, t.saturating_sub(1)))?, Tensor::zeros((0, v), DType::F32, dev)?));
     }
     let n = src.len();
     let h = hidden.reshape((b * t, d))?.index_select(&Tensor::from_vec(src, n, dev)?, 0)?;
@@ -62,7 +74,8 @@ pub fn masked_token_logps(model: &Model, batch: &Batch, mask: &[Vec<u8>], temper
         logits = (logits / temperature)?;
     }
     let lp = log_softmax_gather(&logits, &Tensor::from_vec(next, n, dev)?)?;
-    Ok(zeros.index_add(&Tensor::from_vec(dst, n, dev)?, &lp, 0)?.reshape((b, t - 1))?)
+    let logps = zeros.index_add(&Tensor::from_vec(dst, n, dev)?, &lp, 0)?.reshape((b, t - 1))?;
+    Ok((logps, logits))
 }
 
 #[cfg(test)]
