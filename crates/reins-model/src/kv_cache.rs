@@ -31,7 +31,8 @@ impl LayerCache {
         self.k.slice_set(&k.contiguous()?, 2, self.len)?;
         self.v.slice_set(&v.contiguous()?, 2, self.len)?;
         self.len += t;
-        Ok((self.k.narrow(2, 0, self.len)?.contiguous()?, self.v.narrow(2, 0, self.len)?.contiguous()?))
+        // Views into the preallocated buffers (no copy); matmul takes their strides as they are.
+        Ok((self.k.narrow(2, 0, self.len)?, self.v.narrow(2, 0, self.len)?))
     }
 
     pub fn len(&self) -> usize {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod init;
+pub mod kernels;
 pub mod kv_cache;
 pub mod logprobs;
 pub mod lora;

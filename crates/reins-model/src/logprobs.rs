@@ -1,23 +1,22 @@
 //! Token log-probabilities and the SFT loss from logits.
 
-use candle_core::{Tensor, D};
+use candle_core::{DType, Tensor};
 
 use crate::error::Result;
-use crate::nn;
+use crate::kernels::log_softmax_gather::log_softmax_gather;
+use crate::model::{Batch, Model};
 
 /// `logps[b, t] = log p(ids[b, t+1] | ids[b, ..=t]) · mask[b, t+1]`, shape `[B, T-1]`.
 ///
-/// Computed as `logit[target] − logsumexp(logits)`: the `[B, T, V]` log-softmax is never
-/// materialised.
+/// Computed as `logit[target] − logsumexp(logits)` by one fused kernel: the `[B, T, V]`
+/// log-softmax is never materialised, forward or backward.
 pub fn token_logps(logits: &Tensor, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let t = logits.dim(1)?;
     // Targets shifted left, with a dummy last column so the gather runs on the contiguous
     // logits; the last position is dropped afterwards.
     let next = ids.narrow(1, 1, t - 1)?;
     let targets = Tensor::cat(&[&next, &ids.narrow(1, 0, 1)?], 1)?.contiguous()?;
-    let picked = logits.contiguous()?.gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?.squeeze(D::Minus1)?;
-    let lse = nn::logsumexp_last(logits)?.squeeze(D::Minus1)?;
-    let logps = (picked - lse)?.narrow(1, 0, t - 1)?;
+    let logps = log_softmax_gather(logits, &targets)?.narrow(1, 0, t - 1)?;
     Ok((logps * mask.narrow(1, 1, t - 1)?)?)
 }
 
@@ -27,4 +26,92 @@ pub fn sft_loss(logits: &Tensor, ids: &Tensor, labels_mask: &Tensor) -> Result<T
     let logps = token_logps(logits, ids, labels_mask)?;
     let n = labels_mask.narrow(1, 1, labels_mask.dim(1)? - 1)?.sum_all()?;
     Ok((logps.sum_all()?.neg()? / n)?)
+}
+
+/// As [`token_logps`] on `model.logits(batch) / temperature` with `mask` the `[B][T]` token
+/// mask, but the LM head and the log-softmax run only on the positions whose next token is
+/// masked in: `[B, T-1]`, zero elsewhere. With completions half the sequence this halves the
+/// largest matmul and the `[·, V]` work, forward and backward.
+pub fn masked_token_logps(model: &Model, batch: &Batch, mask: &[Vec<u8>], temperature: f64) -> Result<Tensor> {
+    Ok(masked_token_logps_and_logits(model, batch, mask, temperature)?.0)
+}
+
+/// [`masked_token_logps`] and the `[M, V]` logits (already divided by `temperature`) of the
+/// `M` selected positions, in row-major order of `(row, position)`.
+pub fn masked_token_logps_and_logits(
+    model: &Model,
+    batch: &Batch,
+    mask: &[Vec<u8>],
+    temperature: f64,
+) -> Result<(Tensor, Tensor)> {
+    let (b, t) = (batch.ids.len(), batch.ids.first().map_or(0, Vec::len));
+    if mask.len() != b || mask.iter().any(|r| r.len() != t) {
+        return Err(crate::ModelError::Usage("the token mask must have the shape of the ids".into()));
+    }
+    let dev = model.device();
+    let hidden = model.hidden(batch)?; // [B, T, D]
+    let d = hidden.dim(2)?;
+    // (row of hidden, row of the [B, T-1] output, next token) for every selected position.
+    let (mut src, mut dst, mut next) = (vec![], vec![], vec![]);
+    for (r, (ids, m)) in batch.ids.iter().zip(mask).enumerate() {
+        for p in 0..t.saturating_sub(1) {
+            if m[p + 1] != 0 {
+                src.push((r * t + p) as u32);
+                dst.push((r * (t - 1) + p) as u32);
+                next.push(ids[p + 1]);
+            }
+        }
+    }
+    let zeros = Tensor::zeros(b * t.saturating_sub(1), DType::F32, dev)?;
+    if src.is_empty() {
+        let v = model.config.vocab_size;
+        return Ok((zeros.reshape((b, t.saturating_sub(1)))?, Tensor::zeros((0, v), DType::F32, dev)?));
+    }
+    let n = src.len();
+    let h = hidden.reshape((b * t, d))?.index_select(&Tensor::from_vec(src, n, dev)?, 0)?;
+    let mut logits = model.lm_logits(&h)?; // [n, V]
+    if temperature != 1.0 {
+        logits = (logits / temperature)?;
+    }
+    let lp = log_softmax_gather(&logits, &Tensor::from_vec(next, n, dev)?)?;
+    let logps = zeros.index_add(&Tensor::from_vec(dst, n, dev)?, &lp, 0)?.reshape((b, t - 1))?;
+    Ok((logps, logits))
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::init::{llama_config, random_weights};
+    use crate::kernels::testing::max_abs_diff;
+    use crate::{LoadOptions, ModelConfig};
+
+    #[test]
+    fn masked_token_logps_match_token_logps_values_and_gradients() {
+        let cfg = ModelConfig::from_value(llama_config(50, 16, 2, 2, 2, 32, 64)).unwrap();
+        let mut w = random_weights(&cfg, 0, &Device::Cpu).unwrap();
+        let opts = LoadOptions { trainable: true, ..Default::default() };
+        let model = Model::from_weights(cfg, &mut w, &Device::Cpu, &opts).unwrap();
+        let ids = vec![vec![3u32, 7, 9, 11, 13, 2], vec![5, 6, 8, 10, 0, 0]];
+        let attn = vec![vec![1u8; 6], vec![1, 1, 1, 1, 0, 0]];
+        let mask = vec![vec![0u8, 0, 1, 1, 1, 1], vec![0, 1, 1, 1, 0, 0]];
+        let batch = Batch::new(ids.clone(), attn).unwrap();
+        for temperature in [1.0, 0.7] {
+            let sparse = masked_token_logps(&model, &batch, &mask, temperature).unwrap();
+            let logits = (model.logits(&batch).unwrap() / temperature).unwrap();
+            let idt = crate::nn::ids_tensor(&ids, &Device::Cpu).unwrap();
+            let mt = crate::nn::mask_tensor(&mask, &Device::Cpu).unwrap();
+            let dense = token_logps(&logits, &idt, &mt).unwrap();
+            let dv = max_abs_diff(&sparse, &dense);
+            assert!(dv < 1e-5, "values differ by {dv}");
+            let gs = sparse.sum_all().unwrap().backward().unwrap();
+            let gd = dense.sum_all().unwrap().backward().unwrap();
+            for (name, v) in model.params() {
+                let (a, b) = (gs.get(v.as_tensor()).unwrap(), gd.get(v.as_tensor()).unwrap());
+                let dg = max_abs_diff(a, b);
+                assert!(dg < 1e-5, "{name}: gradients differ by {dg}");
+            }
+        }
+    }
 }

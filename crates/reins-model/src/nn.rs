@@ -1,7 +1,8 @@
 //! Differentiable building blocks shared by the decoders.
 //!
 //! candle's fused `rms_norm`, `layer_norm`, `softmax_last_dim` and `rope` kernels have no
-//! backward pass, so everything here is written as compositions of ops that do.
+//! backward pass, so everything here is either a composition of ops that do or one of our
+//! own fused kernels with a backward (`crate::kernels`).
 
 use candle_core::{DType, Device, Module, Tensor, D};
 
@@ -75,8 +76,14 @@ impl Module for Linear {
         let (lead, inp) = dims.split_at(dims.len() - 1);
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, inp[0]))?;
-        let w = if self.transposed { self.weight.clone() } else { self.weight.t()? };
-        let mut y = x2.matmul(&w)?;
+        let few_rows = rows <= crate::kernels::linear::MAX_ROWS && !self.transposed;
+        let mut y = if few_rows && crate::kernels::fusable(&[&x2, &self.weight]) {
+            crate::kernels::linear::matmul_t(&x2, &self.weight)?
+        } else if self.transposed {
+            x2.matmul(&self.weight)?
+        } else {
+            x2.matmul(&self.weight.t()?)?
+        };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
@@ -91,18 +98,12 @@ impl Module for Linear {
 
 /// Root-mean-square norm (Zhang & Sennrich 2019): `x / sqrt(mean(x²) + eps) * w`, `x: [..., d]`.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    let xn = x.broadcast_mul(&(ms + eps)?.sqrt()?.recip()?)?;
-    Ok(xn.broadcast_mul(weight)?)
+    crate::kernels::rms_norm::rms_norm(x, weight, eps)
 }
 
 /// Layer norm (Ba et al. 2016) over the last dimension, with affine `weight` and `bias`.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let xc = x.broadcast_sub(&mean)?;
-    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-    let xn = xc.broadcast_mul(&(var + eps)?.sqrt()?.recip()?)?;
-    Ok(xn.broadcast_mul(weight)?.broadcast_add(bias)?)
+    crate::kernels::layer_norm::layer_norm(x, weight, bias, eps)
 }
 
 /// Softmax over the last dimension; the max shift is a constant, so it is detached.
@@ -182,9 +183,9 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor) -> Result<Te
     let group = h / hkv;
     // Fold the query heads that share a KV head into the query axis: [B, Hkv, group*Tq, d].
     let qg = q.reshape((b, hkv, group * tq, d))?;
-    let scores = (qg.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
-    let scores = scores.reshape((b, h, tq, tk))?.broadcast_add(bias)?;
-    let p = softmax_last(&scores)?.reshape((b, hkv, group * tq, tk))?;
+    let scores = qg.matmul(&k.t()?)?.reshape((b, h, tq, tk))?;
+    let p = crate::kernels::attention::masked_softmax(&scores, bias, 1.0 / (d as f64).sqrt())?;
+    let p = p.reshape((b, hkv, group * tq, tk))?;
     Ok(p.matmul(v)?.reshape((b, h, tq, d))?)
 }
 

@@ -212,6 +212,17 @@ fn rollout_layout_and_token_rewards_line_up() {
             assert!((a - b).abs() < 1e-4, "row {i}: {got:?} vs {:?}", r.sampler_logps[i]);
         }
     }
+    // The completion-only path (LM head on completion positions) agrees, entropy included.
+    use reins_train::trainers::grpo::{completion_entropy, completion_only_token_logps};
+    for temperature in [1.0, 0.7] {
+        let (dense, _, logits) = reins_train::trainers::grpo::completion_token_logps(&policy, &r, temperature).unwrap();
+        let (sparse, sparse_mask, entropy) = completion_only_token_logps(&policy, &r, temperature).unwrap();
+        let diff = (dense - sparse).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-5, "log-probs differ by {diff}");
+        assert_eq!(sparse_mask.to_vec2::<f32>().unwrap(), mk);
+        let want = completion_entropy(&logits, &mask).unwrap();
+        assert!((entropy - want).abs() < 1e-5, "entropy {entropy} vs {want}");
+    }
     // Per-token rewards land on the completion positions of the log-prob grid.
     let vals: Vec<Vec<f32>> = (0..4).map(|i| (1..=4).map(|j| (10 * i + j) as f32).collect()).collect();
     let tr = token_rewards_tensor(&r, &vals, &Device::Cpu).unwrap();

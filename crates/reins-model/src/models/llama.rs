@@ -7,6 +7,7 @@ use candle_core::{Device, Module, Tensor};
 
 use crate::config::{ModelConfig, RopeScaling};
 use crate::error::Result;
+use crate::kernels::rope::rope;
 use crate::kv_cache::LayerCache;
 use crate::nn::{self, Linear};
 use crate::weights::ParamBuilder;
@@ -143,6 +144,7 @@ impl Llama {
         let (b, t) = ids.dims2()?;
         let (h, hkv, hd) = (self.cfg.num_attention_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
         let (cos, sin) = nn::rope_tables(&self.inv_freq, positions, dev)?;
+        let (cos, sin) = (cos.squeeze(1)?, sin.squeeze(1)?); // [B, T, d]
         let bias = nn::attention_bias(key_mask, t, self.cfg.sliding_window, dev)?;
         let mut x = nn::embed(&self.embed_tokens, ids)?;
         let eps = self.cfg.norm_eps;
@@ -150,12 +152,12 @@ impl Llama {
             let residual = x.clone();
             let hs = nn::rms_norm(&x, &layer.input_layernorm, eps)?;
             let a = &layer.self_attn;
-            // [B, T, H*d] -> [B, H, T, d]
-            let q = a.q_proj.forward(&hs)?.reshape((b, t, h, hd))?.transpose(1, 2)?;
-            let k = a.k_proj.forward(&hs)?.reshape((b, t, hkv, hd))?.transpose(1, 2)?;
+            // [B, T, H*d] -> [B, T, H, d], rotated, -> [B, H, T, d]
+            let q = a.q_proj.forward(&hs)?.reshape((b, t, h, hd))?;
+            let k = a.k_proj.forward(&hs)?.reshape((b, t, hkv, hd))?;
             let v = a.v_proj.forward(&hs)?.reshape((b, t, hkv, hd))?.transpose(1, 2)?;
-            let q = nn::apply_rope(&q, &cos, &sin)?;
-            let k = nn::apply_rope(&k, &cos, &sin)?;
+            let q = rope(&q, &cos, &sin)?.transpose(1, 2)?;
+            let k = rope(&k, &cos, &sin)?.transpose(1, 2)?.contiguous()?;
             let (k, v) = match cache.as_deref_mut() {
                 Some(c) => c[i].append(&k, &v)?,
                 None => (k, v.contiguous()?),
@@ -165,9 +167,10 @@ impl Llama {
             let residual = x.clone();
             let hs = nn::rms_norm(&x, &layer.post_attention_layernorm, eps)?;
             let m = &layer.mlp;
-            let g = m.gate_proj.forward(&hs)?.silu()?;
+            let g = m.gate_proj.forward(&hs)?;
             let u = m.up_proj.forward(&hs)?;
-            x = (residual + m.down_proj.forward(&(g * u)?)?)?;
+            let gu = crate::kernels::swiglu::swiglu(&g, &u)?;
+            x = (residual + m.down_proj.forward(&gu)?)?;
         }
         nn::rms_norm(&x, &self.norm, eps)
     }

@@ -10,7 +10,7 @@ use candle_core::{Tensor, D};
 use reins_data::collate::PreferenceBatch;
 use reins_model::Model;
 
-use super::{completion_logps, Metrics};
+use super::{completion_logps, completion_only_logps, Metrics};
 use crate::losses::dpo::{chosen_sft_nll, dpo_loss, dpo_metrics, ld_alpha_logps, log_sum_sq_probs, wpo_weights};
 use crate::losses::{DpoConfig, DpoExtras, DpoLossType};
 use crate::optim::optimizer::Optimizer;
@@ -148,7 +148,7 @@ impl DpoTrainer {
             return Ok(Tensor::from_vec(r, batch.input_ids.len(), self.policy.device())?);
         }
         let reference = self.reference.model(&self.policy)?;
-        let out = completion_logps(&reference, &batch.input_ids, &batch.attention_mask, &batch.completion_mask)?;
+        let out = completion_only_logps(&reference, &batch.input_ids, &batch.attention_mask, &batch.completion_mask)?;
         self.sequence_logps(&out.per_token, &out.mask, &out.sums)
     }
 
@@ -185,7 +185,15 @@ impl DpoTrainer {
     /// (`precompute_ref_log_probs`).
     pub fn loss(&self, batch: &PreferenceBatch, ref_logps: Option<&Tensor>) -> Result<(Tensor, Metrics)> {
         let n = batch.pairs();
-        let out = completion_logps(&self.policy, &batch.input_ids, &batch.attention_mask, &batch.completion_mask)?;
+        let (ids, attn, cm) = (&batch.input_ids, &batch.attention_mask, &batch.completion_mask);
+        // Only WPO needs the full logits; otherwise the LM head runs on completion positions.
+        let (out, logits) = if self.cfg.use_weighting {
+            let o = completion_logps(&self.policy, ids, attn, cm)?;
+            let only = super::CompletionOnlyLogps { per_token: o.per_token, sums: o.sums, mask: o.mask };
+            (only, Some(o.logits))
+        } else {
+            (completion_only_logps(&self.policy, ids, attn, cm)?, None)
+        };
         let logps = self.sequence_logps(&out.per_token, &out.mask, &out.sums)?;
         let reference = match ref_logps {
             Some(r) => r.clone(),
@@ -203,12 +211,13 @@ impl DpoTrainer {
             } else {
                 None
             },
-            wpo_weights: if self.cfg.use_weighting {
-                let t = out.logits.dim(1)?;
-                let lss = log_sum_sq_probs(&out.logits.narrow(1, 0, t - 1)?)?;
-                Some(wpo_weights(&out.per_token, &lss, &out.mask)?)
-            } else {
-                None
+            wpo_weights: match &logits {
+                Some(logits) => {
+                    let t = logits.dim(1)?;
+                    let lss = log_sum_sq_probs(&logits.narrow(1, 0, t - 1)?)?;
+                    Some(wpo_weights(&out.per_token, &lss, &out.mask)?)
+                }
+                None => None,
             },
             bco_delta: None,
         };

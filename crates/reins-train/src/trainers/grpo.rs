@@ -11,7 +11,7 @@
 
 use candle_core::{DType, Tensor, D};
 use reins_model::generate::{generate, Finish, Hooks, SamplingConfig};
-use reins_model::logprobs::token_logps;
+use reins_model::logprobs::{masked_token_logps, masked_token_logps_and_logits, token_logps};
 use reins_model::{nn, Batch, Model};
 use serde::{Deserialize, Serialize};
 
@@ -193,6 +193,18 @@ pub fn completion_token_logps(model: &Model, r: &Rollout, temperature: f64) -> R
     Ok((logps, cm.narrow(1, 1, t - 1)?, logits))
 }
 
+/// As [`completion_token_logps`], with the LM head run only on completion positions:
+/// `(logps [N, T-1], mask [N, T-1], entropy)`, the entropy (nats) of the next-token
+/// distributions averaged over completion tokens (no graph), as [`completion_entropy`].
+pub fn completion_only_token_logps(model: &Model, r: &Rollout, temperature: f64) -> Result<(Tensor, Tensor, f64)> {
+    let batch = Batch::new(r.input_ids.clone(), r.attention_mask.clone())?;
+    let (logps, logits) = masked_token_logps_and_logits(model, &batch, &r.completion_mask, temperature)?;
+    let cm = nn::mask_tensor(&r.completion_mask, model.device())?;
+    let t = cm.dim(1)?;
+    let entropy = if logits.dim(0)? == 0 { 0.0 } else { scalar(&entropy_from_logits(&logits.detach())?.mean_all()?)? };
+    Ok((logps, cm.narrow(1, 1, t - 1)?, entropy))
+}
+
 /// Mean entropy (nats) of the next-token distributions at completion positions; no graph.
 pub fn completion_entropy(logits: &Tensor, mask: &Tensor) -> Result<f64> {
     let t = logits.dim(1)?;
@@ -203,7 +215,8 @@ pub fn completion_entropy(logits: &Tensor, mask: &Tensor) -> Result<f64> {
 /// Log-probs of the rollout under the reference (detached), for the KL term.
 pub fn reference_logps(policy: &Model, reference: &Reference, r: &Rollout, temperature: f64) -> Result<Tensor> {
     let m = reference.model(policy)?;
-    Ok(completion_token_logps(&m, r, temperature)?.0.detach())
+    let batch = Batch::new(r.input_ids.clone(), r.attention_mask.clone())?;
+    Ok(masked_token_logps(&m, &batch, &r.completion_mask, temperature)?.detach())
 }
 
 /// Scores a rollout's completions, subtracting `missing_eos_penalty` from those without an EOS.
@@ -314,7 +327,7 @@ impl GrpoTrainer {
         let advantages =
             grpo_advantages(&Tensor::from_vec(rewards, n, self.policy.device())?, g, self.cfg.scale_rewards)?;
         let old_logps = if self.cfg.num_iterations > 1 {
-            Some(completion_token_logps(&self.policy.detached(), &r, self.cfg.temperature)?.0)
+            Some(completion_only_token_logps(&self.policy.detached(), &r, self.cfg.temperature)?.0)
         } else {
             None
         };
@@ -349,7 +362,8 @@ impl GrpoTrainer {
         for _ in 0..self.cfg.num_iterations {
             for s in &scored {
                 let mut m = Metrics::new();
-                let (logps, mask, logits) = completion_token_logps(&self.policy, &s.rollout, self.cfg.temperature)?;
+                let (logps, mask, entropy) =
+                    completion_only_token_logps(&self.policy, &s.rollout, self.cfg.temperature)?;
                 let out = grpo_loss(
                     &logps,
                     s.old_logps.as_ref(),
@@ -371,7 +385,7 @@ impl GrpoTrainer {
                 m.insert("clip_ratio/low_mean".into(), scalar(&out.clip_ratio_low)?);
                 m.insert("clip_ratio/high_mean".into(), scalar(&out.clip_ratio_high)?);
                 m.insert("clip_ratio/region_mean".into(), scalar(&out.clip_ratio_region)?);
-                m.insert("entropy".into(), completion_entropy(&logits, &mask)?);
+                m.insert("entropy".into(), entropy);
                 self.opt.accumulate(loss.backward()?)?;
                 add_mean(&mut metrics, m, per_iter);
             }

@@ -22,7 +22,8 @@ pub mod simpo;
 use std::collections::BTreeMap;
 
 use candle_core::{Tensor, D};
-use reins_model::{logprobs::token_logps, nn, Batch, Model};
+use reins_model::logprobs::{masked_token_logps, token_logps};
+use reins_model::{nn, Batch, Model};
 
 use crate::optim::optimizer::Optimizer;
 use crate::Result;
@@ -58,6 +59,31 @@ pub fn completion_logps(
     let per_token = token_logps(&logits, &idt, &cm)?;
     let t = cm.dim(1)?;
     Ok(CompletionLogps { sums: per_token.sum(D::Minus1)?, mask: cm.narrow(1, 1, t - 1)?, per_token, logits })
+}
+
+/// [`CompletionLogps`] without the logits: the LM head runs only on completion positions
+/// (see [`reins_model::logprobs::masked_token_logps`]), for losses that need no logits.
+pub struct CompletionOnlyLogps {
+    /// `[N, T-1]`, zero outside the completion.
+    pub per_token: Tensor,
+    /// `[N]`, summed over the completion.
+    pub sums: Tensor,
+    /// `[N, T-1]` completion mask aligned with `per_token`.
+    pub mask: Tensor,
+}
+
+/// As [`completion_logps`], computing logits only where they are used.
+pub fn completion_only_logps(
+    model: &Model,
+    ids: &[Vec<u32>],
+    attention_mask: &[Vec<u8>],
+    completion_mask: &[Vec<u8>],
+) -> Result<CompletionOnlyLogps> {
+    let batch = Batch::new(ids.to_vec(), attention_mask.to_vec())?;
+    let per_token = masked_token_logps(model, &batch, completion_mask, 1.0)?;
+    let cm = nn::mask_tensor(completion_mask, model.device())?;
+    let t = cm.dim(1)?;
+    Ok(CompletionOnlyLogps { sums: per_token.sum(D::Minus1)?, mask: cm.narrow(1, 1, t - 1)?, per_token })
 }
 
 impl From<reins_model::ModelError> for crate::TrainError {

@@ -10,9 +10,12 @@ use reins_data::collate::{PreferenceBatch, SftBatch};
 use reins_model::generate::{generate, Hooks};
 use reins_model::init::{llama_config, random_weights};
 use reins_model::{LoadOptions, Model, ModelConfig, SamplingConfig};
+use reins_train::losses::ppo::GrpoLossConfig;
 use reins_train::losses::DpoConfig;
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
+use reins_train::rewards::RuleReward;
 use reins_train::trainers::dpo::{DpoTrainer, Reference};
+use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
 use reins_train::trainers::sft::SftTrainer;
 use serde_json::json;
 
@@ -24,6 +27,9 @@ pub struct BenchArgs {
     /// Timed repetitions of each measurement (after one warm-up).
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
+    /// Run one measurement only (for profiling): train, generate, dpo or grpo.
+    #[arg(long, value_parser = ["train", "generate", "dpo", "grpo"])]
+    pub only: Option<String>,
 }
 
 const VOCAB: usize = 4096;
@@ -38,8 +44,11 @@ fn random_rows(rng: &mut impl Rng, rows: usize, len: usize) -> Vec<Vec<u32>> {
     (0..rows).map(|_| (0..len).map(|_| rng.random_range(4..VOCAB as u32)).collect()).collect()
 }
 
-/// Median seconds of `reps` calls after one warm-up.
-fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// Median seconds of `reps` calls after one warm-up (NaN when skipped).
+fn time(reps: usize, skip: bool, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    if skip {
+        return Ok(f64::NAN);
+    }
     f()?;
     let mut t = Vec::with_capacity(reps);
     for _ in 0..reps.max(1) {
@@ -67,7 +76,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
         input_ids: ids,
         position_ids: None,
     };
-    let train_step_s = time(a.reps, || {
+    let on = |name: &str| a.only.as_deref().is_none_or(|o| o == name);
+    let reps = |name: &str| if on(name) { a.reps } else { 0 };
+    let skip = |name: &str| !on(name);
+    let train_step_s = time(reps("train"), skip("train"), || {
         sft.train_step(std::slice::from_ref(&batch))?;
         Ok(())
     })?;
@@ -76,7 +88,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let g = model(false)?;
     let prompts = random_rows(&mut rng, 8, 16);
     let cfg = SamplingConfig { max_new_tokens: 64, stop_on_eos: false, ..Default::default() };
-    let gen_s = time(a.reps, || {
+    let gen_s = time(reps("generate"), skip("generate"), || {
         generate(&g, &prompts, &cfg, Hooks::default())?;
         Ok(())
     })?;
@@ -94,11 +106,33 @@ pub fn run(a: BenchArgs) -> Result<()> {
         strength: None,
         ref_logps: None,
     };
-    let dpo_s = time(a.reps, || {
+    let dpo_s = time(reps("dpo"), skip("dpo"), || {
         dpo.train_step(std::slice::from_ref(&pref))?;
         Ok(())
     })?;
     let dpo_pairs_s = 8.0 / dpo_s;
+
+    // GRPO: 2 prompts x 4 generations x 64 new tokens, a rule reward, k3 KL to a frozen
+    // reference (beta 0.04), as `shared/bench/trl_grpo_bench.py`. Prompts have HH lengths
+    // (the last 200 characters of an HH prompt: ~40-60 tokens).
+    let policy = model(true)?;
+    let opt = Optimizer::new(policy.params(), &optim, 1_000)?;
+    let reward = RuleReward::named("length", |_, c| -((c.len() as f32 - 20.0).abs()) / 20.0);
+    let cfg = GrpoConfig { num_generations: 4, ..Default::default() };
+    let loss = GrpoLossConfig { beta: 0.04, max_completion_length: 64, ..Default::default() };
+    let reference = Reference::Model(Box::new(model(false)?));
+    let mut grpo = GrpoTrainer::new(policy, Some(reference), Box::new(reward), cfg, loss, opt)?;
+    let grpo_prompts: Vec<Vec<u32>> = (0..2)
+        .map(|_| {
+            let len = rng.random_range(40..=60);
+            random_rows(&mut rng, 1, len).remove(0)
+        })
+        .collect();
+    let grpo_s = time(reps("grpo"), skip("grpo"), || {
+        grpo.train_step(std::slice::from_ref(&grpo_prompts))?;
+        Ok(())
+    })?;
+    let grpo_completions_s = 8.0 / grpo_s;
 
     if a.json {
         println!(
@@ -109,7 +143,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 "train_step_s": train_step_s,
                 "generate_tok_s": generate_tok_s,
                 "dpo_pairs_s": dpo_pairs_s,
-                "grpo_completions_s": null,
+                "grpo_completions_s": grpo_completions_s,
             })
         );
     } else {
@@ -117,7 +151,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         println!("{:<52} {:>10}", "training step, batch 8 x 128 (s)", format!("{train_step_s:.3}"));
         println!("{:<52} {:>10}", "sampling, batch 8, 16 + 64 tokens (tokens/s)", format!("{generate_tok_s:.0}"));
         println!("{:<52} {:>10}", "DPO, 8 pairs/step, length 128 (pairs/s)", format!("{dpo_pairs_s:.2}"));
-        println!("{:<52} {:>10}", "GRPO, 2 x 4 x 64 tokens (completions/s)", "not yet");
+        println!("{:<52} {:>10}", "GRPO, 2 x 4 x 64 tokens (completions/s)", format!("{grpo_completions_s:.2}"));
     }
     Ok(())
 }
