@@ -5,7 +5,9 @@
 //! 2. pairs sampled from the SFT policy on train prompts, labelled by simulated annotators;
 //! 3. reward models (one, and an ensemble of bootstrap resamples) trained on those labels,
 //!    scored against noiseless gold preferences on held-out pairs;
-//! 4. policies: offline DPO on the labelled pairs, best-of-n against the ensemble;
+//! 4. policies: offline DPO on the labelled pairs, best-of-n against the ensemble, GRPO against
+//!    the single RM and the ensemble (with over-optimization curves), PPO and online DPO
+//!    against the ensemble;
 //! 5. evaluation of every policy on held-out prompts by the gold reward (mean score, win rate
 //!    against SFT, KL to the SFT reference, proxy − gold gap) and the report.
 
@@ -19,10 +21,15 @@ use reins_data::HfTokenizer;
 use reins_model::generate::{generate, Hooks};
 use reins_model::init::{llama_config, random_weights};
 use reins_model::{Batch, LoadOptions, Model, ModelConfig, SamplingConfig};
+use reins_train::losses::ppo::GrpoLossConfig;
 use reins_train::losses::{DpoConfig, RewardLossConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::optim::SchedulerType;
+use reins_train::rewards::{EnsembleReward, ModelReward, RewardSource};
 use reins_train::trainers::dpo::{DpoTrainer, Reference};
+use reins_train::trainers::grpo::{GrpoConfig as TrlGrpo, GrpoTrainer};
+use reins_train::trainers::online_dpo::{OnlineDpoConfig as TrlOnlineDpo, OnlineDpoTrainer};
+use reins_train::trainers::ppo::{PpoConfig as TrlPpo, PpoTrainer};
 use reins_train::trainers::reward::RewardTrainer;
 use reins_train::trainers::sft::SftTrainer;
 
@@ -245,36 +252,51 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     });
     outputs.push((rows.last().map(|r| r.name.clone()).unwrap_or_default(), bon));
 
-    // GRPO against the single RM and against the ensemble, with gold, proxy and KL measured
-    // along the way: the over-optimization curves of RL (Gao et al., arXiv:2210.10760, Fig. 1).
-    if cfg.grpo.max_steps > 0 {
-        let curve_prompts: Vec<Prompt> = eval_prompts.iter().take(64).cloned().collect();
-        let ref_out: Vec<String> = sft_out.iter().take(curve_prompts.len()).cloned().collect();
-        let ref_gold: Vec<f64> = sft_gold.iter().take(curve_prompts.len()).copied().collect();
-        for ensemble in [false, true] {
-            let used: &[Model] = if ensemble { &members } else { &members[..1] };
-            let name = if ensemble { format!("GRPO (ensemble of {})", used.len()) } else { "GRPO (single RM)".into() };
-            let ref_proxy = cx.score_aggregated(used, &curve_prompts, &ref_out)?;
-            let probe = Probe { prompts: &curve_prompts, ref_proxy: &ref_proxy, ref_gold: &ref_gold, members: used };
-            let (policy, points) = cx.train_grpo(&base, &sft, &name, used, &probe)?;
-            overopt.push(OverOptCurve { name: name.clone(), points });
-            cx.progress.stage(&format!("evaluating {name}"), 1);
-            let out: Vec<String> =
-                cx.sample(&policy, &eval_prompts, 1, t, n_new, 6)?.into_iter().map(|mut v| v.remove(0)).collect();
-            cx.progress.tick("done");
-            let kl = cx.kl_to_reference(&policy, &sft, &eval_prompts, &out)?;
-            let g = gold_of(&cx, &out);
-            let px = cx.score_mean(&members, &pairs_of(&out))?;
-            rows.push(MethodRow {
-                name: name.clone(),
-                mean_gold: metrics::mean(&g),
-                gold_win_rate_vs_sft: metrics::win_rate(&g, &sft_gold),
-                kl_to_ref: kl,
-                mean_proxy: Some(metrics::mean(&px)),
-                proxy_gold_gap: Some(metrics::proxy_gold_gap(&px, &g, &sft_proxy, &sft_gold)),
-            });
-            outputs.push((name, out));
+    // Online RL against the reward models: GRPO against the single RM and against the
+    // ensemble, with gold, proxy and KL measured along the way (the over-optimization curves
+    // of RL, Gao et al., arXiv:2210.10760, Fig. 1), then PPO and online DPO against the
+    // ensemble.
+    let curve_prompts: Vec<Prompt> = eval_prompts.iter().take(64).cloned().collect();
+    let ref_out: Vec<String> = sft_out.iter().take(curve_prompts.len()).cloned().collect();
+    let ref_gold: Vec<f64> = sft_gold.iter().take(curve_prompts.len()).copied().collect();
+    for (method, ensemble) in [
+        (OnlineMethod::Grpo, false),
+        (OnlineMethod::Grpo, true),
+        (OnlineMethod::Ppo, true),
+        (OnlineMethod::OnlineDpo, true),
+    ] {
+        if method.max_steps(cfg) == 0 {
+            continue;
         }
+        let used: &[Model] = if ensemble { &members } else { &members[..1] };
+        let name = if ensemble {
+            format!("{} (ensemble of {})", method.label(), used.len())
+        } else {
+            format!("{} (single RM)", method.label())
+        };
+        let ref_proxy = cx.score_aggregated(used, &curve_prompts, &ref_out)?;
+        let probe = Probe { prompts: &curve_prompts, ref_proxy: &ref_proxy, ref_gold: &ref_gold, members: used };
+        let curve = method == OnlineMethod::Grpo;
+        let (policy, points) = cx.train_online(method, &base, &sft, &name, used, curve.then_some(&probe))?;
+        if curve {
+            overopt.push(OverOptCurve { name: name.clone(), points });
+        }
+        cx.progress.stage(&format!("evaluating {name}"), 1);
+        let out: Vec<String> =
+            cx.sample(&policy, &eval_prompts, 1, t, n_new, 6)?.into_iter().map(|mut v| v.remove(0)).collect();
+        cx.progress.tick("done");
+        let kl = cx.kl_to_reference(&policy, &sft, &eval_prompts, &out)?;
+        let g = gold_of(&cx, &out);
+        let px = cx.score_mean(&members, &pairs_of(&out))?;
+        rows.push(MethodRow {
+            name: name.clone(),
+            mean_gold: metrics::mean(&g),
+            gold_win_rate_vs_sft: metrics::win_rate(&g, &sft_gold),
+            kl_to_ref: kl,
+            mean_proxy: Some(metrics::mean(&px)),
+            proxy_gold_gap: Some(metrics::proxy_gold_gap(&px, &g, &sft_proxy, &sft_gold)),
+        });
+        outputs.push((name, out));
     }
 
     // Report.
@@ -348,78 +370,127 @@ impl Ctx<'_> {
             .collect())
     }
 
-    /// GRPO (TRL semantics, k3 KL to the SFT reference with `grpo.beta`) against the reward
-    /// models `members` (one: its score; several: `mean − λ·var`). Every
-    /// `max_steps / overoptimization_points` steps the policy is sampled on the probe prompts
-    /// for gold, calibrated proxy and exact KL.
-    fn train_grpo(
+    /// The reward a policy optimizes: one model's score, or the ensemble's `mean − λ·var`.
+    fn reward_source(&self, members: &[Model]) -> Result<Box<dyn RewardSource>> {
+        let mut sources: Vec<Box<dyn RewardSource>> = Vec::new();
+        for m in members {
+            sources.push(Box::new(ModelReward::new(m.clone()).map_err(stage("reward"))?));
+        }
+        if sources.len() == 1 {
+            return Ok(sources.remove(0));
+        }
+        Ok(Box::new(EnsembleReward {
+            members: sources,
+            aggregation: reins_train::losses::EnsembleAggregation::MeanMinusVar {
+                lambda: self.cfg.reward_model.uncertainty_penalty,
+            },
+        }))
+    }
+
+    /// Trains `method` from the SFT model against the reward models `members`, with the SFT
+    /// policy as the KL reference (TRL semantics for each method). With a probe, every
+    /// `max_steps / overoptimization_points` steps the policy is sampled on the probe
+    /// prompts for gold, calibrated proxy and exact KL.
+    fn train_online(
         &mut self,
+        method: OnlineMethod,
         base: &Path,
         sft: &Model,
         name: &str,
         members: &[Model],
-        probe: &Probe,
+        probe: Option<&Probe>,
     ) -> Result<(Model, Vec<OverOptPoint>)> {
-        use reins_train::losses::ppo::GrpoLossConfig;
-        use reins_train::rewards::{EnsembleReward, ModelReward, RewardSource};
-        use reins_train::trainers::grpo::{GrpoConfig as TrlGrpo, GrpoTrainer};
-        let g = &self.cfg.grpo;
-        let policy = self.load(base, LoadOptions { trainable: true, ..Default::default() })?;
-        let mut sources: Vec<Box<dyn RewardSource>> = Vec::new();
-        for m in members {
-            sources.push(Box::new(ModelReward::new(m.clone()).map_err(stage("grpo"))?));
-        }
-        let reward: Box<dyn RewardSource> = if sources.len() == 1 {
-            sources.remove(0)
-        } else {
-            Box::new(EnsembleReward {
-                members: sources,
-                aggregation: reins_train::losses::EnsembleAggregation::MeanMinusVar {
-                    lambda: self.cfg.reward_model.uncertainty_penalty,
-                },
-            })
-        };
-        let opt = OptimConfig {
-            learning_rate: g.learning_rate,
-            lr_scheduler_type: SchedulerType::Constant,
-            ..Default::default()
-        };
-        let optimizer = Optimizer::new(policy.params(), &opt, g.max_steps).map_err(stage("optimizer"))?;
-        let cfg = TrlGrpo {
-            num_generations: g.num_generations,
-            temperature: g.temperature,
-            seed: self.cfg.seed + 11,
-            ..Default::default()
-        };
-        let loss =
-            GrpoLossConfig { beta: g.beta, max_completion_length: g.max_completion_length, ..Default::default() };
+        let cfg = self.cfg;
+        let steps = method.max_steps(cfg);
+        let seed = cfg.seed + 11;
+        let value_head = method == OnlineMethod::Ppo;
+        let policy = self.load(base, LoadOptions { trainable: true, value_head, seed, ..Default::default() })?;
+        let reward = self.reward_source(members)?;
         let reference = Reference::Model(Box::new(sft.clone()));
-        let mut trainer =
-            GrpoTrainer::new(policy, Some(reference), reward, cfg, loss, optimizer).map_err(stage("grpo"))?;
-        let train_prompts = self.lab.world.prompts(Split::Train, g.max_steps * g.per_device_train_batch_size);
+        let (learning_rate, batch_size, optimizer_steps) = match method {
+            OnlineMethod::Grpo => (cfg.grpo.learning_rate, cfg.grpo.per_device_train_batch_size, steps),
+            OnlineMethod::Ppo => {
+                (cfg.ppo.learning_rate, cfg.ppo.per_device_train_batch_size, steps * cfg.ppo.num_ppo_epochs)
+            }
+            OnlineMethod::OnlineDpo => {
+                (cfg.online_dpo.learning_rate, cfg.online_dpo.per_device_train_batch_size, steps)
+            }
+        };
+        let opt = OptimConfig { learning_rate, lr_scheduler_type: SchedulerType::Constant, ..Default::default() };
+        let optimizer = Optimizer::new(policy.params(), &opt, optimizer_steps).map_err(stage("optimizer"))?;
+        let mut trainer = match method {
+            OnlineMethod::Grpo => {
+                let g = &cfg.grpo;
+                let c = TrlGrpo {
+                    num_generations: g.num_generations,
+                    temperature: g.temperature,
+                    seed,
+                    ..Default::default()
+                };
+                let loss = GrpoLossConfig {
+                    beta: g.beta,
+                    max_completion_length: g.max_completion_length,
+                    ..Default::default()
+                };
+                OnlineTrainer::Grpo(Box::new(
+                    GrpoTrainer::new(policy, Some(reference), reward, c, loss, optimizer).map_err(stage("grpo"))?,
+                ))
+            }
+            OnlineMethod::Ppo => {
+                let p = &cfg.ppo;
+                let c = TrlPpo {
+                    num_ppo_epochs: p.num_ppo_epochs,
+                    kl_coef: p.kl_coef,
+                    cliprange: p.cliprange,
+                    cliprange_value: p.cliprange_value,
+                    vf_coef: p.vf_coef,
+                    gamma: p.gamma,
+                    lam: p.lam,
+                    response_length: p.max_new_tokens,
+                    temperature: p.temperature,
+                    seed,
+                    ..Default::default()
+                };
+                OnlineTrainer::Ppo(Box::new(
+                    PpoTrainer::new(policy, None, reference, reward, c, optimizer).map_err(stage("ppo"))?,
+                ))
+            }
+            OnlineMethod::OnlineDpo => {
+                let o = &cfg.online_dpo;
+                let c = TrlOnlineDpo {
+                    max_new_tokens: o.max_new_tokens,
+                    temperature: o.temperature,
+                    seed,
+                    ..Default::default()
+                };
+                let loss: DpoConfig =
+                    serde_json::from_value(serde_json::json!({"beta": o.beta})).map_err(stage("online dpo config"))?;
+                OnlineTrainer::OnlineDpo(Box::new(
+                    OnlineDpoTrainer::new(policy, reference, reward, c, loss, optimizer)
+                        .map_err(stage("online dpo"))?,
+                ))
+            }
+        };
+        let train_prompts = self.lab.world.prompts(Split::Train, steps * batch_size);
         let ids: Vec<Vec<u32>> = train_prompts.iter().map(|p| self.encode(&p.chat())).collect::<Result<_>>()?;
-        let every = (g.max_steps / self.cfg.eval.overoptimization_points.max(1)).max(1);
-        let mut points = vec![self.probe(sft, sft, probe)?];
-        self.progress.stage(name, g.max_steps);
-        for step in 0..g.max_steps {
-            let batch: Vec<Vec<u32>> = ids
-                .iter()
-                .cycle()
-                .skip(step * g.per_device_train_batch_size)
-                .take(g.per_device_train_batch_size)
-                .cloned()
-                .collect();
-            let m = trainer.train_step(std::slice::from_ref(&batch)).map_err(stage("grpo"))?;
-            self.progress.tick(&format!(
-                "reward {:.3} kl {:.3}",
-                m.get("reward").copied().unwrap_or(f64::NAN),
-                m.get("kl").copied().unwrap_or(0.0)
-            ));
-            if (step + 1) % every == 0 || step + 1 == g.max_steps {
-                points.push(self.probe(&trainer.policy.detached(), sft, probe)?);
+        let every = (steps / cfg.eval.overoptimization_points.max(1)).max(1);
+        let mut points = Vec::new();
+        if let Some(p) = probe {
+            points.push(self.probe(sft, sft, p)?);
+        }
+        self.progress.stage(name, steps);
+        for step in 0..steps {
+            let batch: Vec<Vec<u32>> = ids.iter().cycle().skip(step * batch_size).take(batch_size).cloned().collect();
+            let m = trainer.step(batch).map_err(stage("online RL"))?;
+            let kl = m.get("kl").or_else(|| m.get("objective/kl")).copied().unwrap_or(0.0);
+            self.progress.tick(&format!("reward {:.3} kl {kl:.3}", m.get("reward").copied().unwrap_or(f64::NAN)));
+            if let Some(p) = probe {
+                if (step + 1) % every == 0 || step + 1 == steps {
+                    points.push(self.probe(&trainer.policy().detached(), sft, p)?);
+                }
             }
         }
-        Ok((trainer.policy.detached(), points))
+        Ok((trainer.policy().detached(), points))
     }
 
     /// Gold, calibrated proxy and exact KL of `policy`'s samples on the probe prompts.
@@ -731,6 +802,57 @@ impl Ctx<'_> {
             total += kl[a.len() - 1..n - 1].iter().map(|&x| x as f64).sum::<f64>();
         }
         Ok(total / prompts.len().max(1) as f64)
+    }
+}
+
+/// The online methods the lab trains against its reward models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnlineMethod {
+    Grpo,
+    Ppo,
+    OnlineDpo,
+}
+
+impl OnlineMethod {
+    fn label(self) -> &'static str {
+        match self {
+            OnlineMethod::Grpo => "GRPO",
+            OnlineMethod::Ppo => "PPO",
+            OnlineMethod::OnlineDpo => "online DPO",
+        }
+    }
+
+    fn max_steps(self, cfg: &LabConfig) -> usize {
+        match self {
+            OnlineMethod::Grpo => cfg.grpo.max_steps,
+            OnlineMethod::Ppo => cfg.ppo.max_steps,
+            OnlineMethod::OnlineDpo => cfg.online_dpo.max_steps,
+        }
+    }
+}
+
+/// One step on a batch of prompts, whichever trainer runs.
+enum OnlineTrainer {
+    Grpo(Box<GrpoTrainer>),
+    Ppo(Box<PpoTrainer>),
+    OnlineDpo(Box<OnlineDpoTrainer>),
+}
+
+impl OnlineTrainer {
+    fn step(&mut self, prompts: Vec<Vec<u32>>) -> reins_train::Result<reins_train::trainers::Metrics> {
+        match self {
+            OnlineTrainer::Grpo(t) => t.train_step(&[prompts]),
+            OnlineTrainer::Ppo(t) => t.train_step(&prompts),
+            OnlineTrainer::OnlineDpo(t) => t.train_step(&[prompts]),
+        }
+    }
+
+    fn policy(&self) -> &Model {
+        match self {
+            OnlineTrainer::Grpo(t) => &t.policy,
+            OnlineTrainer::Ppo(t) => &t.policy,
+            OnlineTrainer::OnlineDpo(t) => &t.policy,
+        }
     }
 }
 

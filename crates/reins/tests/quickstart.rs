@@ -1,6 +1,6 @@
 //! `reins quickstart --reduced`: the whole pipeline (tokenizer, pretraining, SFT, simulated
-//! labels, reward models, DPO, best-of-n, GRPO, over-optimization curves, gold evaluation, report) completes with finite
-//! metrics and writes a self-contained report.
+//! labels, reward models, DPO, best-of-n, GRPO, PPO, online DPO, over-optimization curves,
+//! gold evaluation, report) completes with finite metrics and writes a self-contained report.
 
 use std::process::Command;
 
@@ -22,7 +22,9 @@ fn reduced_quickstart_completes_and_writes_the_report() {
     assert!(html.contains("<svg") || html.contains("<table"), "report has no content");
     assert!(!html.contains("http://") && !html.contains("https://"), "report must open offline");
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
-    for method in ["SFT", "DPO", "best-of-", "GRPO (single RM)", "GRPO (ensemble"] {
+    for method in
+        ["SFT", "DPO", "best-of-", "GRPO (single RM)", "GRPO (ensemble", "PPO (ensemble", "online DPO (ensemble"]
+    {
         assert!(summary.contains(method), "summary lacks {method}:\n{summary}");
     }
     let json: serde_json::Value =

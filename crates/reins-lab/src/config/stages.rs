@@ -115,9 +115,9 @@ impl Default for RewardModelConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PpoConfig {
-    /// Optimizer steps. Default 150.
+    /// Rollout batches (0 skips the method). Default 60.
     pub max_steps: usize,
-    /// Prompts per rollout batch. Default 32.
+    /// Prompts per rollout batch. Default 16.
     pub per_device_train_batch_size: usize,
     /// Default 1e-4 (TRL: 3e-6 for billion-parameter models; a tiny model takes larger steps).
     pub learning_rate: f64,
@@ -144,8 +144,8 @@ pub struct PpoConfig {
 impl Default for PpoConfig {
     fn default() -> Self {
         PpoConfig {
-            max_steps: 150,
-            per_device_train_batch_size: 32,
+            max_steps: 60,
+            per_device_train_batch_size: 16,
             learning_rate: 1e-4,
             kl_coef: 0.05,
             cliprange: 0.2,
@@ -164,7 +164,7 @@ impl Default for PpoConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpoConfig {
-    /// Optimizer steps. Default 150.
+    /// Optimizer steps (0 skips the method). Default 60.
     pub max_steps: usize,
     /// Prompts per step. Default 8.
     pub per_device_train_batch_size: usize,
@@ -183,7 +183,7 @@ pub struct GrpoConfig {
 impl Default for GrpoConfig {
     fn default() -> Self {
         GrpoConfig {
-            max_steps: 150,
+            max_steps: 60,
             per_device_train_batch_size: 8,
             num_generations: 8,
             beta: 0.04,
@@ -222,34 +222,35 @@ impl Default for DpoConfig {
     }
 }
 
-/// Online / iterative DPO: sample two completions per prompt from the current policy, label
-/// them with the reward model (or the annotators), run DPO, repeat.
+/// Online DPO (TRL `OnlineDPOTrainer`, Guo et al., arXiv:2402.04792): every step samples two
+/// completions per prompt from the current policy, the reward-model ensemble picks the
+/// chosen one, and the policy takes a DPO step against the SFT reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OnlineDpoConfig {
-    /// Rounds of sample → label → train. Default 3.
-    pub iterations: usize,
-    /// Train prompts sampled per round. Default 256.
-    pub prompts_per_iteration: usize,
-    /// `"reward_model"` or `"annotators"`. Default `"reward_model"`.
-    pub judge: String,
+    /// Optimizer steps (0 skips the method). Default 60.
+    pub max_steps: usize,
+    /// Prompts per step (two completions each). Default 16.
+    pub per_device_train_batch_size: usize,
     /// KL / DPO temperature β. Default 0.1.
     pub beta: f64,
-    /// Steps per round. Default 100.
-    pub max_steps: usize,
     /// AdamW peak learning rate. Default 2e-4.
     pub learning_rate: f64,
+    /// Sampling temperature. Default 1.0.
+    pub temperature: f64,
+    /// Longest completion sampled. Default 48.
+    pub max_new_tokens: usize,
 }
 
 impl Default for OnlineDpoConfig {
     fn default() -> Self {
         OnlineDpoConfig {
-            iterations: 3,
-            prompts_per_iteration: 256,
-            judge: "reward_model".into(),
+            max_steps: 60,
+            per_device_train_batch_size: 16,
             beta: 0.1,
-            max_steps: 100,
             learning_rate: 2e-4,
+            temperature: 1.0,
+            max_new_tokens: 48,
         }
     }
 }

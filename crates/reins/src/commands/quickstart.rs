@@ -28,10 +28,15 @@ pub struct QuickstartArgs {
     pub print_config: bool,
 }
 
+/// A bar per stage on a terminal; elsewhere one line per stage (with the seconds since the
+/// start) and a line per tenth of its work.
 struct Bars {
     tty: bool,
     bar: Option<ProgressBar>,
     name: String,
+    started: std::time::Instant,
+    total: usize,
+    done: usize,
 }
 
 impl Progress for Bars {
@@ -40,6 +45,8 @@ impl Progress for Bars {
             b.finish();
         }
         self.name = name.to_string();
+        self.total = total;
+        self.done = 0;
         if self.tty {
             let b = ProgressBar::new(total as u64);
             b.set_style(
@@ -49,7 +56,7 @@ impl Progress for Bars {
             b.set_prefix(name.to_string());
             self.bar = Some(b);
         } else {
-            eprintln!("== {name}");
+            eprintln!("== {name} (at {:.0} s)", self.started.elapsed().as_secs_f64());
         }
     }
 
@@ -59,7 +66,13 @@ impl Progress for Bars {
                 b.inc(1);
                 b.set_message(message.to_string());
             }
-            None => eprintln!("   {}: {message}", self.name),
+            None => {
+                self.done += 1;
+                let every = (self.total / 10).max(1);
+                if self.done.is_multiple_of(every) || self.done == self.total {
+                    eprintln!("   {} {}/{}: {message}", self.name, self.done, self.total);
+                }
+            }
         }
     }
 }
@@ -80,7 +93,14 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
         print!("{}", cfg.to_toml());
         return Ok(());
     }
-    let mut bars = Bars { tty: std::io::stderr().is_terminal(), bar: None, name: String::new() };
+    let mut bars = Bars {
+        tty: std::io::stderr().is_terminal(),
+        bar: None,
+        name: String::new(),
+        started: std::time::Instant::now(),
+        total: 0,
+        done: 0,
+    };
     let out = experiment::run(&cfg, &mut bars).context("quickstart")?;
     if let Some(b) = bars.bar.take() {
         b.finish();
