@@ -66,14 +66,14 @@ impl Default for LabConfig {
             model: ModelConfig::default(),
             pretrain: TrainBudget {
                 n_examples: 20_000,
-                max_steps: 800,
+                max_steps: 300,
                 per_device_train_batch_size: 32,
                 learning_rate: 3e-3,
-                warmup_steps: 50,
+                warmup_steps: 30,
             },
             sft: TrainBudget {
                 n_examples: 4_000,
-                max_steps: 300,
+                max_steps: 150,
                 per_device_train_batch_size: 32,
                 learning_rate: 1e-3,
                 warmup_steps: 20,

@@ -33,6 +33,7 @@ use reins_train::trainers::ppo::{PpoConfig as TrlPpo, PpoTrainer};
 use reins_train::trainers::reward::RewardTrainer;
 use reins_train::trainers::sft::SftTrainer;
 
+use crate::annotators::Outcome as LabelOutcome;
 use crate::config::TrainBudget;
 use crate::metrics;
 use crate::report::{
@@ -129,12 +130,21 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         let b: Vec<(String, String)> = held_pairs.iter().map(|(p, _, b)| (p.clone(), b.clone())).collect();
         Ok((cx.score_mean(ms, &a)?, cx.score_mean(ms, &b)?))
     };
+    // The same held-out pairs labelled by the simulated population: the noisy accuracy a
+    // practitioner without gold would see.
+    let held_labels: Vec<LabelOutcome> = cx
+        .lab
+        .population
+        .label_pairs(&held_pairs, &mut rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x4e1d))
+        .into_iter()
+        .map(|l| l.outcome)
+        .collect();
     let (sa, sb) = score_pairs(&cx, &members[..1])?;
     let (acc1, n_acc) = metrics::gold_pair_accuracy(&cx.lab.gold, &held_pairs, &sa, &sb);
     rm_rows.push(RewardModelRow {
         name: "single RM".into(),
         accuracy_vs_gold: acc1,
-        accuracy_vs_labels: None,
+        accuracy_vs_labels: Some(metrics::label_pair_accuracy(&held_labels, &sa, &sb).0),
         n_pairs: n_acc,
     });
     let (ea, eb) = score_pairs(&cx, &members)?;
@@ -142,7 +152,7 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     rm_rows.push(RewardModelRow {
         name: format!("ensemble of {} (mean)", members.len()),
         accuracy_vs_gold: acc_e,
-        accuracy_vs_labels: None,
+        accuracy_vs_labels: Some(metrics::label_pair_accuracy(&held_labels, &ea, &eb).0),
         n_pairs: n_acc,
     });
 
@@ -316,8 +326,34 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
             }
         }
     }
-    let targets = vec![
-        Target { name: "reward-model accuracy vs noiseless gold (single RM)".into(), value: acc1, threshold: 0.80 },
+    // Does the ensemble resist over-optimization here? Compare each single-RM curve with its
+    // ensemble twin (curves come in that order: best-of-n, then GRPO).
+    let mut notes = vec![
+        "Over-optimization curves: best-of-n under each reward model (KL = log n − (n−1)/n, an upper bound) and GRPO against each (exact KL of the policy's samples to SFT). Proxy rewards are mapped onto the gold scale by matching mean and spread on SFT samples."
+            .to_string(),
+    ];
+    let mut collapse_targets = Vec::new();
+    for (what, pair) in ["best-of-n", "GRPO"].iter().zip(overopt.chunks(2)) {
+        if let [single, ensemble] = pair {
+            let gold = |c: &OverOptCurve| c.points.iter().map(|p| p.gold).collect::<Vec<f64>>();
+            let (s, e) = (metrics::gold_collapse(&gold(single)), metrics::gold_collapse(&gold(ensemble)));
+            notes.push(metrics::collapse_verdict(what, &gold(single), &gold(ensemble), 0.05));
+            collapse_targets.push(Target {
+                name: format!("{what}: gold collapse of the single RM minus the ensemble's ({s:.3} − {e:.3})"),
+                value: s - e,
+                threshold: 0.05,
+            });
+        }
+    }
+    let mut targets = vec![
+        Target {
+            name: format!(
+                "reward-model accuracy vs noiseless gold (ensemble of {}; single RM {acc1:.3})",
+                members.len()
+            ),
+            value: acc_e,
+            threshold: 0.80,
+        },
         Target {
             name: format!(
                 "best method's gold win rate vs SFT ({})",
@@ -327,9 +363,15 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
             threshold: 0.70,
         },
     ];
+    targets.extend(collapse_targets);
     let data = ReportData {
         title: "reins quickstart".into(),
-        subtitle: format!("seed {}, {} labelled pairs, {:.0} s on CPU", cfg.seed, records.len(), started.elapsed().as_secs_f64()),
+        subtitle: format!(
+            "seed {}, {} labelled pairs, {:.0} s on CPU",
+            cfg.seed,
+            records.len(),
+            started.elapsed().as_secs_f64()
+        ),
         targets,
         methods: rows,
         reward_models: rm_rows,
@@ -337,10 +379,7 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         overoptimization: overopt,
         examples,
         curves: Vec::new(),
-        notes: vec![
-            "Over-optimization curves: best-of-n under each reward model (KL = log n − (n−1)/n, an upper bound) and GRPO against each (exact KL of the policy's samples to SFT). Proxy rewards are mapped onto the gold scale by matching mean and spread on SFT samples."
-                .into(),
-        ],
+        notes,
         config_toml: Some(cfg.to_toml()),
     };
     let report = Report { data: data.clone() }.write(Path::new(&cfg.output_dir))?;

@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 
+use crate::annotators::Outcome;
 use crate::gold::{compare_scores, GoldReward};
 
 /// Arithmetic mean (0 for an empty slice).
@@ -85,6 +86,58 @@ pub fn gold_pair_accuracy(
     (right / n.max(1) as f64, n)
 }
 
+/// Accuracy of reward-model scores against annotators' labels of the same pairs: what a
+/// practitioner without gold would measure. Ties and skips are not counted; an RM tie counts
+/// half. Returns (accuracy, labels counted).
+pub fn label_pair_accuracy(labels: &[Outcome], rm_a: &[f64], rm_b: &[f64]) -> (f64, usize) {
+    let mut right = 0.0;
+    let mut n = 0;
+    for ((l, ra), rb) in labels.iter().zip(rm_a).zip(rm_b) {
+        let want = match l {
+            Outcome::A => Ordering::Greater,
+            Outcome::B => Ordering::Less,
+            Outcome::Tie | Outcome::Skip => continue,
+        };
+        n += 1;
+        right += match ra.total_cmp(rb) {
+            Ordering::Equal => 0.5,
+            o if o == want => 1.0,
+            _ => 0.0,
+        };
+    }
+    (right / n.max(1) as f64, n)
+}
+
+/// How far gold reward falls from its peak by the end of an optimization curve (points in
+/// order of optimization): `max(gold) − gold(last)`, 0 when the last point is the peak.
+/// Over-optimization shows as a positive value (Gao et al., arXiv:2210.10760).
+pub fn gold_collapse(gold_along_curve: &[f64]) -> f64 {
+    match gold_along_curve.last() {
+        Some(&last) => gold_along_curve.iter().copied().fold(f64::NEG_INFINITY, f64::max) - last,
+        None => 0.0,
+    }
+}
+
+/// One sentence comparing the gold collapse of a policy optimized against the single reward
+/// model with one optimized against the ensemble (`tolerance`: collapse smaller than this is
+/// noise). Says plainly when neither collapses, so the ensemble's benefit is not shown.
+pub fn collapse_verdict(what: &str, single: &[f64], ensemble: &[f64], tolerance: f64) -> String {
+    let (s, e) = (gold_collapse(single), gold_collapse(ensemble));
+    if s < tolerance && e < tolerance {
+        format!(
+            "{what}: gold reward did not fall from its peak under either reward model (drop {s:.3} single, \
+             {e:.3} ensemble), so this run does not show the ensemble resisting over-optimization at this scale."
+        )
+    } else if e + tolerance <= s {
+        format!("{what}: the ensemble's gold reward fell less from its peak than the single RM's ({e:.3} vs {s:.3}).")
+    } else {
+        format!(
+            "{what}: the ensemble's gold reward did not fall less from its peak than the single RM's \
+             ({e:.3} vs {s:.3})."
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +159,19 @@ mod tests {
             (p.clone(), "It is 12.".to_string(), "It is 12.".to_string()),
         ];
         assert_eq!(gold_pair_accuracy(&g, &pairs, &[1.0, 1.0, 0.0], &[0.0, 0.0, 0.0]), (0.5, 2));
+        let labels = [Outcome::A, Outcome::B, Outcome::Tie, Outcome::Skip, Outcome::A];
+        let acc = label_pair_accuracy(&labels, &[1.0, 1.0, 5.0, 5.0, 0.0], &[0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(acc, (0.5, 3));
+    }
+
+    #[test]
+    fn collapse_is_the_fall_from_the_peak() {
+        assert_eq!(gold_collapse(&[1.0, 2.0, 3.0]), 0.0);
+        assert_eq!(gold_collapse(&[1.0, 3.0, 2.5]), 0.5);
+        assert_eq!(gold_collapse(&[]), 0.0);
+        let v = collapse_verdict("GRPO", &[1.0, 3.0, 2.0], &[1.0, 2.0, 2.0], 0.05);
+        assert!(v.contains("fell less") && v.contains("0.000 vs 1.000"), "{v}");
+        assert!(collapse_verdict("GRPO", &[1.0, 2.0], &[1.0, 2.0], 0.05).contains("does not show"));
+        assert!(collapse_verdict("GRPO", &[1.0, 2.0], &[2.0, 1.0], 0.05).contains("did not fall less"));
     }
 }

@@ -11,7 +11,7 @@ pub const PALETTE: [&str; 8] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E6
 const W: f64 = 680.0;
 const H: f64 = 360.0;
 const LEFT: f64 = 64.0;
-const RIGHT: f64 = 500.0;
+const RIGHT: f64 = 470.0;
 /// Right edge of a bar chart's plot (no legend column).
 const BAR_RIGHT: f64 = 640.0;
 const TOP: f64 = 40.0;
@@ -164,19 +164,28 @@ fn axes(out: &mut String, f: &Frame, xt: &[f64], yt: &[f64], x_label: &str, y_la
     );
 }
 
+/// The legend right of the plot; long names wrap onto up to three lines.
 fn legend(out: &mut String, items: &[(String, &str, bool)]) {
-    for (i, (name, color, dashed)) in items.iter().enumerate() {
-        let y = TOP + 8.0 + i as f64 * 20.0;
+    const SIZE: f64 = 10.0;
+    let width = ((W - RIGHT - 50.0) / (0.55 * SIZE)) as usize;
+    let mut y = TOP + 8.0;
+    for (name, color, dashed) in items {
         let dash = if *dashed { r#" stroke-dasharray="6 4""# } else { "" };
         let _ = write!(
             out,
-            r#"<line x1="{:.1}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{color}" stroke-width="2.5"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
-            RIGHT + 14.0,
-            RIGHT + 40.0,
-            RIGHT + 46.0,
-            y + 4.0,
-            escape(name)
+            r#"<line x1="{:.1}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{color}" stroke-width="2.5"{dash}/><text x="{:.1}" y="{:.1}" font-size="{SIZE}">"#,
+            RIGHT + 10.0,
+            RIGHT + 36.0,
+            RIGHT + 42.0,
+            y + 3.5,
         );
+        let lines = wrap_words(name, width);
+        for (k, line) in lines.iter().enumerate() {
+            let dy = if k == 0 { 0.0 } else { SIZE + 2.0 };
+            let _ = write!(out, r#"<tspan x="{:.1}" dy="{dy}">{}</tspan>"#, RIGHT + 42.0, escape(line));
+        }
+        out.push_str("</text>");
+        y += lines.len().max(1) as f64 * (SIZE + 2.0) + 8.0;
     }
 }
 
@@ -276,12 +285,16 @@ impl BarChart {
                     if *v >= 0.0 { y - 5.0 } else { y + 14.0 },
                 );
             }
-            let _ = write!(
-                out,
-                r#"<text x="{cx:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                BOTTOM + 18.0,
-                escape(label)
-            );
+            // Long names ("online DPO (ensemble of 3)") wrap onto lines that fit the slot.
+            // Narrow slots get a smaller font (a character is about 0.55 em wide).
+            let size = if slot >= 100.0 { 12.0 } else { 10.0 };
+            let _ =
+                write!(out, r#"<text x="{cx:.1}" y="{:.1}" text-anchor="middle" font-size="{size}">"#, BOTTOM + 18.0);
+            for (k, line) in wrap_words(label, (slot * 0.85 / (0.55 * size)) as usize).iter().enumerate() {
+                let dy = if k == 0 { 0.0 } else { size + 2.0 };
+                let _ = write!(out, r#"<tspan x="{cx:.1}" dy="{dy}">{}</tspan>"#, escape(line));
+            }
+            out.push_str("</text>");
         }
         if f.y.0 < 0.0 {
             let _ =
@@ -291,7 +304,7 @@ impl BarChart {
             let py = f.py(*y);
             let _ = write!(
                 out,
-                r##"<line x1="{LEFT}" x2="{BAR_RIGHT}" y1="{py:.1}" y2="{py:.1}" stroke="#c00" stroke-dasharray="5 4"/><text x="{:.1}" y="{:.1}" fill="#c00" text-anchor="end">{}</text>"##,
+                r##"<line x1="{LEFT}" x2="{BAR_RIGHT}" y1="{py:.1}" y2="{py:.1}" stroke="#c00" stroke-dasharray="5 4"/><text x="{:.1}" y="{:.1}" fill="#c00" text-anchor="end" stroke="white" stroke-width="3" paint-order="stroke">{}</text>"##,
                 BAR_RIGHT - 4.0,
                 py - 4.0,
                 escape(label)
@@ -300,6 +313,23 @@ impl BarChart {
         out.push_str("</svg>");
         out
     }
+}
+
+/// Splits `text` at spaces into at most three lines of about `width` characters (a word longer
+/// than `width` keeps its own line; what does not fit in three lines joins the last).
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        let full = lines.len() == 3;
+        match lines.last_mut() {
+            Some(line) if line.len() + 1 + word.len() <= width.max(1) || full => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -340,5 +370,14 @@ mod tests {
         let s = b.to_svg();
         assert!(!s.contains("NaN"));
         assert_eq!(s.matches("<rect").count(), 4, "background, frame and two bars: {s}");
+    }
+
+    #[test]
+    fn long_bar_labels_wrap_into_at_most_three_lines() {
+        assert_eq!(wrap_words("online DPO (ensemble of 3)", 15), ["online DPO", "(ensemble of 3)"]);
+        assert_eq!(wrap_words("online DPO (ensemble of 3)", 14), ["online DPO", "(ensemble of", "3)"]);
+        assert_eq!(wrap_words("SFT", 14), ["SFT"]);
+        assert_eq!(wrap_words("a b c d e f", 1), ["a", "b", "c d e f"]);
+        assert!(wrap_words("", 10).is_empty());
     }
 }

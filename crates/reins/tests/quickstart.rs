@@ -54,7 +54,13 @@ fn reduced_quickstart_completes_and_writes_the_report() {
     let bon = curves[0]["points"].as_array().unwrap();
     assert!(bon.windows(2).all(|w| w[1]["kl"].as_f64() > w[0]["kl"].as_f64()), "{bon:?}");
     for r in json["reward_models"].as_array().unwrap() {
-        let acc = r["accuracy_vs_gold"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&acc), "{acc}");
+        for k in ["accuracy_vs_gold", "accuracy_vs_labels"] {
+            let acc = r[k].as_f64().unwrap_or(f64::NAN);
+            assert!((0.0..=1.0).contains(&acc), "{k} = {acc} in {r}");
+        }
     }
+    // Accuracy, best win rate, and a collapse comparison per pair of over-optimization curves.
+    let targets = json["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 4, "{targets:?}");
+    assert!(targets.iter().all(|t| t["value"].as_f64().is_some_and(f64::is_finite)), "{targets:?}");
 }

@@ -304,6 +304,17 @@ fn reward_ensemble_flags_the_flipped_pair_and_writes_its_manifest() {
     // The flipped pair sits in `odd`: its accuracy is at most 5/6; `even` is learned fully.
     assert!(last["eval_accuracy/odd"].as_f64().unwrap() <= 5.0 / 6.0 + 1e-9, "{last}");
     assert_eq!(last["eval_accuracy/even"].as_f64().unwrap(), 1.0, "{last}");
+
+    // The ensemble folder is a reward source: best-of-n scores with it.
+    let best = dir.path().join("best.jsonl");
+    let (b, r) = (best.to_str().unwrap(), out.to_str().unwrap());
+    let model = "fixtures/hf/models/llama";
+    let prompts = "examples/data/pairs.jsonl";
+    let args = ["best-of-n", "--model", model, "--prompts", prompts, "--n", "2", "--max-new-tokens", "4"];
+    reins(&[&args[..], &["--reward", r, "--out", b]].concat());
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&best).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(!lines.is_empty() && lines.iter().all(|l| l["score"].as_f64().is_some_and(f64::is_finite)), "{lines:?}");
 }
 
 #[test]

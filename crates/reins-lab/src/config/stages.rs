@@ -66,7 +66,7 @@ impl Default for TrainBudget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PairsConfig {
-    /// Train-split prompts; two SFT samples per prompt make one pair. Default 3000.
+    /// Train-split prompts; two SFT samples per prompt make one pair. Default 8000.
     pub n_prompts: usize,
     /// Sampling temperature of the SFT policy. Default 1.0.
     pub temperature: f64,
@@ -76,7 +76,7 @@ pub struct PairsConfig {
 
 impl Default for PairsConfig {
     fn default() -> Self {
-        PairsConfig { n_prompts: 3000, temperature: 1.0, max_new_tokens: 48 }
+        PairsConfig { n_prompts: 8000, temperature: 1.0, max_new_tokens: 48 }
     }
 }
 
@@ -84,11 +84,11 @@ impl Default for PairsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RewardModelConfig {
-    /// Members of the ensemble (each on a bootstrap of the labels, its own seed). Default 4.
+    /// Members of the ensemble (each on a bootstrap of the labels, its own seed). Default 3.
     pub ensemble_size: usize,
-    /// Optimizer steps. Default 400.
+    /// Optimizer steps (about one pass over the labels at the defaults). Default 200.
     pub max_steps: usize,
-    /// Sequences (or prompts) per optimizer step. Default 32.
+    /// Pairs per optimizer step. Default 32.
     pub per_device_train_batch_size: usize,
     /// AdamW peak learning rate. Default 5e-4.
     pub learning_rate: f64,
@@ -101,8 +101,8 @@ pub struct RewardModelConfig {
 impl Default for RewardModelConfig {
     fn default() -> Self {
         RewardModelConfig {
-            ensemble_size: 4,
-            max_steps: 400,
+            ensemble_size: 3,
+            max_steps: 200,
             per_device_train_batch_size: 32,
             learning_rate: 5e-4,
             uncertainty_penalty: 1.0,
@@ -115,7 +115,7 @@ impl Default for RewardModelConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PpoConfig {
-    /// Rollout batches (0 skips the method). Default 60.
+    /// Rollout batches (0 skips the method). Default 30.
     pub max_steps: usize,
     /// Prompts per rollout batch. Default 16.
     pub per_device_train_batch_size: usize,
@@ -144,7 +144,7 @@ pub struct PpoConfig {
 impl Default for PpoConfig {
     fn default() -> Self {
         PpoConfig {
-            max_steps: 60,
+            max_steps: 30,
             per_device_train_batch_size: 16,
             learning_rate: 1e-4,
             kl_coef: 0.05,
@@ -164,7 +164,7 @@ impl Default for PpoConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpoConfig {
-    /// Optimizer steps (0 skips the method). Default 60.
+    /// Optimizer steps (0 skips the method). Default 30.
     pub max_steps: usize,
     /// Prompts per step. Default 8.
     pub per_device_train_batch_size: usize,
@@ -183,7 +183,7 @@ pub struct GrpoConfig {
 impl Default for GrpoConfig {
     fn default() -> Self {
         GrpoConfig {
-            max_steps: 60,
+            max_steps: 30,
             per_device_train_batch_size: 8,
             num_generations: 8,
             beta: 0.04,
@@ -202,9 +202,9 @@ pub struct DpoConfig {
     pub beta: f64,
     /// Default `"sigmoid"`.
     pub loss_type: String,
-    /// Optimizer steps. Default 300.
+    /// Optimizer steps. Default 50.
     pub max_steps: usize,
-    /// Sequences (or prompts) per optimizer step. Default 32.
+    /// Pairs per optimizer step. Default 32.
     pub per_device_train_batch_size: usize,
     /// Default 2e-4 (TRL: 1e-6; a tiny model takes larger steps).
     pub learning_rate: f64,
@@ -215,7 +215,7 @@ impl Default for DpoConfig {
         DpoConfig {
             beta: 0.1,
             loss_type: "sigmoid".into(),
-            max_steps: 300,
+            max_steps: 50,
             per_device_train_batch_size: 32,
             learning_rate: 2e-4,
         }
@@ -228,7 +228,7 @@ impl Default for DpoConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OnlineDpoConfig {
-    /// Optimizer steps (0 skips the method). Default 60.
+    /// Optimizer steps (0 skips the method). Default 30.
     pub max_steps: usize,
     /// Prompts per step (two completions each). Default 16.
     pub per_device_train_batch_size: usize,
@@ -245,7 +245,7 @@ pub struct OnlineDpoConfig {
 impl Default for OnlineDpoConfig {
     fn default() -> Self {
         OnlineDpoConfig {
-            max_steps: 60,
+            max_steps: 30,
             per_device_train_batch_size: 16,
             beta: 0.1,
             learning_rate: 2e-4,
@@ -273,14 +273,14 @@ impl Default for BestOfNConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalConfig {
-    /// Held-out prompts. Default 300.
+    /// Held-out prompts. Default 200.
     pub n_prompts: usize,
     /// Longest completion sampled (the longest world response is ~45 tokens). Default 48.
     pub max_new_tokens: usize,
     /// Sampling temperature. Default 1.0 (the policy as sampled, as in training).
     pub temperature: f64,
     /// Points along each GRPO run (single RM, ensemble) at which gold, proxy and KL are
-    /// measured on up to 64 held-out prompts: the over-optimization curves. Default 10.
+    /// measured on up to 64 held-out prompts: the over-optimization curves. Default 5.
     pub overoptimization_points: usize,
     /// Before/after example generations in the report. Default 6.
     pub n_examples: usize,
@@ -288,6 +288,6 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        EvalConfig { n_prompts: 300, max_new_tokens: 48, temperature: 1.0, overoptimization_points: 10, n_examples: 6 }
+        EvalConfig { n_prompts: 200, max_new_tokens: 48, temperature: 1.0, overoptimization_points: 5, n_examples: 6 }
     }
 }

@@ -2,8 +2,9 @@
 //! rejection sampling. Writes the best completion of each prompt in TRL's prompt/completion
 //! form (usable as SFT data, or as the answer at inference), and optionally every scored sample.
 //!
-//! `--reward` is `length`, `contains:<text>`, an `http://` scorer, or a reward model folder;
-//! several `--reward` flags form an ensemble reduced by `--ensemble` (mean or min).
+//! `--reward` is `length`, `contains:<text>`, an `http://` scorer, a reward model folder, or a
+//! reward-ensemble folder from `reins reward` (its own aggregation); several `--reward` flags
+//! form an ensemble reduced by `--ensemble` (mean or min).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,8 +33,8 @@ pub struct BestOfNArgs {
     /// Samples per prompt.
     #[arg(long, default_value_t = 8)]
     pub n: usize,
-    /// `length`, `contains:<text>`, `http://host:port/path`, or a reward model folder;
-    /// repeat for an ensemble.
+    /// `length`, `contains:<text>`, `http://host:port/path`, a reward model folder, or a
+    /// reward-ensemble folder (with `ensemble.json`); repeat for an ensemble.
     #[arg(long, required = true)]
     pub reward: Vec<String>,
     /// How an ensemble of rewards is reduced: `mean` or `min`.
@@ -79,8 +80,8 @@ pub fn run(a: BestOfNArgs) -> Result<()> {
         match reward_from_spec(spec, &tok, a.max_new_tokens, &device, timeout, true)? {
             Some(r) => members.push(r),
             None => bail!(
-                "--reward `{spec}`: use length, contains:<text>, an http://host:port/path scorer, or a reward model \
-                 folder (with config.json)"
+                "--reward `{spec}`: use length, contains:<text>, an http://host:port/path scorer, a reward model \
+                 folder (with config.json) or a reward-ensemble folder (with ensemble.json)"
             ),
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! `reward = "length"` (completion tokens / `max_completion_length`), `"contains:<text>"`
 //! (1 when the decoded completion contains `<text>`), `"model"` with `reward_model_path`
-//! (a `*ForSequenceClassification` checkpoint, score at the last token), or an
+//! (a `*ForSequenceClassification` checkpoint, score at the last token; or an ensemble folder
+//! from `reins reward` with `ensemble_size > 1`, scored with its aggregation), or an
 //! `http://host:port/path` scorer (`{"prompts", "completions"}` in, `{"scores"}` out, text,
 //! `reward_timeout` seconds).
 
@@ -19,7 +20,7 @@ use reins_train::config::{keys_of, resolved, FlatConfig, TrainingArgs};
 use reins_train::losses::DpoConfig;
 use reins_train::losses::GrpoLossConfig;
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
-use reins_train::rewards::{HttpReward, ModelReward, RewardSource, RuleReward};
+use reins_train::rewards::{EnsembleReward, HttpReward, ModelReward, RewardSource, RuleReward};
 use reins_train::run::{self, Progress};
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
@@ -27,6 +28,7 @@ use reins_train::trainers::iterative_dpo::{IterativeDpoConfig, IterativeDpoTrain
 use reins_train::trainers::online_dpo::{OnlineDpoConfig, OnlineDpoTrainer};
 use reins_train::trainers::ppo::{PpoConfig, PpoTrainer};
 use reins_train::trainers::remax::{RemaxConfig, RemaxTrainer};
+use reins_train::trainers::reward_ensemble::EnsembleManifest;
 use reins_train::trainers::rloo::{RlooConfig, RlooTrainer};
 use reins_train::trainers::Metrics;
 use serde::{Deserialize, Serialize};
@@ -45,9 +47,9 @@ pub struct OnlineArgs {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RewardArgs {
-    /// `length`, `contains:<text>` or `model` (default `length`).
+    /// `length`, `contains:<text>`, `model` or an `http://` scorer (default `length`).
     pub reward: String,
-    /// Reward model folder for `reward = "model"`.
+    /// Reward model folder (or reward-ensemble folder) for `reward = "model"`.
     pub reward_model_path: Option<PathBuf>,
     /// Seconds to wait for an `http://` scorer (connect, send, each read); default 30.
     pub reward_timeout: f64,
@@ -89,8 +91,7 @@ fn reward_source(
 ) -> Result<Box<dyn RewardSource>> {
     if r.reward == "model" {
         let p = r.reward_model_path.as_ref().context("reward = \"model\" needs reward_model_path")?;
-        let m = Model::load(p, device, &LoadOptions::default())?;
-        return Ok(Box::new(ModelReward::new(m)?));
+        return reward_model_dir(p, device);
     }
     if !(r.reward_timeout > 0.0 && r.reward_timeout.is_finite()) {
         bail!("reward_timeout must be a positive number of seconds");
@@ -132,11 +133,22 @@ pub fn reward_from_spec(
         return Ok(Some(Box::new(HttpReward::new(spec, timeout, Some(Box::new(decode)))?)));
     }
     let dir = std::path::Path::new(spec);
-    if allow_dir && dir.join("config.json").exists() {
-        let m = Model::load(dir, device, &LoadOptions::default()).with_context(|| format!("reward model {spec}"))?;
-        return Ok(Some(Box::new(ModelReward::new(m).with_context(|| format!("reward model {spec}"))?)));
+    if allow_dir && (dir.join("config.json").exists() || dir.join(EnsembleManifest::FILE).exists()) {
+        return Ok(Some(reward_model_dir(dir, device)?));
     }
     Ok(None)
+}
+
+/// A reward model folder, or an ensemble folder written by `reins reward` with
+/// `ensemble_size > 1` (its `ensemble.json` lists the members and their aggregation).
+fn reward_model_dir(dir: &std::path::Path, device: &candle_core::Device) -> Result<Box<dyn RewardSource>> {
+    if dir.join(EnsembleManifest::FILE).exists() {
+        let e = EnsembleReward::from_dir(dir, device).with_context(|| format!("reward ensemble {}", dir.display()))?;
+        return Ok(Box::new(e));
+    }
+    let m =
+        Model::load(dir, device, &LoadOptions::default()).with_context(|| format!("reward model {}", dir.display()))?;
+    Ok(Box::new(ModelReward::new(m).with_context(|| format!("reward model {}", dir.display()))?))
 }
 
 struct Lines;
