@@ -180,25 +180,35 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         proxy_gold_gap: Some(0.0),
     }];
     let mut outputs: Vec<(String, Vec<String>)> = Vec::new();
+    // A policy's answers to the held-out prompts (one sample each) and its KL to SFT.
+    let answer = |cx: &mut Ctx, name: &str, policy: &Model, seed: u64| -> Result<(Vec<String>, f64)> {
+        cx.progress.stage(&format!("evaluating {name}"), 1);
+        let out: Vec<String> =
+            cx.sample(policy, &eval_prompts, 1, t, n_new, seed)?.into_iter().map(|mut v| v.remove(0)).collect();
+        cx.progress.tick("done");
+        let kl = cx.kl_to_reference(policy, &sft, &eval_prompts, &out)?;
+        Ok((out, kl))
+    };
+    // A method's row: gold and proxy (ensemble mean) reward of its answers.
+    let row_of = |cx: &Ctx, name: &str, out: &[String], kl: f64| -> Result<MethodRow> {
+        let g = gold_of(cx, out);
+        let px = cx.score_mean(&members, &pairs_of(out))?;
+        Ok(MethodRow {
+            name: name.to_string(),
+            mean_gold: metrics::mean(&g),
+            gold_win_rate_vs_sft: metrics::win_rate(&g, &sft_gold),
+            kl_to_ref: kl,
+            mean_proxy: Some(metrics::mean(&px)),
+            proxy_gold_gap: Some(metrics::proxy_gold_gap(&px, &g, &sft_proxy, &sft_gold)),
+        })
+    };
 
     // Offline DPO on the labelled pairs.
     let dpo = cx.train_dpo(&base, &records)?;
-    cx.progress.stage("evaluating DPO", 1);
-    let dpo_out: Vec<String> =
-        cx.sample(&dpo, &eval_prompts, 1, t, n_new, 4)?.into_iter().map(|mut v| v.remove(0)).collect();
-    cx.progress.tick("done");
-    let kl = cx.kl_to_reference(&dpo, &sft, &eval_prompts, &dpo_out)?;
-    let g = gold_of(&cx, &dpo_out);
-    let px = cx.score_mean(&members, &pairs_of(&dpo_out))?;
-    rows.push(MethodRow {
-        name: format!("DPO ({})", cfg.dpo.loss_type),
-        mean_gold: metrics::mean(&g),
-        gold_win_rate_vs_sft: metrics::win_rate(&g, &sft_gold),
-        kl_to_ref: kl,
-        mean_proxy: Some(metrics::mean(&px)),
-        proxy_gold_gap: Some(metrics::proxy_gold_gap(&px, &g, &sft_proxy, &sft_gold)),
-    });
-    outputs.push((rows.last().map(|r| r.name.clone()).unwrap_or_default(), dpo_out));
+    let name = format!("DPO ({})", cfg.dpo.loss_type);
+    let (dpo_out, kl) = answer(&mut cx, &name, &dpo, 4)?;
+    rows.push(row_of(&cx, &name, &dpo_out, kl)?);
+    outputs.push((name, dpo_out));
 
     // Best-of-n against the ensemble (mean − λ·var over members), and the over-optimization
     // curves of best-of-n under the single RM and under the ensemble: gold and (calibrated)
@@ -250,17 +260,9 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         overopt.push(OverOptCurve { name: format!("best-of-n, {name}"), points });
     }
     let bon: Vec<String> = picks(&ensemble, n).into_iter().map(|j| flat[j].1.clone()).collect();
-    let g = gold_of(&cx, &bon);
-    let px = cx.score_mean(&members, &pairs_of(&bon))?;
-    rows.push(MethodRow {
-        name: format!("best-of-{n} (ensemble)"),
-        mean_gold: metrics::mean(&g),
-        gold_win_rate_vs_sft: metrics::win_rate(&g, &sft_gold),
-        kl_to_ref: metrics::best_of_n_kl(n),
-        mean_proxy: Some(metrics::mean(&px)),
-        proxy_gold_gap: Some(metrics::proxy_gold_gap(&px, &g, &sft_proxy, &sft_gold)),
-    });
-    outputs.push((rows.last().map(|r| r.name.clone()).unwrap_or_default(), bon));
+    let name = format!("best-of-{n} (ensemble)");
+    rows.push(row_of(&cx, &name, &bon, metrics::best_of_n_kl(n))?);
+    outputs.push((name, bon));
 
     // Online RL against the reward models: GRPO against the single RM and against the
     // ensemble, with gold, proxy and KL measured along the way (the over-optimization curves
@@ -291,21 +293,8 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         if curve {
             overopt.push(OverOptCurve { name: name.clone(), points });
         }
-        cx.progress.stage(&format!("evaluating {name}"), 1);
-        let out: Vec<String> =
-            cx.sample(&policy, &eval_prompts, 1, t, n_new, 6)?.into_iter().map(|mut v| v.remove(0)).collect();
-        cx.progress.tick("done");
-        let kl = cx.kl_to_reference(&policy, &sft, &eval_prompts, &out)?;
-        let g = gold_of(&cx, &out);
-        let px = cx.score_mean(&members, &pairs_of(&out))?;
-        rows.push(MethodRow {
-            name: name.clone(),
-            mean_gold: metrics::mean(&g),
-            gold_win_rate_vs_sft: metrics::win_rate(&g, &sft_gold),
-            kl_to_ref: kl,
-            mean_proxy: Some(metrics::mean(&px)),
-            proxy_gold_gap: Some(metrics::proxy_gold_gap(&px, &g, &sft_proxy, &sft_gold)),
-        });
+        let (out, kl) = answer(&mut cx, &name, &policy, 6)?;
+        rows.push(row_of(&cx, &name, &out, kl)?);
         outputs.push((name, out));
     }
 

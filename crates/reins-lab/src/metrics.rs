@@ -69,35 +69,29 @@ pub fn gold_pair_accuracy(
     rm_a: &[f64],
     rm_b: &[f64],
 ) -> (f64, usize) {
-    let mut right = 0.0;
-    let mut n = 0;
-    for (((p, a, b), ra), rb) in pairs.iter().zip(rm_a).zip(rm_b) {
-        let g = gold.gold_prefers(p, a, b);
-        if g == Ordering::Equal {
-            continue;
-        }
-        n += 1;
-        right += match ra.total_cmp(rb) {
-            Ordering::Equal => 0.5,
-            o if o == g => 1.0,
-            _ => 0.0,
-        };
-    }
-    (right / n.max(1) as f64, n)
+    let wanted = pairs.iter().map(|(p, a, b)| Some(gold.gold_prefers(p, a, b)).filter(|o| o.is_ne()));
+    order_accuracy(wanted, rm_a, rm_b)
 }
 
 /// Accuracy of reward-model scores against annotators' labels of the same pairs: what a
 /// practitioner without gold would measure. Ties and skips are not counted; an RM tie counts
 /// half. Returns (accuracy, labels counted).
 pub fn label_pair_accuracy(labels: &[Outcome], rm_a: &[f64], rm_b: &[f64]) -> (f64, usize) {
+    let wanted = labels.iter().map(|l| match l {
+        Outcome::A => Some(Ordering::Greater),
+        Outcome::B => Some(Ordering::Less),
+        Outcome::Tie | Outcome::Skip => None,
+    });
+    order_accuracy(wanted, rm_a, rm_b)
+}
+
+/// How often `rm_a[i]` vs `rm_b[i]` orders as `wanted[i]` (`None`: not counted); an RM tie
+/// counts one half. Returns (accuracy, pairs counted).
+fn order_accuracy(wanted: impl Iterator<Item = Option<Ordering>>, rm_a: &[f64], rm_b: &[f64]) -> (f64, usize) {
     let mut right = 0.0;
     let mut n = 0;
-    for ((l, ra), rb) in labels.iter().zip(rm_a).zip(rm_b) {
-        let want = match l {
-            Outcome::A => Ordering::Greater,
-            Outcome::B => Ordering::Less,
-            Outcome::Tie | Outcome::Skip => continue,
-        };
+    for ((want, ra), rb) in wanted.zip(rm_a).zip(rm_b) {
+        let Some(want) = want else { continue };
         n += 1;
         right += match ra.total_cmp(rb) {
             Ordering::Equal => 0.5,

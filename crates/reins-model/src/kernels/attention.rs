@@ -133,7 +133,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
-    use crate::kernels::testing::{finite_diff_err, max_abs_diff, randn};
+    use crate::kernels::testing::{assert_matches_composition, finite_diff_err, randn};
 
     fn bias() -> Tensor {
         // Causal over 7 keys for the last 5 queries, one left-padded key in batch row 1.
@@ -147,14 +147,7 @@ mod tests {
         let probe = randn(&[2, 3, 5, 7], 2);
         let f = masked_softmax(s.as_tensor(), &bias(), 0.125).unwrap();
         let c = composed(s.as_tensor(), &bias(), 0.125).unwrap();
-        let dv = max_abs_diff(&f, &c);
-        println!("attention: max value error {dv:e}");
-        assert!(dv < 1e-6, "values differ by {dv}");
-        let gf = (f * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        let gc = (c * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        let d = max_abs_diff(gf.get(s.as_tensor()).unwrap(), gc.get(s.as_tensor()).unwrap());
-        println!("attention: max gradient error {d:e}");
-        assert!(d < 1e-6, "gradients differ by {d}");
+        assert_matches_composition("attention", &f, &c, &probe, &[&s], 1e-6, 1e-6);
     }
 
     #[test]

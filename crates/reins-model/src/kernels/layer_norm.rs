@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{f32s, fusable, min_rows};
+use super::{f32s, fusable, min_rows, row_sums};
 use crate::error::Result;
 
 /// Layer norm with affine `w`, `b`, with a fused backward on CPU f32.
@@ -131,9 +131,6 @@ struct LayerNormBwd {
     part: Part,
 }
 
-/// Rows per block of the weight and bias gradient sums (fixed, so the sum order is too).
-const BLOCK: usize = 64;
-
 impl CustomOp3 for LayerNormBwd {
     fn name(&self) -> &'static str {
         "layer-norm-bwd"
@@ -181,29 +178,16 @@ impl CustomOp3 for LayerNormBwd {
                 });
             return Ok((CpuStorage::F32(dx), l1.shape().clone()));
         }
-        let partials: Vec<Vec<f32>> = x
-            .par_chunks(d * BLOCK)
-            .zip(g.par_chunks(d * BLOCK))
-            .enumerate()
-            .map(|(blk, (xb, gb))| {
-                let mut acc = vec![0f32; d];
-                for (j, (x, g)) in xb.chunks(d).zip(gb.chunks(d)).enumerate() {
-                    if self.part == Part::B {
-                        acc.iter_mut().zip(g).for_each(|(a, g)| *a += g);
-                        continue;
-                    }
-                    let (mu, r) = mu_r(blk * BLOCK + j, x);
-                    for ((a, &x), &g) in acc.iter_mut().zip(x).zip(g) {
-                        *a += g * ((x - mu) * r);
-                    }
-                }
-                acc
-            })
-            .collect();
-        let mut out = vec![0f32; d];
-        for p in partials {
-            out.iter_mut().zip(p).for_each(|(a, p)| *a += p);
-        }
+        let out = row_sums(x, g, d, |i, x, g, acc| {
+            if self.part == Part::B {
+                acc.iter_mut().zip(g).for_each(|(a, g)| *a += g);
+                return;
+            }
+            let (mu, r) = mu_r(i, x);
+            for ((a, &x), &g) in acc.iter_mut().zip(x).zip(g) {
+                *a += g * ((x - mu) * r);
+            }
+        });
         Ok((CpuStorage::F32(out), Shape::from(d)))
     }
 }
@@ -213,7 +197,7 @@ mod tests {
     use candle_core::Var;
 
     use super::*;
-    use crate::kernels::testing::{finite_diff_err, max_abs_diff, randn};
+    use crate::kernels::testing::{assert_matches_composition, finite_diff_err, randn};
 
     #[test]
     fn matches_the_composition_values_and_gradients() {
@@ -223,16 +207,7 @@ mod tests {
         let probe = randn(&[3, 70, 48], 4);
         let f = layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap();
         let c = composed(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap();
-        let dv = max_abs_diff(&f, &c);
-        println!("layer_norm: max value error {dv:e}");
-        assert!(dv < 1e-5, "values differ by {dv}");
-        let gf = (f * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        let gc = (c * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        for v in [&x, &w, &b] {
-            let d = max_abs_diff(gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
-            println!("layer_norm: max gradient error {d:e}");
-            assert!(d < 1e-4, "gradients differ by {d}");
-        }
+        assert_matches_composition("layer_norm", &f, &c, &probe, &[&x, &w, &b], 1e-5, 1e-4);
     }
 
     #[test]

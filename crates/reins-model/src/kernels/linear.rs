@@ -180,7 +180,7 @@ mod tests {
     use candle_core::Var;
 
     use super::*;
-    use crate::kernels::testing::{max_abs_diff, randn};
+    use crate::kernels::testing::{assert_matches_composition, randn};
 
     #[test]
     fn matches_matmul_values_and_gradients() {
@@ -190,16 +190,7 @@ mod tests {
             let probe = randn(&[m, n], 3);
             let f = matmul_t(x.as_tensor(), w.as_tensor()).unwrap();
             let c = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
-            let dv = max_abs_diff(&f, &c);
-            println!("linear: max value error {dv:e}");
-            assert!(dv < 1e-4, "values differ by {dv} at {m}x{k}x{n}");
-            let gf = (f * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-            let gc = (c * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-            for v in [&x, &w] {
-                let d = max_abs_diff(gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
-                println!("linear: max gradient error {d:e}");
-                assert!(d < 1e-4, "gradients differ by {d}");
-            }
+            assert_matches_composition(&format!("linear {m}x{k}x{n}"), &f, &c, &probe, &[&x, &w], 1e-4, 1e-4);
         }
         assert!((dot_portable(&[1.0; 19], &[2.0; 19]) - 38.0).abs() < 1e-6);
     }

@@ -160,7 +160,7 @@ mod tests {
     use candle_core::{Device, Tensor, Var};
 
     use super::*;
-    use crate::kernels::testing::{finite_diff_err, max_abs_diff, randn};
+    use crate::kernels::testing::{assert_matches_composition, finite_diff_err, randn};
 
     fn composed(x: &Tensor, t: &Tensor) -> Tensor {
         let picked = x.gather(&t.unsqueeze(D::Minus1).unwrap().contiguous().unwrap(), D::Minus1).unwrap();
@@ -182,14 +182,7 @@ mod tests {
         let (x, t, w) = case();
         let fused = log_softmax_gather(x.as_tensor(), &t).unwrap();
         let reference = composed(x.as_tensor(), &t);
-        let dv = max_abs_diff(&fused, &reference);
-        println!("log_softmax_gather: max value error {dv:e}");
-        assert!(dv < 1e-6, "values differ by {dv}");
-        let gf = (fused * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        let gc = (reference * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        let dg = max_abs_diff(gf.get(x.as_tensor()).unwrap(), gc.get(x.as_tensor()).unwrap());
-        println!("log_softmax_gather: max gradient error {dg:e}");
-        assert!(dg < 1e-6, "gradients differ by {dg}");
+        assert_matches_composition("log_softmax_gather", &fused, &reference, &w, &[&x], 1e-6, 1e-6);
     }
 
     #[test]

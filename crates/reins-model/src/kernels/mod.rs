@@ -14,6 +14,7 @@ pub mod rope;
 pub mod swiglu;
 
 use candle_core::{CpuStorage, Layout, Tensor};
+use rayon::prelude::*;
 
 /// Rows per rayon task: enough work per task to amortise the fork/join.
 pub(crate) fn min_rows(row_len: usize) -> usize {
@@ -29,6 +30,38 @@ pub(crate) fn f32s<'a>(op: &str, s: &'a CpuStorage, l: &Layout) -> candle_core::
         Some((a, b)) => Ok(&v[a..b]),
         None => candle_core::bail!("{op}: expected a contiguous tensor"),
     }
+}
+
+/// Rows per block of [`row_sums`].
+const SUM_BLOCK: usize = 64;
+
+/// `Σ_rows term(i, x_i, g_i)` for the rows (length `d`) of `x` and `g`, where `term` adds row
+/// `i`'s contribution into `acc`: the weight and bias gradients of the norms. Rows are summed
+/// per fixed block of 64 in parallel, then the blocks in order, so the result does not depend
+/// on the thread count.
+pub(crate) fn row_sums(
+    x: &[f32],
+    g: &[f32],
+    d: usize,
+    term: impl Fn(usize, &[f32], &[f32], &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let partials: Vec<Vec<f32>> = x
+        .par_chunks(d * SUM_BLOCK)
+        .zip(g.par_chunks(d * SUM_BLOCK))
+        .enumerate()
+        .map(|(b, (xb, gb))| {
+            let mut acc = vec![0f32; d];
+            for (j, (x, g)) in xb.chunks(d).zip(gb.chunks(d)).enumerate() {
+                term(b * SUM_BLOCK + j, x, g, &mut acc);
+            }
+            acc
+        })
+        .collect();
+    let mut out = vec![0f32; d];
+    for p in partials {
+        out.iter_mut().zip(p).for_each(|(a, p)| *a += p);
+    }
+    out
 }
 
 /// Whether the fused CPU kernels apply to all of `ts`.
@@ -50,6 +83,29 @@ pub(crate) mod testing {
 
     pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// Checks a fused op against the composition it replaces: values within `tol_value`, and
+    /// the gradients of Σ probe · output with respect to each of `vars` within `tol_grad`.
+    pub fn assert_matches_composition(
+        name: &str,
+        fused: &Tensor,
+        composed: &Tensor,
+        probe: &Tensor,
+        vars: &[&Var],
+        tol_value: f32,
+        tol_grad: f32,
+    ) {
+        let dv = max_abs_diff(fused, composed);
+        println!("{name}: max value error {dv:e}");
+        assert!(dv <= tol_value, "{name}: values differ by {dv}");
+        let gf = (fused * probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let gc = (composed * probe).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in vars {
+            let d = max_abs_diff(gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
+            println!("{name}: max gradient error {d:e}");
+            assert!(d <= tol_grad, "{name}: gradients differ by {d}");
+        }
     }
 
     /// Central finite difference of `f` (a scalar function of `v`) at a few coordinates, in f64

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{f32s, fusable, min_rows};
+use super::{f32s, fusable, min_rows, row_sums};
 use crate::error::Result;
 
 /// `x / sqrt(mean(x²) + eps) * w` over the last dimension, with a fused backward on CPU f32.
@@ -156,9 +156,6 @@ impl CustomOp3 for RmsNormBwd {
     }
 }
 
-/// Rows per block of the weight-gradient sum (fixed, so the sum order is too).
-const DW_BLOCK: usize = 64;
-
 /// `dw` from `(x, g)`.
 impl CustomOp2 for RmsNormBwd {
     fn name(&self) -> &'static str {
@@ -178,25 +175,12 @@ impl CustomOp2 for RmsNormBwd {
         if d == 0 || g.len() != x.len() {
             candle_core::bail!("rms_norm: gradient shape mismatch");
         }
-        let partials: Vec<Vec<f32>> = x
-            .par_chunks(d * DW_BLOCK)
-            .zip(g.par_chunks(d * DW_BLOCK))
-            .enumerate()
-            .map(|(b, (xb, gb))| {
-                let mut acc = vec![0f32; d];
-                for (j, (x, g)) in xb.chunks(d).zip(gb.chunks(d)).enumerate() {
-                    let r = self.r(b * DW_BLOCK + j, x);
-                    for ((a, &x), &g) in acc.iter_mut().zip(x).zip(g) {
-                        *a += g * (x * r);
-                    }
-                }
-                acc
-            })
-            .collect();
-        let mut dw = vec![0f32; d];
-        for p in partials {
-            dw.iter_mut().zip(p).for_each(|(a, p)| *a += p);
-        }
+        let dw = row_sums(x, g, d, |i, x, g, acc| {
+            let r = self.r(i, x);
+            for ((a, &x), &g) in acc.iter_mut().zip(x).zip(g) {
+                *a += g * (x * r);
+            }
+        });
         Ok((CpuStorage::F32(dw), Shape::from(d)))
     }
 }
@@ -206,7 +190,7 @@ mod tests {
     use candle_core::Var;
 
     use super::*;
-    use crate::kernels::testing::{finite_diff_err, max_abs_diff, randn};
+    use crate::kernels::testing::{assert_matches_composition, finite_diff_err, randn};
 
     #[test]
     fn matches_the_composition_values_and_gradients() {
@@ -215,16 +199,7 @@ mod tests {
         let probe = randn(&[3, 70, 48], 3);
         let f = rms_norm(x.as_tensor(), w.as_tensor(), 1e-6).unwrap();
         let c = composed(x.as_tensor(), w.as_tensor(), 1e-6).unwrap();
-        let dv = max_abs_diff(&f, &c);
-        println!("rms_norm: max value error {dv:e}");
-        assert!(dv < 1e-6, "values differ by {dv}");
-        let gf = (f * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        let gc = (c * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        for v in [&x, &w] {
-            let d = max_abs_diff(gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
-            println!("rms_norm: max gradient error {d:e}");
-            assert!(d < 1e-4, "gradients differ by {d}");
-        }
+        assert_matches_composition("rms_norm", &f, &c, &probe, &[&x, &w], 1e-6, 1e-4);
     }
 
     #[test]

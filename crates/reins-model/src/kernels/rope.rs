@@ -110,7 +110,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
-    use crate::kernels::testing::{finite_diff_err, max_abs_diff, randn};
+    use crate::kernels::testing::{assert_matches_composition, finite_diff_err, randn};
 
     fn tables() -> (Tensor, Tensor) {
         let inv_freq = [1.0f32, 0.1, 0.01, 0.001];
@@ -126,14 +126,7 @@ mod tests {
         let probe = randn(&[2, 5, 3, 8], 2);
         let f = rope(x.as_tensor(), &c, &s).unwrap();
         let r = composed(x.as_tensor(), &c, &s).unwrap();
-        let dv = max_abs_diff(&f, &r);
-        println!("rope: max value error {dv:e}");
-        assert!(dv == 0.0, "values differ by {dv}");
-        let gf = (f * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        let gc = (r * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        let d = max_abs_diff(gf.get(x.as_tensor()).unwrap(), gc.get(x.as_tensor()).unwrap());
-        println!("rope: max gradient error {d:e}");
-        assert!(d < 1e-6, "gradients differ by {d}");
+        assert_matches_composition("rope", &f, &r, &probe, &[&x], 0.0, 1e-6);
     }
 
     #[test]

@@ -118,7 +118,7 @@ mod tests {
     use candle_core::Var;
 
     use super::*;
-    use crate::kernels::testing::{finite_diff_err, max_abs_diff, randn};
+    use crate::kernels::testing::{assert_matches_composition, finite_diff_err, randn};
 
     #[test]
     fn matches_the_composition_values_and_gradients() {
@@ -127,16 +127,7 @@ mod tests {
         let probe = randn(&[4, 9, 40], 3);
         let f = swiglu(a.as_tensor(), b.as_tensor()).unwrap();
         let c = (a.as_tensor().silu().unwrap() * b.as_tensor()).unwrap();
-        let dv = max_abs_diff(&f, &c);
-        println!("swiglu: max value error {dv:e}");
-        assert!(dv < 1e-6, "values differ by {dv}");
-        let gf = (f * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        let gc = (c * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        for v in [&a, &b] {
-            let d = max_abs_diff(gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
-            println!("swiglu: max gradient error {d:e}");
-            assert!(d < 1e-5, "gradients differ by {d}");
-        }
+        assert_matches_composition("swiglu", &f, &c, &probe, &[&a, &b], 1e-6, 1e-5);
     }
 
     #[test]
