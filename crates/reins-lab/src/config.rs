@@ -130,7 +130,7 @@ impl LabConfig {
     /// Parses TOML; unknown keys and bad values are errors naming the key.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, LabError> {
         let cfg: LabConfig =
-            toml::from_str(text).map_err(|source| LabError::ConfigParse { origin: origin.to_string(), source })?;
+            toml::from_str(text).map_err(|error| LabError::ConfigParse { origin: origin.to_string(), error })?;
         cfg.validate()?;
         Ok(cfg)
     }

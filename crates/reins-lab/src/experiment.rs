@@ -586,10 +586,8 @@ impl Ctx<'_> {
             })
             .collect::<Result<_>>()?;
         let model = self.train_lm("sft", model, &sft, &self.cfg.sft.clone())?;
+        // The tokenizer stage already wrote its files into `dir`.
         model.save_pretrained(dir).map_err(stage("save"))?;
-        for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
-            let _ = std::fs::copy(dir.join(f), dir.join(f)); // written by the tokenizer stage
-        }
         Ok(())
     }
 

@@ -83,12 +83,10 @@ pub enum LabError {
     #[error("invalid lab config: `{key}` {problem}")]
     Config { key: String, problem: String },
     /// The TOML could not be parsed (typo, unknown key, wrong type).
-    #[error("could not parse lab config {origin}: {source}\nhint: every key is listed with its default in `LabConfig::default().to_toml()`")]
-    ConfigParse {
-        origin: String,
-        #[source]
-        source: toml::de::Error,
-    },
+    #[error(
+        "could not parse lab config {origin}: {error}\nhint: `reins quickstart --print-config` lists every key with its default"
+    )]
+    ConfigParse { origin: String, error: toml::de::Error },
     /// Reading or writing a file failed.
     #[error("{action} {path}: {source}")]
     Io {

@@ -63,4 +63,19 @@ fn reduced_quickstart_completes_and_writes_the_report() {
     let targets = json["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 4, "{targets:?}");
     assert!(targets.iter().all(|t| t["value"].as_f64().is_some_and(f64::is_finite)), "{targets:?}");
+
+    // A second run reuses the cached tokenizer and base model (no pretraining) and, the run
+    // being deterministic, prints the same table.
+    let again = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args(["quickstart", "--reduced", "--output-dir"])
+        .arg(dir.path().join("out2"))
+        .arg("--cache-dir")
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "second run failed:\n{stderr}");
+    assert!(!stderr.contains("== pretrain") && !stderr.contains("== tokenizer"), "cache not reused:\n{stderr}");
+    let table = |s: &str| s.lines().take_while(|l| !l.starts_with("report:")).collect::<Vec<_>>().join("\n");
+    assert_eq!(table(&String::from_utf8_lossy(&again.stdout)), table(&stdout), "the cached run differs");
 }
