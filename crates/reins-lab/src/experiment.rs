@@ -71,18 +71,39 @@ struct Ctx<'a> {
     progress: &'a mut dyn Progress,
 }
 
+/// The folder caching the tokenizer and base model, keyed by everything that builds them (the
+/// world, the seed, the tokenizer, model, pretraining and SFT settings), so a run with other
+/// settings (`--reduced`, say) never reuses a base model it did not train.
+pub fn base_cache_dir(cfg: &LabConfig, world: &crate::World) -> PathBuf {
+    let key = format!(
+        "{} {} {:?} {:?} {:?} {:?}",
+        world.fingerprint(),
+        cfg.seed,
+        cfg.tokenizer,
+        cfg.model,
+        cfg.pretrain,
+        cfg.sft
+    );
+    PathBuf::from(&cfg.cache_dir).join(format!("base-{:016x}", crate::rng::fnv1a(key.as_bytes())))
+}
+
 /// Runs the experiment end to end and writes the report into `cfg.output_dir`.
 pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     let started = std::time::Instant::now();
     let lab = Lab::new(cfg)?;
-    let cache = PathBuf::from(&cfg.cache_dir).join(format!("base-{}", lab.world.fingerprint()));
+    let cache = base_cache_dir(cfg, &lab.world);
     let tok_dir = cache.join("model");
     if !tok_dir.join("tokenizer.json").exists() {
         progress.stage("tokenizer", 1);
         crate::tokenizer_train::train_and_save(&lab.world, cfg, &tok_dir)?;
         progress.tick("trained");
     }
-    let tok = HfTokenizer::from_dir(&tok_dir).map_err(stage("tokenizer"))?;
+    // A cache left broken (an interrupted run, a disk that filled up) is named, with the fix.
+    let stale = |e: &dyn std::fmt::Display| LabError::Stage {
+        stage: "cache",
+        message: format!("{e}\nhint: delete {} to rebuild the cached base model", cache.display()),
+    };
+    let tok = HfTokenizer::from_dir(&tok_dir).map_err(|e| stale(&e))?;
     let end_id = tok.token_to_id(chat::END).ok_or_else(|| LabError::Tokenizer("no <|end|> token".into()))?;
     let mut cx = Ctx { cfg, lab, tok, device: Device::Cpu, end_id, progress };
 
@@ -90,7 +111,7 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     if !base.join("model.safetensors").exists() {
         cx.pretrain_and_sft(&base)?;
     }
-    let sft = cx.load(&base, LoadOptions::default())?;
+    let sft = cx.load(&base, LoadOptions::default()).map_err(|e| stale(&e))?;
 
     // Pairs from the SFT policy, labelled by the simulated population.
     let train_prompts = cx.lab.world.prompts(Split::Train, cfg.pairs.n_prompts);
@@ -891,4 +912,25 @@ fn pad_to<T: Clone>(row: &[T], t: usize, value: T) -> Vec<T> {
 fn bootstrap(records: &[crate::PreferenceRecord], seed: u64) -> Vec<crate::PreferenceRecord> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     (0..records.len()).map(|_| records[rand::Rng::random_range(&mut rng, 0..records.len())].clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_base_model_cache_is_keyed_by_what_builds_it() {
+        let key = |cfg: &LabConfig| base_cache_dir(cfg, &Lab::new(cfg).unwrap().world);
+        let full = LabConfig::default();
+        assert_eq!(key(&full), key(&LabConfig::default()));
+        assert_ne!(key(&full), key(&LabConfig::reduced()), "--reduced must not share the default's base model");
+        let mut longer = LabConfig::default();
+        longer.pretrain.max_steps += 1;
+        assert_ne!(key(&full), key(&longer));
+        // Later stages do not touch the base model.
+        let mut other = LabConfig::default();
+        other.grpo.max_steps += 1;
+        other.output_dir = "elsewhere".into();
+        assert_eq!(key(&full), key(&other));
+    }
 }

@@ -78,4 +78,18 @@ fn reduced_quickstart_completes_and_writes_the_report() {
     assert!(!stderr.contains("== pretrain") && !stderr.contains("== tokenizer"), "cache not reused:\n{stderr}");
     let table = |s: &str| s.lines().take_while(|l| !l.starts_with("report:")).collect::<Vec<_>>().join("\n");
     assert_eq!(table(&String::from_utf8_lossy(&again.stdout)), table(&stdout), "the cached run differs");
+
+    // A broken cache (here a truncated tokenizer) fails with the folder to delete.
+    let base = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
+    std::fs::write(base.join("model").join("tokenizer.json"), "").unwrap();
+    let broken = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args(["quickstart", "--reduced", "--output-dir"])
+        .arg(dir.path().join("out3"))
+        .arg("--cache-dir")
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(!broken.status.success() && stderr.contains("hint: delete"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
