@@ -340,11 +340,11 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         if let [single, ensemble] = pair {
             let gold = |c: &OverOptCurve| c.points.iter().map(|p| p.gold).collect::<Vec<f64>>();
             let (s, e) = (metrics::gold_collapse(&gold(single)), metrics::gold_collapse(&gold(ensemble)));
-            notes.push(metrics::collapse_verdict(what, &gold(single), &gold(ensemble), 0.05));
+            notes.push(metrics::collapse_verdict(what, s, e));
             collapse_targets.push(Target {
                 name: format!("{what}: gold collapse of the single RM minus the ensemble's ({s:.3} − {e:.3})"),
                 value: s - e,
-                threshold: 0.05,
+                threshold: metrics::COLLAPSE_TOLERANCE,
             });
         }
     }

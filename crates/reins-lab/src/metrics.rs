@@ -112,17 +112,20 @@ pub fn gold_collapse(gold_along_curve: &[f64]) -> f64 {
     }
 }
 
-/// One sentence comparing the gold collapse of a policy optimized against the single reward
-/// model with one optimized against the ensemble (`tolerance`: collapse smaller than this is
-/// noise). Says plainly when neither collapses, so the ensemble's benefit is not shown.
-pub fn collapse_verdict(what: &str, single: &[f64], ensemble: &[f64], tolerance: f64) -> String {
-    let (s, e) = (gold_collapse(single), gold_collapse(ensemble));
-    if s < tolerance && e < tolerance {
+/// Gold collapse below this is noise: the verdict's and the report target's tolerance.
+pub const COLLAPSE_TOLERANCE: f64 = 0.05;
+
+/// One sentence comparing the gold collapse ([`gold_collapse`]) of a policy optimized against
+/// the single reward model, `single`, with one optimized against the ensemble, `ensemble`. Says
+/// plainly when neither collapses, so the ensemble's benefit is not shown.
+pub fn collapse_verdict(what: &str, single: f64, ensemble: f64) -> String {
+    let (s, e, tol) = (single, ensemble, COLLAPSE_TOLERANCE);
+    if s < tol && e < tol {
         format!(
             "{what}: gold reward did not fall from its peak under either reward model (drop {s:.3} single, \
              {e:.3} ensemble), so this run does not show the ensemble resisting over-optimization at this scale."
         )
-    } else if e + tolerance <= s {
+    } else if e + tol <= s {
         format!("{what}: the ensemble's gold reward fell less from its peak than the single RM's ({e:.3} vs {s:.3}).")
     } else {
         format!(
@@ -163,9 +166,11 @@ mod tests {
         assert_eq!(gold_collapse(&[1.0, 2.0, 3.0]), 0.0);
         assert_eq!(gold_collapse(&[1.0, 3.0, 2.5]), 0.5);
         assert_eq!(gold_collapse(&[]), 0.0);
-        let v = collapse_verdict("GRPO", &[1.0, 3.0, 2.0], &[1.0, 2.0, 2.0], 0.05);
+        let verdict =
+            |single: &[f64], ensemble: &[f64]| collapse_verdict("GRPO", gold_collapse(single), gold_collapse(ensemble));
+        let v = verdict(&[1.0, 3.0, 2.0], &[1.0, 2.0, 2.0]);
         assert!(v.contains("fell less") && v.contains("0.000 vs 1.000"), "{v}");
-        assert!(collapse_verdict("GRPO", &[1.0, 2.0], &[1.0, 2.0], 0.05).contains("does not show"));
-        assert!(collapse_verdict("GRPO", &[1.0, 2.0], &[2.0, 1.0], 0.05).contains("did not fall less"));
+        assert!(verdict(&[1.0, 2.0], &[1.0, 2.0]).contains("does not show"));
+        assert!(verdict(&[1.0, 2.0], &[2.0, 1.0]).contains("did not fall less"));
     }
 }

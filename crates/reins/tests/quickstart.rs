@@ -9,13 +9,17 @@ fn reduced_quickstart_completes_and_writes_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let cache = dir.path().join("cache");
-    let run = Command::new(env!("CARGO_BIN_EXE_reins"))
-        .args(["quickstart", "--reduced", "--output-dir"])
-        .arg(&out)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .output()
-        .unwrap();
+    // The reduced quickstart writing to `out`, all runs sharing one cache.
+    let quickstart = |out: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_reins"))
+            .args(["quickstart", "--reduced", "--output-dir"])
+            .arg(out)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .output()
+            .unwrap()
+    };
+    let run = quickstart(&out);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "quickstart failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
@@ -66,13 +70,7 @@ fn reduced_quickstart_completes_and_writes_the_report() {
 
     // A second run reuses the cached tokenizer and base model (no pretraining) and, the run
     // being deterministic, prints the same table.
-    let again = Command::new(env!("CARGO_BIN_EXE_reins"))
-        .args(["quickstart", "--reduced", "--output-dir"])
-        .arg(dir.path().join("out2"))
-        .arg("--cache-dir")
-        .arg(&cache)
-        .output()
-        .unwrap();
+    let again = quickstart(&dir.path().join("out2"));
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "second run failed:\n{stderr}");
     assert!(!stderr.contains("== pretrain") && !stderr.contains("== tokenizer"), "cache not reused:\n{stderr}");
@@ -82,13 +80,7 @@ fn reduced_quickstart_completes_and_writes_the_report() {
     // A broken cache (here a truncated tokenizer) fails with the folder to delete.
     let base = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
     std::fs::write(base.join("model").join("tokenizer.json"), "").unwrap();
-    let broken = Command::new(env!("CARGO_BIN_EXE_reins"))
-        .args(["quickstart", "--reduced", "--output-dir"])
-        .arg(dir.path().join("out3"))
-        .arg("--cache-dir")
-        .arg(&cache)
-        .output()
-        .unwrap();
+    let broken = quickstart(&dir.path().join("out3"));
     let stderr = String::from_utf8_lossy(&broken.stderr);
     assert!(!broken.status.success() && stderr.contains("hint: delete"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
