@@ -4,11 +4,11 @@
 //! 1. a BPE tokenizer and a tiny Llama pretrained and SFT'd on the world's corpus (cached);
 //! 2. pairs sampled from the SFT policy on train prompts, labelled by simulated annotators;
 //! 3. reward models (one, and an ensemble of bootstrap resamples) trained on those labels,
-//!    scored against noiseless gold preferences on held-out pairs;
+//!    scored against noiseless gold preferences on pairs of test prompts;
 //! 4. policies: offline DPO on the labelled pairs, best-of-n against the ensemble, GRPO against
 //!    the single RM and the ensemble (with over-optimization curves), PPO and online DPO
 //!    against the ensemble;
-//! 5. evaluation of every policy on held-out prompts by the gold reward (mean score, win rate
+//! 5. evaluation of every policy on the test prompts by the gold reward (mean score, win rate
 //!    against SFT, KL to the SFT reference, proxy − gold gap) and the report.
 //!
 //! This file tells that story top to bottom; how each model is trained and queried is in
@@ -131,9 +131,10 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         let data = if k == 0 { records.clone() } else { bootstrap(&records, cfg.seed + k as u64) };
         members.push(cx.train_reward_model(&base, &data, k as u64)?);
     }
-    // Held-out pairs for accuracy against noiseless gold.
-    let held = cx.lab.world.prompts(Split::Heldout, cfg.reward_model.n_eval_pairs);
-    cx.progress.stage("held-out pairs", 1);
+    // Pairs of test prompts for accuracy against noiseless gold. The test split is read by no
+    // tuning choice (the defaults were tuned on the dev split).
+    let held = cx.lab.world.prompts(Split::Test, cfg.reward_model.n_eval_pairs);
+    cx.progress.stage("test pairs", 1);
     let held_samples = cx.sample(&sft, &held, 2, cfg.pairs.temperature, cfg.pairs.max_new_tokens, 2)?;
     cx.progress.tick("done");
     let held_pairs: Vec<(String, String, String)> =
@@ -144,7 +145,7 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         let b: Vec<(String, String)> = held_pairs.iter().map(|(p, _, b)| (p.clone(), b.clone())).collect();
         Ok((cx.score_mean(ms, &a)?, cx.score_mean(ms, &b)?))
     };
-    // The same held-out pairs labelled by the simulated population: the noisy accuracy a
+    // The same test pairs labelled by the simulated population: the noisy accuracy a
     // practitioner without gold would see.
     let held_labels: Vec<LabelOutcome> = cx
         .lab
@@ -170,8 +171,8 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         n_pairs: n_acc,
     });
 
-    // Policies, evaluated on held-out prompts.
-    let eval_prompts = cx.lab.world.prompts(Split::Heldout, cfg.eval.n_prompts);
+    // Policies, evaluated on the test prompts.
+    let eval_prompts = cx.lab.world.prompts(Split::Test, cfg.eval.n_prompts);
     let (t, n_new) = (cfg.eval.temperature, cfg.eval.max_new_tokens);
     cx.progress.stage("evaluating SFT", 1);
     let sft_out: Vec<String> =
@@ -194,7 +195,7 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         proxy_gold_gap: Some(0.0),
     }];
     let mut outputs: Vec<(String, Vec<String>)> = Vec::new();
-    // A policy's answers to the held-out prompts (one sample each) and its KL to SFT.
+    // A policy's answers to the test prompts (one sample each) and its KL to SFT.
     let answer = |cx: &mut Ctx, name: &str, policy: &Model, seed: u64| -> Result<(Vec<String>, f64)> {
         cx.progress.stage(&format!("evaluating {name}"), 1);
         let out: Vec<String> =

@@ -372,7 +372,7 @@ mod tests {
             ("repeated", Factors { repeats: 1, ..base.clone() }),
         ];
         let polite = Factors { politeness: Politeness::Polite, polite_sentences: 1, ..base.clone() };
-        for p in w.prompts(Split::Heldout, 120) {
+        for p in w.prompts(Split::Dev, 120) {
             let good = w.response_with(&p, &base, &mut rng).text;
             for (name, f) in &worse {
                 let bad = w.response_with(&p, f, &mut rng).text;

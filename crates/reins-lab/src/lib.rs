@@ -28,10 +28,10 @@
 //!     .filter_map(|((p, a, b), l)| l.to_record(p, a, b, false))
 //!     .map(|r| r.to_chat()) // TRL standard form: prompt + chosen is the training text
 //!     .collect();
-//! // 3. evaluation on held-out prompts: lab.gold.score(&prompt, &response),
+//! // 3. evaluation on the test prompts: lab.gold.score(&prompt, &response),
 //! //    metrics::win_rate, metrics::gold_pair_accuracy, metrics::proxy_gold_gap,
 //! //    then report::Report::new(data).write(out_dir)
-//! let held = lab.world.prompts(Split::Heldout, cfg.eval.n_prompts);
+//! let held = lab.world.prompts(Split::Test, cfg.eval.n_prompts);
 //! # let _ = (tok, corpus, prompts, records, held);
 //! # Ok(()) }
 //! ```
@@ -44,6 +44,7 @@ pub mod gold;
 pub mod metrics;
 pub mod report;
 pub mod rng;
+pub mod seeds;
 pub mod svg;
 pub mod tasks;
 pub mod tokenizer_train;

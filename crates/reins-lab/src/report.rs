@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::svg::{escape, BarChart, LineChart, Series};
 use crate::LabError;
 
-/// One aligned policy, evaluated on held-out prompts by the gold reward.
+/// One aligned policy, evaluated on the test prompts by the gold reward.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MethodRow {
     /// "SFT", "PPO", "GRPO", "DPO", "online DPO", "best-of-16", ….
@@ -30,11 +30,11 @@ pub struct MethodRow {
 pub struct RewardModelRow {
     /// "single", "ensemble (4)", ….
     pub name: String,
-    /// Accuracy against noiseless gold preferences on held-out pairs.
+    /// Accuracy against noiseless gold preferences on pairs of test prompts.
     pub accuracy_vs_gold: f64,
-    /// Accuracy against the annotators' (noisy) held-out labels, if measured.
+    /// Accuracy against the annotators' (noisy) labels of those pairs, if measured.
     pub accuracy_vs_labels: Option<f64>,
-    /// Held-out pairs counted.
+    /// Test pairs counted.
     pub n_pairs: usize,
 }
 
@@ -170,7 +170,7 @@ impl Report {
         if !d.methods.is_empty() {
             out.push(
                 BarChart {
-                    title: "Mean gold score (held-out prompts)".into(),
+                    title: "Mean gold score (test prompts)".into(),
                     y_label: "gold score".into(),
                     bars: d.methods.iter().map(|m| (m.name.clone(), m.mean_gold)).collect(),
                     reference: None,
@@ -259,7 +259,7 @@ impl Report {
             h.push_str("</table>");
         }
         if !d.methods.is_empty() {
-            h.push_str("<h2>Methods</h2><p>Every policy answers the same held-out prompts; the hidden gold reward scores them.</p><table><tr><th>method</th><th>mean gold</th><th>gold win rate vs SFT</th><th>KL to reference</th><th>mean proxy</th><th>proxy − gold gap</th></tr>");
+            h.push_str("<h2>Methods</h2><p>Every policy answers the same test prompts (held out, read by no tuning choice); the hidden gold reward scores them.</p><table><tr><th>method</th><th>mean gold</th><th>gold win rate vs SFT</th><th>KL to reference</th><th>mean proxy</th><th>proxy − gold gap</th></tr>");
             let best = d.methods.iter().map(|m| m.gold_win_rate_vs_sft).fold(f64::NEG_INFINITY, f64::max);
             for m in &d.methods {
                 let cls = if m.gold_win_rate_vs_sft == best { " class=\"best\"" } else { "" };
@@ -367,7 +367,7 @@ impl Report {
             m.push('\n');
         }
         if !d.methods.is_empty() {
-            m.push_str("## Methods (held-out prompts, gold reward)\n\n| method | mean gold | gold win rate vs SFT | KL to reference | mean proxy | proxy − gold gap |\n|---|---:|---:|---:|---:|---:|\n");
+            m.push_str("## Methods (test prompts, gold reward)\n\n| method | mean gold | gold win rate vs SFT | KL to reference | mean proxy | proxy − gold gap |\n|---|---:|---:|---:|---:|---:|\n");
             for r in &d.methods {
                 let _ = writeln!(
                     m,

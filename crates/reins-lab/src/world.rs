@@ -1,7 +1,7 @@
 //! The synthetic world: prompts of several task kinds and responses whose quality varies along
 //! hidden factors (relevance, correctness, politeness, brevity, repetition).
 //!
-//! Deterministic from `(seed, WorldConfig)`: the train / held-out split, the prompt streams and
+//! Deterministic from `(seed, WorldConfig)`: the train / dev / test split, the prompt streams and
 //! the corpus are the same on every platform.
 
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -30,12 +30,15 @@ pub(crate) const FILLER: &[&str] = &[
     "Let me explain in detail.",
 ];
 
-/// Train prompts feed the corpus, SFT, pairs and RL; held-out prompts only evaluation.
+/// Train prompts feed the corpus, SFT, pairs and RL; held-out prompts only evaluation. The
+/// held-out prompts are halved: `Dev` is what tuning and sanity checks may read, `Test` is what
+/// the reported numbers are measured on and no tuning choice reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Split {
     Train,
-    Heldout,
+    Dev,
+    Test,
 }
 
 /// A prompt of the world.
@@ -142,50 +145,57 @@ pub struct Corpus {
     pub sft: Vec<SftExample>,
 }
 
-/// The world: the prompt space split into train and held-out, and the response writer.
+/// The world: the prompt space split into train, dev and test, and the response writer.
 #[derive(Debug, Clone)]
 pub struct World {
     seed: u64,
     cfg: WorldConfig,
-    /// Per task kind (in `TaskKind::ALL` order): its train and held-out prompts.
+    /// Per task kind (in `TaskKind::ALL` order): its train, dev and test prompts.
     train: Vec<Vec<Prompt>>,
-    heldout: Vec<Vec<Prompt>>,
+    dev: Vec<Vec<Prompt>>,
+    test: Vec<Vec<Prompt>>,
 }
 
 impl World {
     /// Builds the world. The split depends on the seed: a prompt is held out when its hash,
-    /// mixed with the seed, falls under `heldout_fraction`; every kind gets at least one prompt
-    /// in each split.
+    /// mixed with the seed, falls under `heldout_fraction`, and a held-out prompt is a test
+    /// prompt when a second hash of it falls under one half (dev otherwise); every kind gets at
+    /// least one prompt in each split.
     pub fn new(seed: u64, cfg: &WorldConfig) -> Result<Self, LabError> {
         let lab = crate::config::LabConfig { world: cfg.clone(), ..Default::default() };
         lab.validate()?;
         let split_seed = derive_seed(seed, "world/split");
-        let mut train = vec![Vec::new(); TaskKind::ALL.len()];
-        let mut heldout = vec![Vec::new(); TaskKind::ALL.len()];
+        let unit = |h: u64, name: &str| (crate::rng::derive_seed(h, name) >> 11) as f64 / (1u64 << 53) as f64;
+        let n = TaskKind::ALL.len();
+        let (mut train, mut dev, mut test) = (vec![Vec::new(); n], vec![Vec::new(); n], vec![Vec::new(); n]);
         for (text, task) in all_prompts() {
             let k = kind_index(task.kind());
             let h = fnv1a(text.as_bytes()) ^ split_seed;
-            let u = (crate::rng::derive_seed(h, "split") >> 11) as f64 / (1u64 << 53) as f64;
             let p = Prompt { text: text.clone(), task: task.clone() };
-            if u < cfg.heldout_fraction {
-                heldout[k].push(p);
-            } else {
+            if unit(h, "split") >= cfg.heldout_fraction {
                 train[k].push(p);
+            } else if unit(h, "split/test") < 0.5 {
+                test[k].push(p);
+            } else {
+                dev[k].push(p);
             }
         }
-        for k in 0..TaskKind::ALL.len() {
-            if heldout[k].is_empty() {
-                if let Some(p) = train[k].pop() {
-                    heldout[k].push(p);
+        for k in 0..n {
+            for held in [&mut dev[k], &mut test[k]] {
+                if held.is_empty() {
+                    if let Some(p) = train[k].pop() {
+                        held.push(p);
+                    }
                 }
             }
             if train[k].is_empty() {
-                if let Some(p) = heldout[k].pop() {
+                let donor = if dev[k].len() > 1 { &mut dev[k] } else { &mut test[k] };
+                if let Some(p) = donor.pop() {
                     train[k].push(p);
                 }
             }
         }
-        Ok(World { seed, cfg: cfg.clone(), train, heldout })
+        Ok(World { seed, cfg: cfg.clone(), train, dev, test })
     }
 
     /// The seed the world was built with.
@@ -201,7 +211,8 @@ impl World {
     fn by_split(&self, split: Split) -> &[Vec<Prompt>] {
         match split {
             Split::Train => &self.train,
-            Split::Heldout => &self.heldout,
+            Split::Dev => &self.dev,
+            Split::Test => &self.test,
         }
     }
 
@@ -210,7 +221,8 @@ impl World {
     pub fn prompts(&self, split: Split, n: usize) -> Vec<Prompt> {
         let name = match split {
             Split::Train => "prompts/train",
-            Split::Heldout => "prompts/heldout",
+            Split::Dev => "prompts/heldout",
+            Split::Test => "prompts/test",
         };
         self.prompts_with(split, n, &mut stream(self.seed, name))
     }
@@ -324,7 +336,8 @@ impl World {
     pub fn sample_pairs(&self, split: Split, n: usize, mix: &QualityMix) -> Vec<(String, String, String)> {
         let name = match split {
             Split::Train => "pairs/train",
-            Split::Heldout => "pairs/heldout",
+            Split::Dev => "pairs/heldout",
+            Split::Test => "pairs/test",
         };
         let mut rng = stream(self.seed, name);
         self.prompts_with(split, n, &mut rng)
@@ -342,7 +355,7 @@ impl World {
     pub fn fingerprint(&self) -> String {
         let c = self.corpus(256, 256);
         let mut bytes = Vec::new();
-        for p in self.all(Split::Heldout) {
+        for p in self.all(Split::Dev).chain(self.all(Split::Test)) {
             bytes.extend_from_slice(p.text.as_bytes());
         }
         for t in c.pretrain.iter().chain(c.sft.iter().map(|e| &e.response)) {
@@ -375,28 +388,31 @@ mod tests {
     fn splits_are_disjoint_cover_everything_and_depend_on_seed() {
         let w = world();
         let train: HashSet<_> = w.all(Split::Train).map(|p| p.text.clone()).collect();
-        let held: HashSet<_> = w.all(Split::Heldout).map(|p| p.text.clone()).collect();
-        assert!(train.is_disjoint(&held));
-        assert_eq!(train.len() + held.len(), all_prompts().len());
-        let frac = held.len() as f64 / all_prompts().len() as f64;
+        let dev: HashSet<_> = w.all(Split::Dev).map(|p| p.text.clone()).collect();
+        let test: HashSet<_> = w.all(Split::Test).map(|p| p.text.clone()).collect();
+        assert!(train.is_disjoint(&dev) && train.is_disjoint(&test) && dev.is_disjoint(&test));
+        assert_eq!(train.len() + dev.len() + test.len(), all_prompts().len());
+        let frac = (dev.len() + test.len()) as f64 / all_prompts().len() as f64;
         assert!((0.15..0.25).contains(&frac), "{frac}");
+        let half = test.len() as f64 / (dev.len() + test.len()) as f64;
+        assert!((0.4..0.6).contains(&half), "{half}");
         for k in 0..TaskKind::ALL.len() {
-            assert!(!w.train[k].is_empty() && !w.heldout[k].is_empty());
+            assert!(!w.train[k].is_empty() && !w.dev[k].is_empty() && !w.test[k].is_empty());
         }
         let other = World::new(2, &WorldConfig::default()).unwrap();
-        let held2: HashSet<_> = other.all(Split::Heldout).map(|p| p.text.clone()).collect();
-        assert_ne!(held, held2);
+        let test2: HashSet<_> = other.all(Split::Test).map(|p| p.text.clone()).collect();
+        assert_ne!(test, test2);
     }
 
     #[test]
     fn prompts_are_deterministic_varied_and_from_the_split() {
         let w = world();
-        let a = w.prompts(Split::Heldout, 200);
-        assert_eq!(a, w.prompts(Split::Heldout, 200));
-        assert_eq!(a, World::new(1, &WorldConfig::default()).unwrap().prompts(Split::Heldout, 200));
+        let a = w.prompts(Split::Dev, 200);
+        assert_eq!(a, w.prompts(Split::Dev, 200));
+        assert_eq!(a, World::new(1, &WorldConfig::default()).unwrap().prompts(Split::Dev, 200));
         let kinds: HashSet<_> = a.iter().map(|p| p.task.kind()).collect();
         assert_eq!(kinds.len(), 6);
-        let held: HashSet<_> = w.all(Split::Heldout).collect();
+        let held: HashSet<_> = w.all(Split::Dev).collect();
         assert!(a.iter().all(|p| held.contains(p)));
     }
 
@@ -433,7 +449,7 @@ mod tests {
         assert_eq!(c, w.corpus(300, 100));
         assert_eq!(c.pretrain.len(), 300);
         assert_eq!(c.sft.len(), 100);
-        let held: HashSet<_> = w.all(Split::Heldout).map(|p| chat::prompt(&p.text)).collect();
+        let held: HashSet<_> = w.all(Split::Dev).chain(w.all(Split::Test)).map(|p| chat::prompt(&p.text)).collect();
         for t in &c.pretrain {
             assert!(t.starts_with(chat::USER) && t.ends_with(chat::END), "{t}");
             let prompt_part = &t[..t.find(chat::ASSISTANT).unwrap() + chat::ASSISTANT.len()];

@@ -94,7 +94,7 @@ pub struct RewardModelConfig {
     pub learning_rate: f64,
     /// Ensemble reward = mean − `uncertainty_penalty` × std over members. Default 1.0.
     pub uncertainty_penalty: f64,
-    /// Held-out pairs (held-out prompts) for accuracy against noiseless gold. Default 500.
+    /// Pairs of test prompts for accuracy against noiseless gold. Default 500.
     pub n_eval_pairs: usize,
 }
 
@@ -269,7 +269,7 @@ impl Default for BestOfNConfig {
     }
 }
 
-/// Evaluation on held-out prompts.
+/// Evaluation on the test prompts (held out, read by no tuning choice).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalConfig {
@@ -280,7 +280,7 @@ pub struct EvalConfig {
     /// Sampling temperature. Default 1.0 (the policy as sampled, as in training).
     pub temperature: f64,
     /// Points along each GRPO run (single RM, ensemble) at which gold, proxy and KL are
-    /// measured on up to 64 held-out prompts: the over-optimization curves. Default 5.
+    /// measured on up to 64 test prompts: the over-optimization curves. Default 5.
     pub overoptimization_points: usize,
     /// Before/after example generations in the report. Default 6.
     pub n_examples: usize,

@@ -21,7 +21,7 @@ use crate::{LabConfig, Prompt, Split};
 
 use super::{stage, Ctx, Result};
 
-/// Where an RL run is measured: a fixed set of held-out prompts with the SFT policy's
+/// Where an RL run is measured: a fixed set of test prompts with the SFT policy's
 /// samples' proxy and gold scores (the calibration anchor).
 pub(super) struct Probe<'a> {
     pub(super) prompts: &'a [Prompt],

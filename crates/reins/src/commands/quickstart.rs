@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use reins_lab::experiment::{self, Progress};
-use reins_lab::LabConfig;
+use reins_lab::seeds::SeedSummary;
+use reins_lab::{LabConfig, ReportData};
 
 #[derive(clap::Args)]
 pub struct QuickstartArgs {
@@ -26,6 +27,10 @@ pub struct QuickstartArgs {
     /// Print the resolved config and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Run this many seeds (the config's seed, then the next ones), each into its own
+    /// `seed-N` folder, and summarize them in `seeds.md`: means with 95 % intervals.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub seeds: u64,
 }
 
 /// A bar per stage on a terminal; elsewhere one line per stage (with the seconds since the
@@ -101,12 +106,41 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
         total: 0,
         done: 0,
     };
-    let out = experiment::run(&cfg, &mut bars).context("quickstart")?;
-    if let Some(b) = bars.bar.take() {
-        b.finish();
+    if a.seeds == 1 {
+        let out = experiment::run(&cfg, &mut bars).context("quickstart")?;
+        if let Some(b) = bars.bar.take() {
+            b.finish();
+        }
+        print_table(&out.data);
+        println!("report: {}", out.report.html.display());
+        println!("summary: {}", out.report.markdown.display());
+        return Ok(());
     }
+    let root = PathBuf::from(&cfg.output_dir);
+    let mut runs = Vec::new();
+    for seed in cfg.seed..cfg.seed + a.seeds {
+        let mut one = cfg.clone();
+        one.seed = seed;
+        one.output_dir = root.join(format!("seed-{seed}")).display().to_string();
+        eprintln!("== seed {seed}");
+        let out = experiment::run(&one, &mut bars).with_context(|| format!("quickstart, seed {seed}"))?;
+        if let Some(b) = bars.bar.take() {
+            b.finish();
+        }
+        println!("seed {seed}: {}", out.report.html.display());
+        runs.push((seed, out.data));
+    }
+    let summary = SeedSummary::new(&runs);
+    let path = summary.write(&root).context("writing the seed summary")?;
+    print!("{}", summary.render_markdown());
+    println!("summary over seeds: {}", path.display());
+    Ok(())
+}
+
+/// The methods' and reward models' numbers of one run, as a plain table.
+fn print_table(data: &ReportData) {
     println!("{:<28} {:>10} {:>14} {:>10} {:>12}", "method", "mean gold", "win vs SFT", "KL", "proxy-gold");
-    for m in &out.data.methods {
+    for m in &data.methods {
         println!(
             "{:<28} {:>10.3} {:>14.3} {:>10.3} {:>12.3}",
             m.name,
@@ -116,10 +150,7 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
             m.proxy_gold_gap.unwrap_or(f64::NAN)
         );
     }
-    for r in &out.data.reward_models {
-        println!("{:<28} accuracy vs gold {:.3} on {} held-out pairs", r.name, r.accuracy_vs_gold, r.n_pairs);
+    for r in &data.reward_models {
+        println!("{:<28} accuracy vs gold {:.3} on {} test pairs", r.name, r.accuracy_vs_gold, r.n_pairs);
     }
-    println!("report: {}", out.report.html.display());
-    println!("summary: {}", out.report.markdown.display());
-    Ok(())
 }
