@@ -33,7 +33,7 @@ pub fn detect_row(row: &Map<String, Value>) -> Option<Format> {
     }
     if !has("prompt") {
         if let (Some(Value::String(c)), Some(Value::String(_))) = (row.get("chosen"), row.get("rejected")) {
-            if c.contains("\n\nHuman:") && c.contains("\n\nAssistant:") {
+            if crate::formats::hh::looks_like_transcript(c) {
                 return Some(Format::Hh);
             }
         }
