@@ -4,6 +4,7 @@ mod formats;
 mod hh;
 mod io;
 mod no_panic;
+mod oasst;
 mod templates;
 mod tokenize;
 mod tools;
