@@ -141,11 +141,12 @@ fn shp_summarize_helpsteer_pku_arena() {
     assert_eq!(l.format, Format::Summarize);
     assert_eq!(l.report.skipped.get("bad summaries"), Some(&1));
     let p = pref(&l.records[0]);
+    // TRL's tldr_preference.py: the post and the summaries as they are (see summarize.rs).
     assert_eq!(
         p.prompt,
-        Text::Plain("SUBREDDIT: r/pets\n\nTITLE: Lost cat\n\nPOST: My cat ran away.\n\nTL;DR:".into())
+        Text::Plain("SUBREDDIT: r/pets\n\nTITLE: Lost cat\n\nPOST: My cat ran away. \n\nTL;DR:".into())
     );
-    assert_eq!(p.chosen, Text::Plain(" Cat ran away and I am sad.".into()));
+    assert_eq!(p.chosen, Text::Plain("Cat ran away and I am sad.".into()));
     assert_eq!(p.rejected, Text::Plain(" cat gone".into()));
     assert_eq!(p.meta.annotator_id.as_deref(), Some("w7"));
 

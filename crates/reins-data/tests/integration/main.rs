@@ -5,6 +5,7 @@ mod hh;
 mod io;
 mod no_panic;
 mod oasst;
+mod summarize;
 mod templates;
 mod tokenize;
 mod tools;
