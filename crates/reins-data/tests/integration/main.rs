@@ -1,6 +1,7 @@
 //! reins-data integration tests (one binary, to keep link time down).
 
 mod formats;
+mod helpsteer;
 mod hh;
 mod io;
 mod no_panic;
