@@ -1,5 +1,6 @@
 //! reins-data integration tests (one binary, to keep link time down).
 
+mod arena;
 mod formats;
 mod helpsteer;
 mod hh;
