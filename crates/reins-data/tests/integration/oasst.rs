@@ -231,3 +231,17 @@ fn oasst_bad_message_drops_its_subtree_only() {
         "a skipped row's parts are not 'left out of converted rows'"
     );
 }
+
+#[test]
+fn oasst_labels_in_hugging_face_column_form() {
+    // The OpenAssistant/oasst1 parquet release stores `labels` as columns of lists.
+    let rows = [
+        json!({"message_id": "p", "parent_id": null, "message_tree_id": "p", "role": "prompter", "text": "hi", "rank": null}),
+        json!({"message_id": "a", "parent_id": "p", "message_tree_id": "p", "role": "assistant", "text": "hello", "rank": 0,
+               "labels": {"name": ["quality", "humor"], "value": [0.75, 0.25], "count": [3, 2]}}),
+    ];
+    let l = load_str(&jsonl(&rows), None, &ConvertOptions::default());
+    let Record::RankedList { responses, .. } = &l.records[0] else { panic!("not a ranked list") };
+    assert_eq!(responses[0].ratings.get("quality"), Some(&0.75));
+    assert_eq!(responses[0].ratings.get("humor"), Some(&0.25));
+}
