@@ -10,6 +10,11 @@ pub fn detect_row(row: &Map<String, Value>) -> Option<Format> {
     if has("message_tree_id") && row.get("prompt").is_some_and(Value::is_object) {
         return Some(Format::Oasst);
     }
+    // The message-level export (oasst1/oasst2 releases): it also has `text`, which would
+    // otherwise read as TRL language-modeling rows.
+    if has("message_id") && has("parent_id") && has("message_tree_id") && has("role") {
+        return Some(Format::Oasst);
+    }
     if has("instruction") && has("completions") {
         return Some(Format::UltraFeedback);
     }
@@ -33,7 +38,7 @@ pub fn detect_row(row: &Map<String, Value>) -> Option<Format> {
     }
     if !has("prompt") {
         if let (Some(Value::String(c)), Some(Value::String(_))) = (row.get("chosen"), row.get("rejected")) {
-            if c.contains("\n\nHuman:") && c.contains("\n\nAssistant:") {
+            if crate::formats::hh::looks_like_transcript(c) {
                 return Some(Format::Hh);
             }
         }

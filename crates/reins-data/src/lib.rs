@@ -13,10 +13,10 @@
 //!
 //! ## Files ([`io`]) and formats ([`formats`], detected by [`detect`])
 //! JSONL, JSON arrays, gzip of either, Parquet (feature `parquet`, on by default).
-//! Formats: TRL columns (`trl`), Anthropic HH-RLHF (`hh`), OpenAssistant trees (`oasst`),
+//! Formats: TRL columns (`trl`), Anthropic HH-RLHF (`hh`), OpenAssistant trees or messages (`oasst`),
 //! UltraFeedback (`ultrafeedback`), Stanford SHP (`shp`), OpenAI summarize-from-feedback
 //! comparisons (`summarize`), HelpSteer2 attributes (`helpsteer2`) and preferences
-//! (`helpsteer2-preference`), PKU-SafeRLHF (`pku-safe`), Chatbot Arena (`arena`).
+//! (`helpsteer2-preference`), PKU-SafeRLHF (`pku-safe`), Chatbot Arena and MT-bench (`arena`).
 //! A bad row never stops a load: it is skipped and reported with file, line and reason
 //! in the [`io::Report`], whose counts always add up (`rows = converted + skipped`).
 //!

@@ -89,6 +89,10 @@ pub struct Meta {
     /// A subset name for per-category evaluation (RewardBench `subset`, e.g. `"safety"`).
     #[serde(default)]
     pub category: Option<String>,
+    /// The source's own split (HelpSteer2 preference rows' `split`, `train` or `val`), kept
+    /// so a written file still says which rows the publisher held out.
+    #[serde(default)]
+    pub split: Option<String>,
 }
 
 /// A pairwise preference: `chosen` is preferred to `rejected` after `prompt`.
@@ -305,6 +309,9 @@ impl Record {
         }
         if let Some(c) = &meta.category {
             o.insert("category".into(), json!(c));
+        }
+        if let Some(s) = &meta.split {
+            o.insert("split".into(), json!(s));
         }
         Value::Object(o)
     }

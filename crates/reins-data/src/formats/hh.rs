@@ -15,29 +15,72 @@ const ASSISTANT: &str = "\n\nAssistant:";
 /// Split a transcript into messages (`user` / `assistant`), contents trimmed.
 /// Errors when text precedes the first marker or there is no marker at all.
 pub fn parse_transcript(t: &str) -> Result<Vec<Message>, String> {
-    let mut msgs = Vec::new();
-    let mut rest = t;
+    parse_counted(t, &mut 0)
+}
+
+/// The role of a turn marker at the start of `s` (`"Human:"` or `"Assistant:"`) and its length.
+fn marker_at(s: &[u8]) -> Option<(&'static str, usize)> {
+    if s.starts_with(b"Human:") {
+        Some(("user", "Human:".len()))
+    } else if s.starts_with(b"Assistant:") {
+        Some(("assistant", "Assistant:".len()))
+    } else {
+        None
+    }
+}
+
+/// The first turn marker (a blank line, then `Human:` or `Assistant:`) at or after `from`,
+/// or `t.len()`. Looks at each byte once, plus the few after each blank line: the turns of
+/// a transcript are found in one pass, however many there are. (Searching for each marker
+/// separately from every turn rescans the rest of the transcript whenever one of them is
+/// rare, which made a 160k-turn line take minutes.) `scanned` counts the bytes examined.
+fn next_marker(t: &[u8], from: usize, scanned: &mut usize) -> usize {
+    let mut i = from;
+    while i + 1 < t.len() {
+        *scanned += 1;
+        if t[i] == b'\n' && t[i + 1] == b'\n' {
+            *scanned += 1;
+            let after = &t[i + 2..t.len().min(i + 2 + "Assistant:".len())];
+            *scanned += after.len();
+            if marker_at(after).is_some() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    *scanned += t.len().saturating_sub(i);
+    t.len()
+}
+
+fn parse_counted(t: &str, scanned: &mut usize) -> Result<Vec<Message>, String> {
+    let bytes = t.as_bytes();
     // Some transcripts omit the leading blank line.
-    let starts = |s: &str, m: &str| s.starts_with(m) || s.starts_with(&m[2..]);
-    if !starts(rest, HUMAN) && !starts(rest, ASSISTANT) {
-        return Err(if rest.contains(HUMAN) || rest.contains(ASSISTANT) {
+    let first = if t.starts_with("\n\n") { 2 } else { 0 };
+    if marker_at(&bytes[first..]).is_none() {
+        return Err(if next_marker(bytes, 0, scanned) < t.len() {
             "text before the first Human/Assistant turn".into()
         } else {
             "no Human/Assistant turns".into()
         });
     }
-    while !rest.is_empty() {
-        let (role, marker) = if starts(rest, HUMAN) {
-            ("user", if rest.starts_with(HUMAN) { HUMAN } else { &HUMAN[2..] })
-        } else {
-            ("assistant", if rest.starts_with(ASSISTANT) { ASSISTANT } else { &ASSISTANT[2..] })
-        };
-        let body = &rest[marker.len()..];
-        let next = [body.find(HUMAN), body.find(ASSISTANT)].into_iter().flatten().min().unwrap_or(body.len());
-        msgs.push(Message::new(role, body[..next].trim()));
-        rest = &body[next..];
+    let mut msgs = Vec::new();
+    let mut at = first;
+    // Invariant: a marker starts at `at`; the text up to the next blank-line marker is its turn.
+    while at < t.len() {
+        let Some((role, len)) = marker_at(&bytes[at..]) else { break };
+        let body = at + len;
+        let next = next_marker(bytes, body, scanned);
+        msgs.push(Message::new(role, t[body..next].trim()));
+        at = if next < t.len() { next + 2 } else { next };
     }
     Ok(msgs)
+}
+
+/// Whether a `chosen` string looks like an HH transcript: a human turn (after a blank line,
+/// or at the very start: single-turn rows often lack the leading blank line) and an
+/// assistant turn after a blank line.
+pub fn looks_like_transcript(t: &str) -> bool {
+    (t.starts_with("Human:") || t.contains(HUMAN)) && t.contains(ASSISTANT)
 }
 
 pub fn convert(row: &Map<String, Value>, opts: &ConvertOptions, out: &mut Out) -> Result<(), Skip> {
@@ -98,5 +141,63 @@ mod tests {
         );
         assert!(parse_transcript("plain text").is_err());
         assert!(parse_transcript("junk\n\nHuman: x").is_err());
+    }
+
+    /// The straightforward search (each marker looked for from every turn), which the
+    /// one-pass parser must agree with.
+    fn parse_naive(t: &str) -> Result<Vec<Message>, String> {
+        let starts = |s: &str, m: &str| s.starts_with(m) || s.starts_with(&m[2..]);
+        if !starts(t, HUMAN) && !starts(t, ASSISTANT) {
+            return Err(if t.contains(HUMAN) || t.contains(ASSISTANT) {
+                "text before the first Human/Assistant turn".into()
+            } else {
+                "no Human/Assistant turns".into()
+            });
+        }
+        let (mut msgs, mut rest) = (Vec::new(), t);
+        while !rest.is_empty() {
+            let (role, marker) = if starts(rest, HUMAN) {
+                ("user", if rest.starts_with(HUMAN) { HUMAN } else { &HUMAN[2..] })
+            } else {
+                ("assistant", if rest.starts_with(ASSISTANT) { ASSISTANT } else { &ASSISTANT[2..] })
+            };
+            let body = &rest[marker.len()..];
+            let next = [body.find(HUMAN), body.find(ASSISTANT)].into_iter().flatten().min().unwrap_or(body.len());
+            msgs.push(Message::new(role, body[..next].trim()));
+            rest = &body[next..];
+        }
+        Ok(msgs)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_pass_parse_equals_the_naive_search(t in "(\n|\n\n|Human:|Assistant:|Human|\nAssistant:| |x|é){0,24}") {
+            proptest::prop_assert_eq!(parse_transcript(&t), parse_naive(&t));
+        }
+    }
+
+    /// Bytes examined per input byte, on transcripts of `n` turns of a given shape.
+    fn scan_ratio(turns: usize, shape: fn(usize) -> String) -> f64 {
+        let t = shape(turns);
+        let mut scanned = 0;
+        parse_counted(&t, &mut scanned).unwrap();
+        scanned as f64 / t.len() as f64
+    }
+
+    #[test]
+    fn parsing_scans_each_byte_a_bounded_number_of_times() {
+        // Many Human turns and one Assistant turn at the end (a runaway paste), the
+        // alternating shape, and Assistant turns only after a short first line.
+        let shapes: [fn(usize) -> String; 3] = [
+            |n| format!("{}\n\nAssistant: ok", "\n\nHuman: a line of text".repeat(n)),
+            |n| "\n\nHuman: question\n\nAssistant: answer".repeat(n),
+            |n| format!("Human: hi{}", "\n\nAssistant: more\n\nsome text".repeat(n)),
+        ];
+        for (i, shape) in shapes.into_iter().enumerate() {
+            for turns in [100, 1_000, 10_000] {
+                let ratio = scan_ratio(turns, shape);
+                assert!(ratio <= 4.0, "shape {i}, {turns} turns: {ratio:.1} bytes scanned per input byte");
+            }
+        }
     }
 }

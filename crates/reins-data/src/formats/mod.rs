@@ -6,6 +6,7 @@ pub mod arena;
 pub mod helpsteer;
 pub mod hh;
 pub mod oasst;
+pub mod oasst_messages;
 pub mod pku_safe;
 pub mod shp;
 pub mod summarize;
@@ -26,7 +27,7 @@ pub enum Format {
     Trl,
     /// Anthropic HH-RLHF transcripts.
     Hh,
-    /// OpenAssistant export trees.
+    /// OpenAssistant exports: trees (one per line) or messages (one per line, any order).
     Oasst,
     /// UltraFeedback (`instruction`, `completions[]` with `annotations`).
     UltraFeedback,
@@ -244,18 +245,41 @@ pub fn load(path: &Path, format: Option<Format>, opts: &ConvertOptions) -> Resul
 pub fn convert_rows(format: Format, rows: &[Row], opts: &ConvertOptions, report: &mut Report) -> Vec<Record> {
     report.format = Some(format.name().to_string());
     let mut out = Out::default();
+    let (rows, trees) = if format == Format::Oasst {
+        let rebuilt = oasst_messages::rebuild(rows);
+        for (line, skip) in rebuilt.skipped {
+            report.skip(line, skip.reason, skip.detail);
+        }
+        (rebuilt.rest, rebuilt.trees)
+    } else {
+        (rows.iter().collect(), Vec::new())
+    };
     for row in rows {
         let Some(obj) = row.value.as_object() else {
             report.skip(row.line, "not a JSON object", "");
             continue;
         };
-        let before = out.records.len();
-        match convert_row(format, obj, row.line, opts, &mut out) {
-            Ok(()) if out.records.len() > before => report.converted += 1,
-            Ok(()) => report.skip(row.line, "no usable record in row", ""),
+        match convert_one(format, obj, row.line, opts, &mut out) {
+            Ok(dropped) => {
+                report.converted += 1;
+                add_dropped(report, dropped);
+            }
+            Err(skip) => report.skip(row.line, skip.reason, skip.detail),
+        }
+    }
+    for tree in trees {
+        let root_line = tree.lines[0];
+        match tree.row.and_then(|row| convert_one(format, &row, root_line, opts, &mut out)) {
+            Ok(dropped) => {
+                report.converted += tree.lines.len();
+                add_dropped(report, dropped);
+            }
             Err(skip) => {
-                out.records.truncate(before);
-                report.skip(row.line, skip.reason, skip.detail)
+                for &line in &tree.lines[1..] {
+                    let detail = format!("the tree's root message (line {root_line}) was skipped: {}", skip.reason);
+                    report.skip(line, "message of a skipped tree", detail);
+                }
+                report.skip(root_line, skip.reason, skip.detail);
             }
         }
     }
@@ -263,11 +287,40 @@ pub fn convert_rows(format: Format, rows: &[Row], opts: &ConvertOptions, report:
     if format == Format::HelpSteer2 {
         records = helpsteer::group_by_prompt(records);
     }
-    for (k, v) in out.dropped {
-        *report.dropped.entry(k).or_default() += v;
-    }
     report.records = records.len();
     records
+}
+
+/// Convert one row into `out`. Returns what the row left out; a row that gives no record
+/// is skipped, and its partial records and left-out counts are discarded with it, so
+/// `dropped` only ever counts parts of converted rows.
+fn convert_one(
+    format: Format,
+    obj: &Map<String, Value>,
+    line: usize,
+    opts: &ConvertOptions,
+    out: &mut Out,
+) -> std::result::Result<BTreeMap<String, usize>, Skip> {
+    let before = out.records.len();
+    out.dropped.clear();
+    let result = convert_row(format, obj, line, opts, out).and_then(|()| {
+        if out.records.len() > before {
+            Ok(std::mem::take(&mut out.dropped))
+        } else {
+            Err(Skip::new("no usable record in row", ""))
+        }
+    });
+    if result.is_err() {
+        out.records.truncate(before);
+        out.dropped.clear();
+    }
+    result
+}
+
+fn add_dropped(report: &mut Report, dropped: BTreeMap<String, usize>) {
+    for (k, v) in dropped {
+        *report.dropped.entry(k).or_default() += v;
+    }
 }
 
 // ---- small JSON helpers shared by the format modules ----

@@ -5,8 +5,12 @@
 //! Every prompter message with at least one valid assistant reply becomes a
 //! [`Record::RankedList`] whose prompt is the whole thread up to that message; the
 //! replies carry their `rank` (0 = best) and their `labels` as ratings. From these,
-//! [`crate::convert`] derives SFT threads (best reply) and pairs. Deleted messages and
-//! messages that failed review are left out with their subtrees, and counted.
+//! [`crate::convert`] derives SFT threads (best reply) and pairs. Deleted messages,
+//! messages that failed review and bad messages (no `text` string) are left out with
+//! their subtrees, and counted: one bad message costs its subtree, not the whole tree.
+//!
+//! The message-level export (one message per line) is rebuilt into these trees by
+//! [`super::oasst_messages`] and converted here, so both layouts give the same records.
 
 use super::{get, Out, Skip};
 use crate::records::{Message, Meta, Ranked, Record, Text};
@@ -21,6 +25,7 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
     if let Some(why) = excluded(root) {
         return Err(Skip::new(format!("root prompt {why}"), ""));
     }
+    text(root)?;
     if role(root) != Some("prompter") {
         return Err(Skip::new("root is not a prompter message", ""));
     }
@@ -51,6 +56,37 @@ fn subtree_size(m: &Map<String, Value>) -> usize {
     1 + replies(m).map(subtree_size).sum::<usize>()
 }
 
+/// Count a left-out message (`why`: deleted, failed review, bad) and the replies below it.
+fn drop_subtree(m: &Map<String, Value>, why: &str, out: &mut Out) {
+    out.drop_part(&format!("{why} message"));
+    let below = subtree_size(m) - 1;
+    if below > 0 {
+        *out.dropped.entry(format!("replies under a {why} message")).or_default() += below;
+    }
+}
+
+/// A message's `labels` as ratings: the export's `{"quality": {"value": 0.9, "count": 3}}`,
+/// or the Hugging Face release's columns `{"name": [...], "value": [...], "count": [...]}`.
+fn ratings(m: &Map<String, Value>) -> BTreeMap<String, f64> {
+    let Some(labels) = m.get("labels").and_then(Value::as_object) else {
+        return BTreeMap::new();
+    };
+    if let (Some(Value::Array(names)), Some(Value::Array(values))) = (labels.get("name"), labels.get("value")) {
+        return names
+            .iter()
+            .zip(values)
+            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), super::as_f64(v)?)))
+            .collect();
+    }
+    labels
+        .iter()
+        .filter_map(|(k, v)| {
+            let x = v.get("value").unwrap_or(v);
+            super::as_f64(x).map(|x| (k.clone(), x))
+        })
+        .collect()
+}
+
 fn text(m: &Map<String, Value>) -> Result<&str, Skip> {
     m.get("text").and_then(Value::as_str).ok_or_else(|| {
         let id = m.get("message_id").and_then(Value::as_str).unwrap_or("?");
@@ -59,7 +95,7 @@ fn text(m: &Map<String, Value>) -> Result<&str, Skip> {
 }
 
 /// Depth guard: OASST threads are short; a pathological input must not blow the stack.
-const MAX_DEPTH: usize = 256;
+pub(crate) const MAX_DEPTH: usize = 256;
 
 /// `m` is a valid prompter message; `thread` the conversation before it.
 fn walk(
@@ -76,35 +112,19 @@ fn walk(
     let mut ranked = Vec::new();
     let mut kept = Vec::new();
     for reply in replies(m) {
-        if let Some(why) = excluded(reply) {
-            out.drop_part(&format!("{why} message"));
-            let below = subtree_size(reply) - 1;
-            if below > 0 {
-                *out.dropped.entry(format!("replies under a {why} message")).or_default() += below;
-            }
+        if let Some(why) = excluded(reply).or_else(|| text(reply).err().map(|_| "bad")) {
+            drop_subtree(reply, why, out);
             continue;
         }
         if role(reply) != Some("assistant") {
             out.drop_part("reply with unexpected role");
             continue;
         }
-        let ratings: BTreeMap<String, f64> = reply
-            .get("labels")
-            .and_then(Value::as_object)
-            .map(|l| {
-                l.iter()
-                    .filter_map(|(k, v)| {
-                        let x = v.get("value").unwrap_or(v);
-                        super::as_f64(x).map(|x| (k.clone(), x))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         ranked.push(Ranked {
             response: Text::Chat(vec![Message::assistant(text(reply)?)]),
             rank: reply.get("rank").and_then(Value::as_u64).map(|r| r as u32),
             score: None,
-            ratings,
+            ratings: ratings(reply),
             annotator_id: None,
         });
         kept.push(reply);
@@ -121,19 +141,15 @@ fn walk(
                     .or_else(|| tree_id.map(str::to_string)),
                 annotator_id: None,
                 source: Some("oasst".into()),
-                category: None,
+                ..Meta::default()
             },
         });
     }
     for a in kept {
         thread.push(Message::assistant(text(a)?));
         for p in replies(a) {
-            if let Some(why) = excluded(p) {
-                out.drop_part(&format!("{why} message"));
-                let below = subtree_size(p) - 1;
-                if below > 0 {
-                    *out.dropped.entry(format!("replies under a {why} message")).or_default() += below;
-                }
+            if let Some(why) = excluded(p).or_else(|| text(p).err().map(|_| "bad")) {
+                drop_subtree(p, why, out);
             } else if role(p) != Some("prompter") {
                 out.drop_part("reply with unexpected role");
             } else {

@@ -24,7 +24,7 @@ pub fn convert(row: &Map<String, Value>, opts: &ConvertOptions, out: &mut Out) -
         margin: None,
         strength: None,
         reference: None,
-        meta: Meta { id: None, annotator_id: None, source: Some("pku-safe".into()), category: None },
+        meta: Meta { source: Some("pku-safe".into()), ..Meta::default() },
     }));
     Ok(())
 }

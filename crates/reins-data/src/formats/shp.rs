@@ -26,7 +26,7 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
             id: super::opt_str(row, "post_id"),
             annotator_id: None,
             source: Some("shp".into()),
-            category: None,
+            ..Meta::default()
         },
     }));
     Ok(())

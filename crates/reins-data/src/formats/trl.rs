@@ -56,6 +56,7 @@ fn meta(row: &Map<String, Value>) -> Meta {
         source: opt_str(row, "source"),
         // RewardBench calls it `subset`.
         category: opt_str(row, "category").or_else(|| opt_str(row, "subset")),
+        split: opt_str(row, "split"),
     }
 }
 

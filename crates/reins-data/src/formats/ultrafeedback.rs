@@ -56,6 +56,7 @@ pub fn convert(row: &Map<String, Value>, opts: &ConvertOptions, out: &mut Out) -
             ),
             // UltraFeedback's `source` is the prompt's origin (evol_instruct, sharegpt, …).
             category: super::opt_str(row, "source"),
+            ..Meta::default()
         },
     });
     Ok(())

@@ -1,9 +1,21 @@
-//! The real HH-RLHF sample in `../shared`: every line accounted for.
+//! Anthropic HH-RLHF: detection, and the real sample in `../shared` with every line accounted for.
 
 use reins_data::formats::{load, ConvertOptions, Format};
 use reins_data::testing::shared_dir;
 use reins_data::tokenize::preference::{tokenize_preference_dataset, PreferenceOptions};
-use reins_data::{HfTokenizer, Record, Text};
+use reins_data::{HfTokenizer, Message, Record, Text};
+
+#[test]
+fn hh_single_turn_without_leading_blank_line_is_detected() {
+    // Some HH exports drop the transcript's leading "\n\n" (one turn each side).
+    let row =
+        r#"{"chosen": "Human: What is 2+2?\n\nAssistant: 4.", "rejected": "Human: What is 2+2?\n\nAssistant: 5."}"#;
+    let l = super::load_str(row, None, &ConvertOptions::default());
+    assert_eq!(l.format, Format::Hh, "{}", l.report);
+    let Record::Preference(p) = &l.records[0] else { panic!("not a preference") };
+    assert_eq!(p.prompt, Text::Chat(vec![Message::user("What is 2+2?")]));
+    assert_eq!(p.chosen, Text::Chat(vec![Message::assistant("4.")]));
+}
 
 #[test]
 fn hh_harmless_every_line_accounted_for() {

@@ -1,9 +1,13 @@
 //! reins-data integration tests (one binary, to keep link time down).
 
+mod arena;
 mod formats;
+mod helpsteer;
 mod hh;
 mod io;
 mod no_panic;
+mod oasst;
+mod summarize;
 mod templates;
 mod tokenize;
 mod tools;

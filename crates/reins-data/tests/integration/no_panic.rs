@@ -76,6 +76,34 @@ proptest! {
     }
 
     #[test]
+    fn random_oasst_message_files_never_panic(
+        msgs in prop::collection::vec((0u8..6, prop::option::of(0u8..7), any::<bool>(), prop::option::of(0u8..3), any::<bool>()), 0..12)
+    ) {
+        // Few ids, so duplicates, orphans, cycles and bad messages all turn up.
+        let text: String = msgs
+            .iter()
+            .map(|(id, parent, prompter, rank, has_text)| {
+                let mut m = Map::new();
+                m.insert("message_id".into(), Value::from(format!("m{id}")));
+                m.insert("parent_id".into(), parent.map_or(Value::Null, |p| Value::from(format!("m{p}"))));
+                m.insert("message_tree_id".into(), Value::from("t"));
+                m.insert("role".into(), Value::from(if *prompter { "prompter" } else { "assistant" }));
+                m.insert("text".into(), if *has_text { Value::from("x") } else { Value::Null });
+                m.insert("rank".into(), rank.map_or(Value::Null, Value::from));
+                Value::Object(m).to_string() + "\n"
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("messages.jsonl");
+        std::fs::write(&p, text).unwrap();
+        for f in [None, Some(Format::Oasst)] {
+            if let Ok(l) = load(&p, f, &ConvertOptions::default()) {
+                prop_assert!(l.report.is_balanced(), "{}", l.report);
+            }
+        }
+    }
+
+    #[test]
     fn random_hh_transcripts_never_panic(a in "(\n\nHuman: |\n\nAssistant: |Human:|Assistant:|x|é| ){0,12}", b in "(\n\nHuman: |\n\nAssistant: |x|é){0,12}") {
         let mut row = Map::new();
         row.insert("chosen".into(), Value::from(a));
