@@ -192,16 +192,27 @@ pub async fn label(
     user.require_member(&state, &id).await?;
     let project = state.db.project(&id).await?;
     let cfg = ProjectConfig::parse(&project.config)?;
-    let next = assign::next_assignment(&state, &id, &user).await?;
+    // An admin outside the project previews it: opening the page must not take a slot
+    // that an annotator needs (with overlap 1 that stranded the item).
+    let preview = user.is_admin() && !state.db.is_member(&id, &user.user.id).await?;
+    let next = if preview {
+        assign::preview_item(&state, &id, &user).await?.map(|item| {
+            let order: Vec<usize> = (0..item.responses.len()).collect();
+            (api::preview_view(&item), order, item)
+        })
+    } else {
+        assign::next_assignment(&state, &id, &user)
+            .await?
+            .map(|(a, item)| (api::task_view(&a, &item), a.display_order, item))
+    };
     let (task, fields, responses) = match &next {
-        Some((a, item)) => {
-            let shown: Vec<(String, &String)> = a
-                .display_order
+        Some((view, order, item)) => {
+            let shown: Vec<(String, &String)> = order
                 .iter()
                 .enumerate()
                 .filter_map(|(p, &i)| Some((fields::letter(p), item.responses.get(i)?)))
                 .collect();
-            (Some(api::task_view(a, item)), fields::fields(&cfg, shown.len()), shown)
+            (Some(view), fields::fields(&cfg, shown.len()), shown)
         }
         None => (None, vec![], vec![]),
     };
@@ -210,7 +221,7 @@ pub async fn label(
         "label.html",
         context! {
             user => user.user, csrf => user.csrf, project => project, task => task,
-            responses => responses, fields => fields,
+            responses => responses, fields => fields, preview => preview,
             guidelines => minijinja::Value::from_safe_string(markdown(&cfg.guidelines)),
         },
     )?;
