@@ -12,6 +12,9 @@ async fn round_trip(url: &str) {
     let c = Client::new(state(url, ServerConfig::default()).await);
     let admin = c.login("admin", ADMIN_PASSWORD).await;
     let p = c.project(&admin, "prefs", pairwise_config(2)).await;
+    let again = json!({"name": "prefs", "config": pairwise_config(1)});
+    let r = c.call("POST", "/api/projects", Auth::Cookie(&admin), Some(again)).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "project names are unique: {}", r.text);
     let mut jsonl = items_jsonl(3);
     jsonl.push_str("{\"prompt\": \"gold\", \"responses\": [\"right\", \"wrong\"], \"id\": \"g1\", \"gold\": {\"preference\": 0}}\n");
     jsonl.push_str("this is not json\n");
@@ -425,10 +428,8 @@ async fn an_admin_preview_claims_nothing() {
 
 /// A claim lasts `claim_timeout_minutes`; after that another annotator may take the item,
 /// and the late answer of the first one is still kept (no lost work).
-#[tokio::test]
-async fn an_abandoned_claim_expires() {
-    let db = sqlite_db();
-    let st = state(&db.url, ServerConfig::default()).await;
+async fn abandoned_claim_expires(url: &str) {
+    let st = state(url, ServerConfig::default()).await;
     let pool = st.db.pool.clone();
     let c = Client::new(st);
     let admin = c.login("admin", ADMIN_PASSWORD).await;
@@ -460,4 +461,18 @@ async fn an_abandoned_claim_expires() {
         let r = c.call("POST", &format!("/api/projects/{p}/submissions"), Auth::Cookie(s), Some(body)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     }
+}
+
+#[tokio::test]
+async fn an_abandoned_claim_expires() {
+    let db = sqlite_db();
+    abandoned_claim_expires(&db.url).await;
+}
+
+#[tokio::test]
+async fn an_abandoned_claim_expires_postgres() {
+    let Some(db) = postgres_db().await else {
+        return;
+    };
+    abandoned_claim_expires(&db.url).await;
 }
