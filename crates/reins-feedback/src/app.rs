@@ -1,6 +1,8 @@
 //! The router: JSON API under `/api`, server-rendered pages elsewhere, security headers
-//! on every response.
+//! on every response, one log line per request (see `requests`).
 use crate::db::Db;
+use crate::error::Error;
+use crate::requests::{self, LogSink};
 use crate::{api, pages};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
@@ -40,11 +42,19 @@ pub struct AppState {
     /// user id → (minute, submissions in that minute).
     pub limiter: Arc<Mutex<HashMap<String, (i64, u32)>>>,
     pub templates: Arc<minijinja::Environment<'static>>,
+    /// Request log lines (JSON); stderr unless replaced.
+    pub log: LogSink,
 }
 
 impl AppState {
     pub fn new(db: Db, config: ServerConfig) -> AppState {
-        AppState { db, config: Arc::new(config), limiter: Default::default(), templates: Arc::new(pages::templates()) }
+        AppState {
+            db,
+            config: Arc::new(config),
+            limiter: Default::default(),
+            templates: Arc::new(pages::templates()),
+            log: requests::stderr_sink(),
+        }
     }
 }
 
@@ -89,9 +99,15 @@ pub fn app(state: AppState) -> Router {
         .route("/p/{id}/invite", post(pages::invite_create))
         .route("/static/app.js", get(pages::app_js))
         .route("/static/style.css", get(pages::style_css))
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), requests::log_and_pages))
         .with_state(state)
+}
+
+async fn not_found() -> Error {
+    Error::NotFound("nothing here: check the address".into())
 }
 
 /// Serves until the future `shutdown` resolves.

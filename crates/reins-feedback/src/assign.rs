@@ -2,6 +2,10 @@
 //! people (skips free the slot), fewest-labelled first; gold items (known answers) are
 //! mixed in at `gold_rate` and every annotator may get each one. Response positions are
 //! shuffled per assignment and recorded. Annotators never see others' answers.
+//!
+//! Opening a task claims its slot for `claim_timeout_minutes`; an abandoned claim then
+//! expires so the item is not stranded, and a late answer to it is still stored (the item
+//! may end with more than k labels rather than lose work). Previews claim nothing.
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db::{now_ms, random_token, Assignment, Item, Submission};
@@ -25,6 +29,7 @@ pub async fn next_assignment(
         return Ok(Some((a, item)));
     }
     let cfg = ProjectConfig::parse(&db.project(project_id).await?.config)?;
+    let claimed_since = cfg.claims_since(now_ms());
     // Candidates are the few least-labelled items, tried in random order so concurrent
     // annotators rarely race for the same one. A lost race means someone else got a slot,
     // so re-querying makes progress; an empty candidate list means nothing is left.
@@ -33,7 +38,7 @@ pub async fn next_assignment(
         let mut candidates = Vec::new();
         if want_gold {
             candidates = db
-                .next_item_ids(project_id, uid, cfg.overlap as i64, true, 8)
+                .next_item_ids(project_id, uid, cfg.overlap as i64, true, 8, claimed_since)
                 .await?
                 .into_iter()
                 .map(|i| (i, None))
@@ -41,7 +46,7 @@ pub async fn next_assignment(
         }
         if candidates.is_empty() {
             candidates = db
-                .next_item_ids(project_id, uid, cfg.overlap as i64, false, 8)
+                .next_item_ids(project_id, uid, cfg.overlap as i64, false, 8, claimed_since)
                 .await?
                 .into_iter()
                 .map(|i| (i, Some(cfg.overlap as i64)))
@@ -55,9 +60,24 @@ pub async fn next_assignment(
             let item = db.item(&item_id).await?;
             let mut order: Vec<usize> = (0..item.responses.len()).collect();
             order.shuffle(&mut rand::rng());
-            if let Some(a) = db.create_assignment(project_id, &item_id, uid, &order, cap).await? {
+            if let Some(a) = db.create_assignment(project_id, &item_id, uid, &order, cap, claimed_since).await? {
                 return Ok(Some((a, item)));
             }
+        }
+    }
+    Ok(None)
+}
+
+/// The item `next_assignment` would most likely hand out next, without claiming it: what
+/// an admin who is not a member of the project sees on its label page.
+pub async fn preview_item(state: &AppState, project_id: &str, user: &AuthUser) -> Result<Option<Item>> {
+    let db = &state.db;
+    let cfg = ProjectConfig::parse(&db.project(project_id).await?.config)?;
+    let since = cfg.claims_since(now_ms());
+    for gold in [false, true] {
+        let ids = db.next_item_ids(project_id, &user.user.id, cfg.overlap as i64, gold, 1, since).await?;
+        if let Some(id) = ids.first() {
+            return Ok(Some(db.item(id).await?));
         }
     }
     Ok(None)
@@ -142,7 +162,7 @@ pub async fn submit(
     let db = &state.db;
     // A retry of a stored submission is answered before any other check (and is free).
     if let Some(existing) = db.submission_by_key(&user.user.id, &body.idempotency_key).await? {
-        return Ok((existing, false));
+        return retry_of(existing, &body.assignment_id);
     }
     let a = db
         .assignment(&body.assignment_id)
@@ -180,5 +200,25 @@ pub async fn submit(
         time_ms: body.time_ms.unwrap_or(0).clamp(0, 24 * 3600 * 1000),
         created_at: now_ms(),
     };
-    db.insert_submission(&s).await
+    let (stored, created) = db.insert_submission(&s).await?;
+    if created {
+        Ok((stored, true))
+    } else {
+        // A concurrent request stored this key first.
+        retry_of(stored, &a.id)
+    }
+}
+
+/// A key seen before is a retry only for the same assignment; for another one it would
+/// answer "stored" while storing nothing, so it is refused.
+fn retry_of(existing: Submission, assignment_id: &str) -> Result<(Submission, bool)> {
+    if existing.assignment_id == assignment_id {
+        Ok((existing, false))
+    } else {
+        Err(Error::Conflict(format!(
+            "this `idempotency_key` was already used for another assignment ({}); \
+             send a new key with each submission and reuse it only to retry that one",
+            existing.assignment_id
+        )))
+    }
 }

@@ -143,6 +143,9 @@ impl FromRequestParts<AppState> for AuthUser {
             None => (cookie(&parts.headers, SESSION_COOKIE).ok_or(Error::Unauthorized)?, false),
         };
         let (user, csrf) = state.db.session(&token).await?.ok_or(Error::Unauthorized)?;
+        if let Some(slot) = parts.extensions.get::<crate::requests::UserSlot>() {
+            slot.set(&user.id);
+        }
         Ok(AuthUser { user, token, csrf, via_bearer })
     }
 }

@@ -2,17 +2,20 @@
 //! ranked pairs (Tideman) for rankings.
 use std::collections::BTreeMap;
 
-/// The most frequent label and its share of the votes; ties go to the smallest label.
+/// The most frequent label and its share of the votes. None without votes and when the
+/// top count is shared: a 1–1 split is a tie, not a win for whichever label sorts first.
 pub fn majority<T: Ord + Clone>(votes: &[T]) -> Option<(T, f64)> {
     let mut counts: BTreeMap<&T, usize> = BTreeMap::new();
     for v in votes {
         *counts.entry(v).or_default() += 1;
     }
-    let (label, n) = counts.into_iter().fold(None, |best: Option<(&T, usize)>, (l, n)| match best {
-        Some((_, bn)) if bn >= n => best,
-        _ => Some((l, n)),
-    })?;
-    Some((label.clone(), n as f64 / votes.len() as f64))
+    let top = counts.values().copied().max()?;
+    let mut leaders = counts.into_iter().filter(|&(_, n)| n == top);
+    let (label, _) = leaders.next()?;
+    if leaders.next().is_some() {
+        return None;
+    }
+    Some((label.clone(), top as f64 / votes.len() as f64))
 }
 
 /// Bradley–Terry strengths for `n` players from `(winner, loser, weight)` votes (a tie is
@@ -113,6 +116,14 @@ mod tests {
     fn majority_picks_most_frequent() {
         assert_eq!(majority(&["a", "b", "a"]), Some(("a", 2.0 / 3.0)));
         assert_eq!(majority::<&str>(&[]), None);
+    }
+
+    /// A shared top count is a tie, not a win for the label that sorts first.
+    #[test]
+    fn a_split_vote_has_no_majority() {
+        assert_eq!(majority(&["1", "0"]), None);
+        assert_eq!(majority(&["b", "a", "c", "a", "b"]), None);
+        assert_eq!(majority(&["b", "a", "b", "c"]), Some(("b", 0.5)));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One error type for the whole server; every variant maps to an HTTP status and a JSON body.
-use axum::http::StatusCode;
+use crate::requests::ErrorDetail;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,14 +46,31 @@ impl Error {
     }
 }
 
+/// Client errors say what to do; server errors say only which id to quote. The internal
+/// message travels to the request log (`requests`) with that id, never to the client.
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!("{self}");
+            let id = crate::db::random_token()[..12].to_string();
+            tracing::error!(error_id = %id, "{self}");
+            let body = serde_json::json!({
+                "error": format!("internal error {id}: the server logged the details; quote this id when you report it"),
+                "error_id": id,
+                "status": status.as_u16(),
+            });
+            let mut res = (status, axum::Json(body)).into_response();
+            res.extensions_mut().insert(ErrorDetail { id, message: self.to_string() });
+            return res;
         }
         let body = serde_json::json!({ "error": self.to_string(), "status": status.as_u16() });
-        (status, axum::Json(body)).into_response()
+        let mut res = (status, axum::Json(body)).into_response();
+        if let Error::RateLimited(_) = self {
+            // Limits count in fixed one-minute windows: the next one starts this many seconds on.
+            let wait = 60 - (crate::db::now_ms() / 1000).rem_euclid(60);
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+        }
+        res
     }
 }
 

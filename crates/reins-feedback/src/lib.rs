@@ -17,6 +17,7 @@ pub mod error;
 pub mod export;
 pub mod import;
 pub mod pages;
+pub mod requests;
 pub mod stats;
 pub mod tasks;
 
@@ -37,18 +38,26 @@ pub async fn create_project(db: &Db, name: &str, config: &serde_json::Value) -> 
     db.create_project(name, config).await
 }
 
-/// Finds a project by id or by name.
+/// Finds a project by id or by name. A name that several projects share (possible only in
+/// a database made before names were unique) is refused with the ids to use instead.
 pub async fn find_project(db: &Db, id_or_name: &str) -> Result<db::Project> {
-    if let Ok(p) = db.project(id_or_name).await {
-        return Ok(p);
+    match db.project(id_or_name).await {
+        Err(Error::NotFound(_)) => {}
+        found => return found,
     }
-    let admin =
-        db::User { id: String::new(), username: String::new(), role: Role::Admin, password_hash: String::new() };
-    db.projects_for(&admin)
-        .await?
-        .into_iter()
-        .find(|p| p.name == id_or_name)
-        .ok_or_else(|| Error::NotFound(format!("no project with id or name `{id_or_name}`")))
+    let mut named = db.projects_named(id_or_name).await?;
+    match named.len() {
+        0 => Err(Error::NotFound(format!("no project with id or name `{id_or_name}`"))),
+        1 => Ok(named.remove(0)),
+        n => {
+            let ids: Vec<&str> = named.iter().map(|p| p.id.as_str()).collect();
+            Err(Error::Conflict(format!(
+                "{n} projects are named `{id_or_name}` (made before names were unique); \
+                 pass one of their ids instead, oldest first: {}",
+                ids.join(", ")
+            )))
+        }
+    }
 }
 
 /// Export records for a project, split into train and validation by item.

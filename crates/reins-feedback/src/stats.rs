@@ -15,7 +15,8 @@ pub struct AnnotatorStats {
     pub labels: usize,
     pub skips: usize,
     pub median_time_ms: i64,
-    /// Share of this annotator's nominal labels equal to the item's majority (items with ≥ 2 labels).
+    /// Share of this annotator's nominal labels equal to the item's majority (items with ≥ 2
+    /// labels and a strict majority; tied items count neither way).
     pub agreement_with_consensus: Option<f64>,
     pub gold_seen: usize,
     pub gold_accuracy: Option<f64>,
@@ -160,7 +161,8 @@ pub fn compute(cfg: &ProjectConfig, items: &[Item], subs: &[Submission], names: 
                             })
                             .collect();
                         let (label, share) = majority(&votes).unzip();
-                        c.insert(q.name.clone(), json!({"majority": label, "share": share, "bradley_terry": bradley_terry(it.responses.len().min(2), &bt)}));
+                        let tie = label.is_none() && !votes.is_empty();
+                        c.insert(q.name.clone(), json!({"majority": label, "share": share, "tie": tie, "bradley_terry": bradley_terry(it.responses.len().min(2), &bt)}));
                     }
                     QuestionKind::Ranking => {
                         let ballots: Vec<Vec<usize>> = group

@@ -21,6 +21,10 @@ pub struct ProjectConfig {
     /// Probability that the next assignment is an unseen gold item. Default: 0.1.
     #[serde(default = "gold_rate")]
     pub gold_rate: f64,
+    /// Minutes an opened task stays reserved for its annotator; after that the claim
+    /// expires and someone else may take the item (a late answer is still kept). Default: 60.
+    #[serde(default = "claim_timeout_minutes")]
+    pub claim_timeout_minutes: u32,
     /// What annotators answer, in display order. At least one.
     pub questions: Vec<Question>,
 }
@@ -30,6 +34,9 @@ fn one() -> u32 {
 }
 fn gold_rate() -> f64 {
     0.1
+}
+fn claim_timeout_minutes() -> u32 {
+    60
 }
 fn yes() -> bool {
     true
@@ -126,6 +133,9 @@ impl ProjectConfig {
         if !(0.0..=1.0).contains(&self.gold_rate) {
             return Err(bad("`gold_rate` must be within 0..=1"));
         }
+        if self.claim_timeout_minutes == 0 {
+            return Err(bad("`claim_timeout_minutes` must be at least 1 (default 60)"));
+        }
         let mut names = std::collections::HashSet::new();
         for q in &self.questions {
             if q.name.is_empty() || !names.insert(q.name.clone()) {
@@ -145,6 +155,11 @@ impl ProjectConfig {
             }
         }
         Ok(())
+    }
+
+    /// Claims made after this time (unix ms) are still live at `now_ms`.
+    pub fn claims_since(&self, now_ms: i64) -> i64 {
+        now_ms - i64::from(self.claim_timeout_minutes) * 60_000
     }
 
     /// The fewest responses an item must have for this project's questions.

@@ -17,6 +17,15 @@
   const state = fields.map(() => null);   // the value chosen per field
   const spans = {};                       // display position → [{start, end, tag}]
 
+  // Show the stored text exactly. The HTML parser drops a newline right after <pre> and
+  // turns CRLF into LF, so the server-rendered text can differ from what is stored, and
+  // span offsets are counted in the stored text. Text set through the DOM is kept as is.
+  const data = JSON.parse(document.getElementById("task-data").textContent);
+  document.querySelector("pre.prompt").textContent = data.prompt;
+  document.querySelectorAll("pre.response").forEach((pre) => {
+    pre.textContent = data.responses[Number(pre.dataset.pos)];
+  });
+
   function setFocus(i) {
     focus = Math.max(0, Math.min(fields.length - 1, i));
     fields.forEach((f, j) => f.classList.toggle("focused", j === focus));
@@ -24,7 +33,9 @@
     if (ta) ta.focus(); else if (document.activeElement && document.activeElement.tagName === "TEXTAREA") document.activeElement.blur();
   }
 
-  // Character offsets (code points, as the server counts) of the selection in a response.
+  // Offsets of the selection in a response's stored text, in Unicode scalar values (code
+  // points, as the server counts them): `Array.from` counts an emoji once and a combining
+  // mark as its own character.
   function selectionIn(pre) {
     const sel = window.getSelection();
     if (!sel || sel.rangeCount === 0 || sel.isCollapsed) return null;

@@ -12,6 +12,9 @@ async fn round_trip(url: &str) {
     let c = Client::new(state(url, ServerConfig::default()).await);
     let admin = c.login("admin", ADMIN_PASSWORD).await;
     let p = c.project(&admin, "prefs", pairwise_config(2)).await;
+    let again = json!({"name": "prefs", "config": pairwise_config(1)});
+    let r = c.call("POST", "/api/projects", Auth::Cookie(&admin), Some(again)).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "project names are unique: {}", r.text);
     let mut jsonl = items_jsonl(3);
     jsonl.push_str("{\"prompt\": \"gold\", \"responses\": [\"right\", \"wrong\"], \"id\": \"g1\", \"gold\": {\"preference\": 0}}\n");
     jsonl.push_str("this is not json\n");
@@ -336,4 +339,140 @@ async fn openapi_lists_every_api_route() {
     for path in routes {
         assert!(paths.contains_key(&format!("/api{path}")), "OpenAPI lacks /api{path}");
     }
+}
+
+/// An idempotency key names one submission: reusing it for another assignment is a client
+/// bug that must not look like a stored answer (it used to return `duplicate: true`).
+#[tokio::test]
+async fn idempotency_key_reused_for_another_assignment_is_a_conflict() {
+    let db = sqlite_db();
+    let c = Client::new(state(&db.url, ServerConfig::default()).await);
+    let admin = c.login("admin", ADMIN_PASSWORD).await;
+    let p = c.project(&admin, "x", pairwise_config(1)).await;
+    c.import(&admin, &p, &items_jsonl(2)).await;
+    let a = c.annotator(&admin, &p, "ann").await;
+    let path = format!("/api/projects/{p}/submissions");
+    let mut assignments = vec![];
+    for _ in 0..2 {
+        let t = c.call("GET", &format!("/api/projects/{p}/next"), Auth::Cookie(&a), None).await.json();
+        let body = json!({"assignment_id": t["assignment_id"], "idempotency_key": "same-key", "answers": {"preference": {"choice": "a"}}});
+        let r = c.call("POST", &path, Auth::Cookie(&a), Some(body)).await;
+        assignments.push((t["assignment_id"].clone(), r.status, r.text));
+    }
+    assert_eq!(assignments[0].1, StatusCode::CREATED, "{}", assignments[0].2);
+    let (second, status, text) = &assignments[1];
+    assert_eq!(*status, StatusCode::CONFLICT, "{text}");
+    assert!(text.contains("idempotency_key") && text.contains("another assignment"), "{text}");
+    // The second assignment is still open and takes an answer under a fresh key.
+    let body =
+        json!({"assignment_id": second, "idempotency_key": "fresh-key", "answers": {"preference": {"choice": "b"}}});
+    assert_eq!(c.call("POST", &path, Auth::Cookie(&a), Some(body)).await.status, StatusCode::CREATED);
+    let raw = c.call("GET", &format!("/api/projects/{p}/export/raw"), Auth::Cookie(&admin), None).await;
+    assert_eq!(raw.text.lines().count(), 2, "{}", raw.text);
+}
+
+/// A 1–1 split has no majority: consensus says tie, and neither voter counts as agreeing
+/// or disagreeing with a consensus that does not exist.
+#[tokio::test]
+async fn a_split_vote_is_a_tie_in_consensus_and_agreement() {
+    let db = sqlite_db();
+    let c = Client::new(state(&db.url, ServerConfig::default()).await);
+    let admin = c.login("admin", ADMIN_PASSWORD).await;
+    let p = c.project(&admin, "x", pairwise_config(2)).await;
+    c.import(&admin, &p, &items_jsonl(1)).await;
+    for (name, wants) in [("ann1", "good"), ("ann2", "bad")] {
+        let s = c.annotator(&admin, &p, name).await;
+        let t = c.call("GET", &format!("/api/projects/{p}/next"), Auth::Cookie(&s), None).await.json();
+        let first = t["responses"][0].as_str().unwrap().to_string();
+        let choice = if first.starts_with(wants) { "a" } else { "b" };
+        let body = json!({"assignment_id": t["assignment_id"], "idempotency_key": "k", "answers": {"preference": {"choice": choice}}});
+        let r = c.call("POST", &format!("/api/projects/{p}/submissions"), Auth::Cookie(&s), Some(body)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let stats = c.call("GET", &format!("/api/projects/{p}/stats"), Auth::Cookie(&admin), None).await.json();
+    let pref = &stats["consensus"][0]["consensus"]["preference"];
+    assert_eq!(pref["majority"], Value::Null, "a 1-1 split has no majority: {pref}");
+    assert_eq!(pref["tie"], true, "{pref}");
+    for a in stats["annotators"].as_array().unwrap() {
+        assert_eq!(a["agreement_with_consensus"], Value::Null, "no consensus to agree with: {a}");
+    }
+}
+
+/// An admin who opens a project's label page without being a member previews it: the page
+/// shows a task, and the item stays free for the annotators (overlap 1 used to strand it).
+#[tokio::test]
+async fn an_admin_preview_claims_nothing() {
+    let db = sqlite_db();
+    let c = Client::new(state(&db.url, ServerConfig::default()).await);
+    let admin = c.login("admin", ADMIN_PASSWORD).await;
+    let p = c.project(&admin, "x", pairwise_config(1)).await;
+    c.import(&admin, &p, &items_jsonl(3)).await;
+    let page = c.call("GET", &format!("/p/{p}"), Auth::Cookie(&admin), None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("Preview") && page.text.contains("prompt 0"), "{}", page.text);
+    let a = c.annotator(&admin, &p, "ann").await;
+    let mut labelled = 0;
+    loop {
+        let r = c.call("GET", &format!("/api/projects/{p}/next"), Auth::Cookie(&a), None).await;
+        if r.status == StatusCode::NO_CONTENT {
+            break;
+        }
+        let t = r.json();
+        let body = json!({"assignment_id": t["assignment_id"], "idempotency_key": t["assignment_id"], "answers": {"preference": {"choice": "a"}}});
+        let r = c.call("POST", &format!("/api/projects/{p}/submissions"), Auth::Cookie(&a), Some(body)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        labelled += 1;
+    }
+    assert_eq!(labelled, 3, "the preview held an item back");
+}
+
+/// A claim lasts `claim_timeout_minutes`; after that another annotator may take the item,
+/// and the late answer of the first one is still kept (no lost work).
+async fn abandoned_claim_expires(url: &str) {
+    let st = state(url, ServerConfig::default()).await;
+    let pool = st.db.pool.clone();
+    let c = Client::new(st);
+    let admin = c.login("admin", ADMIN_PASSWORD).await;
+    let mut cfg = pairwise_config(1);
+    cfg["claim_timeout_minutes"] = json!(30);
+    let p = c.project(&admin, "x", cfg).await;
+    c.import(&admin, &p, &items_jsonl(1)).await;
+    let (ann1, ann2) = (c.annotator(&admin, &p, "ann1").await, c.annotator(&admin, &p, "ann2").await);
+    let next_path = format!("/api/projects/{p}/next");
+    let first = c.call("GET", &next_path, Auth::Cookie(&ann1), None).await.json();
+    let claimed = c.call("GET", &next_path, Auth::Cookie(&ann2), None).await;
+    assert_eq!(claimed.status, StatusCode::NO_CONTENT, "the item is claimed");
+    let claim_id = first["assignment_id"].as_str().unwrap().to_string();
+    let age = |minutes: i64| {
+        sqlx::query("UPDATE assignments SET created_at = created_at - $1 WHERE id = $2")
+            .bind(minutes * 60_000)
+            .bind(claim_id.clone())
+            .execute(&pool)
+    };
+    age(20).await.unwrap();
+    let held = c.call("GET", &next_path, Auth::Cookie(&ann2), None).await;
+    assert_eq!(held.status, StatusCode::NO_CONTENT, "20 minutes in, the claim holds");
+    age(11).await.unwrap();
+    let second = c.call("GET", &next_path, Auth::Cookie(&ann2), None).await;
+    assert_eq!(second.status, StatusCode::OK, "31 minutes in, the claim has expired: {}", second.text);
+    assert_eq!(second.json()["item_id"], first["item_id"]);
+    for (s, t) in [(&ann2, second.json()), (&ann1, first)] {
+        let body = json!({"assignment_id": t["assignment_id"], "idempotency_key": "k", "answers": {"preference": {"choice": "a"}}});
+        let r = c.call("POST", &format!("/api/projects/{p}/submissions"), Auth::Cookie(s), Some(body)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn an_abandoned_claim_expires() {
+    let db = sqlite_db();
+    abandoned_claim_expires(&db.url).await;
+}
+
+#[tokio::test]
+async fn an_abandoned_claim_expires_postgres() {
+    let Some(db) = postgres_db().await else {
+        return;
+    };
+    abandoned_claim_expires(&db.url).await;
 }

@@ -1,9 +1,10 @@
 //! A real browser: headless Chromium, driven through chromedriver's WebDriver HTTP API,
-//! logs in with the login form, labels every item with keyboard shortcuts only, and the
-//! export contains those labels. Skipped when Chromium or chromedriver is missing.
+//! logs in with the login form, labels with keyboard shortcuts only, and the export
+//! contains those labels: pairwise votes, an optional strength left out, and spans selected
+//! in text the HTML parser would alter. Skipped when Chromium or chromedriver is missing.
 mod common;
 use common::*;
-use reins_feedback::{Role, ServerConfig};
+use reins_feedback::{Db, Role, ServerConfig};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,10 @@ impl Driver {
         self.cmd("POST", &format!("/element/{el}/click"), json!({})).await;
     }
     async fn js(&self, script: &str) -> Value {
-        self.cmd("POST", "/execute/sync", json!({"script": script, "args": []})).await
+        self.js_with(script, json!([])).await
+    }
+    async fn js_with(&self, script: &str, args: Value) -> Value {
+        self.cmd("POST", "/execute/sync", json!({"script": script, "args": args})).await
     }
     /// Key presses through the WebDriver actions API (real keydown/keyup events).
     async fn keys(&self, keys: &[&str]) {
@@ -89,64 +93,98 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_labels_with_the_keyboard_and_export_has_the_labels() {
-    let chromium = std::env::var("REINS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let chromedriver = std::env::var("REINS_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    if !std::path::Path::new(&chromium).exists() || !std::path::Path::new(&chromedriver).exists() {
-        println!("skipped: REINS_CHROMIUM not set or chromium/chromedriver absent");
-        return;
+/// chromedriver plus a headless Chromium session; both end when this is dropped.
+struct Browser {
+    d: Driver,
+    _guard: SessionGuard,
+    _driver_proc: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// None (with the skip message) when Chromium or chromedriver is missing.
+    async fn start() -> Option<Browser> {
+        let chromium = std::env::var("REINS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let chromedriver = std::env::var("REINS_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        if !std::path::Path::new(&chromium).exists() || !std::path::Path::new(&chromedriver).exists() {
+            println!("skipped: REINS_CHROMIUM not set or chromium/chromedriver absent");
+            return None;
+        }
+        let port = free_port();
+        let driver_proc = tokio::process::Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        let daddr = format!("127.0.0.1:{port}");
+        let start = Instant::now();
+        while !matches!(http(&daddr, "GET", "/status", &[], "").await, Ok((200, _))) {
+            assert!(start.elapsed() < Duration::from_secs(20), "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ];
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"binary": chromium, "args": args}}}});
+        let (status, text) = http(&daddr, "POST", "/session", &[], &caps.to_string()).await.unwrap();
+        assert_eq!(status, 200, "new session: {text}");
+        let session = serde_json::from_str::<Value>(&text).unwrap()["value"]["sessionId"].as_str().unwrap().to_string();
+        Some(Browser {
+            d: Driver { addr: daddr.clone(), session: session.clone() },
+            _guard: SessionGuard { addr: daddr, session },
+            _driver_proc: driver_proc,
+            _profile: profile,
+        })
     }
-    let db = sqlite_db();
+
+    async fn login(&self, server: &str, username: &str, password: &str) {
+        self.d.goto(&format!("http://{server}/login")).await;
+        self.d.type_into("#username", username).await;
+        self.d.type_into("#password", password).await;
+        self.d.click("#login").await;
+        self.d.wait_for("return document.querySelector('.projects') !== null", "the project list").await;
+    }
+}
+
+/// A project with `config` and `jsonl` items, a member `ann`, served on loopback.
+async fn serve_project(db: &TestDb, config: Value, jsonl: &str) -> (String, reins_feedback::db::Project, Db) {
     let st = state(&db.url, ServerConfig::default()).await;
-    let p = reins_feedback::create_project(&st.db, "browser", &pairwise_config(1)).await.unwrap();
-    reins_feedback::import::import_jsonl(&st.db, &p.id, &items_jsonl(3)).await.unwrap();
+    let p = reins_feedback::create_project(&st.db, "browser", &config).await.unwrap();
+    reins_feedback::import::import_jsonl(&st.db, &p.id, jsonl).await.unwrap();
     let u = reins_feedback::create_user(&st.db, "ann", "annotator-pw", Role::Annotator).await.unwrap();
     st.db.add_member(&p.id, &u.id).await.unwrap();
     let dbh = st.db.clone();
-    let server = spawn_server(st).await;
+    (spawn_server(st).await, p, dbh)
+}
 
-    let port = free_port();
-    let mut driver_proc = tokio::process::Command::new(&chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start chromedriver");
-    let daddr = format!("127.0.0.1:{port}");
-    let start = Instant::now();
-    while !matches!(http(&daddr, "GET", "/status", &[], "").await, Ok((200, _))) {
-        assert!(start.elapsed() < Duration::from_secs(20), "chromedriver did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let profile = tempfile::tempdir().unwrap();
-    let args = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-    ];
-    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    args.push(format!("--user-data-dir={}", profile.path().display()));
-    let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"binary": chromium, "args": args}}}});
-    let (status, text) = http(&daddr, "POST", "/session", &[], &caps.to_string()).await.unwrap();
-    assert_eq!(status, 200, "new session: {text}");
-    let session = serde_json::from_str::<Value>(&text).unwrap()["value"]["sessionId"].as_str().unwrap().to_string();
-    let d = Driver { addr: daddr.clone(), session };
-    let guard = SessionGuard { addr: daddr.clone(), session: d.session.clone() };
+/// What the page says after a submit: "saved" once the next page has loaded, else the status line.
+const AFTER_SUBMIT: &str = "if (document.getElementById('done') !== null) return 'saved'; \
+    const s = document.getElementById('status'); \
+    return s && /^(Still|Not saved)/.test(s.textContent) ? s.textContent : null;";
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_labels_with_the_keyboard_and_export_has_the_labels() {
+    let db = sqlite_db();
+    let (server, p, dbh) = serve_project(&db, pairwise_config(1), &items_jsonl(3)).await;
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let d = &b.d;
     let run = async {
-        d.goto(&format!("http://{server}/login")).await;
-        d.type_into("#username", "ann").await;
-        d.type_into("#password", "annotator-pw").await;
-        d.click("#login").await;
-        d.wait_for("return document.querySelector('.projects') !== null", "the project list").await;
+        b.login(&server, "ann", "annotator-pw").await;
         d.goto(&format!("http://{server}/p/{}", p.id)).await;
         let mut seen = Vec::new();
         for _ in 0..3 {
@@ -162,10 +200,8 @@ async fn chromium_labels_with_the_keyboard_and_export_has_the_labels() {
         }
         d.wait_for("return document.getElementById('done') !== null", "the done message").await;
     };
-    let outcome = tokio::time::timeout(Duration::from_secs(90), run).await;
-    drop(guard);
-    let _ = driver_proc.kill().await;
-    outcome.expect("browser session finished in time");
+    tokio::time::timeout(Duration::from_secs(90), run).await.expect("browser session finished in time");
+    drop(b);
 
     let e = reins_feedback::export_project(&dbh, &p.id, "preference", 0.0).await.unwrap();
     assert_eq!(e.train.len(), 3, "{:?}", e.train);
@@ -178,4 +214,77 @@ async fn chromium_labels_with_the_keyboard_and_export_has_the_labels() {
         assert_eq!(r["answer"]["preference"]["winner_position"], 0, "key 1 picks the left response");
         assert!(r["time_ms"].as_i64().unwrap() > 0);
     }
+}
+
+/// Strength is optional: Tie then Enter saves the vote without asking "how much better?".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_saves_a_tie_without_a_strength() {
+    let db = sqlite_db();
+    let (server, p, dbh) = serve_project(&db, pairwise_config(1), &items_jsonl(1)).await;
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let d = &b.d;
+    let run = async {
+        b.login(&server, "ann", "annotator-pw").await;
+        d.goto(&format!("http://{server}/p/{}", p.id)).await;
+        d.wait_for("return document.getElementById('task') !== null", "a task").await;
+        // Tie (3), submit (Enter).
+        d.keys(&["3", "\u{E007}"]).await;
+        d.wait_for(AFTER_SUBMIT, "the submit to finish").await
+    };
+    let after = tokio::time::timeout(Duration::from_secs(60), run).await.expect("browser session finished in time");
+    drop(b);
+    assert_eq!(after, "saved", "Tie then Enter");
+    let raw = reins_feedback::export_project(&dbh, &p.id, "raw", 0.0).await.unwrap();
+    assert_eq!(raw.train.len(), 1);
+    assert_eq!(raw.train[0]["answer"]["preference"], json!({"outcome": "tie", "strength": null}));
+}
+
+/// Span offsets count Unicode scalar values of the stored text, although the browser drops
+/// a leading newline in `<pre>` and turns CRLF into LF when it parses the page: a span
+/// selected in the page after a leading newline, CRLFs, an emoji and a combining mark
+/// exports the exact stored characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_span_offsets_index_the_stored_text() {
+    let text = "\nFirst line\r\nsmile \u{1F600} then cafe\u{301} is wrong here\r\nend";
+    let target = "cafe\u{301} is wrong";
+    let start = text[..text.find(target).unwrap()].chars().count();
+    let end = start + target.chars().count();
+    let config = json!({"overlap": 1, "gold_rate": 0.0, "questions": [{"name": "issues", "kind": "spans", "tags": ["wrong", "unsafe"]}]});
+    let item = json!({"id": "tricky", "prompt": "\nsay hi\r\n", "responses": [text]}).to_string() + "\n";
+    let db = sqlite_db();
+    let (server, p, dbh) = serve_project(&db, config, &item).await;
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let d = &b.d;
+    let run = async {
+        b.login(&server, "ann", "annotator-pw").await;
+        d.goto(&format!("http://{server}/p/{}", p.id)).await;
+        d.wait_for("return document.getElementById('task') !== null", "a task").await;
+        // Select the target words in the rendered response, as a mouse drag would.
+        let select = "const pre = document.querySelector('pre.response'); \
+            const w = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT); \
+            for (let n = w.nextNode(); n; n = w.nextNode()) { \
+              const i = n.data.indexOf(arguments[0]); \
+              if (i >= 0) { const r = document.createRange(); r.setStart(n, i); r.setEnd(n, i + arguments[0].length); \
+                const s = window.getSelection(); s.removeAllRanges(); s.addRange(r); return true; } } \
+            return false;";
+        assert_eq!(d.js_with(select, json!([target])).await, true, "the target text is on the page");
+        // Tag `wrong` (1), submit (Enter).
+        d.keys(&["1", "\u{E007}"]).await;
+        d.wait_for(AFTER_SUBMIT, "the submit to finish").await
+    };
+    let after = tokio::time::timeout(Duration::from_secs(60), run).await.expect("browser session finished in time");
+    drop(b);
+    assert_eq!(after, "saved");
+    let e = reins_feedback::export_project(&dbh, &p.id, "spans", 0.0).await.unwrap();
+    assert_eq!(e.train.len(), 1, "{:?}", e.train);
+    assert_eq!(e.train[0]["completion"], text, "the stored text is exported unchanged");
+    assert_eq!(
+        e.train[0]["spans"],
+        json!([{"start": start, "end": end, "tag": "wrong", "text": target}]),
+        "offsets in Unicode scalar values of the stored text"
+    );
 }

@@ -130,3 +130,97 @@ fn serve_bootstraps_an_admin_and_listens() {
         assert!(doc.contains("\"openapi\""));
     });
 }
+
+fn try_run(args: &[&str]) -> anyhow::Result<()> {
+    match Cli::try_parse_from(std::iter::once("reins").chain(args.iter().copied()))? {
+        Cli::Serve(_) => unreachable!(),
+        Cli::Feedback(cmd) => serve::run_feedback(cmd),
+    }
+}
+
+/// A second project with a taken name is refused (CLI and API), so `--project NAME`
+/// always means one project.
+#[test]
+fn duplicate_project_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("feedback.db").to_string_lossy().into_owned();
+    let cfg = dir.path().join("project.json");
+    std::fs::write(&cfg, pairwise_config(1).to_string()).unwrap();
+    let create = ["feedback", "create-project", "--db", &db, "--name", "helpful", "--config", cfg.to_str().unwrap()];
+    try_run(&create).unwrap();
+    let err = format!("{:#}", try_run(&create).expect_err("a second project named `helpful`"));
+    assert!(err.contains("`helpful`") && err.contains("already"), "{err}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = Client::new(state(&db, ServerConfig::default()).await);
+        let admin = c.login("admin", ADMIN_PASSWORD).await;
+        let r = c
+            .call(
+                "POST",
+                "/api/projects",
+                Auth::Cookie(&admin),
+                Some(json!({"name": "helpful", "config": pairwise_config(1)})),
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 409, "{}", r.text);
+        assert!(r.text.contains("already"), "{}", r.text);
+        let projects = c.call("GET", "/api/projects", Auth::Cookie(&admin), None).await.json();
+        assert_eq!(projects["projects"].as_array().unwrap().len(), 1, "{projects}");
+    });
+}
+
+/// A database made before names were unique keeps its duplicates; `--project NAME` then
+/// refuses and lists the ids to use instead of silently picking the oldest.
+#[test]
+fn an_ambiguous_project_name_in_an_old_database_lists_the_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("feedback.db").to_string_lossy().into_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // The schema as version 1 left it, with two projects of the same name.
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{db}?mode=rwc");
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        for stmt in include_str!("../migrations/0001_init.sql").split(';') {
+            let sql: String = stmt.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+            if !sql.trim().is_empty() {
+                sqlx::query(&sql).execute(&mut conn).await.unwrap();
+            }
+        }
+        sqlx::query("CREATE TABLE reins_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO reins_migrations (version, applied_at) VALUES (1, 0)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let cfg = pairwise_config(1).to_string();
+        for (id, at) in [("old0000", 1), ("new1111", 2)] {
+            sqlx::query("INSERT INTO projects (id, name, config, created_at) VALUES ($1, 'dup', $2, $3)")
+                .bind(id)
+                .bind(&cfg)
+                .bind(at as i64)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    });
+    drop(rt);
+    let gen = dir.path().join("items.jsonl");
+    std::fs::write(&gen, items_jsonl(2)).unwrap();
+    let err = format!(
+        "{:#}",
+        try_run(&["feedback", "import", "--db", &db, "--project", "dup", gen.to_str().unwrap()])
+            .expect_err("an ambiguous name")
+    );
+    assert!(err.contains("old0000") && err.contains("new1111"), "the ids to use: {err}");
+    // Either id works.
+    try_run(&["feedback", "import", "--db", &db, "--project", "new1111", gen.to_str().unwrap()]).unwrap();
+    // The duplicates' names stay taken.
+    let cfg = dir.path().join("project.json");
+    std::fs::write(&cfg, pairwise_config(1).to_string()).unwrap();
+    assert!(try_run(&["feedback", "create-project", "--db", &db, "--name", "dup", "--config", cfg.to_str().unwrap()])
+        .is_err());
+}

@@ -206,6 +206,11 @@ pub fn task_view(a: &crate::db::Assignment, item: &Item) -> Value {
     json!({"assignment_id": a.id, "item_id": item.external_id, "prompt": item.prompt, "responses": shown})
 }
 
+/// What an admin previewing a project sees: the item as stored, with no assignment.
+pub fn preview_view(item: &Item) -> Value {
+    json!({"assignment_id": null, "item_id": item.external_id, "prompt": item.prompt, "responses": item.responses})
+}
+
 pub async fn next(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Response> {
     user.require_member(&state, &id).await?;
     Ok(match assign::next_assignment(&state, &id, &user).await? {

@@ -35,13 +35,13 @@ pub fn document() -> Value {
         "/api/invites/{token}/accept": {"post": op("Create the invited account and open a session", "invite token", Some(js(json!({"$ref": "#/components/schemas/Credentials"}))), ("201", "session"))},
         "/api/projects": {
             "get": op("Projects visible to the user", "signed in", None, ("200", "projects")),
-            "post": op("Create a project from a task config", "admin", Some(js(json!({"type": "object", "required": ["name", "config"], "properties": {"name": {"type": "string"}, "config": {"$ref": "#/components/schemas/ProjectConfig"}}}))), ("201", "project"))
+            "post": op("Create a project from a task config", "admin", Some(js(json!({"type": "object", "required": ["name", "config"], "properties": {"name": {"type": "string"}, "config": {"$ref": "#/components/schemas/ProjectConfig"}}}))), ("201", "project (409 when the name is taken)"))
         },
         "/api/projects/{id}": {"get": op("One project with its config", "member or admin", None, ("200", "project"))},
         "/api/projects/{id}/members": {"post": op("Add a user to the project", "admin", Some(js(json!({"type": "object", "required": ["username"], "properties": {"username": {"type": "string"}}}))), ("204", "added"))},
         "/api/projects/{id}/items": {"post": op("Import items from JSONL text: {prompt, responses, id?, gold?} or reins generate lines {prompt, completions} / {prompt, completion}", "admin", Some(json!({"application/jsonl": {"schema": {"type": "string"}}})), ("200", "{imported, duplicates, errors: [{line, message}]}"))},
         "/api/projects/{id}/next": {"get": op("The caller's next assignment (responses in display order); 204 when none is left", "member", None, ("200", "assignment"))},
-        "/api/projects/{id}/submissions": {"post": op("Submit answers or a skip for an assignment; idempotent per idempotency_key", "member", Some(js(json!({"$ref": "#/components/schemas/Submit"}))), ("201", "stored (200 with duplicate=true for a retry)"))},
+        "/api/projects/{id}/submissions": {"post": op("Submit answers or a skip for an assignment; idempotent per idempotency_key", "member", Some(js(json!({"$ref": "#/components/schemas/Submit"}))), ("201", "stored (200 with duplicate=true for a retry; 409 when the key was used for another assignment)"))},
         "/api/projects/{id}/stats": {"get": op("Progress, throughput, agreement, per-annotator and consensus", "admin", None, ("200", "stats"))},
         "/api/projects/{id}/export/{format}": {"get": op("Export JSONL: preference, ranked, kto, ratings, spans, critiques, principles, raw", "admin", None, ("200", "JSONL"))},
         "/api/openapi.json": {"get": op("This document", "none", None, ("200", "OpenAPI 3.1"))}
@@ -76,6 +76,7 @@ pub fn document() -> Value {
                     "guidelines": {"type": "string", "description": "markdown"},
                     "overlap": {"type": "integer", "minimum": 1},
                     "gold_rate": {"type": "number"},
+                    "claim_timeout_minutes": {"type": "integer", "minimum": 1, "description": "how long an opened task stays reserved (default 60)"},
                     "questions": {"type": "array", "items": {"type": "object", "required": ["name", "kind"], "properties": {"name": {"type": "string"}, "label": {"type": "string"}, "kind": {"enum": ["pairwise", "ranking", "likert", "thumbs", "spans", "critique", "principles"]}}}}
                 }},
                 "Submit": {"type": "object", "required": ["assignment_id", "idempotency_key"], "properties": {

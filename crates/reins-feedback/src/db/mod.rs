@@ -9,7 +9,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// Migrations in order; each runs once, recorded in `reins_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../../migrations/0001_init.sql")), (3, include_str!("../../migrations/0003_data.sql"))];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

@@ -131,21 +131,50 @@ fn submission_from(row: &AnyRow) -> Result<Submission> {
     })
 }
 
+/// SQL: assignment `alias` holds a slot of its item (a label, or a claim newer than `$n`).
+fn holds_slot(alias: &str, n: usize) -> String {
+    format!("({alias}.status = 'done' OR ({alias}.status = 'open' AND {alias}.created_at > ${n}))")
+}
+
 const ASSIGNMENT_COLS: &str = "id, project_id, item_id, user_id, display_order, status";
 const SUBMISSION_COLS: &str = "id, idempotency_key, project_id, item_id, user_id, assignment_id, kind, answer, display_order, skip_reason, time_ms, created_at";
 
 impl Db {
     // ---- projects and members
+    /// Refuses a name already in use (the unique `name_key` catches concurrent creates).
     pub async fn create_project(&self, name: &str, config: &serde_json::Value) -> Result<Project> {
+        let taken = || Error::Conflict(format!("a project named `{name}` already exists: choose another name"));
+        if !self.projects_named(name).await?.is_empty() {
+            return Err(taken());
+        }
         let id = random_token();
-        sqlx::query("INSERT INTO projects (id, name, config, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&id)
+        let res =
+            sqlx::query("INSERT INTO projects (id, name, name_key, config, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&id)
+                .bind(name)
+                .bind(name)
+                .bind(config.to_string())
+                .bind(now_ms())
+                .execute(&self.pool)
+                .await;
+        match res {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(taken()),
+            other => Ok(other.map(|_| Project { id, name: name.into(), config: config.clone() })?),
+        }
+    }
+
+    /// Every project with this exact name, oldest first: one, or several in a database made
+    /// before names were unique.
+    pub async fn projects_named(&self, name: &str) -> Result<Vec<Project>> {
+        let rows = sqlx::query("SELECT id, name, config FROM projects WHERE name = $1 ORDER BY created_at, id")
             .bind(name)
-            .bind(config.to_string())
-            .bind(now_ms())
-            .execute(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        Ok(Project { id, name: name.into(), config: config.clone() })
+        rows.iter()
+            .map(|row| {
+                Ok(Project { id: row.try_get("id")?, name: row.try_get("name")?, config: json_col(row, "config")? })
+            })
+            .collect()
     }
 
     pub async fn project(&self, id: &str) -> Result<Project> {
@@ -260,7 +289,9 @@ impl Db {
     }
 
     /// Up to `limit` items this user has not seen whose overlap is below `overlap` (gold
-    /// items when `gold` is true), fewest labels first, then import order.
+    /// items when `gold` is true), fewest labels first, then import order. A slot is held by
+    /// a submitted label or by an open claim made after `claimed_since` (unix ms); older
+    /// claims have expired and skips free their slot.
     pub async fn next_item_ids(
         &self,
         project_id: &str,
@@ -268,18 +299,23 @@ impl Db {
         overlap: i64,
         gold: bool,
         limit: i64,
+        claimed_since: i64,
     ) -> Result<Vec<String>> {
         let gold_cond = if gold { "i.gold IS NOT NULL" } else { "i.gold IS NULL" };
         let sql = format!(
-            "SELECT i.id, (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id AND a.status <> 'skipped') AS n \
-             FROM items i WHERE i.project_id = $1 AND {gold_cond} \
-             AND NOT EXISTS (SELECT 1 FROM assignments b WHERE b.item_id = i.id AND b.user_id = $2) \
-             AND (SELECT COUNT(*) FROM assignments c WHERE c.item_id = i.id AND c.status <> 'skipped') < $3 \
-             ORDER BY n, i.seq LIMIT $4"
+            "SELECT i.id, (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id AND {}) AS n \
+             FROM items i WHERE i.project_id = $2 AND {gold_cond} \
+             AND NOT EXISTS (SELECT 1 FROM assignments b WHERE b.item_id = i.id AND b.user_id = $3) \
+             AND (SELECT COUNT(*) FROM assignments c WHERE c.item_id = i.id AND {}) < $5 \
+             ORDER BY n, i.seq LIMIT $6",
+            holds_slot("a", 1),
+            holds_slot("c", 4),
         );
         let rows = sqlx::query(&sql)
+            .bind(claimed_since)
             .bind(project_id)
             .bind(user_id)
+            .bind(claimed_since)
             .bind(if gold { i64::MAX } else { overlap })
             .bind(limit)
             .fetch_all(&self.pool)
@@ -287,9 +323,9 @@ impl Db {
         Ok(rows.iter().map(|r| r.try_get::<String, _>("id")).collect::<Result<_, _>>()?)
     }
 
-    /// Creates an assignment if the item still has fewer than `overlap` non-skipped
-    /// assignments (no cap when None), atomically: SQLite runs one writer at a time, and
-    /// PostgreSQL locks the item row for the check-and-insert.
+    /// Creates an assignment if fewer than `overlap` assignments hold a slot of the item (no
+    /// cap when None; see `next_item_ids` for what holds one), atomically: SQLite runs one
+    /// writer at a time, and PostgreSQL locks the item row for the check-and-insert.
     pub async fn create_assignment(
         &self,
         project_id: &str,
@@ -297,28 +333,32 @@ impl Db {
         user_id: &str,
         display_order: &[usize],
         overlap: Option<i64>,
+        claimed_since: i64,
     ) -> Result<Option<Assignment>> {
         let id = random_token();
         let mut tx = self.pool.begin().await?;
         if self.backend == super::Backend::Postgres {
             sqlx::query("SELECT id FROM items WHERE id = $1 FOR UPDATE").bind(item_id).fetch_optional(&mut *tx).await?;
         }
-        let res = sqlx::query(
+        let sql = format!(
             "INSERT INTO assignments (id, project_id, item_id, user_id, display_order, status, created_at) \
              SELECT $1, $2, $3, $4, $5, 'open', $6 \
-             WHERE (SELECT COUNT(*) FROM assignments a WHERE a.item_id = $7 AND a.status <> 'skipped') < $8 \
+             WHERE (SELECT COUNT(*) FROM assignments a WHERE a.item_id = $7 AND {}) < $9 \
              ON CONFLICT DO NOTHING",
-        )
-        .bind(&id)
-        .bind(project_id)
-        .bind(item_id)
-        .bind(user_id)
-        .bind(serde_json::to_string(display_order)?)
-        .bind(now_ms())
-        .bind(item_id)
-        .bind(overlap.unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await?;
+            holds_slot("a", 8)
+        );
+        let res = sqlx::query(&sql)
+            .bind(&id)
+            .bind(project_id)
+            .bind(item_id)
+            .bind(user_id)
+            .bind(serde_json::to_string(display_order)?)
+            .bind(now_ms())
+            .bind(item_id)
+            .bind(claimed_since)
+            .bind(overlap.unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         if res.rows_affected() == 0 {
             return Ok(None);

@@ -10,7 +10,7 @@ use crate::db::{random_token, Role};
 use crate::error::{Error, Result};
 use crate::stats;
 use crate::tasks::ProjectConfig;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::context;
@@ -26,6 +26,7 @@ pub fn templates() -> minijinja::Environment<'static> {
         ("home.html", include_str!("../../templates/home.html")),
         ("label.html", include_str!("../../templates/label.html")),
         ("dashboard.html", include_str!("../../templates/dashboard.html")),
+        ("error.html", include_str!("../../templates/error.html")),
     ] {
         if let Err(e) = env.add_template(name, src) {
             panic!("built-in template {name} does not parse: {e}");
@@ -64,13 +65,50 @@ pub fn markdown(md: &str) -> String {
     out
 }
 
-fn login_redirect() -> Response {
-    Redirect::to("/login").into_response()
+/// To the login form, which returns to `next` (the page that was asked for) afterwards.
+fn login_redirect(next: &str) -> Response {
+    if next == "/" {
+        return Redirect::to("/login").into_response();
+    }
+    Redirect::to(&format!("/login?next={}", percent_encode(next))).into_response()
 }
 
-pub async fn login_form(State(state): State<AppState>) -> Result<Response> {
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `next` if it is a path on this site, else `/`: a login link must not send people to
+/// another site (`//host`, `/\host` and `scheme:` are all refused).
+fn local_path(next: Option<&str>) -> &str {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control)
+                && n.len() <= 2000 =>
+        {
+            n
+        }
+        _ => "/",
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+pub async fn login_form(State(state): State<AppState>, Query(q): Query<NextQuery>) -> Result<Response> {
     let pre = random_token();
-    let html = render(&state, "login.html", context! { csrf => pre, error => "" })?;
+    let next = local_path(q.next.as_deref());
+    let html = render(&state, "login.html", context! { csrf => pre, error => "", next => next })?;
     Ok(([(header::SET_COOKIE, auth::set_cookie(PRE_COOKIE, &pre, 3600, state.config.secure_cookies))], html)
         .into_response())
 }
@@ -80,6 +118,9 @@ pub struct LoginForm {
     username: String,
     password: String,
     csrf: String,
+    /// Where to go after logging in (a local path; anything else goes to `/`).
+    #[serde(default)]
+    next: Option<String>,
 }
 
 fn check_pre(headers: &HeaderMap, sent: &str) -> Result<()> {
@@ -95,18 +136,19 @@ pub async fn login_submit(
     Form(f): Form<LoginForm>,
 ) -> Result<Response> {
     check_pre(&headers, &f.csrf)?;
+    let next = local_path(f.next.as_deref()).to_string();
     match api::open_session(&state, &Credentials { username: f.username, password: f.password }).await {
         Ok((_, token, _)) => Ok((
             [(
                 header::SET_COOKIE,
                 auth::set_cookie(SESSION_COOKIE, &token, SESSION_TTL_MS / 1000, state.config.secure_cookies),
             )],
-            Redirect::to("/"),
+            Redirect::to(&next),
         )
             .into_response()),
         Err(Error::Unauthorized) => {
-            let html =
-                render(&state, "login.html", context! { csrf => f.csrf, error => "Wrong username or password." })?;
+            let error = "Wrong username or password.";
+            let html = render(&state, "login.html", context! { csrf => f.csrf, error => error, next => next })?;
             Ok((StatusCode::UNAUTHORIZED, html).into_response())
         }
         Err(e) => Err(e),
@@ -169,7 +211,7 @@ pub async fn invite_submit(
 
 pub async fn home(State(state): State<AppState>, MaybeUser(user): MaybeUser) -> Result<Response> {
     let Some(user) = user else {
-        return Ok(login_redirect());
+        return Ok(login_redirect("/"));
     };
     let projects = state.db.projects_for(&user.user).await?;
     let admin = user.is_admin();
@@ -187,21 +229,32 @@ pub async fn label(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let Some(user) = user else {
-        return Ok(login_redirect());
+        return Ok(login_redirect(&format!("/p/{id}")));
     };
     user.require_member(&state, &id).await?;
     let project = state.db.project(&id).await?;
     let cfg = ProjectConfig::parse(&project.config)?;
-    let next = assign::next_assignment(&state, &id, &user).await?;
+    // An admin outside the project previews it: opening the page must not take a slot
+    // that an annotator needs (with overlap 1 that stranded the item).
+    let preview = user.is_admin() && !state.db.is_member(&id, &user.user.id).await?;
+    let next = if preview {
+        assign::preview_item(&state, &id, &user).await?.map(|item| {
+            let order: Vec<usize> = (0..item.responses.len()).collect();
+            (api::preview_view(&item), order, item)
+        })
+    } else {
+        assign::next_assignment(&state, &id, &user)
+            .await?
+            .map(|(a, item)| (api::task_view(&a, &item), a.display_order, item))
+    };
     let (task, fields, responses) = match &next {
-        Some((a, item)) => {
-            let shown: Vec<(String, &String)> = a
-                .display_order
+        Some((view, order, item)) => {
+            let shown: Vec<(String, &String)> = order
                 .iter()
                 .enumerate()
                 .filter_map(|(p, &i)| Some((fields::letter(p), item.responses.get(i)?)))
                 .collect();
-            (Some(api::task_view(a, item)), fields::fields(&cfg, shown.len()), shown)
+            (Some(view), fields::fields(&cfg, shown.len()), shown)
         }
         None => (None, vec![], vec![]),
     };
@@ -210,7 +263,7 @@ pub async fn label(
         "label.html",
         context! {
             user => user.user, csrf => user.csrf, project => project, task => task,
-            responses => responses, fields => fields,
+            responses => responses, fields => fields, preview => preview,
             guidelines => minijinja::Value::from_safe_string(markdown(&cfg.guidelines)),
         },
     )?;
@@ -223,7 +276,7 @@ pub async fn dashboard(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let Some(user) = user else {
-        return Ok(login_redirect());
+        return Ok(login_redirect(&format!("/p/{id}/dashboard")));
     };
     user.require_admin()?;
     let project = state.db.project(&id).await?;
