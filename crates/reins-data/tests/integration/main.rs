@@ -3,7 +3,9 @@
 mod formats;
 mod hh;
 mod io;
+mod messages;
 mod no_panic;
+mod real_templates;
 mod templates;
 mod tokenize;
 mod tools;
