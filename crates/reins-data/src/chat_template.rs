@@ -1,11 +1,13 @@
 //! HF chat templates (Jinja) rendered with minijinja the way transformers renders them:
 //! `trim_blocks` and `lstrip_blocks` on, `raise_exception`, `strftime_now`, a Python-style
-//! `tojson`, Python string methods (`.strip()`, `.startswith()`, ...) through
-//! `minijinja_contrib::pycompat`, and the `{% generation %}` markers ignored.
+//! `tojson` (key order kept), Python string methods (`.strip()`, `.startswith()`, ...)
+//! through `minijinja_contrib::pycompat`, Python's `is iterable`, `tools` and `documents`
+//! `none` unless given, and the `{% generation %}` markers ignored. 16 real templates are
+//! checked against transformers' renderings in `tests/integration/real_templates.rs`.
 
 use crate::error::{DataError, Result};
 use crate::records::Message;
-use minijinja::value::{Kwargs, Value as JValue};
+use minijinja::value::{Kwargs, Value as JValue, ValueKind};
 use minijinja::{Environment, Error, ErrorKind};
 use serde_json::Value;
 
@@ -33,6 +35,7 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
+        env.add_test("iterable", is_iterable);
         let cleaned = strip_generation_tags(source);
         env.add_template_owned(NAME, cleaned).map_err(|e| DataError::Template(format!("does not compile: {e:#}")))?;
         Ok(Self { env, source: source.to_string() })
@@ -44,17 +47,28 @@ impl ChatTemplate {
     }
 
     /// Render `messages`. `context` adds variables (special tokens such as `eos_token`,
-    /// `tools`, ...); it must be a JSON object or null.
+    /// `tools`, `documents`, ...); it must be a JSON object or null. As in transformers,
+    /// `tools` and `documents` are `none` unless given, and each message is the mapping
+    /// [`Message::template_value`] builds (no `None`-valued keys, reasoning aliased).
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool, context: &Value) -> Result<String> {
         let mut ctx = serde_json::Map::new();
+        ctx.insert("tools".into(), Value::Null);
+        ctx.insert("documents".into(), Value::Null);
         if let Value::Object(extra) = context {
             ctx.extend(extra.clone());
         }
-        ctx.insert("messages".into(), serde_json::to_value(messages).map_err(|e| DataError::Template(e.to_string()))?);
+        ctx.insert("messages".into(), Value::Array(messages.iter().map(Message::template_value).collect()));
         ctx.insert("add_generation_prompt".into(), Value::Bool(add_generation_prompt));
         let tmpl = self.env.get_template(NAME).map_err(|e| DataError::Template(e.to_string()))?;
         tmpl.render(JValue::from_serialize(&ctx)).map_err(|e| DataError::Template(format!("rendering failed: {e:#}")))
     }
+}
+
+/// Jinja's `is iterable` is Python's `iter()`: `none`, numbers and booleans are not
+/// iterable. minijinja iterates `none` as empty, which breaks `tools is iterable and tools |
+/// length > 0` (Nemotron 3) now that `tools` is `none` when absent.
+fn is_iterable(v: JValue) -> bool {
+    !matches!(v.kind(), ValueKind::None | ValueKind::Bool | ValueKind::Number) && v.try_iter().is_ok()
 }
 
 fn raise_exception(msg: String) -> std::result::Result<String, Error> {
@@ -81,84 +95,121 @@ fn strip_generation_tags(src: &str) -> String {
     out
 }
 
-/// Python's `json.dumps(x, ensure_ascii=False, indent=indent)`, as transformers' `tojson`.
+/// transformers' `tojson`: Python's `json.dumps(x, ensure_ascii=False, indent=None,
+/// separators=None, sort_keys=False)` with those four keywords. Mappings keep their keys in
+/// the order they were written (the source file's, or the template's dict literal), as
+/// Python dicts do; `sort_keys=True` sorts them.
 fn tojson(value: JValue, kwargs: Kwargs) -> std::result::Result<JValue, Error> {
     let indent: Option<usize> = kwargs.get("indent")?;
-    let _: Option<bool> = kwargs.get("ensure_ascii")?;
-    let _: Option<bool> = kwargs.get("sort_keys")?;
+    let ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
+    let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
+    let separators: Option<Vec<String>> = kwargs.get("separators")?;
     kwargs.assert_all_used()?;
+    // Python's defaults: ", " between items ("," when indenting) and ": " after keys.
+    let (item_sep, key_sep) = match separators.as_deref() {
+        None => ((if indent.is_some() { "," } else { ", " }).to_string(), ": ".to_string()),
+        Some([item, key]) => (item.clone(), key.clone()),
+        Some(other) => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("tojson: `separators` must be a pair like (',', ': '), got {} items", other.len()),
+            ))
+        }
+    };
     let v = serde_json::to_value(&value).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let style = JsonStyle {
+        indent,
+        item_sep,
+        key_sep,
+        ensure_ascii: ensure_ascii.unwrap_or(false),
+        sort_keys: sort_keys.unwrap_or(false),
+    };
     let mut s = String::new();
-    py_json(&v, indent, 0, &mut s);
+    style.write(&v, 0, &mut s);
     Ok(JValue::from_safe_string(s))
 }
 
-fn py_json(v: &Value, indent: Option<usize>, level: usize, out: &mut String) {
-    let nl = |out: &mut String, level: usize| {
-        if let Some(n) = indent {
+/// How `json.dumps` lays its output out.
+struct JsonStyle {
+    indent: Option<usize>,
+    item_sep: String,
+    key_sep: String,
+    ensure_ascii: bool,
+    sort_keys: bool,
+}
+
+impl JsonStyle {
+    fn newline(&self, level: usize, out: &mut String) {
+        if let Some(n) = self.indent {
             out.push('\n');
             out.push_str(&" ".repeat(n * level));
         }
-    };
-    let item_sep = if indent.is_some() { "," } else { ", " };
-    match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
-        Value::String(s) => py_str(s, out),
-        Value::Array(a) => {
-            if a.is_empty() {
-                out.push_str("[]");
-                return;
-            }
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(item_sep);
-                }
-                nl(out, level + 1);
-                py_json(x, indent, level + 1, out);
-            }
-            nl(out, level);
-            out.push(']');
-        }
-        Value::Object(o) => {
-            if o.is_empty() {
-                out.push_str("{}");
-                return;
-            }
-            out.push('{');
-            for (i, (k, x)) in o.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(item_sep);
-                }
-                nl(out, level + 1);
-                py_str(k, out);
-                out.push_str(": ");
-                py_json(x, indent, level + 1, out);
-            }
-            nl(out, level);
-            out.push('}');
-        }
     }
-}
 
-fn py_str(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+    fn write(&self, v: &Value, level: usize, out: &mut String) {
+        match v {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => out.push_str(&n.to_string()),
+            Value::String(s) => self.string(s, out),
+            Value::Array(a) if a.is_empty() => out.push_str("[]"),
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(&self.item_sep);
+                    }
+                    self.newline(level + 1, out);
+                    self.write(x, level + 1, out);
+                }
+                self.newline(level, out);
+                out.push(']');
+            }
+            Value::Object(o) if o.is_empty() => out.push_str("{}"),
+            Value::Object(o) => {
+                let mut entries: Vec<(&String, &Value)> = o.iter().collect();
+                if self.sort_keys {
+                    entries.sort_by(|a, b| a.0.cmp(b.0));
+                }
+                out.push('{');
+                for (i, (k, x)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(&self.item_sep);
+                    }
+                    self.newline(level + 1, out);
+                    self.string(k, out);
+                    out.push_str(&self.key_sep);
+                    self.write(x, level + 1, out);
+                }
+                self.newline(level, out);
+                out.push('}');
+            }
         }
     }
-    out.push('"');
+
+    fn string(&self, s: &str, out: &mut String) {
+        out.push('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                c if (c as u32) < 0x20 || (self.ensure_ascii && !c.is_ascii()) => {
+                    // UTF-16 code units, as Python writes them (a surrogate pair above U+FFFF).
+                    let mut units = [0u16; 2];
+                    for u in c.encode_utf16(&mut units) {
+                        out.push_str(&format!("\\u{:04x}", u));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
 }
 
 /// `strftime_now(fmt)`: today's date (UTC) for `%d %m %Y %y %b %B %A %a %H %M %S %j %%`.
@@ -243,6 +294,45 @@ mod tests {
         .unwrap();
         let s = t.render(&[Message::user("  hi \"there\" ")], false, &Value::Null).unwrap();
         assert_eq!(s, "\"hi \\\"there\\\"\"|{\"a\": [1, \"x\"]}!");
+    }
+
+    #[test]
+    fn tojson_keeps_key_order_like_python_dicts() {
+        // Keys out of alphabetical order, from data and from a dict literal.
+        let t = ChatTemplate::new("{{ tools[0] | tojson }}|{{ {'b': 1, 'a': 2} | tojson }}").unwrap();
+        let tools: Value =
+            serde_json::from_str(r#"{"tools": [{"type": "function", "function": {"name": "f"}}]}"#).unwrap();
+        let s = t.render(&[], false, &tools).unwrap();
+        assert_eq!(s, r#"{"type": "function", "function": {"name": "f"}}|{"b": 1, "a": 2}"#);
+    }
+
+    #[test]
+    fn tojson_keywords_follow_json_dumps() {
+        let t = ChatTemplate::new(
+            "{{ x | tojson(sort_keys=true) }}|{{ x | tojson(separators=(',', ':')) }}|{{ x | tojson(indent=2) }}|{{ 'é😀' | tojson(ensure_ascii=true) }}",
+        )
+        .unwrap();
+        let ctx: Value = serde_json::from_str(r#"{"x": {"b": [1, 2], "a": null}}"#).unwrap();
+        let s = t.render(&[], false, &ctx).unwrap();
+        assert_eq!(
+            s,
+            "{\"a\": null, \"b\": [1, 2]}|{\"b\":[1,2],\"a\":null}|{\n  \"b\": [\n    1,\n    2\n  ],\n  \"a\": null\n}|\"\\u00e9\\ud83d\\ude00\""
+        );
+        let e = ChatTemplate::new("{{ 1 | tojson(separators=(',',)) }}").unwrap().render(&[], false, &Value::Null);
+        assert!(e.unwrap_err().to_string().contains("must be a pair"));
+    }
+
+    #[test]
+    fn tools_and_documents_are_none_unless_given() {
+        let t = ChatTemplate::new("{{ tools is none }} {{ documents is none }} {{ tools | length if tools else '' }}")
+            .unwrap();
+        assert_eq!(t.render(&[], false, &Value::Null).unwrap(), "True True ");
+        let s = t.render(&[], false, &serde_json::json!({"tools": [{"type": "function"}]})).unwrap();
+        assert_eq!(s, "False True 1");
+        let t =
+            ChatTemplate::new("{{ tools is iterable }} {{ 'ab' is iterable }} {{ 1 is iterable }} {{ x is iterable }}")
+                .unwrap();
+        assert_eq!(t.render(&[], false, &Value::Null).unwrap(), "False True False True");
     }
 
     #[test]

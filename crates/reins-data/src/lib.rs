@@ -9,7 +9,8 @@
 //! prompt-completion, preference (explicit or implicit prompt, optional `margin`),
 //! unpaired preference, stepwise supervision — plus ranked lists (ranks/scores and
 //! per-aspect ratings) and span-level labels. Records carry optional annotator id,
-//! soft label (`strength`) and reference response.
+//! soft label (`strength`) and reference response. Chat messages keep tool calls, tool
+//! results and reasoning (`tool_calls`, `tool_call_id`, `name`, `reasoning_content`).
 //!
 //! ## Files ([`io`]) and formats ([`formats`], detected by [`detect`])
 //! JSONL, JSON arrays, gzip of either, Parquet (feature `parquet`, on by default).
@@ -27,7 +28,8 @@
 //! ## Tokenization ([`tokenizer`], [`chat_template`], [`tokenize`], [`collate`])
 //! [`tokenizer::HfTokenizer::from_dir`] loads `tokenizer.json`, the special tokens of
 //! `tokenizer_config.json` and the chat template (`chat_template.jinja` or the config's
-//! `chat_template`). [`tokenize`] reproduces TRL's DPO / reward / SFT preprocessing and
+//! `chat_template`), rendered as transformers renders it (`tools` is `none` unless given;
+//! `tojson` keeps key order). [`tokenize`] reproduces TRL's DPO / reward / SFT preprocessing and
 //! packing; [`collate`] builds padded batches (DPO and reward batches: B chosen rows, then
 //! B rejected rows).
 //!

@@ -8,24 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-/// One chat message, as in HF chat templates: `{"role": "user", "content": "..."}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    pub role: String,
-    pub content: String,
-}
-
-impl Message {
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
-    }
-    pub fn user(content: impl Into<String>) -> Self {
-        Self::new("user", content)
-    }
-    pub fn assistant(content: impl Into<String>) -> Self {
-        Self::new("assistant", content)
-    }
-}
+mod message;
+pub use message::Message;
 
 /// A text field in TRL's two forms: standard (a string) or conversational (messages).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,11 +30,11 @@ impl Text {
             Text::Chat(m) => m.iter().map(|m| m.content.chars().count()).sum(),
         }
     }
-    /// True when there is no content at all.
+    /// True when there is no content at all (a tool call or reasoning counts as content).
     pub fn is_empty(&self) -> bool {
         match self {
             Text::Plain(s) => s.trim().is_empty(),
-            Text::Chat(m) => m.iter().all(|m| m.content.trim().is_empty()),
+            Text::Chat(m) => m.iter().all(Message::is_empty),
         }
     }
     /// Concatenation in TRL's sense: strings are appended, message lists are chained.

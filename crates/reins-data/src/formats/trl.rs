@@ -21,8 +21,11 @@ pub fn parse_text(key: &str, v: &Value) -> Result<Text, Skip> {
     }
 }
 
-/// One `{role, content}` message. Content may be a string, null (tool calls) or a list of
-/// `{"type": "text", "text": ...}` parts (joined).
+/// One `{role, content}` message. Content may be a string, null or absent (tool calls), or a
+/// list of `{"type": "text", "text": ...}` parts (joined). The keys of tool use and
+/// reasoning (`tool_calls`, `tool_call_id`, `name`, `reasoning_content` or its other
+/// spellings `thinking` / `reasoning`) are kept, so templates render them; a null one counts
+/// as absent, as in transformers.
 pub fn parse_message(m: &Value) -> Result<Message, String> {
     let Value::Object(o) = m else {
         return Err(format!("expected an object, found {}", crate::io::json_type(m)));
@@ -35,14 +38,53 @@ pub fn parse_message(m: &Value) -> Result<Message, String> {
         r => r,
     };
     let content = match o.get("content").or_else(|| o.get("value")) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Null) | None => None,
         Some(Value::Array(parts)) => {
-            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")
+            Some(parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(""))
         }
         Some(other) => return Err(format!("`content` should be a string, found {}", crate::io::json_type(other))),
     };
-    Ok(Message::new(role, content))
+    let tool_calls = match o.get("tool_calls") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(calls)) => {
+            if let Some(bad) = calls.iter().find(|c| !c.is_object()) {
+                return Err(format!(
+                    "`tool_calls` should be a list of objects like {{\"type\": \"function\", \"function\": {{\"name\": ..., \"arguments\": ...}}}}, found an item that is {}",
+                    crate::io::json_type(bad)
+                ));
+            }
+            calls.clone()
+        }
+        Some(other) => {
+            return Err(format!("`tool_calls` should be a list of call objects, found {}", crate::io::json_type(other)))
+        }
+    };
+    let mut reasoning = None;
+    for key in ["reasoning_content", "thinking", "reasoning"] {
+        if let Some(r) = opt_string(o, key)? {
+            reasoning = Some(r);
+            break;
+        }
+    }
+    Ok(Message {
+        role: role.to_string(),
+        content_is_null: content.is_none(),
+        content: content.unwrap_or_default(),
+        tool_calls,
+        tool_call_id: opt_string(o, "tool_call_id")?,
+        name: opt_string(o, "name")?,
+        reasoning_content: reasoning,
+    })
+}
+
+/// An optional string key of a message; null counts as absent.
+fn opt_string(o: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("`{key}` should be a string, found {}", crate::io::json_type(other))),
+    }
 }
 
 fn text(row: &Map<String, Value>, key: &str) -> Result<Text, Skip> {
