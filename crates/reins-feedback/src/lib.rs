@@ -19,6 +19,7 @@ pub mod import;
 pub mod pages;
 pub mod stats;
 pub mod tasks;
+pub mod throttle;
 
 pub use app::{app, AppState, ServerConfig};
 pub use db::{Db, Role};
