@@ -9,8 +9,8 @@
 use crate::app::AppState;
 use crate::db::{Role, User};
 use crate::error::{Error, Result};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
@@ -46,9 +46,48 @@ pub async fn verify_password(password: &str, hash: &str) -> Result<bool> {
     }
     let (password, hash) = (password.to_string(), hash.to_string());
     with_hash_slot(move || {
-        PasswordHash::new(&hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        HASH_MEMORY.with_borrow_mut(|memory| verify_in(password.as_bytes(), &hash, memory).unwrap_or(false))
     })
     .await
+}
+
+/// Largest argon2 memory a stored hash may ask for (64 MiB; ours use 19 MiB).
+const MAX_HASH_BLOCKS: u32 = 64 * 1024;
+
+thread_local! {
+    /// The argon2 memory of this hashing thread, allocated once and reused: allocating and
+    /// freeing 19 MiB per check let the allocator keep a copy per arena.
+    static HASH_MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `Argon2::verify_password`, but in the caller's memory. None when `phc` is not a
+/// well-formed argon2 hash.
+fn verify_in(password: &[u8], phc: &str, memory: &mut Vec<Block>) -> Option<bool> {
+    let hash = PasswordHash::new(phc).ok()?;
+    let algorithm = Algorithm::try_from(hash.algorithm).ok()?;
+    let version = match hash.version {
+        Some(v) => Version::try_from(v).ok()?,
+        None => Version::default(),
+    };
+    let params = Params::try_from(&hash).ok()?;
+    let expected = hash.hash?;
+    let mut salt = [0u8; 64];
+    let salt = hash.salt?.decode_b64(&mut salt).ok()?;
+    if params.m_cost() > MAX_HASH_BLOCKS {
+        return None;
+    }
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt, &mut out, &mut memory[..blocks])
+        .ok()?;
+    Some(
+        out.len() == expected.as_bytes().len()
+            && out.iter().zip(expected.as_bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0,
+    )
 }
 
 /// How long a password check may wait (queue and hash) before the client gets 503.
@@ -262,5 +301,25 @@ impl FromRequestParts<AppState> for ClientAddr {
             Some(ip) => ip.to_string(),
             None => "unknown".into(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn verification_in_reused_memory_matches_argon2() {
+        let hash = hash_password("correct horse").await.unwrap();
+        assert!(verify_password("correct horse", &hash).await.unwrap());
+        assert!(!verify_password("correct horsf", &hash).await.unwrap());
+        assert!(!verify_password("correct horse", "not a hash").await.unwrap());
+        let mut memory = Vec::new();
+        let other = Argon2::default()
+            .hash_password(b"pw-12345", &SaltString::encode_b64(b"0123456789abcdef").unwrap())
+            .unwrap()
+            .to_string();
+        assert_eq!(verify_in(b"pw-12345", &other, &mut memory), Some(true));
+        assert_eq!(verify_in(b"pw-12346", &other, &mut memory), Some(false));
     }
 }

@@ -106,10 +106,11 @@ pub async fn create_invite(
 /// Creates the account an invite is for, adds it to the invite's project.
 pub async fn redeem_invite(state: &AppState, token: &str, c: &Credentials) -> Result<crate::db::User> {
     auth::check_username(&c.username)?;
-    let hash = auth::hash_password(&c.password).await?;
+    // Checked before hashing: a made-up token costs the server no argon2 run.
     if !state.db.invite_valid(token).await? {
         return Err(Error::NotFound("this invite is unknown, used or expired".into()));
     }
+    let hash = auth::hash_password(&c.password).await?;
     let mut user = state.db.create_user(&c.username, &hash, Role::Annotator).await?;
     let Some((role, project)) = state.db.take_invite(token, &user.id).await? else {
         // Another request used the invite first: the account made for this one goes.
