@@ -385,3 +385,53 @@ async fn usernames_are_case_insensitive() {
 async fn c_db(url: &str) -> reins_feedback::Db {
     reins_feedback::Db::connect(url).await.unwrap()
 }
+
+/// A database from before usernames were compared without case: the upgrade lower-cases
+/// names and drops plain-text sessions, and stops, naming them, when two names collide.
+#[tokio::test]
+async fn upgrade_lowercases_usernames_and_refuses_case_collisions() {
+    async fn old_database(path: &str, names: &[&str]) {
+        sqlx::any::install_default_drivers();
+        let mut conn =
+            <sqlx::AnyConnection as sqlx::Connection>::connect(&format!("sqlite://{path}?mode=rwc")).await.unwrap();
+        let init = include_str!("../migrations/0001_init.sql");
+        let stmts = init.split(';').filter(|s| s.lines().any(|l| !l.trim().is_empty() && !l.trim().starts_with("--")));
+        for stmt in stmts {
+            sqlx::query(stmt).execute(&mut conn).await.unwrap();
+        }
+        sqlx::query("CREATE TABLE reins_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO reins_migrations VALUES (1, 0)").execute(&mut conn).await.unwrap();
+        for (i, name) in names.iter().enumerate() {
+            sqlx::query("INSERT INTO users VALUES ($1, $2, 'x', 'annotator', 0)")
+                .bind(i.to_string())
+                .bind(*name)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        sqlx::query("INSERT INTO sessions VALUES ('plain-token', '0', 'csrf', 99999999999999)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clash = dir.path().join("clash.db").to_string_lossy().into_owned();
+    old_database(&clash, &["Alice", "alice", "bob"]).await;
+    let err = match reins_feedback::Db::connect(&clash).await {
+        Ok(_) => panic!("a database with `Alice` and `alice` was upgraded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("Alice, alice") && err.contains("rename"), "{err}");
+
+    let fine = dir.path().join("fine.db").to_string_lossy().into_owned();
+    old_database(&fine, &["Alice", "bob"]).await;
+    let db = reins_feedback::Db::connect(&fine).await.unwrap();
+    assert_eq!(db.user_by_name("ALICE").await.unwrap().unwrap().username, "alice");
+    let n: i64 =
+        sqlx::Row::try_get(&sqlx::query("SELECT COUNT(*) AS n FROM sessions").fetch_one(&db.pool).await.unwrap(), "n")
+            .unwrap();
+    assert_eq!(n, 0, "plain-text sessions survived the upgrade");
+}
