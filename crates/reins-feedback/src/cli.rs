@@ -26,8 +26,11 @@ pub struct ServeOptions {
     pub admin_user: String,
 }
 
+/// How long requests in flight may take to finish after Ctrl-C or SIGTERM.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Opens (and migrates) the database, bootstraps the first admin, serves until Ctrl-C or
-/// SIGTERM, lets requests in flight finish, and closes the database.
+/// SIGTERM, lets requests in flight finish (up to [`SHUTDOWN_GRACE`]), and closes the database.
 ///
 /// The one bootstrap path: a database without an admin needs `admin_password`
 /// (`REINS_ADMIN_PASSWORD`) on its first start; without it `serve` stops and says so. No
@@ -48,11 +51,28 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             .await
             .map_err(|e| Error::BadRequest(format!("cannot listen on {}: {e}", opts.addr)))?;
         println!("reins feedback serving on http://{} (database: {})", opts.addr, redact_url(&opts.db));
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             signal.await;
             println!("shutting down: finishing requests in flight");
+            let _ = stopping.send(());
         };
-        let served = crate::app::serve(AppState::new(db.clone(), opts.config), listener, shutdown).await;
+        let serving = crate::app::serve(AppState::new(db.clone(), opts.config), listener, shutdown);
+        // A client that never finishes its request must not keep the server up forever.
+        let grace = async {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let served = tokio::select! {
+            served = serving => served,
+            _ = grace => {
+                eprintln!("warning: requests still running {} s after the shutdown signal; stopping anyway", SHUTDOWN_GRACE.as_secs());
+                Ok(())
+            }
+        };
         db.pool.close().await;
         println!("database closed");
         served.map_err(|e| Error::Internal(format!("server error: {e}")))
