@@ -9,8 +9,8 @@ use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -22,6 +22,16 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Public base URL used in invite links. Default: `http://127.0.0.1:8080`.
     pub base_url: String,
+    /// Failed logins per account per minute, all addresses together, before addresses that
+    /// already failed for it get 429 (addresses with no failures still get their try, so
+    /// strangers cannot lock the owner out). 0 = unlimited. Default: 10.
+    pub login_failures_per_user: u32,
+    /// Failed logins per client address per minute, all accounts together. 0 = unlimited.
+    /// Default: 30.
+    pub login_failures_per_address: u32,
+    /// Header holding the client's address when behind a reverse proxy (e.g.
+    /// `X-Forwarded-For`, last entry used). Default: none, the peer address is used.
+    pub client_ip_header: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -31,16 +41,19 @@ impl Default for ServerConfig {
             rate_limit_per_minute: 120,
             max_body_bytes: 32 << 20,
             base_url: "http://127.0.0.1:8080".into(),
+            login_failures_per_user: 10,
+            login_failures_per_address: 30,
+            client_ip_header: None,
         }
     }
 }
 
+/// Per-process state holds nothing that several web nodes on one database must agree
+/// on: rate limits, lock-outs and claims live in the database.
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub config: Arc<ServerConfig>,
-    /// user id → (minute, submissions in that minute).
-    pub limiter: Arc<Mutex<HashMap<String, (i64, u32)>>>,
     pub templates: Arc<minijinja::Environment<'static>>,
     /// Request log lines (JSON); stderr unless replaced.
     pub log: LogSink,
@@ -51,12 +64,15 @@ impl AppState {
         AppState {
             db,
             config: Arc::new(config),
-            limiter: Default::default(),
             templates: Arc::new(pages::templates()),
             log: requests::stderr_sink(),
         }
     }
 }
+
+/// Body limit of the routes open to anyone (login and invite forms): credentials are small,
+/// and nobody unauthenticated gets to make the server buffer megabytes.
+pub const OPEN_BODY_LIMIT: usize = 16 << 10;
 
 async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
@@ -75,11 +91,11 @@ pub fn app(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     let api = Router::new()
         .route("/openapi.json", get(api::openapi))
-        .route("/login", post(api::login))
+        .route("/login", post(api::login).layer(DefaultBodyLimit::max(OPEN_BODY_LIMIT)))
         .route("/logout", post(api::logout))
         .route("/me", get(api::me))
         .route("/invites", post(api::create_invite))
-        .route("/invites/{token}/accept", post(api::accept_invite))
+        .route("/invites/{token}/accept", post(api::accept_invite).layer(DefaultBodyLimit::max(OPEN_BODY_LIMIT)))
         .route("/projects", get(api::list_projects).post(api::create_project))
         .route("/projects/{id}", get(api::get_project))
         .route("/projects/{id}/members", post(api::add_member))
@@ -91,9 +107,12 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api", api)
         .route("/", get(pages::home))
-        .route("/login", get(pages::login_form).post(pages::login_submit))
+        .route("/login", get(pages::login_form).post(pages::login_submit).layer(DefaultBodyLimit::max(OPEN_BODY_LIMIT)))
         .route("/logout", post(pages::logout))
-        .route("/invite/{token}", get(pages::invite_form).post(pages::invite_submit))
+        .route(
+            "/invite/{token}",
+            get(pages::invite_form).post(pages::invite_submit).layer(DefaultBodyLimit::max(OPEN_BODY_LIMIT)),
+        )
         .route("/p/{id}", get(pages::label))
         .route("/p/{id}/dashboard", get(pages::dashboard))
         .route("/p/{id}/invite", post(pages::invite_create))
@@ -110,11 +129,14 @@ async fn not_found() -> Error {
     Error::NotFound("nothing here: check the address".into())
 }
 
-/// Serves until the future `shutdown` resolves.
+/// Serves until the future `shutdown` resolves, then lets requests in flight finish.
+/// Peer addresses reach the handlers (the login limits key on them).
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -101,55 +101,6 @@ pub struct SubmitBody {
     pub time_ms: Option<i64>,
 }
 
-/// Per-user submissions per minute, counted in fixed one-minute windows on this node.
-pub fn rate_limit(state: &AppState, user_id: &str) -> Result<()> {
-    let limit = state.config.rate_limit_per_minute;
-    if limit == 0 {
-        return Ok(());
-    }
-    let minute = now_ms() / 60_000;
-    let mut map = state.limiter.lock().map_err(|_| Error::Internal("rate limiter poisoned".into()))?;
-    let entry = map.entry(user_id.to_string()).or_insert((minute, 0));
-    if entry.0 != minute {
-        *entry = (minute, 0);
-    }
-    if entry.1 >= limit {
-        return Err(Error::RateLimited(limit));
-    }
-    entry.1 += 1;
-    Ok(())
-}
-
-/// Failed logins allowed per username per minute before further attempts get 429.
-pub const LOGIN_FAILURES_PER_MINUTE: u32 = 10;
-
-fn login_key(username: &str) -> String {
-    format!("login\u{0}{username}")
-}
-
-/// Refuses a login attempt once the username had too many failures this minute.
-pub fn check_login_attempts(state: &AppState, username: &str) -> Result<()> {
-    let minute = now_ms() / 60_000;
-    let map = state.limiter.lock().map_err(|_| Error::Internal("rate limiter poisoned".into()))?;
-    match map.get(&login_key(username)) {
-        Some((m, n)) if *m == minute && *n >= LOGIN_FAILURES_PER_MINUTE => {
-            Err(Error::RateLimited(LOGIN_FAILURES_PER_MINUTE))
-        }
-        _ => Ok(()),
-    }
-}
-
-pub fn note_login_failure(state: &AppState, username: &str) {
-    let minute = now_ms() / 60_000;
-    if let Ok(mut map) = state.limiter.lock() {
-        let entry = map.entry(login_key(username)).or_insert((minute, 0));
-        if entry.0 != minute {
-            *entry = (minute, 0);
-        }
-        entry.1 += 1;
-    }
-}
-
 pub async fn submit(
     state: &AppState,
     project_id: &str,
@@ -172,7 +123,7 @@ pub async fn submit(
     if a.status != "open" {
         return Err(Error::Conflict(format!("this assignment is already {}", a.status)));
     }
-    rate_limit(state, &user.user.id)?;
+    crate::throttle::count_submission(state, &user.user.id).await?;
     let item = db.item(&a.item_id).await?;
     let cfg = ProjectConfig::parse(&db.project(project_id).await?.config)?;
     let (kind, answer, skip_reason) = match (body.answers, body.skip) {

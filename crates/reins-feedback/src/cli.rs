@@ -26,35 +26,135 @@ pub struct ServeOptions {
     pub admin_user: String,
 }
 
-/// Opens (and migrates) the database, bootstraps the first admin, serves until Ctrl-C.
+/// How long requests in flight may take to finish after Ctrl-C or SIGTERM.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Opens (and migrates) the database, bootstraps the first admin, serves until Ctrl-C or
+/// SIGTERM, lets requests in flight finish (up to [`SHUTDOWN_GRACE`]), and closes the database.
+///
+/// The one bootstrap path: a database without an admin needs `admin_password`
+/// (`REINS_ADMIN_PASSWORD`) on its first start; without it `serve` stops and says so. No
+/// secret (password, invite link, database password) is ever printed.
 pub fn serve(opts: ServeOptions) -> Result<()> {
     runtime()?.block_on(async move {
-        let db = Db::connect(&opts.db).await?;
-        if db.count_admins().await? == 0 {
-            match &opts.admin_password {
-                Some(pw) => {
-                    crate::create_user(&db, &opts.admin_user, pw, Role::Admin).await?;
-                    println!("created admin `{}`", opts.admin_user);
-                }
-                None => {
-                    let token = db.create_invite(Role::Admin, None, None, crate::auth::SESSION_TTL_MS).await?;
-                    println!(
-                        "no admin yet: open {}/invite/{token} to create one",
-                        opts.config.base_url.trim_end_matches('/')
-                    );
-                }
-            }
+        for w in startup_warnings(&opts.config) {
+            eprintln!("warning: {w}");
         }
+        let db = Db::connect(&opts.db).await?;
+        if let Err(e) = bootstrap_admin(&db, &opts).await {
+            db.pool.close().await;
+            return Err(e);
+        }
+        // Installed before the first request, so a SIGTERM is never the default (instant) death.
+        let signal = shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(&opts.addr)
             .await
             .map_err(|e| Error::BadRequest(format!("cannot listen on {}: {e}", opts.addr)))?;
-        println!("reins feedback serving on http://{} (database: {})", opts.addr, opts.db);
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+        println!("reins feedback serving on http://{} (database: {})", opts.addr, redact_url(&opts.db));
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            signal.await;
+            println!("shutting down: finishing requests in flight");
+            let _ = stopping.send(());
         };
-        crate::app::serve(AppState::new(db, opts.config), listener, shutdown)
-            .await
-            .map_err(|e| Error::Internal(format!("server error: {e}")))
+        let serving = crate::app::serve(AppState::new(db.clone(), opts.config), listener, shutdown);
+        // A client that never finishes its request must not keep the server up forever.
+        let grace = async {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let served = tokio::select! {
+            served = serving => served,
+            _ = grace => {
+                eprintln!("warning: requests still running {} s after the shutdown signal; stopping anyway", SHUTDOWN_GRACE.as_secs());
+                Ok(())
+            }
+        };
+        db.pool.close().await;
+        println!("database closed");
+        served.map_err(|e| Error::Internal(format!("server error: {e}")))
+    })
+}
+
+async fn bootstrap_admin(db: &Db, opts: &ServeOptions) -> Result<()> {
+    if db.count_admins().await? > 0 {
+        return Ok(());
+    }
+    let Some(pw) = &opts.admin_password else {
+        return Err(Error::BadRequest(format!(
+            "the database {} has no admin yet: start once with REINS_ADMIN_PASSWORD set to create the admin `{}` \
+             (--admin-user picks another name)",
+            redact_url(&opts.db),
+            opts.admin_user
+        )));
+    };
+    crate::create_user(db, &opts.admin_user, pw, Role::Admin).await?;
+    println!("created admin `{}`", crate::auth::normalize_username(&opts.admin_user));
+    Ok(())
+}
+
+/// Settings that work but are probably a mistake.
+pub fn startup_warnings(config: &ServerConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if config.base_url.to_ascii_lowercase().starts_with("https://") && !config.secure_cookies {
+        out.push(format!(
+            "--base-url {} is https but --secure-cookies is off: browsers would also send the session \
+             cookie over plain http; add --secure-cookies",
+            config.base_url
+        ));
+    }
+    out
+}
+
+/// A database URL fit to print: the password (in the authority or a `password=` query
+/// parameter) becomes `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// Resolves on Ctrl-C or (on Unix) SIGTERM, as sent by `kill`, systemd and container stops.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::Internal(format!("cannot listen for SIGTERM: {e}")))?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     })
 }
 
@@ -119,4 +219,31 @@ pub fn export(db: &str, project: &str, formats: &[String], split: f64, out: &Pat
         }
         Ok(written)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://reins:hunter2@db.internal:5432/fb"),
+            "postgres://reins:***@db.internal:5432/fb"
+        );
+        assert_eq!(
+            redact_url("postgresql://u:p%40ss@h/db?password=x&sslmode=require"),
+            "postgresql://u:***@h/db?password=***&sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://reins@db/fb"), "postgres://reins@db/fb");
+        assert_eq!(redact_url("feedback.db"), "feedback.db");
+    }
+
+    #[test]
+    fn https_without_secure_cookies_is_warned_about() {
+        let c = ServerConfig { base_url: "HTTPS://label.example.org".into(), ..Default::default() };
+        assert_eq!(startup_warnings(&c).len(), 1);
+        assert!(startup_warnings(&ServerConfig { secure_cookies: true, ..c }).is_empty());
+        assert!(startup_warnings(&ServerConfig::default()).is_empty());
+    }
 }

@@ -19,6 +19,12 @@ pub enum Error {
     PayloadTooLarge(String),
     #[error("too many attempts: at most {0} per minute; wait a minute and retry")]
     RateLimited(u32),
+    /// 429 with `Retry-After`: this client must wait before trying again.
+    #[error("{message}")]
+    Throttled { message: String, retry_after_s: u64 },
+    /// 503 with `Retry-After`: the server is at capacity (password hashing), not the client's fault.
+    #[error("{message}")]
+    Busy { message: String, retry_after_s: u64 },
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("{0}")]
@@ -40,8 +46,19 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::RateLimited(_) | Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Db(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for 429 and 503 answers.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            // Limits count in fixed one-minute windows: the next one starts this many seconds on.
+            Error::RateLimited(_) => Some((60 - (crate::db::now_ms() / 1000).rem_euclid(60)) as u64),
+            Error::Throttled { retry_after_s, .. } | Error::Busy { retry_after_s, .. } => Some(*retry_after_s),
+            _ => None,
         }
     }
 }
@@ -51,7 +68,7 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(self, Error::Busy { .. }) {
             let id = crate::db::random_token()[..12].to_string();
             tracing::error!(error_id = %id, "{self}");
             let body = serde_json::json!({
@@ -65,10 +82,8 @@ impl IntoResponse for Error {
         }
         let body = serde_json::json!({ "error": self.to_string(), "status": status.as_u16() });
         let mut res = (status, axum::Json(body)).into_response();
-        if let Error::RateLimited(_) = self {
-            // Limits count in fixed one-minute windows: the next one starts this many seconds on.
-            let wait = 60 - (crate::db::now_ms() / 1000).rem_euclid(60);
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+        if let Some(s) = self.retry_after_s() {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s.max(1)));
         }
         res
     }

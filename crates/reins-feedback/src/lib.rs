@@ -20,6 +20,7 @@ pub mod pages;
 pub mod requests;
 pub mod stats;
 pub mod tasks;
+pub mod throttle;
 
 pub use app::{app, AppState, ServerConfig};
 pub use db::{Db, Role};

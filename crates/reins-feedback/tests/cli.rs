@@ -224,3 +224,37 @@ fn an_ambiguous_project_name_in_an_old_database_lists_the_ids() {
     assert!(try_run(&["feedback", "create-project", "--db", &db, "--name", "dup", "--config", cfg.to_str().unwrap()])
         .is_err());
 }
+
+/// One bootstrap path: without an admin and without REINS_ADMIN_PASSWORD, `serve` stops
+/// with a message saying how to create one, and leaves no admin invite behind.
+#[test]
+fn serve_without_an_admin_says_how_to_bootstrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("feedback.db").to_string_lossy().into_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let opts = reins_feedback::cli::ServeOptions {
+        db: db.clone(),
+        addr: format!("127.0.0.1:{port}"),
+        config: ServerConfig::default(),
+        admin_password: None,
+        admin_user: "admin".into(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(reins_feedback::cli::serve(opts).map_err(|e| e.to_string())));
+    // The bound only keeps a broken run from hanging; a fixed server returns at once.
+    let res = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("serve kept running without an admin (it printed an admin invite instead)");
+    let err = res.expect_err("serve started without an admin");
+    assert!(err.contains("REINS_ADMIN_PASSWORD"), "{err}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let db = reins_feedback::Db::connect(&db).await.unwrap();
+        let n: i64 = sqlx::Row::try_get(
+            &sqlx::query("SELECT COUNT(*) AS n FROM invites").fetch_one(&db.pool).await.unwrap(),
+            "n",
+        )
+        .unwrap();
+        assert_eq!(n, 0, "an admin invite was created");
+    });
+}

@@ -1,6 +1,7 @@
 //! The database survives a killed server: the test binary re-runs itself as a child
 //! process serving the database, the parent submits labels over loopback, SIGKILLs the
-//! child mid-run, then reopens the file and finds every acknowledged submission.
+//! child mid-run, then reopens the file and finds every acknowledged submission, session
+//! and failed login. Also: SIGTERM is graceful, and start-up lines keep secrets.
 mod common;
 use common::*;
 use reins_feedback::{AppState, Db, Role, ServerConfig};
@@ -76,6 +77,21 @@ async fn killed_server_keeps_every_acknowledged_submission() {
         assert_eq!(status, 201);
         acknowledged += 1;
     }
+    // Someone guesses ann's password from this address: every failure is acknowledged.
+    let guess = json!({"username": "ann", "password": "wrong-password"}).to_string();
+    for _ in 0..10 {
+        let (status, _) = http(&addr, "POST", "/api/login", &[], &guess).await.unwrap();
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    // Logins from other addresses may be in flight at the kill.
+    for d in 30..40 {
+        let addr = addr.clone();
+        let body =
+            json!({"username": "ann", "password": if d % 2 == 0 { "annotator-pw" } else { "wrong-pw-x" }}).to_string();
+        tokio::spawn(async move {
+            http_from(std::net::Ipv4Addr::new(127, 0, 0, d), &addr, "POST", "/api/login", &[], &body).await
+        });
+    }
     // Fire more submissions without waiting, then kill -9 while they may be in flight.
     for n in 20..30 {
         let (addr, auth, project) = (addr.clone(), auth.clone(), project.clone());
@@ -102,4 +118,96 @@ async fn killed_server_keeps_every_acknowledged_submission() {
     // And the data is usable: the export has every stored label.
     let e = reins_feedback::export_project(&db, &project, "preference", 0.0).await.unwrap();
     assert_eq!(e.train.len(), subs.len());
+
+    // Sessions and failed logins survived the kill: the old token works on a new server,
+    // and the guessing address is still locked out while a clean one gets in.
+    let addr = spawn_server(AppState::new(db, ServerConfig::default())).await;
+    let (status, text) = http(&addr, "GET", "/api/me", &auth, "").await.unwrap();
+    assert_eq!(status, 200, "the session was lost: {text}");
+    let right = json!({"username": "ann", "password": "annotator-pw"}).to_string();
+    let (status, _) = http(&addr, "POST", "/api/login", &[], &right).await.unwrap();
+    assert_eq!(status, 429, "the failed logins were forgotten by the restart");
+    let (status, _, text) =
+        http_from(std::net::Ipv4Addr::new(127, 0, 0, 50), &addr, "POST", "/api/login", &[], &right).await.unwrap();
+    assert_eq!(status, 200, "{text}");
+}
+
+// ---- the real `reins serve` path in a child: start-up lines and SIGTERM
+
+/// Runs only as the child of the tests below.
+#[test]
+fn durability_serve_child() {
+    child::serve_from_env();
+}
+
+/// SIGTERM lets a request in flight finish, then the server closes the database and
+/// exits cleanly. The request is provably in flight: the server has asked for its body
+/// (`100 Continue`) before the signal, and the body is sent only after the server printed
+/// that it is shutting down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_requests_in_flight() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if std::env::var(child::CHILD_DB).is_ok() {
+        return;
+    }
+    let db = sqlite_db();
+    let mut server = child::spawn("durability_serve_child", &db.url, &[]).await;
+    let body = json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string();
+    let mut s = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let head = format!(
+        "POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"), "no 100 Continue");
+    server.signal("TERM");
+    if server.wait_for_line("shutting down").is_none() {
+        let status = server.process.wait();
+        panic!("SIGTERM ended the server at once ({status:?}); output:\n{}", server.drain());
+    }
+    s.write_all(body.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "the in-flight login was not answered: {reply:?}");
+    let status = server.process.wait().unwrap();
+    let out = server.drain();
+    assert!(status.success(), "exit {status}: {out}");
+    assert!(out.contains("database closed"), "{out}");
+}
+
+/// An https base URL without `--secure-cookies` gets a warning at start-up; the database
+/// URL's password is never printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_warns_about_https_without_secure_cookies() {
+    if std::env::var(child::CHILD_DB).is_ok() {
+        return;
+    }
+    let db = sqlite_db();
+    let mut server =
+        child::spawn("durability_serve_child", &db.url, &[(child::CHILD_BASE_URL, "https://label.example.org")]).await;
+    server.signal("KILL");
+    let out = server.drain();
+    assert!(
+        out.to_lowercase().contains("warning") && out.contains("--secure-cookies"),
+        "no warning about an https base URL without --secure-cookies:\n{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_line_redacts_the_database_password() {
+    if std::env::var(child::CHILD_DB).is_ok() {
+        return;
+    }
+    let Some(pg) = postgres_db().await else {
+        return;
+    };
+    // Any password works with CI's trust authentication; it must not be printed.
+    let with_password = pg.url.replacen("postgres://postgres@", "postgres://postgres:s3cret-pw@", 1);
+    assert_ne!(with_password, pg.url, "unexpected REINS_TEST_POSTGRES_URL shape");
+    let mut server = child::spawn("durability_serve_child", &with_password, &[]).await;
+    let line = server.wait_for_line("serving on").expect("a start-up line");
+    assert!(!line.contains("s3cret-pw"), "the database password was printed: {line}");
+    assert!(line.contains("127.0.0.1"), "{line}");
 }

@@ -1,6 +1,7 @@
 //! Bounded load over a real loopback socket: 32 simulated annotators label concurrently
 //! and retry every submit with the same idempotency key (some retries race the original).
-//! Afterwards every submission is stored exactly once and none is lost.
+//! Afterwards every submission is stored exactly once and none is lost. And a burst of
+//! logins for unknown users leaves a real server's memory bounded.
 mod common;
 use common::*;
 use reins_feedback::{Role, ServerConfig};
@@ -10,9 +11,11 @@ use std::time::Duration;
 const ANNOTATORS: usize = 32;
 const PER_ANNOTATOR: usize = 5;
 
-async fn annotate(addr: String, project: String, username: String) -> Vec<String> {
+async fn annotate(addr: String, project: String, username: String, from: std::net::Ipv4Addr) -> Vec<String> {
     let body = json!({"username": username, "password": "annotator-pw"}).to_string();
-    let (status, text) = http(&addr, "POST", "/api/login", &[], &body).await.expect("login");
+    // Each annotator at its own machine: 32 logins in flight from one address would count
+    // as 32 possible failures against that address's limit (30 a minute).
+    let (status, _, text) = http_from(from, &addr, "POST", "/api/login", &[], &body).await.expect("login");
     assert_eq!(status, 200, "{text}");
     let token = serde_json::from_str::<Value>(&text).unwrap()["token"].as_str().unwrap().to_string();
     let auth = [("Authorization", format!("Bearer {token}"))];
@@ -75,8 +78,12 @@ async fn load(url: &str) {
     let dbh = st.db.clone();
     let addr = spawn_server(st).await;
     let run = async {
-        let tasks: Vec<_> =
-            (0..ANNOTATORS).map(|i| tokio::spawn(annotate(addr.clone(), p.id.clone(), format!("ann{i}")))).collect();
+        let tasks: Vec<_> = (0..ANNOTATORS)
+            .map(|i| {
+                let from = std::net::Ipv4Addr::new(127, 0, 1, 1 + i as u8);
+                tokio::spawn(annotate(addr.clone(), p.id.clone(), format!("ann{i}"), from))
+            })
+            .collect();
         let mut keys = Vec::new();
         for t in tasks {
             keys.extend(t.await.unwrap());
@@ -94,4 +101,61 @@ async fn load(url: &str) {
     items.sort();
     items.dedup();
     assert_eq!(items.len(), ANNOTATORS * PER_ANNOTATOR, "overlap 1: every item labelled once");
+}
+
+/// Runs only as the child of the memory test: the real `reins serve` code path.
+#[test]
+fn load_child_server() {
+    child::serve_from_env();
+}
+
+/// 128 logins for unknown users at once, each from its own loopback address (so no
+/// per-address limit hides the hashing): the server's peak RSS grows by under 256 MiB.
+/// Unbounded argon2 (19 MiB per hash) grew it by gigabytes and kept them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_unknown_user_logins_keep_server_memory_bounded() {
+    if std::env::var(child::CHILD_DB).is_ok() {
+        return;
+    }
+    const LOGINS: usize = 128;
+    const BUDGET_KIB: u64 = 256 * 1024;
+    let db = sqlite_db();
+    let server = child::spawn("load_child_server", &db.url, &[]).await;
+    let addr = server.addr.clone();
+    // Warm up: one real login, so the runtime, pool and one hash are already paid for.
+    let body = json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string();
+    let (status, text) = http(&addr, "POST", "/api/login", &[], &body).await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let (before, _) = server.memory_kib();
+    let tasks: Vec<_> = (0..LOGINS)
+        .map(|i| {
+            let addr = addr.clone();
+            let from = std::net::Ipv4Addr::new(127, 0, 2 + (i / 250) as u8, 1 + (i % 250) as u8);
+            let body = json!({"username": format!("nobody-{i}"), "password": format!("guess-{i}-pw")}).to_string();
+            tokio::spawn(async move { http_from(from, &addr, "POST", "/api/login", &[], &body).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let (status, head, text) = t.await.unwrap().expect("the server answers every login");
+        assert!(status == 401 || status == 503, "unknown user got {status}: {text}");
+        if status == 503 {
+            assert!(head.contains("retry-after:"), "503 without Retry-After: {head}");
+        }
+        statuses.push(status);
+    }
+    let (after, peak) = server.memory_kib();
+    println!(
+        "RSS before {before} KiB, after {after} KiB, peak {peak} KiB; {} x 401, {} x 503",
+        statuses.iter().filter(|s| **s == 401).count(),
+        statuses.iter().filter(|s| **s == 503).count()
+    );
+    assert!(
+        peak.saturating_sub(before) < BUDGET_KIB,
+        "{LOGINS} concurrent unknown-user logins raised the server's peak RSS by {} MiB (before {} MiB, peak {} MiB, after {} MiB)",
+        peak.saturating_sub(before) / 1024,
+        before / 1024,
+        peak / 1024,
+        after / 1024
+    );
 }

@@ -1,5 +1,6 @@
-//! Authorization per endpoint (anonymous, wrong role, other project, missing CSRF) and
-//! escaping of hostile text (XSS).
+//! Authorization per endpoint (anonymous, wrong role, other project, missing CSRF),
+//! escaping of hostile text (XSS), login limits under concurrent guessing from many loopback
+//! addresses and several web nodes, body limits on open routes, stored secrets, usernames.
 mod common;
 use axum::http::StatusCode;
 use common::*;
@@ -171,4 +172,266 @@ async fn invite_and_login_forms() {
         .await
         .unwrap();
     assert_eq!(home.status(), StatusCode::OK);
+}
+
+// ---- logins under attack: concurrent guesses, many addresses, several web nodes
+
+fn ip(d: u8) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(127, 0, 0, d)
+}
+
+/// `n` concurrent logins as `user` (or `user-<i>` when `distinct`) from `from`; the statuses.
+async fn logins(
+    addr: &str,
+    from: std::net::Ipv4Addr,
+    user: &str,
+    password: &str,
+    n: usize,
+    distinct: bool,
+) -> Vec<u16> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let name = if distinct { format!("{user}-{i}") } else { user.to_string() };
+            let body = json!({"username": name, "password": password}).to_string();
+            let addr = addr.to_string();
+            tokio::spawn(async move { http_from(from, &addr, "POST", "/api/login", &[], &body).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let (status, head, text) = t.await.unwrap().expect("login answered");
+        if status == 429 {
+            assert!(head.contains("retry-after:"), "429 without Retry-After: {head}");
+        }
+        assert!([200, 401, 429].contains(&status), "{status}: {text}");
+        statuses.push(status);
+    }
+    statuses
+}
+
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
+async fn parallel_guesses_are_counted(url: &str) {
+    let addr = spawn_server(state(url, ServerConfig::default()).await).await;
+    // 40 wrong guesses for one account at once: only the first few may be checked.
+    let s = logins(&addr, ip(2), "admin", "wrong-password", 40, false).await;
+    assert!(count(&s, 401) <= 10, "{} of 40 parallel guesses were checked: {s:?}", count(&s, 401));
+    // One address spraying 90 different usernames at once is limited too (30 a minute; 60
+    // should the burst straddle two minutes).
+    let s = logins(&addr, ip(3), "nobody", "wrong-password", 90, true).await;
+    assert!(count(&s, 401) <= 60, "{} of 90 parallel guesses from one address were checked", count(&s, 401));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_login_guesses_are_counted_per_user_and_address() {
+    parallel_guesses_are_counted(&sqlite_db().url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_login_guesses_are_counted_on_postgres() {
+    let Some(db) = postgres_db().await else {
+        return;
+    };
+    parallel_guesses_are_counted(&db.url).await;
+}
+
+/// Two web nodes on one database share the lock-out: failures on one count on the other.
+async fn nodes_share_lockout(url: &str) {
+    let node_a = spawn_server(state(url, ServerConfig::default()).await).await;
+    let db_b = reins_feedback::Db::connect(url).await.unwrap();
+    let node_b = spawn_server(reins_feedback::AppState::new(db_b, ServerConfig::default())).await;
+    for _ in 0..10 {
+        let s = logins(&node_a, ip(4), "admin", "wrong-password", 1, false).await;
+        assert!(s[0] == 401 || s[0] == 429);
+    }
+    let s = logins(&node_b, ip(4), "admin", ADMIN_PASSWORD, 1, false).await;
+    assert_eq!(s, vec![429], "node B did not see the failures counted on node A");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn web_nodes_share_the_login_lockout() {
+    nodes_share_lockout(&sqlite_db().url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn web_nodes_share_the_login_lockout_on_postgres() {
+    let Some(db) = postgres_db().await else {
+        return;
+    };
+    nodes_share_lockout(&db.url).await;
+}
+
+/// Strangers guessing the admin's password from three addresses do not lock the admin out:
+/// the right password from a clean address gets in; the guessers stay locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guessers_cannot_lock_the_admin_out() {
+    let db = sqlite_db();
+    let addr = spawn_server(state(&db.url, ServerConfig::default()).await).await;
+    let attacks: Vec<_> = (10..13)
+        .map(|d| {
+            let addr = addr.clone();
+            tokio::spawn(async move { logins(&addr, ip(d), "admin", "wrong-password", 12, false).await })
+        })
+        .collect();
+    for a in attacks {
+        assert_eq!(count(&a.await.unwrap(), 200), 0);
+    }
+    let s = logins(&addr, ip(20), "admin", ADMIN_PASSWORD, 1, false).await;
+    assert_eq!(s, vec![200], "the admin, from a clean address with the right password, was locked out");
+    // A guesser's address stays locked even with the right password.
+    let s = logins(&addr, ip(10), "admin", ADMIN_PASSWORD, 1, false).await;
+    assert_eq!(s, vec![429], "a guessing address was let in");
+}
+
+/// Oversized bodies on routes open to anyone are refused before anything is parsed,
+/// however many arrive at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unauthenticated_routes_refuse_large_bodies() {
+    let db = sqlite_db();
+    let c = Client::new(state(&db.url, ServerConfig::default()).await);
+    let big = "x".repeat(1 << 20);
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let router = c.router.clone();
+            let (path, body) = match i % 2 {
+                0 => ("/api/login".to_string(), json!({"username": "admin", "password": big}).to_string()),
+                _ => ("/api/invites/abc/accept".to_string(), json!({"username": big, "password": big}).to_string()),
+            };
+            tokio::spawn(async move {
+                use tower::ServiceExt;
+                let req = axum::http::Request::post(path)
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body))
+                    .unwrap();
+                router.oneshot(req).await.unwrap().status()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::PAYLOAD_TOO_LARGE, "a 1 MiB body to an open route was accepted");
+    }
+}
+
+// ---- stored secrets and accounts
+
+/// The database holds no usable session token, and is readable by its owner only.
+#[tokio::test]
+async fn session_tokens_are_stored_hashed() {
+    let db = sqlite_db();
+    let c = Client::new(state(&db.url, ServerConfig::default()).await);
+    let s = c.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(c.call("GET", "/api/me", Auth::Bearer(&s), None).await.status, StatusCode::OK);
+    let conn = reins_feedback::Db::connect(&db.url).await.unwrap();
+    let rows = sqlx::query("SELECT * FROM sessions").fetch_all(&conn.pool).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    for i in 0..sqlx::Row::len(&rows[0]) {
+        let v: Option<String> = sqlx::Row::try_get(&rows[0], i).unwrap_or(None);
+        assert_ne!(v.as_deref(), Some(s.token.as_str()), "the session token is stored in plain text");
+    }
+    conn.pool.close().await;
+    for f in [db.url.clone(), format!("{}-wal", db.url)] {
+        if let Ok(bytes) = std::fs::read(&f) {
+            assert!(!bytes.windows(s.token.len()).any(|w| w == s.token.as_bytes()), "token found in {f}");
+        }
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn database_file_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = sqlite_db();
+    let c = Client::new(state(&db.url, ServerConfig::default()).await);
+    c.login("admin", ADMIN_PASSWORD).await;
+    for f in [db.url.clone(), format!("{}-wal", db.url), format!("{}-shm", db.url)] {
+        if let Ok(m) = std::fs::metadata(&f) {
+            let mode = m.permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{f} has mode {mode:o}: others can read the sessions and password hashes");
+        }
+    }
+}
+
+/// `Alice` and `alice` are one account: the second is refused, and any case logs in.
+#[tokio::test]
+async fn usernames_are_case_insensitive() {
+    let db = sqlite_db();
+    let c = Client::new(state(&db.url, ServerConfig::default()).await);
+    let admin = c.login("admin", ADMIN_PASSWORD).await;
+    let p = c.project(&admin, "p", pairwise_config(1)).await;
+    c.annotator(&admin, &p, "Alice").await;
+    let r = c.call("POST", "/api/invites", Auth::Cookie(&admin), Some(json!({"role": "annotator"}))).await;
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let r = c
+        .call(
+            "POST",
+            &format!("/api/invites/{token}/accept"),
+            Auth::None,
+            Some(json!({"username": "alice", "password": "annotator-pw"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "`alice` was created beside `Alice`: {}", r.text);
+    c.login("ALICE", "annotator-pw").await;
+    let r = c
+        .call("POST", &format!("/api/projects/{p}/members"), Auth::Cookie(&admin), Some(json!({"username": "aLiCe"})))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let err =
+        reins_feedback::create_user(&c_db(&db.url).await, "ADMIN", "another-pw", reins_feedback::Role::Admin).await;
+    assert!(err.is_err(), "`ADMIN` was created beside `admin`");
+}
+
+async fn c_db(url: &str) -> reins_feedback::Db {
+    reins_feedback::Db::connect(url).await.unwrap()
+}
+
+/// A database from before usernames were compared without case: the upgrade lower-cases
+/// names and drops plain-text sessions, and stops, naming them, when two names collide.
+#[tokio::test]
+async fn upgrade_lowercases_usernames_and_refuses_case_collisions() {
+    async fn old_database(path: &str, names: &[&str]) {
+        sqlx::any::install_default_drivers();
+        let mut conn =
+            <sqlx::AnyConnection as sqlx::Connection>::connect(&format!("sqlite://{path}?mode=rwc")).await.unwrap();
+        let init = include_str!("../migrations/0001_init.sql");
+        let stmts = init.split(';').filter(|s| s.lines().any(|l| !l.trim().is_empty() && !l.trim().starts_with("--")));
+        for stmt in stmts {
+            sqlx::query(stmt).execute(&mut conn).await.unwrap();
+        }
+        sqlx::query("CREATE TABLE reins_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO reins_migrations VALUES (1, 0)").execute(&mut conn).await.unwrap();
+        for (i, name) in names.iter().enumerate() {
+            sqlx::query("INSERT INTO users VALUES ($1, $2, 'x', 'annotator', 0)")
+                .bind(i.to_string())
+                .bind(*name)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        sqlx::query("INSERT INTO sessions VALUES ('plain-token', '0', 'csrf', 99999999999999)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clash = dir.path().join("clash.db").to_string_lossy().into_owned();
+    old_database(&clash, &["Alice", "alice", "bob"]).await;
+    let err = match reins_feedback::Db::connect(&clash).await {
+        Ok(_) => panic!("a database with `Alice` and `alice` was upgraded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("Alice, alice") && err.contains("rename"), "{err}");
+
+    let fine = dir.path().join("fine.db").to_string_lossy().into_owned();
+    old_database(&fine, &["Alice", "bob"]).await;
+    let db = reins_feedback::Db::connect(&fine).await.unwrap();
+    assert_eq!(db.user_by_name("ALICE").await.unwrap().unwrap().username, "alice");
+    let n: i64 =
+        sqlx::Row::try_get(&sqlx::query("SELECT COUNT(*) AS n FROM sessions").fetch_one(&db.pool).await.unwrap(), "n")
+            .unwrap();
+    assert_eq!(n, 0, "plain-text sessions survived the upgrade");
 }

@@ -4,11 +4,11 @@ pub use openapi::openapi;
 
 use crate::app::AppState;
 use crate::assign::{self, SubmitBody};
-use crate::auth::{self, AuthUser, SESSION_COOKIE, SESSION_TTL_MS};
+use crate::auth::{self, AuthUser, ClientAddr, SESSION_COOKIE, SESSION_TTL_MS};
 use crate::db::{Item, Role};
 use crate::error::{bad, Error, Result};
 use crate::tasks::ProjectConfig;
-use crate::{export, import, stats};
+use crate::{export, import, stats, throttle};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,23 +23,26 @@ pub struct Credentials {
     pub password: String,
 }
 
-/// Checks a password and opens a session: `(user, token, csrf)`.
-pub async fn open_session(state: &AppState, c: &Credentials) -> Result<(crate::db::User, String, String)> {
-    assign::check_login_attempts(state, &c.username)?;
+/// Checks a password and opens a session: `(user, token, csrf)`. `address` is the client's
+/// (see [`auth::ClientAddr`]); the login limits key on it.
+pub async fn open_session(
+    state: &AppState,
+    c: &Credentials,
+    address: &str,
+) -> Result<(crate::db::User, String, String)> {
+    let attempt = throttle::reserve_login(state, &c.username, address).await?;
     let user = state.db.user_by_name(&c.username).await?;
     // Verify against a dummy hash for unknown users so timing does not reveal names.
     const DUMMY: &str =
         "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0ZuAfxz2YwSfbjEuB1ouo0WMMXcyu1A6jZcXrQn5eV8";
-    let ok = auth::verify_password(&c.password, user.as_ref().map_or(DUMMY, |u| u.password_hash.as_str())).await;
+    let ok = auth::verify_password(&c.password, user.as_ref().map_or(DUMMY, |u| u.password_hash.as_str())).await?;
     match (user, ok) {
         (Some(user), true) => {
+            attempt.succeeded(state).await?;
             let (token, csrf) = state.db.create_session(&user.id, SESSION_TTL_MS).await?;
             Ok((user, token, csrf))
         }
-        _ => {
-            assign::note_login_failure(state, &c.username);
-            Err(Error::Unauthorized)
-        }
+        _ => Err(Error::Unauthorized),
     }
 }
 
@@ -49,8 +52,12 @@ fn session_response(state: &AppState, status: StatusCode, user: &crate::db::User
         .into_response()
 }
 
-pub async fn login(State(state): State<AppState>, Json(c): Json<Credentials>) -> Result<Response> {
-    let (user, token, csrf) = open_session(&state, &c).await?;
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
+    Json(c): Json<Credentials>,
+) -> Result<Response> {
+    let (user, token, csrf) = open_session(&state, &c, &address).await?;
     Ok(session_response(&state, StatusCode::OK, &user, &token, &csrf))
 }
 
@@ -99,10 +106,11 @@ pub async fn create_invite(
 /// Creates the account an invite is for, adds it to the invite's project.
 pub async fn redeem_invite(state: &AppState, token: &str, c: &Credentials) -> Result<crate::db::User> {
     auth::check_username(&c.username)?;
-    let hash = auth::hash_password(&c.password).await?;
+    // Checked before hashing: a made-up token costs the server no argon2 run.
     if !state.db.invite_valid(token).await? {
         return Err(Error::NotFound("this invite is unknown, used or expired".into()));
     }
+    let hash = auth::hash_password(&c.password).await?;
     let mut user = state.db.create_user(&c.username, &hash, Role::Annotator).await?;
     let Some((role, project)) = state.db.take_invite(token, &user.id).await? else {
         // Another request used the invite first: the account made for this one goes.

@@ -1,6 +1,11 @@
 //! Accounts: users, sessions and invites.
+//!
+//! Sessions are stored by the SHA-256 of their token: the token has 128 random bits, so a
+//! fast hash suffices (no salt or argon2 needed), and a leaked database opens no session.
 use super::{now_ms, opt_str, random_token, Db, Role, User};
+use crate::auth::normalize_username;
 use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -15,7 +20,9 @@ pub(super) fn user_from(row: &AnyRow) -> Result<User> {
 
 impl Db {
     // ---- users and sessions
+    /// The username is stored lower-cased; one differing only by case is taken.
     pub async fn create_user(&self, username: &str, password_hash: &str, role: Role) -> Result<User> {
+        let username = &normalize_username(username);
         let id = random_token();
         let res = sqlx::query(
             "INSERT INTO users (id, username, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -41,7 +48,7 @@ impl Db {
 
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
         let row = sqlx::query("SELECT id, username, password_hash, role FROM users WHERE username = $1")
-            .bind(username)
+            .bind(normalize_username(username))
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(user_from).transpose()
@@ -64,8 +71,8 @@ impl Db {
 
     pub async fn create_session(&self, user_id: &str, ttl_ms: i64) -> Result<(String, String)> {
         let (token, csrf) = (random_token(), random_token());
-        sqlx::query("INSERT INTO sessions (token, user_id, csrf, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(&token)
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, csrf, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(token_hash(&token))
             .bind(user_id)
             .bind(&csrf)
             .bind(now_ms() + ttl_ms)
@@ -77,9 +84,9 @@ impl Db {
     /// The session's user and CSRF token, if the session exists and has not expired.
     pub async fn session(&self, token: &str) -> Result<Option<(User, String)>> {
         let row = sqlx::query(
-            "SELECT u.id, u.username, u.password_hash, u.role, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token = $1 AND s.expires_at > $2",
+            "SELECT u.id, u.username, u.password_hash, u.role, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2",
         )
-        .bind(token)
+        .bind(token_hash(token))
         .bind(now_ms())
         .fetch_optional(&self.pool)
         .await?;
@@ -90,8 +97,27 @@ impl Db {
     }
 
     pub async fn delete_session(&self, token: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE token = $1").bind(token).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash(token)).execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Before usernames are lower-cased (migration 2): accounts that differ only by case
+    /// would collide, so the server stops and names them.
+    pub(super) async fn refuse_case_duplicates(&self) -> Result<()> {
+        let rows = sqlx::query(
+            "SELECT username FROM users WHERE lower(username) IN (SELECT lower(username) FROM users GROUP BY lower(username) HAVING COUNT(*) > 1) ORDER BY username",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let names = rows.iter().map(|r| r.try_get::<String, _>("username")).collect::<Result<Vec<_>, _>>()?;
+        Err(Error::Conflict(format!(
+            "usernames are now compared without case, and these accounts differ only by case: {}; \
+             rename all but one (UPDATE users SET username = '...' WHERE username = '...') and start again",
+            names.join(", ")
+        )))
     }
 
     // ---- invites
@@ -155,4 +181,9 @@ impl Db {
             .await?;
         Ok(())
     }
+}
+
+/// SHA-256 of a session token, hex: what the `sessions` table stores.
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }

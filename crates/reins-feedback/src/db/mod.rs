@@ -2,7 +2,9 @@
 //! PostgreSQL. Queries use `$1..$n` placeholders in order of first use, which both accept.
 mod accounts;
 mod records;
+mod throttle;
 pub use records::*;
+pub use throttle::{window_of, Counter, Locked};
 
 use crate::error::Result;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -10,7 +12,11 @@ use sqlx::{AnyPool, Row};
 
 /// Migrations in order; each runs once, recorded in `reins_migrations`.
 const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../../migrations/0001_init.sql")), (3, include_str!("../../migrations/0003_data.sql"))];
+    &[
+        (1, include_str!("../../migrations/0001_init.sql")),
+        (2, include_str!("../../migrations/0002_security.sql")),
+        (3, include_str!("../../migrations/0003_data.sql")),
+    ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -39,6 +45,9 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Db> {
         sqlx::any::install_default_drivers();
         let (url, backend) = normalize_url(url);
+        if backend == Backend::Sqlite {
+            create_owner_only(&url)?;
+        }
         let pool = match backend {
             // One writer connection: SQLite serialises writers anyway, and one connection
             // avoids SQLITE_BUSY on read-to-write upgrades inside transactions.
@@ -83,6 +92,9 @@ impl Db {
             if done > 0 {
                 continue;
             }
+            if *version == 2 {
+                self.refuse_case_duplicates().await?;
+            }
             let mut tx = self.pool.begin().await?;
             for stmt in sql.split(';').map(str::trim).filter(|s| !strip_comments(s).is_empty()) {
                 sqlx::query(stmt).execute(&mut *tx).await?;
@@ -95,6 +107,25 @@ impl Db {
             tx.commit().await?;
         }
         Ok(())
+    }
+}
+
+/// Creates a missing SQLite file readable by its owner only: it holds password hashes and
+/// sessions. SQLite gives its `-wal` and `-shm` files the same mode.
+fn create_owner_only(url: &str) -> Result<()> {
+    let path = url.trim_start_matches("sqlite://");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.starts_with(':') || std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(crate::error::Error::BadRequest(format!("cannot create the database file {path}: {e}"))),
     }
 }
 

@@ -5,7 +5,7 @@ mod fields;
 use crate::api::{self, Credentials};
 use crate::app::AppState;
 use crate::assign;
-use crate::auth::{self, AuthUser, MaybeUser, PRE_COOKIE, SESSION_COOKIE, SESSION_TTL_MS};
+use crate::auth::{self, AuthUser, ClientAddr, MaybeUser, PRE_COOKIE, SESSION_COOKIE, SESSION_TTL_MS};
 use crate::db::{random_token, Role};
 use crate::error::{Error, Result};
 use crate::stats;
@@ -132,12 +132,13 @@ fn check_pre(headers: &HeaderMap, sent: &str) -> Result<()> {
 
 pub async fn login_submit(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Result<Response> {
     check_pre(&headers, &f.csrf)?;
     let next = local_path(f.next.as_deref()).to_string();
-    match api::open_session(&state, &Credentials { username: f.username, password: f.password }).await {
+    match api::open_session(&state, &Credentials { username: f.username, password: f.password }, &address).await {
         Ok((_, token, _)) => Ok((
             [(
                 header::SET_COOKIE,

@@ -2,6 +2,7 @@
 //! `REINS_TEST_POSTGRES_URL` is set), an in-process client, and a raw HTTP/1.1 client for
 //! tests over real sockets.
 #![allow(dead_code)]
+pub mod child;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
@@ -177,8 +178,36 @@ pub async fn http(
     headers: &[(&str, String)],
     body: &str,
 ) -> std::io::Result<(u16, String)> {
+    let s = tokio::net::TcpStream::connect(addr).await?;
+    let (status, _, body) = http_on(s, addr, method, path, headers, body).await?;
+    Ok((status, body))
+}
+
+/// Like [`http`], from the loopback source address `from` (any of 127.0.0.0/8), so one test
+/// can play many client addresses. Returns `(status, lower-cased head, body)`.
+pub async fn http_from(
+    from: std::net::Ipv4Addr,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((from, 0).into())?;
+    let s = socket.connect(addr.parse().map_err(std::io::Error::other)?).await?;
+    http_on(s, addr, method, path, headers, body).await
+}
+
+async fn http_on(
+    mut s: tokio::net::TcpStream,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if !body.is_empty() {
@@ -226,7 +255,7 @@ pub async fn http(
     }
     let text = String::from_utf8_lossy(&body).into_owned();
     let body = if head.contains("transfer-encoding: chunked") { dechunk(&text) } else { text };
-    Ok((status, body))
+    Ok((status, head, body))
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -26,8 +26,20 @@ pub struct ServeArgs {
     /// Largest request body in MiB (item imports included).
     #[arg(long, default_value_t = 32)]
     pub max_body_mib: usize,
+    /// Failed logins per account per minute (all addresses) before addresses that already
+    /// failed for it must wait; 0 = unlimited.
+    #[arg(long, default_value_t = 10)]
+    pub login_failures_per_user: u32,
+    /// Failed logins per client address per minute (all accounts); 0 = unlimited.
+    #[arg(long, default_value_t = 30)]
+    pub login_failures_per_address: u32,
+    /// Behind a reverse proxy: the header that carries the client's address, e.g.
+    /// X-Forwarded-For (its last entry is used). Only set this when the proxy sets it.
+    #[arg(long)]
+    pub client_ip_header: Option<String>,
     /// First-run bootstrap: create this admin when the database has none, with the password
-    /// from REINS_ADMIN_PASSWORD; without that variable an admin invite link is printed.
+    /// from REINS_ADMIN_PASSWORD; without an admin and without that variable, serve stops
+    /// and says so.
     #[arg(long, default_value = "admin")]
     pub admin_user: String,
 }
@@ -42,6 +54,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             rate_limit_per_minute: args.rate_limit,
             max_body_bytes: args.max_body_mib << 20,
             base_url,
+            login_failures_per_user: args.login_failures_per_user,
+            login_failures_per_address: args.login_failures_per_address,
+            client_ip_header: args.client_ip_header,
         },
         admin_password: std::env::var("REINS_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
         admin_user: args.admin_user,
