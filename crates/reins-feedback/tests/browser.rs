@@ -474,3 +474,56 @@ async fn chromium_fits_a_phone_follows_dark_mode_and_moves_focus() {
     };
     tokio::time::timeout(Duration::from_secs(120), run).await.expect("browser session finished in time");
 }
+
+/// Item 19: on a 15-field page the responses stay in view beside the questions; a question's
+/// help text is shown (and read out with its first field); scale points carry their labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_keeps_responses_beside_questions_with_help_and_scale_labels() {
+    let Some(b) = start_browser().await else { return };
+    let d = &b.d;
+    let db = sqlite_db();
+    let st = state(&db.url, ServerConfig::default()).await;
+    let aspects = ["helpfulness", "honesty", "harmlessness", "clarity", "accuracy", "brevity", "tone"];
+    let config = json!({"overlap": 1, "gold_rate": 0.0, "questions": [
+        {"name": "preference", "kind": "pairwise"},
+        {"name": "quality", "kind": "likert", "aspects": aspects, "help": "Rate how well the response does on each aspect.",
+         "scale_labels": ["useless", "poor", "adequate", "good", "excellent"]}]});
+    let p = reins_feedback::create_project(&st.db, "long", &config).await.unwrap();
+    let long = "A sentence of a long response. ".repeat(60);
+    let jsonl = json!({"id": "i0", "prompt": "Explain.", "responses": [long.clone(), long]}).to_string() + "\n";
+    reins_feedback::import::import_jsonl(&st.db, &p.id, &jsonl).await.unwrap();
+    let u = reins_feedback::create_user(&st.db, "ann", "annotator-pw", Role::Annotator).await.unwrap();
+    st.db.add_member(&p.id, &u.id).await.unwrap();
+    let server = spawn_server(st).await;
+
+    let run = async {
+        let mut problems: Vec<String> = vec![];
+        d.viewport(1280, false).await;
+        d.login(&server, "ann", "annotator-pw").await;
+        d.goto(&format!("http://{server}/p/{}", p.id)).await;
+        d.wait_for("return document.getElementById('task') !== null", "a task").await;
+        let n = d.js("return document.querySelectorAll('.field').length").await;
+        assert_eq!(n, json!(15), "fields on the page");
+        let visible = d
+            .js("const f = document.querySelectorAll('.field'); f[f.length - 1].scrollIntoView({block: 'end'});
+                 const r = document.querySelector('pre.response').getBoundingClientRect();
+                 return r.top < innerHeight - 100 && r.bottom > 100")
+            .await;
+        if visible != json!(true) {
+            problems.push("with the last of 15 fields in view, the responses are scrolled away".into());
+        }
+        let help = d
+            .js("const f = document.querySelectorAll('.field')[1]; const h = document.getElementById(f.getAttribute('aria-describedby') || '-');
+                 return h && h.innerText")
+            .await;
+        if help != json!("Rate how well the response does on each aspect.") {
+            problems.push(format!("help of the likert question (aria-describedby of its first field) is {help}"));
+        }
+        let top = d.js("const o = document.querySelectorAll('.field')[1].querySelector('.opt[data-value=\"5\"]'); return o && o.innerText").await;
+        if !top.as_str().unwrap_or_default().contains("excellent") {
+            problems.push(format!("scale point 5 reads {top}, want its label \"excellent\""));
+        }
+        assert!(problems.is_empty(), "{}", problems.join("; "));
+    };
+    tokio::time::timeout(Duration::from_secs(90), run).await.expect("browser session finished in time");
+}
