@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod assign;
 pub mod auth;
+pub mod chart;
 pub mod cli;
 pub mod consensus;
 pub mod db;
@@ -21,6 +22,7 @@ pub mod requests;
 pub mod stats;
 pub mod tasks;
 pub mod throttle;
+pub mod timeline;
 
 pub use app::{app, AppState, ServerConfig};
 pub use db::{Db, Role};

@@ -52,6 +52,9 @@ pub struct Question {
     /// Text shown above the widget. Default: the name.
     #[serde(default)]
     pub label: Option<String>,
+    /// Help shown under the question (what to look for, what the points mean). Default: none.
+    #[serde(default)]
+    pub help: Option<String>,
     #[serde(flatten)]
     pub kind: QuestionKind,
 }
@@ -77,6 +80,10 @@ pub enum QuestionKind {
         min: i64,
         #[serde(default = "likert_max")]
         max: i64,
+        /// One label per scale point, `min` first ("" for none), shown on the options.
+        /// Default: numbers only.
+        #[serde(default)]
+        scale_labels: Vec<String>,
     },
     /// Thumbs up / down per response.
     Thumbs,
@@ -142,8 +149,18 @@ impl ProjectConfig {
                 return Err(bad(format!("question names must be non-empty and unique (`{}`)", q.name)));
             }
             match &q.kind {
-                QuestionKind::Likert { aspects, min, max } if aspects.is_empty() || min >= max => {
+                QuestionKind::Likert { aspects, min, max, .. } if aspects.is_empty() || min >= max => {
                     return Err(bad(format!("likert question `{}` needs aspects and min < max", q.name)))
+                }
+                QuestionKind::Likert { min, max, scale_labels, .. }
+                    if !scale_labels.is_empty() && scale_labels.len() as i64 != max - min + 1 =>
+                {
+                    return Err(bad(format!(
+                        "likert question `{}`: scale_labels has {} labels but the scale {min}..{max} has {} points; give one per point (\"\" for none)",
+                        q.name,
+                        scale_labels.len(),
+                        max - min + 1
+                    )))
                 }
                 QuestionKind::Spans { tags } if tags.is_empty() => {
                     return Err(bad(format!("spans question `{}` needs at least one tag", q.name)))
@@ -261,7 +278,7 @@ fn canonical_answer(
             }
             Ok(json!({ "ranking": ranking }))
         }
-        QuestionKind::Likert { aspects, min, max } => {
+        QuestionKind::Likert { aspects, min, max, .. } => {
             let obj = a.as_object().ok_or("expected {aspect: [rating per response]}")?;
             let mut out = Map::new();
             for aspect in aspects {
@@ -431,5 +448,12 @@ mod tests {
         assert!(matches_gold(&cfg, &json!({"pref": 1}), &ans));
         assert!(!matches_gold(&cfg, &json!({"pref": 0}), &ans));
         assert!(!matches_gold(&cfg, &json!({"pref": "tie"}), &ans));
+    }
+
+    #[test]
+    fn scale_labels_need_one_label_per_point() {
+        let q = json!({"questions": [{"name": "q", "kind": "likert", "aspects": ["a"], "min": 1, "max": 5, "scale_labels": ["bad", "good"]}]});
+        let e = ProjectConfig::parse(&q).unwrap_err().to_string();
+        assert!(e.contains("scale_labels has 2 labels but the scale 1..5 has 5 points"), "{e}");
     }
 }

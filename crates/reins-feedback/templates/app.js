@@ -31,7 +31,35 @@
     fields.forEach((f, j) => f.classList.toggle("focused", j === focus));
     const ta = fields[focus] && fields[focus].querySelector("textarea");
     if (ta) ta.focus(); else if (document.activeElement && document.activeElement.tagName === "TEXTAREA") document.activeElement.blur();
+    moveRealFocus(fields[focus], ta);
   }
+
+  // ---- real focus and screen-reader state ----
+  // The focused field takes the browser's focus too, so a screen reader announces its
+  // label (role=group, aria-labelledby) and the page scrolls it into view.
+  let firstFocus = true;
+  function moveRealFocus(f, ta) {
+    // Not on page load: the prompt stays in view on a phone.
+    if (f && !ta && document.activeElement !== f) f.focus({ preventScroll: firstFocus });
+    firstFocus = false;
+  }
+  // Scales with more than ten points show their numbers as keys ("10", "11", ...). A digit
+  // picks its option at once; when longer keys start with it ("1" and "10"), focus stays
+  // on the field and the next digit extends it ("1" then "0" picks 10).
+  let typed = "", typedIn = null;
+  function optionForKey(f, key) {
+    const opts = Array.from(f.querySelectorAll(".opt"));
+    const longer = typed && typedIn === f && opts.find((b) => b.dataset.key === typed + key);
+    if (longer) { typed = ""; return { btn: longer, stay: false }; }
+    const btn = opts.find((b) => b.dataset.key === key);
+    typed = btn && opts.some((b) => b.dataset.key.length > key.length && b.dataset.key.startsWith(key)) ? key : "";
+    typedIn = f;
+    return btn ? { btn: btn, stay: typed !== "" } : null;
+  }
+  function markPressed(f, btn) {
+    f.querySelectorAll(".opt").forEach((b) => b.setAttribute("aria-pressed", String(b === btn)));
+  }
+  // ---- end of focus and screen-reader state ----
 
   // Offsets of the selection in a response's stored text, in Unicode scalar values (code
   // points, as the server counts them): `Array.from` counts an emoji once and a combining
@@ -88,6 +116,7 @@
     }
     state[i] = value;
     f.querySelectorAll(".opt").forEach((b) => b.classList.toggle("selected", b === btn));
+    markPressed(f, btn);
     f.classList.add("answered");
     setFocus(i + 1);
   }
@@ -181,8 +210,8 @@
     if (e.key === "k") { setFocus(focus - 1); return; }
     const f = fields[focus];
     if (!f) return;
-    const btn = Array.from(f.querySelectorAll(".opt")).find((b) => b.dataset.key === e.key);
-    if (btn) { e.preventDefault(); choose(focus, btn); }
+    const hit = optionForKey(f, e.key);
+    if (hit) { e.preventDefault(); const at = focus; choose(at, hit.btn); if (hit.stay) setFocus(at); }
   });
   setFocus(0);
 })();

@@ -1,6 +1,7 @@
 //! Storage through `sqlx::Any`: one code path for SQLite (default, one file, WAL) and
 //! PostgreSQL. Queries use `$1..$n` placeholders in order of first use, which both accept.
 mod accounts;
+mod progress;
 mod records;
 mod throttle;
 pub use records::*;

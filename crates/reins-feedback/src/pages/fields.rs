@@ -23,6 +23,8 @@ pub struct Field {
     pub label: String,
     pub options: Vec<Opt>,
     pub optional: bool,
+    /// The question's help, on its first field only (read out with it as its description).
+    pub help: Option<String>,
 }
 
 pub fn letter(pos: usize) -> String {
@@ -36,6 +38,7 @@ fn opt(key: impl ToString, value: impl ToString, text: impl ToString) -> Opt {
 pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
     let mut out = Vec::new();
     for q in &cfg.questions {
+        let first = out.len();
         let f = |sub: String, pos: Option<usize>, label: String, options: Vec<Opt>| Field {
             q: q.name.clone(),
             kind: q.kind_name(),
@@ -44,6 +47,7 @@ pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
             label,
             options,
             optional: false,
+            help: None,
         };
         match &q.kind {
             QuestionKind::Pairwise { allow_tie, allow_both_bad, strength } => {
@@ -71,11 +75,15 @@ pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
                 o.push(opt(0, "reset", "start over"));
                 out.push(f(String::new(), None, format!("{} (press responses best first)", q.label()), o));
             }
-            QuestionKind::Likert { aspects, min, max } => {
+            QuestionKind::Likert { aspects, min, max, scale_labels } => {
+                let text = |v: i64| match scale_labels.get((v - min) as usize) {
+                    Some(l) if !l.is_empty() => format!("{v} {l}"),
+                    _ => v.to_string(),
+                };
                 for pos in 0..n {
                     for aspect in aspects {
                         let o = (*min..=*max)
-                            .map(|v| opt(if *max - *min < 10 { (v - min + 1) % 10 } else { v }, v, v))
+                            .map(|v| opt(if *max - *min < 10 { (v - min + 1) % 10 } else { v }, v, text(v)))
                             .collect();
                         out.push(f(aspect.clone(), Some(pos), format!("{} {aspect}", letter(pos)), o));
                     }
@@ -130,6 +138,9 @@ pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
                     }
                 }
             }
+        }
+        if let Some(f) = out.get_mut(first) {
+            f.help.clone_from(&q.help);
         }
     }
     out

@@ -10,6 +10,7 @@ use crate::db::{random_token, Role};
 use crate::error::{Error, Result};
 use crate::stats;
 use crate::tasks::ProjectConfig;
+use crate::{chart, timeline};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -259,16 +260,35 @@ pub async fn label(
         }
         None => (None, vec![], vec![]),
     };
+    // "Item 3 of 40": items this annotator has finished, plus the one on screen.
+    let (done, total) = state.db.progress(&id, &user.user.id).await?;
+    let progress = context! { done => done, total => total, current => (done + 1).min(total) };
     let html = render(
         &state,
         "label.html",
         context! {
             user => user.user, csrf => user.csrf, project => project, task => task,
-            responses => responses, fields => fields, preview => preview,
+            responses => responses, fields => fields, preview => preview, progress => progress,
             guidelines => minijinja::Value::from_safe_string(markdown(&cfg.guidelines)),
         },
     )?;
     Ok(html.into_response())
+}
+
+/// The dashboard's numbers and its charts (inline SVG, one series per annotator).
+async fn dashboard_data(
+    state: &AppState,
+    cfg: &ProjectConfig,
+    id: &str,
+) -> Result<(stats::Stats, Vec<minijinja::Value>)> {
+    let subs = state.db.submissions(id).await?;
+    let names = state.db.usernames().await?;
+    let s = stats::compute(cfg, &state.db.items(id).await?, &subs, &names);
+    let charts = timeline::charts(cfg, &subs, &names)
+        .iter()
+        .map(|c| minijinja::Value::from_safe_string(chart::line_chart(c)))
+        .collect();
+    Ok((s, charts))
 }
 
 pub async fn dashboard(
@@ -282,13 +302,8 @@ pub async fn dashboard(
     user.require_admin()?;
     let project = state.db.project(&id).await?;
     let cfg = ProjectConfig::parse(&project.config)?;
-    let s = stats::compute(
-        &cfg,
-        &state.db.items(&id).await?,
-        &state.db.submissions(&id).await?,
-        &state.db.usernames().await?,
-    );
-    Ok(render(&state, "dashboard.html", context! { user => user.user, csrf => user.csrf, project => project, stats => s, invite => minijinja::Value::UNDEFINED, formats => crate::export::FORMATS })?.into_response())
+    let (s, charts) = dashboard_data(&state, &cfg, &id).await?;
+    Ok(render(&state, "dashboard.html", context! { user => user.user, csrf => user.csrf, project => project, stats => s, charts => charts, invite => minijinja::Value::UNDEFINED, formats => crate::export::FORMATS })?.into_response())
 }
 
 #[derive(Deserialize)]
@@ -307,13 +322,8 @@ pub async fn invite_create(
     let invite = api::make_invite(&state, &user, Role::parse(&f.role)?, Some(&id)).await?;
     let project = state.db.project(&id).await?;
     let cfg = ProjectConfig::parse(&project.config)?;
-    let s = stats::compute(
-        &cfg,
-        &state.db.items(&id).await?,
-        &state.db.submissions(&id).await?,
-        &state.db.usernames().await?,
-    );
-    Ok(render(&state, "dashboard.html", context! { user => user.user, csrf => user.csrf, project => project, stats => s, invite => invite, formats => crate::export::FORMATS })?.into_response())
+    let (s, charts) = dashboard_data(&state, &cfg, &id).await?;
+    Ok(render(&state, "dashboard.html", context! { user => user.user, csrf => user.csrf, project => project, stats => s, charts => charts, invite => invite, formats => crate::export::FORMATS })?.into_response())
 }
 
 pub async fn app_js() -> Response {
