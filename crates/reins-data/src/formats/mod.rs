@@ -13,7 +13,7 @@ pub mod trl;
 pub mod ultrafeedback;
 
 use crate::error::{DataError, Result};
-use crate::io::{read_rows, Report, Row};
+use crate::io::{Report, Row};
 use crate::records::{Record, Text};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -223,21 +223,14 @@ pub struct Loaded {
     pub report: Report,
 }
 
-/// Read `path`, detect its format unless given, and convert every row.
+/// Read `path` (`-` is stdin), detect its format unless given, and convert every row.
 pub fn load(path: &Path, format: Option<Format>, opts: &ConvertOptions) -> Result<Loaded> {
-    let mut report = Report::new(crate::io::display_name(path));
-    let rows = read_rows(path, &mut report)?;
-    let format = match format {
-        Some(f) => f,
-        None => crate::detect::detect_rows(&rows).map_err(|why| DataError::UnknownFormat {
-            path: path.to_path_buf(),
-            why,
-            known: Format::known_names(),
-        })?,
-    };
-    let records = convert_rows(format, &rows, opts, &mut report);
-    report.problems.sort_by_key(|p| p.line);
-    Ok(Loaded { format, records, report })
+    let mut stream = crate::stream::RecordStream::open(path, format, opts)?;
+    let mut records = Vec::new();
+    while let Some(r) = stream.next_record()? {
+        records.push(r);
+    }
+    Ok(Loaded { format: stream.format(), records, report: stream.finish() })
 }
 
 /// Convert already-read rows (see [`load`]); fills `report`'s conversion counts.
@@ -245,19 +238,7 @@ pub fn convert_rows(format: Format, rows: &[Row], opts: &ConvertOptions, report:
     report.format = Some(format.name().to_string());
     let mut out = Out::default();
     for row in rows {
-        let Some(obj) = row.value.as_object() else {
-            report.skip(row.line, "not a JSON object", "");
-            continue;
-        };
-        let before = out.records.len();
-        match convert_row(format, obj, row.line, opts, &mut out) {
-            Ok(()) if out.records.len() > before => report.converted += 1,
-            Ok(()) => report.skip(row.line, "no usable record in row", ""),
-            Err(skip) => {
-                out.records.truncate(before);
-                report.skip(row.line, skip.reason, skip.detail)
-            }
-        }
+        convert_row_counted(format, row, opts, &mut out, report);
     }
     let mut records = out.records;
     if format == Format::HelpSteer2 {
@@ -268,6 +249,23 @@ pub fn convert_rows(format: Format, rows: &[Row], opts: &ConvertOptions, report:
     }
     report.records = records.len();
     records
+}
+
+/// Convert one row into `out`, counting it in `report` as converted or skipped.
+pub fn convert_row_counted(format: Format, row: &Row, opts: &ConvertOptions, out: &mut Out, report: &mut Report) {
+    let Some(obj) = row.value.as_object() else {
+        report.skip(row.line, "not a JSON object", "");
+        return;
+    };
+    let before = out.records.len();
+    match convert_row(format, obj, row.line, opts, out) {
+        Ok(()) if out.records.len() > before => report.converted += 1,
+        Ok(()) => report.skip(row.line, "no usable record in row", ""),
+        Err(skip) => {
+            out.records.truncate(before);
+            report.skip(row.line, skip.reason, skip.detail)
+        }
+    }
 }
 
 // ---- small JSON helpers shared by the format modules ----

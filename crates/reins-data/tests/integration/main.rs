@@ -1,7 +1,9 @@
 //! reins-data integration tests (one binary, to keep link time down).
 
+mod convert_targets;
 mod formats;
 mod hh;
+mod input;
 mod io;
 mod no_panic;
 mod templates;
