@@ -1,4 +1,4 @@
-//! Converters between record kinds: `--to preference | sft | ranked`.
+//! Converters between record kinds: `--to preference | sft | ranked | unpaired`.
 
 use crate::formats::{ConvertOptions, PairStrategy};
 use crate::records::{Meta, Preference, Ranked, Record, Text};
@@ -12,6 +12,17 @@ pub enum Target {
     Ranked,
     /// KTO's unpaired examples (TRL's `unpair_preference_dataset`).
     Unpaired,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Preference => "preference",
+            Target::Sft => "sft",
+            Target::Ranked => "ranked",
+            Target::Unpaired => "unpaired",
+        }
+    }
 }
 
 impl std::str::FromStr for Target {
@@ -36,18 +47,166 @@ pub struct Converted {
     pub dropped: BTreeMap<String, usize>,
 }
 
-impl Converted {
+/// Convert a whole list (see [`Converter`] for one record at a time).
+pub fn convert(records: Vec<Record>, to: Target, opts: &ConvertOptions) -> Converted {
+    let mut c = Converter::new(to, opts);
+    let mut out = Vec::new();
+    for r in records {
+        c.push(r, &mut out);
+    }
+    c.finish(&mut out);
+    Converted { records: out, dropped: c.dropped }
+}
+
+/// Convert every record of `stream`, handing each result to `emit` as soon as it is made,
+/// so the output is written while the input is read. Returns what was not converted.
+pub fn convert_stream(
+    stream: &mut crate::stream::RecordStream,
+    to: Target,
+    opts: &ConvertOptions,
+    emit: &mut dyn FnMut(Record) -> crate::Result<()>,
+) -> crate::Result<BTreeMap<String, usize>> {
+    let mut c = Converter::new(to, opts);
+    let mut out = Vec::new();
+    while let Some(r) = stream.next_record()? {
+        c.push(r, &mut out);
+        out.drain(..).try_for_each(&mut *emit)?;
+    }
+    c.finish(&mut out);
+    out.drain(..).try_for_each(&mut *emit)?;
+    Ok(c.dropped)
+}
+
+/// Converts records one at a time, so a file is converted as it is read. Every record kind
+/// either becomes records of the target kind or is counted in `dropped` with the reason;
+/// nothing passes through unconverted.
+pub struct Converter {
+    to: Target,
+    opts: ConvertOptions,
+    /// State of best-vs-random pairing, carried across records.
+    rng: u64,
+    /// Pairs waiting to be unpaired (TRL unpairs by batches of 1000).
+    pending: Vec<Preference>,
+    /// Records (or parts) not converted, by reason.
+    pub dropped: BTreeMap<String, usize>,
+}
+
+impl Converter {
+    pub fn new(to: Target, opts: &ConvertOptions) -> Self {
+        Self { to, opts: opts.clone(), rng: opts.seed, pending: Vec::new(), dropped: BTreeMap::new() }
+    }
+
+    /// Append what `r` becomes to `out` (nothing while an unpairing batch fills).
+    pub fn push(&mut self, r: Record, out: &mut Vec<Record>) {
+        match self.to {
+            Target::Preference => self.preference(r, out),
+            Target::Sft => self.sft(r, out),
+            Target::Ranked => self.ranked(r, out),
+            Target::Unpaired => self.unpaired(r, out),
+        }
+    }
+
+    /// Append what is still held back (the last unpairing batch).
+    pub fn finish(&mut self, out: &mut Vec<Record>) {
+        flush_unpaired(&mut self.pending, out);
+    }
+
     fn drop(&mut self, why: &str) {
         *self.dropped.entry(why.to_string()).or_default() += 1;
     }
-}
 
-pub fn convert(records: Vec<Record>, to: Target, opts: &ConvertOptions) -> Converted {
-    match to {
-        Target::Preference => to_preference(records, opts),
-        Target::Sft => to_sft(records),
-        Target::Ranked => to_ranked(records),
-        Target::Unpaired => Converted { records: unpair(records), dropped: BTreeMap::new() },
+    fn preference(&mut self, r: Record, out: &mut Vec<Record>) {
+        match r {
+            Record::Preference(p) => out.push(Record::Preference(p)),
+            Record::RankedList { prompt, responses, meta } => {
+                let usable = responses.iter().filter(|r| quality(r).is_some()).count();
+                if usable < 2 {
+                    self.drop("ranked list with fewer than 2 ranked responses");
+                    return;
+                }
+                let strategy = self.opts.pair_strategy;
+                let (pairs, ties) = pairs_from_list(&prompt, &responses, &meta, strategy, &mut self.rng);
+                for _ in 0..ties {
+                    self.drop("tied pair");
+                }
+                out.extend(pairs.into_iter().map(Record::Preference));
+            }
+            other => self.drop(&format!("{} has no pair", other.kind().name())),
+        }
+    }
+
+    fn sft(&mut self, r: Record, out: &mut Vec<Record>) {
+        match r {
+            Record::Preference(p) => {
+                out.push(Record::PromptCompletion { prompt: p.prompt, completion: p.chosen, meta: p.meta })
+            }
+            Record::RankedList { prompt, responses, meta } => {
+                // The best response; a lone unranked reply counts as best.
+                let best = if responses.len() == 1 {
+                    responses.into_iter().next()
+                } else {
+                    responses.into_iter().filter(|r| quality(r).is_some()).fold(None, |b: Option<Ranked>, r| match b {
+                        Some(b) if quality(&b) >= quality(&r) => Some(b),
+                        _ => Some(r),
+                    })
+                };
+                match best {
+                    Some(b) => out.push(Record::PromptCompletion { prompt, completion: b.response, meta }),
+                    None => self.drop("ranked list without a ranked response"),
+                }
+            }
+            Record::Unpaired { prompt, completion, label, meta } => {
+                if label {
+                    out.push(Record::PromptCompletion { prompt, completion, meta })
+                } else {
+                    self.drop("undesirable completion");
+                }
+            }
+            r @ (Record::PromptCompletion { .. } | Record::LanguageModeling { .. }) => out.push(r),
+            other => self.drop(&format!("{} has no completion", other.kind().name())),
+        }
+    }
+
+    fn ranked(&mut self, r: Record, out: &mut Vec<Record>) {
+        let one = |response: Text, rank: u32| Ranked {
+            response,
+            rank: Some(rank),
+            score: None,
+            ratings: BTreeMap::new(),
+            annotator_id: None,
+        };
+        match r {
+            Record::Preference(p) => {
+                // A tie (strength 0.5) ranks both replies equal.
+                let rejected_rank = if p.strength == Some(0.5) { 0 } else { 1 };
+                out.push(Record::RankedList {
+                    prompt: p.prompt,
+                    responses: vec![one(p.chosen, 0), one(p.rejected, rejected_rank)],
+                    meta: p.meta,
+                });
+            }
+            r @ Record::RankedList { .. } => out.push(r),
+            other => self.drop(&format!("{} has no ranking", other.kind().name())),
+        }
+    }
+
+    fn unpaired(&mut self, r: Record, out: &mut Vec<Record>) {
+        match r {
+            Record::Preference(p) => {
+                self.pending.push(p);
+                if self.pending.len() == crate::tokenize::pack::TRL_MAP_BATCH {
+                    flush_unpaired(&mut self.pending, out);
+                }
+            }
+            r @ Record::Unpaired { .. } => {
+                flush_unpaired(&mut self.pending, out);
+                out.push(r);
+            }
+            Record::RankedList { .. } => {
+                self.drop("ranked list has no pair to unpair (convert it --to preference first)")
+            }
+            other => self.drop(&format!("{} has no desirable/undesirable label", other.kind().name())),
+        }
     }
 }
 
@@ -144,132 +303,57 @@ pub fn pairs_from_list(
     (out, ties)
 }
 
+/// Pairs: preferences as they are, ranked lists paired by `opts.pair_strategy`.
 pub fn to_preference(records: Vec<Record>, opts: &ConvertOptions) -> Converted {
-    let mut c = Converted::default();
-    let mut rng = opts.seed;
-    for r in records {
-        match r {
-            Record::Preference(p) => c.records.push(Record::Preference(p)),
-            Record::RankedList { prompt, responses, meta } => {
-                let usable = responses.iter().filter(|r| quality(r).is_some()).count();
-                if usable < 2 {
-                    c.drop("ranked list with fewer than 2 ranked responses");
-                    continue;
-                }
-                let (pairs, ties) = pairs_from_list(&prompt, &responses, &meta, opts.pair_strategy, &mut rng);
-                for _ in 0..ties {
-                    c.drop("tied pair");
-                }
-                c.records.extend(pairs.into_iter().map(Record::Preference));
-            }
-            other => c.drop(&format!("{} has no pair", other.kind().name())),
-        }
-    }
-    c
+    convert(records, Target::Preference, opts)
 }
 
+/// Prompt/completion pairs: the chosen or best reply, desirable unpaired completions.
 pub fn to_sft(records: Vec<Record>) -> Converted {
-    let mut c = Converted::default();
-    for r in records {
-        match r {
-            Record::Preference(p) => {
-                c.records.push(Record::PromptCompletion { prompt: p.prompt, completion: p.chosen, meta: p.meta })
-            }
-            Record::RankedList { prompt, responses, meta } => {
-                // The best response; a lone unranked reply counts as best.
-                let best = if responses.len() == 1 {
-                    responses.into_iter().next()
-                } else {
-                    responses.into_iter().filter(|r| quality(r).is_some()).fold(None, |b: Option<Ranked>, r| match b {
-                        Some(b) if quality(&b) >= quality(&r) => Some(b),
-                        _ => Some(r),
-                    })
-                };
-                match best {
-                    Some(b) => c.records.push(Record::PromptCompletion { prompt, completion: b.response, meta }),
-                    None => c.drop("ranked list without a ranked response"),
-                }
-            }
-            Record::Unpaired { prompt, completion, label, meta } => {
-                if label {
-                    c.records.push(Record::PromptCompletion { prompt, completion, meta })
-                } else {
-                    c.drop("undesirable completion");
-                }
-            }
-            r @ (Record::PromptCompletion { .. } | Record::LanguageModeling { .. }) => c.records.push(r),
-            other => c.drop(&format!("{} has no completion", other.kind().name())),
-        }
-    }
-    c
+    convert(records, Target::Sft, &ConvertOptions::default())
 }
 
+/// Ranked lists: a pair becomes a list of two.
 pub fn to_ranked(records: Vec<Record>) -> Converted {
-    let mut c = Converted::default();
-    let one = |response: Text, rank: u32| Ranked {
-        response,
-        rank: Some(rank),
-        score: None,
-        ratings: BTreeMap::new(),
-        annotator_id: None,
-    };
-    for r in records {
-        match r {
-            Record::Preference(p) => {
-                if p.strength == Some(0.5) {
-                    c.records.push(Record::RankedList {
-                        prompt: p.prompt,
-                        responses: vec![one(p.chosen, 0), one(p.rejected, 0)],
-                        meta: p.meta,
-                    });
-                } else {
-                    c.records.push(Record::RankedList {
-                        prompt: p.prompt,
-                        responses: vec![one(p.chosen, 0), one(p.rejected, 1)],
-                        meta: p.meta,
-                    });
-                }
-            }
-            r @ Record::RankedList { .. } => c.records.push(r),
-            other => c.drop(&format!("{} has no ranking", other.kind().name())),
-        }
-    }
-    c
+    convert(records, Target::Ranked, &ConvertOptions::default())
 }
 
 /// TRL's `unpair_preference_dataset`: per batch of 1000 pairs (`Dataset.map`'s default),
 /// all chosen as desirable examples, then all rejected as undesirable ones. Other records
-/// pass through.
+/// pass through (the KTO trainer reports them); `convert --to unpaired` uses [`Converter`],
+/// which counts them as not converted instead.
 pub fn unpair(records: Vec<Record>) -> Vec<Record> {
     let mut out = Vec::with_capacity(records.len() * 2);
     let mut pending: Vec<Preference> = Vec::new();
-    let flush = |pending: &mut Vec<Preference>, out: &mut Vec<Record>| {
-        for (take_chosen, label) in [(true, true), (false, false)] {
-            for p in pending.iter() {
-                out.push(Record::Unpaired {
-                    prompt: p.prompt.clone(),
-                    completion: if take_chosen { p.chosen.clone() } else { p.rejected.clone() },
-                    label,
-                    meta: p.meta.clone(),
-                });
-            }
-        }
-        pending.clear();
-    };
     for r in records {
         match r {
             Record::Preference(p) => {
                 pending.push(p);
                 if pending.len() == crate::tokenize::pack::TRL_MAP_BATCH {
-                    flush(&mut pending, &mut out);
+                    flush_unpaired(&mut pending, &mut out);
                 }
             }
             other => {
-                flush(&mut pending, &mut out);
+                flush_unpaired(&mut pending, &mut out);
                 out.push(other);
             }
         }
     }
-    flush(&mut pending, &mut out);
+    flush_unpaired(&mut pending, &mut out);
     out
+}
+
+/// One unpairing batch: every chosen reply as desirable, then every rejected one as not.
+fn flush_unpaired(pending: &mut Vec<Preference>, out: &mut Vec<Record>) {
+    for (take_chosen, label) in [(true, true), (false, false)] {
+        for p in pending.iter() {
+            out.push(Record::Unpaired {
+                prompt: p.prompt.clone(),
+                completion: if take_chosen { p.chosen.clone() } else { p.rejected.clone() },
+                label,
+                meta: p.meta.clone(),
+            });
+        }
+    }
+    pending.clear();
 }

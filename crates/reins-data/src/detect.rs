@@ -1,7 +1,7 @@
 //! Format detection from the keys of the first rows.
 
 use crate::formats::Format;
-use crate::io::Row;
+use crate::io::{Report, Row};
 use serde_json::{Map, Value};
 
 /// The format of one row, from its keys; `None` when it fits none.
@@ -51,10 +51,18 @@ pub fn detect_row(row: &Map<String, Value>) -> Option<Format> {
     None
 }
 
-/// The format of a file: the most common detection over its first 100 rows.
-pub fn detect_rows(rows: &[Row]) -> Result<Format, String> {
+/// How many readable rows detection looks at.
+pub const DETECT_ROWS: usize = 100;
+
+/// How many skipped lines a failed detection quotes.
+const QUOTED_PROBLEMS: usize = 3;
+
+/// The format of a file: the most common detection over its first [`DETECT_ROWS`] rows.
+/// When there is no readable row, the error quotes why the first lines were skipped (from
+/// `report`), since that is what the user has to fix.
+pub fn detect_rows(rows: &[Row], report: &Report) -> Result<Format, String> {
     let mut votes: Vec<(Format, usize)> = Vec::new();
-    for row in rows.iter().take(100) {
+    for row in rows.iter().take(DETECT_ROWS) {
         if let Some(f) = row.value.as_object().and_then(detect_row) {
             match votes.iter_mut().find(|(g, _)| *g == f) {
                 Some((_, n)) => *n += 1,
@@ -63,11 +71,27 @@ pub fn detect_rows(rows: &[Row]) -> Result<Format, String> {
         }
     }
     if rows.is_empty() {
-        return Err("the file has no readable rows".into());
+        return Err(no_readable_rows(report));
     }
     votes.into_iter().max_by_key(|&(_, n)| n).map(|(f, _)| f).ok_or_else(|| {
         let keys: Vec<&str> =
             rows[0].value.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
         format!("no known keys in the first rows; the first row has keys {keys:?}")
     })
+}
+
+fn no_readable_rows(report: &Report) -> String {
+    if report.rows == 0 {
+        return "the file is empty".into();
+    }
+    let mut why = format!("the file has no readable rows: all {} lines were skipped", report.rows);
+    let mut first: Vec<_> = report.problems.iter().collect();
+    first.sort_by_key(|p| p.line);
+    for p in first.iter().take(QUOTED_PROBLEMS) {
+        why.push_str(&format!("; line {}: {}", p.line, p.reason));
+        if !p.detail.is_empty() {
+            why.push_str(&format!(" ({})", p.detail));
+        }
+    }
+    why
 }

@@ -1,5 +1,16 @@
-//! Files: JSONL, JSON arrays, gzip of either, and Parquet; plus the line-numbered
-//! [`Report`] of what was read, converted and skipped, by reason.
+//! Files: JSONL, JSON arrays, gzip of either, and Parquet, from a path or `-` (stdin);
+//! plus the line-numbered [`Report`] of what was read, converted and skipped, by reason.
+//!
+//! [`input`] opens and sniffs a file once, [`rows`] reads it row by row, [`output`] writes
+//! JSONL to a file (never over an input) or to stdout.
+
+pub mod input;
+pub mod output;
+pub mod rows;
+
+pub use input::{is_stdio, STDIO};
+pub use output::{check_output, Output};
+pub use rows::{read_rows, RowReader};
 
 use crate::error::{io_err, DataError, Result};
 use serde::Serialize;
@@ -7,7 +18,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// At most this many problems are kept with their line numbers; counts stay exact.
@@ -118,144 +129,6 @@ pub enum Container {
     Jsonl,
     JsonArray,
     Parquet,
-}
-
-fn is_gzip(path: &Path) -> Result<bool> {
-    let mut f = File::open(path).map_err(io_err(path))?;
-    let mut magic = [0u8; 4];
-    let n = f.read(&mut magic).map_err(io_err(path))?;
-    Ok(n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b)
-}
-
-fn is_parquet(path: &Path) -> Result<bool> {
-    let mut f = File::open(path).map_err(io_err(path))?;
-    let mut magic = [0u8; 4];
-    let n = f.read(&mut magic).map_err(io_err(path))?;
-    Ok(n == 4 && &magic == b"PAR1")
-}
-
-/// A buffered reader over the file, decompressing gzip (detected by its magic bytes).
-pub fn open(path: &Path) -> Result<Box<dyn BufRead>> {
-    let gz = is_gzip(path)?;
-    let f = File::open(path).map_err(io_err(path))?;
-    Ok(if gz { Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(f))) } else { Box::new(BufReader::new(f)) })
-}
-
-/// Read every row of a JSONL / JSON-array / Parquet file (gzip allowed for the JSON forms).
-/// Rows that are not JSON objects are counted in `report` and left out; the rest are
-/// returned with their 1-based line (or element / row) number.
-pub fn read_rows(path: &Path, report: &mut Report) -> Result<Vec<Row>> {
-    if is_parquet(path)? {
-        return read_parquet(path, report);
-    }
-    let mut r = open(path)?;
-    // Peek at the first non-whitespace byte: `[` means a JSON array.
-    let first = loop {
-        let buf = r.fill_buf().map_err(io_err(path))?;
-        if buf.is_empty() {
-            break None;
-        }
-        if let Some(pos) = buf.iter().position(|b| !b.is_ascii_whitespace()) {
-            break Some(buf[pos]);
-        }
-        let n = buf.len();
-        r.consume(n);
-    };
-    if first == Some(b'[') {
-        read_json_array(path, r, report)
-    } else {
-        read_jsonl(path, r, report)
-    }
-}
-
-fn read_jsonl(path: &Path, mut r: Box<dyn BufRead>, report: &mut Report) -> Result<Vec<Row>> {
-    let mut rows = Vec::new();
-    let mut buf = Vec::new();
-    let mut line = 0usize;
-    loop {
-        buf.clear();
-        let n = r.read_until(b'\n', &mut buf).map_err(io_err(path))?;
-        if n == 0 {
-            break;
-        }
-        line += 1;
-        report.rows += 1;
-        let text = match std::str::from_utf8(&buf) {
-            Ok(t) => t,
-            Err(e) => {
-                report.skip(line, "invalid UTF-8", e.to_string());
-                continue;
-            }
-        };
-        let text = text.trim();
-        if text.is_empty() {
-            report.skip(line, "blank line", "");
-            continue;
-        }
-        match serde_json::from_str::<Value>(text) {
-            Ok(value @ Value::Object(_)) => {
-                report.read += 1;
-                rows.push(Row { line, value });
-            }
-            Ok(other) => report.skip(line, "not a JSON object", format!("found {}", json_type(&other))),
-            Err(e) => report.skip(line, "invalid JSON", e.to_string()),
-        }
-    }
-    Ok(rows)
-}
-
-fn read_json_array(path: &Path, mut r: Box<dyn BufRead>, report: &mut Report) -> Result<Vec<Row>> {
-    let mut text = String::new();
-    r.read_to_string(&mut text).map_err(io_err(path))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| DataError::JsonArray {
-        path: path.to_path_buf(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    })?;
-    let Value::Array(items) = value else {
-        return Err(DataError::Invalid(format!("{}: expected a JSON array", path.display())));
-    };
-    let mut rows = Vec::with_capacity(items.len());
-    for (i, value) in items.into_iter().enumerate() {
-        report.rows += 1;
-        if value.is_object() {
-            report.read += 1;
-            rows.push(Row { line: i + 1, value });
-        } else {
-            report.skip(i + 1, "not a JSON object", format!("array element is {}", json_type(&value)));
-        }
-    }
-    Ok(rows)
-}
-
-#[cfg(feature = "parquet")]
-fn read_parquet(path: &Path, report: &mut Report) -> Result<Vec<Row>> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let perr =
-        |e: parquet::errors::ParquetError| DataError::Parquet { path: path.to_path_buf(), message: e.to_string() };
-    let f = File::open(path).map_err(io_err(path))?;
-    let reader = SerializedFileReader::new(f).map_err(perr)?;
-    let mut rows = Vec::new();
-    for (i, row) in reader.get_row_iter(None).map_err(perr)?.enumerate() {
-        report.rows += 1;
-        match row {
-            Ok(row) => {
-                report.read += 1;
-                rows.push(Row { line: i + 1, value: row.to_json_value() });
-            }
-            Err(e) => report.skip(i + 1, "unreadable Parquet row", e.to_string()),
-        }
-    }
-    Ok(rows)
-}
-
-#[cfg(not(feature = "parquet"))]
-fn read_parquet(path: &Path, _report: &mut Report) -> Result<Vec<Row>> {
-    Err(DataError::Parquet {
-        path: path.to_path_buf(),
-        message: "this build of reins-data has no Parquet support; rebuild with the `parquet` feature".into(),
-    })
 }
 
 pub(crate) fn json_type(v: &Value) -> &'static str {

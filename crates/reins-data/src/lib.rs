@@ -13,7 +13,8 @@
 //! results and reasoning (`tool_calls`, `tool_call_id`, `name`, `reasoning_content`).
 //!
 //! ## Files ([`io`]) and formats ([`formats`], detected by [`detect`])
-//! JSONL, JSON arrays, gzip of either, Parquet (feature `parquet`, on by default).
+//! JSONL, JSON arrays, gzip of either, Parquet (feature `parquet`, on by default); `-` is
+//! stdin, and pipes and FIFOs are read once, front to back. [`stream`] converts row by row.
 //! Formats: TRL columns (`trl`), Anthropic HH-RLHF (`hh`), OpenAssistant trees or messages (`oasst`),
 //! UltraFeedback (`ultrafeedback`), Stanford SHP (`shp`), OpenAI summarize-from-feedback
 //! comparisons (`summarize`), HelpSteer2 attributes (`helpsteer2`) and preferences
@@ -23,7 +24,9 @@
 //!
 //! ## Conversions ([`convert`], [`split`], [`inspect`])
 //! `--to preference` (pairs from ranked lists by strategy, ties dropped), `--to sft`
-//! (best response), `--to ranked`; prompt-grouped train/test splits; inspection.
+//! (best response), `--to ranked`, `--to unpaired` (KTO); a record kind a target cannot
+//! hold is counted as not converted, with the reason. Prompt-grouped train/test splits;
+//! inspection.
 //!
 //! ## Tokenization ([`tokenizer`], [`chat_template`], [`tokenize`], [`collate`])
 //! [`tokenizer::HfTokenizer::from_dir`] loads `tokenizer.json`, the special tokens of
@@ -34,8 +37,9 @@
 //! B rejected rows).
 //!
 //! ## CLI
-//! `reins data inspect FILE`, `reins data convert IN OUT --to preference|sft|ranked`,
-//! `reins data split IN --test-fraction 0.1`.
+//! `reins data inspect FILE`, `reins data convert IN OUT --to preference|sft|ranked|unpaired`,
+//! `reins data split IN --test-fraction 0.1` (`-` for stdin/stdout; an existing output
+//! needs `--force`, an input is never written over).
 
 pub mod chat_template;
 pub mod collate;
@@ -47,6 +51,7 @@ pub mod inspect;
 pub mod io;
 pub mod records;
 pub mod split;
+pub mod stream;
 pub mod testing;
 pub mod tokenize;
 pub mod tokenizer;

@@ -73,7 +73,14 @@ fn main() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", candle_core::utils::get_num_threads().to_string());
     }
-    let result = match Cli::parse() {
+    // Before parsing: `reins --help | head -1` prints too.
+    set_sigpipe(SigPipe::Default);
+    let cli = Cli::parse();
+    if matches!(cli, Cli::Serve(_) | Cli::Feedback(_)) {
+        // A server must outlive a client that hangs up.
+        set_sigpipe(SigPipe::Ignore);
+    }
+    let result = match cli {
         Cli::Quickstart(a) => commands::quickstart::run(a),
         Cli::Sft(a) => commands::train::run(commands::train::Method::Sft, a),
         Cli::Reward(a) => commands::train::run(commands::train::Method::Reward, a),
@@ -101,4 +108,29 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+enum SigPipe {
+    Default,
+    Ignore,
+}
+
+/// `reins data inspect F | head -1` must end quietly, as `cat` and `grep` do. Rust ignores
+/// SIGPIPE, so a write to a closed pipe fails with EPIPE and `println!` panics (exit 101);
+/// with the default action the kernel ends the process silently instead.
+fn set_sigpipe(action: SigPipe) {
+    #[cfg(unix)]
+    {
+        let handler = match action {
+            SigPipe::Default => libc::SIG_DFL,
+            SigPipe::Ignore => libc::SIG_IGN,
+        };
+        // SAFETY: called on the main thread before any other thread starts (and again right
+        // after parsing); `signal` with SIG_DFL/SIG_IGN installs no Rust code as a handler.
+        unsafe {
+            libc::signal(libc::SIGPIPE, handler);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = action;
 }

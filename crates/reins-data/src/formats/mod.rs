@@ -14,7 +14,7 @@ pub mod trl;
 pub mod ultrafeedback;
 
 use crate::error::{DataError, Result};
-use crate::io::{read_rows, Report, Row};
+use crate::io::{Report, Row};
 use crate::records::{Record, Text};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -224,21 +224,14 @@ pub struct Loaded {
     pub report: Report,
 }
 
-/// Read `path`, detect its format unless given, and convert every row.
+/// Read `path` (`-` is stdin), detect its format unless given, and convert every row.
 pub fn load(path: &Path, format: Option<Format>, opts: &ConvertOptions) -> Result<Loaded> {
-    let mut report = Report::new(crate::io::display_name(path));
-    let rows = read_rows(path, &mut report)?;
-    let format = match format {
-        Some(f) => f,
-        None => crate::detect::detect_rows(&rows).map_err(|why| DataError::UnknownFormat {
-            path: path.to_path_buf(),
-            why,
-            known: Format::known_names(),
-        })?,
-    };
-    let records = convert_rows(format, &rows, opts, &mut report);
-    report.problems.sort_by_key(|p| p.line);
-    Ok(Loaded { format, records, report })
+    let mut stream = crate::stream::RecordStream::open(path, format, opts)?;
+    let mut records = Vec::new();
+    while let Some(r) = stream.next_record()? {
+        records.push(r);
+    }
+    Ok(Loaded { format: stream.format(), records, report: stream.finish() })
 }
 
 /// Convert already-read rows (see [`load`]); fills `report`'s conversion counts.
@@ -255,17 +248,7 @@ pub fn convert_rows(format: Format, rows: &[Row], opts: &ConvertOptions, report:
         (rows.iter().collect(), Vec::new())
     };
     for row in rows {
-        let Some(obj) = row.value.as_object() else {
-            report.skip(row.line, "not a JSON object", "");
-            continue;
-        };
-        match convert_one(format, obj, row.line, opts, &mut out) {
-            Ok(dropped) => {
-                report.converted += 1;
-                add_dropped(report, dropped);
-            }
-            Err(skip) => report.skip(row.line, skip.reason, skip.detail),
-        }
+        convert_row_counted(format, row, opts, &mut out, report);
     }
     for tree in trees {
         let root_line = tree.lines[0];
@@ -289,6 +272,22 @@ pub fn convert_rows(format: Format, rows: &[Row], opts: &ConvertOptions, report:
     }
     report.records = records.len();
     records
+}
+
+/// Convert one row into `out`, counting it in `report` as converted (with what it left out)
+/// or skipped.
+pub fn convert_row_counted(format: Format, row: &Row, opts: &ConvertOptions, out: &mut Out, report: &mut Report) {
+    let Some(obj) = row.value.as_object() else {
+        report.skip(row.line, "not a JSON object", "");
+        return;
+    };
+    match convert_one(format, obj, row.line, opts, out) {
+        Ok(dropped) => {
+            report.converted += 1;
+            add_dropped(report, dropped);
+        }
+        Err(skip) => report.skip(row.line, skip.reason, skip.detail),
+    }
 }
 
 /// Convert one row into `out`. Returns what the row left out; a row that gives no record

@@ -1,9 +1,11 @@
 //! reins-data integration tests (one binary, to keep link time down).
 
 mod arena;
+mod convert_targets;
 mod formats;
 mod helpsteer;
 mod hh;
+mod input;
 mod io;
 mod messages;
 mod no_panic;

@@ -1,9 +1,11 @@
 //! `reins data ...`: inspect, convert and split preference data files.
 
 use anyhow::{Context, Result};
-use reins_data::convert::{convert, Target};
+use reins_data::convert::{convert_stream, Target};
 use reins_data::formats::{load, ConvertOptions, Format, PairStrategy, PkuTarget};
-use reins_data::io::write_jsonl;
+use reins_data::io::{check_output, is_stdio, output::same_file, Output};
+use reins_data::records::Record;
+use reins_data::stream::RecordStream;
 use std::path::{Path, PathBuf};
 
 /// Options shared by the commands that read a file.
@@ -49,7 +51,7 @@ impl ReadArgs {
 pub enum DataCmd {
     /// Detected format, counts, length histograms and problems of a data file.
     Inspect {
-        /// JSONL, JSON array, gzip of either, or Parquet.
+        /// JSONL, JSON array, gzip of either, or Parquet; `-` reads stdin.
         file: PathBuf,
         #[command(flatten)]
         read: ReadArgs,
@@ -60,9 +62,12 @@ pub enum DataCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Convert a data file into TRL-style JSONL records (`.gz` output is gzipped).
+    /// Convert a data file into TRL-style JSONL records (`.gz` output is gzipped), row by row.
+    /// Fails, writing nothing, when no record could be converted.
     Convert {
+        /// Input file; `-` reads stdin.
         input: PathBuf,
+        /// Output file; `-` writes stdout. Never the input; an existing file needs --force.
         output: PathBuf,
         /// preference, sft, ranked or unpaired.
         #[arg(long)]
@@ -75,30 +80,60 @@ pub enum DataCmd {
         /// Seed for best-vs-random.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Replace OUTPUT if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Split a data file into train and test JSONL, keeping each prompt on one side.
     Split {
+        /// Input file; `-` reads stdin (then name both outputs).
         input: PathBuf,
         /// Fraction of prompts that go to the test side.
         #[arg(long, default_value_t = 0.1)]
         test_fraction: f64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Train output (default: INPUT stem + `.train.jsonl`).
+        /// Train output (default: INPUT without `.jsonl`/`.json`/`.gz`/`.parquet`, plus
+        /// `.train.jsonl`); `-` writes stdout.
         #[arg(long)]
         train: Option<PathBuf>,
-        /// Test output (default: INPUT stem + `.test.jsonl`).
+        /// Test output (default: as --train, with `.test.jsonl`); `-` writes stdout.
         #[arg(long)]
         test: Option<PathBuf>,
+        /// Replace the outputs if they exist (an input is never replaced).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         read: ReadArgs,
     },
 }
 
+/// `dir/name.jsonl.gz` -> `dir/name.SUFFIX.jsonl`: only the data extensions are removed, so
+/// `pairs.train.jsonl` splits into `pairs.train.train.jsonl`, never onto itself.
 fn sibling(input: &Path, suffix: &str) -> PathBuf {
-    let name = input.file_name().and_then(|n| n.to_str()).unwrap_or("data");
-    let stem = name.split('.').next().filter(|s| !s.is_empty()).unwrap_or("data");
+    let mut stem = input.file_name().and_then(|n| n.to_str()).unwrap_or("data");
+    while let Some(s) = [".gz", ".jsonl", ".json", ".parquet"].iter().find_map(|ext| stem.strip_suffix(ext)) {
+        stem = s;
+    }
+    let stem = if stem.is_empty() { "data" } else { stem };
     input.with_file_name(format!("{stem}.{suffix}.jsonl"))
+}
+
+/// How an output is named in messages.
+fn shown(path: &Path) -> String {
+    if is_stdio(path) {
+        "stdout".into()
+    } else {
+        path.display().to_string()
+    }
+}
+
+fn write_all(path: &Path, records: &[Record]) -> Result<Output> {
+    let mut out = Output::create(path)?;
+    for r in records {
+        out.write(&r.to_json())?;
+    }
+    Ok(out)
 }
 
 fn print_problems(report: &reins_data::io::Report) {
@@ -124,32 +159,56 @@ pub fn run(cmd: DataCmd) -> Result<()> {
                 print!("{ins}");
             }
         }
-        DataCmd::Convert { input, output, to, read, strategy, seed } => {
+        DataCmd::Convert { input, output, to, read, strategy, seed, force } => {
+            check_output(&output, &[&input], force)?;
             let opts = read.options(strategy, seed)?;
-            let loaded = load(&input, read.format, &opts).with_context(|| format!("reading {}", input.display()))?;
-            print_problems(&loaded.report);
-            let c = convert(loaded.records, to, &opts);
-            for (why, n) in &c.dropped {
+            let reading = || format!("reading {}", input.display());
+            let mut stream = RecordStream::open(&input, read.format, &opts).with_context(reading)?;
+            let mut out = Output::create(&output)?;
+            let dropped = convert_stream(&mut stream, to, &opts, &mut |r: Record| out.write(&r.to_json()))
+                .with_context(reading)?;
+            let report = stream.finish();
+            print_problems(&report);
+            for (why, n) in &dropped {
                 eprintln!("  not converted {n}: {why}");
             }
-            let values: Vec<_> = c.records.iter().map(|r| r.to_json()).collect();
-            let n = write_jsonl(&output, &values)?;
-            eprintln!("wrote {n} records to {}", output.display());
+            // An empty output would look like success to the next step of a pipeline.
+            anyhow::ensure!(
+                out.written() > 0,
+                "nothing was converted to {}: {} rows read, {} records, none of them usable (reasons above); {} was not written",
+                to.name(),
+                report.rows,
+                report.records,
+                shown(&output)
+            );
+            let n = out.commit()?;
+            eprintln!("wrote {n} records to {}", shown(&output));
         }
-        DataCmd::Split { input, test_fraction, seed, train, test, read } => {
+        DataCmd::Split { input, test_fraction, seed, train, test, force, read } => {
             anyhow::ensure!(
                 (0.0..=1.0).contains(&test_fraction),
                 "--test-fraction must be between 0 and 1, got {test_fraction}"
             );
+            anyhow::ensure!(
+                !is_stdio(&input) || (train.is_some() && test.is_some()),
+                "reading stdin: name both outputs with --train and --test"
+            );
+            let train = train.unwrap_or_else(|| sibling(&input, "train"));
+            let test = test.unwrap_or_else(|| sibling(&input, "test"));
+            anyhow::ensure!(
+                train != test && !same_file(&train, &test),
+                "--train and --test are the same path ({}); give them different names",
+                shown(&train)
+            );
+            check_output(&train, &[&input], force)?;
+            check_output(&test, &[&input], force)?;
             let opts = read.options(PairStrategy::default(), seed)?;
             let loaded = load(&input, read.format, &opts).with_context(|| format!("reading {}", input.display()))?;
             print_problems(&loaded.report);
             let (tr, te) = reins_data::split::split(loaded.records, test_fraction, seed);
-            let train = train.unwrap_or_else(|| sibling(&input, "train"));
-            let test = test.unwrap_or_else(|| sibling(&input, "test"));
-            let ntr = write_jsonl(&train, &tr.iter().map(|r| r.to_json()).collect::<Vec<_>>())?;
-            let nte = write_jsonl(&test, &te.iter().map(|r| r.to_json()).collect::<Vec<_>>())?;
-            eprintln!("wrote {ntr} records to {} and {nte} to {}", train.display(), test.display());
+            let (train_out, test_out) = (write_all(&train, &tr)?, write_all(&test, &te)?);
+            let (ntr, nte) = (train_out.commit()?, test_out.commit()?);
+            eprintln!("wrote {ntr} records to {} and {nte} to {}", shown(&train), shown(&test));
         }
     }
     Ok(())
