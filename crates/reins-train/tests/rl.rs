@@ -340,3 +340,36 @@ fn reinforce_pp_baseline_by_hand() {
     let w: Vec<f64> = x.iter().map(|v| (v - mu) / sd).collect();
     assert_all_close("rpp-b", &a, &[w[0], w[1], w[2], 0.0, w[3], w[4], w[5], 0.0], 1e-9, 1e-12);
 }
+
+#[test]
+fn rloo_sequence_loss_uses_summed_logps_and_one_ratio_per_sequence() {
+    let lp = Var::new(&[[-1.0f64, -2.0, -0.5], [-1.0, -1.0, -1.0]], &Device::Cpu).unwrap();
+    let m = t2(&[vec![1.0, 1.0, 0.0], vec![1.0, 1.0, 1.0]]);
+    let adv = t1(&[2.0, -1.0]);
+    // on-policy: loss −mean(A), gradient −A_b / B on every completion token (summed, not averaged)
+    let out = rloo_sequence_loss(lp.as_tensor(), &lp.as_tensor().detach(), &adv, &m, 0.2, 0.2).unwrap();
+    assert_close("loss", s(&out.loss), -(2.0 - 1.0) / 2.0, 1e-12, 0.0);
+    let g = out.loss.backward().unwrap();
+    let gv = v1(g.get(lp.as_tensor()).unwrap());
+    assert_all_close("grad", &gv, &[-1.0, -1.0, 0.0, 0.5, 0.5, 0.5], 1e-12, 1e-12);
+    // off-policy: sequence 0 has Σ log-ratio 0.6 → ρ = e^0.6 > 1.2 with A > 0: clipped high
+    let old = t2(&[vec![-1.3, -2.3, -9.0], vec![-1.0, -1.0, -1.0]]);
+    let out = rloo_sequence_loss(lp.as_tensor(), &old, &adv, &m, 0.2, 0.2).unwrap();
+    assert_close("high", s(&out.clip_ratio_high), 0.5, 1e-12, 0.0);
+    assert_close("clipped loss", s(&out.loss), -(1.2 * 2.0 - 1.0) / 2.0, 1e-12, 0.0);
+}
+
+#[test]
+fn bias_corrected_kl_adds_k3_to_the_gradient_on_policy() {
+    // one token, A = 0: loss = β ρ k3 with ρ ≡ 1; d/dlp = β (k3 + 1 − e^(ref − lp)).
+    let lp = Var::new(&[[-1.0f64]], &Device::Cpu).unwrap();
+    let (m, adv, rf) = (t2(&[vec![1.0]]), t1(&[0.0]), t2(&[vec![-1.5]]));
+    let k3 = (-0.5f64).exp() + 0.5 - 1.0;
+    for (corrected, want) in [(true, 0.1 * (k3 + 1.0 - (-0.5f64).exp())), (false, 0.1 * (1.0 - (-0.5f64).exp()))] {
+        let cfg = GrpoLossConfig { beta: 0.1, use_bias_correction_kl: corrected, ..Default::default() };
+        let out = grpo_loss(lp.as_tensor(), None, Some(&rf), &adv, &m, &cfg, None).unwrap();
+        assert_close("kl value", s(out.kl.as_ref().unwrap()), k3, 1e-12, 0.0);
+        let g = out.loss.backward().unwrap();
+        assert_close("kl grad", v1(g.get(lp.as_tensor()).unwrap())[0], want, 1e-12, 0.0);
+    }
+}

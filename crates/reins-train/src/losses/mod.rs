@@ -29,6 +29,6 @@ pub mod ppo;
 
 pub use kl::{kl_estimate, kl_penalized_rewards, last_token_index, KlController, KlEstimator};
 pub use ppo::{
-    entropy_from_logits, grpo_loss, ppo_policy_loss, ppo_value_loss, GrpoLossConfig, GrpoLossType, GrpoOutput,
-    ImportanceSamplingLevel, PolicyLossOutput, ValueLossOutput,
+    entropy_from_logits, grpo_loss, ppo_policy_loss, ppo_value_loss, rloo_sequence_loss, GrpoLossConfig, GrpoLossType,
+    GrpoOutput, ImportanceSamplingLevel, PolicyLossOutput, ValueLossOutput,
 };

@@ -132,6 +132,15 @@ pub struct GrpoLossConfig {
     pub importance_sampling_level: ImportanceSamplingLevel,
     /// `max_completion_length`, needed by `dr_grpo`. Default 256.
     pub max_completion_length: usize,
+    /// Multiply the k3 KL by the importance ratio ρ (TRL `use_bias_correction_kl`, default
+    /// true): unbiased under off-policy samples. On-policy ρ ≡ 1 leaves the value unchanged but
+    /// adds `k3 · ∇ log π` to the gradient, as TRL does.
+    #[serde(default = "yes")]
+    pub use_bias_correction_kl: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for GrpoLossConfig {
@@ -144,6 +153,7 @@ impl Default for GrpoLossConfig {
             loss_type: GrpoLossType::Dapo,
             importance_sampling_level: ImportanceSamplingLevel::Token,
             max_completion_length: 256,
+            use_bias_correction_kl: true,
         }
     }
 }
@@ -165,7 +175,8 @@ pub struct GrpoOutput {
 
 /// GRPO/BNPO/Dr.GRPO/DAPO loss (TRL 1.16 `GRPOTrainer._compute_loss`):
 /// `ρ = exp(log π − log π_old)` (per token, or per sequence),
-/// `ℓ_t = −min(ρ A, clip(ρ, 1 − ε, 1 + ε_high) A) + β k3_t`, reduced per `loss_type`.
+/// `ℓ_t = −min(ρ A, clip(ρ, 1 − ε, 1 + ε_high) A) + β k3_t` (`β ρ k3_t` with
+/// `use_bias_correction_kl`), reduced per `loss_type`.
 ///
 /// Shapes: `logps`, `mask` `[B, T]`; `old_logps` `[B, T]` or `None` (on-policy: the detached
 /// `logps`); `ref_logps` `[B, T]` (needed when β ≠ 0); `advantages [B]`;
@@ -209,7 +220,10 @@ pub fn grpo_loss(
     let mut kl = None;
     if cfg.beta != 0.0 {
         let r = ref_logps.ok_or_else(|| TrainError::Input("grpo_loss: beta != 0 needs ref_logps".into()))?;
-        let k = kl_estimate(logps, &r.detach(), KlEstimator::K3)?;
+        let mut k = kl_estimate(logps, &r.detach(), KlEstimator::K3)?;
+        if cfg.use_bias_correction_kl {
+            k = k.broadcast_mul(&coef_1)?;
+        }
         per_token = (per_token + (&k * cfg.beta)?)?;
         kl = Some(masked_mean_all(&k, &mask)?.detach());
     }
@@ -244,5 +258,40 @@ pub fn grpo_loss(
         clip_ratio_low: masked_mean_all(&low, &mask)?.detach(),
         clip_ratio_high: masked_mean_all(&high, &mask)?.detach(),
         clip_ratio_region: masked_mean_all(&region, &mask)?.detach(),
+    })
+}
+
+/// RLOO's clipped surrogate on whole sequences (TRL 1.16 `RLOOTrainer._compute_loss`): the
+/// ratio of summed completion log-probs `ρ = exp(Σ_t log π − Σ_t log π_old)`, then
+/// `mean_b −min(ρ A, clip(ρ, 1 − ε, 1 + ε_high) A)` (Ahmadian et al., arXiv:2402.14740 §3.2
+/// treat the whole completion as one action). On-policy (ρ ≡ 1) the gradient is
+/// `−mean_b A_b ∇ Σ_t log π`: summed over tokens, not averaged per sequence as `grpo` does.
+///
+/// Shapes: `logps`, `old_logps`, `mask` `[B, T]`; `advantages [B]`. Clip ratios count sequences.
+pub fn rloo_sequence_loss(
+    logps: &Tensor,
+    old_logps: &Tensor,
+    advantages: &Tensor,
+    mask: &Tensor,
+    epsilon: f64,
+    epsilon_high: f64,
+) -> Result<GrpoOutput> {
+    let mask = mask.to_dtype(logps.dtype())?;
+    let seq = (logps * &mask)?.sum(1)?;
+    let old = (old_logps.detach() * &mask)?.sum(1)?;
+    let coef_1 = (seq - old)?.exp()?;
+    let coef_2 = coef_1.clamp(1.0 - epsilon, 1.0 + epsilon_high)?;
+    let adv = advantages.detach().to_dtype(logps.dtype())?;
+    let loss = (&coef_1 * &adv)?.minimum(&(&coef_2 * &adv)?)?.neg()?.mean_all()?;
+    let zero = adv.zeros_like()?;
+    let low = (coef_1.lt(1.0 - epsilon)?.to_dtype(DType::U8)? * adv.lt(&zero)?.to_dtype(DType::U8)?)?;
+    let high = (coef_1.gt(1.0 + epsilon_high)?.to_dtype(DType::U8)? * adv.gt(&zero)?.to_dtype(DType::U8)?)?;
+    let frac = |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(DType::F32)?.mean_all()?.detach()) };
+    Ok(GrpoOutput {
+        loss,
+        kl: None,
+        clip_ratio_low: frac(&low)?,
+        clip_ratio_high: frac(&high)?,
+        clip_ratio_region: frac(&(&low + &high)?)?,
     })
 }

@@ -11,7 +11,7 @@ use reins_model::Model;
 
 use super::orpo::{mean, mean_logit, reward_metrics};
 use super::{accumulate_metrics, finish_step};
-use super::{completion_logps, scalar, Metrics};
+use super::{completion_logps_hf_padding, scalar, Metrics};
 use crate::losses::dpo::chosen_sft_nll;
 use crate::losses::{cpo_loss, CpoConfig, CpoLossType};
 use crate::optim::optimizer::Optimizer;
@@ -52,14 +52,20 @@ impl CpoTrainer {
     /// The CPO-family loss and TRL's metrics for one batch (chosen rows then rejected rows).
     pub fn loss(&self, batch: &PreferenceBatch) -> Result<(Tensor, Metrics)> {
         let n = batch.pairs();
-        let out = completion_logps(&self.policy, &batch.input_ids, &batch.attention_mask, &batch.completion_mask)?;
+        let out =
+            completion_logps_hf_padding(&self.policy, &batch.input_ids, &batch.attention_mask, &batch.completion_mask)?;
         let logps = if self.cfg.loss_type.uses_average_logps() {
             (&out.sums / out.mask.sum(D::Minus1)?.clamp(1f64, f64::INFINITY)?)?
         } else {
             out.sums.clone()
         };
         let (c, r) = (logps.narrow(0, 0, n)?, logps.narrow(0, n, n)?);
-        let nll = chosen_sft_nll(&out.per_token.narrow(0, 0, n)?, &out.mask.narrow(0, 0, n)?)?;
+        // TRL computes (and logs) the NLL only when it is part of the loss: 0 for pure SimPO.
+        let nll = if self.cfg.cpo_alpha != 0.0 {
+            chosen_sft_nll(&out.per_token.narrow(0, 0, n)?, &out.mask.narrow(0, 0, n)?)?
+        } else {
+            Tensor::zeros((), candle_core::DType::F32, out.sums.device())?
+        };
         let res = cpo_loss(&c, &r, Some(&nll), &self.cfg)?;
         let mut m = Metrics::new();
         m.insert("loss".into(), scalar(&res.loss)?);

@@ -10,6 +10,7 @@ use candle_core::{Tensor, D};
 use reins_data::collate::PreferenceBatch;
 use reins_model::Model;
 
+use super::token_metrics::TokenStats;
 use super::{completion_logps, completion_only_logps, Metrics};
 use crate::losses::dpo::{chosen_sft_nll, dpo_loss, dpo_metrics, ld_alpha_logps, log_sum_sq_probs, wpo_weights};
 use crate::losses::{DpoConfig, DpoExtras, DpoLossType};
@@ -187,12 +188,17 @@ impl DpoTrainer {
         let n = batch.pairs();
         let (ids, attn, cm) = (&batch.input_ids, &batch.attention_mask, &batch.completion_mask);
         // Only WPO needs the full logits; otherwise the LM head runs on completion positions.
-        let (out, logits) = if self.cfg.use_weighting {
+        let (out, logits, stats) = if self.cfg.use_weighting {
             let o = completion_logps(&self.policy, ids, attn, cm)?;
-            let only = super::CompletionOnlyLogps { per_token: o.per_token, sums: o.sums, mask: o.mask };
-            (only, Some(o.logits))
+            let stats = TokenStats::from_full(&o.logits, ids, cm)?;
+            let only =
+                super::CompletionOnlyLogps { per_token: o.per_token, sums: o.sums, mask: o.mask, logits: o.logits };
+            let full = only.logits.clone();
+            (only, Some(full), stats)
         } else {
-            (completion_only_logps(&self.policy, ids, attn, cm)?, None)
+            let o = completion_only_logps(&self.policy, ids, attn, cm)?;
+            let stats = TokenStats::from_selected(&o.logits, ids, cm)?;
+            (o, None, stats)
         };
         let logps = self.sequence_logps(&out.per_token, &out.mask, &out.sums)?;
         let reference = match ref_logps {
@@ -223,6 +229,11 @@ impl DpoTrainer {
         };
         let res = dpo_loss(&c, &r, &rc, &rr, &self.cfg, &extras)?;
         let mut m = dpo_metrics(&res, &c.detach(), &r.detach())?;
+        // TRL: entropy over every completion token, accuracy over the chosen ones.
+        m.insert("entropy".into(), stats.entropy(0..2 * n));
+        m.insert("mean_token_accuracy".into(), stats.accuracy(0..n));
+        m.insert("logits/chosen".into(), stats.mean_logit(0..n));
+        m.insert("logits/rejected".into(), stats.mean_logit(n..2 * n));
         m.insert("num_tokens".into(), batch.attention_mask.iter().flatten().map(|&x| x as f64).sum());
         Ok((res.loss, m))
     }

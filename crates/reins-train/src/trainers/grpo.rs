@@ -10,7 +10,7 @@
 //! [`reference_logps`]) are shared with RLOO, PPO, ReMax and online/iterative DPO.
 
 use candle_core::{DType, Tensor, D};
-use reins_model::generate::{generate, Finish, Hooks, SamplingConfig};
+use reins_model::generate::{generate, Finish, Generation, Hooks, SamplingConfig};
 use reins_model::logprobs::{masked_token_logps, masked_token_logps_and_logits, token_logps};
 use reins_model::{nn, Batch, Model};
 use serde::{Deserialize, Serialize};
@@ -141,6 +141,50 @@ impl Rollout {
     }
 }
 
+/// Where an online trainer's completions come from when not from its own sampler (TRL's
+/// `rollout_func`): an external generator, or recorded rollouts replayed so that a parity
+/// check trains on exactly the completions the reference stack trained on.
+pub trait CompletionSource {
+    /// One completion per row of `prompts` (every prompt already repeated `num_generations`
+    /// times, groups contiguous), ending in an EOS when one stopped it; `generation` counts the
+    /// generation batches sampled before this one.
+    fn complete(&mut self, prompts: &[Vec<u32>], generation: u64) -> Result<Vec<Vec<u32>>>;
+}
+
+/// [`rollout`], or the completions of `source` laid out the same way: a completion ending in
+/// one of the policy's EOS ids finished on EOS, any other was cut at `max_new_tokens`, and
+/// the sampler log-probs are empty (no trainer here reads them).
+pub fn rollout_from(
+    source: Option<&mut (dyn CompletionSource + '_)>,
+    generation: u64,
+    policy: &Model,
+    prompts: &[Vec<u32>],
+    num_generations: usize,
+    sampling: &SamplingConfig,
+    mask_truncated: bool,
+) -> Result<Rollout> {
+    let Some(source) = source else {
+        return rollout(policy, prompts, num_generations, sampling, mask_truncated);
+    };
+    let repeated: Vec<Vec<u32>> =
+        prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), num_generations)).collect();
+    let tokens = source.complete(&repeated, generation)?;
+    if tokens.len() != repeated.len() {
+        return Err(TrainError::Input(format!(
+            "the completion source gave {} completions for {} prompt rows; it must give one per row",
+            tokens.len(),
+            repeated.len()
+        )));
+    }
+    let eos = &policy.config.eos_token_ids;
+    let finish = tokens
+        .iter()
+        .map(|c| if c.last().is_some_and(|t| eos.contains(t)) { Finish::Eos } else { Finish::Length })
+        .collect();
+    let logprobs = tokens.iter().map(|_| Vec::new()).collect();
+    Ok(layout(policy, repeated, Generation { tokens, logprobs, finish }, mask_truncated))
+}
+
 /// Samples `num_generations` completions of every prompt with `policy` (detached weights, so
 /// always the latest update) and lays them out for the loss. With `mask_truncated`, rows that
 /// hit `max_new_tokens` get an all-zero completion mask.
@@ -154,6 +198,11 @@ pub fn rollout(
     let repeated: Vec<Vec<u32>> =
         prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), num_generations)).collect();
     let g = generate(policy, &repeated, sampling, Hooks::default())?;
+    Ok(layout(policy, repeated, g, mask_truncated))
+}
+
+/// Right-padded `prompt ++ completion` rows and masks of a generation batch.
+fn layout(policy: &Model, repeated: Vec<Vec<u32>>, g: Generation, mask_truncated: bool) -> Rollout {
     let c = &policy.config;
     let pad = c.pad_token_id.or(c.eos_token_ids.first().copied()).unwrap_or(0);
     let t = repeated.iter().zip(&g.tokens).map(|(p, c)| p.len() + c.len()).max().unwrap_or(0);
@@ -165,7 +214,7 @@ pub fn rollout(
         am.push([vec![1u8; n], vec![0u8; t - n]].concat());
         cm.push([vec![0u8; p.len()], vec![keep as u8; comp.len()], vec![0u8; t - n]].concat());
     }
-    Ok(Rollout {
+    Rollout {
         prompts: repeated,
         completions: g.tokens,
         finish: g.finish,
@@ -173,7 +222,7 @@ pub fn rollout(
         input_ids: ids,
         attention_mask: am,
         completion_mask: cm,
-    })
+    }
 }
 
 /// Per-token log-probs of a rollout's completion tokens under `softmax(logits / temperature)`,
@@ -241,22 +290,47 @@ pub fn completion_metrics(r: &Rollout, m: &mut Metrics) {
     m.insert("completions/max_length".into(), lens.iter().copied().max().unwrap_or(0) as f64);
     let clipped = r.finish.iter().filter(|f| **f == Finish::Length).count() as f64;
     m.insert("completions/clipped_ratio".into(), clipped / n);
+    // Completions that ended on their own (TRL logs 0 when every one was cut).
+    let mut done: Vec<f64> =
+        lens.iter().zip(&r.finish).filter(|(_, f)| **f != Finish::Length).map(|(&l, _)| l as f64).collect();
+    if done.is_empty() {
+        done.push(0.0);
+    }
+    let k = done.len() as f64;
+    m.insert("completions/mean_terminated_length".into(), done.iter().sum::<f64>() / k);
+    m.insert("completions/min_terminated_length".into(), done.iter().copied().fold(f64::INFINITY, f64::min));
+    m.insert("completions/max_terminated_length".into(), done.iter().copied().fold(0.0, f64::max));
 }
 
-/// Reward metrics: `reward` (mean), `reward_std` (mean of per-group stds, unbiased, as TRL),
-/// `frac_reward_zero_std`.
+/// Unbiased standard deviation (torch's `std`), 0 for fewer than two values.
+fn std_unbiased(x: &[f32]) -> f64 {
+    if x.len() < 2 {
+        return 0.0;
+    }
+    let n = x.len() as f64;
+    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+    (x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+}
+
+/// TRL's per-reward-function metrics `rewards/<name>/{mean,std}` (one function here).
+pub fn reward_source_metrics(name: &str, rewards: &[f32], m: &mut Metrics) {
+    let n = rewards.len().max(1) as f64;
+    m.insert(format!("rewards/{name}/mean"), rewards.iter().map(|&x| x as f64).sum::<f64>() / n);
+    m.insert(format!("rewards/{name}/std"), std_unbiased(rewards));
+}
+
+/// Reward metrics as TRL 1.16 logs them: `reward` (mean), `reward_std` (unbiased std over the
+/// whole generation batch, not per group), `frac_reward_zero_std` (share of groups whose
+/// rewards are all equal).
 pub fn reward_metrics(rewards: &[f32], num_generations: usize, m: &mut Metrics) {
     let n = rewards.len().max(1) as f64;
     m.insert("reward".into(), rewards.iter().map(|&x| x as f64).sum::<f64>() / n);
-    let (mut std_sum, mut zero, mut groups) = (0.0f64, 0.0f64, 0.0f64);
+    m.insert("reward_std".into(), std_unbiased(rewards));
+    let (mut zero, mut groups) = (0.0f64, 0.0f64);
     for g in rewards.chunks(num_generations.max(1)) {
-        let mean = g.iter().map(|&x| x as f64).sum::<f64>() / g.len() as f64;
-        let var = g.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / (g.len().max(2) - 1) as f64;
-        std_sum += var.sqrt();
-        zero += (var < 1e-12) as u8 as f64;
+        zero += (std_unbiased(g) < 1e-6) as u8 as f64;
         groups += 1.0;
     }
-    m.insert("reward_std".into(), std_sum / groups.max(1.0));
     m.insert("frac_reward_zero_std".into(), zero / groups.max(1.0));
 }
 
@@ -282,6 +356,8 @@ pub struct GrpoTrainer {
     pub num_tokens: f64,
     /// The last step's completions and rewards (for `samples.jsonl`).
     pub last_samples: Vec<crate::run::Sample>,
+    /// Completions from elsewhere instead of the sampler (default `None`: sample the policy).
+    pub completions: Option<Box<dyn CompletionSource>>,
 }
 
 impl GrpoTrainer {
@@ -309,6 +385,7 @@ impl GrpoTrainer {
             generations: 0,
             num_tokens: 0.0,
             last_samples: Vec::new(),
+            completions: None,
         })
     }
 
@@ -317,11 +394,20 @@ impl GrpoTrainer {
         let s = self.cfg.sampling(self.loss.max_completion_length, self.generations);
         self.generations += 1;
         let g = self.cfg.num_generations;
-        let r = rollout(&self.policy, prompts, g, &s, self.cfg.mask_truncated_completions)?;
+        let source = self.completions.as_deref_mut();
+        let r = rollout_from(
+            source,
+            self.generations - 1,
+            &self.policy,
+            prompts,
+            g,
+            &s,
+            self.cfg.mask_truncated_completions,
+        )?;
         let rewards = self.reward.score(&r.prompts, &r.completions)?;
         self.last_samples.extend(crate::run::Sample::rows(&r.prompts, &r.completions, &rewards));
         reward_metrics(&rewards, g, m);
-        m.insert(format!("rewards/{}/mean", self.reward.name()), m["reward"]);
+        reward_source_metrics(self.reward.name(), &rewards, m);
         completion_metrics(&r, m);
         let n = rewards.len();
         let advantages =
@@ -385,6 +471,9 @@ impl GrpoTrainer {
                 m.insert("clip_ratio/low_mean".into(), scalar(&out.clip_ratio_low)?);
                 m.insert("clip_ratio/high_mean".into(), scalar(&out.clip_ratio_high)?);
                 m.insert("clip_ratio/region_mean".into(), scalar(&out.clip_ratio_region)?);
+                // TRL's min/max over ranks: one rank here.
+                m.insert("clip_ratio/low_min".into(), m["clip_ratio/low_mean"]);
+                m.insert("clip_ratio/high_max".into(), m["clip_ratio/high_mean"]);
                 m.insert("entropy".into(), entropy);
                 self.opt.accumulate(loss.backward()?)?;
                 add_mean(&mut metrics, m, per_iter);

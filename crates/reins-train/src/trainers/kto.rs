@@ -104,6 +104,8 @@ impl KtoTrainer {
         let mut m = Metrics::new();
         m.insert("loss".into(), scalar(&res.loss)?);
         m.insert("kl".into(), scalar(&kl)?);
+        let stats = super::token_metrics::TokenStats::from_full(&out.logits, &batch.input_ids, &batch.completion_mask)?;
+        m.insert("entropy".into(), stats.entropy(0..stats.rows()));
         // Mean over the vocabulary at each completion position, averaged over completion tokens.
         let t = out.logits.dim(1)?;
         let mean_logits = out.logits.narrow(1, 0, t - 1)?.detach().mean(D::Minus1)?;

@@ -18,11 +18,12 @@ pub mod reward_ensemble;
 pub mod rloo;
 pub mod sft;
 pub mod simpo;
+pub mod token_metrics;
 
 use std::collections::BTreeMap;
 
 use candle_core::{Tensor, D};
-use reins_model::logprobs::{masked_token_logps, token_logps};
+use reins_model::logprobs::{masked_token_logps_and_logits, token_logps};
 use reins_model::{nn, Batch, Model};
 
 use crate::optim::optimizer::Optimizer;
@@ -61,6 +62,31 @@ pub fn completion_logps(
     Ok(CompletionLogps { sums: per_token.sum(D::Minus1)?, mask: cm.narrow(1, 1, t - 1)?, per_token, logits })
 }
 
+/// [`completion_logps`] with positions `0..T` on every row when the rows are right-padded, as
+/// transformers numbers them when no `position_ids` are passed. Real tokens get the positions
+/// [`completion_logps`] gives them, so log-probs and losses are the same; only the logits at
+/// padding positions differ, which TRL's ORPO and CPO include in their `logits/*` means.
+/// Left-padded rows keep the mask's positions.
+pub fn completion_logps_hf_padding(
+    model: &Model,
+    ids: &[Vec<u32>],
+    attention_mask: &[Vec<u8>],
+    completion_mask: &[Vec<u8>],
+) -> Result<CompletionLogps> {
+    let right_padded = attention_mask.iter().all(|r| r.windows(2).all(|w| w[0] >= w[1]));
+    if !right_padded {
+        return completion_logps(model, ids, attention_mask, completion_mask);
+    }
+    let dev = model.device();
+    let idt = nn::ids_tensor(ids, dev)?;
+    let positions: Vec<Vec<u32>> = ids.iter().map(|r| (0..r.len() as u32).collect()).collect();
+    let logits = model.lm_logits(&model.forward_hidden(&idt, &positions, attention_mask, None)?)?;
+    let cm = nn::mask_tensor(completion_mask, dev)?;
+    let per_token = token_logps(&logits, &idt, &cm)?;
+    let t = cm.dim(1)?;
+    Ok(CompletionLogps { sums: per_token.sum(D::Minus1)?, mask: cm.narrow(1, 1, t - 1)?, per_token, logits })
+}
+
 /// [`CompletionLogps`] without the logits: the LM head runs only on completion positions
 /// (see [`reins_model::logprobs::masked_token_logps`]), for losses that need no logits.
 pub struct CompletionOnlyLogps {
@@ -70,6 +96,8 @@ pub struct CompletionOnlyLogps {
     pub sums: Tensor,
     /// `[N, T-1]` completion mask aligned with `per_token`.
     pub mask: Tensor,
+    /// `[M, V]` logits of the `M` completion positions, row-major (for TRL's token metrics).
+    pub logits: Tensor,
 }
 
 /// As [`completion_logps`], computing logits only where they are used.
@@ -80,10 +108,10 @@ pub fn completion_only_logps(
     completion_mask: &[Vec<u8>],
 ) -> Result<CompletionOnlyLogps> {
     let batch = Batch::new(ids.to_vec(), attention_mask.to_vec())?;
-    let per_token = masked_token_logps(model, &batch, completion_mask, 1.0)?;
+    let (per_token, logits) = masked_token_logps_and_logits(model, &batch, completion_mask, 1.0)?;
     let cm = nn::mask_tensor(completion_mask, model.device())?;
     let t = cm.dim(1)?;
-    Ok(CompletionOnlyLogps { sums: per_token.sum(D::Minus1)?, mask: cm.narrow(1, 1, t - 1)?, per_token })
+    Ok(CompletionOnlyLogps { sums: per_token.sum(D::Minus1)?, mask: cm.narrow(1, 1, t - 1)?, per_token, logits })
 }
 
 impl From<reins_model::ModelError> for crate::TrainError {

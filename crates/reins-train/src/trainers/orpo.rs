@@ -5,12 +5,12 @@
 
 use candle_core::{DType, Tensor, D};
 use reins_data::collate::PreferenceBatch;
-use reins_model::Model;
+use reins_model::logprobs::token_logps;
+use reins_model::{nn, Model};
 use serde::{Deserialize, Serialize};
 
 use super::{accumulate_metrics, finish_step};
-use super::{completion_logps, scalar, Metrics};
-use crate::losses::dpo::chosen_sft_nll;
+use super::{completion_logps_hf_padding, scalar, Metrics};
 use crate::losses::orpo_loss;
 use crate::optim::optimizer::Optimizer;
 use crate::{Result, TrainError};
@@ -63,6 +63,19 @@ pub(crate) fn reward_metrics(m: &mut Metrics, chosen: &Tensor, rejected: &Tensor
     Ok(())
 }
 
+/// The SFT term of ORPO as TRL 1.16 (and the paper's code) computes it: the mean next-token
+/// NLL of the chosen rows over every attended token, prompt included (`labels = input_ids`
+/// where the attention mask is 1), not only over the completion.
+fn prompt_and_completion_nll(logits: &Tensor, batch: &PreferenceBatch, n: usize) -> Result<Tensor> {
+    let dev = logits.device();
+    let ids = nn::ids_tensor(&batch.input_ids[..n], dev)?;
+    let attn = nn::mask_tensor(&batch.attention_mask[..n], dev)?;
+    let logps = token_logps(&logits.narrow(0, 0, n)?, &ids, &attn)?;
+    let t = attn.dim(1)?;
+    let count = attn.narrow(1, 1, t - 1)?.to_dtype(DType::F32)?.sum_all()?;
+    Ok((logps.sum_all()?.neg()? / count)?)
+}
+
 pub struct OrpoTrainer {
     pub policy: Model,
     pub cfg: OrpoConfig,
@@ -80,20 +93,24 @@ impl OrpoTrainer {
     /// The ORPO loss and TRL's metrics for one batch (chosen rows then rejected rows).
     pub fn loss(&self, batch: &PreferenceBatch) -> Result<(Tensor, Metrics)> {
         let n = batch.pairs();
-        let out = completion_logps(&self.policy, &batch.input_ids, &batch.attention_mask, &batch.completion_mask)?;
+        let out =
+            completion_logps_hf_padding(&self.policy, &batch.input_ids, &batch.attention_mask, &batch.completion_mask)?;
         // [2B] average log-prob per completion token.
         let lengths = out.mask.sum(D::Minus1)?.clamp(1f64, f64::INFINITY)?;
         let avg = (&out.sums / lengths)?;
         let (c, r) = (avg.narrow(0, 0, n)?, avg.narrow(0, n, n)?);
-        let nll = chosen_sft_nll(&out.per_token.narrow(0, 0, n)?, &out.mask.narrow(0, 0, n)?)?;
+        let nll = prompt_and_completion_nll(&out.logits, batch, n)?;
         let res = orpo_loss(&c, &r, &nll, self.cfg.beta)?;
         let mut m = Metrics::new();
         m.insert("loss".into(), scalar(&res.loss)?);
         reward_metrics(&mut m, &res.chosen_rewards, &res.rejected_rewards)?;
         m.insert("logps/chosen".into(), mean(&c)?);
         m.insert("logps/rejected".into(), mean(&r)?);
-        m.insert("logits/chosen".into(), mean_logit(&out.logits, 0, n)?);
-        m.insert("logits/rejected".into(), mean_logit(&out.logits, n, n)?);
+        // TRL's ORPO averages the logits of every position but the last (CPO's keep it).
+        let t = out.logits.dim(1)?;
+        let predicting = out.logits.narrow(1, 0, t - 1)?;
+        m.insert("logits/chosen".into(), mean_logit(&predicting, 0, n)?);
+        m.insert("logits/rejected".into(), mean_logit(&predicting, n, n)?);
         m.insert("nll_loss".into(), scalar(&nll)?);
         m.insert("log_odds_ratio".into(), scalar(&res.log_odds_ratio)?);
         m.insert("log_odds_chosen".into(), scalar(&res.log_odds_chosen)?);

@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 use super::dpo::Reference;
 use super::grpo::{
     add_mean, completion_entropy, completion_metrics, completion_token_logps, masked_row_sums, reference_logps,
-    reward_metrics, rollout, Rollout,
+    reward_metrics, reward_source_metrics, rollout_from, CompletionSource, Rollout,
 };
 use super::{scalar, Metrics};
 use crate::losses::kl::{kl_estimate, kl_penalized_rewards, KlEstimator};
-use crate::losses::ppo::{grpo_loss, ppo_policy_loss, GrpoLossConfig, GrpoLossType};
+use crate::losses::ppo::{grpo_loss, ppo_policy_loss, rloo_sequence_loss, GrpoLossConfig, GrpoLossType};
 use crate::optim::optimizer::Optimizer;
 use crate::rewards::RewardSource;
 use crate::rl::advantages::{reinforce_pp_advantages, rloo_advantages};
@@ -57,8 +57,10 @@ pub struct RlooConfig {
     pub advantage_estimator: AdvantageEstimator,
     /// Discount γ of REINFORCE++'s reward-to-go (default 1.0).
     pub gamma: f64,
-    /// Loss normalisation of the RLOO loss (default `grpo`: token mean per sequence, then mean).
-    pub loss_type: GrpoLossType,
+    /// Loss normalisation of the RLOO loss. Unset (default): TRL 1.16's sequence-level loss
+    /// ([`rloo_sequence_loss`]: one ratio per completion on its summed log-probs, mean over
+    /// completions); `grpo`, `bnpo`, `dr_grpo` or `dapo` use [`grpo_loss`]'s per-token ratios.
+    pub loss_type: Option<GrpoLossType>,
     /// Optimisation passes over one generation batch (default 1).
     pub num_iterations: usize,
     /// New tokens per completion at most (default 256).
@@ -88,7 +90,7 @@ impl Default for RlooConfig {
             reward_clip_range: None,
             advantage_estimator: AdvantageEstimator::Rloo,
             gamma: 1.0,
-            loss_type: GrpoLossType::Grpo,
+            loss_type: None,
             num_iterations: 1,
             max_completion_length: 256,
             temperature: 1.0,
@@ -170,6 +172,8 @@ pub struct RlooTrainer {
     pub num_tokens: f64,
     /// The last step's completions and rewards (for `samples.jsonl`).
     pub last_samples: Vec<crate::run::Sample>,
+    /// Completions from elsewhere instead of the sampler (default `None`: sample the policy).
+    pub completions: Option<Box<dyn CompletionSource>>,
 }
 
 impl RlooTrainer {
@@ -195,6 +199,7 @@ impl RlooTrainer {
             generations: 0,
             num_tokens: 0.0,
             last_samples: Vec::new(),
+            completions: None,
         })
     }
 
@@ -202,13 +207,23 @@ impl RlooTrainer {
         let s = self.cfg.sampling(self.generations);
         self.generations += 1;
         let g = self.cfg.num_generations;
-        let r = rollout(&self.policy, prompts, g, &s, self.cfg.mask_truncated_completions)?;
+        let source = self.completions.as_deref_mut();
+        let r = rollout_from(
+            source,
+            self.generations - 1,
+            &self.policy,
+            prompts,
+            g,
+            &s,
+            self.cfg.mask_truncated_completions,
+        )?;
         let mut scores = self.reward.score(&r.prompts, &r.completions)?;
         if let Some((lo, hi)) = self.cfg.reward_clip_range {
             scores.iter_mut().for_each(|x| *x = x.clamp(lo, hi));
         }
         self.last_samples.extend(crate::run::Sample::rows(&r.prompts, &r.completions, &scores));
         reward_metrics(&scores, g, m);
+        reward_source_metrics(self.reward.name(), &scores, m);
         completion_metrics(&r, m);
         let dev = self.policy.device().clone();
         let token_rewards = match self.reward.score_tokens(&r.prompts, &r.completions)? {
@@ -224,14 +239,16 @@ impl RlooTrainer {
     }
 
     /// Advantages from the behaviour log-probs `old [N, T-1]`: `[N]` (RLOO) or `[N, T-1]`
-    /// (REINFORCE++), and the mean sequence KL.
+    /// (REINFORCE++), and the mean per-token KL.
     fn advantages(&self, s: &Sampled, old: &Tensor, mask: &Tensor) -> Result<(Tensor, f64)> {
         let kl = match &s.ref_logps {
             Some(r) => kl_estimate(old, r, KlEstimator::K1)?,
             None => old.zeros_like()?,
         };
         let seq_kl = masked_row_sums(&kl, mask)?;
-        let mean_kl = scalar(&seq_kl.mean_all()?)?;
+        // TRL logs the KL per completion token (not per sequence).
+        let tokens = scalar(&mask.to_dtype(candle_core::DType::F32)?.sum_all()?)?.max(1.0);
+        let mean_kl = scalar(&seq_kl.sum_all()?)? / tokens;
         let n = s.scores.len();
         let scores = Tensor::from_vec(s.scores.clone(), n, old.device())?;
         let adv = match self.cfg.advantage_estimator {
@@ -269,7 +286,7 @@ impl RlooTrainer {
             beta: 0.0,
             epsilon: self.cfg.epsilon,
             epsilon_high: self.cfg.epsilon_high,
-            loss_type: self.cfg.loss_type,
+            loss_type: self.cfg.loss_type.unwrap_or_default(),
             max_completion_length: self.cfg.max_completion_length,
             ..Default::default()
         };
@@ -291,11 +308,20 @@ impl RlooTrainer {
                 let (old, adv) = beh.as_ref().expect("set above");
                 let loss = match self.cfg.advantage_estimator {
                     AdvantageEstimator::Rloo => {
-                        let out = grpo_loss(&logps, Some(old), None, adv, &mask, &loss_cfg, Some(total_tokens))?;
+                        let out = match self.cfg.loss_type {
+                            None => {
+                                let hi = self.cfg.epsilon_high.unwrap_or(self.cfg.epsilon);
+                                rloo_sequence_loss(&logps, old, adv, &mask, self.cfg.epsilon, hi)?
+                            }
+                            Some(_) => grpo_loss(&logps, Some(old), None, adv, &mask, &loss_cfg, Some(total_tokens))?,
+                        };
                         m.insert("clip_ratio/low_mean".into(), scalar(&out.clip_ratio_low)?);
                         m.insert("clip_ratio/high_mean".into(), scalar(&out.clip_ratio_high)?);
                         m.insert("clip_ratio/region_mean".into(), scalar(&out.clip_ratio_region)?);
-                        if self.cfg.loss_type == GrpoLossType::Dapo {
+                        // TRL's min/max over ranks: one rank here.
+                        m.insert("clip_ratio/low_min".into(), m["clip_ratio/low_mean"]);
+                        m.insert("clip_ratio/high_max".into(), m["clip_ratio/high_mean"]);
+                        if self.cfg.loss_type == Some(GrpoLossType::Dapo) {
                             out.loss
                         } else {
                             (out.loss / k as f64)?

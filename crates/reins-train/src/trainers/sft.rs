@@ -35,6 +35,9 @@ impl SftTrainer {
         let loss = (out.sums.sum_all()?.neg()? / n)?;
         let mut m = Metrics::new();
         m.insert("loss".into(), scalar(&loss)?);
+        let stats = super::token_metrics::TokenStats::from_full(&out.logits, &batch.input_ids, &label_mask)?;
+        m.insert("entropy".into(), stats.entropy(0..stats.rows()));
+        m.insert("mean_token_accuracy".into(), stats.accuracy(0..stats.rows()));
         m.insert("num_tokens".into(), attn.iter().flatten().map(|&x| x as f64).sum());
         Ok((loss, m))
     }
