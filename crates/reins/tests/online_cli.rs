@@ -146,7 +146,14 @@ fn grpo_without_a_kl_penalty_stops_on_max_kl() {
 /// held-out scorer, and keeps the filter whose kept responses have the highest R².
 #[test]
 fn ppo_cli_chooses_the_pf_filter_by_r_squared() {
-    let sets = ["pf_filter=\"auto\"", "pf_num_samples=4", "pf_heldout_reward=\"contains:e\"", "response_length=6"];
+    // Two rules that disagree on the fixture's samples: the R² differ between filters.
+    let sets = [
+        "reward=\"contains:e\"",
+        "pf_filter=\"auto\"",
+        "pf_num_samples=4",
+        "pf_heldout_reward=\"contains:t\"",
+        "response_length=6",
+    ];
     let (_dir, out) = run_with_sets("ppo", "examples/ppo.toml", &["reward"], &sets);
     let p = out.join("checkpoint-2/trainer_state.json");
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
@@ -158,6 +165,7 @@ fn ppo_cli_chooses_the_pf_filter_by_r_squared() {
     }
     let chosen = choice["chosen"].as_str().unwrap();
     let best = r2.values().filter_map(|v| v.as_f64()).fold(f64::MIN, f64::max);
+    assert!(best > 0.0, "no filter's samples relate reward and held-out score: {choice}");
     assert_eq!(r2[chosen].as_f64(), Some(best), "{choice}");
     if chosen != "none" {
         let first = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();

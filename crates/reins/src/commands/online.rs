@@ -291,6 +291,12 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
                     r2.join(", "),
                     c.chosen.name()
                 );
+                if c.r2.iter().all(|(_, v)| *v == 0.0) {
+                    eprintln!(
+                        "warning: every R^2 is 0 (the reward or pf_heldout_reward is constant on these samples), so the \
+                         choice carries no information; use more or other prompts (eval_dataset), or name a filter"
+                    );
+                }
             }
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
