@@ -66,7 +66,7 @@ fn main() {
                 }
             }
         }
-        let test = lab.world.sample_pairs(Split::Heldout, 2000, &QualityMix::sft());
+        let test = lab.world.sample_pairs(Split::Dev, 2000, &QualityMix::sft());
         let ra: Vec<f64> = test.iter().map(|(p, a, _)| score(&w, &features(p, a))).collect();
         let rb: Vec<f64> = test.iter().map(|(p, _, b)| score(&w, &features(p, b))).collect();
         let (acc, n) = gold_pair_accuracy(&lab.gold, &test, &ra, &rb);

@@ -16,8 +16,13 @@
 //! controller to `trainer_state.json` ([`Trainer::state`]), so their resumed runs sample the
 //! same completions too.
 //!
+//! The learning-rate schedule's position is saved beside the step (`schedule_step`): a trainer
+//! may take several optimizer steps per step (GRPO's and RLOO's `num_iterations`), and the
+//! schedule's length is sized for them by the caller.
+//!
 //! A run stops with an error, keeping the checkpoints written so far, when the loss is not
-//! finite or the logged KL to the reference exceeds `max_kl`.
+//! finite or the logged KL to the reference exceeds `max_kl`; with `max_kl` set, a step that
+//! logs no KL is an error too (the limit would silently do nothing).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -175,7 +180,14 @@ pub fn train<T: Trainer>(
             )));
         }
         let kl = m.get("objective/kl").or_else(|| m.get("kl")).copied();
-        if let (Some(max), Some(kl)) = (args.max_kl, kl) {
+        if let Some(max) = args.max_kl {
+            let kl = kl.ok_or_else(|| {
+                TrainError::Config(format!(
+                    "max_kl = {max} is set, but this trainer logged no KL to the reference (`objective/kl` or `kl`) \
+                     at step {}; give it a reference model (the online commands do when max_kl is set) or remove max_kl",
+                    step + 1
+                ))
+            })?;
             if kl.is_nan() || kl > max {
                 let kept = last_checkpoint(out)
                     .map(|p| format!("the last good checkpoint is {}", p.display()))
@@ -334,7 +346,15 @@ fn save_checkpoint<T: Trainer>(trainer: &mut T, args: &TrainingArgs, out: &Path,
         reins_model::weights::save_safetensors(&tmp.join("trainer_extra.safetensors"), &extra)?;
     }
     let tokens = *trainer.num_tokens();
-    let state = json!({"global_step": step, "num_tokens": tokens, "seed": args.seed, "trainer": trainer.state()});
+    // The schedule's position is not always the step: PPO's and GRPO's several optimizer steps.
+    let schedule_step = trainer.optimizer().step;
+    let state = json!({
+        "global_step": step,
+        "schedule_step": schedule_step,
+        "num_tokens": tokens,
+        "seed": args.seed,
+        "trainer": trainer.state()
+    });
     let p = tmp.join("trainer_state.json");
     std::fs::write(&p, state.to_string()).map_err(|e| io_err(&p, e))?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -362,7 +382,8 @@ fn load_checkpoint<T: Trainer>(trainer: &mut T, dir: &Path) -> Result<usize> {
             .map_err(|e| TrainError::State(format!("{}: {e}", extra.display())))?;
         trainer.load_extra_state(&saved)?;
     }
-    trainer.optimizer().step = step;
+    // Checkpoints written before `schedule_step` was saved counted one scheduler step per step.
+    trainer.optimizer().step = state["schedule_step"].as_u64().map_or(step, |s| s as usize);
     *trainer.num_tokens() = state["num_tokens"].as_f64().unwrap_or(0.0);
     if !state["trainer"].is_null() {
         trainer.load_state(&state["trainer"]).map_err(|e| TrainError::State(format!("{}: {e}", p.display())))?;

@@ -483,6 +483,43 @@ fn kl_above_max_kl_stops_the_run_and_keeps_the_last_checkpoint() {
     assert!(!dir.path().join("checkpoint-2").exists());
 }
 
+/// A trainer that measures no KL (GRPO at `beta = 0` without a reference) cannot honour
+/// `max_kl`: the run says so instead of ignoring the limit.
+#[test]
+fn max_kl_without_a_measured_kl_is_an_error_not_a_silent_no_op() {
+    let policy = tiny(true, None);
+    let opt = optimizer(&policy, 1e-2);
+    let cfg = GrpoConfig { num_generations: 4, ..Default::default() };
+    let loss = GrpoLossConfig { max_completion_length: 6, ..Default::default() };
+    let mut t = GrpoTrainer::new(policy, None, reward(), cfg, loss, opt).unwrap();
+    let p = prompts();
+    let collate = |idx: &[usize]| Ok(idx.iter().map(|&i| p[i].clone()).collect::<Vec<_>>());
+    let dir = tempfile::tempdir().unwrap();
+    let args = TrainingArgs { max_kl: Some(1e9), ..run_args(dir.path(), 2) };
+    let r = run::train(&mut t, &args, &serde_json::Map::new(), p.len(), &collate, &[], &mut Quiet);
+    let msg = r.err().map(|e| e.to_string()).unwrap_or_else(|| "the run ignored max_kl and finished".into());
+    assert!(msg.contains("max_kl") && msg.contains("reference"), "{msg}");
+}
+
+/// With a reference, GRPO logs its KL (`kl`, mean per-token k3) even at `beta = 0`: the
+/// reference pass is what `max_kl` needs.
+#[test]
+fn grpo_with_a_reference_logs_kl_at_beta_zero() {
+    let policy = tiny(true, None);
+    let reference = Reference::Model(Box::new(tiny(false, None)));
+    let opt = optimizer(&policy, 5e-2);
+    let cfg = GrpoConfig { num_generations: 4, ..Default::default() };
+    let loss = GrpoLossConfig { max_completion_length: 6, ..Default::default() };
+    let mut t = GrpoTrainer::new(policy, Some(reference), reward(), cfg, loss, opt).unwrap();
+    let first = t.train_step(&[prompts()]).unwrap();
+    assert!(first.get("kl").is_some_and(|k| k.abs() < 1e-6), "step 1 samples from the reference: {first:?}");
+    let mut later = first;
+    for _ in 0..3 {
+        later = t.train_step(&[prompts()]).unwrap();
+    }
+    assert!(later.get("kl").is_some_and(|k| *k > 1e-6), "the policy moved but no KL was measured: {later:?}");
+}
+
 #[test]
 fn best_of_n_keeps_the_highest_scoring_sample_of_each_prompt() {
     let policy = tiny(false, None);

@@ -9,15 +9,20 @@ fn run(method: &str) {
 }
 
 fn run_with(method: &str, config: &str, required: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    run_with_sets(method, config, required, &[])
+}
+
+/// As [`run_with`], with more `--set` overrides.
+fn run_with_sets(method: &str, config: &str, required: &[&str], sets: &[&str]) -> (tempfile::TempDir, PathBuf) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let out_set = format!("output_dir={}", out.display());
-    let o = Command::new(env!("CARGO_BIN_EXE_reins"))
-        .args([method, "--config", config, "--set", &out_set, "--set", "max_steps=2"])
-        .current_dir(&root)
-        .output()
-        .unwrap();
+    let mut args = vec![method, "--config", config, "--set", &out_set, "--set", "max_steps=2"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_reins")).args(&args).current_dir(&root).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "reins {method} failed:\n{text}");
     for f in ["config.toml", "metrics.jsonl", "checkpoint-2/model.safetensors", "checkpoint-2/trainer_state.json"] {
@@ -99,4 +104,84 @@ fn iterative_dpo_cli_runs_one_round_per_step() {
         let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
         assert_eq!(state["trainer"]["rounds"], round, "{state}");
     }
+}
+
+/// `max_kl` needs a KL to compare: every online command measures the KL to the reference when
+/// it is set, even without a KL penalty (GRPO and ReMax at their default `beta = 0`, RLOO at
+/// `beta = 0`, iterative DPO).
+#[test]
+fn every_online_command_logs_a_kl_when_max_kl_is_set() {
+    let runs: [(&str, &str, &[&str], &str); 6] = [
+        ("grpo", "examples/grpo.toml", &["beta=0.0", "max_completion_length=6"], "kl"),
+        ("rloo", "examples/grpo.toml", &["beta=0.0", "max_completion_length=6"], "kl"),
+        ("remax", "examples/remax.toml", &["beta=0.0", "max_completion_length=6"], "kl"),
+        ("iterative-dpo", "examples/iterative_dpo.toml", &["num_generations=4", "max_new_tokens=6"], "objective/kl"),
+        ("ppo", "examples/ppo.toml", &["response_length=6"], "objective/kl"),
+        ("online-dpo", "examples/online_dpo.toml", &["max_new_tokens=6"], "objective/kl"),
+    ];
+    for (method, config, sets, key) in runs {
+        run_with_sets(method, config, &[key], &[sets, &["max_kl=1e9"][..]].concat());
+    }
+}
+
+/// GRPO at `beta = 0` (its default) stops on `max_kl` once the policy has moved.
+#[test]
+fn grpo_without_a_kl_penalty_stops_on_max_kl() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let out_set = format!("output_dir={}", dir.path().join("run").display());
+    let sets = [out_set.as_str(), "max_kl=1e-4", "learning_rate=0.05", "save_steps=1", "max_steps=6"];
+    let mut args = vec!["grpo", "--config", "examples/grpo.toml"];
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_reins")).args(&args).current_dir(&root).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "grpo with max_kl = 1e-4 ran to the end:\n{err}");
+    assert!(err.contains("max_kl") && err.contains("KL to the reference"), "{err}");
+}
+
+/// PF-PPO's own rule picks the filter: `pf_filter = "auto"` samples `pf_num_samples`
+/// completions per prompt from the initial policy, scores them with the reward and with the
+/// held-out scorer, and keeps the filter whose kept responses have the highest R².
+#[test]
+fn ppo_cli_chooses_the_pf_filter_by_r_squared() {
+    // Two rules that disagree on the fixture's samples: the R² differ between filters.
+    let sets = [
+        "reward=\"contains:e\"",
+        "pf_filter=\"auto\"",
+        "pf_num_samples=4",
+        "pf_heldout_reward=\"contains:t\"",
+        "response_length=6",
+    ];
+    let (_dir, out) = run_with_sets("ppo", "examples/ppo.toml", &["reward"], &sets);
+    let p = out.join("checkpoint-2/trainer_state.json");
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let choice = &state["trainer"]["pf_choice"];
+    let r2 = choice["r2"].as_object().unwrap_or_else(|| panic!("no R² per filter recorded: {state}"));
+    for name in ["none", "best_of_n", "best_random", "best_worst"] {
+        let v = r2.get(name).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+        assert!((0.0..=1.0).contains(&v), "R² of {name}: {v} in {choice}");
+    }
+    let chosen = choice["chosen"].as_str().unwrap();
+    let best = r2.values().filter_map(|v| v.as_f64()).fold(f64::MIN, f64::max);
+    assert!(best > 0.0, "no filter's samples relate reward and held-out score: {choice}");
+    assert_eq!(r2[chosen].as_f64(), Some(best), "{choice}");
+    if chosen != "none" {
+        let first = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        assert!(first.contains("pf/kept_fraction"), "filter {chosen} chosen but not applied: {first}");
+    }
+}
+
+#[test]
+fn ppo_cli_auto_filter_without_held_out_scores_says_what_to_set() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let o = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args(["ppo", "--config", "examples/ppo.toml", "--set", "pf_filter=\"auto\"", "--set", "pf_num_samples=4"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("pf_heldout_reward"), "{err}");
 }

@@ -65,7 +65,9 @@ pub struct Optimizer {
     pub schedule: LrSchedule,
     vars: Vec<Var>,
     max_grad_norm: f64,
-    /// Optimizer steps taken.
+    /// Scheduler steps taken: the schedule position, saved in every checkpoint. One per
+    /// optimizer step, or one per update for a trainer that takes several optimizer steps at
+    /// one learning rate ([`Optimizer::step_within_update`]).
     pub step: usize,
     pending: Option<GradStore>,
 }
@@ -112,8 +114,19 @@ impl Optimizer {
         Ok(())
     }
 
-    /// Clips the accumulated gradients, applies AdamW at the scheduled rate and clears them.
+    /// Clips the accumulated gradients, applies AdamW at the scheduled rate and clears them;
+    /// then advances the schedule.
     pub fn step(&mut self) -> Result<StepStats> {
+        let s = self.step_within_update()?;
+        self.advance_schedule();
+        Ok(s)
+    }
+
+    /// As [`Optimizer::step`], without advancing the schedule: the optimizer steps of one
+    /// update share its learning rate, and the schedule counts updates. PPO does this for its
+    /// epochs x mini-batches (TRL's `PPOTrainer` steps its scheduler once per rollout batch).
+    /// Call [`Optimizer::advance_schedule`] once the update is done.
+    pub fn step_within_update(&mut self) -> Result<StepStats> {
         let grads =
             self.pending.take().ok_or_else(|| crate::TrainError::Input("optimizer step without gradients".into()))?;
         let (grad_norm, coef) = if self.max_grad_norm > 0.0 {
@@ -123,7 +136,11 @@ impl Optimizer {
         };
         let learning_rate = self.schedule.lr(self.step);
         self.adamw.step(&grads, learning_rate, coef)?;
-        self.step += 1;
         Ok(StepStats { grad_norm, learning_rate })
+    }
+
+    /// Moves the schedule on by one step.
+    pub fn advance_schedule(&mut self) {
+        self.step += 1;
     }
 }

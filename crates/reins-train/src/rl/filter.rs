@@ -9,8 +9,10 @@
 //! - `reward_band`: every response whose reward lies in one of the given `[lo, hi]` bands.
 //!
 //! The paper picks the filter whose kept responses have the highest R² between the proxy reward
-//! and the actual score on held-out data ([`select_filter`]). Everything here is a pure function
-//! of rewards; groups are contiguous (`num_generations` rows per prompt).
+//! and the actual score on held-out data ([`select_filter`]); `pf_filter = "auto"` asks for that
+//! choice before training ([`PolicyFilter::Auto`], made by `PpoTrainer::choose_filter`).
+//! Everything here is a pure function of rewards; groups are contiguous (`num_generations` rows
+//! per prompt).
 
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -32,6 +34,62 @@ pub enum PolicyFilter {
     BestWorst,
     /// Responses whose reward lies in one of the bands.
     RewardBand,
+    /// Chosen before training among [`auto_candidates`] by [`select_filter`] on held-out scores.
+    Auto,
+}
+
+impl PolicyFilter {
+    /// The config name (`best_worst`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyFilter::None => "none",
+            PolicyFilter::BestOfN => "best_of_n",
+            PolicyFilter::BestRandom => "best_random",
+            PolicyFilter::BestWorst => "best_worst",
+            PolicyFilter::RewardBand => "reward_band",
+            PolicyFilter::Auto => "auto",
+        }
+    }
+}
+
+/// The filters `auto` chooses among: no filter (PPO-M in the paper), BoN, BR, BW, and the reward
+/// bands when some are given.
+pub fn auto_candidates(bands: &[(f32, f32)]) -> Vec<PolicyFilter> {
+    let mut c = vec![PolicyFilter::None, PolicyFilter::BestOfN, PolicyFilter::BestRandom, PolicyFilter::BestWorst];
+    if !bands.is_empty() {
+        c.push(PolicyFilter::RewardBand);
+    }
+    c
+}
+
+/// What `pf_filter = "auto"` chose, and the R² of every candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterChoice {
+    pub chosen: PolicyFilter,
+    /// `(candidate, R²)` in [`auto_candidates`] order.
+    pub r2: Vec<(PolicyFilter, f64)>,
+}
+
+impl FilterChoice {
+    /// `{"chosen": "best_worst", "r2": {"none": 0.8, …}}`, as saved in `trainer_state.json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let r2: serde_json::Map<String, serde_json::Value> =
+            self.r2.iter().map(|(f, v)| (f.name().to_string(), serde_json::json!(v))).collect();
+        serde_json::json!({"chosen": self.chosen.name(), "r2": r2})
+    }
+
+    /// Reads what [`FilterChoice::to_json`] wrote.
+    pub fn from_json(v: &serde_json::Value) -> Result<Self> {
+        let bad = || TrainError::State(format!("pf_choice: expected {{\"chosen\", \"r2\"}}, found {v}"));
+        let parse = |name: &str| serde_json::from_value::<PolicyFilter>(serde_json::json!(name)).map_err(|_| bad());
+        let chosen = parse(v["chosen"].as_str().ok_or_else(bad)?)?;
+        let mut r2 = Vec::new();
+        for (k, x) in v["r2"].as_object().ok_or_else(bad)? {
+            r2.push((parse(k)?, x.as_f64().ok_or_else(bad)?));
+        }
+        r2.sort_by_key(|(f, _)| *f as u8); // declaration order, as auto_candidates
+        Ok(FilterChoice { chosen, r2 })
+    }
 }
 
 /// Row indices (ascending) that `filter` keeps among `rewards`, grouped in contiguous runs of
@@ -82,6 +140,11 @@ pub fn filter_rows(
                     }
                 }
             }
+            PolicyFilter::Auto => return Err(TrainError::Config(
+                "pf_filter = \"auto\" is resolved before training from held-out scores (PpoTrainer::choose_filter; \
+                     the CLI needs pf_heldout_reward)"
+                    .into(),
+            )),
         }
     }
     keep.sort_unstable();
@@ -197,6 +260,19 @@ mod tests {
         // (1,1), (2,3), (3,2): r = 0.5, R² = 0.25
         assert!((r_squared(&[1.0, 2.0, 3.0], &[1.0, 3.0, 2.0]) - 0.25).abs() < 1e-12);
         assert_eq!(r_squared(&[1.0, 1.0], &[0.0, 2.0]), 0.0);
+    }
+
+    #[test]
+    fn auto_is_not_a_filter_until_chosen_and_its_choice_round_trips() {
+        assert!(filter_rows(&R, 4, PolicyFilter::Auto, &[], 0).is_err());
+        assert_eq!(auto_candidates(&[]).len(), 4);
+        assert_eq!(auto_candidates(&[(0.0, 1.0)]).last(), Some(&PolicyFilter::RewardBand));
+        let c = FilterChoice {
+            chosen: PolicyFilter::BestWorst,
+            r2: vec![(PolicyFilter::None, 0.5), (PolicyFilter::BestWorst, 0.75)],
+        };
+        assert_eq!(FilterChoice::from_json(&c.to_json()).unwrap(), c);
+        assert!(FilterChoice::from_json(&serde_json::json!({"chosen": "bogus", "r2": {}})).is_err());
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! `GRPOTrainer` semantics: per step, `num_generations` completions of every prompt from the
 //! sampler, one reward per completion from a [`RewardSource`], group-relative advantages
 //! ([`grpo_advantages`]), then the clipped surrogate [`grpo_loss`] (GRPO/BNPO/Dr.GRPO/DAPO
-//! normalisation) with an optional k3 KL to a frozen reference (`beta`, default 0: no
-//! reference pass at all).
+//! normalisation) with an optional k3 KL to a frozen reference (`beta`, default 0). Without a
+//! reference there is no reference pass at all; with one (needed for `beta != 0`; the CLI also
+//! passes one when `max_kl` is set), `kl` is measured and logged even at `beta = 0`.
 //!
 //! Dr. GRPO (arXiv:2503.20783) is `scale_rewards = "none"` with `loss_type = "dr_grpo"`.
 //! The rollout helpers ([`rollout`], [`score_rollout`], [`completion_token_logps`],
@@ -17,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::dpo::Reference;
 use super::{scalar, Metrics};
+use crate::losses::kl::{kl_estimate, KlEstimator};
+use crate::losses::ops::masked_mean_all;
 use crate::losses::ppo::{entropy_from_logits, grpo_loss, GrpoLossConfig, GrpoLossType};
 use crate::optim::optimizer::Optimizer;
 use crate::rewards::RewardSource;
@@ -344,7 +347,7 @@ struct Scored {
 
 pub struct GrpoTrainer {
     pub policy: Model,
-    /// Needed only when `loss.beta != 0`.
+    /// Needed when `loss.beta != 0`; when present, `kl` is logged at any `beta`.
     pub reference: Option<Reference>,
     pub reward: Box<dyn RewardSource>,
     pub cfg: GrpoConfig,
@@ -417,9 +420,9 @@ impl GrpoTrainer {
         } else {
             None
         };
-        let ref_logps = match (&self.reference, self.loss.beta != 0.0) {
-            (Some(rf), true) => Some(reference_logps(&self.policy, rf, &r, self.cfg.temperature)?),
-            _ => None,
+        let ref_logps = match &self.reference {
+            Some(rf) => Some(reference_logps(&self.policy, rf, &r, self.cfg.temperature)?),
+            None => None,
         };
         self.num_tokens += r.attention_mask.iter().flatten().map(|&x| x as f64).sum::<f64>();
         Ok(Scored { rollout: r, advantages, old_logps, ref_logps })
@@ -465,8 +468,16 @@ impl GrpoTrainer {
                 };
                 let raw = scalar(&loss)? * if self.loss.loss_type == GrpoLossType::Dapo { 1.0 } else { k as f64 };
                 m.insert("loss".into(), raw);
-                if let Some(kl) = &out.kl {
-                    m.insert("kl".into(), scalar(kl)?);
+                match (&out.kl, &s.ref_logps) {
+                    (Some(kl), _) => {
+                        m.insert("kl".into(), scalar(kl)?);
+                    }
+                    // beta = 0: the same k3 estimate, measured only (for `max_kl`).
+                    (None, Some(r)) => {
+                        let k3 = kl_estimate(&logps.detach(), r, KlEstimator::K3)?;
+                        m.insert("kl".into(), scalar(&masked_mean_all(&k3, &mask)?)?);
+                    }
+                    (None, None) => {}
                 }
                 m.insert("clip_ratio/low_mean".into(), scalar(&out.clip_ratio_low)?);
                 m.insert("clip_ratio/high_mean".into(), scalar(&out.clip_ratio_high)?);

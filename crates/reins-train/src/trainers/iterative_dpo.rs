@@ -10,8 +10,12 @@
 //! (`reference_policy = "round_start"`).
 //!
 //! In the shared run loop one step is one round: `per_device_train_batch_size` prompts per round
-//! and `max_steps` rounds; metrics are the round's means plus `pairs`.
+//! and `max_steps` rounds; metrics are the round's means plus `pairs`, and `objective/kl`, the
+//! KL of the round's sampling policy to the initial reference, estimated on its own samples
+//! (`Σ_t log π − log π_ref` per response, the sampler's log-probs and one reference pass), so
+//! `max_kl` watches the drift of every round, with pairs or without.
 
+use candle_core::{DType, D};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use reins_model::weights::Weights;
@@ -19,7 +23,7 @@ use reins_model::{LoadOptions, Model, SamplingConfig};
 use serde::{Deserialize, Serialize};
 
 use super::dpo::Reference;
-use super::grpo::{add_mean, completion_metrics, rollout, score_rollout};
+use super::grpo::{add_mean, completion_metrics, reference_logps, rollout, score_rollout, Rollout};
 use super::online_dpo::dpo_on_pairs;
 use super::Metrics;
 use crate::losses::DpoConfig;
@@ -197,12 +201,14 @@ impl IterativeDpoTrainer {
         self.num_tokens += r.attention_mask.iter().flatten().map(|&x| x as f64).sum::<f64>();
         let mut m = Metrics::new();
         completion_metrics(&r, &mut m);
+        let kl = self.sampled_kl(&r, c.temperature)?;
         let mean = scores.iter().map(|&x| x as f64).sum::<f64>() / scores.len().max(1) as f64;
         m.insert("objective/scores".into(), mean);
         m.insert("reward".into(), mean);
         let rows = best_worst_rows(&scores, c.num_generations);
         let n = rows.len() / 2;
         m.insert("pairs".into(), n as f64);
+        m.insert("objective/kl".into(), kl);
         if n == 0 {
             // Every group tied: nothing to learn from this round.
             m.insert("loss".into(), 0.0);
@@ -235,9 +241,26 @@ impl IterativeDpoTrainer {
                 add_mean(&mut acc, dm, total);
             }
         }
+        acc.remove("objective/kl"); // the DPO batches' KL is on the picked pairs, not on samples
         m.extend(acc);
         m.insert("num_tokens".into(), self.num_tokens);
         Ok(m)
+    }
+
+    /// Mean over the rollout's responses of `Σ_t log π(y_t) − log π_ref(y_t)`, the policy's
+    /// log-probs being the sampler's own: an unbiased estimate of KL(π ‖ π_ref) on samples of π.
+    fn sampled_kl(&self, r: &Rollout, temperature: f64) -> Result<f64> {
+        let ref_sums: Vec<f32> = reference_logps(&self.policy, &self.reference, r, temperature)?
+            .to_dtype(DType::F32)?
+            .sum(D::Minus1)?
+            .to_vec1()?;
+        let n = ref_sums.len().max(1) as f64;
+        Ok(r.sampler_logps
+            .iter()
+            .zip(&ref_sums)
+            .map(|(s, &rf)| s.iter().map(|&x| x as f64).sum::<f64>() - rf as f64)
+            .sum::<f64>()
+            / n)
     }
 }
 

@@ -7,7 +7,12 @@
 //!
 //! Policy filtration (PF-PPO, Shen et al., arXiv:2409.06957): with `pf_filter` set, each prompt
 //! gets `pf_num_samples` completions and only those the filter keeps ([`filter_rows`]: best and
-//! worst, best and random, best of n, or reward bands) enter the update.
+//! worst, best and random, best of n, or reward bands) enter the update. `pf_filter = "auto"`
+//! makes the paper's choice before training ([`PpoTrainer::choose_filter`]): the filter whose
+//! kept samples of the initial policy have the highest R² between reward and held-out score.
+//!
+//! The learning-rate schedule advances once per step (rollout batch), as in TRL: all
+//! `num_ppo_epochs` × `num_mini_batches` optimizer steps of a batch share its rate.
 //!
 //! The critic is a separate model with a value head (TRL's `value_model`), or — `value_model =
 //! None` — a value head on the policy itself (shared trunk, one forward for both).
@@ -26,7 +31,7 @@ use crate::losses::ppo::{entropy_from_logits, ppo_policy_loss, ppo_value_loss};
 use crate::optim::optimizer::Optimizer;
 use crate::rewards::RewardSource;
 use crate::rl::advantages::{gae, masked_mean, masked_whiten};
-use crate::rl::filter::{filter_rows, PolicyFilter};
+use crate::rl::filter::{auto_candidates, filter_rows, select_filter, FilterChoice, PolicyFilter};
 use crate::run::Sample;
 use crate::{Result, TrainError};
 
@@ -72,7 +77,8 @@ pub struct PpoConfig {
     pub top_k: usize,
     /// Sampler seed; generation `i` uses `seed + i` (default 42).
     pub seed: u64,
-    /// PF-PPO filter: `none` (default), `best_worst`, `best_random`, `best_of_n`, `reward_band`.
+    /// PF-PPO filter: `none` (default), `best_worst`, `best_random`, `best_of_n`, `reward_band`,
+    /// or `auto` (chosen by R² on held-out scores before training, [`PpoTrainer::choose_filter`]).
     pub pf_filter: PolicyFilter,
     /// PF-PPO: completions sampled per prompt before filtering (default 1; ≥ 2 with a filter).
     pub pf_num_samples: usize,
@@ -183,6 +189,8 @@ pub struct PpoTrainer {
     pub num_tokens: f64,
     /// The last rollout's completions and scores (all of them, before filtering).
     pub last_samples: Vec<Sample>,
+    /// What `pf_filter = "auto"` chose, once [`PpoTrainer::choose_filter`] ran.
+    pub pf_choice: Option<FilterChoice>,
 }
 
 impl PpoTrainer {
@@ -219,7 +227,44 @@ impl PpoTrainer {
             generations: 0,
             num_tokens: 0.0,
             last_samples: Vec::new(),
+            pf_choice: None,
         })
+    }
+
+    /// PF-PPO's filter choice (arXiv:2409.06957 §4): samples `pf_num_samples` completions of
+    /// each prompt from the current (initial) policy, scores them with the reward (the proxy)
+    /// and with `heldout` (the actual score: tests passed, a gold judge), and sets `pf_filter`
+    /// to the candidate whose kept samples have the highest R² between the two
+    /// ([`select_filter`]; ties go to the earlier candidate, no filter first). Its own sampler
+    /// stream: the training samples do not change.
+    pub fn choose_filter(&mut self, prompts: &[Vec<u32>], heldout: &dyn RewardSource) -> Result<FilterChoice> {
+        let c = &self.cfg;
+        if c.pf_num_samples < 2 {
+            return Err(TrainError::Config("choosing a PF-PPO filter needs pf_num_samples >= 2".into()));
+        }
+        if prompts.is_empty() {
+            return Err(TrainError::Input("choosing a PF-PPO filter needs held-out prompts".into()));
+        }
+        let seed = c.seed ^ 0x5046_4155; // "PFAU": apart from the training sampler's seed + i
+        let sampling = reins_model::SamplingConfig {
+            max_new_tokens: c.response_length,
+            do_sample: true,
+            temperature: c.temperature,
+            top_k: c.top_k,
+            top_p: c.top_p,
+            min_p: 0.0,
+            seed,
+            stop_on_eos: true,
+        };
+        let r = rollout(&self.policy.detached(), prompts, c.pf_num_samples, &sampling, false)?;
+        let proxy = score_rollout(self.reward.as_ref(), &r, c.missing_eos_penalty)?;
+        let actual = heldout.score(&r.prompts, &r.completions)?;
+        let candidates = auto_candidates(&c.pf_reward_bands);
+        let (best, r2) = select_filter(&candidates, &proxy, &actual, c.pf_num_samples, &c.pf_reward_bands, seed)?;
+        let choice = FilterChoice { chosen: candidates[best], r2: candidates.into_iter().zip(r2).collect() };
+        self.cfg.pf_filter = choice.chosen;
+        self.pf_choice = Some(choice.clone());
+        Ok(choice)
     }
 
     /// Samples `pf_num_samples` completions per prompt, scores them (with
@@ -258,7 +303,8 @@ impl PpoTrainer {
     }
 
     /// One rollout of `prompts` (`pf_num_samples` completions each, filtered), then
-    /// `num_ppo_epochs` × `num_mini_batches` optimizer steps. TRL's metric names.
+    /// `num_ppo_epochs` × `num_mini_batches` optimizer steps at one learning rate (the schedule
+    /// advances once per call). TRL's metric names.
     pub fn train_step(&mut self, prompts: &[Vec<u32>]) -> Result<Metrics> {
         let mut m = Metrics::new();
         let (r, scores) = self.sample(prompts, &mut m)?;
@@ -329,10 +375,12 @@ impl PpoTrainer {
                 s.insert("val/ratio".into(), scalar(&masked_mean(&ratio, &f.mask)?)?);
                 s.insert("loss".into(), scalar(&loss)?);
                 self.opt.accumulate(loss.backward()?)?;
-                last = Some(self.opt.step()?);
+                last = Some(self.opt.step_within_update()?);
                 add_mean(&mut acc, s, updates);
             }
         }
+        // One schedule step per rollout batch, as TRL: the run's steps are the schedule's length.
+        self.opt.advance_schedule();
         m.extend(acc);
         self.kl_ctl.update(mean_kl, n);
         m.insert("objective/kl_coef".into(), beta);
@@ -376,12 +424,21 @@ impl crate::run::Trainer for PpoTrainer {
     }
     fn state(&self) -> serde_json::Value {
         // The coefficient also as raw bits: a JSON float need not parse back to the same f64.
-        serde_json::json!({"generations": self.generations, "kl_ctl": self.kl_ctl, "kl_coef_bits": self.kl_ctl.value().to_bits()})
+        let mut s = serde_json::json!({"generations": self.generations, "kl_ctl": self.kl_ctl, "kl_coef_bits": self.kl_ctl.value().to_bits()});
+        if let Some(c) = &self.pf_choice {
+            s["pf_choice"] = c.to_json();
+        }
+        s
     }
     fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
         self.generations = state["generations"].as_u64().unwrap_or(0);
         if let Some(k) = state.get("kl_ctl") {
             self.kl_ctl = serde_json::from_value(k.clone()).map_err(|e| TrainError::State(format!("kl_ctl: {e}")))?;
+        }
+        if let Some(c) = state.get("pf_choice") {
+            let choice = FilterChoice::from_json(c)?;
+            self.cfg.pf_filter = choice.chosen;
+            self.pf_choice = Some(choice);
         }
         if let Some(bits) = state["kl_coef_bits"].as_u64() {
             let exact = f64::from_bits(bits);

@@ -77,7 +77,8 @@ impl RemaxConfig {
 
 pub struct RemaxTrainer {
     pub policy: Model,
-    /// Needed only when `beta != 0`.
+    /// Needed when `beta != 0`; when present, `kl` is logged at any `beta` (the CLI passes one
+    /// when `max_kl` is set).
     pub reference: Option<Reference>,
     pub reward: Box<dyn RewardSource>,
     pub cfg: RemaxConfig,
@@ -157,11 +158,13 @@ impl RemaxTrainer {
             let dev = self.policy.device().clone();
             let (logps, mask, logits) = completion_token_logps(&self.policy, &r, c.temperature)?;
             let mut rewards = Tensor::from_vec(scores, n, &dev)?;
-            if let (Some(rf), true) = (&self.reference, c.beta != 0.0) {
+            if let Some(rf) = &self.reference {
                 let ref_logps = reference_logps(&self.policy, rf, &r, c.temperature)?;
                 let kl = masked_row_sums(&kl_estimate(&logps.detach(), &ref_logps, KlEstimator::K1)?, &mask)?;
                 m.insert("kl".into(), scalar(&kl.mean_all()?)?);
-                rewards = (rewards - (kl * c.beta)?)?;
+                if c.beta != 0.0 {
+                    rewards = (rewards - (kl * c.beta)?)?;
+                }
             }
             let base: Vec<f32> = baseline.iter().flat_map(|&b| std::iter::repeat_n(b, g)).collect();
             let adv = remax_advantages(&rewards, &Tensor::from_vec(base, n, &dev)?)?.detach();

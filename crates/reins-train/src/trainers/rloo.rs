@@ -161,7 +161,8 @@ struct Sampled {
 
 pub struct RlooTrainer {
     pub policy: Model,
-    /// Needed only when `beta != 0`.
+    /// Needed when `beta != 0`; when present, `kl` is logged at any `beta` (the CLI passes one
+    /// when `max_kl` is set).
     pub reference: Option<Reference>,
     pub reward: Box<dyn RewardSource>,
     pub cfg: RlooConfig,
@@ -230,25 +231,30 @@ impl RlooTrainer {
             Some(v) => Some(token_rewards_tensor(&r, &v, &dev)?),
             None => None,
         };
-        let ref_logps = match (&self.reference, self.cfg.beta != 0.0) {
-            (Some(rf), true) => Some(reference_logps(&self.policy, rf, &r, self.cfg.temperature)?),
-            _ => None,
+        let ref_logps = match &self.reference {
+            Some(rf) => Some(reference_logps(&self.policy, rf, &r, self.cfg.temperature)?),
+            None => None,
         };
         self.num_tokens += r.attention_mask.iter().flatten().map(|&x| x as f64).sum::<f64>();
         Ok(Sampled { rollout: r, scores, token_rewards, ref_logps })
     }
 
     /// Advantages from the behaviour log-probs `old [N, T-1]`: `[N]` (RLOO) or `[N, T-1]`
-    /// (REINFORCE++), and the mean per-token KL.
-    fn advantages(&self, s: &Sampled, old: &Tensor, mask: &Tensor) -> Result<(Tensor, f64)> {
+    /// (REINFORCE++), and the mean per-token KL (`None` without a reference: not measured).
+    fn advantages(&self, s: &Sampled, old: &Tensor, mask: &Tensor) -> Result<(Tensor, Option<f64>)> {
         let kl = match &s.ref_logps {
             Some(r) => kl_estimate(old, r, KlEstimator::K1)?,
             None => old.zeros_like()?,
         };
         let seq_kl = masked_row_sums(&kl, mask)?;
         // TRL logs the KL per completion token (not per sequence).
-        let tokens = scalar(&mask.to_dtype(candle_core::DType::F32)?.sum_all()?)?.max(1.0);
-        let mean_kl = scalar(&seq_kl.sum_all()?)? / tokens;
+        let mean_kl = match s.ref_logps {
+            Some(_) => {
+                let tokens = scalar(&mask.to_dtype(candle_core::DType::F32)?.sum_all()?)?.max(1.0);
+                Some(scalar(&seq_kl.sum_all()?)? / tokens)
+            }
+            None => None,
+        };
         let n = s.scores.len();
         let scores = Tensor::from_vec(s.scores.clone(), n, old.device())?;
         let adv = match self.cfg.advantage_estimator {
@@ -302,7 +308,9 @@ impl RlooTrainer {
                 if beh.is_none() {
                     let old = logps.detach();
                     let (adv, kl) = self.advantages(s, &old, &mask)?;
-                    m.insert("kl".into(), kl * per_iter / k as f64);
+                    if let Some(kl) = kl {
+                        m.insert("kl".into(), kl * per_iter / k as f64);
+                    }
                     *beh = Some((old, adv));
                 }
                 let (old, adv) = beh.as_ref().expect("set above");

@@ -7,6 +7,11 @@
 //! from `reins reward` with `ensemble_size > 1`, scored with its aggregation), or an
 //! `http://host:port/path` scorer (`{"prompts", "completions"}` in, `{"scores"}` out, text,
 //! `reward_timeout` seconds).
+//!
+//! With `max_kl` set, every command measures the KL to the reference (GRPO, RLOO and ReMax get
+//! a reference even at `beta = 0`), so the limit always applies. `reins ppo` with
+//! `pf_filter = "auto"` picks the PF-PPO filter by R² against `pf_heldout_reward` on the
+//! `eval_dataset` prompts (the training prompts without one) before step 1.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +26,7 @@ use reins_train::losses::DpoConfig;
 use reins_train::losses::GrpoLossConfig;
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::rewards::{EnsembleReward, HttpReward, ModelReward, RewardSource, RuleReward};
+use reins_train::rl::PolicyFilter;
 use reins_train::run::{self, Progress};
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
@@ -59,6 +65,16 @@ impl Default for RewardArgs {
     fn default() -> Self {
         RewardArgs { reward: "length".into(), reward_model_path: None, reward_timeout: 30.0 }
     }
+}
+
+/// `reins ppo` only: what `pf_filter = "auto"` needs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PfAutoArgs {
+    /// The held-out score ("actual score" in PF-PPO: tests passed, a gold judge) that
+    /// `pf_filter = "auto"` compares the reward with: `contains:<text>`, `length`, an
+    /// `http://` scorer or a reward model folder (default none).
+    pub pf_heldout_reward: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -193,7 +209,10 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             );
         }
         Method::Rloo => known.extend(keys_of::<RlooConfig>()),
-        Method::Ppo => known.extend(keys_of::<PpoConfig>()),
+        Method::Ppo => {
+            known.extend(keys_of::<PpoConfig>());
+            known.extend(keys_of::<PfAutoArgs>());
+        }
         Method::Remax => known.extend(keys_of::<RemaxConfig>()),
         Method::OnlineDpo => {
             known.extend(keys_of::<OnlineDpoConfig>());
@@ -215,19 +234,13 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
     let value_head = matches!(method, Method::Ppo);
     let opts = LoadOptions { trainable: true, lora: lora.clone(), seed: args.seed, value_head, ..Default::default() };
     let model = Model::load(&args.model_name_or_path, &device, &opts)?;
-    let loaded = load(&args.dataset, None, &ConvertOptions::default())?;
-    eprintln!("{}", loaded.report);
-    let prompts: Vec<Vec<u32>> = loaded
-        .records
-        .iter()
-        .filter_map(prompt_of)
-        .map(|p| tokenize_prompt(&tok, p))
-        .collect::<std::result::Result<_, _>>()?;
-    if prompts.is_empty() {
-        bail!("{}: no prompts found (need a `prompt` column)", args.dataset.display());
-    }
+    let prompts = prompts_of(&args.dataset, &tok)?;
     let total = run::total_steps(&args, prompts.len());
-    let opt = Optimizer::new(model.params(), &optim, total)?;
+    // The schedule counts optimizer steps: `per_step` of them in each run step (GRPO's and
+    // RLOO's `num_iterations`; PPO advances its schedule once per step).
+    let optimizer = |per_step: usize| Optimizer::new(model.params(), &optim, total * per_step);
+    // A reference is needed for a KL penalty, and to measure the KL that `max_kl` watches.
+    let needs_reference = |beta: f64| beta != 0.0 || args.max_kl.is_some();
     let reference = || -> Result<Reference> {
         Ok(if lora.is_some() {
             Reference::AdaptersOff
@@ -242,31 +255,57 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let cfg: GrpoConfig = flat.part()?;
             let loss: GrpoLossConfig = flat.part()?;
             let reward = reward_source(&rargs, &tok, loss.max_completion_length, &device)?;
-            let r = if loss.beta != 0.0 { Some(reference()?) } else { None };
+            let r = if needs_reference(loss.beta) { Some(reference()?) } else { None };
             let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&loss)]);
+            let opt = optimizer(cfg.num_iterations)?;
             let mut t = GrpoTrainer::new(model, r, reward, cfg, loss, opt)?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
         Method::Rloo => {
             let cfg: RlooConfig = flat.part()?;
             let reward = reward_source(&rargs, &tok, cfg.max_completion_length, &device)?;
-            let r = if cfg.beta != 0.0 { Some(reference()?) } else { None };
+            let r = if needs_reference(cfg.beta) { Some(reference()?) } else { None };
             let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
+            let opt = optimizer(cfg.num_iterations)?;
             let mut t = RlooTrainer::new(model, r, reward, cfg, opt)?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
         Method::Ppo => {
             let cfg: PpoConfig = flat.part()?;
+            let pf: PfAutoArgs = flat.part()?;
             let reward = reward_source(&rargs, &tok, cfg.response_length, &device)?;
-            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
+            let heldout = pf_heldout(&cfg, &pf, &rargs, &tok, &device)?;
+            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&pf)]);
+            let opt = optimizer(1)?;
             let mut t = PpoTrainer::new(model, None, reference()?, reward, cfg, opt)?;
+            if let Some(h) = heldout {
+                let heldout_prompts = match &args.eval_dataset {
+                    Some(p) => prompts_of(p, &tok)?,
+                    None => prompts.clone(),
+                };
+                let c = t.choose_filter(&heldout_prompts, h.as_ref())?;
+                let r2: Vec<String> = c.r2.iter().map(|(f, v)| format!("{} {v:.3}", f.name())).collect();
+                eprintln!(
+                    "pf_filter = auto: R^2 of reward vs pf_heldout_reward on {} prompts: {}; using {}",
+                    heldout_prompts.len(),
+                    r2.join(", "),
+                    c.chosen.name()
+                );
+                if c.r2.iter().all(|(_, v)| *v == 0.0) {
+                    eprintln!(
+                        "warning: every R^2 is 0 (the reward or pf_heldout_reward is constant on these samples), so the \
+                         choice carries no information; use more or other prompts (eval_dataset), or name a filter"
+                    );
+                }
+            }
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
         Method::Remax => {
             let cfg: RemaxConfig = flat.part()?;
             let reward = reward_source(&rargs, &tok, cfg.max_completion_length, &device)?;
-            let r = if cfg.beta != 0.0 { Some(reference()?) } else { None };
+            let r = if needs_reference(cfg.beta) { Some(reference()?) } else { None };
             let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
+            let opt = optimizer(1)?;
             let mut t = RemaxTrainer::new(model, r, reward, cfg, opt)?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
@@ -275,6 +314,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let loss: DpoConfig = flat.part()?;
             let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
             let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&loss)]);
+            let opt = optimizer(1)?;
             let mut t = OnlineDpoTrainer::new(model, reference()?, reward, cfg, loss, opt)?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
@@ -294,6 +334,53 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
         println!("  {k:<28} {v:.6}");
     }
     Ok(())
+}
+
+/// The tokenized prompts of a dataset file (its load report goes to stderr).
+fn prompts_of(path: &std::path::Path, tok: &HfTokenizer) -> Result<Vec<Vec<u32>>> {
+    let loaded = load(path, None, &ConvertOptions::default())?;
+    eprintln!("{}", loaded.report);
+    let prompts: Vec<Vec<u32>> = loaded
+        .records
+        .iter()
+        .filter_map(prompt_of)
+        .map(|p| tokenize_prompt(tok, p))
+        .collect::<std::result::Result<_, _>>()?;
+    if prompts.is_empty() {
+        bail!("{}: no prompts found (need a `prompt` column)", path.display());
+    }
+    Ok(prompts)
+}
+
+/// The held-out scorer of `pf_filter = "auto"`; `None` for any other filter.
+fn pf_heldout(
+    cfg: &PpoConfig,
+    pf: &PfAutoArgs,
+    rargs: &RewardArgs,
+    tok: &Arc<HfTokenizer>,
+    device: &candle_core::Device,
+) -> Result<Option<Box<dyn RewardSource>>> {
+    let auto = cfg.pf_filter == PolicyFilter::Auto;
+    let spec = match (&pf.pf_heldout_reward, auto) {
+        (Some(spec), true) => spec,
+        (None, false) => return Ok(None),
+        (None, true) => bail!(
+            "pf_filter = \"auto\" picks the PF-PPO filter by R^2 between the reward and a held-out score: set \
+             pf_heldout_reward (\"contains:<text>\", \"length\", an http:// scorer or a reward model folder), or \
+             name a filter (best_worst, best_random, best_of_n, reward_band)"
+        ),
+        (Some(_), false) => {
+            bail!("pf_heldout_reward is used only with pf_filter = \"auto\"; remove it or set pf_filter = \"auto\"")
+        }
+    };
+    let timeout = std::time::Duration::from_secs_f64(rargs.reward_timeout.max(0.001));
+    match reward_from_spec(spec, tok, cfg.response_length, device, timeout, true)? {
+        Some(src) => Ok(Some(src)),
+        None => bail!(
+            "unknown pf_heldout_reward `{spec}`: use \"contains:<text>\", \"length\", an http://host:port/path scorer \
+             or a reward model folder"
+        ),
+    }
 }
 
 fn to_json<T: Serialize>(t: &T) -> serde_json::Value {
