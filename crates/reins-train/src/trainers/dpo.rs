@@ -228,6 +228,8 @@ impl DpoTrainer {
     }
 
     /// One optimizer step over `micro_batches` (gradient accumulation); metrics averaged.
+    /// Each micro-batch's loss is a mean over its pairs divided by the number of micro-batches,
+    /// as in TRL's DPO trainer, which does not normalise by `num_items_in_batch` (unlike SFT).
     pub fn train_step(&mut self, micro_batches: &[PreferenceBatch]) -> Result<Metrics> {
         let k = micro_batches.len() as f64;
         let mut metrics = Metrics::new();

@@ -1,0 +1,84 @@
+//! Offline trainers on the tiny fixture models: gradient accumulation of SFT normalised as
+//! transformers' Trainer does.
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+use reins_data::collate::SftBatch;
+use reins_model::{LoadOptions, Model};
+use reins_train::optim::optimizer::{OptimConfig, Optimizer};
+use reins_train::optim::SchedulerType;
+use reins_train::trainers::sft::SftTrainer;
+
+fn model_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/hf/models").join(name)
+}
+
+fn load(name: &str, trainable: bool) -> Model {
+    let opts = LoadOptions { trainable, ..Default::default() };
+    Model::load(&model_dir(name), &Device::Cpu, &opts).unwrap()
+}
+
+fn optimizer(model: &Model) -> Optimizer {
+    let cfg = OptimConfig { learning_rate: 1e-3, lr_scheduler_type: SchedulerType::Constant, ..Default::default() };
+    Optimizer::new(model.params(), &cfg, 3).unwrap()
+}
+
+fn rel_err(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-12)
+}
+
+/// An SFT batch of right-padded rows; `labels` are -100 on the first `prompt` tokens of each.
+fn sft_batch(rows: &[(Vec<u32>, usize)]) -> SftBatch {
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap();
+    let mut b = SftBatch { input_ids: vec![], attention_mask: Some(vec![]), labels: vec![], position_ids: None };
+    for (ids, prompt) in rows {
+        let pad = width - ids.len();
+        b.input_ids.push(ids.iter().copied().chain(std::iter::repeat_n(3, pad)).collect());
+        b.attention_mask
+            .as_mut()
+            .unwrap()
+            .push(std::iter::repeat_n(1, ids.len()).chain(std::iter::repeat_n(0, pad)).collect());
+        b.labels.push(
+            ids.iter()
+                .enumerate()
+                .map(|(t, &x)| if t < *prompt { -100 } else { i64::from(x) })
+                .chain(std::iter::repeat_n(-100, pad))
+                .collect(),
+        );
+    }
+    b
+}
+
+/// transformers' Trainer divides each micro-batch's summed token loss by the label tokens of
+/// the whole accumulated batch (`num_items_in_batch`): the accumulated gradient is then the
+/// gradient of the big batch's token mean, however the tokens fall into micro-batches.
+#[test]
+fn sft_accumulation_normalises_by_the_tokens_of_the_whole_batch() {
+    // 2 label tokens in the first micro-batch, 9 + 6 in the second.
+    let a = (vec![5, 17, 9, 40, 41], 3);
+    let b = (vec![7, 8, 60, 61, 62, 63, 64, 65, 66, 67, 68], 2);
+    let c = (vec![11, 12, 13, 90, 91, 92, 93, 94, 95], 3);
+    let micro = [sft_batch(&[a.clone()]), sft_batch(&[b.clone(), c.clone()])];
+    let whole = sft_batch(&[a, b, c]);
+
+    let m = load("llama", true);
+    let opt = optimizer(&m);
+    let mut accumulated = SftTrainer::new(m, opt);
+    let got = accumulated.train_step(&micro).unwrap();
+    let m = load("llama", true);
+    let opt = optimizer(&m);
+    let mut one = SftTrainer::new(m, opt);
+    let want = one.train_step(std::slice::from_ref(&whole)).unwrap();
+
+    let (eg, el) = (rel_err(got["grad_norm"], want["grad_norm"]), rel_err(got["loss"], want["loss"]));
+    assert!(
+        eg < 1e-5 && el < 1e-5,
+        "accumulated grad_norm {} / loss {} vs one batch {} / {} (rel. err {eg:.2e}, {el:.2e})",
+        got["grad_norm"],
+        got["loss"],
+        want["grad_norm"],
+        want["loss"]
+    );
+    assert_eq!(got["num_tokens"], want["num_tokens"]);
+}
