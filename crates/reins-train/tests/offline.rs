@@ -1,5 +1,5 @@
 //! Offline trainers on the tiny fixture models: gradient accumulation of SFT normalised as
-//! transformers' Trainer does.
+//! transformers' Trainer does, and Plackett–Luce over tied grades.
 
 use std::path::PathBuf;
 
@@ -8,6 +8,7 @@ use reins_data::collate::SftBatch;
 use reins_model::{LoadOptions, Model};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::optim::SchedulerType;
+use reins_train::trainers::reward::{collate_ranked_reward, ListwiseRewardTrainer, RankedRewardIds};
 use reins_train::trainers::sft::SftTrainer;
 
 fn model_dir(name: &str) -> PathBuf {
@@ -81,4 +82,27 @@ fn sft_accumulation_normalises_by_the_tokens_of_the_whole_batch() {
         want["loss"]
     );
     assert_eq!(got["num_tokens"], want["num_tokens"]);
+}
+
+/// Tied responses (equal grades) have no order: the listwise loss must not depend on which
+/// of them comes first in the file.
+#[test]
+fn plackett_luce_does_not_depend_on_the_file_order_of_tied_responses() {
+    let model = load("llama-rm", true);
+    let opt = optimizer(&model);
+    let trainer = ListwiseRewardTrainer::new(model, opt);
+    let (a, b, c, d) = (vec![5, 6, 7, 30], vec![5, 6, 7, 40, 41], vec![5, 6, 7, 50], vec![5, 6, 7, 60, 61, 62]);
+    let loss = |items: Vec<Vec<u32>>, grades: Vec<f64>| {
+        let batch = collate_ranked_reward(&[RankedRewardIds { items, grades }], 3);
+        trainer.loss(&batch).unwrap().1["loss"]
+    };
+    // Ties at the top, in the middle and at the bottom.
+    for grades in [vec![2.0, 2.0, 1.0, 0.0], vec![2.0, 1.0, 1.0, 0.0], vec![2.0, 1.0, 0.0, 0.0]] {
+        let items = vec![a.clone(), b.clone(), c.clone(), d.clone()];
+        let tied: Vec<usize> = (0..3).filter(|&i| grades[i] == grades[i + 1]).collect();
+        let mut swapped = items.clone();
+        swapped.swap(tied[0], tied[0] + 1);
+        let (x, y) = (loss(items, grades.clone()), loss(swapped, grades.clone()));
+        assert!(rel_err(x, y) < 1e-6, "grades {grades:?}: loss {x} in file order, {y} with the tie swapped");
+    }
 }

@@ -116,7 +116,7 @@ pub fn tokenize_ranked_reward_dataset(
                 continue;
             }
         };
-        // Stable: tied responses keep their order in the file.
+        // Stable, best first; the loss treats tied responses as a group, in no order.
         list.sort_by(|a, b| b.1.total_cmp(&a.1));
         if max_list_size > 0 {
             list.truncate(max_list_size);
@@ -182,15 +182,18 @@ impl ListwiseRewardTrainer {
         ListwiseRewardTrainer { model, opt, num_tokens: 0.0 }
     }
 
-    /// Loss and metrics: `loss`, `accuracy` (over ordered pairs with different grades, the
-    /// better one must score strictly higher), `top1_accuracy` (the best item scores highest),
+    /// Loss and metrics: `loss` (Plackett–Luce with tied grades as Efron's tie groups, see
+    /// [`plackett_luce_loss`]), `accuracy` (over ordered pairs with different grades, the
+    /// better one must score strictly higher), `top1_accuracy` (the highest-scored item has
+    /// the top grade),
     /// and TRL's reward statistics over present items.
     pub fn loss(&self, batch: &RankedRewardBatch) -> Result<(Tensor, Metrics)> {
         let (b, k) = (batch.grades.len(), batch.grades.first().map_or(0, Vec::len));
         let ids = Batch::new(batch.input_ids.clone(), batch.attention_mask.clone())?;
         let scores = self.model.scores(&ids)?.narrow(1, 0, 1)?.reshape((b, k))?;
         let present = Tensor::from_vec(batch.present.concat(), (b, k), scores.device())?.to_dtype(scores.dtype())?;
-        let loss = plackett_luce_loss(&scores, &present)?;
+        let grades = Tensor::from_vec(batch.grades.concat(), (b, k), scores.device())?;
+        let loss = plackett_luce_loss(&scores, &grades, &present)?;
         let s: Vec<Vec<f64>> = scores.detach().to_dtype(DType::F64)?.to_vec2()?;
         let (mut right, mut pairs, mut top1) = (0usize, 0usize, 0usize);
         let mut all = Vec::new();
@@ -199,14 +202,17 @@ impl ListwiseRewardTrainer {
             all.extend_from_slice(&row[..n]);
             let g = &batch.grades[i];
             for a in 0..n {
-                for c in a + 1..n {
+                for c in 0..n {
                     if g[a] > g[c] {
                         pairs += 1;
                         right += usize::from(row[a] > row[c]);
                     }
                 }
             }
-            top1 += usize::from((1..n).all(|j| row[0] > row[j]));
+            // The highest-scored item has the top grade (any of a tied top group counts).
+            let best = (0..n).max_by(|&x, &y| row[x].total_cmp(&row[y]));
+            let top = g[..n].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            top1 += usize::from(best.is_some_and(|i| g[i] == top));
         }
         let mut m = Metrics::new();
         m.insert("loss".into(), scalar(&loss)?);
