@@ -1,14 +1,20 @@
 //! Offline trainers on the tiny fixture models: gradient accumulation of SFT normalised as
-//! transformers' Trainer does, and Plackett–Luce over tied grades.
+//! transformers' Trainer does, soft labels (`strength`) in the reward and DPO losses, and
+//! Plackett–Luce over tied grades.
 
 use std::path::PathBuf;
 
 use candle_core::Device;
-use reins_data::collate::SftBatch;
+use reins_data::collate::{collate_reward, PreferenceBatch, SftBatch};
+use reins_data::records::{Meta, Preference, Text};
+use reins_data::tokenize::reward::tokenize_reward;
+use reins_data::HfTokenizer;
 use reins_model::{LoadOptions, Model};
+use reins_train::losses::{DpoConfig, DpoLossType, RewardLossConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::optim::SchedulerType;
-use reins_train::trainers::reward::{collate_ranked_reward, ListwiseRewardTrainer, RankedRewardIds};
+use reins_train::trainers::dpo::{DpoTrainer, Reference};
+use reins_train::trainers::reward::{collate_ranked_reward, ListwiseRewardTrainer, RankedRewardIds, RewardTrainer};
 use reins_train::trainers::sft::SftTrainer;
 
 fn model_dir(name: &str) -> PathBuf {
@@ -82,6 +88,83 @@ fn sft_accumulation_normalises_by_the_tokens_of_the_whole_batch() {
         want["loss"]
     );
     assert_eq!(got["num_tokens"], want["num_tokens"]);
+}
+
+fn pref(prompt: &str, chosen: &str, rejected: &str, strength: Option<f64>) -> Preference {
+    Preference {
+        prompt: Text::Plain(prompt.into()),
+        chosen: Text::Plain(chosen.into()),
+        rejected: Text::Plain(rejected.into()),
+        margin: None,
+        strength,
+        reference: None,
+        meta: Meta::default(),
+    }
+}
+
+/// A soft label p = 0.5 says neither response is preferred: the loss must not change when
+/// chosen and rejected swap places.
+#[test]
+fn reward_soft_label_one_half_is_symmetric_in_chosen_and_rejected() {
+    let tok = HfTokenizer::from_dir(model_dir("llama-rm")).unwrap();
+    let pad = tok.pad_id_or_eos().unwrap();
+    let rows = [("The sky is", " blue.", " a large green dog"), ("2 + 2 =", " 4", " five, probably")];
+    let batch = |swap: bool, p: Option<f64>| {
+        let ids: Vec<_> = rows
+            .iter()
+            .map(|(q, c, r)| {
+                let (c, r) = if swap { (r, c) } else { (c, r) };
+                tokenize_reward(&tok, &pref(q, c, r, p)).unwrap()
+            })
+            .collect();
+        collate_reward(&ids, pad, None)
+    };
+    let model = load("llama-rm", true);
+    let opt = optimizer(&model);
+    let trainer = RewardTrainer::new(model, opt, RewardLossConfig::default());
+    let loss = |swap, p| trainer.loss(&batch(swap, p)).unwrap().1["loss"];
+    let (fwd, back) = (loss(false, Some(0.5)), loss(true, Some(0.5)));
+    assert!(rel_err(fwd, back) < 1e-6, "p = 0.5: loss {fwd} with chosen first, {back} swapped");
+    // p = 1 is the hard label (TRL's loss), which is not symmetric on these scores.
+    let (hard, none) = (loss(false, Some(1.0)), loss(false, None));
+    assert!(rel_err(hard, none) < 1e-6, "p = 1 gives {hard}, no label {none}");
+    assert!(rel_err(none, loss(true, None)) > 1e-3);
+}
+
+/// DPO's sigmoid and robust losses read the batch's soft labels: at p = 0.5 swapping the
+/// chosen and rejected rows leaves the loss unchanged.
+#[test]
+fn dpo_soft_label_one_half_is_symmetric_in_chosen_and_rejected() {
+    // Two pairs: prompt [5, 6] then completions of different lengths.
+    let rows = [vec![5, 6, 30, 31, 0], vec![5, 6, 40, 0, 3], vec![9, 10, 11, 50, 0], vec![9, 10, 11, 60, 61]];
+    let masks = [vec![0, 0, 1, 1, 1], vec![0, 0, 1, 1, 0], vec![0, 0, 0, 1, 1], vec![0, 0, 0, 1, 1]];
+    let attn = [vec![1, 1, 1, 1, 1], vec![1, 1, 1, 1, 0], vec![1, 1, 1, 1, 1], vec![1, 1, 1, 1, 1]];
+    // Batch rows: chosen of pair 0, chosen of pair 1, rejected of pair 0, rejected of pair 1.
+    let batch = |order: [usize; 4], strength: Option<Vec<f64>>| PreferenceBatch {
+        input_ids: order.iter().map(|&i| rows[i].clone()).collect(),
+        attention_mask: order.iter().map(|&i| attn[i].clone()).collect(),
+        completion_mask: order.iter().map(|&i| masks[i].clone()).collect(),
+        margin: None,
+        strength,
+        ref_logps: None,
+    };
+    let half = Some(vec![0.5, 0.5]);
+    for (lt, ls) in [(DpoLossType::Sigmoid, 0.0), (DpoLossType::Robust, 0.1)] {
+        let cfg = DpoConfig { beta: 2.0, label_smoothing: ls, ..DpoConfig::with_loss(lt) };
+        let policy = load("llama", true);
+        // A reference different from the policy, so that the margins are not zero.
+        let reference = Reference::Model(Box::new(load("qwen2", false)));
+        let opt = optimizer(&policy);
+        let trainer = DpoTrainer::new(policy, reference, cfg, opt).unwrap();
+        let loss = |b: &PreferenceBatch| trainer.loss(b, None).unwrap().1["loss"];
+        let fwd = loss(&batch([0, 2, 1, 3], half.clone()));
+        let back = loss(&batch([1, 3, 0, 2], half.clone()));
+        assert!(rel_err(fwd, back) < 1e-5, "{lt:?}, p = 0.5: loss {fwd} with chosen first, {back} swapped");
+        let hard = loss(&batch([0, 2, 1, 3], None));
+        let ones = loss(&batch([0, 2, 1, 3], Some(vec![1.0, 1.0])));
+        assert!(rel_err(hard, ones) < 1e-6, "{lt:?}: p = 1 gives {ones}, no label {hard}");
+        assert!(rel_err(hard, loss(&batch([1, 3, 0, 2], None))) > 1e-4, "{lt:?}: the margins are not zero");
+    }
 }
 
 /// Tied responses (equal grades) have no order: the listwise loss must not depend on which

@@ -182,6 +182,23 @@ fn plackett_luce_ties_are_efron_groups() {
     assert_close("symmetric gradient", g[0], g[1], 1e-12, 1e-15);
 }
 
+/// A soft label p = 1/2 makes the Bradley–Terry loss symmetric in chosen and rejected:
+/// `½[softplus(−d) + softplus(d)]`.
+#[test]
+fn bradley_terry_soft_label_one_half_is_symmetric() {
+    let (c, r) = (t1(&[0.7, -1.5, 3.0]), t1(&[0.2, 0.5, -1.0]));
+    let half = t1(&[0.5; 3]);
+    let cfg = RewardLossConfig::default();
+    let fwd = s(&bradley_terry_loss(&c, &r, None, Some(&half), &cfg).unwrap());
+    let back = s(&bradley_terry_loss(&r, &c, None, Some(&half), &cfg).unwrap());
+    let softplus = |x: f64| (1.0 + x.exp()).ln();
+    let want = [0.5f64, -2.0, 4.0].iter().map(|d| 0.5 * (softplus(-d) + softplus(*d))).sum::<f64>() / 3.0;
+    assert_close("p = 1/2", fwd, want, 1e-12, 0.0);
+    assert_close("swapped", back, want, 1e-12, 0.0);
+    let e = bradley_terry_loss(&c, &r, None, Some(&t1(&[0.5, 1.2, 1.0])), &cfg).unwrap_err().to_string();
+    assert!(e.contains("strength") && e.contains("1.2"), "{e}");
+}
+
 #[test]
 fn ensembles_and_preference_strength() {
     let sc = t2(&[vec![1.0, 2.0], vec![3.0, -2.0], vec![2.0, 0.0]]); // [M=3, B=2]

@@ -42,6 +42,14 @@ pub fn bradley_terry_loss(
     if !(0.0..0.5).contains(&eps) {
         return Err(TrainError::Config(format!("`label_smoothing` must lie in [0, 0.5) (got {eps})")));
     }
+    if let Some(p) = soft_labels {
+        let v = to_vec_f64(&p.to_dtype(DType::F64)?)?;
+        if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !(0.0..=1.0).contains(*x)) {
+            return Err(TrainError::Input(format!(
+                "soft label (`strength`) {x} of pair {i} is outside [0, 1]: it is the probability that chosen is preferred"
+            )));
+        }
+    }
     let mut d = (chosen - rejected)?;
     if let Some(m) = margin {
         let m = m.to_dtype(d.dtype())?;

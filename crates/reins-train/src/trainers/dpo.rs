@@ -220,6 +220,10 @@ impl DpoTrainer {
                 None => None,
             },
             bco_delta: None,
+            soft_labels: match &batch.strength {
+                Some(p) => Some(Tensor::from_vec(p.clone(), n, c.device())?),
+                None => None,
+            },
         };
         let res = dpo_loss(&c, &r, &rc, &rr, &self.cfg, &extras)?;
         let mut m = dpo_metrics(&res, &c.detach(), &r.detach())?;

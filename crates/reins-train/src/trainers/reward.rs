@@ -1,5 +1,6 @@
 //! Reward-model training (TRL `RewardTrainer`): a score head read at the last token,
-//! Bradley–Terry loss `−log σ(r_chosen − r_rejected − margin)` (Ouyang et al. 2022, eq. 1);
+//! Bradley–Terry loss `−log σ(r_chosen − r_rejected − margin)` (Ouyang et al. 2022, eq. 1),
+//! with the pair's soft label (`strength`) as its target when the data has one;
 //! and its listwise generalisation on ranked lists, Plackett–Luce (Zhu et al. 2023, §4.2),
 //! which equals Bradley–Terry on lists of two.
 
@@ -38,17 +39,22 @@ impl RewardTrainer {
         let s = self.scores(batch)?;
         let n = batch.input_ids.len() / 2;
         let (c, r) = (s.narrow(0, 0, n)?, s.narrow(0, n, n)?);
-        let margin = match &batch.margin {
-            Some(m) => Some(Tensor::from_vec(m.iter().map(|&x| x as f32).collect::<Vec<_>>(), n, s.device())?),
-            None => None,
+        let per_pair = |v: &Option<Vec<f64>>| -> Result<Option<Tensor>> {
+            Ok(match v {
+                Some(v) => Some(Tensor::from_vec(v.clone(), n, s.device())?.to_dtype(s.dtype())?),
+                None => None,
+            })
         };
-        let loss = bradley_terry_loss(&c, &r, margin.as_ref(), None, &self.cfg)?;
+        let (margin, soft_labels) = (per_pair(&batch.margin)?, per_pair(&batch.strength)?);
+        let loss = bradley_terry_loss(&c, &r, margin.as_ref(), soft_labels.as_ref(), &self.cfg)?;
         let mut m = reward_metrics(&c.detach(), &r.detach())?;
         m.insert("loss".into(), scalar(&loss)?);
         m.insert("num_tokens".into(), batch.attention_mask.iter().flatten().map(|&x| x as f64).sum());
         Ok((loss, m))
     }
 
+    /// One optimizer step over `micro_batches`: each micro-batch's mean over pairs divided by
+    /// the number of micro-batches, as TRL's `RewardTrainer` (no `num_items_in_batch`).
     pub fn train_step(&mut self, micro_batches: &[RewardBatch]) -> Result<Metrics> {
         let k = micro_batches.len() as f64;
         let mut metrics = Metrics::new();
