@@ -66,7 +66,7 @@ fn sft_accumulation_normalises_by_the_tokens_of_the_whole_batch() {
     let a = (vec![5, 17, 9, 40, 41], 3);
     let b = (vec![7, 8, 60, 61, 62, 63, 64, 65, 66, 67, 68], 2);
     let c = (vec![11, 12, 13, 90, 91, 92, 93, 94, 95], 3);
-    let micro = [sft_batch(&[a.clone()]), sft_batch(&[b.clone(), c.clone()])];
+    let micro = [sft_batch(std::slice::from_ref(&a)), sft_batch(&[b.clone(), c.clone()])];
     let whole = sft_batch(&[a, b, c]);
 
     let m = load("llama", true);
