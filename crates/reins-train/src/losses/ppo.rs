@@ -130,7 +130,7 @@ pub struct GrpoLossConfig {
     /// Token or sequence ratios. Default `token`.
     #[serde(default)]
     pub importance_sampling_level: ImportanceSamplingLevel,
-    /// `max_completion_length`, needed by `dr_grpo`. Default 256.
+    /// `max_completion_length`, needed by `dr_grpo`. Default 512 (TRL).
     pub max_completion_length: usize,
 }
 
@@ -143,7 +143,7 @@ impl Default for GrpoLossConfig {
             delta: None,
             loss_type: GrpoLossType::Dapo,
             importance_sampling_level: ImportanceSamplingLevel::Token,
-            max_completion_length: 256,
+            max_completion_length: 512,
         }
     }
 }
