@@ -44,7 +44,8 @@ pub struct PreferenceBatch {
     pub completion_mask: Vec<Vec<u8>>,
     /// Per pair (length B), when the data has margins.
     pub margin: Option<Vec<f64>>,
-    /// Per pair (length B), when the data has soft labels.
+    /// Per pair (length B), when any pair of the batch has a soft label (the others get 1.0,
+    /// a hard label).
     pub strength: Option<Vec<f64>>,
     /// Per row (length 2B): summed reference log-probs when precomputed (TRL
     /// `precompute_ref_log_probs`, its `ref_chosen_logps` then `ref_rejected_logps`).
@@ -86,7 +87,7 @@ pub fn collate_preference(
         attention_mask: pad(&attn, 0, PaddingSide::Right, pad_to_multiple_of),
         completion_mask: pad(&cmask, 0, PaddingSide::Right, pad_to_multiple_of),
         margin: examples.iter().map(|e| e.margin).collect(),
-        strength: examples.iter().map(|e| e.strength).collect(),
+        strength: soft_labels(examples.iter().map(|e| e.strength)),
         ref_logps: None,
     }
 }
@@ -98,6 +99,14 @@ pub struct RewardBatch {
     pub attention_mask: Vec<Vec<u8>>,
     /// Per pair, when every example has a margin.
     pub margin: Option<Vec<f64>>,
+    /// Per pair, when any example has a soft label (the others get 1.0, a hard label).
+    pub strength: Option<Vec<f64>>,
+}
+
+/// Per-pair soft labels of a batch: `None` when no example has one, else each example's
+/// label with 1.0 (a hard label) for those without.
+fn soft_labels(labels: impl Iterator<Item = Option<f64>> + Clone) -> Option<Vec<f64>> {
+    labels.clone().any(|p| p.is_some()).then(|| labels.map(|p| p.unwrap_or(1.0)).collect())
 }
 
 /// TRL's reward `DataCollatorForPreference`.
@@ -109,6 +118,7 @@ pub fn collate_reward(examples: &[RewardIds], pad_id: u32, pad_to_multiple_of: O
         input_ids: pad(&ids, pad_id, PaddingSide::Right, pad_to_multiple_of),
         attention_mask: pad(&attn, 0, PaddingSide::Right, pad_to_multiple_of),
         margin: examples.iter().map(|e| e.margin).collect(),
+        strength: soft_labels(examples.iter().map(|e| e.strength)),
     }
 }
 

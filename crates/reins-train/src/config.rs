@@ -29,7 +29,7 @@ pub struct TrainingArgs {
     pub per_device_train_batch_size: usize,
     /// Micro-batches per optimizer step (default 1).
     pub gradient_accumulation_steps: usize,
-    /// Passes over the data when `max_steps` is 0 (default 1).
+    /// Passes over the data when `max_steps` is 0 (default 3, TRL).
     pub num_train_epochs: usize,
     /// Optimizer steps; 0 means `num_train_epochs` passes (default 0).
     pub max_steps: usize,
@@ -71,7 +71,7 @@ impl Default for TrainingArgs {
             output_dir: PathBuf::from("runs/reins"),
             per_device_train_batch_size: 8,
             gradient_accumulation_steps: 1,
-            num_train_epochs: 1,
+            num_train_epochs: 3,
             max_steps: 0,
             logging_steps: 10,
             save_steps: 500,

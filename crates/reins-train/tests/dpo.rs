@@ -28,6 +28,7 @@ fn every_case_matches_numpy_trl_f64_and_f32() {
             rejected_lengths: Some(g("rejected_lengths")),
             sft_nll: Some(Tensor::new(inp["sft_nll"].as_f64().unwrap(), &Device::Cpu).unwrap().to_dtype(dt).unwrap()),
             wpo_weights: Some(g("wpo_weights")),
+            soft_labels: None,
         };
         // f32 inputs of magnitude ~50 carry ~4e-6 absolute error into the log-ratios.
         let (rtol, atol) = if dt == DType::F64 { (1e-10, 1e-12) } else { (2e-4, 1e-5) };
@@ -262,4 +263,46 @@ fn token_logps_and_log_sum_sq_probs_by_hand() {
     let lssp = v1(&log_sum_sq_probs(&logits).unwrap());
     let p: Vec<f64> = [1.0f64, 2.0, 0.5].iter().map(|x| (x - lse(&[1.0, 2.0, 0.5])).exp()).collect();
     assert_close("lssp", lssp[0], p.iter().map(|x| x * x).sum::<f64>().ln(), 1e-6, 0.0);
+}
+
+/// Soft labels replace the hard label: `p ℓ(Δ) + (1 − p) ℓ(−Δ)`. At p = 1/2 the sigmoid,
+/// robust and exo_pair losses are symmetric in chosen and rejected (sigmoid and robust both
+/// `½[softplus(−βΔ) + softplus(βΔ)]`); at p = 1 they are TRL's; types without a soft form
+/// reject labels below 1.
+#[test]
+fn soft_labels_one_half_give_symmetric_losses() {
+    use DpoLossType::*;
+    let (c, r, rc, rr) = (t1(&[-10.0, -12.0]), t1(&[-11.0, -9.0]), t1(&[-10.5, -11.0]), t1(&[-10.0, -9.5]));
+    let half = DpoExtras { soft_labels: Some(t1(&[0.5, 0.5])), ..Default::default() };
+    let ones = DpoExtras { soft_labels: Some(t1(&[1.0, 1.0])), ..Default::default() };
+    let beta = 0.5;
+    let softplus = |x: f64| (1.0 + x.exp()).ln();
+    // Δ = (c − rc) − (r − rr) per pair: 0.5 − (−1.0) = 1.5 and −1.0 − 0.5 = −1.5.
+    let want = [1.5f64, -1.5].iter().map(|d| 0.5 * (softplus(-beta * d) + softplus(beta * d))).sum::<f64>() / 2.0;
+    for (lt, ls) in [(Sigmoid, 0.0), (Robust, 0.2), (ExoPair, 0.1)] {
+        let cfg = DpoConfig { beta, label_smoothing: ls, ..DpoConfig::with_loss(lt) };
+        let fwd = s(&dpo_loss(&c, &r, &rc, &rr, &cfg, &half).unwrap().loss);
+        let back = s(&dpo_loss(&r, &c, &rr, &rc, &cfg, &half).unwrap().loss);
+        assert_close(&format!("{lt:?} swapped"), back, fwd, 1e-12, 1e-15);
+        if lt != ExoPair {
+            assert_close(&format!("{lt:?} p = 1/2"), fwd, want, 1e-12, 0.0);
+        }
+        let hard = s(&dpo_loss(&c, &r, &rc, &rr, &cfg, &DpoExtras::default()).unwrap().loss);
+        let p1 = s(&dpo_loss(&c, &r, &rc, &rr, &cfg, &ones).unwrap().loss);
+        assert_close(&format!("{lt:?} p = 1"), p1, hard, 1e-12, 1e-15);
+    }
+    let soft = DpoExtras { soft_labels: Some(t1(&[0.7, 1.0])), ..Default::default() };
+    let e = dpo_loss(&c, &r, &rc, &rr, &DpoConfig::with_loss(Ipo), &soft).unwrap_err().to_string();
+    assert!(e.contains("Ipo") && e.contains("strength"), "{e}");
+    // Hard labels (all 1) are fine for any type.
+    let lens = DpoExtras {
+        chosen_lengths: Some(t1(&[3.0, 4.0])),
+        rejected_lengths: Some(t1(&[2.0, 5.0])),
+        soft_labels: Some(t1(&[1.0, 1.0])),
+        ..Default::default()
+    };
+    assert!(dpo_loss(&c, &r, &rc, &rr, &DpoConfig::with_loss(Ipo), &lens).is_ok());
+    let bad = DpoExtras { soft_labels: Some(t1(&[-0.1, 1.0])), ..Default::default() };
+    let e = dpo_loss(&c, &r, &rc, &rr, &DpoConfig::default(), &bad).unwrap_err().to_string();
+    assert!(e.contains("outside [0, 1]"), "{e}");
 }

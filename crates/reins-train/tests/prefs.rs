@@ -133,19 +133,70 @@ fn plackett_luce_reduces_to_bradley_terry_and_ignores_padding() {
     let r = [0.1, 0.4, -0.5];
     let bt = s(&bradley_terry_loss(&t1(&c), &t1(&r), None, None, &RewardLossConfig::default()).unwrap());
     let scores = t2(&[vec![0.3, 0.1], vec![-1.2, 0.4], vec![2.0, -0.5]]);
-    let pl = s(&plackett_luce_loss(&scores, &t2(&vec![vec![1.0, 1.0]; 3])).unwrap());
+    let grades = t2(&vec![vec![1.0, 0.0]; 3]);
+    let pl = s(&plackett_luce_loss(&scores, &grades, &t2(&vec![vec![1.0, 1.0]; 3])).unwrap());
     assert_close("PL k=2", pl, bt, 1e-12, 1e-15);
-    // padded K = 4 with garbage in padding == unpadded K = 2
+    // padded K = 4 with garbage scores and grades in padding == unpadded K = 2
     let padded = t2(&[vec![0.3, 99.0, 0.1, -7.0], vec![-1.2, 0.4, 5.0, 5.0], vec![2.0, -0.5, 0.0, 1.0]]);
+    let pgrades = t2(&[vec![1.0, 7.0, 0.0, 1.0], vec![1.0, 0.0, 1.0, 9.0], vec![1.0, 0.0, 0.0, 0.0]]);
     let mask = t2(&[vec![1.0, 0.0, 1.0, 0.0], vec![1.0, 1.0, 0.0, 0.0], vec![1.0, 1.0, 0.0, 0.0]]);
-    assert_close("PL padded", s(&plackett_luce_loss(&padded, &mask).unwrap()), bt, 1e-12, 1e-15);
+    assert_close("PL padded", s(&plackett_luce_loss(&padded, &pgrades, &mask).unwrap()), bt, 1e-12, 1e-15);
     // K = 3 by hand: −[s1 − lse(s1,s2,s3)] − [s2 − lse(s2,s3)]
     let (a, b, cc) = (1.0f64, 0.2f64, -0.4f64);
     let lse3 = (a.exp() + b.exp() + cc.exp()).ln();
     let lse2 = (b.exp() + cc.exp()).ln();
     let want = -(a - lse3) - (b - lse2);
-    let got = s(&plackett_luce_loss(&t2(&[vec![a, b, cc]]), &t2(&[vec![1.0; 3]])).unwrap());
+    let got =
+        s(&plackett_luce_loss(&t2(&[vec![a, b, cc]]), &t2(&[vec![2.0, 1.0, 0.0]]), &t2(&[vec![1.0; 3]])).unwrap());
     assert_close("PL k=3", got, want, 1e-12, 0.0);
+}
+
+/// Efron's tie groups by hand (a tie group G with d members and worse items W contributes
+/// `Σ_G s − Σ_{r<d} log(Σ_W e^s + (1 − r/d) Σ_G e^s)`), and no dependence on item order.
+#[test]
+fn plackett_luce_ties_are_efron_groups() {
+    let (a, b, c) = (1.0f64, 0.2f64, -0.4f64);
+    let (ea, eb, ec) = (a.exp(), b.exp(), c.exp());
+    let pl = |scores: [f64; 3], grades: [f64; 3]| {
+        s(&plackett_luce_loss(&t2(&[scores.to_vec()]), &t2(&[grades.to_vec()]), &t2(&[vec![1.0; 3]])).unwrap())
+    };
+    // a and b tied on top, then c (whose own term is 0).
+    let top = -(a + b - (ea + eb + ec).ln() - (0.5 * (ea + eb) + ec).ln());
+    assert_close("tie on top", pl([a, b, c], [1.0, 1.0, 0.0]), top, 1e-12, 0.0);
+    // a, then b and c tied at the bottom.
+    let bottom = -(a - (ea + eb + ec).ln() + b + c - (eb + ec).ln() - (0.5 * (eb + ec)).ln());
+    assert_close("tie at the bottom", pl([a, b, c], [1.0, 0.0, 0.0]), bottom, 1e-12, 0.0);
+    // Any order of the items (with their grades) gives the same loss.
+    for (scores, grades) in [([b, a, c], [1.0, 1.0, 0.0]), ([c, b, a], [0.0, 1.0, 1.0]), ([b, c, a], [1.0, 1.0, 2.0])] {
+        let sorted = {
+            let mut v: Vec<(f64, f64)> = scores.iter().copied().zip(grades).collect();
+            v.sort_by(|x, y| y.1.total_cmp(&x.1).then(y.0.total_cmp(&x.0)));
+            ([v[0].0, v[1].0, v[2].0], [v[0].1, v[1].1, v[2].1])
+        };
+        assert_close("order", pl(scores, grades), pl(sorted.0, sorted.1), 1e-12, 1e-15);
+    }
+    // The gradient of a tied pair is symmetric: equal scores get equal gradients.
+    let x = Var::new(&[[0.5f64, 0.5, -1.0]], &Device::Cpu).unwrap();
+    let g = plackett_luce_loss(x.as_tensor(), &t2(&[vec![1.0, 1.0, 0.0]]), &t2(&[vec![1.0; 3]])).unwrap();
+    let g = v1(g.backward().unwrap().get(x.as_tensor()).unwrap());
+    assert_close("symmetric gradient", g[0], g[1], 1e-12, 1e-15);
+}
+
+/// A soft label p = 1/2 makes the Bradley–Terry loss symmetric in chosen and rejected:
+/// `½[softplus(−d) + softplus(d)]`.
+#[test]
+fn bradley_terry_soft_label_one_half_is_symmetric() {
+    let (c, r) = (t1(&[0.7, -1.5, 3.0]), t1(&[0.2, 0.5, -1.0]));
+    let half = t1(&[0.5; 3]);
+    let cfg = RewardLossConfig::default();
+    let fwd = s(&bradley_terry_loss(&c, &r, None, Some(&half), &cfg).unwrap());
+    let back = s(&bradley_terry_loss(&r, &c, None, Some(&half), &cfg).unwrap());
+    let softplus = |x: f64| (1.0 + x.exp()).ln();
+    let want = [0.5f64, -2.0, 4.0].iter().map(|d| 0.5 * (softplus(-d) + softplus(*d))).sum::<f64>() / 3.0;
+    assert_close("p = 1/2", fwd, want, 1e-12, 0.0);
+    assert_close("swapped", back, want, 1e-12, 0.0);
+    let e = bradley_terry_loss(&c, &r, None, Some(&t1(&[0.5, 1.2, 1.0])), &cfg).unwrap_err().to_string();
+    assert!(e.contains("strength") && e.contains("1.2"), "{e}");
 }
 
 #[test]

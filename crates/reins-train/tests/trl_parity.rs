@@ -81,8 +81,12 @@ fn dpo_every_loss_type_matches_trl_for_three_steps() {
 fn reward_trainer_matches_trl_for_three_steps() {
     let spec = json("reward.json");
     let t = tensors("reward_batch.safetensors");
-    let batch =
-        RewardBatch { input_ids: rows(&t["input_ids"]), attention_mask: rows(&t["attention_mask"]), margin: None };
+    let batch = RewardBatch {
+        input_ids: rows(&t["input_ids"]),
+        attention_mask: rows(&t["attention_mask"]),
+        margin: None,
+        strength: None,
+    };
     let model = load("llama-rm", true);
     let opt = optimizer(&model);
     let mut trainer = RewardTrainer::new(model, opt, RewardLossConfig::default());

@@ -109,6 +109,17 @@ fn opt_num(row: &Map<String, Value>, key: &str) -> Result<Option<f64>, Skip> {
     }
 }
 
+/// The optional soft label: a probability that `chosen` is preferred.
+fn strength(row: &Map<String, Value>) -> Result<Option<f64>, Skip> {
+    match opt_num(row, "strength")? {
+        Some(p) if !(0.0..=1.0).contains(&p) => Err(Skip::new(
+            "strength outside [0, 1]",
+            format!("`strength` is the probability that chosen is preferred, in [0, 1]; got {p}"),
+        )),
+        p => Ok(p),
+    }
+}
+
 /// TRL's `extract_prompt`: the longest common prefix of `chosen` and `rejected` (characters
 /// for strings, whole messages for conversations) becomes the prompt; for strings a space
 /// just before the divergence goes with the completions. Differs from TRL only where TRL
@@ -152,7 +163,7 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
             chosen,
             rejected,
             margin: opt_num(row, "margin")?,
-            strength: opt_num(row, "strength")?,
+            strength: strength(row)?,
             reference,
             meta,
         }));

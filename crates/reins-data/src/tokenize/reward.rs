@@ -12,6 +12,8 @@ pub struct RewardIds {
     pub chosen_ids: Vec<u32>,
     pub rejected_ids: Vec<u32>,
     pub margin: Option<f64>,
+    /// Soft label: the probability that chosen is preferred (`None` = 1, a hard label).
+    pub strength: Option<f64>,
 }
 
 /// TRL `RewardConfig.max_length` (default 1024).
@@ -31,6 +33,7 @@ pub fn tokenize_reward(tok: &HfTokenizer, p: &Preference) -> Result<RewardIds> {
         chosen_ids: tokenize_reward_response(tok, &p.prompt, &p.chosen)?,
         rejected_ids: tokenize_reward_response(tok, &p.prompt, &p.rejected)?,
         margin: p.margin,
+        strength: p.strength,
     })
 }
 

@@ -207,6 +207,7 @@ impl Ctx<'_> {
                 input_ids: seqs.iter().map(|s| pad_to(s, t, pad)).collect(),
                 attention_mask: seqs.iter().map(|s| pad_to(&vec![1u8; s.len()], t, 0)).collect(),
                 margin: None,
+                strength: None,
             };
             let m = trainer.train_step(std::slice::from_ref(&batch)).map_err(stage("reward model"))?;
             self.progress.tick(&format!("loss {:.3} acc {:.2}", m["loss"], m.get("accuracy").copied().unwrap_or(0.0)));

@@ -180,7 +180,7 @@ mod tests {
     use candle_core::Var;
 
     use super::*;
-    use crate::kernels::testing::{assert_matches_composition, randn};
+    use crate::kernels::testing::{assert_matches_composition, finite_diff_err, randn};
 
     #[test]
     fn matches_matmul_values_and_gradients() {
@@ -193,5 +193,25 @@ mod tests {
             assert_matches_composition(&format!("linear {m}x{k}x{n}"), &f, &c, &probe, &[&x, &w], 1e-4, 1e-4);
         }
         assert!((dot_portable(&[1.0; 19], &[2.0; 19]) - 38.0).abs() < 1e-6);
+    }
+
+    /// The backward is checked against finite differences of the fused forward itself, not
+    /// against candle's matmul (whose backward is the same two matmuls as ours). Shapes cover
+    /// the four-row blocks, a remainder row, and `in` not a multiple of the SIMD width.
+    #[test]
+    fn gradient_matches_finite_differences() {
+        for (m, k, n) in [(5, 19, 7), (16, 40, 3), (1, 9, 70)] {
+            let x = Var::from_tensor(&randn(&[m, k], 4)).unwrap();
+            let w = Var::from_tensor(&randn(&[n, k], 5)).unwrap();
+            let probe = randn(&[m, n], 6);
+            let f = || (matmul_t(x.as_tensor(), w.as_tensor()).unwrap() * &probe).unwrap().sum_all().unwrap();
+            let g = f().backward().unwrap();
+            let scalar = || f().to_scalar::<f32>().unwrap() as f64;
+            let cx: Vec<usize> = (0..m * k).step_by(5).collect();
+            let cw: Vec<usize> = (0..n * k).step_by(7).collect();
+            let ex = finite_diff_err(&x, g.get(x.as_tensor()).unwrap(), &scalar, &cx);
+            let ew = finite_diff_err(&w, g.get(w.as_tensor()).unwrap(), &scalar, &cw);
+            assert!(ex < 1e-2 && ew < 1e-2, "{m}x{k}x{n}: finite differences off by {ex} (x), {ew} (w)");
+        }
     }
 }

@@ -212,6 +212,10 @@ pub struct DpoExtras {
     /// reproduces it; `Some(δ)` gives `−log σ(βρ_w − δ) − log σ(−(βρ_l − δ))` as in TRL ≤ 0.12
     /// and the BCO paper (arXiv:2404.04656 Eq. 8).
     pub bco_delta: Option<f64>,
+    /// Soft label per pair `[B]`: the probability `p` that the chosen response is preferred
+    /// (the data's `strength`; `None` = 1, TRL's hard label). See [`dpo_loss`] for the loss
+    /// types that take it.
+    pub soft_labels: Option<Tensor>,
 }
 
 /// Result of [`dpo_loss`].
@@ -269,6 +273,40 @@ fn smoothed_logistic(bd: &Tensor, eps: f64) -> Result<Tensor> {
     Ok((pos + neg)?)
 }
 
+/// `−p log σ(x) − q log σ(−x)` for soft labels `(p, q = 1 − p)`, TRL's `−log σ(x)` without.
+fn soft_logistic(x: &Tensor, soft: Option<&(Tensor, Tensor)>) -> Result<Tensor> {
+    Ok(match soft {
+        None => log_sigmoid(x)?.neg()?,
+        Some((p, q)) => ((log_sigmoid(x)? * p)? + (log_sigmoid(&x.neg()?)? * q)?)?.neg()?,
+    })
+}
+
+/// Checks the soft labels: `[B]`, each in [0, 1], and all 1 unless every loss type has a
+/// soft-label form. `None` when there are none.
+fn soft_labels(p: Option<&Tensor>, b: usize, types: &[DpoLossType]) -> Result<Option<Tensor>> {
+    use DpoLossType::*;
+    let Some(p) = p else { return Ok(None) };
+    let v = to_vec_f64(&p.to_dtype(DType::F64)?)?;
+    if v.len() != b {
+        return Err(TrainError::Input(format!("{} soft labels for {b} pairs", v.len())));
+    }
+    if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !(0.0..=1.0).contains(*x)) {
+        return Err(TrainError::Input(format!(
+            "soft label (`strength`) {x} of pair {i} is outside [0, 1]: it is the probability that chosen is preferred"
+        )));
+    }
+    let takes = [Sigmoid, SigmoidNorm, Robust, ExoPair, Sft];
+    if let Some(t) = types.iter().find(|&t| !takes.contains(t)) {
+        if v.iter().any(|&x| x != 1.0) {
+            return Err(TrainError::Input(format!(
+                "loss_type {t:?} has no soft-label form, but the data gives pairs a `strength` below 1; \
+                 use sigmoid, sigmoid_norm, robust or exo_pair, or drop the `strength` field"
+            )));
+        }
+    }
+    Ok(Some(p.clone()))
+}
+
 /// Every DPO-family loss of TRL 1.16 `DPOTrainer._compute_loss`, combined with
 /// `loss_weights`.
 ///
@@ -276,6 +314,16 @@ fn smoothed_logistic(bd: &Tensor, eps: f64) -> Result<Tensor> {
 /// `Δ = s_w − s_l`, each arm computes TRL's per-sequence loss (see [`DpoLossType`]); the result
 /// is `Σ_k w_k ℓ_k[b]`, multiplied by the WPO weight (arXiv:2406.11827 Eq. 2) when
 /// `use_weighting`.
+///
+/// Soft labels (`extras.soft_labels`, `p` = probability that `y_w ≻ y_l`) replace the hard
+/// label: a pair's loss is the expectation over the two orders, `p ℓ(Δ) + (1 − p) ℓ(−Δ)`
+/// (cDPO, Mitchell 2023, "A note on DPO with noisy preferences and relationship to IPO";
+/// rDPO arXiv:2403.00409 Eq. 8 applied to each order). `sigmoid` and `sigmoid_norm` become
+/// `−p log σ(βΔ) − (1 − p) log σ(−βΔ)`; `robust` weighs `−log σ(±βΔ)` by
+/// `(p(1 − ε) − (1 − p)ε) / (1 − 2ε)` and `((1 − p)(1 − ε) − pε) / (1 − 2ε)`; `exo_pair`
+/// takes the target `(1 − ε)p + ε(1 − p)` in place of `1 − ε`. At `p = 1/2` each is symmetric
+/// in chosen and rejected, at `p = 1` it is TRL's loss. `sft` ignores them; the other types
+/// have no per-pair label to soften and reject a batch whose labels are not all 1.
 ///
 /// Shapes: the four log-prob inputs `[B]` (summed over completion tokens); extras as in
 /// [`DpoExtras`]. Output tensors `[B]` and a scalar `loss`.
@@ -299,11 +347,20 @@ pub fn dpo_loss(
     let delta_score = (&chosen_scores - &rejected_scores)?;
     let b = chosen_logps.dims1()?;
     let weights = cfg.loss_weights.clone().unwrap_or_else(|| vec![1.0; cfg.loss_type.len()]);
+    // (p, 1 − p), `[B]`, for the loss types that take soft labels; `None` = hard labels.
+    let soft = match soft_labels(extras.soft_labels.as_ref(), b, &cfg.loss_type)? {
+        Some(p) => {
+            let p = p.to_dtype(chosen_scores.dtype())?;
+            let q = (1.0 - &p)?;
+            Some((p, q))
+        }
+        None => None,
+    };
 
     let mut total: Option<Tensor> = None;
     for (&lt, &w) in cfg.loss_type.iter().zip(weights.iter()) {
         let per_seq = match lt {
-            Sigmoid => log_sigmoid(&(&delta_score * beta)?)?.neg()?,
+            Sigmoid => soft_logistic(&(&delta_score * beta)?, soft.as_ref())?,
             Hinge => (1.0 - (&delta_score * beta)?)?.relu()?,
             Ipo | SigmoidNorm => {
                 let lc = need(&extras.chosen_lengths, "chosen_lengths", lt)?
@@ -316,7 +373,7 @@ pub fn dpo_loss(
                 if lt == Ipo {
                     (d - 1.0 / (2.0 * beta))?.sqr()?
                 } else {
-                    log_sigmoid(&(d * beta)?)?.neg()?
+                    soft_logistic(&(d * beta)?, soft.as_ref())?
                 }
             }
             ExoPair => {
@@ -325,9 +382,15 @@ pub fn dpo_loss(
                 let log_qw = log_sigmoid(&bd)?;
                 let ql = sigmoid(&bd.neg()?)?;
                 let log_ql = log_sigmoid(&bd.neg()?)?;
-                let log_pw = (-ls).ln_1p();
-                let log_pl = ls.ln();
-                ((qw * (log_qw - log_pw)?)? + (ql * (log_ql - log_pl)?)?)?
+                // Target probability of y_w ≻ y_l: 1 − ε for a hard label.
+                match &soft {
+                    None => ((qw * (log_qw - (-ls).ln_1p())?)? + (ql * (log_ql - ls.ln())?)?)?,
+                    Some((p, q)) => {
+                        let pw = ((p * (1.0 - ls))? + (q * ls)?)?;
+                        let log_pl = (1.0 - &pw)?.log()?;
+                        ((qw * (log_qw - pw.log()?)?)? + (ql * (log_ql - log_pl)?)?)?
+                    }
+                }
             }
             NcaPair => {
                 let cr = (&chosen_logratios * beta)?;
@@ -339,9 +402,21 @@ pub fn dpo_loss(
             }
             Robust => {
                 let bd = (&delta_score * beta)?;
-                let clean = (log_sigmoid(&bd)? * (-(1.0 - ls)))?;
-                let flipped = (log_sigmoid(&bd.neg()?)? * (-ls))?;
-                ((clean - flipped)? / (1.0 - 2.0 * ls))?
+                match &soft {
+                    None => {
+                        let clean = (log_sigmoid(&bd)? * (-(1.0 - ls)))?;
+                        let flipped = (log_sigmoid(&bd.neg()?)? * (-ls))?;
+                        ((clean - flipped)? / (1.0 - 2.0 * ls))?
+                    }
+                    // p ℓ(Δ) + (1 − p) ℓ(−Δ), ℓ(x) = [(1−ε)(−log σ(βx)) − ε(−log σ(−βx))]/(1−2ε).
+                    Some((p, q)) => {
+                        let w_pos = (((p * (1.0 - ls))? - (q * ls)?)? / (1.0 - 2.0 * ls))?;
+                        let w_neg = (((q * (1.0 - ls))? - (p * ls)?)? / (1.0 - 2.0 * ls))?;
+                        let pos = (log_sigmoid(&bd)?.neg()? * w_pos)?;
+                        let neg = (log_sigmoid(&bd.neg()?)?.neg()? * w_neg)?;
+                        (pos + neg)?
+                    }
+                }
             }
             BcoPair => {
                 let d = extras.bco_delta.unwrap_or(0.0);

@@ -130,7 +130,7 @@ pub struct GrpoLossConfig {
     /// Token or sequence ratios. Default `token`.
     #[serde(default)]
     pub importance_sampling_level: ImportanceSamplingLevel,
-    /// `max_completion_length`, needed by `dr_grpo`. Default 256.
+    /// `max_completion_length`, needed by `dr_grpo`. Default 512 (TRL).
     pub max_completion_length: usize,
     /// Multiply the k3 KL by the importance ratio ρ (TRL `use_bias_correction_kl`, default
     /// true): unbiased under off-policy samples. On-policy ρ ≡ 1 leaves the value unchanged but
@@ -152,7 +152,7 @@ impl Default for GrpoLossConfig {
             delta: None,
             loss_type: GrpoLossType::Dapo,
             importance_sampling_level: ImportanceSamplingLevel::Token,
-            max_completion_length: 256,
+            max_completion_length: 512,
             use_bias_correction_kl: true,
         }
     }

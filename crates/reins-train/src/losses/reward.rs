@@ -42,6 +42,14 @@ pub fn bradley_terry_loss(
     if !(0.0..0.5).contains(&eps) {
         return Err(TrainError::Config(format!("`label_smoothing` must lie in [0, 0.5) (got {eps})")));
     }
+    if let Some(p) = soft_labels {
+        let v = to_vec_f64(&p.to_dtype(DType::F64)?)?;
+        if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !(0.0..=1.0).contains(*x)) {
+            return Err(TrainError::Input(format!(
+                "soft label (`strength`) {x} of pair {i} is outside [0, 1]: it is the probability that chosen is preferred"
+            )));
+        }
+    }
     let mut d = (chosen - rejected)?;
     if let Some(m) = margin {
         let m = m.to_dtype(d.dtype())?;
@@ -68,24 +76,58 @@ pub fn bradley_terry_loss(
 }
 
 /// Plackett–Luce listwise loss (Plackett 1975; Zhu et al., arXiv:2301.11270, Eq. 4.2 K-wise
-/// MLE): for a list ranked best-first,
-/// `ℓ = −Σ_i [s_i − log Σ_{j ≥ i} exp s_j]`, over the present items only; mean over lists.
-/// At K = 2 it equals Bradley–Terry.
+/// MLE) over graded lists, with ties handled by Efron's approximation.
 ///
-/// Shapes: `scores [B, K]` in ranked order (best first), `mask [B, K]` 1 for present items
-/// (padding at any position) → scalar.
-pub fn plackett_luce_loss(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
+/// Without ties (a strict order, best first) it is the exact PL negative log-likelihood
+/// `ℓ = −Σ_i [s_i − log Σ_{j ≥ i} exp s_j]`. Items of equal grade have no order between
+/// them, so instead of a strict order in file order each tie group `G` (of size `d`, with
+/// `W` the strictly worse items) contributes, as tied event times do in Cox's partial
+/// likelihood (Efron, "The efficiency of Cox's likelihood function for censored data",
+/// JASA 72(359), 1977, Eq. 3.2):
+///
+/// `Σ_{i∈G} s_i − Σ_{r=0}^{d−1} log(Σ_{j∈W} e^{s_j} + (1 − r/d) Σ_{j∈G} e^{s_j})`
+///
+/// which is symmetric in the members of `G` and approximates the exact marginal likelihood
+/// of "G fills the next d places in some order" (a sum over d! orders) far better than
+/// Breslow's `d · log Σ_{j∈G∪W} e^{s_j}` (Breslow 1974). A tie group of one is the PL term;
+/// a trailing tie group keeps a term (the exact one would be 0) that is largest when the
+/// tied scores are equal. Mean over lists; at K = 2 without a tie it equals Bradley–Terry.
+///
+/// Shapes: `scores [B, K]` in any order, `grades [B, K]` (higher is better; equal = tied),
+/// `mask [B, K]` 1 for present items (padding at any position) → scalar.
+pub fn plackett_luce_loss(scores: &Tensor, grades: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let (b, k) = scores.dims2()?;
-    let dev = scores.device();
-    let dt = scores.dtype();
-    let mask = mask.to_dtype(dt)?;
+    let g = grades.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    let m = mask.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    if g.len() != b || m.len() != b || g.iter().chain(&m).any(|r| r.len() != k) {
+        return Err(TrainError::Input(format!("plackett_luce_loss: grades and mask must be [{b}, {k}] as the scores")));
+    }
     const NEG: f64 = -1e9;
-    // masked[b, j] = s or NEG for padding.
-    let masked = ((scores * &mask)? + ((1.0 - &mask)? * NEG)?)?;
-    // tri[i, j] = 0 for j ≥ i else NEG: [K, K]
-    let tri: Vec<f32> = (0..k * k).map(|x| if x % k >= x / k { 0.0 } else { NEG as f32 }).collect();
-    let tri = Tensor::from_vec(tri, (k, k), dev)?.to_dtype(dt)?;
-    let expanded = masked.unsqueeze(1)?.broadcast_add(&tri.unsqueeze(0)?)?; // [B, K(i), K(j)]
+    // log_w[b, i, j]: log of item j's weight in the denominator of item i's term.
+    let mut log_w = vec![NEG; b * k * k];
+    for (row, (g, m)) in g.iter().zip(&m).enumerate() {
+        let present: Vec<usize> = (0..k).filter(|&j| m[j] > 0.5).collect();
+        for &i in &present {
+            let group: Vec<usize> = present.iter().copied().filter(|&j| g[j] == g[i]).collect();
+            let d = group.len() as f64;
+            // Item i takes the r-th Efron term of its group (which one does not change the sum).
+            let r = group.iter().position(|&j| j == i).unwrap_or(0) as f64;
+            for &j in &present {
+                let w = if g[j] < g[i] {
+                    1.0
+                } else if g[j] == g[i] {
+                    1.0 - r / d
+                } else {
+                    continue;
+                };
+                log_w[(row * k + i) * k + j] = w.ln();
+            }
+        }
+    }
+    let dt = scores.dtype();
+    let log_w = Tensor::from_vec(log_w, (b, k, k), scores.device())?.to_dtype(dt)?;
+    let mask = mask.to_dtype(dt)?;
+    let expanded = scores.unsqueeze(1)?.broadcast_add(&log_w)?; // [B, K(i), K(j)]
     let max = expanded.max_keepdim(D::Minus1)?.detach();
     let lse = (expanded.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?.log()? + &max)?.squeeze(D::Minus1)?;
     let terms = ((scores - lse)? * &mask)?; // [B, K]

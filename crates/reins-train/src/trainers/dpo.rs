@@ -226,6 +226,10 @@ impl DpoTrainer {
                 None => None,
             },
             bco_delta: None,
+            soft_labels: match &batch.strength {
+                Some(p) => Some(Tensor::from_vec(p.clone(), n, c.device())?),
+                None => None,
+            },
         };
         let res = dpo_loss(&c, &r, &rc, &rr, &self.cfg, &extras)?;
         let mut m = dpo_metrics(&res, &c.detach(), &r.detach())?;
@@ -239,6 +243,8 @@ impl DpoTrainer {
     }
 
     /// One optimizer step over `micro_batches` (gradient accumulation); metrics averaged.
+    /// Each micro-batch's loss is a mean over its pairs divided by the number of micro-batches,
+    /// as in TRL's DPO trainer, which does not normalise by `num_items_in_batch` (unlike SFT).
     pub fn train_step(&mut self, micro_batches: &[PreferenceBatch]) -> Result<Metrics> {
         let k = micro_batches.len() as f64;
         let mut metrics = Metrics::new();

@@ -1,5 +1,6 @@
 //! Reward-model training (TRL `RewardTrainer`): a score head read at the last token,
-//! Bradley–Terry loss `−log σ(r_chosen − r_rejected − margin)` (Ouyang et al. 2022, eq. 1);
+//! Bradley–Terry loss `−log σ(r_chosen − r_rejected − margin)` (Ouyang et al. 2022, eq. 1),
+//! with the pair's soft label (`strength`) as its target when the data has one;
 //! and its listwise generalisation on ranked lists, Plackett–Luce (Zhu et al. 2023, §4.2),
 //! which equals Bradley–Terry on lists of two.
 
@@ -38,17 +39,22 @@ impl RewardTrainer {
         let s = self.scores(batch)?;
         let n = batch.input_ids.len() / 2;
         let (c, r) = (s.narrow(0, 0, n)?, s.narrow(0, n, n)?);
-        let margin = match &batch.margin {
-            Some(m) => Some(Tensor::from_vec(m.iter().map(|&x| x as f32).collect::<Vec<_>>(), n, s.device())?),
-            None => None,
+        let per_pair = |v: &Option<Vec<f64>>| -> Result<Option<Tensor>> {
+            Ok(match v {
+                Some(v) => Some(Tensor::from_vec(v.clone(), n, s.device())?.to_dtype(s.dtype())?),
+                None => None,
+            })
         };
-        let loss = bradley_terry_loss(&c, &r, margin.as_ref(), None, &self.cfg)?;
+        let (margin, soft_labels) = (per_pair(&batch.margin)?, per_pair(&batch.strength)?);
+        let loss = bradley_terry_loss(&c, &r, margin.as_ref(), soft_labels.as_ref(), &self.cfg)?;
         let mut m = reward_metrics(&c.detach(), &r.detach())?;
         m.insert("loss".into(), scalar(&loss)?);
         m.insert("num_tokens".into(), batch.attention_mask.iter().flatten().map(|&x| x as f64).sum());
         Ok((loss, m))
     }
 
+    /// One optimizer step over `micro_batches`: each micro-batch's mean over pairs divided by
+    /// the number of micro-batches, as TRL's `RewardTrainer` (no `num_items_in_batch`).
     pub fn train_step(&mut self, micro_batches: &[RewardBatch]) -> Result<Metrics> {
         let k = micro_batches.len() as f64;
         let mut metrics = Metrics::new();
@@ -116,7 +122,7 @@ pub fn tokenize_ranked_reward_dataset(
                 continue;
             }
         };
-        // Stable: tied responses keep their order in the file.
+        // Stable, best first; the loss treats tied responses as a group, in no order.
         list.sort_by(|a, b| b.1.total_cmp(&a.1));
         if max_list_size > 0 {
             list.truncate(max_list_size);
@@ -182,15 +188,18 @@ impl ListwiseRewardTrainer {
         ListwiseRewardTrainer { model, opt, num_tokens: 0.0 }
     }
 
-    /// Loss and metrics: `loss`, `accuracy` (over ordered pairs with different grades, the
-    /// better one must score strictly higher), `top1_accuracy` (the best item scores highest),
+    /// Loss and metrics: `loss` (Plackett–Luce with tied grades as Efron's tie groups, see
+    /// [`plackett_luce_loss`]), `accuracy` (over ordered pairs with different grades, the
+    /// better one must score strictly higher), `top1_accuracy` (the highest-scored item has
+    /// the top grade),
     /// and TRL's reward statistics over present items.
     pub fn loss(&self, batch: &RankedRewardBatch) -> Result<(Tensor, Metrics)> {
         let (b, k) = (batch.grades.len(), batch.grades.first().map_or(0, Vec::len));
         let ids = Batch::new(batch.input_ids.clone(), batch.attention_mask.clone())?;
         let scores = self.model.scores(&ids)?.narrow(1, 0, 1)?.reshape((b, k))?;
         let present = Tensor::from_vec(batch.present.concat(), (b, k), scores.device())?.to_dtype(scores.dtype())?;
-        let loss = plackett_luce_loss(&scores, &present)?;
+        let grades = Tensor::from_vec(batch.grades.concat(), (b, k), scores.device())?;
+        let loss = plackett_luce_loss(&scores, &grades, &present)?;
         let s: Vec<Vec<f64>> = scores.detach().to_dtype(DType::F64)?.to_vec2()?;
         let (mut right, mut pairs, mut top1) = (0usize, 0usize, 0usize);
         let mut all = Vec::new();
@@ -199,14 +208,17 @@ impl ListwiseRewardTrainer {
             all.extend_from_slice(&row[..n]);
             let g = &batch.grades[i];
             for a in 0..n {
-                for c in a + 1..n {
+                for c in 0..n {
                     if g[a] > g[c] {
                         pairs += 1;
                         right += usize::from(row[a] > row[c]);
                     }
                 }
             }
-            top1 += usize::from((1..n).all(|j| row[0] > row[j]));
+            // The highest-scored item has the top grade (any of a tied top group counts).
+            let best = (0..n).max_by(|&x, &y| row[x].total_cmp(&row[y]));
+            let top = g[..n].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            top1 += usize::from(best.is_some_and(|i| g[i] == top));
         }
         let mut m = Metrics::new();
         m.insert("loss".into(), scalar(&loss)?);

@@ -63,7 +63,7 @@ pub struct RlooConfig {
     pub loss_type: Option<GrpoLossType>,
     /// Optimisation passes over one generation batch (default 1).
     pub num_iterations: usize,
-    /// New tokens per completion at most (default 256).
+    /// New tokens per completion at most (default 512, TRL).
     pub max_completion_length: usize,
     /// Sampling temperature (default 1.0).
     pub temperature: f64,
@@ -92,7 +92,7 @@ impl Default for RlooConfig {
             gamma: 1.0,
             loss_type: None,
             num_iterations: 1,
-            max_completion_length: 256,
+            max_completion_length: 512,
             temperature: 1.0,
             top_p: 1.0,
             top_k: 0,

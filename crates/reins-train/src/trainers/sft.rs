@@ -1,6 +1,7 @@
 //! Supervised fine-tuning (TRL `SFTTrainer`): mean next-token cross-entropy over the labelled
 //! tokens — the completion only for prompt/completion data, the assistant turns for chats.
 
+use candle_core::Tensor;
 use reins_data::collate::SftBatch;
 use reins_model::Model;
 
@@ -22,7 +23,15 @@ impl SftTrainer {
 
     /// Loss of one batch: `−Σ log p(labels) / #labels` over labels ≠ -100, with the
     /// number of tokens seen (`num_tokens`) for TRL's metric.
-    pub fn loss(&self, batch: &SftBatch) -> Result<(candle_core::Tensor, Metrics)> {
+    pub fn loss(&self, batch: &SftBatch) -> Result<(Tensor, Metrics)> {
+        let (sum, n, mut m) = self.summed_loss(batch)?;
+        let loss = (sum / n.max(1) as f64)?;
+        m.insert("loss".into(), scalar(&loss)?);
+        Ok((loss, m))
+    }
+
+    /// `−Σ log p(labels)` of one batch, its number of label tokens, and `num_tokens`.
+    fn summed_loss(&self, batch: &SftBatch) -> Result<(Tensor, usize, Metrics)> {
         let attn = match &batch.attention_mask {
             Some(a) => a.clone(),
             None => batch.input_ids.iter().map(|r| vec![1u8; r.len()]).collect(),
@@ -31,28 +40,44 @@ impl SftTrainer {
         let label_mask: Vec<Vec<u8>> =
             batch.labels.iter().map(|r| r.iter().map(|&l| (l != -100) as u8).collect()).collect();
         let out = super::completion_logps(&self.model, &batch.input_ids, &attn, &label_mask)?;
-        let n = out.mask.sum_all()?;
-        let loss = (out.sums.sum_all()?.neg()? / n)?;
         let mut m = Metrics::new();
-        m.insert("loss".into(), scalar(&loss)?);
         let stats = super::token_metrics::TokenStats::from_full(&out.logits, &batch.input_ids, &label_mask)?;
         m.insert("entropy".into(), stats.entropy(0..stats.rows()));
         m.insert("mean_token_accuracy".into(), stats.accuracy(0..stats.rows()));
         m.insert("num_tokens".into(), attn.iter().flatten().map(|&x| x as f64).sum());
-        Ok((loss, m))
+        Ok((out.sums.sum_all()?.neg()?, label_tokens(batch), m))
     }
 
-    /// One optimizer step over `micro_batches` (gradient accumulation); metrics averaged.
+    /// One optimizer step over `micro_batches` (gradient accumulation).
+    ///
+    /// As transformers' `Trainer` with `num_items_in_batch`: each micro-batch's summed token
+    /// loss is divided by the label tokens of the whole accumulated batch, so the step's
+    /// gradient and logged `loss` are those of one batch holding every micro-batch, however
+    /// unequally the tokens fall into them (a mean of per-micro-batch means would weight a
+    /// token of a short micro-batch more).
     pub fn train_step(&mut self, micro_batches: &[SftBatch]) -> Result<Metrics> {
+        let total = micro_batches.iter().map(label_tokens).sum::<usize>().max(1) as f64;
+        // Token-level statistics (`entropy`, `mean_token_accuracy`) are means over the
+        // micro-batches, as TRL averages what each `compute_loss` call logged.
         let k = micro_batches.len() as f64;
+        let mut loss = 0.0;
         let mut metrics = Metrics::new();
         for b in micro_batches {
-            let (loss, m) = self.loss(b)?;
-            self.opt.accumulate((loss / k)?.backward()?)?;
+            let (sum, _, m) = self.summed_loss(b)?;
+            let part = (sum / total)?;
+            loss += scalar(&part)?;
+            self.opt.accumulate(part.backward()?)?;
             super::accumulate_metrics(&mut metrics, m, k, &mut self.num_tokens);
         }
+        metrics.insert("loss".into(), loss);
         super::finish_step(&mut self.opt, metrics, self.num_tokens)
     }
+}
+
+/// Label tokens the loss counts: labels ≠ -100 after the first position of each row (the
+/// first token has no prediction). transformers' `num_items_in_batch`.
+fn label_tokens(batch: &SftBatch) -> usize {
+    batch.labels.iter().map(|r| r.iter().skip(1).filter(|&&l| l != -100).count()).sum()
 }
 
 impl crate::run::Trainer for SftTrainer {

@@ -9,3 +9,5 @@ pub mod quickstart;
 pub mod reward;
 pub mod serve;
 pub mod train;
+#[cfg(test)]
+mod trl_defaults;

@@ -21,7 +21,7 @@ use reins_data::formats::{load, ConvertOptions};
 use reins_data::tokenize::tokenize_prompt;
 use reins_data::{HfTokenizer, Record, Text};
 use reins_model::{LoadOptions, Model};
-use reins_train::config::{keys_of, resolved, FlatConfig, TrainingArgs};
+use reins_train::config::{resolved, FlatConfig, TrainingArgs};
 use reins_train::losses::DpoConfig;
 use reins_train::losses::GrpoLossConfig;
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
@@ -182,6 +182,46 @@ impl Progress for Lines {
     }
 }
 
+/// Defaults that depend on the method, put into `flat` unless the user set them: TRL's
+/// learning rate of each trainer (`OnlineDPOConfig` 5e-7, the others 1e-6), and GRPO's
+/// `epsilon` and `max_completion_length`, which both of its config parts read.
+pub(crate) fn apply_presets(method: Method, flat: &mut FlatConfig) {
+    let lr = if matches!(method, Method::OnlineDpo) { 5e-7 } else { 1e-6 };
+    flat.table.entry("learning_rate").or_insert(serde_json::Value::from(lr));
+    if matches!(method, Method::Grpo) {
+        let d = GrpoLossConfig::default();
+        flat.table.entry("epsilon").or_insert(d.epsilon.into());
+        flat.table.entry("max_completion_length").or_insert(d.max_completion_length.into());
+    }
+}
+
+/// The default value of every config part `method` reads: their keys are the known keys.
+pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
+    let mut parts =
+        vec![to_json(&TrainingArgs::default()), to_json(&OptimConfig::default()), to_json(&RewardArgs::default())];
+    match method {
+        Method::Grpo => {
+            parts.push(to_json(&GrpoConfig::default()));
+            parts.push(to_json(&GrpoLossConfig::default()));
+        }
+        Method::Rloo => parts.push(to_json(&RlooConfig::default())),
+        Method::Ppo => {
+            parts.push(to_json(&PpoConfig::default()));
+            parts.push(to_json(&PfAutoArgs::default()));
+        }
+        Method::Remax => parts.push(to_json(&RemaxConfig::default())),
+        Method::OnlineDpo => {
+            parts.push(to_json(&OnlineDpoConfig::default()));
+            parts.push(to_json(&DpoConfig::default()));
+        }
+        Method::IterativeDpo => {
+            parts.push(to_json(&IterativeDpoConfig::default()));
+            parts.push(to_json(&DpoConfig::default()));
+        }
+    }
+    parts
+}
+
 pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
     let device = reins_model::default_device()?;
     let mut flat = match &a.config {
@@ -194,35 +234,9 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
     for s in &a.set {
         flat.set(s)?;
     }
-    flat.table.entry("learning_rate").or_insert(serde_json::Value::from(1e-6f64));
-    let mut known = keys_of::<TrainingArgs>();
-    known.extend(keys_of::<OptimConfig>());
-    known.extend(keys_of::<RewardArgs>());
-    match method {
-        Method::Grpo => {
-            let d = GrpoLossConfig::default();
-            flat.table.entry("epsilon").or_insert(d.epsilon.into());
-            flat.table.entry("max_completion_length").or_insert(d.max_completion_length.into());
-            known.extend(keys_of::<GrpoConfig>());
-            known.extend(
-                serde_json::to_value(d)?.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default(),
-            );
-        }
-        Method::Rloo => known.extend(keys_of::<RlooConfig>()),
-        Method::Ppo => {
-            known.extend(keys_of::<PpoConfig>());
-            known.extend(keys_of::<PfAutoArgs>());
-        }
-        Method::Remax => known.extend(keys_of::<RemaxConfig>()),
-        Method::OnlineDpo => {
-            known.extend(keys_of::<OnlineDpoConfig>());
-            known.extend(keys_of::<DpoConfig>());
-        }
-        Method::IterativeDpo => {
-            known.extend(keys_of::<IterativeDpoConfig>());
-            known.extend(keys_of::<DpoConfig>());
-        }
-    }
+    apply_presets(method, &mut flat);
+    let known: Vec<String> =
+        default_parts(method).iter().filter_map(|p| p.as_object()).flat_map(|m| m.keys().cloned()).collect();
     flat.check_known(&known)?;
     let args: TrainingArgs = flat.part()?;
     args.validate()?;

@@ -15,7 +15,7 @@ use reins_data::tokenize::unpaired::{kl_completion_ids, tokenize_unpaired_datase
 use reins_data::tokenize::TruncationMode;
 use reins_data::HfTokenizer;
 use reins_model::{LoadOptions, Model};
-use reins_train::config::{keys_of, resolved, FlatConfig, TrainingArgs};
+use reins_train::config::{resolved, FlatConfig, TrainingArgs};
 use reins_train::losses::{CpoConfig, DpoConfig, KtoConfig, RewardLossConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::run::{self, Progress, RunSummary};
@@ -71,6 +71,39 @@ fn default_lr(m: Method) -> f64 {
     }
 }
 
+/// Defaults that depend on the method, as TRL's per-trainer configs set them
+/// (`learning_rate`; SimPO's loss), put into `flat` unless the user set them.
+pub(crate) fn apply_presets(method: Method, flat: &mut FlatConfig) {
+    flat.table.entry("learning_rate").or_insert(default_lr(method).into());
+    if matches!(method, Method::Simpo) {
+        // SimPO is CPO's `loss_type = "simpo"` without the NLL term (arXiv:2405.14734).
+        flat.table.entry("loss_type").or_insert("simpo".into());
+        flat.table.entry("cpo_alpha").or_insert(0.0.into());
+    }
+}
+
+/// The default value of every config part `method` reads: their keys are the known keys.
+pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
+    let mut parts = vec![to_json(&TrainingArgs::default()), to_json(&OptimConfig::default())];
+    match method {
+        Method::Sft => parts.push(to_json(&SftArgs::default())),
+        Method::Reward => {
+            parts.push(to_json(&RewardLossConfig::default()));
+            parts.push(to_json(&EnsembleArgs::default()));
+            parts.push(to_json(&super::reward::ListwiseArgs::default()));
+        }
+        Method::Dpo => {
+            parts.push(to_json(&DpoConfig::default()));
+            parts.push(to_json(&DpoTrainerArgs::default()));
+        }
+        Method::Kto => parts.push(to_json(&KtoConfig::default())),
+        Method::Orpo => parts.push(to_json(&OrpoConfig::default())),
+        Method::Simpo | Method::Cpo => parts.push(to_json(&CpoConfig::default())),
+        Method::Lipo => parts.push(to_json(&LipoConfig::default())),
+    }
+    parts
+}
+
 pub fn run(method: Method, a: TrainArgs) -> Result<()> {
     let device = reins_model::default_device()?;
     let mut flat = match &a.config {
@@ -83,30 +116,9 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
     for s in &a.set {
         flat.set(s)?;
     }
-    flat.table.entry("learning_rate").or_insert(default_lr(method).into());
-    if matches!(method, Method::Simpo) {
-        // SimPO is CPO's `loss_type = "simpo"` without the NLL term (arXiv:2405.14734).
-        flat.table.entry("loss_type").or_insert("simpo".into());
-        flat.table.entry("cpo_alpha").or_insert(0.0.into());
-    }
-    let mut known = keys_of::<TrainingArgs>();
-    known.extend(keys_of::<OptimConfig>());
-    match method {
-        Method::Sft => known.extend(keys_of::<SftArgs>()),
-        Method::Reward => {
-            known.extend(keys_of::<RewardLossConfig>());
-            known.extend(keys_of::<EnsembleArgs>());
-            known.extend(keys_of::<super::reward::ListwiseArgs>());
-        }
-        Method::Dpo => {
-            known.extend(keys_of::<DpoConfig>());
-            known.extend(keys_of::<DpoTrainerArgs>());
-        }
-        Method::Kto => known.extend(keys_of::<KtoConfig>()),
-        Method::Orpo => known.extend(keys_of::<OrpoConfig>()),
-        Method::Simpo | Method::Cpo => known.extend(keys_of::<CpoConfig>()),
-        Method::Lipo => known.extend(keys_of::<LipoConfig>()),
-    }
+    apply_presets(method, &mut flat);
+    let known: Vec<String> =
+        default_parts(method).iter().filter_map(|p| p.as_object()).flat_map(|m| m.keys().cloned()).collect();
     flat.check_known(&known)?;
     let args: TrainingArgs = flat.part()?;
     args.validate()?;
