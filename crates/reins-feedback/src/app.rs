@@ -61,12 +61,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(db: Db, config: ServerConfig) -> AppState {
-        AppState {
-            db,
-            config: Arc::new(config),
-            templates: Arc::new(pages::templates()),
-            log: requests::stderr_sink(),
-        }
+        AppState { db, config: Arc::new(config), templates: Arc::new(pages::templates()), log: requests::stderr_sink() }
     }
 }
 

@@ -83,7 +83,7 @@ async fn round_trip(url: &str) {
         c.call("GET", &format!("/api/projects/{p}/export/raw?split=0.5&part=train"), Auth::Cookie(&admin), None).await;
     assert_eq!(raw.text.lines().count() + train.text.lines().count(), 6);
 
-    // Issue 13 item 18 on this backend: the label page counts progress, the dashboard draws
+    // Progress and charts on this backend: the label page counts progress, the dashboard draws
     // each chart with one series per annotator.
     let page = c.call("GET", &format!("/p/{p}"), Auth::Cookie(&third), None).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);

@@ -135,6 +135,8 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
+            // Scrollbars would take width from the page the layout checks measure.
+            "--hide-scrollbars",
         ];
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.path().display()));
@@ -287,53 +289,9 @@ async fn chromium_span_offsets_index_the_stored_text() {
         json!([{"start": start, "end": end, "tag": "wrong", "text": target}]),
         "offsets in Unicode scalar values of the stored text"
     );
-
-// ---- issue 13, items 18 and 20: what a person sees (progress, charts, phone, dark mode) ----
-
-/// Chromium under chromedriver, ended (with the driver) when dropped. None when absent.
-struct Browser {
-    d: Driver,
-    _guard: SessionGuard,
-    _proc: tokio::process::Child,
-    _profile: tempfile::TempDir,
 }
 
-async fn start_browser() -> Option<Browser> {
-    let chromium = std::env::var("REINS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let chromedriver = std::env::var("REINS_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    if !std::path::Path::new(&chromium).exists() || !std::path::Path::new(&chromedriver).exists() {
-        println!("skipped: REINS_CHROMIUM not set or chromium/chromedriver absent");
-        return None;
-    }
-    let port = free_port();
-    let proc = tokio::process::Command::new(&chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start chromedriver");
-    let addr = format!("127.0.0.1:{port}");
-    let start = Instant::now();
-    while !matches!(http(&addr, "GET", "/status", &[], "").await, Ok((200, _))) {
-        assert!(start.elapsed() < Duration::from_secs(20), "chromedriver did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let profile = tempfile::tempdir().unwrap();
-    let mut args: Vec<String> =
-        ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-    args.push("--hide-scrollbars".into());
-    args.push(format!("--user-data-dir={}", profile.path().display()));
-    let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"binary": chromium, "args": args}}}});
-    let (status, text) = http(&addr, "POST", "/session", &[], &caps.to_string()).await.unwrap();
-    assert_eq!(status, 200, "new session: {text}");
-    let session = serde_json::from_str::<Value>(&text).unwrap()["value"]["sessionId"].as_str().unwrap().to_string();
-    let guard = SessionGuard { addr: addr.clone(), session: session.clone() };
-    Some(Browser { d: Driver { addr, session }, _guard: guard, _proc: proc, _profile: profile })
-}
+// ---- what a person sees: progress, charts, phone, dark mode ----
 
 impl Driver {
     /// Chrome DevTools commands through chromedriver (viewport and colour-scheme emulation).
@@ -428,7 +386,7 @@ async fn label_via_api(server: &str, project: &str, user: &str, n: usize, answer
 /// inline-SVG charts with one series per annotator and agreement as numbers, not JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_shows_progress_and_charts_per_annotator() {
-    let Some(b) = start_browser().await else { return };
+    let Some(b) = Browser::start().await else { return };
     let d = &b.d;
     let db = sqlite_db();
     let st = state(&db.url, ServerConfig::default()).await;
@@ -494,7 +452,7 @@ async fn chromium_shows_progress_and_charts_per_annotator() {
 /// screenshots in docs/img/ used by docs/feedback.md.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_fits_a_phone_follows_dark_mode_and_moves_focus() {
-    let Some(b) = start_browser().await else { return };
+    let Some(b) = Browser::start().await else { return };
     let d = &b.d;
     let db = sqlite_db();
     let st = state(&db.url, ServerConfig::default()).await;
@@ -583,11 +541,11 @@ async fn chromium_fits_a_phone_follows_dark_mode_and_moves_focus() {
     tokio::time::timeout(Duration::from_secs(120), run).await.expect("browser session finished in time");
 }
 
-/// Item 19: on a 15-field page the responses stay in view beside the questions; a question's
+/// On a 15-field page the responses stay in view beside the questions; a question's
 /// help text is shown (and read out with its first field); scale points carry their labels.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_keeps_responses_beside_questions_with_help_and_scale_labels() {
-    let Some(b) = start_browser().await else { return };
+    let Some(b) = Browser::start().await else { return };
     let d = &b.d;
     let db = sqlite_db();
     let st = state(&db.url, ServerConfig::default()).await;

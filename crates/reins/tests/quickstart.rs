@@ -85,3 +85,38 @@ fn reduced_quickstart_completes_and_writes_the_report() {
     assert!(!broken.status.success() && stderr.contains("hint: delete"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `--seeds 2`: each seed in its own folder, and `seeds.md` / `seeds.json` with every method's
+/// per-seed values and a 95 % interval that contains their mean.
+#[test]
+fn reduced_quickstart_over_two_seeds_reports_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args(["quickstart", "--reduced", "--seeds", "2", "--output-dir"])
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "quickstart failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    for seed in ["seed-0", "seed-1"] {
+        assert!(out.join(seed).join("report.json").exists(), "{seed} has no report");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("seeds.json")).unwrap()).unwrap();
+    assert_eq!(json["seeds"], serde_json::json!([0, 1]));
+    let rows = json["win_rate"].as_array().unwrap();
+    assert!(rows.len() >= 7, "{rows:?}");
+    for r in rows {
+        let per: Vec<f64> = r["per_seed"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(per.len(), 2, "{r}");
+        let i = &r["interval"];
+        let (mean, lo, hi) = (i["mean"].as_f64().unwrap(), i["lo"].as_f64().unwrap(), i["hi"].as_f64().unwrap());
+        assert!((mean - (per[0] + per[1]) / 2.0).abs() < 1e-9 && lo <= mean && mean <= hi, "{r}");
+    }
+    let md = std::fs::read_to_string(out.join("seeds.md")).unwrap();
+    assert!(md.contains("over seeds 0, 1") && md.contains("of 2 |"), "{md}");
+    assert!(stdout.contains("summary over seeds:"), "{stdout}");
+}

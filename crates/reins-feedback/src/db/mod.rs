@@ -12,12 +12,11 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// Migrations in order; each runs once, recorded in `reins_migrations`.
-const MIGRATIONS: &[(i64, &str)] =
-    &[
-        (1, include_str!("../../migrations/0001_init.sql")),
-        (2, include_str!("../../migrations/0002_security.sql")),
-        (3, include_str!("../../migrations/0003_data.sql")),
-    ];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/0001_init.sql")),
+    (2, include_str!("../../migrations/0002_security.sql")),
+    (3, include_str!("../../migrations/0003_data.sql")),
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
