@@ -2,6 +2,7 @@
 //! `REINS_TEST_POSTGRES_URL` is set), an in-process client, and a raw HTTP/1.1 client for
 //! tests over real sockets.
 #![allow(dead_code)]
+pub mod browser;
 pub mod child;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
