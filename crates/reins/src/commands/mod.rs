@@ -11,3 +11,32 @@ pub mod serve;
 pub mod train;
 #[cfg(test)]
 mod trl_defaults;
+
+use anyhow::{Context, Result};
+use reins_train::config::FlatConfig;
+use std::path::Path;
+
+/// The config of a training command: `--config F.toml` (TRL's defaults without one), then each
+/// `--set key=value`, then the method's presets; a key that none of the method's config parts
+/// (`parts`, their defaults as JSON objects) knows is refused, so a typo never passes silently.
+pub(crate) fn resolve_config(
+    path: Option<&Path>,
+    set: &[String],
+    presets: impl FnOnce(&mut FlatConfig),
+    parts: &[serde_json::Value],
+) -> Result<FlatConfig> {
+    let mut flat = match path {
+        Some(p) => {
+            FlatConfig::from_toml(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+                .with_context(|| format!("in {}", p.display()))?
+        }
+        None => FlatConfig::default(),
+    };
+    for s in set {
+        flat.set(s)?;
+    }
+    presets(&mut flat);
+    let known: Vec<String> = parts.iter().filter_map(|p| p.as_object()).flat_map(|m| m.keys().cloned()).collect();
+    flat.check_known(&known)?;
+    Ok(flat)
+}

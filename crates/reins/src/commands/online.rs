@@ -224,20 +224,8 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
 
 pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
     let device = reins_model::default_device()?;
-    let mut flat = match &a.config {
-        Some(p) => {
-            FlatConfig::from_toml(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
-                .with_context(|| format!("in {}", p.display()))?
-        }
-        None => FlatConfig::default(),
-    };
-    for s in &a.set {
-        flat.set(s)?;
-    }
-    apply_presets(method, &mut flat);
-    let known: Vec<String> =
-        default_parts(method).iter().filter_map(|p| p.as_object()).flat_map(|m| m.keys().cloned()).collect();
-    flat.check_known(&known)?;
+    let flat =
+        super::resolve_config(a.config.as_deref(), &a.set, |f| apply_presets(method, f), &default_parts(method))?;
     let args: TrainingArgs = flat.part()?;
     args.validate()?;
     let optim: OptimConfig = flat.part()?;
