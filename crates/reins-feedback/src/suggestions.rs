@@ -1,0 +1,164 @@
+//! Model suggestions: answers a model (a reward model, a judge, an earlier labeller) proposes
+//! per question. They arrive with the items (`"suggestions"` and `"suggestion_source"` on an
+//! import line), are validated like answers, are shown pre-filled and marked on the label
+//! page, and every submission records per question whether the person kept the suggested
+//! answer unchanged. Exports hold only the person's answers.
+use crate::db::Suggestions;
+use crate::pages::Field;
+use crate::tasks::{canonical_answer, ProjectConfig, Question, QuestionKind};
+use serde_json::{json, Map, Value};
+
+/// Longest `suggestion_source` accepted, in bytes.
+pub const MAX_SOURCE_BYTES: usize = 200;
+
+/// Checks an import line's `suggestions` against the project's questions and returns them in
+/// the stored form. They are written as the submit API takes answers, with positions in the
+/// item's own order (`"a"` is the first response): `{"preference": {"choice": "a"}}`.
+pub fn parse(
+    cfg: &ProjectConfig,
+    raw: &Value,
+    source: Option<&Value>,
+    responses: &[String],
+) -> Result<Suggestions, String> {
+    let obj = raw.as_object().filter(|o| !o.is_empty()).ok_or(
+        "`suggestions` must be a non-empty object: {\"<question name>\": <answer as the submit API takes it>}",
+    )?;
+    let identity: Vec<usize> = (0..responses.len()).collect();
+    let mut answers = Map::new();
+    for (name, a) in obj {
+        let Some(q) = cfg.questions.iter().find(|q| &q.name == name) else {
+            let names: Vec<&str> = cfg.questions.iter().map(|q| q.name.as_str()).collect();
+            return Err(format!(
+                "suggestion for unknown question `{name}`; this project's questions: {}",
+                names.join(", ")
+            ));
+        };
+        let c = canonical_answer(q, a, &identity, responses).map_err(|e| format!("suggestion for `{name}`: {e}"))?;
+        answers.insert(name.clone(), c);
+    }
+    let source = match source {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_SOURCE_BYTES => Some(s.clone()),
+        Some(_) => return Err(format!("`suggestion_source` must be a name of 1-{MAX_SOURCE_BYTES} bytes")),
+    };
+    Ok(Suggestions { answers: Value::Object(answers), source })
+}
+
+/// Two stored answers to `q` say the same. A pairwise answer also records the position the
+/// winner was shown at, which differs between people and is not part of the judgement.
+fn same(q: &Question, a: &Value, b: &Value) -> bool {
+    match q.kind {
+        QuestionKind::Pairwise { .. } => {
+            let strip = |v: &Value| {
+                let mut v = v.clone();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("winner_position");
+                }
+                v
+            };
+            strip(a) == strip(b)
+        }
+        _ => a == b,
+    }
+}
+
+/// `{question: kept unchanged?}` for each suggested question of a stored answer.
+pub fn kept(cfg: &ProjectConfig, suggested: &Value, answer: &Value) -> Value {
+    let mut out = Map::new();
+    for q in &cfg.questions {
+        if let Some(s) = suggested.get(&q.name) {
+            out.insert(q.name.clone(), json!(answer.get(&q.name).is_some_and(|a| same(q, s, a))));
+        }
+    }
+    Value::Object(out)
+}
+
+/// The suggested value of one label-page field, in display positions, as the page's script
+/// reads it: an option's `data-value` for choices, display positions best first for a
+/// ranking, a span list or a text for the others. None when it cannot be shown there.
+fn field_value(q: &Question, stored: &Value, f: &Field, order: &[usize]) -> Option<Value> {
+    let item_index = |pos: Option<usize>| pos.and_then(|p| order.get(p).copied());
+    let flag = |v: &Value| v.as_bool().map(|b| json!(b.to_string()));
+    match &q.kind {
+        QuestionKind::Pairwise { .. } if f.sub == "choice" => match stored.get("outcome")?.as_str()? {
+            "win" => {
+                let winner = stored.get("winner")?.as_u64()? as usize;
+                let loser = stored.get("loser")?.as_u64()? as usize;
+                match (order.first(), order.get(1)) {
+                    (Some(&a), Some(&b)) if (a, b) == (winner, loser) => Some(json!("a")),
+                    (Some(&a), Some(&b)) if (a, b) == (loser, winner) => Some(json!("b")),
+                    _ => None,
+                }
+            }
+            other => Some(json!(other)),
+        },
+        QuestionKind::Pairwise { .. } => stored.get("strength")?.as_i64().map(|s| json!(s.to_string())),
+        QuestionKind::Ranking => {
+            let ranking = stored.get("ranking")?.as_array()?;
+            let shown: Option<Vec<usize>> =
+                ranking.iter().map(|i| i.as_u64().and_then(|i| order.iter().position(|&o| o == i as usize))).collect();
+            shown.map(|s| json!(s))
+        }
+        QuestionKind::Likert { .. } => {
+            stored.get(&f.sub)?.get(item_index(f.pos)?)?.as_i64().map(|v| json!(v.to_string()))
+        }
+        QuestionKind::Thumbs => flag(stored.get(item_index(f.pos)?)?),
+        QuestionKind::Spans { .. } | QuestionKind::Critique { .. } => stored.get(item_index(f.pos)?).cloned(),
+        QuestionKind::Principles { .. } => {
+            let i: usize = f.sub.parse().ok()?;
+            flag(stored.get(item_index(f.pos)?)?.get(i)?)
+        }
+    }
+}
+
+/// Marks the fields that have a suggested answer (`Field::suggested`, JSON text).
+pub fn annotate(fields: &mut [Field], cfg: &ProjectConfig, s: &Suggestions, order: &[usize]) {
+    for f in fields {
+        let Some(q) = cfg.questions.iter().find(|q| q.name == f.q) else { continue };
+        if let Some(stored) = s.answers.get(&q.name) {
+            f.suggested = field_value(q, stored, f, order).map(|v| v.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ProjectConfig {
+        ProjectConfig::parse(&json!({"questions": [
+            {"name": "pref", "kind": "pairwise", "strength": true},
+            {"name": "quality", "kind": "likert", "aspects": ["helpfulness"]},
+            {"name": "ok", "kind": "thumbs"}
+        ]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn suggestions_are_checked_against_the_questions() {
+        let r = vec!["x".to_string(), "y".to_string()];
+        let e = parse(&cfg(), &json!({"prefernce": {"choice": "a"}}), None, &r).unwrap_err();
+        assert!(e.contains("unknown question `prefernce`") && e.contains("pref, quality, ok"), "{e}");
+        let e = parse(&cfg(), &json!({"quality": {"helpfulness": [9, 1]}}), None, &r).unwrap_err();
+        assert!(e.contains("suggestion for `quality`") && e.contains("1..=5"), "{e}");
+        let s = parse(&cfg(), &json!({"pref": {"choice": "b", "strength": 2}}), Some(&json!("rm-v1")), &r).unwrap();
+        assert_eq!(s.answers["pref"]["winner"], 1);
+        assert_eq!(s.source.as_deref(), Some("rm-v1"));
+    }
+
+    #[test]
+    fn a_kept_pairwise_suggestion_is_kept_whatever_the_display_order() {
+        let cfg = cfg();
+        let r = vec!["x".to_string(), "y".to_string()];
+        let s = parse(&cfg, &json!({"pref": {"choice": "a", "strength": 2}, "ok": [true, false]}), None, &r).unwrap();
+        // Shown swapped: the first response is at position B.
+        let same =
+            json!({"pref": {"choice": "b", "strength": 2}, "quality": {"helpfulness": [3, 3]}, "ok": [false, true]});
+        let answer = cfg.canonicalize(&same, &[1, 0], &r).unwrap();
+        assert_eq!(kept(&cfg, &s.answers, &answer), json!({"pref": true, "ok": true}));
+        let other =
+            json!({"pref": {"choice": "b", "strength": 3}, "quality": {"helpfulness": [3, 3]}, "ok": [true, true]});
+        let answer = cfg.canonicalize(&other, &[1, 0], &r).unwrap();
+        assert_eq!(kept(&cfg, &s.answers, &answer), json!({"pref": false, "ok": false}));
+    }
+}
