@@ -147,6 +147,53 @@ mod tests {
     }
 
     #[test]
+    fn fields_are_prefilled_in_display_positions() {
+        let cfg = ProjectConfig::parse(&json!({"questions": [
+            {"name": "pref", "kind": "pairwise", "strength": true},
+            {"name": "rank", "kind": "ranking"},
+            {"name": "quality", "kind": "likert", "aspects": ["helpfulness"]},
+            {"name": "ok", "kind": "thumbs"},
+            {"name": "issues", "kind": "spans", "tags": ["wrong"]},
+            {"name": "note", "kind": "critique"},
+            {"name": "rules", "kind": "principles", "principles": ["honest"]}
+        ]}))
+        .unwrap();
+        let r: Vec<String> = ["x", "yy", "zzz"].iter().map(|s| s.to_string()).collect();
+        let s = parse(
+            &cfg,
+            &json!({"pref": {"choice": "a", "strength": 3}, "rank": {"order": [2, 0, 1]}, "quality": {"helpfulness": [1, 2, 3]},
+                    "ok": [true, false, true], "issues": [[], [{"start": 0, "end": 1, "tag": "wrong"}], []],
+                    "note": ["n0", "n1", "n2"], "rules": [[true], [false], [true]]}),
+            None,
+            &r,
+        )
+        .unwrap();
+        // Shown: item 1 at A, item 0 at B, item 2 at C.
+        let order = [1, 0, 2];
+        let mut fields = crate::pages::fields::fields(&cfg, 3);
+        annotate(&mut fields, &cfg, &s, &order);
+        let first = |q: &str| {
+            fields
+                .iter()
+                .find(|f| f.q == q && f.pos.unwrap_or(0) == 0)
+                .and_then(|f| f.suggested.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(first("pref"), "\"b\"", "item 0 won and is shown at B");
+        assert_eq!(fields[1].suggested.as_deref(), Some("\"3\""), "strength");
+        assert_eq!(first("rank"), "[2,1,0]");
+        assert_eq!(first("quality"), "\"2\"");
+        assert_eq!(first("ok"), "\"false\"");
+        assert_eq!(first("issues"), json!([{"start": 0, "end": 1, "tag": "wrong"}]).to_string());
+        assert_eq!(first("note"), "\"n1\"");
+        assert_eq!(first("rules"), "\"false\"");
+        // Shown with item 2 first, the pairwise suggestion (item 0 over item 1) has no place.
+        let mut fields = crate::pages::fields::fields(&cfg, 3);
+        annotate(&mut fields, &cfg, &s, &[2, 0, 1]);
+        assert_eq!(fields[0].suggested, None);
+    }
+
+    #[test]
     fn a_kept_pairwise_suggestion_is_kept_whatever_the_display_order() {
         let cfg = cfg();
         let r = vec!["x".to_string(), "y".to_string()];

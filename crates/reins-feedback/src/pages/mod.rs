@@ -1,6 +1,6 @@
 //! Server-rendered pages (minijinja, auto-escaped). Pages post forms with the session's
 //! CSRF token; the label page submits through the JSON API with the `x-csrf-token` header.
-mod fields;
+pub(crate) mod fields;
 pub mod items;
 pub use fields::Field;
 
