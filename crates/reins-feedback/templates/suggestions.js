@@ -29,7 +29,7 @@
     const same = current(f, i) === suggested(f, v);
     note.classList.toggle("changed", !same);
     note.textContent = same
-      ? "Pre-filled: suggested by " + note.dataset.source + "; check it, change it if needed"
+      ? "Pre-filled, suggested by " + note.dataset.source + ": check it"
       : "Changed from the suggestion of " + note.dataset.source;
   }
 

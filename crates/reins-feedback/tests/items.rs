@@ -216,6 +216,13 @@ async fn search_and_filters(url: &str) {
     }
     let r = c.call("GET", &format!("/api/projects/{p}/items"), Auth::Cookie(&ann), None).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "annotators do not search items: {}", r.text);
+    let r = c.call("GET", &format!("/p/{p}/items"), Auth::Cookie(&ann), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "nor open the items page");
+    let r = c.call("GET", &format!("/api/projects/{p}/items"), Auth::None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = c.call("GET", &format!("/p/{p}/items?q=x"), Auth::None, None).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "signed out: to the login form");
+    assert!(r.headers["location"].to_str().unwrap().starts_with("/login?next="), "{:?}", r.headers);
 }
 
 #[tokio::test]
