@@ -208,12 +208,14 @@ pub async fn import_jsonl(db: &Db, project_id: &str, text: &str) -> Result<Impor
             },
         };
         if db.insert_item(project_id, &it.external_id, &it.prompt, &it.responses, it.gold.as_ref()).await? {
-            if let Some(s) = &suggestions {
-                db.set_item_suggestions(project_id, &it.external_id, s).await?;
-            }
             report.imported += 1;
         } else {
             report.duplicates += 1;
+        }
+        // Also for a duplicate: an item imported before without suggestions (or whose import
+        // stopped between the two writes) gets them; one that has some keeps its own.
+        if let Some(s) = &suggestions {
+            db.set_item_suggestions(project_id, &it.external_id, s).await?;
         }
     }
     report.errors.sort_by_key(|e| e.line);

@@ -69,6 +69,23 @@ async fn bad_suggestions_are_reported_by_line_and_question() {
     let jsonl: String = lines.iter().map(|l| l.to_string() + "\n").collect();
     let report = c.import(&admin, &p, &jsonl).await;
     assert_eq!(report["imported"], 1, "{report}");
+    // Re-importing an item with suggestions it lacked adds them; one that has some keeps its own.
+    let again = [
+        json!({"prompt": "p6", "responses": ["a", "b"]}),
+        json!({"prompt": "p6", "responses": ["a", "b"], "suggestions": {"ok": [true, true]}, "suggestion_source": "judge"}),
+        json!({"prompt": "p1", "responses": ["a", "b"], "suggestions": {"ok": [false, false]}, "suggestion_source": "other"}),
+    ];
+    for line in again {
+        c.import(&admin, &p, &(line.to_string() + "\n")).await;
+    }
+    let (_, found) = ids(&c, &admin, &p, "suggested=true").await;
+    let sources: Vec<(&str, &str)> = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["prompt"].as_str().unwrap(), i["suggestion_source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(sources, [("p1", "rm-v1"), ("p6", "judge")]);
     let errors: Vec<(u64, String)> = report["errors"]
         .as_array()
         .unwrap()
@@ -258,6 +275,9 @@ async fn items_page_escapes_and_previews_claim_nothing() {
         assert!(preview.text.contains("Preview: read-only") && !preview.text.contains(evil), "{}", preview.text);
     }
     assert_eq!(ids(&c, &admin, &p, "status=unlabeled").await.0, ["<b>x</b>"], "a preview claimed the item");
+    // The admin's preview of the label page names the suggestion without claiming to have filled it in.
+    let label = c.call("GET", &format!("/p/{p}"), Auth::Cookie(&admin), None).await;
+    assert!(label.text.contains("(pre-filled for annotators)") && !label.text.contains(evil), "{}", label.text);
     let ann = c.annotator(&admin, &p, "ann").await;
     let r = c.call("GET", &format!("/p/{p}/items/{id}"), Auth::Cookie(&ann), None).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
