@@ -76,11 +76,11 @@ pub fn kept(cfg: &ProjectConfig, suggested: &Value, answer: &Value) -> Value {
 /// The suggested value of one label-page field, in display positions, as the page's script
 /// reads it: an option's `data-value` for choices, display positions best first for a
 /// ranking, a span list or a text for the others. None when it cannot be shown there.
-fn field_value(q: &Question, stored: &Value, f: &Field, order: &[usize]) -> Option<Value> {
+fn field_value(q: &Question, stored: &Value, sub: &str, pos: Option<usize>, order: &[usize]) -> Option<Value> {
     let item_index = |pos: Option<usize>| pos.and_then(|p| order.get(p).copied());
     let flag = |v: &Value| v.as_bool().map(|b| json!(b.to_string()));
     match &q.kind {
-        QuestionKind::Pairwise { .. } if f.sub == "choice" => match stored.get("outcome")?.as_str()? {
+        QuestionKind::Pairwise { .. } if sub == "choice" => match stored.get("outcome")?.as_str()? {
             "win" => {
                 let winner = stored.get("winner")?.as_u64()? as usize;
                 let loser = stored.get("loser")?.as_u64()? as usize;
@@ -99,16 +99,47 @@ fn field_value(q: &Question, stored: &Value, f: &Field, order: &[usize]) -> Opti
                 ranking.iter().map(|i| i.as_u64().and_then(|i| order.iter().position(|&o| o == i as usize))).collect();
             shown.map(|s| json!(s))
         }
-        QuestionKind::Likert { .. } => {
-            stored.get(&f.sub)?.get(item_index(f.pos)?)?.as_i64().map(|v| json!(v.to_string()))
-        }
-        QuestionKind::Thumbs => flag(stored.get(item_index(f.pos)?)?),
-        QuestionKind::Spans { .. } | QuestionKind::Critique { .. } => stored.get(item_index(f.pos)?).cloned(),
+        QuestionKind::Likert { .. } => stored.get(sub)?.get(item_index(pos)?)?.as_i64().map(|v| json!(v.to_string())),
+        QuestionKind::Thumbs => flag(stored.get(item_index(pos)?)?),
+        QuestionKind::Spans { .. } | QuestionKind::Critique { .. } => stored.get(item_index(pos)?).cloned(),
         QuestionKind::Principles { .. } => {
-            let i: usize = f.sub.parse().ok()?;
-            flag(stored.get(item_index(f.pos)?)?.get(i)?)
+            let i: usize = sub.parse().ok()?;
+            flag(stored.get(item_index(pos)?)?.get(i)?)
         }
     }
+}
+
+/// The suggestions as the submit API takes answers, in this assignment's display positions
+/// (what `GET /next` returns): submitting them unchanged keeps every suggestion. A pairwise
+/// suggestion whose two responses are not the two shown first is left out.
+pub fn in_display_positions(cfg: &ProjectConfig, s: &Suggestions, order: &[usize]) -> Value {
+    let per = |v: &Value| -> Option<Value> {
+        order.iter().map(|&i| v.get(i).cloned()).collect::<Option<Vec<_>>>().map(Value::from)
+    };
+    let mut out = Map::new();
+    for q in &cfg.questions {
+        let Some(stored) = s.answers.get(&q.name) else { continue };
+        let shown = match &q.kind {
+            QuestionKind::Pairwise { .. } => field_value(q, stored, "choice", None, order).map(|choice| {
+                let mut a = json!({"choice": choice});
+                if let Some(strength) = stored.get("strength").filter(|v| !v.is_null()) {
+                    a["strength"] = strength.clone();
+                }
+                a
+            }),
+            QuestionKind::Ranking => field_value(q, stored, "", None, order).map(|o| json!({"order": o})),
+            QuestionKind::Likert { aspects, .. } => aspects
+                .iter()
+                .map(|a| Some((a.clone(), per(stored.get(a)?)?)))
+                .collect::<Option<Map<String, Value>>>()
+                .map(Value::Object),
+            _ => per(stored),
+        };
+        if let Some(v) = shown {
+            out.insert(q.name.clone(), v);
+        }
+    }
+    Value::Object(out)
 }
 
 /// Marks the fields that have a suggested answer (`Field::suggested`, JSON text).
@@ -116,7 +147,7 @@ pub fn annotate(fields: &mut [Field], cfg: &ProjectConfig, s: &Suggestions, orde
     for f in fields {
         let Some(q) = cfg.questions.iter().find(|q| q.name == f.q) else { continue };
         if let Some(stored) = s.answers.get(&q.name) {
-            f.suggested = field_value(q, stored, f, order).map(|v| v.to_string());
+            f.suggested = field_value(q, stored, &f.sub, f.pos, order).map(|v| v.to_string());
         }
     }
 }
@@ -187,6 +218,13 @@ mod tests {
         assert_eq!(first("issues"), json!([{"start": 0, "end": 1, "tag": "wrong"}]).to_string());
         assert_eq!(first("note"), "\"n1\"");
         assert_eq!(first("rules"), "\"false\"");
+        // As the API shows them: submitted unchanged, every suggestion counts as kept.
+        let shown = in_display_positions(&cfg, &s, &order);
+        assert_eq!(shown["pref"], json!({"choice": "b", "strength": 3}));
+        assert_eq!(shown["quality"], json!({"helpfulness": [2, 1, 3]}));
+        let answer = cfg.canonicalize(&shown, &order, &r).unwrap();
+        let all_kept = cfg.questions.iter().map(|q| (q.name.clone(), json!(true))).collect::<Map<_, _>>();
+        assert_eq!(kept(&cfg, &s.answers, &answer), Value::Object(all_kept));
         // Shown with item 2 first, the pairwise suggestion (item 0 over item 1) has no place.
         let mut fields = crate::pages::fields::fields(&cfg, 3);
         annotate(&mut fields, &cfg, &s, &[2, 0, 1]);

@@ -214,6 +214,12 @@
     if (e.key === "k") { setFocus(focus - 1); return; }
     const f = fields[focus];
     if (!f) return;
+    // In a spans field, Backspace removes the span added last (the list's buttons need a pointer).
+    if (e.key === "Backspace" && f.dataset.kind === "spans") {
+      const list = spans[Number(f.dataset.pos)] || [];
+      if (list.length) { e.preventDefault(); list.pop(); renderSpans(Number(f.dataset.pos)); changed(f); }
+      return;
+    }
     const hit = optionForKey(f, e.key);
     if (hit) { e.preventDefault(); const at = focus; choose(at, hit.btn); if (hit.stay) setFocus(at); }
   });

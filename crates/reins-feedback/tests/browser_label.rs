@@ -116,6 +116,19 @@ async fn chromium_highlights_spans_and_removes_them() {
         {
             problems.push(format!("after the removal `unsafe` marks {kept}"));
         }
+        // With the keyboard: tag `wrong` again, then Backspace removes the span added last.
+        assert_eq!(d.js_with(SELECT, json!([wrong])).await, true);
+        d.keys(&["1"]).await;
+        let again = d.js_with(MARKED, json!(["wrong"])).await;
+        d.keys(&["\u{E003}"]).await;
+        let after_backspace = (d.js_with(MARKED, json!(["wrong"])).await, d.js_with(MARKED, json!(["unsafe"])).await);
+        if again != json!(chars(text, offsets(wrong).0, offsets(wrong).1))
+            || after_backspace != (json!(""), json!(chars(text, start, end)))
+        {
+            problems.push(format!(
+                "re-tagged `wrong` marks {again}; after Backspace [wrong, unsafe] mark {after_backspace:?}"
+            ));
+        }
         d.keys(&["\u{E007}"]).await;
         let after = d.wait_for(AFTER_SUBMIT, "the submit to finish").await;
         assert_eq!(after, "saved");

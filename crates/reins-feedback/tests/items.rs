@@ -127,8 +127,15 @@ async fn suggestions_kept_or_changed(url: &str) {
         let mut ok = [false, false];
         ok[first] = true;
         let choice = ["a", "b"][winner];
-        let body = json!({"assignment_id": t["assignment_id"], "idempotency_key": format!("k{i}"),
-            "answers": {"preference": {"choice": choice, "strength": 2}, "ok": ok}});
+        assert_eq!(t["suggestion_source"], "rm-v1");
+        assert_eq!(t["suggestions"]["ok"], json!(ok), "suggestions in display positions");
+        // Kept: the suggestions as `next` shows them are sent back unchanged.
+        let answers = if keep {
+            t["suggestions"].clone()
+        } else {
+            json!({"preference": {"choice": choice, "strength": 2}, "ok": ok})
+        };
+        let body = json!({"assignment_id": t["assignment_id"], "idempotency_key": format!("k{i}"), "answers": answers});
         let r = c.call("POST", &format!("/api/projects/{p}/submissions"), Auth::Cookie(&ann), Some(body)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     }

@@ -232,7 +232,15 @@ pub async fn next(State(state): State<AppState>, user: AuthUser, Path(id): Path<
         });
     }
     Ok(match assign::next_assignment(&state, &id, &user).await? {
-        Some((a, item)) => Json(task_view(&a, &item)).into_response(),
+        Some((a, item)) => {
+            let mut view = task_view(&a, &item);
+            if let Some(s) = state.db.item_suggestions(&item.id).await? {
+                let cfg = ProjectConfig::parse(&state.db.project(&id).await?.config)?;
+                view["suggestions"] = crate::suggestions::in_display_positions(&cfg, &s, &a.display_order);
+                view["suggestion_source"] = json!(s.source);
+            }
+            Json(view).into_response()
+        }
         None => StatusCode::NO_CONTENT.into_response(),
     })
 }
