@@ -151,7 +151,12 @@ pub async fn submit(
         time_ms: body.time_ms.unwrap_or(0).clamp(0, 24 * 3600 * 1000),
         created_at: now_ms(),
     };
-    let (stored, created) = db.insert_submission(&s).await?;
+    // Which suggested answers the person kept unchanged, stored with the submission.
+    let kept = match db.item_suggestions(&item.id).await? {
+        Some(sg) if s.kind == "label" => Some(crate::suggestions::kept(&cfg, &sg.answers, &s.answer)),
+        _ => None,
+    };
+    let (stored, created) = db.insert_submission_noting(&s, kept.as_ref()).await?;
     if created {
         Ok((stored, true))
     } else {

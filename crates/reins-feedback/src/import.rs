@@ -39,6 +39,9 @@ pub struct NewItem {
     pub prompt: String,
     pub responses: Vec<String>,
     pub gold: Option<Value>,
+    /// `suggestions` and `suggestion_source` as given; checked against the project's
+    /// questions by `import_jsonl` (see `suggestions`).
+    pub suggestions: Option<(Value, Option<Value>)>,
 }
 
 /// FNV-1a, 64 bit: a stable content id and split hash (not for security).
@@ -83,6 +86,11 @@ pub fn parse_jsonl(text: &str, min_responses: usize) -> (Vec<NewItem>, Vec<LineE
         } else if let Some(r) = v.get("completions") {
             string_list(r, "completions")
         } else if let Some(c) = v.get("completion") {
+            if v.get("suggestions").is_some() {
+                err("`suggestions` need all responses on one line (`responses` or `completions`), not `completion`"
+                    .into());
+                continue;
+            }
             match c.as_str() {
                 Some(c) if c.len() > MAX_RESPONSE_BYTES => {
                     Err(format!("completion is {} bytes; the limit is {MAX_RESPONSE_BYTES}", c.len()))
@@ -102,6 +110,7 @@ pub fn parse_jsonl(text: &str, min_responses: usize) -> (Vec<NewItem>, Vec<LineE
                             prompt: prompt.into(),
                             responses: vec![c.into()],
                             gold: None,
+                            suggestions: None,
                         });
                     }
                     continue;
@@ -143,7 +152,15 @@ pub fn parse_jsonl(text: &str, min_responses: usize) -> (Vec<NewItem>, Vec<LineE
                 continue;
             }
         };
-        items.push(NewItem { line: line_no, external_id, prompt: prompt.into(), responses, gold });
+        let suggestions = match v.get("suggestions") {
+            None | Some(Value::Null) if v.get("suggestion_source").is_some_and(|s| !s.is_null()) => {
+                err("`suggestion_source` without `suggestions`: add the suggested answers or drop it".into());
+                continue;
+            }
+            None | Some(Value::Null) => None,
+            Some(s) => Some((s.clone(), v.get("suggestion_source").cloned())),
+        };
+        items.push(NewItem { line: line_no, external_id, prompt: prompt.into(), responses, gold, suggestions });
     }
     items.retain(|it| {
         if it.responses.len() < min_responses {
@@ -180,12 +197,28 @@ pub async fn import_jsonl(db: &Db, project_id: &str, text: &str) -> Result<Impor
     let (items, errors) = parse_jsonl(text, cfg.min_responses());
     let mut report = ImportReport { errors, ..Default::default() };
     for it in items {
+        let suggestions = match &it.suggestions {
+            None => None,
+            Some((raw, source)) => match crate::suggestions::parse(&cfg, raw, source.as_ref(), &it.responses) {
+                Ok(s) => Some(s),
+                Err(message) => {
+                    report.errors.push(LineError { line: it.line, message });
+                    continue;
+                }
+            },
+        };
         if db.insert_item(project_id, &it.external_id, &it.prompt, &it.responses, it.gold.as_ref()).await? {
             report.imported += 1;
         } else {
             report.duplicates += 1;
         }
+        // Also for a duplicate: an item imported before without suggestions (or whose import
+        // stopped between the two writes) gets them; one that has some keeps its own.
+        if let Some(s) = &suggestions {
+            db.set_item_suggestions(project_id, &it.external_id, s).await?;
+        }
     }
+    report.errors.sort_by_key(|e| e.line);
     Ok(report)
 }
 

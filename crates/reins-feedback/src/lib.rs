@@ -20,6 +20,7 @@ pub mod import;
 pub mod pages;
 pub mod requests;
 pub mod stats;
+pub mod suggestions;
 pub mod tasks;
 pub mod throttle;
 pub mod timeline;

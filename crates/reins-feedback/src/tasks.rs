@@ -103,6 +103,25 @@ fn one_i64() -> i64 {
 }
 
 impl Question {
+    /// `deny_unknown_fields` does not work through `#[serde(flatten)]`, so a typo such as
+    /// `"optinal": true` would be dropped silently. The keys this question knows are the
+    /// ones it serializes to (every field, defaults included), so the list cannot drift.
+    fn refuse_unknown_keys(&self, raw: &Value) -> Result<()> {
+        let known = serde_json::to_value(self)?;
+        let known: Vec<&str> = known.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+        for key in raw.as_object().map(|o| o.keys()).into_iter().flatten() {
+            if !known.contains(&key.as_str()) {
+                return Err(bad(format!(
+                    "question `{}`: unknown key `{key}`; a {} question takes: {}",
+                    self.name,
+                    self.kind_name(),
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub fn label(&self) -> &str {
         self.label.as_deref().unwrap_or(&self.name)
     }
@@ -126,6 +145,11 @@ impl ProjectConfig {
     pub fn parse(v: &Value) -> Result<ProjectConfig> {
         let cfg: ProjectConfig =
             serde_json::from_value(v.clone()).map_err(|e| bad(format!("invalid project config: {e}")))?;
+        if let Some(raw) = v.get("questions").and_then(Value::as_array) {
+            for (raw, q) in raw.iter().zip(&cfg.questions) {
+                q.refuse_unknown_keys(raw)?;
+            }
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -223,7 +247,7 @@ fn per_response<'a>(a: &'a Value, order: &[usize]) -> std::result::Result<Vec<&'
     Ok(out)
 }
 
-fn canonical_answer(
+pub(crate) fn canonical_answer(
     q: &Question,
     a: &Value,
     order: &[usize],
@@ -448,6 +472,25 @@ mod tests {
         assert!(matches_gold(&cfg, &json!({"pref": 1}), &ans));
         assert!(!matches_gold(&cfg, &json!({"pref": 0}), &ans));
         assert!(!matches_gold(&cfg, &json!({"pref": "tie"}), &ans));
+    }
+
+    #[test]
+    fn unknown_question_keys_are_refused_with_the_known_ones() {
+        let q = json!({"questions": [{"name": "pref", "kind": "pairwise", "optinal": true}]});
+        let e = ProjectConfig::parse(&q).unwrap_err().to_string();
+        assert!(e.contains("question `pref`: unknown key `optinal`"), "{e}");
+        assert!(e.contains("allow_tie") && e.contains("strength") && e.contains("help"), "{e}");
+        let q = json!({"questions": [{"name": "r", "kind": "ranking", "label": "Rank", "help": "h"},
+                                     {"name": "t", "kind": "thumbs"},
+                                     {"name": "l", "kind": "likert", "aspects": ["a"], "scale_labels": []}]});
+        assert!(ProjectConfig::parse(&q).is_ok());
+        let q = json!({"questions": [{"name": "t", "kind": "thumbs", "tags": ["x"]}]});
+        let e = ProjectConfig::parse(&q).unwrap_err().to_string();
+        assert!(e.contains("unknown key `tags`") && e.contains("a thumbs question takes: "), "{e}");
+        let known = e.rsplit("takes: ").next().unwrap_or_default();
+        let mut known: Vec<&str> = known.split(", ").collect();
+        known.sort();
+        assert_eq!(known, ["help", "kind", "label", "name"], "{e}");
     }
 
     #[test]

@@ -77,16 +77,17 @@
     return len > 0 ? { start: start, end: start + len } : null;
   }
 
+  // Highlights and lists the spans of a response (spans.js); each can be removed.
   function renderSpans(pos) {
-    const ul = document.querySelector('ul.spans[data-pos="' + pos + '"]');
-    const text = Array.from(document.querySelector('pre.response[data-pos="' + pos + '"]').textContent);
-    ul.textContent = "";
-    (spans[pos] || []).forEach((s) => {
-      const li = document.createElement("li");
-      li.textContent = s.tag + ": “" + text.slice(s.start, s.end).join("") + "”";
-      ul.appendChild(li);
-    });
+    const f = document.querySelector('.field[data-kind="spans"][data-pos="' + pos + '"]');
+    const tags = f ? Array.from(f.querySelectorAll(".opt")).map((b) => b.dataset.value).filter((v) => v !== "clear") : [];
+    window.reinsSpans.render(document.querySelector('pre.response[data-pos="' + pos + '"]'),
+      document.querySelector('ul.spans[data-pos="' + pos + '"]'), data.responses[pos], spans[pos] || [], tags,
+      (j) => { spans[pos].splice(j, 1); renderSpans(pos); if (f) changed(f); });
   }
+
+  // Tells listeners (suggestions.js) that a field's answer changed.
+  function changed(f) { f.dispatchEvent(new CustomEvent("reins:answer", { bubbles: true })); }
 
   function choose(i, btn) {
     const f = fields[i];
@@ -100,24 +101,27 @@
       f.querySelector(".ranking-state").textContent = r.map((p) => String.fromCharCode(65 + p)).join(" > ");
       const n = f.querySelectorAll(".opt").length - 1;
       f.classList.toggle("answered", r.length === n);
+      changed(f);
       if (r.length === n) setFocus(i + 1);
       return;
     }
     if (kind === "spans") {
       const pos = Number(f.dataset.pos);
-      if (value === "clear") { spans[pos] = []; renderSpans(pos); return; }
+      if (value === "clear") { spans[pos] = []; renderSpans(pos); changed(f); return; }
       const sel = selectionIn(document.querySelector('pre.response[data-pos="' + pos + '"]'));
       if (!sel) { status.textContent = "Select text in response " + String.fromCharCode(65 + pos) + " first."; return; }
       (spans[pos] = spans[pos] || []).push({ start: sel.start, end: sel.end, tag: value });
       window.getSelection().removeAllRanges();
       renderSpans(pos);
       f.classList.add("answered");
+      changed(f);
       return;
     }
     state[i] = value;
     f.querySelectorAll(".opt").forEach((b) => b.classList.toggle("selected", b === btn));
     markPressed(f, btn);
     f.classList.add("answered");
+    changed(f);
     setFocus(i + 1);
   }
 
@@ -210,8 +214,16 @@
     if (e.key === "k") { setFocus(focus - 1); return; }
     const f = fields[focus];
     if (!f) return;
+    // In a spans field, Backspace removes the span added last (the list's buttons need a pointer).
+    if (e.key === "Backspace" && f.dataset.kind === "spans") {
+      const list = spans[Number(f.dataset.pos)] || [];
+      if (list.length) { e.preventDefault(); list.pop(); renderSpans(Number(f.dataset.pos)); changed(f); }
+      return;
+    }
     const hit = optionForKey(f, e.key);
     if (hit) { e.preventDefault(); const at = focus; choose(at, hit.btn); if (hit.stay) setFocus(at); }
   });
   setFocus(0);
+  // For suggestions.js, which pre-fills suggested answers into this page's state.
+  window.reinsLabel = { fields: fields, state: state, spans: spans, renderSpans: renderSpans };
 })();

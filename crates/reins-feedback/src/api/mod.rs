@@ -1,4 +1,5 @@
 //! The JSON API: everything the pages do, for other tools. Described by `/api/openapi.json`.
+pub mod items;
 mod openapi;
 pub use openapi::openapi;
 
@@ -216,13 +217,30 @@ pub fn task_view(a: &crate::db::Assignment, item: &Item) -> Value {
 
 /// What an admin previewing a project sees: the item as stored, with no assignment.
 pub fn preview_view(item: &Item) -> Value {
-    json!({"assignment_id": null, "item_id": item.external_id, "prompt": item.prompt, "responses": item.responses})
+    json!({"assignment_id": null, "item_id": item.external_id, "prompt": item.prompt, "responses": item.responses, "preview": true})
 }
 
+/// Claims are for members who label. An admin outside the project gets a preview of the
+/// next item (`"preview": true`, no assignment), as on the label page, so looking does not
+/// take a slot an annotator needs.
 pub async fn next(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Response> {
     user.require_member(&state, &id).await?;
+    if user.is_admin() && !state.db.is_member(&id, &user.user.id).await? {
+        return Ok(match assign::preview_item(&state, &id, &user).await? {
+            Some(item) => Json(preview_view(&item)).into_response(),
+            None => StatusCode::NO_CONTENT.into_response(),
+        });
+    }
     Ok(match assign::next_assignment(&state, &id, &user).await? {
-        Some((a, item)) => Json(task_view(&a, &item)).into_response(),
+        Some((a, item)) => {
+            let mut view = task_view(&a, &item);
+            if let Some(s) = state.db.item_suggestions(&item.id).await? {
+                let cfg = ProjectConfig::parse(&state.db.project(&id).await?.config)?;
+                view["suggestions"] = crate::suggestions::in_display_positions(&cfg, &s, &a.display_order);
+                view["suggestion_source"] = json!(s.source);
+            }
+            Json(view).into_response()
+        }
         None => StatusCode::NO_CONTENT.into_response(),
     })
 }

@@ -39,8 +39,11 @@ pub fn document() -> Value {
         },
         "/api/projects/{id}": {"get": op("One project with its config", "member or admin", None, ("200", "project"))},
         "/api/projects/{id}/members": {"post": op("Add a user to the project", "admin", Some(js(json!({"type": "object", "required": ["username"], "properties": {"username": {"type": "string"}}}))), ("204", "added"))},
-        "/api/projects/{id}/items": {"post": op("Import items from JSONL text: {prompt, responses, id?, gold?} or reins generate lines {prompt, completions} / {prompt, completion}", "admin", Some(json!({"application/jsonl": {"schema": {"type": "string"}}})), ("200", "{imported, duplicates, errors: [{line, message}]}"))},
-        "/api/projects/{id}/next": {"get": op("The caller's next assignment (responses in display order); 204 when none is left", "member", None, ("200", "assignment"))},
+        "/api/projects/{id}/items": {
+            "get": op("Search and filter items, one page at a time (never claims): query q (prompt, responses, external id), status (unlabeled|in_progress|complete), annotator (username), suggested (true|false), page (from 1), per_page (1-200, default 50)", "admin", None, ("200", "{items: [{id, external_id, prompt, status, labels, skips, claimed, annotators, gold, suggested, suggestion_source, preview}], total, page, per_page, pages, suggestion_acceptance: {question: {kept, changed}}}")),
+            "post": op("Import items from JSONL text: {prompt, responses, id?, gold?, suggestions?, suggestion_source?} or reins generate lines {prompt, completions} / {prompt, completion}", "admin", Some(json!({"application/jsonl": {"schema": {"type": "string"}}})), ("200", "{imported, duplicates, errors: [{line, message}]}"))
+        },
+        "/api/projects/{id}/next": {"get": op("The caller's next assignment (responses in display order, with suggestions and suggestion_source when the item has model suggestions, in display positions); 204 when none is left. An admin who is not a member gets a preview (preview: true, assignment_id null) and claims nothing", "member", None, ("200", "assignment"))},
         "/api/projects/{id}/submissions": {"post": op("Submit answers or a skip for an assignment; idempotent per idempotency_key", "member", Some(js(json!({"$ref": "#/components/schemas/Submit"}))), ("201", "stored (200 with duplicate=true for a retry; 409 when the key was used for another assignment)"))},
         "/api/projects/{id}/stats": {"get": op("Progress, throughput, agreement, per-annotator and consensus", "admin", None, ("200", "stats"))},
         "/api/projects/{id}/export/{format}": {"get": op("Export JSONL: preference, ranked, kto, ratings, spans, critiques, principles, raw", "admin", None, ("200", "JSONL"))},

@@ -1,10 +1,14 @@
 //! Storage through `sqlx::Any`: one code path for SQLite (default, one file, WAL) and
 //! PostgreSQL. Queries use `$1..$n` placeholders in order of first use, which both accept.
 mod accounts;
+mod item_search;
 mod progress;
 mod records;
+mod suggestions;
 mod throttle;
+pub use item_search::{ItemFilter, ItemRow, ItemStatus};
 pub use records::*;
+pub use suggestions::Suggestions;
 pub use throttle::{window_of, Counter, Locked};
 
 use crate::error::Result;
@@ -16,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_security.sql")),
     (3, include_str!("../../migrations/0003_data.sql")),
+    (6, include_str!("../../migrations/0006_items.sql")),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -88,7 +88,7 @@ fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T
     serde_json::from_str(&s).map_err(|e| Error::Internal(format!("corrupt column {col}: {e}")))
 }
 
-fn item_from(row: &AnyRow) -> Result<Item> {
+pub(super) fn item_from(row: &AnyRow) -> Result<Item> {
     let gold = opt_str(row, "gold")?
         .map(|g| serde_json::from_str(&g))
         .transpose()
@@ -114,7 +114,7 @@ fn assignment_from(row: &AnyRow) -> Result<Assignment> {
     })
 }
 
-fn submission_from(row: &AnyRow) -> Result<Submission> {
+pub(super) fn submission_from(row: &AnyRow) -> Result<Submission> {
     Ok(Submission {
         id: row.try_get("id")?,
         idempotency_key: row.try_get("idempotency_key")?,
@@ -137,7 +137,7 @@ fn holds_slot(alias: &str, n: usize) -> String {
 }
 
 const ASSIGNMENT_COLS: &str = "id, project_id, item_id, user_id, display_order, status";
-const SUBMISSION_COLS: &str = "id, idempotency_key, project_id, item_id, user_id, assignment_id, kind, answer, display_order, skip_reason, time_ms, created_at";
+pub(super) const SUBMISSION_COLS: &str = "id, idempotency_key, project_id, item_id, user_id, assignment_id, kind, answer, display_order, skip_reason, time_ms, created_at";
 
 impl Db {
     // ---- projects and members
@@ -370,6 +370,16 @@ impl Db {
     /// Stores a submission exactly once per `(user, idempotency_key)` and per assignment.
     /// Returns `(submission, created)`; a retry with the same key returns the stored one.
     pub async fn insert_submission(&self, s: &Submission) -> Result<(Submission, bool)> {
+        self.insert_submission_noting(s, None).await
+    }
+
+    /// Like [`Db::insert_submission`], and in the same transaction records `kept` (which
+    /// suggested answers the person left unchanged, see `suggestions`) for a new submission.
+    pub async fn insert_submission_noting(
+        &self,
+        s: &Submission,
+        kept: Option<&serde_json::Value>,
+    ) -> Result<(Submission, bool)> {
         if let Some(existing) = self.submission_by_key(&s.user_id, &s.idempotency_key).await? {
             return Ok((existing, false));
         }
@@ -404,6 +414,9 @@ impl Db {
             .bind(&s.assignment_id)
             .execute(&mut *tx)
             .await?;
+        if let Some(kept) = kept {
+            super::suggestions::record_kept(&mut tx, s, kept).await?;
+        }
         tx.commit().await?;
         Ok((s.clone(), true))
     }

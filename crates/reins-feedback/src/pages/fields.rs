@@ -25,6 +25,8 @@ pub struct Field {
     pub optional: bool,
     /// The question's help, on its first field only (read out with it as its description).
     pub help: Option<String>,
+    /// A model's suggested answer, pre-filled by the page (JSON; see `suggestions`).
+    pub suggested: Option<String>,
 }
 
 pub fn letter(pos: usize) -> String {
@@ -48,6 +50,7 @@ pub fn fields(cfg: &ProjectConfig, n: usize) -> Vec<Field> {
             options,
             optional: false,
             help: None,
+            suggested: None,
         };
         match &q.kind {
             QuestionKind::Pairwise { allow_tie, allow_both_bad, strength } => {

@@ -1,6 +1,8 @@
 //! Server-rendered pages (minijinja, auto-escaped). Pages post forms with the session's
 //! CSRF token; the label page submits through the JSON API with the `x-csrf-token` header.
-mod fields;
+pub(crate) mod fields;
+pub mod items;
+pub use fields::Field;
 
 use crate::api::{self, Credentials};
 use crate::app::AppState;
@@ -28,6 +30,8 @@ pub fn templates() -> minijinja::Environment<'static> {
         ("label.html", include_str!("../../templates/label.html")),
         ("dashboard.html", include_str!("../../templates/dashboard.html")),
         ("error.html", include_str!("../../templates/error.html")),
+        ("items.html", include_str!("../../templates/items.html")),
+        ("item_preview.html", include_str!("../../templates/item_preview.html")),
     ] {
         if let Err(e) = env.add_template(name, src) {
             panic!("built-in template {name} does not parse: {e}");
@@ -249,6 +253,7 @@ pub async fn label(
             .await?
             .map(|(a, item)| (api::task_view(&a, &item), a.display_order, item))
     };
+    let mut source = None;
     let (task, fields, responses) = match &next {
         Some((view, order, item)) => {
             let shown: Vec<(String, &String)> = order
@@ -256,7 +261,12 @@ pub async fn label(
                 .enumerate()
                 .filter_map(|(p, &i)| Some((fields::letter(p), item.responses.get(i)?)))
                 .collect();
-            (Some(view), fields::fields(&cfg, shown.len()), shown)
+            let mut fields = fields::fields(&cfg, shown.len());
+            if let Some(s) = state.db.item_suggestions(&item.id).await? {
+                crate::suggestions::annotate(&mut fields, &cfg, &s, order);
+                source = Some(s.source.unwrap_or_else(|| "a model".into()));
+            }
+            (Some(view), fields, shown)
         }
         None => (None, vec![], vec![]),
     };
@@ -269,6 +279,7 @@ pub async fn label(
         context! {
             user => user.user, csrf => user.csrf, project => project, task => task,
             responses => responses, fields => fields, preview => preview, progress => progress,
+            suggestion_source => source,
             guidelines => minijinja::Value::from_safe_string(markdown(&cfg.guidelines)),
         },
     )?;
@@ -328,6 +339,16 @@ pub async fn invite_create(
 
 pub async fn app_js() -> Response {
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../templates/app.js")).into_response()
+}
+
+pub async fn spans_js() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../templates/spans.js"))
+        .into_response()
+}
+
+pub async fn suggestions_js() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../templates/suggestions.js"))
+        .into_response()
 }
 
 pub async fn style_css() -> Response {
