@@ -160,12 +160,18 @@
     status.textContent = "Saving…";
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
-        const res = await fetch("/api/projects/" + encodeURIComponent(project) + "/submissions", {
+        // An edit or a reviewer's correction saves elsewhere and then returns to its list.
+        const url = task.dataset.submitUrl || "/api/projects/" + encodeURIComponent(project) + "/submissions";
+        const res = await fetch(url, {
           method: "POST", credentials: "same-origin",
           headers: { "content-type": "application/json", "x-csrf-token": csrf },
           body: JSON.stringify(body),
         });
-        if (res.ok) { status.textContent = "Saved."; window.location.reload(); return; }
+        if (res.ok) {
+          status.textContent = "Saved.";
+          if (task.dataset.after) window.location.href = task.dataset.after; else window.location.reload();
+          return;
+        }
         const err = await res.json().catch(() => ({ error: res.statusText }));
         status.textContent = "Not saved: " + err.error;
         if (res.status < 500 && res.status !== 429) break;
@@ -196,7 +202,8 @@
     });
   });
   document.getElementById("submit").addEventListener("click", submit);
-  document.getElementById("skip").addEventListener("click", skip);
+  const skipButton = document.getElementById("skip");   // absent on edit forms
+  if (skipButton) skipButton.addEventListener("click", skip);
 
   document.addEventListener("keydown", (e) => {
     const inText = document.activeElement && document.activeElement.tagName === "TEXTAREA";
@@ -205,7 +212,7 @@
     if (inText) { if (e.key === "Escape") document.activeElement.blur(); return; }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (e.key === "Enter") { e.preventDefault(); submit(); return; }
-    if (e.key === "Escape") { e.preventDefault(); skip(); return; }
+    if (e.key === "Escape") { e.preventDefault(); if (skipButton) skip(); return; }
     if (e.key === "j") { setFocus(focus + 1); return; }
     if (e.key === "k") { setFocus(focus - 1); return; }
     const f = fields[focus];

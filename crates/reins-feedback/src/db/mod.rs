@@ -3,8 +3,10 @@
 mod accounts;
 mod progress;
 mod records;
+mod review;
 mod throttle;
 pub use records::*;
+pub use review::{Adjudication, Flag, Revision};
 pub use throttle::{window_of, Counter, Locked};
 
 use crate::error::Result;
@@ -16,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_security.sql")),
     (3, include_str!("../../migrations/0003_data.sql")),
+    (5, include_str!("../../migrations/0005_review.sql")),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -83,7 +83,7 @@ pub struct Submission {
     pub created_at: i64,
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T> {
+pub(super) fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T> {
     let s: String = row.try_get(col)?;
     serde_json::from_str(&s).map_err(|e| Error::Internal(format!("corrupt column {col}: {e}")))
 }
@@ -114,7 +114,7 @@ fn assignment_from(row: &AnyRow) -> Result<Assignment> {
     })
 }
 
-fn submission_from(row: &AnyRow) -> Result<Submission> {
+pub(super) fn submission_from(row: &AnyRow) -> Result<Submission> {
     Ok(Submission {
         id: row.try_get("id")?,
         idempotency_key: row.try_get("idempotency_key")?,
@@ -137,7 +137,7 @@ fn holds_slot(alias: &str, n: usize) -> String {
 }
 
 const ASSIGNMENT_COLS: &str = "id, project_id, item_id, user_id, display_order, status";
-const SUBMISSION_COLS: &str = "id, idempotency_key, project_id, item_id, user_id, assignment_id, kind, answer, display_order, skip_reason, time_ms, created_at";
+pub(super) const SUBMISSION_COLS: &str = "id, idempotency_key, project_id, item_id, user_id, assignment_id, kind, answer, display_order, skip_reason, time_ms, created_at";
 
 impl Db {
     // ---- projects and members

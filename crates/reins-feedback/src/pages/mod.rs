@@ -1,6 +1,7 @@
 //! Server-rendered pages (minijinja, auto-escaped). Pages post forms with the session's
 //! CSRF token; the label page submits through the JSON API with the `x-csrf-token` header.
 mod fields;
+pub mod review;
 
 use crate::api::{self, Credentials};
 use crate::app::AppState;
@@ -28,6 +29,7 @@ pub fn templates() -> minijinja::Environment<'static> {
         ("label.html", include_str!("../../templates/label.html")),
         ("dashboard.html", include_str!("../../templates/dashboard.html")),
         ("error.html", include_str!("../../templates/error.html")),
+        ("review.html", include_str!("../../templates/review.html")),
     ] {
         if let Err(e) = env.add_template(name, src) {
             panic!("built-in template {name} does not parse: {e}");
@@ -281,7 +283,7 @@ async fn dashboard_data(
     cfg: &ProjectConfig,
     id: &str,
 ) -> Result<(stats::Stats, Vec<minijinja::Value>)> {
-    let subs = state.db.submissions(id).await?;
+    let subs = crate::review::effective_submissions(&state.db, id).await?;
     let names = state.db.usernames().await?;
     let s = stats::compute(cfg, &state.db.items(id).await?, &subs, &names);
     let charts = timeline::charts(cfg, &subs, &names)
