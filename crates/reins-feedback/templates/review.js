@@ -224,6 +224,9 @@
           if (!reason) { result.textContent = "Give a reason to reject."; el.querySelector("input.reason").focus(); return; }
           act("reject", { reason: reason });
         });
+        el.querySelector("input.reason").addEventListener("keydown", (e) => {
+          if (e.key === "Enter") { e.preventDefault(); reject.click(); }
+        });
       }
     });
     document.querySelectorAll(".adjudicate-item").forEach((el) => {

@@ -196,14 +196,19 @@ async fn chromium_reviewer_accepts_corrects_rejects_and_adjudicates() {
     let subs = dbh.submissions(&p.id).await.unwrap();
     let flagged = subs.iter().find(|s| s.user_id != subs[0].user_id && s.item_id == subs[0].item_id).unwrap();
     dbh.insert_flag(&p.id, &flagged.assignment_id, &flagged.user_id, "Both answers look the same to me").await.unwrap();
-    let review = format!("http://{server}/p/{}/review", p.id);
     let items = "return Array.from(document.querySelectorAll('.review-item')).map((e) => e.dataset.submission)";
 
     let run = async {
         let mut problems: Vec<String> = vec![];
         d.viewport(1280, false).await;
         d.login(&server, "rita", "annotator-pw").await;
-        d.goto(&review).await;
+        // A reviewer who is not a member finds the queue on the home page.
+        let links = d
+            .js("return Array.from(document.querySelectorAll('.reviewing a')).map((a) => a.getAttribute('href'))")
+            .await;
+        assert_eq!(links, json!([format!("/p/{}/review", p.id)]), "the home page links the review queue");
+        d.click(".reviewing a").await;
+        d.wait_for("return document.getElementById('review-queue') !== null", "the review queue").await;
         let queue = d.js(items).await;
         assert_eq!(queue.as_array().map(Vec::len), Some(6), "six labels to review: {queue}");
         // Act on labels of items 0 and 1, so item-2's disagreement stays for adjudication.
@@ -242,8 +247,8 @@ async fn chromium_reviewer_accepts_corrects_rejects_and_adjudicates() {
         if !said.as_str().unwrap_or_default().contains("reason") {
             problems.push(format!("reject without a reason says {said}"));
         }
-        d.type_into(&format!("{sel} input.reason"), "ignored the prompt").await;
-        d.click(&format!("{sel} button.reject")).await;
+        // The reason, then Enter.
+        d.type_into(&format!("{sel} input.reason"), "ignored the prompt\u{E007}").await;
         d.wait_for(
             "return document.querySelectorAll('.review-item').length === 4",
             "the rejected label to leave the queue",

@@ -116,6 +116,20 @@ async fn edits_and_reviews(url: &str) {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "no CSRF token");
     let (st, _) = revise(&c, &rita, &p, &first.submission_id, "delete", json!({})).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    // The pages refuse the same people.
+    for path in [
+        format!("/p/{p}/mine/{}", first.submission_id),
+        format!("/p/{p}/review"),
+        format!("/p/{p}/review/{}", first.submission_id),
+    ] {
+        let r = c.call("GET", &path, Auth::Cookie(&bob), None).await;
+        assert!(matches!(r.status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND), "bob opens {path}: {}", r.status);
+    }
+    let r = c.call("GET", &format!("/p/{p}/mine/{}", first.submission_id), Auth::Cookie(&ann), None).await;
+    assert_eq!(r.status, StatusCode::OK, "ann opens her own label");
+    assert!(r.text.contains("id=\"prefill\""), "the form carries her answer");
+    let r = c.call("GET", &format!("/p/{p}/review"), Auth::Cookie(&rita), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 
     // 17: rita accepts ann's label; ann can no longer change it.
     let (st, v) = revise(&c, &rita, &p, &first.submission_id, "accept", json!({})).await;

@@ -247,6 +247,26 @@ impl Db {
         Ok(())
     }
 
+    /// The projects this user reviews (as a named reviewer), oldest first.
+    pub async fn projects_reviewed_by(&self, user_id: &str) -> Result<Vec<super::Project>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.name, p.config FROM projects p JOIN reviewers r ON r.project_id = p.id \
+             WHERE r.user_id = $1 ORDER BY p.created_at",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(super::Project {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    config: json_col(row, "config")?,
+                })
+            })
+            .collect()
+    }
+
     pub async fn is_reviewer(&self, project_id: &str, user_id: &str) -> Result<bool> {
         let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM reviewers WHERE project_id = $1 AND user_id = $2")
             .bind(project_id)

@@ -219,10 +219,11 @@ pub async fn home(State(state): State<AppState>, MaybeUser(user): MaybeUser) -> 
     };
     let projects = state.db.projects_for(&user.user).await?;
     let admin = user.is_admin();
+    let reviewing = state.db.projects_reviewed_by(&user.user.id).await?;
     Ok(render(
         &state,
         "home.html",
-        context! { user => user.user, csrf => user.csrf, projects => projects, admin => admin },
+        context! { user => user.user, csrf => user.csrf, projects => projects, admin => admin, reviewing => reviewing },
     )?
     .into_response())
 }
