@@ -323,7 +323,6 @@ async fn only_the_ten_most_recent_labels_can_be_changed() {
         revise(&c, &ann, &other, &done[3].submission_id, "edit", json!({"answers": {"preference": {"choice": "a"}}}))
             .await;
     assert_eq!(st, StatusCode::NOT_FOUND, "a label is changed only through its own project");
-    let _ = done[3].assignment_id.len();
 }
 
 /// Gold feedback: after a gold item the annotator's recent labels say whether they matched
@@ -365,4 +364,88 @@ async fn gold_feedback_names_the_expected_answer() {
     label(&c, &ann, &quiet, "5").await;
     let mine = c.call("GET", &format!("/api/projects/{quiet}/mine"), Auth::Cookie(&ann), None).await.json();
     assert_eq!(mine["labels"][0]["gold"], Value::Null);
+}
+
+/// Every route of this feature refuses anonymous callers (401) and cookie writes without
+/// the CSRF token (403), before anything is stored.
+#[tokio::test]
+async fn review_routes_need_a_session_and_csrf() {
+    let db = sqlite_db();
+    let c = Client::new(state(&db.url, ServerConfig::default()).await);
+    let admin = c.login("admin", ADMIN_PASSWORD).await;
+    let p = c.project(&admin, "auth", config(1, 0.0)).await;
+    c.import(&admin, &p, &items_jsonl(1)).await;
+    let ann = c.annotator(&admin, &p, "ann").await;
+    let l = label(&c, &ann, &p, "good").await;
+    let sid = &l.submission_id;
+    let answers = json!({"answers": {"preference": {"choice": "a"}}});
+    let routes: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", format!("/api/projects/{p}/mine"), None),
+        ("GET", format!("/api/projects/{p}/review"), None),
+        ("POST", format!("/api/projects/{p}/flags"), Some(json!({"assignment_id": l.assignment_id, "note": "n"}))),
+        ("POST", format!("/api/projects/{p}/submissions/{sid}/edit"), Some(answers.clone())),
+        ("POST", format!("/api/projects/{p}/submissions/{sid}/accept"), Some(json!({}))),
+        ("POST", format!("/api/projects/{p}/submissions/{sid}/correct"), Some(answers.clone())),
+        ("POST", format!("/api/projects/{p}/submissions/{sid}/reject"), Some(json!({"reason": "r"}))),
+        ("POST", format!("/api/projects/{p}/items/x/adjudicate"), Some(answers)),
+        ("POST", format!("/api/projects/{p}/reviewers"), Some(json!({"username": "ann"}))),
+    ];
+    for (method, path, body) in &routes {
+        let r = c.call(method, path, Auth::None, body.clone()).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "anonymous {method} {path}: {}", r.text);
+        if *method == "POST" {
+            for who in [&ann, &admin] {
+                let r = c.call(method, path, Auth::CookieNoCsrf(who), body.clone()).await;
+                assert_eq!(r.status, StatusCode::FORBIDDEN, "no CSRF {method} {path}: {}", r.text);
+                assert!(r.text.contains("CSRF"), "{}", r.text);
+            }
+        }
+    }
+    let raw = export(&c, &admin, &p, "raw").await;
+    assert_eq!((raw.len(), &raw[0]["review"], &raw[0]["edited"]), (1, &json!("pending"), &json!(false)));
+    assert!(c.call("GET", &format!("/api/projects/{p}/review"), Auth::Cookie(&admin), None).await.json()["labels"][0]
+        ["flags"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+/// Prompts, flag notes and reasons are shown as text on the new pages, never as markup.
+#[tokio::test]
+async fn hostile_text_is_escaped_on_review_pages() {
+    let db = sqlite_db();
+    let c = Client::new(state(&db.url, ServerConfig::default()).await);
+    let admin = c.login("admin", ADMIN_PASSWORD).await;
+    let p = c.project(&admin, "xss", config(2, 0.0)).await;
+    let evil = json!({"id": "<b>e</b>", "prompt": "<script>alert('p')</script>", "responses": ["good <img src=x onerror=alert(1)>", "bad '\"><svg onload=alert(2)>"]});
+    c.import(&admin, &p, &format!("{evil}\n")).await;
+    let ann = c.annotator(&admin, &p, "ann").await;
+    let bob = c.annotator(&admin, &p, "bob").await;
+    let t = next(&c, &ann, &p).await.unwrap();
+    let r = c
+        .call(
+            "POST",
+            &format!("/api/projects/{p}/flags"),
+            Auth::Cookie(&ann),
+            Some(json!({"assignment_id": t["assignment_id"], "note": "<img src=y onerror=alert(3)>"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let body = json!({"assignment_id": t["assignment_id"], "idempotency_key": "a", "answers": {"preference": {"choice": "a"}}});
+    assert_eq!(
+        c.call("POST", &format!("/api/projects/{p}/submissions"), Auth::Cookie(&ann), Some(body)).await.status,
+        StatusCode::CREATED
+    );
+    label(&c, &bob, &p, "bad").await;
+    for (path, who) in [(format!("/p/{p}/review"), &admin), (format!("/p/{p}/mine"), &ann)] {
+        let r = c.call("GET", &path, Auth::Cookie(who), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let html = r.text;
+        for raw in ["<img", "<svg", "<b>e", "<script>alert"] {
+            assert!(!html.contains(raw), "{path} shows raw {raw}: {html}");
+        }
+        for tag in html.split("<script").skip(1) {
+            assert!(tag.starts_with(" src=\"/static/"), "{path}: {html}");
+        }
+    }
 }
