@@ -220,5 +220,18 @@
     const hit = optionForKey(f, e.key);
     if (hit) { e.preventDefault(); const at = focus; choose(at, hit.btn); if (hit.stay) setFocus(at); }
   });
+  // A label being changed starts from its answer: review.js replays the choices as clicks;
+  // span lists cannot be clicked back, so they are loaded here.
+  const prefill = document.getElementById("prefill");
+  if (prefill) {
+    const given = JSON.parse(prefill.textContent);
+    fields.forEach((f) => {
+      const list = f.dataset.kind === "spans" && given[f.dataset.q] && given[f.dataset.q][Number(f.dataset.pos)];
+      if (!list || !list.length) return;
+      spans[Number(f.dataset.pos)] = list.map((s) => ({ start: s.start, end: s.end, tag: s.tag }));
+      renderSpans(Number(f.dataset.pos));
+      f.classList.add("answered");
+    });
+  }
   setFocus(0);
 })();

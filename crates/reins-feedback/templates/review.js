@@ -73,7 +73,7 @@
           case "thumbs": return s(q[pos]);
           case "principles": return q[pos] ? s(q[pos][Number(sub)]) : null;
           case "critique": return q[pos] || "";
-          default: return null;   // spans are not replayed (see docs/feedback.md)
+          default: return null;   // spans: app.js loads them from #prefill
         }
       });
     }

@@ -317,3 +317,66 @@ async fn chromium_reviewer_accepts_corrects_rejects_and_adjudicates() {
     let settled = consensus.train.iter().find(|r| r["item_id"] == "item-2").expect("item-2 in the consensus export");
     assert_eq!((&settled["source"], &settled["chosen"]), (&json!("adjudicated"), &json!("good 2")));
 }
+
+/// Changing a label of other kinds: the form shows its thumbs, spans and critique as stored
+/// (in the positions the annotator saw), and saving unchanged keeps them in the export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_change_form_shows_thumbs_spans_and_critiques() {
+    let Some(b) = Browser::start().await else { return };
+    let d = &b.d;
+    let config = json!({"overlap": 1, "gold_rate": 0.0, "questions": [
+        {"name": "ok", "kind": "thumbs"}, {"name": "issues", "kind": "spans", "tags": ["wrong", "unsafe"]},
+        {"name": "note", "kind": "critique"}]});
+    let item = json!({"id": "x", "prompt": "say hi", "responses": ["hello there", "go away"]}).to_string() + "\n";
+    let db = sqlite_db();
+    let (server, p, dbh) = serve_project(&db, config, &item).await;
+    // ann labels through the API: response "go away" down, its "away" tagged, a critique.
+    let body = json!({"username": "ann", "password": "annotator-pw"}).to_string();
+    let (_, text) = http(&server, "POST", "/api/login", &[], &body).await.unwrap();
+    let token = serde_json::from_str::<Value>(&text).unwrap()["token"].as_str().unwrap().to_string();
+    let auth = [("Authorization", format!("Bearer {token}"))];
+    let (_, text) = http(&server, "GET", &format!("/api/projects/{}/next", p.id), &auth, "").await.unwrap();
+    let t: Value = serde_json::from_str(&text).unwrap();
+    let rude = if t["responses"][0] == "go away" { 0 } else { 1 };
+    let mut spans = vec![json!([]), json!([])];
+    spans[rude] = json!([{"start": 3, "end": 7, "tag": "unsafe"}]);
+    let mut critique = vec![json!(""), json!("")];
+    critique[rude] = json!("rude");
+    let thumbs: Vec<bool> = (0..2).map(|i| i != rude).collect();
+    let answers = json!({"ok": thumbs, "issues": spans, "note": critique});
+    let body = json!({"assignment_id": t["assignment_id"], "idempotency_key": "k", "answers": answers});
+    let (status, text) =
+        http(&server, "POST", &format!("/api/projects/{}/submissions", p.id), &auth, &body.to_string()).await.unwrap();
+    assert_eq!(status, 201, "{text}");
+    let sid = serde_json::from_str::<Value>(&text).unwrap()["submission_id"].as_str().unwrap().to_string();
+
+    let run = async {
+        d.login(&server, "ann", "annotator-pw").await;
+        d.goto(&format!("http://{server}/p/{}/mine/{sid}", p.id)).await;
+        d.wait_for("return document.getElementById('edit-notice') !== null", "the change form").await;
+        let shown = d
+            .wait_for(
+                "const f = Array.from(document.querySelectorAll('#task .field')); if (!f.length) return null;
+                 const thumbs = f.filter((x) => x.dataset.kind === 'thumbs').map((x) => { const o = x.querySelector('.opt[aria-pressed=\"true\"]'); return o && o.dataset.value; });
+                 const notes = f.filter((x) => x.dataset.kind === 'critique').map((x) => x.querySelector('textarea').value);
+                 const spans = Array.from(document.querySelectorAll('ul.spans')).map((u) => u.innerText.trim());
+                 return thumbs.every((x) => x) ? [thumbs, spans, notes] : null;",
+                "the pre-filled form",
+            )
+            .await;
+        let mut want_thumbs = vec!["true", "true"];
+        want_thumbs[rude] = "false";
+        let mut want_spans = vec!["", ""];
+        want_spans[rude] = "unsafe: \u{201c}away\u{201d}";
+        let mut want_notes = vec!["", ""];
+        want_notes[rude] = "rude";
+        assert_eq!(shown, json!([want_thumbs, want_spans, want_notes]), "the form shows the stored answer");
+        d.click("#submit").await;
+        d.wait_for("return location.pathname.endsWith('/mine')", "back to my recent labels").await;
+    };
+    tokio::time::timeout(Duration::from_secs(60), run).await.expect("browser session finished in time");
+    drop(b);
+    let raw = reins_feedback::export_project(&dbh, &p.id, "raw", 0.0).await.unwrap();
+    assert_eq!(raw.train[0]["edited"], true, "the unchanged save is an edit");
+    assert_eq!(raw.train[0]["effective_answer"], raw.train[0]["answer"], "saving unchanged keeps every answer");
+}
