@@ -345,6 +345,11 @@ async fn gold_feedback_names_the_expected_answer() {
     let expected = if got.responses[0] == "4" { "preference: A better" } else { "preference: B better" };
     let mine = c.call("GET", &format!("/api/projects/{p}/mine"), Auth::Cookie(&ann), None).await.json();
     assert_eq!(mine["labels"][0]["gold"], json!({"matched": false, "expected": expected}), "{mine}");
+    // Having seen the expected answer, ann cannot change hers (gold accuracy stays honest).
+    assert_eq!(mine["labels"][0]["editable"], false);
+    let fix = json!({"answers": {"preference": {"choice": if got.responses[0] == "4" { "a" } else { "b" }}}});
+    let (st, v) = revise(&c, &ann, &p, &got.submission_id, "edit", fix).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
     let stats = c.call("GET", &format!("/api/projects/{p}/stats"), Auth::Cookie(&admin), None).await.json();
     assert_eq!(stats["annotators"][0]["gold_accuracy"], 0.0, "{stats}");
     // Without gold_feedback the annotator is told nothing.

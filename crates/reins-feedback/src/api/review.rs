@@ -51,11 +51,13 @@ pub async fn mine(state: &AppState, project_id: &str, user: &AuthUser) -> Result
         let shown: Vec<&String> = s.display_order.iter().filter_map(|&i| item.responses.get(i)).collect();
         let answer = review::to_display(&cfg, &st.answer, &s.display_order);
         let gold = if cfg.gold_feedback { review::gold_check(&cfg, &item, s, &st.answer) } else { None };
+        // Once the expected answer was shown, changing the label would game gold accuracy.
+        let editable = st.verdict == Verdict::Pending && gold.is_none();
         out.push(json!({
             "submission_id": s.id, "assignment_id": s.assignment_id, "item_id": item.external_id,
             "prompt": item.prompt, "responses": shown, "answer": answer,
             "summary": review::describe(&cfg, &answer), "status": st.verdict, "edited": st.edited,
-            "editable": st.verdict == Verdict::Pending, "reason": st.reason, "gold": gold,
+            "editable": editable, "reason": st.reason, "gold": gold,
             "created_at": s.created_at,
         }));
     }
@@ -148,6 +150,11 @@ pub async fn revise(
                 return Err(Error::Conflict(format!(
                     "only your {EDITABLE_RECENT} most recent labels can be changed; this one is older"
                 )));
+            }
+            if cfg.gold_feedback && item.gold.is_some() {
+                return Err(Error::Conflict(
+                    "this was a check item and you were shown its expected answer: it cannot be changed".into(),
+                ));
             }
             let a = body.answers.ok_or_else(|| bad("send `answers`, in the positions you saw"))?;
             crate::throttle::count_submission(state, &user.user.id).await?;
