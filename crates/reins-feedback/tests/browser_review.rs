@@ -155,6 +155,12 @@ async fn chromium_annotator_changes_a_label_keeps_a_draft_flags_and_sees_gold_fe
         let expect = if shown_gold[0] == "four" { "A better" } else { "B better" };
         let fb = fb.as_str().unwrap();
         assert!(fb.contains("did not match") && fb.contains(expect), "gold feedback: {fb}");
+        // Admins see each annotator's gold accuracy on the dashboard.
+        d.login(&server, "admin", ADMIN_PASSWORD).await;
+        d.goto(&format!("http://{server}/p/{}/dashboard", gold.id)).await;
+        let acc =
+            d.js("const c = document.querySelector('td[data-label=\"gold accuracy\"]'); return c && c.innerText").await;
+        assert_eq!(acc, "0.0% of 1", "ann's gold accuracy on the dashboard");
         shown
     };
     let shown = tokio::time::timeout(Duration::from_secs(120), run).await.expect("browser session finished in time");
@@ -220,6 +226,10 @@ async fn chromium_reviewer_accepts_corrects_rejects_and_adjudicates() {
         let top = d.js("const e = document.querySelector('.review-item'); return [e.dataset.submission, e.querySelector('.flag-note').innerText]").await;
         if top != json!([flagged.id, "Flag: Both answers look the same to me"]) {
             problems.push(format!("the flagged label is not first with its note: {top}"));
+        }
+        let names = d.js("return Array.from(document.querySelectorAll('.review-item button, .review-item a, .review-item input')).filter((e) => !(e.getAttribute('aria-label') || '').includes(' item ')).length").await;
+        if names != json!(0) {
+            problems.push(format!("{names} review controls lack a label naming their item"));
         }
         d.screenshot("review-1280").await;
         d.viewport(390, false).await;
