@@ -452,5 +452,8 @@ async fn hostile_text_is_escaped_on_review_pages() {
         for tag in html.split("<script").skip(1) {
             assert!(tag.starts_with(" src=\"/static/"), "{path}: {html}");
         }
+        if path.ends_with("/review") {
+            assert!(html.contains("<h4>Response A</h4>") && html.contains("<h4>Response B</h4>"), "{html}");
+        }
     }
 }
