@@ -406,6 +406,16 @@ async fn review_routes_need_a_session_and_csrf() {
             }
         }
     }
+    // A member of another project is refused on every route (IDOR), with or without a real id.
+    let q = c.project(&admin, "elsewhere", config(1, 0.0)).await;
+    let eve = c.annotator(&admin, &q, "eve").await;
+    for (method, path, body) in &routes {
+        let r = c.call(method, path, Auth::Cookie(&eve), body.clone()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "outsider {method} {path}: {}", r.text);
+        let fake = path.replace(sid.as_str(), "0123456789abcdef0123456789abcdef");
+        let r = c.call(method, &fake, Auth::Cookie(&eve), body.clone()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "outsider {method} {fake}: {}", r.text);
+    }
     let raw = export(&c, &admin, &p, "raw").await;
     assert_eq!((raw.len(), &raw[0]["review"], &raw[0]["edited"]), (1, &json!("pending"), &json!(false)));
     assert!(c.call("GET", &format!("/api/projects/{p}/review"), Auth::Cookie(&admin), None).await.json()["labels"][0]

@@ -106,18 +106,19 @@ pub async fn revise(
     if body.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
         return Err(bad("`idempotency_key` must be 1-200 bytes"));
     }
+    // Who may act is checked before the label is looked up, so outsiders learn nothing.
+    if action == "edit" {
+        user.require_member(state, project_id).await?;
+    } else {
+        require_reviewer(state, user, project_id).await?;
+    }
     let s: Submission = db
         .submission(submission_id)
         .await?
         .filter(|s| s.project_id == project_id)
         .ok_or_else(|| Error::NotFound(format!("no label `{submission_id}` in this project")))?;
-    if action == "edit" {
-        user.require_member(state, project_id).await?;
-        if s.user_id != user.user.id {
-            return Err(Error::Forbidden("you can change only your own labels".into()));
-        }
-    } else {
-        require_reviewer(state, user, project_id).await?;
+    if action == "edit" && s.user_id != user.user.id {
+        return Err(Error::Forbidden("you can change only your own labels".into()));
     }
     if let Some(k) = &body.idempotency_key {
         // A retry of a stored change is answered before the checks that it changed.
