@@ -416,6 +416,13 @@ async fn review_routes_need_a_session_and_csrf() {
         let r = c.call(method, &fake, Auth::Cookie(&eve), body.clone()).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "outsider {method} {fake}: {}", r.text);
     }
+    // A reviewer does not review their own label.
+    let r = c
+        .call("POST", &format!("/api/projects/{p}/reviewers"), Auth::Cookie(&admin), Some(json!({"username": "ann"})))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let (st, v) = revise(&c, &ann, &p, sid, "accept", json!({})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
     let raw = export(&c, &admin, &p, "raw").await;
     assert_eq!((raw.len(), &raw[0]["review"], &raw[0]["edited"]), (1, &json!("pending"), &json!(false)));
     assert!(c.call("GET", &format!("/api/projects/{p}/review"), Auth::Cookie(&admin), None).await.json()["labels"][0]

@@ -120,6 +120,9 @@ pub async fn revise(
     if action == "edit" && s.user_id != user.user.id {
         return Err(Error::Forbidden("you can change only your own labels".into()));
     }
+    if action != "edit" && s.user_id == user.user.id {
+        return Err(Error::Forbidden("a label is reviewed by someone else: ask another reviewer".into()));
+    }
     if let Some(k) = &body.idempotency_key {
         // A retry of a stored change is answered before the checks that it changed.
         if let Some(r) = db.revision_by_key(&user.user.id, k).await? {
