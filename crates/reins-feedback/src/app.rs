@@ -98,7 +98,14 @@ pub fn app(state: AppState) -> Router {
         .route("/projects/{id}/next", get(api::next))
         .route("/projects/{id}/submissions", post(api::submit))
         .route("/projects/{id}/stats", get(api::stats))
-        .route("/projects/{id}/export/{format}", get(api::export));
+        .route("/projects/{id}/export/{format}", get(api::export))
+        // Edits and reviews (issue 13, items 16-17).
+        .route("/projects/{id}/mine", get(api::review::get_mine))
+        .route("/projects/{id}/flags", post(api::review::post_flag))
+        .route("/projects/{id}/submissions/{sid}/{action}", post(api::review::post_revision))
+        .route("/projects/{id}/review", get(api::review::get_queue))
+        .route("/projects/{id}/items/{item}/adjudicate", post(api::review::post_adjudication))
+        .route("/projects/{id}/reviewers", post(api::review::add_reviewer));
     Router::new()
         .nest("/api", api)
         .route("/", get(pages::home))
@@ -112,6 +119,12 @@ pub fn app(state: AppState) -> Router {
         .route("/p/{id}/dashboard", get(pages::dashboard))
         .route("/p/{id}/invite", post(pages::invite_create))
         .route("/static/app.js", get(pages::app_js))
+        // Edits and reviews (issue 13, items 16-17).
+        .route("/p/{id}/mine", get(pages::review::mine_page))
+        .route("/p/{id}/mine/{sid}", get(pages::review::edit_page))
+        .route("/p/{id}/review", get(pages::review::queue_page))
+        .route("/p/{id}/review/{sid}", get(pages::review::correct_page))
+        .route("/static/review.js", get(pages::review::review_js))
         .route("/static/style.css", get(pages::style_css))
         // item search and previews, model suggestions, span highlighting
         .route("/p/{id}/items", get(pages::items::list))

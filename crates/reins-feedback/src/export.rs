@@ -11,6 +11,7 @@
 //! | `critiques` | non-empty critique or rewrite | `{"prompt","completion","critique"}` / `{"prompt","completion","rewrite"}` |
 //! | `principles` | response × principles | `{"prompt","completion","principles": {text: bool}}` |
 //! | `raw` | submission (labels and skips) | every stored column |
+//! | `consensus` | item (see `review::consensus_records`) | `{"prompt","responses","answer","source","chosen"?,"rejected"?}` |
 use crate::db::{Item, Submission};
 use crate::error::{bad, Result};
 use crate::import::fnv1a;
@@ -18,7 +19,8 @@ use crate::tasks::{ProjectConfig, QuestionKind};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
-pub const FORMATS: &[&str] = &["preference", "ranked", "kto", "ratings", "spans", "critiques", "principles", "raw"];
+pub const FORMATS: &[&str] =
+    &["preference", "ranked", "kto", "ratings", "spans", "critiques", "principles", "raw", "consensus"];
 
 /// Which part of the train/validation split an item falls in: validation when its hash
 /// falls under `split` (a fraction), so the split is by item and stable across exports.

@@ -19,6 +19,7 @@ pub mod export;
 pub mod import;
 pub mod pages;
 pub mod requests;
+pub mod review;
 pub mod stats;
 pub mod suggestions;
 pub mod tasks;
@@ -64,16 +65,8 @@ pub async fn find_project(db: &Db, id_or_name: &str) -> Result<db::Project> {
     }
 }
 
-/// Export records for a project, split into train and validation by item.
+/// Export records for a project, split into train and validation by item. Labels are read
+/// through the review rules (edits and corrections applied, rejected labels left out).
 pub async fn export_project(db: &Db, project_id: &str, format: &str, split: f64) -> Result<export::Exported> {
-    let p = db.project(project_id).await?;
-    let cfg = tasks::ProjectConfig::parse(&p.config)?;
-    export::export(
-        format,
-        &cfg,
-        &db.items(project_id).await?,
-        &db.submissions(project_id).await?,
-        &db.usernames().await?,
-        split,
-    )
+    review::export(db, project_id, format, split).await
 }

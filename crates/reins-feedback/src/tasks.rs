@@ -25,6 +25,14 @@ pub struct ProjectConfig {
     /// expires and someone else may take the item (a late answer is still kept). Default: 60.
     #[serde(default = "claim_timeout_minutes")]
     pub claim_timeout_minutes: u32,
+    /// Show annotators, right after they answer a gold item, whether they matched and what
+    /// the expected answer was. Default: false.
+    #[serde(default)]
+    pub gold_feedback: bool,
+    /// Items whose majority (per question) holds a smaller share of the votes than this go
+    /// to adjudication, as do ties. Default: 0.5 (ties and splits like 2-1-1).
+    #[serde(default = "adjudicate_below")]
+    pub adjudicate_below: f64,
     /// What annotators answer, in display order. At least one.
     pub questions: Vec<Question>,
 }
@@ -37,6 +45,9 @@ fn gold_rate() -> f64 {
 }
 fn claim_timeout_minutes() -> u32 {
     60
+}
+fn adjudicate_below() -> f64 {
+    0.5
 }
 fn yes() -> bool {
     true
@@ -160,6 +171,9 @@ impl ProjectConfig {
         }
         if self.overlap == 0 {
             return Err(bad("`overlap` must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.adjudicate_below) {
+            return Err(bad("`adjudicate_below` must be within 0..=1"));
         }
         if !(0.0..=1.0).contains(&self.gold_rate) {
             return Err(bad("`gold_rate` must be within 0..=1"));

@@ -164,12 +164,18 @@
     status.textContent = "Saving…";
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
-        const res = await fetch("/api/projects/" + encodeURIComponent(project) + "/submissions", {
+        // An edit or a reviewer's correction saves elsewhere and then returns to its list.
+        const url = task.dataset.submitUrl || "/api/projects/" + encodeURIComponent(project) + "/submissions";
+        const res = await fetch(url, {
           method: "POST", credentials: "same-origin",
           headers: { "content-type": "application/json", "x-csrf-token": csrf },
           body: JSON.stringify(body),
         });
-        if (res.ok) { status.textContent = "Saved."; window.location.reload(); return; }
+        if (res.ok) {
+          status.textContent = "Saved.";
+          if (task.dataset.after) window.location.href = task.dataset.after; else window.location.reload();
+          return;
+        }
         const err = await res.json().catch(() => ({ error: res.statusText }));
         status.textContent = "Not saved: " + err.error;
         if (res.status < 500 && res.status !== 429) break;
@@ -200,7 +206,8 @@
     });
   });
   document.getElementById("submit").addEventListener("click", submit);
-  document.getElementById("skip").addEventListener("click", skip);
+  const skipButton = document.getElementById("skip");   // absent on edit forms
+  if (skipButton) skipButton.addEventListener("click", skip);
 
   document.addEventListener("keydown", (e) => {
     const inText = document.activeElement && document.activeElement.tagName === "TEXTAREA";
@@ -209,7 +216,7 @@
     if (inText) { if (e.key === "Escape") document.activeElement.blur(); return; }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (e.key === "Enter") { e.preventDefault(); submit(); return; }
-    if (e.key === "Escape") { e.preventDefault(); skip(); return; }
+    if (e.key === "Escape") { e.preventDefault(); if (skipButton) skip(); return; }
     if (e.key === "j") { setFocus(focus + 1); return; }
     if (e.key === "k") { setFocus(focus - 1); return; }
     const f = fields[focus];
@@ -223,6 +230,19 @@
     const hit = optionForKey(f, e.key);
     if (hit) { e.preventDefault(); const at = focus; choose(at, hit.btn); if (hit.stay) setFocus(at); }
   });
+  // A label being changed starts from its answer: review.js replays the choices as clicks;
+  // span lists cannot be clicked back, so they are loaded here.
+  const prefill = document.getElementById("prefill");
+  if (prefill) {
+    const given = JSON.parse(prefill.textContent);
+    fields.forEach((f) => {
+      const list = f.dataset.kind === "spans" && given[f.dataset.q] && given[f.dataset.q][Number(f.dataset.pos)];
+      if (!list || !list.length) return;
+      spans[Number(f.dataset.pos)] = list.map((s) => ({ start: s.start, end: s.end, tag: s.tag }));
+      renderSpans(Number(f.dataset.pos));
+      f.classList.add("answered");
+    });
+  }
   setFocus(0);
   // For suggestions.js, which pre-fills suggested answers into this page's state.
   window.reinsLabel = { fields: fields, state: state, spans: spans, renderSpans: renderSpans };

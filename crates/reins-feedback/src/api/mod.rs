@@ -1,6 +1,7 @@
 //! The JSON API: everything the pages do, for other tools. Described by `/api/openapi.json`.
 pub mod items;
 mod openapi;
+pub mod review;
 pub use openapi::openapi;
 
 use crate::app::AppState;
@@ -266,7 +267,7 @@ pub async fn stats(State(state): State<AppState>, user: AuthUser, Path(id): Path
     let s = stats::compute(
         &cfg,
         &state.db.items(&id).await?,
-        &state.db.submissions(&id).await?,
+        &crate::review::effective_submissions(&state.db, &id).await?,
         &state.db.usernames().await?,
     );
     Ok(Json(json!(s)))
@@ -290,16 +291,7 @@ pub async fn export(
     Query(q): Query<ExportQuery>,
 ) -> Result<Response> {
     user.require_admin()?;
-    let p = state.db.project(&id).await?;
-    let cfg = ProjectConfig::parse(&p.config)?;
-    let e = export::export(
-        &format,
-        &cfg,
-        &state.db.items(&id).await?,
-        &state.db.submissions(&id).await?,
-        &state.db.usernames().await?,
-        q.split.unwrap_or(0.0),
-    )?;
+    let e = crate::review::export(&state.db, &id, &format, q.split.unwrap_or(0.0)).await?;
     let records = match q.part.as_deref().unwrap_or("train") {
         "train" => e.train,
         "validation" => e.validation,

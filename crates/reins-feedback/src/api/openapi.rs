@@ -46,15 +46,24 @@ pub fn document() -> Value {
         "/api/projects/{id}/next": {"get": op("The caller's next assignment (responses in display order, with suggestions and suggestion_source when the item has model suggestions, in display positions); 204 when none is left. An admin who is not a member gets a preview (preview: true, assignment_id null) and claims nothing", "member", None, ("200", "assignment"))},
         "/api/projects/{id}/submissions": {"post": op("Submit answers or a skip for an assignment; idempotent per idempotency_key", "member", Some(js(json!({"$ref": "#/components/schemas/Submit"}))), ("201", "stored (200 with duplicate=true for a retry; 409 when the key was used for another assignment)"))},
         "/api/projects/{id}/stats": {"get": op("Progress, throughput, agreement, per-annotator and consensus", "admin", None, ("200", "stats"))},
-        "/api/projects/{id}/export/{format}": {"get": op("Export JSONL: preference, ranked, kto, ratings, spans, critiques, principles, raw", "admin", None, ("200", "JSONL"))},
-        "/api/openapi.json": {"get": op("This document", "none", None, ("200", "OpenAPI 3.1"))}
+        "/api/projects/{id}/export/{format}": {"get": op("Export JSONL: preference, ranked, kto, ratings, spans, critiques, principles, raw, consensus (labels as reviewed: edits and corrections applied, rejected left out)", "admin", None, ("200", "JSONL"))},
+        "/api/openapi.json": {"get": op("This document", "none", None, ("200", "OpenAPI 3.1"))},
+        // Edits and reviews (issue 13, items 16-17).
+        "/api/projects/{id}/mine": {"get": op("The caller's 10 most recent labels: answer in the positions they saw, editable, review verdict, gold feedback (when the project sets gold_feedback)", "member", None, ("200", "{labels: [...]}"))},
+        "/api/projects/{id}/flags": {"post": op("Flag an assignment for review (the annotator still labels or skips it)", "member, own assignment", Some(js(json!({"type": "object", "required": ["assignment_id", "note"], "properties": {"assignment_id": {"type": "string"}, "note": {"type": "string"}}}))), ("201", "flag"))},
+        "/api/projects/{id}/submissions/{sid}/{action}": {"post": op("Change a label: `edit` (its author, one of their 10 most recent, while unreviewed; answers in the positions they saw), `accept`, `correct` (answers in item order) or `reject` (with a reason) by a reviewer. Stored as a new revision; the submission is kept.", "author (edit) / reviewer or admin", Some(js(json!({"type": "object", "properties": {"answers": {"type": "object"}, "reason": {"type": "string"}, "idempotency_key": {"type": "string"}}}))), ("201", "revision (200 with duplicate=true for a retry; 409 once reviewed)"))},
+        "/api/projects/{id}/review": {"get": op("The review queue (flagged first), recent verdicts and disagreements to adjudicate", "reviewer or admin", None, ("200", "{labels, reviewed, disagreements}"))},
+        "/api/projects/{id}/items/{item}/adjudicate": {"post": op("Set an item's final answer (item order); the consensus export uses it", "reviewer or admin", Some(js(json!({"type": "object", "required": ["answers"], "properties": {"answers": {"type": "object"}}}))), ("201", "adjudication"))},
+        "/api/projects/{id}/reviewers": {"post": op("Make a user a reviewer of the project", "admin", Some(js(json!({"type": "object", "required": ["username"], "properties": {"username": {"type": "string"}}}))), ("204", "added"))}
     });
     for (path, v) in paths.as_object_mut().into_iter().flatten() {
         let mut params = Vec::new();
         if path.contains("{id}") {
             params.extend(id.as_array().cloned().unwrap_or_default());
         }
-        for (name, extra) in [("{token}", "token"), ("{format}", "format")] {
+        for (name, extra) in
+            [("{token}", "token"), ("{format}", "format"), ("{sid}", "sid"), ("{action}", "action"), ("{item}", "item")]
+        {
             if path.contains(name) {
                 params.push(json!({"name": extra, "in": "path", "required": true, "schema": {"type": "string"}}));
             }
@@ -80,6 +89,8 @@ pub fn document() -> Value {
                     "overlap": {"type": "integer", "minimum": 1},
                     "gold_rate": {"type": "number"},
                     "claim_timeout_minutes": {"type": "integer", "minimum": 1, "description": "how long an opened task stays reserved (default 60)"},
+                    "gold_feedback": {"type": "boolean", "description": "tell annotators after a gold item whether they matched (default false)"},
+                    "adjudicate_below": {"type": "number", "description": "majority share below which an item goes to adjudication (default 0.5; ties always do)"},
                     "questions": {"type": "array", "items": {"type": "object", "required": ["name", "kind"], "properties": {"name": {"type": "string"}, "label": {"type": "string"}, "kind": {"enum": ["pairwise", "ranking", "likert", "thumbs", "spans", "critique", "principles"]}}}}
                 }},
                 "Submit": {"type": "object", "required": ["assignment_id", "idempotency_key"], "properties": {

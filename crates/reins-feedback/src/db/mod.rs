@@ -4,10 +4,12 @@ mod accounts;
 mod item_search;
 mod progress;
 mod records;
+mod review;
 mod suggestions;
 mod throttle;
 pub use item_search::{ItemFilter, ItemRow, ItemStatus};
 pub use records::*;
+pub use review::{Adjudication, Flag, Revision};
 pub use suggestions::Suggestions;
 pub use throttle::{window_of, Counter, Locked};
 
@@ -20,6 +22,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_security.sql")),
     (3, include_str!("../../migrations/0003_data.sql")),
+    (5, include_str!("../../migrations/0005_review.sql")),
     (6, include_str!("../../migrations/0006_items.sql")),
 ];
 

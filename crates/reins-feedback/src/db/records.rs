@@ -83,7 +83,7 @@ pub struct Submission {
     pub created_at: i64,
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T> {
+pub(super) fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T> {
     let s: String = row.try_get(col)?;
     serde_json::from_str(&s).map_err(|e| Error::Internal(format!("corrupt column {col}: {e}")))
 }

@@ -2,6 +2,7 @@
 //! CSRF token; the label page submits through the JSON API with the `x-csrf-token` header.
 pub(crate) mod fields;
 pub mod items;
+pub mod review;
 pub use fields::Field;
 
 use crate::api::{self, Credentials};
@@ -32,6 +33,7 @@ pub fn templates() -> minijinja::Environment<'static> {
         ("error.html", include_str!("../../templates/error.html")),
         ("items.html", include_str!("../../templates/items.html")),
         ("item_preview.html", include_str!("../../templates/item_preview.html")),
+        ("review.html", include_str!("../../templates/review.html")),
     ] {
         if let Err(e) = env.add_template(name, src) {
             panic!("built-in template {name} does not parse: {e}");
@@ -221,10 +223,11 @@ pub async fn home(State(state): State<AppState>, MaybeUser(user): MaybeUser) -> 
     };
     let projects = state.db.projects_for(&user.user).await?;
     let admin = user.is_admin();
+    let reviewing = state.db.projects_reviewed_by(&user.user.id).await?;
     Ok(render(
         &state,
         "home.html",
-        context! { user => user.user, csrf => user.csrf, projects => projects, admin => admin },
+        context! { user => user.user, csrf => user.csrf, projects => projects, admin => admin, reviewing => reviewing },
     )?
     .into_response())
 }
@@ -292,7 +295,7 @@ async fn dashboard_data(
     cfg: &ProjectConfig,
     id: &str,
 ) -> Result<(stats::Stats, Vec<minijinja::Value>)> {
-    let subs = state.db.submissions(id).await?;
+    let subs = crate::review::effective_submissions(&state.db, id).await?;
     let names = state.db.usernames().await?;
     let s = stats::compute(cfg, &state.db.items(id).await?, &subs, &names);
     let charts = timeline::charts(cfg, &subs, &names)

@@ -108,7 +108,8 @@ pub enum FeedbackCmd {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         base_url: String,
     },
-    /// Export labels as JSONL: preference, ranked, kto, ratings, spans, critiques, principles, raw.
+    /// Export labels as JSONL: preference, ranked, kto, ratings, spans, critiques, principles, raw,
+    /// consensus (labels as reviewed: edits and corrections applied, rejected ones left out).
     Export {
         #[arg(long, default_value = "feedback.db")]
         db: String,
