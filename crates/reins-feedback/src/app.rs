@@ -8,6 +8,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
+// user and member management
+use crate::{api::accounts, pages::people};
+use axum::routing::delete;
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,7 +101,16 @@ pub fn app(state: AppState) -> Router {
         .route("/projects/{id}/next", get(api::next))
         .route("/projects/{id}/submissions", post(api::submit))
         .route("/projects/{id}/stats", get(api::stats))
-        .route("/projects/{id}/export/{format}", get(api::export));
+        .route("/projects/{id}/export/{format}", get(api::export))
+        // user and member management (api/accounts.rs)
+        .route("/users", get(accounts::list_users))
+        .route("/users/{username}/disable", post(accounts::disable_user))
+        .route("/users/{username}/enable", post(accounts::enable_user))
+        .route("/users/{username}/password-reset", post(accounts::create_reset))
+        .route("/password-resets/{token}", post(accounts::use_reset).layer(DefaultBodyLimit::max(OPEN_BODY_LIMIT)))
+        .route("/me/password", post(accounts::my_password))
+        .route("/projects/{id}/members", get(accounts::list_members))
+        .route("/projects/{id}/members/{username}", delete(accounts::delete_member));
     Router::new()
         .nest("/api", api)
         .route("/", get(pages::home))
@@ -113,6 +125,14 @@ pub fn app(state: AppState) -> Router {
         .route("/p/{id}/invite", post(pages::invite_create))
         .route("/static/app.js", get(pages::app_js))
         .route("/static/style.css", get(pages::style_css))
+        // user and member management (pages/people.rs)
+        .route("/people", get(people::page))
+        .route("/people/{action}", post(people::act))
+        .route(
+            "/reset/{token}",
+            get(people::reset_form).post(people::reset_submit).layer(DefaultBodyLimit::max(OPEN_BODY_LIMIT)),
+        )
+        .route("/account", get(people::account_form).post(people::account_submit))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(security_headers))

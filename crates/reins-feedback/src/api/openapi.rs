@@ -3,7 +3,7 @@
 use axum::Json;
 use serde_json::{json, Value};
 
-fn op(summary: &str, auth: &str, body: Option<Value>, ok: (&str, &str)) -> Value {
+pub(super) fn op(summary: &str, auth: &str, body: Option<Value>, ok: (&str, &str)) -> Value {
     let mut o = json!({
         "summary": summary,
         "description": format!("Auth: {auth}. Cookie sessions must send `x-csrf-token` on writes; bearer tokens need not."),
@@ -21,7 +21,7 @@ fn op(summary: &str, auth: &str, body: Option<Value>, ok: (&str, &str)) -> Value
     o
 }
 
-fn js(schema: Value) -> Value {
+pub(super) fn js(schema: Value) -> Value {
     json!({"application/json": {"schema": schema}})
 }
 
@@ -46,12 +46,13 @@ pub fn document() -> Value {
         "/api/projects/{id}/export/{format}": {"get": op("Export JSONL: preference, ranked, kto, ratings, spans, critiques, principles, raw", "admin", None, ("200", "JSONL"))},
         "/api/openapi.json": {"get": op("This document", "none", None, ("200", "OpenAPI 3.1"))}
     });
+    super::accounts::document(&mut paths);
     for (path, v) in paths.as_object_mut().into_iter().flatten() {
         let mut params = Vec::new();
         if path.contains("{id}") {
             params.extend(id.as_array().cloned().unwrap_or_default());
         }
-        for (name, extra) in [("{token}", "token"), ("{format}", "format")] {
+        for (name, extra) in [("{token}", "token"), ("{format}", "format"), ("{username}", "username")] {
             if path.contains(name) {
                 params.push(json!({"name": extra, "in": "path", "required": true, "schema": {"type": "string"}}));
             }

@@ -1,9 +1,11 @@
 //! Storage through `sqlx::Any`: one code path for SQLite (default, one file, WAL) and
 //! PostgreSQL. Queries use `$1..$n` placeholders in order of first use, which both accept.
 mod accounts;
+mod people;
 mod progress;
 mod records;
 mod throttle;
+pub use people::{Member, Person};
 pub use records::*;
 pub use throttle::{window_of, Counter, Locked};
 
@@ -16,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_security.sql")),
     (3, include_str!("../../migrations/0003_data.sql")),
+    (4, include_str!("../../migrations/0004_accounts.sql")),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +101,9 @@ impl Db {
             let mut tx = self.pool.begin().await?;
             for stmt in sql.split(';').map(str::trim).filter(|s| !strip_comments(s).is_empty()) {
                 sqlx::query(stmt).execute(&mut *tx).await?;
+            }
+            if *version == 4 {
+                accounts::hash_plain_invites(&mut tx).await?;
             }
             sqlx::query("INSERT INTO reins_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(*version)

@@ -1,6 +1,7 @@
 //! Server-rendered pages (minijinja, auto-escaped). Pages post forms with the session's
 //! CSRF token; the label page submits through the JSON API with the `x-csrf-token` header.
 mod fields;
+pub mod people;
 
 use crate::api::{self, Credentials};
 use crate::app::AppState;
@@ -28,6 +29,9 @@ pub fn templates() -> minijinja::Environment<'static> {
         ("label.html", include_str!("../../templates/label.html")),
         ("dashboard.html", include_str!("../../templates/dashboard.html")),
         ("error.html", include_str!("../../templates/error.html")),
+        ("people.html", include_str!("../../templates/people.html")),
+        ("account.html", include_str!("../../templates/account.html")),
+        ("reset.html", include_str!("../../templates/reset.html")),
     ] {
         if let Err(e) = env.add_template(name, src) {
             panic!("built-in template {name} does not parse: {e}");
@@ -152,6 +156,11 @@ pub async fn login_submit(
             let error = "Wrong username or password.";
             let html = render(&state, "login.html", context! { csrf => f.csrf, error => error, next => next })?;
             Ok((StatusCode::UNAUTHORIZED, html).into_response())
+        }
+        // A disabled account: the form says so (and to ask an admin).
+        Err(e @ Error::Forbidden(_)) => {
+            let html = render(&state, "login.html", context! { csrf => f.csrf, error => e.to_string(), next => next })?;
+            Ok((StatusCode::FORBIDDEN, html).into_response())
         }
         Err(e) => Err(e),
     }

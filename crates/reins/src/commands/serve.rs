@@ -108,6 +108,51 @@ pub enum FeedbackCmd {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         base_url: String,
     },
+    /// Disable a user: their sessions and tokens stop working and login is refused; their
+    /// labels stay.
+    DisableUser {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Enable a disabled user again.
+    EnableUser {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Print a one-time link (valid for a day) with which the user sets a new password.
+    ResetPassword {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        base_url: String,
+    },
+    /// Add an existing user to a project.
+    AddMember {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        /// Project id or name.
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Remove a member from a project: their unfinished tasks go back to the pool, their
+    /// labels stay.
+    RemoveMember {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        /// Project id or name.
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        username: String,
+    },
     /// Export labels as JSONL: preference, ranked, kto, ratings, spans, critiques, principles, raw.
     Export {
         #[arg(long, default_value = "feedback.db")]
@@ -155,6 +200,25 @@ pub fn run_feedback(cmd: FeedbackCmd) -> anyhow::Result<()> {
         }
         FeedbackCmd::Invite { db, role: r, project, base_url } => {
             println!("{}", cli::invite(&db, role(&r)?, project.as_deref(), &base_url)?);
+        }
+        FeedbackCmd::DisableUser { db, username } => {
+            cli::set_disabled(&db, &username, true)?;
+            println!("disabled `{username}`");
+        }
+        FeedbackCmd::EnableUser { db, username } => {
+            cli::set_disabled(&db, &username, false)?;
+            println!("enabled `{username}`");
+        }
+        FeedbackCmd::ResetPassword { db, username, base_url } => {
+            println!("{}", cli::reset_password(&db, &username, &base_url)?);
+        }
+        FeedbackCmd::AddMember { db, project, username } => {
+            cli::add_member(&db, &project, &username)?;
+            println!("added `{username}` to {project}");
+        }
+        FeedbackCmd::RemoveMember { db, project, username } => {
+            let released = cli::remove_member(&db, &project, &username)?;
+            println!("removed `{username}` from {project} ({released} unfinished tasks released)");
         }
         FeedbackCmd::Export { db, project, format, split, out } => {
             for (path, n) in cli::export(&db, &project, &format, split, &out)? {
