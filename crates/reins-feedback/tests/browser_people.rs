@@ -1,0 +1,106 @@
+//! The people page in a real browser (headless Chromium): an admin disables a user, removes
+//! a member and adds a user to a second project, and sees each change on the page; the
+//! disabled user's login form says to ask an admin. Screenshots at 1280 and 390 px (nothing
+//! may overflow on a phone). Skipped when Chromium or chromedriver is missing.
+mod common;
+use common::browser::*;
+use common::*;
+use reins_feedback::{Role, ServerConfig};
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_admin_manages_people() {
+    let Some(b) = Browser::start().await else { return };
+    let d = &b.d;
+    let db = sqlite_db();
+    let st = state(&db.url, ServerConfig::default()).await;
+    let alpha = reins_feedback::create_project(&st.db, "alpha", &pairwise_config(1)).await.unwrap();
+    let beta = reins_feedback::create_project(&st.db, "beta", &pairwise_config(1)).await.unwrap();
+    reins_feedback::import::import_jsonl(&st.db, &alpha.id, &items_jsonl(3)).await.unwrap();
+    for name in ["ann", "bob", "carol.long-name@example.org"] {
+        let u = reins_feedback::create_user(&st.db, name, "annotator-pw", Role::Annotator).await.unwrap();
+        st.db.add_member(&alpha.id, &u.id).await.unwrap();
+    }
+    let dbh = st.db.clone();
+    let server = spawn_server(st).await;
+    // bob holds a claim that the removal must release.
+    label_via_api(&server, &alpha.id, "bob", 1, json!({"preference": {"choice": "a"}}), 1000).await;
+    let login = json!({"username": "bob", "password": "annotator-pw"}).to_string();
+    let (_, text) = http(&server, "POST", "/api/login", &[], &login).await.unwrap();
+    let token = serde_json::from_str::<serde_json::Value>(&text).unwrap()["token"].as_str().unwrap().to_string();
+    let (status, _) = http(
+        &server,
+        "GET",
+        &format!("/api/projects/{}/next", alpha.id),
+        &[("Authorization", format!("Bearer {token}"))],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "bob opens a second task");
+
+    let notice = "const n = document.getElementById('notice'); return n && n.textContent";
+    let run = async {
+        d.viewport(1280, false).await;
+        d.login(&server, "admin", ADMIN_PASSWORD).await;
+        d.click("#people-link").await;
+        d.wait_for("return location.pathname === '/people'", "the people page").await;
+
+        d.click("button[aria-label='Disable ann']").await;
+        let said = d.wait_for(notice, "the disable notice").await;
+        assert_eq!(said, "Disabled ann: their sessions ended; their labels stay.");
+        let row = "const r = document.querySelector('#users tr[data-user=\"ann\"]'); \
+                   return r && [r.querySelector('.status').textContent, r.querySelector('button').textContent]";
+        assert_eq!(d.js(row).await, json!(["disabled", "Enable"]));
+
+        d.click(&format!("section[data-project='{}'] button[aria-label='Remove bob from alpha']", alpha.id)).await;
+        let said = d.wait_for(notice, "the remove notice").await;
+        assert_eq!(said, "Removed bob from alpha: 1 unfinished task(s) went back to the pool; their labels stay.");
+        let members = format!(
+            "return [...document.querySelectorAll(\"section[data-project='{}'] tr[data-member]\")].map(r => r.dataset.member)",
+            alpha.id
+        );
+        assert_eq!(d.js(&members).await, json!(["ann", "carol.long-name@example.org"]));
+
+        let beta_section = format!("section[data-project='{}']", beta.id);
+        d.js_with("document.querySelector(arguments[0] + ' select').value = 'ann'", json!([beta_section])).await;
+        d.click(&format!("{beta_section} button.add")).await;
+        let said = d.wait_for(notice, "the add notice").await;
+        assert_eq!(said, "Added ann to beta.");
+        let beta_members = format!(
+            "return [...document.querySelectorAll(\"{beta_section} tr[data-member]\")].map(r => r.dataset.member)"
+        );
+        assert_eq!(d.js(&beta_members).await, json!(["ann"]));
+        let projects_of = "return document.querySelector('#users tr[data-user=\"ann\"] .projects-of').textContent";
+        assert_eq!(d.js(projects_of).await, json!("alpha, beta"));
+        d.screenshot("people-1280").await;
+
+        d.viewport(390, false).await;
+        d.goto(&format!("http://{server}/people")).await;
+        d.wait_for("return document.getElementById('users') !== null", "the people page").await;
+        let over = d.overflowing().await;
+        assert_eq!(over, json!([]), "nothing overflows at 390 px");
+        d.screenshot("people-390").await;
+
+        // What ann sees now.
+        d.cmd("DELETE", "/cookie", json!({})).await;
+        d.goto(&format!("http://{server}/login")).await;
+        d.type_into("#username", "ann").await;
+        d.type_into("#password", "annotator-pw").await;
+        d.click("#login").await;
+        let error =
+            d.wait_for("const e = document.querySelector('.error'); return e && e.textContent", "the refusal").await;
+        assert_eq!(error, "the account `ann` is disabled: ask an admin to enable it again");
+    };
+    tokio::time::timeout(Duration::from_secs(120), run).await.expect("browser session finished in time");
+    drop(b);
+
+    let ann = dbh.user_by_name("ann").await.unwrap().unwrap();
+    assert!(dbh.is_disabled(&ann.id).await.unwrap());
+    assert!(dbh.is_member(&beta.id, &ann.id).await.unwrap());
+    let bob = dbh.user_by_name("bob").await.unwrap().unwrap();
+    assert!(!dbh.is_member(&alpha.id, &bob.id).await.unwrap());
+    let e = reins_feedback::export_project(&dbh, &alpha.id, "preference", 0.0).await.unwrap();
+    assert_eq!(e.train.len(), 1, "bob's label stays");
+}
