@@ -35,6 +35,8 @@ pub struct ServerConfig {
     /// Header holding the client's address when behind a reverse proxy (e.g.
     /// `X-Forwarded-For`, last entry used). Default: none, the peer address is used.
     pub client_ip_header: Option<String>,
+    /// OpenID Connect sign-in (`reins serve --oidc-issuer`). Default: none (off).
+    pub oidc: Option<crate::oidc::OidcConfig>,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +49,7 @@ impl Default for ServerConfig {
             login_failures_per_user: 10,
             login_failures_per_address: 30,
             client_ip_header: None,
+            oidc: None,
         }
     }
 }
@@ -133,6 +136,9 @@ pub fn app(state: AppState) -> Router {
             get(people::reset_form).post(people::reset_submit).layer(DefaultBodyLimit::max(OPEN_BODY_LIMIT)),
         )
         .route("/account", get(people::account_form).post(people::account_submit))
+        // OpenID Connect sign-in (oidc/), answering 404 unless configured
+        .route("/oidc/login", get(crate::oidc::login))
+        .route("/oidc/callback", get(crate::oidc::callback))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(security_headers))

@@ -51,6 +51,15 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             .await
             .map_err(|e| Error::BadRequest(format!("cannot listen on {}: {e}", opts.addr)))?;
         println!("reins feedback serving on http://{} (database: {})", opts.addr, redact_url(&opts.db));
+        if let Some(o) = &opts.config.oidc {
+            // The client secret is never printed.
+            println!(
+                "OpenID Connect sign-in with {} (client {}; redirect URI {}/oidc/callback)",
+                o.issuer,
+                o.client_id,
+                opts.config.base_url.trim_end_matches('/')
+            );
+        }
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             signal.await;

@@ -1,10 +1,12 @@
 //! Storage through `sqlx::Any`: one code path for SQLite (default, one file, WAL) and
 //! PostgreSQL. Queries use `$1..$n` placeholders in order of first use, which both accept.
 mod accounts;
+mod oidc;
 mod people;
 mod progress;
 mod records;
 mod throttle;
+pub use oidc::OidcLogin;
 pub use people::{Member, Person};
 pub use records::*;
 pub use throttle::{window_of, Counter, Locked};

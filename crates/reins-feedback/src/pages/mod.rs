@@ -32,6 +32,7 @@ pub fn templates() -> minijinja::Environment<'static> {
         ("people.html", include_str!("../../templates/people.html")),
         ("account.html", include_str!("../../templates/account.html")),
         ("reset.html", include_str!("../../templates/reset.html")),
+        ("signed_in.html", include_str!("../../templates/signed_in.html")),
     ] {
         if let Err(e) = env.add_template(name, src) {
             panic!("built-in template {name} does not parse: {e}");
@@ -78,7 +79,7 @@ fn login_redirect(next: &str) -> Response {
     Redirect::to(&format!("/login?next={}", percent_encode(next))).into_response()
 }
 
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
@@ -89,7 +90,7 @@ fn percent_encode(s: &str) -> String {
 
 /// `next` if it is a path on this site, else `/`: a login link must not send people to
 /// another site (`//host`, `/\host` and `scheme:` are all refused).
-fn local_path(next: Option<&str>) -> &str {
+pub(crate) fn local_path(next: Option<&str>) -> &str {
     match next {
         Some(n)
             if n.starts_with('/')
@@ -113,7 +114,9 @@ pub struct NextQuery {
 pub async fn login_form(State(state): State<AppState>, Query(q): Query<NextQuery>) -> Result<Response> {
     let pre = random_token();
     let next = local_path(q.next.as_deref());
-    let html = render(&state, "login.html", context! { csrf => pre, error => "", next => next })?;
+    let oidc =
+        state.config.oidc.as_ref().map(|o| (o.name.clone(), format!("/oidc/login?next={}", percent_encode(next))));
+    let html = render(&state, "login.html", context! { csrf => pre, error => "", next => next, oidc => oidc })?;
     Ok(([(header::SET_COOKIE, auth::set_cookie(PRE_COOKIE, &pre, 3600, state.config.secure_cookies))], html)
         .into_response())
 }
@@ -333,6 +336,13 @@ pub async fn invite_create(
     let cfg = ProjectConfig::parse(&project.config)?;
     let (s, charts) = dashboard_data(&state, &cfg, &id).await?;
     Ok(render(&state, "dashboard.html", context! { user => user.user, csrf => user.csrf, project => project, stats => s, charts => charts, invite => invite, formats => crate::export::FORMATS })?.into_response())
+}
+
+/// After an OpenID sign-in: the session cookie is SameSite=Strict, and the issuer's redirect
+/// chain counts as cross-site, so a redirect from the callback would arrive without it. A
+/// page of our own moves on instead (a meta refresh, no script, with a link as fallback).
+pub(crate) fn signed_in_page(state: &AppState, next: &str) -> Result<Html<String>> {
+    render(state, "signed_in.html", context! { next => local_path(Some(next)) })
 }
 
 pub async fn app_js() -> Response {

@@ -42,6 +42,21 @@ pub struct ServeArgs {
     /// and says so.
     #[arg(long, default_value = "admin")]
     pub admin_user: String,
+    /// OpenID Connect sign-in (off without it): the issuer URL, exactly as in its ID tokens.
+    /// Needs --oidc-client-id and the client secret in REINS_OIDC_CLIENT_SECRET; register
+    /// <base-url>/oidc/callback as the redirect URI at the issuer.
+    #[arg(long)]
+    pub oidc_issuer: Option<String>,
+    /// The client id registered at the OpenID issuer.
+    #[arg(long)]
+    pub oidc_client_id: Option<String>,
+    /// The login button says "Sign in with <NAME>" (default: the issuer's host).
+    #[arg(long)]
+    pub oidc_name: Option<String>,
+    /// Email domains whose people get an annotator account at their first OpenID sign-in
+    /// (comma-separated); others need an admin. Default: none.
+    #[arg(long, value_delimiter = ',')]
+    pub oidc_allowed_domains: Vec<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -57,6 +72,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             login_failures_per_user: args.login_failures_per_user,
             login_failures_per_address: args.login_failures_per_address,
             client_ip_header: args.client_ip_header,
+            oidc: reins_feedback::oidc::OidcConfig::from_options(
+                args.oidc_issuer,
+                args.oidc_client_id,
+                std::env::var(reins_feedback::oidc::SECRET_ENV).ok(),
+                args.oidc_name,
+                args.oidc_allowed_domains,
+            )?,
         },
         admin_password: std::env::var("REINS_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
         admin_user: args.admin_user,
