@@ -90,6 +90,7 @@ async fn disable_user(url: &str) {
     let bearer = c.login("ann", "annotator-pw").await;
     let t = next(&c, &p, &ann).await;
     label(&c, &p, &ann, &t).await;
+    let claimed = next(&c, &p, &ann).await;
 
     let r = c.call("POST", "/api/users/ann/disable", Auth::Cookie(&admin), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
@@ -106,6 +107,8 @@ async fn disable_user(url: &str) {
         c.call("POST", "/api/login", Auth::None, Some(json!({"username": "ann", "password": "wrong-password"}))).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
     assert_eq!(reins_feedback::export_project(&db, &p, "preference", 0.0).await.unwrap().train.len(), 1);
+    let bob = c.annotator(&admin, &p, "bob").await;
+    assert_eq!(next(&c, &p, &bob).await["item_id"], claimed["item_id"], "the disabled user's claim was released");
     let users = c.call("GET", "/api/users", Auth::Cookie(&admin), None).await.json();
     let row = users["users"].as_array().unwrap().iter().find(|u| u["username"] == "ann").unwrap().clone();
     assert_eq!(row, json!({"username": "ann", "role": "annotator", "disabled": true, "projects": [p]}));

@@ -38,15 +38,14 @@ impl Db {
         )
         .fetch_all(&self.pool)
         .await?;
+        let mut by_user: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for l in &links {
+            by_user.entry(l.try_get("user_id")?).or_default().push(l.try_get("project_id")?);
+        }
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: String = row.try_get("id")?;
-            let mut projects = Vec::new();
-            for l in &links {
-                if l.try_get::<String, _>("user_id")? == id {
-                    projects.push(l.try_get("project_id")?);
-                }
-            }
+            let projects = by_user.remove(&id).unwrap_or_default();
             out.push(Person {
                 username: row.try_get("username")?,
                 role: Role::parse(&row.try_get::<String, _>("role")?)?,
@@ -107,7 +106,8 @@ impl Db {
         })
     }
 
-    /// Disables (ending every session and token of the user at once) or enables a user.
+    /// Disables (ending every session and token of the user at once, and releasing their
+    /// unfinished claims in every project, since they cannot finish them) or enables a user.
     pub async fn set_disabled(&self, user_id: &str, disabled: bool) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         if disabled {
@@ -118,6 +118,10 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM assignments WHERE user_id = $1 AND status = 'open'")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
         } else {
             sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1").bind(user_id).execute(&mut *tx).await?;
         }
