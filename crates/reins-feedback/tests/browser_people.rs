@@ -1,8 +1,12 @@
 //! The people page in a real browser (headless Chromium): an admin disables a user, removes
 //! a member and adds a user to a second project, and sees each change on the page; the
 //! disabled user's login form says to ask an admin. Screenshots at 1280 and 390 px (nothing
-//! may overflow on a phone). Skipped when Chromium or chromedriver is missing.
+//! may overflow on a phone). Also an OpenID Connect sign-in through the login page's button
+//! against the mock issuer on another site, landing on the deep link. Skipped when Chromium
+//! or chromedriver is missing.
 mod common;
+#[path = "common/oidc_issuer.rs"]
+mod oidc_issuer;
 use common::browser::*;
 use common::*;
 use reins_feedback::{Role, ServerConfig};
@@ -103,4 +107,56 @@ async fn chromium_admin_manages_people() {
     assert!(!dbh.is_member(&alpha.id, &bob.id).await.unwrap());
     let e = reins_feedback::export_project(&dbh, &alpha.id, "preference", 0.0).await.unwrap();
     assert_eq!(e.train.len(), 1, "bob's label stays");
+}
+
+/// The issuer runs on `localhost`, the server on 127.0.0.1: another site, as in real use, so
+/// the redirect back is cross-site and the SameSite=Strict session cookie must still work
+/// on the page the sign-in started from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_signs_in_with_openid_and_lands_on_the_deep_link() {
+    let Some(b) = Browser::start().await else { return };
+    let d = &b.d;
+    let (mock, _) = oidc_issuer::start_mock("localhost").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap().to_string();
+    let oidc = reins_feedback::oidc::OidcConfig::from_options(
+        Some(mock.issuer.clone()),
+        Some(oidc_issuer::CLIENT_ID.into()),
+        Some(oidc_issuer::SECRET.into()),
+        Some("Test IdP".into()),
+        vec![],
+    )
+    .unwrap();
+    let db = sqlite_db();
+    let st = state(&db.url, ServerConfig { base_url: format!("http://{server}"), oidc, ..Default::default() }).await;
+    let p = reins_feedback::create_project(&st.db, "deep", &pairwise_config(1)).await.unwrap();
+    reins_feedback::import::import_jsonl(&st.db, &p.id, &items_jsonl(2)).await.unwrap();
+    let ann = reins_feedback::create_user(&st.db, "ann@example.org", "annotator-pw", Role::Annotator).await.unwrap();
+    st.db.link_oidc(&mock.issuer, "sub-ann", &ann.id, Some("ann@example.org")).await.unwrap();
+    st.db.add_member(&p.id, &ann.id).await.unwrap();
+    tokio::spawn(reins_feedback::app::serve(st, listener, std::future::pending()));
+
+    let run = async {
+        d.viewport(390, false).await;
+        d.goto(&format!("http://{server}/p/{}", p.id)).await;
+        let button = d
+            .wait_for(
+                "const e = document.getElementById('oidc-login'); return e && e.textContent",
+                "the sign-in button",
+            )
+            .await;
+        assert_eq!(button, "Sign in with Test IdP");
+        assert_eq!(d.overflowing().await, json!([]), "nothing overflows at 390 px");
+        d.screenshot("oidc-login-390").await;
+        d.click("#oidc-login").await;
+        let landed = format!(
+            "return location.host === '{server}' && location.pathname === '/p/{}' && document.getElementById('task') !== null",
+            p.id
+        );
+        d.wait_for(&landed, "the label page of the deep link, signed in").await;
+        let who = d.js("const e = document.querySelector('header .who'); return e && e.textContent").await;
+        assert_eq!(who, "ann@example.org (annotator)");
+    };
+    tokio::time::timeout(Duration::from_secs(60), run).await.expect("browser session finished in time");
+    assert_eq!(*mock.pkce_ok.lock().unwrap(), 1);
 }

@@ -338,9 +338,10 @@ pub async fn invite_create(
     Ok(render(&state, "dashboard.html", context! { user => user.user, csrf => user.csrf, project => project, stats => s, charts => charts, invite => invite, formats => crate::export::FORMATS })?.into_response())
 }
 
-/// After an OpenID sign-in: the session cookie is SameSite=Strict, and the issuer's redirect
-/// chain counts as cross-site, so a redirect from the callback would arrive without it. A
-/// page of our own moves on instead (a meta refresh, no script, with a link as fallback).
+/// After an OpenID sign-in: the session cookie is SameSite=Strict, and a browser that counts
+/// the issuer's redirect chain as cross-site (RFC 6265bis) would send the next page's request
+/// without it. A page of our own moves on instead (a meta refresh, no script, with a link as
+/// fallback), so the next request starts on this site in every browser.
 pub(crate) fn signed_in_page(state: &AppState, next: &str) -> Result<Html<String>> {
     render(state, "signed_in.html", context! { next => local_path(Some(next)) })
 }
