@@ -44,22 +44,28 @@ async fn chromium_admin_manages_people() {
     .unwrap();
     assert_eq!(status, 200, "bob opens a second task");
 
-    let notice = "const n = document.getElementById('notice'); return n && n.textContent";
+    // Clicks a form button and returns the notice of the page that answers (not the old one).
+    let act = |css: String| async move {
+        d.js("document.body.dataset.stale = '1'").await;
+        d.click(&css).await;
+        let fresh = "if (document.body.dataset.stale) return null; \
+                     const n = document.getElementById('notice'); return n && n.textContent";
+        d.wait_for(fresh, &format!("the page after clicking {css}")).await
+    };
     let run = async {
         d.viewport(1280, false).await;
         d.login(&server, "admin", ADMIN_PASSWORD).await;
         d.click("#people-link").await;
         d.wait_for("return location.pathname === '/people'", "the people page").await;
 
-        d.click("button[aria-label='Disable ann']").await;
-        let said = d.wait_for(notice, "the disable notice").await;
+        let said = act("button[aria-label='Disable ann']".into()).await;
         assert_eq!(said, "Disabled ann: their sessions ended; their labels stay.");
         let row = "const r = document.querySelector('#users tr[data-user=\"ann\"]'); \
                    return r && [r.querySelector('.status').textContent, r.querySelector('button').textContent]";
         assert_eq!(d.js(row).await, json!(["disabled", "Enable"]));
 
-        d.click(&format!("section[data-project='{}'] button[aria-label='Remove bob from alpha']", alpha.id)).await;
-        let said = d.wait_for(notice, "the remove notice").await;
+        let said =
+            act(format!("section[data-project='{}'] button[aria-label='Remove bob from alpha']", alpha.id)).await;
         assert_eq!(said, "Removed bob from alpha: 1 unfinished task(s) went back to the pool; their labels stay.");
         let members = format!(
             "return [...document.querySelectorAll(\"section[data-project='{}'] tr[data-member]\")].map(r => r.dataset.member)",
@@ -69,8 +75,7 @@ async fn chromium_admin_manages_people() {
 
         let beta_section = format!("section[data-project='{}']", beta.id);
         d.js_with("document.querySelector(arguments[0] + ' select').value = 'ann'", json!([beta_section])).await;
-        d.click(&format!("{beta_section} button.add")).await;
-        let said = d.wait_for(notice, "the add notice").await;
+        let said = act(format!("{beta_section} button.add")).await;
         assert_eq!(said, "Added ann to beta.");
         let beta_members = format!(
             "return [...document.querySelectorAll(\"{beta_section} tr[data-member]\")].map(r => r.dataset.member)"
@@ -159,4 +164,51 @@ async fn chromium_signs_in_with_openid_and_lands_on_the_deep_link() {
     };
     tokio::time::timeout(Duration::from_secs(60), run).await.expect("browser session finished in time");
     assert_eq!(*mock.pkce_ok.lock().unwrap(), 1);
+}
+
+/// An admin hands out a reset link; the user opens it signed out, is told a short password
+/// is refused, sets one, logs in with it, and changes it again at /account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_resets_and_changes_a_password() {
+    let Some(b) = Browser::start().await else { return };
+    let d = &b.d;
+    let db = sqlite_db();
+    let st = state(&db.url, ServerConfig::default()).await;
+    reins_feedback::create_user(&st.db, "ann", "annotator-pw", Role::Annotator).await.unwrap();
+    let dbh = st.db.clone();
+    let server = spawn_server(st).await;
+    let run = async {
+        d.viewport(1280, false).await;
+        d.login(&server, "admin", ADMIN_PASSWORD).await;
+        d.goto(&format!("http://{server}/people")).await;
+        d.click("button[aria-label='Password reset link for ann']").await;
+        let url =
+            d.wait_for("const e = document.getElementById('reset-url'); return e && e.textContent", "the link").await;
+        let path = url.as_str().unwrap().split("/reset/").nth(1).map(|t| format!("/reset/{t}")).unwrap();
+
+        d.cmd("DELETE", "/cookie", json!({})).await;
+        d.goto(&format!("http://{server}{path}")).await;
+        let title = d.wait_for("const h = document.querySelector('h1'); return h && h.textContent", "the form").await;
+        assert_eq!(title, "Choose a new password for ann");
+        d.type_into("#password", "short").await;
+        d.click("#set-password").await;
+        let error =
+            d.wait_for("const e = document.querySelector('.error'); return e && e.textContent", "the refusal").await;
+        assert_eq!(error, "passwords need 8 to 1024 bytes");
+        d.type_into("#password", "brand-new-pw").await;
+        d.click("#set-password").await;
+        d.wait_for("const h = document.querySelector('h1'); return h && h.textContent === 'Password set'", "done")
+            .await;
+
+        d.login(&server, "ann", "brand-new-pw").await;
+        d.goto(&format!("http://{server}/account")).await;
+        d.type_into("#old-password", "brand-new-pw").await;
+        d.type_into("#new-password", "newer-still-pw").await;
+        d.click("#change-password").await;
+        let said = d.wait_for("const n = document.getElementById('notice'); return n && n.textContent", "notice").await;
+        assert_eq!(said, "Password changed. Your other sessions were signed out.");
+    };
+    tokio::time::timeout(Duration::from_secs(60), run).await.expect("browser session finished in time");
+    let ann = dbh.user_by_name("ann").await.unwrap().unwrap();
+    assert!(reins_feedback::auth::verify_password("newer-still-pw", &ann.password_hash).await.unwrap());
 }
