@@ -84,6 +84,11 @@ async fn chromium_admin_manages_people() {
         let projects_of = "return document.querySelector('#users tr[data-user=\"ann\"] .projects-of').textContent";
         assert_eq!(d.js(projects_of).await, json!("alpha, beta"));
         d.screenshot("people-1280").await;
+        // Dark mode: the notice keeps light text on a dark background.
+        d.viewport(1280, true).await;
+        let colours =
+            "const s = getComputedStyle(document.getElementById('notice')); return [s.backgroundColor, s.color]";
+        assert_eq!(d.js(colours).await, json!(["rgb(58, 51, 32)", "rgb(243, 230, 179)"]));
 
         d.viewport(390, false).await;
         d.goto(&format!("http://{server}/people")).await;

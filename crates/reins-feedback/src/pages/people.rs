@@ -30,7 +30,8 @@ async fn render_people(state: &AppState, user: &AuthUser, out: Outcome, status: 
     let people_view: Vec<minijinja::Value> = people
         .iter()
         .map(|p| {
-            let names: Vec<String> = p.projects.iter().map(|id| name_of(id)).collect();
+            let mut names: Vec<String> = p.projects.iter().map(|id| name_of(id)).collect();
+            names.sort();
             context! { username => p.username, role => p.role, disabled => p.disabled, projects => names,
             me => p.username == user.user.username }
         })
