@@ -52,6 +52,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_on(sqlite_db()).await
+}
+
+async fn setup_on(db: TestDb) -> Setup {
     let (mock, issuer) = start_mock("127.0.0.1").await;
     let oidc = OidcConfig::from_options(
         Some(mock.issuer.clone()),
@@ -61,7 +65,6 @@ async fn setup() -> Setup {
         vec!["example.org".into()],
     )
     .unwrap();
-    let db = sqlite_db();
     let st = state(&db.url, ServerConfig { base_url: "http://reins.test".into(), oidc, ..Default::default() }).await;
     Setup { db: st.db.clone(), reins: reins_feedback::app(st), mock, issuer, _dir: db }
 }
@@ -91,7 +94,18 @@ fn error_of(r: &Res) -> String {
 
 #[tokio::test]
 async fn a_full_login_creates_the_account_and_lands_on_the_deep_link() {
-    let s = setup().await;
+    full_login(setup().await).await;
+}
+
+#[tokio::test]
+async fn a_full_login_on_postgres() {
+    let Some(db) = postgres_db().await else {
+        return;
+    };
+    full_login(setup_on(db).await).await;
+}
+
+async fn full_login(s: Setup) {
     let r = sign_in(&s, "/account").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(r.text.contains("url=/account") && r.text.contains("href=\"/account\""), "{}", r.text);
