@@ -71,7 +71,8 @@ pub fn verify_id_token(token: &str, jwks: &Value, want: &Expected) -> Result<Val
     if !audience_ok {
         return Err(format!("the ID token is meant for {}, not this server ({})", claims["aud"], want.audience));
     }
-    match claims["exp"].as_i64() {
+    // A number of seconds; some issuers write it with a fraction.
+    match claims["exp"].as_f64().map(|exp| exp as i64) {
         Some(exp) if exp + LEEWAY_S > want.now_s => {}
         Some(_) => return Err("the ID token has expired: sign in again".into()),
         None => return Err("the ID token has no `exp`".into()),
