@@ -20,12 +20,14 @@ CREATE INDEX sessions_expiry ON sessions(expires_at);
 CREATE INDEX sessions_user ON sessions(user_id);
 
 -- OpenID Connect sign-ins in flight: the browser holds only `state`, while the nonce, the PKCE
--- verifier and where to go afterwards stay here (every web node shares them), used once.
+-- verifier, where to go afterwards and the invite it redeems (its SHA-256, if any) stay here
+-- (every web node shares them), used once.
 CREATE TABLE oidc_logins (
     state_hash TEXT PRIMARY KEY,
     nonce TEXT NOT NULL,
     verifier TEXT NOT NULL,
     next_path TEXT NOT NULL,
+    invite_hash TEXT,
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX oidc_logins_expiry ON oidc_logins(expires_at);

@@ -2,7 +2,8 @@
 //! a member and adds a user to a second project, and sees each change on the page; the
 //! disabled user's login form says to ask an admin. Screenshots at 1280 and 390 px (nothing
 //! may overflow on a phone). Also an OpenID Connect sign-in through the login page's button
-//! against the mock issuer on another site, landing on the deep link. Skipped when Chromium
+//! against the mock issuer on another site, landing on the deep link, and a newcomer joining
+//! through an invite page's button; a reset link and a password change. Skipped when Chromium
 //! or chromedriver is missing.
 mod common;
 #[path = "common/oidc_issuer.rs"]
@@ -144,6 +145,7 @@ async fn chromium_signs_in_with_openid_and_lands_on_the_deep_link() {
     let ann = reins_feedback::create_user(&st.db, "ann@example.org", "annotator-pw", Role::Annotator).await.unwrap();
     st.db.link_oidc(&mock.issuer, "sub-ann", &ann.id, Some("ann@example.org")).await.unwrap();
     st.db.add_member(&p.id, &ann.id).await.unwrap();
+    let invite = st.db.create_invite(Role::Annotator, Some(&p.id), None, 3_600_000).await.unwrap();
     tokio::spawn(reins_feedback::app::serve(st, listener, std::future::pending()));
 
     let run = async {
@@ -166,9 +168,24 @@ async fn chromium_signs_in_with_openid_and_lands_on_the_deep_link() {
         d.wait_for(&landed, "the label page of the deep link, signed in").await;
         let who = d.js("const e = document.querySelector('header .who'); return e && e.textContent").await;
         assert_eq!(who, "ann@example.org (annotator)");
+
+        // A newcomer from another domain joins with an invite through the same button.
+        *mock.who.lock().unwrap() = ("sub-eve".into(), "eve@elsewhere.net".into());
+        d.cmd("DELETE", "/cookie", json!({})).await;
+        d.goto(&format!("http://{server}/invite/{invite}")).await;
+        let button = d
+            .wait_for("const e = document.getElementById('oidc-login'); return e && e.textContent", "the invite button")
+            .await;
+        assert_eq!(button, "Sign in with Test IdP instead");
+        d.click("#oidc-login").await;
+        let home = "const l = document.querySelector('.projects'); \
+                    return location.pathname === '/' && l && l.textContent.trim()";
+        assert_eq!(d.wait_for(home, "the home page of the new account").await, "deep");
+        let who = d.js("return document.querySelector('header .who').textContent").await;
+        assert_eq!(who, "eve@elsewhere.net (annotator)");
     };
     tokio::time::timeout(Duration::from_secs(60), run).await.expect("browser session finished in time");
-    assert_eq!(*mock.pkce_ok.lock().unwrap(), 1);
+    assert_eq!(*mock.pkce_ok.lock().unwrap(), 2);
 }
 
 /// An admin hands out a reset link; the user opens it signed out, is told a short password

@@ -71,7 +71,11 @@ async fn setup_on(db: TestDb) -> Setup {
 
 /// Until the issuer sends the browser back: `(callback path and query, state cookie)`.
 async fn to_issuer_and_back(s: &Setup, next: &str) -> (String, String) {
-    let r = get_with(&s.reins, &format!("/oidc/login?next={next}"), None).await;
+    to_issuer_and_back_from(s, &format!("/oidc/login?next={next}")).await
+}
+
+async fn to_issuer_and_back_from(s: &Setup, login: &str) -> (String, String) {
+    let r = get_with(&s.reins, login, None).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     let cookie = set_cookie(&r, "reins_oidc").expect("state cookie");
     let to = location(&r);
@@ -246,4 +250,29 @@ fn the_client_secret_is_required_and_never_shown() {
     let e = OidcConfig::from_options(Some("https://id.example.org".into()), Some("c".into()), None, None, vec![]);
     assert!(e.unwrap_err().to_string().contains("REINS_OIDC_CLIENT_SECRET"));
     assert!(OidcConfig::from_options(None, None, None, None, vec![]).unwrap().is_none());
+}
+
+/// Someone outside the allowed domains gets in with an invite: the invite page offers the
+/// issuer's button, the account gets the invite's role and project, and the invite is used.
+#[tokio::test]
+async fn an_invite_lets_a_first_time_identity_in() {
+    let s = setup().await;
+    let p = reins_feedback::create_project(&s.db, "invited", &pairwise_config(1)).await.unwrap();
+    let token = s.db.create_invite(reins_feedback::Role::Annotator, Some(&p.id), None, 3_600_000).await.unwrap();
+    let page = get_with(&s.reins, &format!("/invite/{token}"), None).await;
+    assert!(page.text.contains(&format!("href=\"/oidc/login?invite={token}\"")), "{}", page.text);
+    assert!(page.text.contains("Sign in with Test IdP instead"), "{}", page.text);
+
+    *s.mock.who.lock().unwrap() = ("sub-eve".into(), "eve@elsewhere.net".into());
+    let (callback, cookie) = to_issuer_and_back_from(&s, &format!("/oidc/login?invite={token}")).await;
+    let r = get_with(&s.reins, &callback, Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let eve = s.db.user_by_name("eve@elsewhere.net").await.unwrap().expect("an account from the invite");
+    assert!(s.db.is_member(&p.id, &eve.id).await.unwrap());
+    assert!(!s.db.invite_valid(&token).await.unwrap(), "the invite is used");
+
+    *s.mock.who.lock().unwrap() = ("sub-mallory".into(), "mallory@elsewhere.net".into());
+    let r = get_with(&s.reins, &format!("/oidc/login?invite={token}"), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert!(r.text.contains("unknown, used or expired"), "{}", r.text);
 }

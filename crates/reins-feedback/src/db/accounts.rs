@@ -150,10 +150,15 @@ impl Db {
     /// Marks the invite used by `user_id`; returns its role and project, or None if the
     /// invite is unknown, used or expired.
     pub async fn take_invite(&self, token: &str, user_id: &str) -> Result<Option<(Role, Option<String>)>> {
+        self.take_invite_hashed(&token_hash(token), user_id).await
+    }
+
+    /// [`Db::take_invite`] by the token's SHA-256 (an OpenID sign-in keeps only that).
+    pub async fn take_invite_hashed(&self, hash: &str, user_id: &str) -> Result<Option<(Role, Option<String>)>> {
         let res =
             sqlx::query("UPDATE invites SET used_by = $1 WHERE token_hash = $2 AND used_by IS NULL AND expires_at > $3 AND reset_user_id IS NULL")
                 .bind(user_id)
-                .bind(token_hash(token))
+                .bind(hash)
                 .bind(now_ms())
                 .execute(&self.pool)
                 .await?;
@@ -161,7 +166,7 @@ impl Db {
             return Ok(None);
         }
         let row = sqlx::query("SELECT role, project_id FROM invites WHERE token_hash = $1")
-            .bind(token_hash(token))
+            .bind(hash)
             .fetch_one(&self.pool)
             .await?;
         Ok(Some((Role::parse(&row.try_get::<String, _>("role")?)?, opt_str(&row, "project_id")?)))
@@ -204,6 +209,6 @@ pub(super) async fn hash_plain_invites(tx: &mut sqlx::Transaction<'_, sqlx::Any>
 }
 
 /// SHA-256 of a session or invite token, hex: what the `sessions` and `invites` tables store.
-pub(super) fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }

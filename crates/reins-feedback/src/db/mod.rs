@@ -6,6 +6,7 @@ mod people;
 mod progress;
 mod records;
 mod throttle;
+pub(crate) use accounts::token_hash;
 pub use oidc::OidcLogin;
 pub use people::{Member, Person};
 pub use records::*;

@@ -10,6 +10,8 @@ pub struct OidcLogin {
     pub nonce: String,
     pub verifier: String,
     pub next_path: String,
+    /// The SHA-256 of the invite this sign-in redeems, if it began on an invite page.
+    pub invite_hash: Option<String>,
 }
 
 impl Db {
@@ -17,12 +19,13 @@ impl Db {
         let now = now_ms();
         sqlx::query("DELETE FROM oidc_logins WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
         sqlx::query(
-            "INSERT INTO oidc_logins (state_hash, nonce, verifier, next_path, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO oidc_logins (state_hash, nonce, verifier, next_path, invite_hash, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(token_hash(state))
         .bind(&login.nonce)
         .bind(&login.verifier)
         .bind(&login.next_path)
+        .bind(login.invite_hash.clone())
         .bind(now + ttl_ms)
         .execute(&self.pool)
         .await?;
@@ -33,12 +36,13 @@ impl Db {
     /// unknown, used or expired.
     pub async fn take_oidc_login(&self, state: &str) -> Result<Option<OidcLogin>> {
         let hash = token_hash(state);
-        let row =
-            sqlx::query("SELECT nonce, verifier, next_path FROM oidc_logins WHERE state_hash = $1 AND expires_at > $2")
-                .bind(&hash)
-                .bind(now_ms())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT nonce, verifier, next_path, invite_hash FROM oidc_logins WHERE state_hash = $1 AND expires_at > $2",
+        )
+        .bind(&hash)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -52,6 +56,7 @@ impl Db {
             nonce: row.try_get("nonce")?,
             verifier: row.try_get("verifier")?,
             next_path: row.try_get("next_path")?,
+            invite_hash: super::opt_str(&row, "invite_hash")?,
         }))
     }
 

@@ -6,8 +6,9 @@
 //! minutes), binds `state` to the browser with a cookie, and redirects to the issuer.
 //! `/oidc/callback` takes the stored sign-in back, exchanges the code (with the verifier and
 //! the client secret), checks the ID token ([`jwt`]), and signs in the local account linked to
-//! the identity's (issuer, subject). A first-time identity gets an annotator account only
-//! when its verified email is in an allowed domain; otherwise the page says to ask an admin.
+//! the identity's (issuer, subject). A first-time identity gets an account only with an
+//! invite (the invite page's button) or when its verified email is in an allowed domain;
+//! otherwise the page says to ask an admin.
 //! Disabled accounts are refused here as at the password form.
 pub mod jwt;
 
@@ -157,11 +158,19 @@ fn encode(pairs: &[(&str, &str)]) -> String {
 pub struct LoginQuery {
     #[serde(default)]
     next: Option<String>,
+    /// An invite token: a first-time identity redeems it (the invite page's button).
+    #[serde(default)]
+    invite: Option<String>,
 }
 
 /// `GET /oidc/login?next=/p/…`: off to the issuer.
 pub async fn login(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> Result<Response> {
     let cfg = config(&state)?;
+    if let Some(invite) = &q.invite {
+        if !state.db.invite_valid(invite).await? {
+            return Err(Error::NotFound("this invite is unknown, used or expired: ask an admin for a new one".into()));
+        }
+    }
     let d = discover(cfg).await?;
     let st = random_token();
     let login = OidcLogin {
@@ -169,6 +178,7 @@ pub async fn login(State(state): State<AppState>, Query(q): Query<LoginQuery>) -
         // 64 characters of [0-9a-f]: within RFC 7636's 43..=128 unreserved characters.
         verifier: random_token() + &random_token(),
         next_path: crate::pages::local_path(q.next.as_deref()).to_string(),
+        invite_hash: q.invite.as_deref().map(crate::db::token_hash),
     };
     let challenge = jwt::b64url(&Sha256::digest(login.verifier.as_bytes()));
     state.db.create_oidc_login(&st, &login, LOGIN_TTL_MS).await?;
@@ -239,7 +249,7 @@ pub async fn callback(
     };
     let claims = jwt::verify_id_token(&id_token, &jwks, &want)
         .map_err(|why| Error::Forbidden(format!("sign-in refused: {why}")))?;
-    let user = local_user(&state, cfg, &claims).await?;
+    let user = local_user(&state, cfg, &claims, login.invite_hash.as_deref()).await?;
     if state.db.is_disabled(&user.id).await? {
         return Err(Error::Forbidden(format!(
             "the account `{}` is disabled: ask an admin to enable it again",
@@ -295,14 +305,17 @@ async fn exchange(state: &AppState, cfg: &OidcConfig, d: &Discovery, code: &str,
     v["id_token"].as_str().map(str::to_string).ok_or_else(|| upstream("token endpoint", "no id_token in the answer"))
 }
 
-/// The account linked to the identity, or a new one when its verified email's domain is
-/// allowed.
-async fn local_user(state: &AppState, cfg: &OidcConfig, claims: &Value) -> Result<User> {
+/// The account linked to the identity, or a new one when the sign-in redeems an invite or
+/// its verified email's domain is allowed.
+async fn local_user(state: &AppState, cfg: &OidcConfig, claims: &Value, invite_hash: Option<&str>) -> Result<User> {
     let (iss, sub) = (claims["iss"].as_str().unwrap_or_default(), claims["sub"].as_str().unwrap_or_default());
     if let Some(id) = state.db.oidc_user(iss, sub).await? {
         return state.db.user_by_id(&id).await?.ok_or_else(|| Error::Internal("linked account is gone".into()));
     }
     let email = claims["email"].as_str().filter(|_| claims["email_verified"] == true).map(str::to_ascii_lowercase);
+    if let Some(hash) = invite_hash {
+        return invited_user(state, claims, email.as_deref(), hash).await;
+    }
     let domain = email.as_deref().and_then(|e| e.rsplit_once('@')).map(|(_, d)| d.to_string());
     let allowed = domain.as_ref().is_some_and(|d| cfg.allowed_domains.iter().any(|a| a == d));
     let Some(email) = email.filter(|_| allowed) else {
@@ -321,5 +334,36 @@ async fn local_user(state: &AppState, cfg: &OidcConfig, claims: &Value) -> Resul
         e => e,
     })?;
     state.db.link_oidc(iss, sub, &user.id, Some(&email)).await?;
+    Ok(user)
+}
+
+/// A first-time identity with an invite: an account named by its verified email (or its
+/// `preferred_username`), with the invite's role and project, the invite used up.
+async fn invited_user(state: &AppState, claims: &Value, email: Option<&str>, invite_hash: &str) -> Result<User> {
+    let candidates = [email, claims["preferred_username"].as_str()];
+    let name = candidates.into_iter().flatten().map(str::to_ascii_lowercase).find(|n| auth::check_username(n).is_ok());
+    let name = name.ok_or_else(|| {
+        Error::Forbidden("the issuer gave no email or username usable here: accept the invite with a password".into())
+    })?;
+    let mut user = state.db.create_user(&name, "!oidc", Role::Annotator).await.map_err(|e| match e {
+        Error::Conflict(_) => Error::Conflict(format!(
+            "an account named `{name}` already exists here: accept the invite with another name and a password"
+        )),
+        e => e,
+    })?;
+    let Some((role, project)) = state.db.take_invite_hashed(invite_hash, &user.id).await? else {
+        // Used by someone else meanwhile: the account made for this sign-in goes.
+        state.db.delete_user(&user.id).await?;
+        return Err(Error::NotFound("this invite is unknown, used or expired: ask an admin for a new one".into()));
+    };
+    if role != Role::Annotator {
+        state.db.set_role(&user.id, role).await?;
+        user.role = role;
+    }
+    if let Some(p) = project {
+        state.db.add_member(&p, &user.id).await?;
+    }
+    let (iss, sub) = (claims["iss"].as_str().unwrap_or_default(), claims["sub"].as_str().unwrap_or_default());
+    state.db.link_oidc(iss, sub, &user.id, email).await?;
     Ok(user)
 }

@@ -189,7 +189,9 @@ pub async fn invite_form(State(state): State<AppState>, Path(token): Path<String
         return Err(Error::NotFound("this invite is unknown, used or expired".into()));
     }
     let pre = random_token();
-    let html = render(&state, "invite.html", context! { csrf => pre, token => token, error => "" })?;
+    let oidc =
+        state.config.oidc.as_ref().map(|o| (o.name.clone(), format!("/oidc/login?invite={}", percent_encode(&token))));
+    let html = render(&state, "invite.html", context! { csrf => pre, token => token, error => "", oidc => oidc })?;
     Ok(([(header::SET_COOKIE, auth::set_cookie(PRE_COOKIE, &pre, 3600, state.config.secure_cookies))], html)
         .into_response())
 }
