@@ -8,6 +8,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
+// user and member management
+use crate::{api::accounts, pages::people};
+use axum::routing::delete;
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +35,8 @@ pub struct ServerConfig {
     /// Header holding the client's address when behind a reverse proxy (e.g.
     /// `X-Forwarded-For`, last entry used). Default: none, the peer address is used.
     pub client_ip_header: Option<String>,
+    /// OpenID Connect sign-in (`reins serve --oidc-issuer`). Default: none (off).
+    pub oidc: Option<crate::oidc::OidcConfig>,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +49,7 @@ impl Default for ServerConfig {
             login_failures_per_user: 10,
             login_failures_per_address: 30,
             client_ip_header: None,
+            oidc: None,
         }
     }
 }
@@ -99,13 +105,22 @@ pub fn app(state: AppState) -> Router {
         .route("/projects/{id}/submissions", post(api::submit))
         .route("/projects/{id}/stats", get(api::stats))
         .route("/projects/{id}/export/{format}", get(api::export))
-        // Edits and reviews (issue 13, items 16-17).
+        // edits and reviews (api/review.rs)
         .route("/projects/{id}/mine", get(api::review::get_mine))
         .route("/projects/{id}/flags", post(api::review::post_flag))
         .route("/projects/{id}/submissions/{sid}/{action}", post(api::review::post_revision))
         .route("/projects/{id}/review", get(api::review::get_queue))
         .route("/projects/{id}/items/{item}/adjudicate", post(api::review::post_adjudication))
-        .route("/projects/{id}/reviewers", post(api::review::add_reviewer));
+        .route("/projects/{id}/reviewers", post(api::review::add_reviewer))
+        // user and member management (api/accounts.rs)
+        .route("/users", get(accounts::list_users))
+        .route("/users/{username}/disable", post(accounts::disable_user))
+        .route("/users/{username}/enable", post(accounts::enable_user))
+        .route("/users/{username}/password-reset", post(accounts::create_reset))
+        .route("/password-resets/{token}", post(accounts::use_reset).layer(DefaultBodyLimit::max(OPEN_BODY_LIMIT)))
+        .route("/me/password", post(accounts::my_password))
+        .route("/projects/{id}/members", get(accounts::list_members))
+        .route("/projects/{id}/members/{username}", delete(accounts::delete_member));
     Router::new()
         .nest("/api", api)
         .route("/", get(pages::home))
@@ -119,7 +134,7 @@ pub fn app(state: AppState) -> Router {
         .route("/p/{id}/dashboard", get(pages::dashboard))
         .route("/p/{id}/invite", post(pages::invite_create))
         .route("/static/app.js", get(pages::app_js))
-        // Edits and reviews (issue 13, items 16-17).
+        // edits and reviews (api/review.rs)
         .route("/p/{id}/mine", get(pages::review::mine_page))
         .route("/p/{id}/mine/{sid}", get(pages::review::edit_page))
         .route("/p/{id}/review", get(pages::review::queue_page))
@@ -131,6 +146,17 @@ pub fn app(state: AppState) -> Router {
         .route("/p/{id}/items/{item}", get(pages::items::preview))
         .route("/static/spans.js", get(pages::spans_js))
         .route("/static/suggestions.js", get(pages::suggestions_js))
+        // user and member management (pages/people.rs)
+        .route("/people", get(people::page))
+        .route("/people/{action}", post(people::act))
+        .route(
+            "/reset/{token}",
+            get(people::reset_form).post(people::reset_submit).layer(DefaultBodyLimit::max(OPEN_BODY_LIMIT)),
+        )
+        .route("/account", get(people::account_form).post(people::account_submit))
+        // OpenID Connect sign-in (oidc/), answering 404 unless configured
+        .route("/oidc/login", get(crate::oidc::login))
+        .route("/oidc/callback", get(crate::oidc::callback))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(security_headers))

@@ -51,6 +51,15 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             .await
             .map_err(|e| Error::BadRequest(format!("cannot listen on {}: {e}", opts.addr)))?;
         println!("reins feedback serving on http://{} (database: {})", opts.addr, redact_url(&opts.db));
+        if let Some(o) = &opts.config.oidc {
+            // The client secret is never printed.
+            println!(
+                "OpenID Connect sign-in with {} (client {}; redirect URI {}/oidc/callback)",
+                o.issuer,
+                o.client_id,
+                opts.config.base_url.trim_end_matches('/')
+            );
+        }
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             signal.await;
@@ -194,6 +203,42 @@ pub fn invite(db: &str, role: Role, project: Option<&str>, base_url: &str) -> Re
         };
         let token = db.create_invite(role, pid.as_deref(), None, crate::auth::SESSION_TTL_MS).await?;
         Ok(format!("{}/invite/{token}", base_url.trim_end_matches('/')))
+    })
+}
+
+// ---- user and member management (the rules live in api::accounts)
+
+/// Disables (`disabled`) or enables a user. The last enabled admin cannot be disabled.
+pub fn set_disabled(db: &str, username: &str, disabled: bool) -> Result<()> {
+    runtime()?.block_on(async {
+        let db = Db::connect(db).await?;
+        crate::api::accounts::set_disabled(&db, None, username, disabled).await
+    })
+}
+
+/// A one-time password reset link for `username` (valid for a day).
+pub fn reset_password(db: &str, username: &str, base_url: &str) -> Result<String> {
+    runtime()?.block_on(async {
+        let db = Db::connect(db).await?;
+        crate::api::accounts::reset_link(&db, None, username, base_url).await
+    })
+}
+
+/// Adds an existing user to a project (by id or name).
+pub fn add_member(db: &str, project: &str, username: &str) -> Result<()> {
+    runtime()?.block_on(async {
+        let db = Db::connect(db).await?;
+        let p = crate::find_project(&db, project).await?;
+        crate::api::accounts::add_member(&db, &p.id, username).await
+    })
+}
+
+/// Removes a member from a project; returns how many unfinished claims were released.
+pub fn remove_member(db: &str, project: &str, username: &str) -> Result<u64> {
+    runtime()?.block_on(async {
+        let db = Db::connect(db).await?;
+        let p = crate::find_project(&db, project).await?;
+        crate::api::accounts::remove_member(&db, &p.id, username).await
     })
 }
 

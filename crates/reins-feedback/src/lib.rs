@@ -17,6 +17,7 @@ pub mod db;
 pub mod error;
 pub mod export;
 pub mod import;
+pub mod oidc;
 pub mod pages;
 pub mod requests;
 pub mod review;

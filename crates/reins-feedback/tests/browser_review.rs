@@ -1,4 +1,4 @@
-//! Fixing and reviewing labels in a real browser (issue 13, items 16-17): an annotator goes
+//! Fixing and reviewing labels in a real browser: an annotator goes
 //! back and changes a label (the form shows the old answer, the export the new one), a
 //! half-filled form survives a reload, flag differs from skip, gold feedback appears after a
 //! gold item; a reviewer accepts, corrects, rejects and adjudicates, and the pages and the

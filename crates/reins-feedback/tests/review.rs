@@ -1,4 +1,4 @@
-//! Annotators fix their own labels and reviewers check them (issue 13, items 16-17), through
+//! Annotators fix their own labels and reviewers check them, through
 //! the JSON API on SQLite, and on PostgreSQL when `REINS_TEST_POSTGRES_URL` is set: edits
 //! and verdicts are new rows, every export reads the effective answer, and each refusal
 //! (someone else's label, a non-reviewer, no CSRF token, a reviewed label) is tested.

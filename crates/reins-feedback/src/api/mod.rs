@@ -1,4 +1,5 @@
 //! The JSON API: everything the pages do, for other tools. Described by `/api/openapi.json`.
+pub mod accounts;
 pub mod items;
 mod openapi;
 pub mod review;
@@ -41,6 +42,9 @@ pub async fn open_session(
     match (user, ok) {
         (Some(user), true) => {
             attempt.succeeded(state).await?;
+            if state.db.is_disabled(&user.id).await? {
+                return Err(accounts::disabled_error(c));
+            }
             let (token, csrf) = state.db.create_session(&user.id, SESSION_TTL_MS).await?;
             Ok((user, token, csrf))
         }

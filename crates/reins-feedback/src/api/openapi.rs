@@ -3,7 +3,7 @@
 use axum::Json;
 use serde_json::{json, Value};
 
-fn op(summary: &str, auth: &str, body: Option<Value>, ok: (&str, &str)) -> Value {
+pub(super) fn op(summary: &str, auth: &str, body: Option<Value>, ok: (&str, &str)) -> Value {
     let mut o = json!({
         "summary": summary,
         "description": format!("Auth: {auth}. Cookie sessions must send `x-csrf-token` on writes; bearer tokens need not."),
@@ -21,7 +21,7 @@ fn op(summary: &str, auth: &str, body: Option<Value>, ok: (&str, &str)) -> Value
     o
 }
 
-fn js(schema: Value) -> Value {
+pub(super) fn js(schema: Value) -> Value {
     json!({"application/json": {"schema": schema}})
 }
 
@@ -48,7 +48,7 @@ pub fn document() -> Value {
         "/api/projects/{id}/stats": {"get": op("Progress, throughput, agreement, per-annotator and consensus", "admin", None, ("200", "stats"))},
         "/api/projects/{id}/export/{format}": {"get": op("Export JSONL: preference, ranked, kto, ratings, spans, critiques, principles, raw, consensus (labels as reviewed: edits and corrections applied, rejected left out)", "admin", None, ("200", "JSONL"))},
         "/api/openapi.json": {"get": op("This document", "none", None, ("200", "OpenAPI 3.1"))},
-        // Edits and reviews (issue 13, items 16-17).
+        // edits and reviews
         "/api/projects/{id}/mine": {"get": op("The caller's 10 most recent labels: answer in the positions they saw, editable, review verdict, gold feedback (when the project sets gold_feedback)", "member", None, ("200", "{labels: [...]}"))},
         "/api/projects/{id}/flags": {"post": op("Flag an assignment for review (the annotator still labels or skips it)", "member, own assignment", Some(js(json!({"type": "object", "required": ["assignment_id", "note"], "properties": {"assignment_id": {"type": "string"}, "note": {"type": "string"}}}))), ("201", "flag"))},
         "/api/projects/{id}/submissions/{sid}/{action}": {"post": op("Change a label: `edit` (its author, one of their 10 most recent, while unreviewed; answers in the positions they saw), `accept`, `correct` (answers in item order) or `reject` (with a reason) by a reviewer. Stored as a new revision; the submission is kept.", "author (edit) / reviewer or admin", Some(js(json!({"type": "object", "properties": {"answers": {"type": "object"}, "reason": {"type": "string"}, "idempotency_key": {"type": "string"}}}))), ("201", "revision (200 with duplicate=true for a retry; 409 once reviewed)"))},
@@ -56,14 +56,20 @@ pub fn document() -> Value {
         "/api/projects/{id}/items/{item}/adjudicate": {"post": op("Set an item's final answer (item order); the consensus export uses it", "reviewer or admin", Some(js(json!({"type": "object", "required": ["answers"], "properties": {"answers": {"type": "object"}}}))), ("201", "adjudication"))},
         "/api/projects/{id}/reviewers": {"post": op("Make a user a reviewer of the project", "admin", Some(js(json!({"type": "object", "required": ["username"], "properties": {"username": {"type": "string"}}}))), ("204", "added"))}
     });
+    super::accounts::document(&mut paths);
     for (path, v) in paths.as_object_mut().into_iter().flatten() {
         let mut params = Vec::new();
         if path.contains("{id}") {
             params.extend(id.as_array().cloned().unwrap_or_default());
         }
-        for (name, extra) in
-            [("{token}", "token"), ("{format}", "format"), ("{sid}", "sid"), ("{action}", "action"), ("{item}", "item")]
-        {
+        for (name, extra) in [
+            ("{token}", "token"),
+            ("{format}", "format"),
+            ("{sid}", "sid"),
+            ("{action}", "action"),
+            ("{item}", "item"),
+            ("{username}", "username"),
+        ] {
             if path.contains(name) {
                 params.push(json!({"name": extra, "in": "path", "required": true, "schema": {"type": "string"}}));
             }

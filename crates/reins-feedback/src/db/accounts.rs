@@ -1,7 +1,8 @@
 //! Accounts: users, sessions and invites.
 //!
-//! Sessions are stored by the SHA-256 of their token: the token has 128 random bits, so a
-//! fast hash suffices (no salt or argon2 needed), and a leaked database opens no session.
+//! Sessions and invites are stored by the SHA-256 of their token: the token has 128 random
+//! bits, so a fast hash suffices (no salt or argon2 needed), and a leaked database opens no
+//! session and redeems no invite.
 use super::{now_ms, opt_str, random_token, Db, Role, User};
 use crate::auth::normalize_username;
 use crate::error::{Error, Result};
@@ -69,7 +70,10 @@ impl Db {
             .try_get("n")?)
     }
 
+    /// Opens a session. Expired sessions of everyone are purged here: sign-ins are rare
+    /// enough to pay for it, and a web node needs no timer of its own.
     pub async fn create_session(&self, user_id: &str, ttl_ms: i64) -> Result<(String, String)> {
+        self.purge_expired_sessions().await?;
         let (token, csrf) = (random_token(), random_token());
         sqlx::query("INSERT INTO sessions (token_hash, user_id, csrf, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(token_hash(&token))
@@ -81,10 +85,11 @@ impl Db {
         Ok((token, csrf))
     }
 
-    /// The session's user and CSRF token, if the session exists and has not expired.
+    /// The session's user and CSRF token, if the session exists, has not expired and its
+    /// user is not disabled.
     pub async fn session(&self, token: &str) -> Result<Option<(User, String)>> {
         let row = sqlx::query(
-            "SELECT u.id, u.username, u.password_hash, u.role, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2",
+            "SELECT u.id, u.username, u.password_hash, u.role, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
         )
         .bind(token_hash(token))
         .bind(now_ms())
@@ -130,9 +135,9 @@ impl Db {
     ) -> Result<String> {
         let token = random_token();
         sqlx::query(
-            "INSERT INTO invites (token, role, project_id, created_by, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO invites (token_hash, role, project_id, created_by, expires_at) VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(&token)
+        .bind(token_hash(&token))
         .bind(role.as_str())
         .bind(project_id.map(str::to_string))
         .bind(by.map(str::to_string))
@@ -145,18 +150,23 @@ impl Db {
     /// Marks the invite used by `user_id`; returns its role and project, or None if the
     /// invite is unknown, used or expired.
     pub async fn take_invite(&self, token: &str, user_id: &str) -> Result<Option<(Role, Option<String>)>> {
+        self.take_invite_hashed(&token_hash(token), user_id).await
+    }
+
+    /// [`Db::take_invite`] by the token's SHA-256 (an OpenID sign-in keeps only that).
+    pub async fn take_invite_hashed(&self, hash: &str, user_id: &str) -> Result<Option<(Role, Option<String>)>> {
         let res =
-            sqlx::query("UPDATE invites SET used_by = $1 WHERE token = $2 AND used_by IS NULL AND expires_at > $3")
+            sqlx::query("UPDATE invites SET used_by = $1 WHERE token_hash = $2 AND used_by IS NULL AND expires_at > $3 AND reset_user_id IS NULL")
                 .bind(user_id)
-                .bind(token)
+                .bind(hash)
                 .bind(now_ms())
                 .execute(&self.pool)
                 .await?;
         if res.rows_affected() == 0 {
             return Ok(None);
         }
-        let row = sqlx::query("SELECT role, project_id FROM invites WHERE token = $1")
-            .bind(token)
+        let row = sqlx::query("SELECT role, project_id FROM invites WHERE token_hash = $1")
+            .bind(hash)
             .fetch_one(&self.pool)
             .await?;
         Ok(Some((Role::parse(&row.try_get::<String, _>("role")?)?, opt_str(&row, "project_id")?)))
@@ -164,8 +174,8 @@ impl Db {
 
     pub async fn invite_valid(&self, token: &str) -> Result<bool> {
         let n: i64 =
-            sqlx::query("SELECT COUNT(*) AS n FROM invites WHERE token = $1 AND used_by IS NULL AND expires_at > $2")
-                .bind(token)
+            sqlx::query("SELECT COUNT(*) AS n FROM invites WHERE token_hash = $1 AND used_by IS NULL AND expires_at > $2 AND reset_user_id IS NULL")
+                .bind(token_hash(token))
                 .bind(now_ms())
                 .fetch_one(&self.pool)
                 .await?
@@ -183,7 +193,22 @@ impl Db {
     }
 }
 
-/// SHA-256 of a session token, hex: what the `sessions` table stores.
-fn token_hash(token: &str) -> String {
+/// Migration 4: invites stored before it hold their plain token; store its hash instead,
+/// so links already sent keep working.
+pub(super) async fn hash_plain_invites(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+    let rows = sqlx::query("SELECT token_hash FROM invites").fetch_all(&mut **tx).await?;
+    for row in rows {
+        let plain: String = row.try_get("token_hash")?;
+        sqlx::query("UPDATE invites SET token_hash = $1 WHERE token_hash = $2")
+            .bind(token_hash(&plain))
+            .bind(&plain)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// SHA-256 of a session or invite token, hex: what the `sessions` and `invites` tables store.
+pub(crate) fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }

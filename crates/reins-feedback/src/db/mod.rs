@@ -2,12 +2,17 @@
 //! PostgreSQL. Queries use `$1..$n` placeholders in order of first use, which both accept.
 mod accounts;
 mod item_search;
+mod oidc;
+mod people;
 mod progress;
 mod records;
 mod review;
 mod suggestions;
 mod throttle;
+pub(crate) use accounts::token_hash;
 pub use item_search::{ItemFilter, ItemRow, ItemStatus};
+pub use oidc::OidcLogin;
+pub use people::{Member, Person};
 pub use records::*;
 pub use review::{Adjudication, Flag, Revision};
 pub use suggestions::Suggestions;
@@ -22,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_security.sql")),
     (3, include_str!("../../migrations/0003_data.sql")),
+    (4, include_str!("../../migrations/0004_accounts.sql")),
     (5, include_str!("../../migrations/0005_review.sql")),
     (6, include_str!("../../migrations/0006_items.sql")),
 ];
@@ -106,6 +112,9 @@ impl Db {
             let mut tx = self.pool.begin().await?;
             for stmt in sql.split(';').map(str::trim).filter(|s| !strip_comments(s).is_empty()) {
                 sqlx::query(stmt).execute(&mut *tx).await?;
+            }
+            if *version == 4 {
+                accounts::hash_plain_invites(&mut tx).await?;
             }
             sqlx::query("INSERT INTO reins_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(*version)

@@ -2,6 +2,7 @@
 //! CSRF token; the label page submits through the JSON API with the `x-csrf-token` header.
 pub(crate) mod fields;
 pub mod items;
+pub mod people;
 pub mod review;
 pub use fields::Field;
 
@@ -34,6 +35,10 @@ pub fn templates() -> minijinja::Environment<'static> {
         ("items.html", include_str!("../../templates/items.html")),
         ("item_preview.html", include_str!("../../templates/item_preview.html")),
         ("review.html", include_str!("../../templates/review.html")),
+        ("people.html", include_str!("../../templates/people.html")),
+        ("account.html", include_str!("../../templates/account.html")),
+        ("reset.html", include_str!("../../templates/reset.html")),
+        ("signed_in.html", include_str!("../../templates/signed_in.html")),
     ] {
         if let Err(e) = env.add_template(name, src) {
             panic!("built-in template {name} does not parse: {e}");
@@ -80,7 +85,7 @@ fn login_redirect(next: &str) -> Response {
     Redirect::to(&format!("/login?next={}", percent_encode(next))).into_response()
 }
 
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
@@ -91,7 +96,7 @@ fn percent_encode(s: &str) -> String {
 
 /// `next` if it is a path on this site, else `/`: a login link must not send people to
 /// another site (`//host`, `/\host` and `scheme:` are all refused).
-fn local_path(next: Option<&str>) -> &str {
+pub(crate) fn local_path(next: Option<&str>) -> &str {
     match next {
         Some(n)
             if n.starts_with('/')
@@ -115,7 +120,9 @@ pub struct NextQuery {
 pub async fn login_form(State(state): State<AppState>, Query(q): Query<NextQuery>) -> Result<Response> {
     let pre = random_token();
     let next = local_path(q.next.as_deref());
-    let html = render(&state, "login.html", context! { csrf => pre, error => "", next => next })?;
+    let oidc =
+        state.config.oidc.as_ref().map(|o| (o.name.clone(), format!("/oidc/login?next={}", percent_encode(next))));
+    let html = render(&state, "login.html", context! { csrf => pre, error => "", next => next, oidc => oidc })?;
     Ok(([(header::SET_COOKIE, auth::set_cookie(PRE_COOKIE, &pre, 3600, state.config.secure_cookies))], html)
         .into_response())
 }
@@ -159,6 +166,11 @@ pub async fn login_submit(
             let html = render(&state, "login.html", context! { csrf => f.csrf, error => error, next => next })?;
             Ok((StatusCode::UNAUTHORIZED, html).into_response())
         }
+        // A disabled account: the form says so (and to ask an admin).
+        Err(e @ Error::Forbidden(_)) => {
+            let html = render(&state, "login.html", context! { csrf => f.csrf, error => e.to_string(), next => next })?;
+            Ok((StatusCode::FORBIDDEN, html).into_response())
+        }
         Err(e) => Err(e),
     }
 }
@@ -183,7 +195,9 @@ pub async fn invite_form(State(state): State<AppState>, Path(token): Path<String
         return Err(Error::NotFound("this invite is unknown, used or expired".into()));
     }
     let pre = random_token();
-    let html = render(&state, "invite.html", context! { csrf => pre, token => token, error => "" })?;
+    let oidc =
+        state.config.oidc.as_ref().map(|o| (o.name.clone(), format!("/oidc/login?invite={}", percent_encode(&token))));
+    let html = render(&state, "invite.html", context! { csrf => pre, token => token, error => "", oidc => oidc })?;
     Ok(([(header::SET_COOKIE, auth::set_cookie(PRE_COOKIE, &pre, 3600, state.config.secure_cookies))], html)
         .into_response())
 }
@@ -338,6 +352,14 @@ pub async fn invite_create(
     let cfg = ProjectConfig::parse(&project.config)?;
     let (s, charts) = dashboard_data(&state, &cfg, &id).await?;
     Ok(render(&state, "dashboard.html", context! { user => user.user, csrf => user.csrf, project => project, stats => s, charts => charts, invite => invite, formats => crate::export::FORMATS })?.into_response())
+}
+
+/// After an OpenID sign-in: the session cookie is SameSite=Strict, and a browser that counts
+/// the issuer's redirect chain as cross-site (RFC 6265bis) would send the next page's request
+/// without it. A page of our own moves on instead (a meta refresh, no script, with a link as
+/// fallback), so the next request starts on this site in every browser.
+pub(crate) fn signed_in_page(state: &AppState, next: &str) -> Result<Html<String>> {
+    render(state, "signed_in.html", context! { next => local_path(Some(next)) })
 }
 
 pub async fn app_js() -> Response {

@@ -42,6 +42,21 @@ pub struct ServeArgs {
     /// and says so.
     #[arg(long, default_value = "admin")]
     pub admin_user: String,
+    /// OpenID Connect sign-in (off without it): the issuer URL, exactly as in its ID tokens.
+    /// Needs --oidc-client-id and the client secret in REINS_OIDC_CLIENT_SECRET; register
+    /// <base-url>/oidc/callback as the redirect URI at the issuer.
+    #[arg(long)]
+    pub oidc_issuer: Option<String>,
+    /// The client id registered at the OpenID issuer.
+    #[arg(long)]
+    pub oidc_client_id: Option<String>,
+    /// The login button says "Sign in with <NAME>" (default: the issuer's host).
+    #[arg(long)]
+    pub oidc_name: Option<String>,
+    /// Email domains whose people get an annotator account at their first OpenID sign-in
+    /// (comma-separated); others need an admin. Default: none.
+    #[arg(long, value_delimiter = ',')]
+    pub oidc_allowed_domains: Vec<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -57,6 +72,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             login_failures_per_user: args.login_failures_per_user,
             login_failures_per_address: args.login_failures_per_address,
             client_ip_header: args.client_ip_header,
+            oidc: reins_feedback::oidc::OidcConfig::from_options(
+                args.oidc_issuer,
+                args.oidc_client_id,
+                std::env::var(reins_feedback::oidc::SECRET_ENV).ok(),
+                args.oidc_name,
+                args.oidc_allowed_domains,
+            )?,
         },
         admin_password: std::env::var("REINS_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
         admin_user: args.admin_user,
@@ -108,6 +130,51 @@ pub enum FeedbackCmd {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         base_url: String,
     },
+    /// Disable a user: their sessions and tokens stop working and login is refused; their
+    /// labels stay.
+    DisableUser {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Enable a disabled user again.
+    EnableUser {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Print a one-time link (valid for a day) with which the user sets a new password.
+    ResetPassword {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        base_url: String,
+    },
+    /// Add an existing user to a project.
+    AddMember {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        /// Project id or name.
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Remove a member from a project: their unfinished tasks go back to the pool, their
+    /// labels stay.
+    RemoveMember {
+        #[arg(long, default_value = "feedback.db")]
+        db: String,
+        /// Project id or name.
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        username: String,
+    },
     /// Export labels as JSONL: preference, ranked, kto, ratings, spans, critiques, principles, raw,
     /// consensus (labels as reviewed: edits and corrections applied, rejected ones left out).
     Export {
@@ -156,6 +223,25 @@ pub fn run_feedback(cmd: FeedbackCmd) -> anyhow::Result<()> {
         }
         FeedbackCmd::Invite { db, role: r, project, base_url } => {
             println!("{}", cli::invite(&db, role(&r)?, project.as_deref(), &base_url)?);
+        }
+        FeedbackCmd::DisableUser { db, username } => {
+            cli::set_disabled(&db, &username, true)?;
+            println!("disabled `{username}`");
+        }
+        FeedbackCmd::EnableUser { db, username } => {
+            cli::set_disabled(&db, &username, false)?;
+            println!("enabled `{username}`");
+        }
+        FeedbackCmd::ResetPassword { db, username, base_url } => {
+            println!("{}", cli::reset_password(&db, &username, &base_url)?);
+        }
+        FeedbackCmd::AddMember { db, project, username } => {
+            cli::add_member(&db, &project, &username)?;
+            println!("added `{username}` to {project}");
+        }
+        FeedbackCmd::RemoveMember { db, project, username } => {
+            let released = cli::remove_member(&db, &project, &username)?;
+            println!("removed `{username}` from {project} ({released} unfinished tasks released)");
         }
         FeedbackCmd::Export { db, project, format, split, out } => {
             for (path, n) in cli::export(&db, &project, &format, split, &out)? {
