@@ -211,7 +211,7 @@ async fn review_and_search(url: &str) {
         "the flag and its note: {}",
         r.text
     );
-    assert!(r.text.contains("By admin: <span class=\"adjudicated\">preference: B better</span>"), "{}", r.text);
+    assert!(r.text.contains("By admin: <span class=\"adjudicated\">preference: B better</span>."), "{}", r.text);
 }
 
 #[tokio::test]
