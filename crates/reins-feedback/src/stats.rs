@@ -227,3 +227,63 @@ pub fn compute(
         consensus,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(id: &str, user: &str, answer: Value) -> Submission {
+        Submission {
+            id: id.into(),
+            idempotency_key: id.into(),
+            project_id: "p".into(),
+            item_id: "i".into(),
+            user_id: user.into(),
+            assignment_id: id.into(),
+            kind: "label".into(),
+            answer,
+            display_order: vec![0, 1, 2],
+            skip_reason: None,
+            time_ms: 0,
+            created_at: 0,
+        }
+    }
+
+    /// A ranking item's consensus is the adjudicated order where a reviewer set one, the
+    /// ranked pairs of the ballots otherwise; agreement still counts the ballots.
+    #[test]
+    fn an_adjudicated_ranking_is_the_items_consensus() {
+        let cfg = ProjectConfig::parse(&json!({"questions": [{"name": "r", "kind": "ranking"}]})).unwrap();
+        let item = Item {
+            id: "i".into(),
+            project_id: "p".into(),
+            external_id: "x".into(),
+            prompt: "P".into(),
+            responses: vec!["a".into(), "b".into(), "c".into()],
+            gold: None,
+        };
+        let subs = vec![
+            label("s1", "u1", json!({"r": {"ranking": [0, 1, 2]}})),
+            label("s2", "u2", json!({"r": {"ranking": [0, 2, 1]}})),
+        ];
+        let names = HashMap::from([("rev".to_string(), "rita".to_string())]);
+        let votes = compute(&cfg, std::slice::from_ref(&item), &subs, &names, &HashMap::new());
+        assert_eq!(votes.consensus[0]["consensus"]["r"]["ranked_pairs"], json!([0, 1, 2]));
+        assert_eq!(votes.consensus[0]["source"], "majority");
+        let adj = Adjudication {
+            id: "a".into(),
+            project_id: "p".into(),
+            item_id: "i".into(),
+            user_id: "rev".into(),
+            answer: json!({"r": {"ranking": [2, 1, 0]}}),
+            created_at: 0,
+        };
+        let decided = compute(&cfg, &[item], &subs, &names, &HashMap::from([("i", &adj)]));
+        let c = &decided.consensus[0];
+        assert_eq!(
+            (&c["consensus"]["r"]["ranked_pairs"], &c["source"], &c["adjudicated_by"]),
+            (&json!([2, 1, 0]), &json!("adjudicated"), &json!("rita"))
+        );
+        assert_eq!(decided.agreement["r"], votes.agreement["r"], "agreement counts the ballots");
+    }
+}
