@@ -124,6 +124,9 @@ async fn review_and_search(url: &str) {
     revise(&c, &admin, &p, &sub(&ann_labels, &y), "reject", json!({"reason": "guessed"})).await;
     assert_eq!(search(&c, &admin, &p, "status=unlabeled").await.0, vec![y.clone()]);
     assert_eq!(search(&c, &admin, &p, "status=in_progress").await.0, Vec::<String>::new());
+    let (by_bob, v) = search(&c, &admin, &p, "annotator=bob").await;
+    assert!(!by_bob.contains(&y) && by_bob.len() == 2, "a rejected label is not bob's label: {by_bob:?}");
+    assert!(v["items"].as_array().unwrap().iter().all(|i| i["annotators"] == json!(["ann", "bob"])), "{v}");
 
     // 3. The stats' consensus: the flagged item is a 1-1 tie until adjudicated, then the
     // adjudicated answer (bad, response 2), as in the consensus export.
