@@ -1,9 +1,10 @@
 //! Dashboard numbers, derived from the raw submissions: progress, throughput, agreement
 //! (Krippendorff's alpha, Fleiss' kappa), per-annotator agreement with consensus and gold,
-//! position bias, and consensus per item.
+//! position bias, and consensus per item (the reviewer's adjudicated answer where there is
+//! one, as in the `consensus` export; the votes otherwise).
 use crate::agreement::{count_table, fleiss_kappa, krippendorff_alpha_interval, krippendorff_alpha_nominal};
 use crate::consensus::{bradley_terry, majority, ranked_pairs};
-use crate::db::{now_ms, Item, Submission};
+use crate::db::{now_ms, Adjudication, Item, Submission};
 use crate::tasks::{matches_gold, nominal_label, ProjectConfig, QuestionKind};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -43,7 +44,15 @@ fn median(mut v: Vec<i64>) -> i64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
-pub fn compute(cfg: &ProjectConfig, items: &[Item], subs: &[Submission], names: &HashMap<String, String>) -> Stats {
+/// `adjudicated`: the latest adjudication per item id (`review::latest_adjudications`); it
+/// decides that item's consensus. Agreement and agreement with the majority count the votes.
+pub fn compute(
+    cfg: &ProjectConfig,
+    items: &[Item],
+    subs: &[Submission],
+    names: &HashMap<String, String>,
+    adjudicated: &HashMap<&str, &Adjudication>,
+) -> Stats {
     let labels: Vec<&Submission> = subs.iter().filter(|s| s.kind == "label").collect();
     let by_item: HashMap<&str, Vec<&Submission>> = labels.iter().fold(HashMap::new(), |mut m, s| {
         m.entry(s.item_id.as_str()).or_default().push(*s);
@@ -147,9 +156,14 @@ pub fn compute(cfg: &ProjectConfig, items: &[Item], subs: &[Submission], names: 
     let consensus = items
         .iter()
         .filter_map(|it| {
-            let group = by_item.get(it.id.as_str())?;
+            let adj = adjudicated.get(it.id.as_str());
+            let group: &[&Submission] = by_item.get(it.id.as_str()).map_or(&[], Vec::as_slice);
+            if group.is_empty() && adj.is_none() {
+                return None;
+            }
             let mut c = serde_json::Map::new();
             for q in &cfg.questions {
+                let decided = adj.map(|a| &a.answer[&q.name]).filter(|a| !a.is_null());
                 match q.kind {
                     QuestionKind::Pairwise { .. } => {
                         let votes: Vec<String> = group.iter().filter_map(|s| nominal_label(q, &s.answer[&q.name])).collect();
@@ -160,21 +174,38 @@ pub fn compute(cfg: &ProjectConfig, items: &[Item], subs: &[Submission], names: 
                                 Some((a["winner"].as_u64()? as usize, a["loser"].as_u64()? as usize, 1.0))
                             })
                             .collect();
-                        let (label, share) = majority(&votes).unzip();
+                        // An adjudicated answer is the consensus; `share` is then the share of
+                        // the votes that agree with it.
+                        let (label, share) = match decided.and_then(|a| nominal_label(q, a)) {
+                            Some(d) => {
+                                let agree = votes.iter().filter(|v| **v == d).count();
+                                (Some(d), (!votes.is_empty()).then(|| agree as f64 / votes.len() as f64))
+                            }
+                            None => majority(&votes).unzip(),
+                        };
                         let tie = label.is_none() && !votes.is_empty();
                         c.insert(q.name.clone(), json!({"majority": label, "share": share, "tie": tie, "bradley_terry": bradley_terry(it.responses.len().min(2), &bt)}));
                     }
                     QuestionKind::Ranking => {
-                        let ballots: Vec<Vec<usize>> = group
-                            .iter()
-                            .filter_map(|s| s.answer[&q.name]["ranking"].as_array().map(|r| r.iter().filter_map(|x| x.as_u64().map(|x| x as usize)).collect()))
-                            .collect();
-                        c.insert(q.name.clone(), json!({"ranked_pairs": ranked_pairs(it.responses.len(), &ballots)}));
+                        let ranking = |a: &Value| -> Option<Vec<usize>> {
+                            a["ranking"].as_array().map(|r| r.iter().filter_map(|x| x.as_u64().map(|x| x as usize)).collect())
+                        };
+                        let order = match decided.and_then(ranking) {
+                            Some(order) => order,
+                            None => {
+                                let ballots: Vec<Vec<usize>> = group.iter().filter_map(|s| ranking(&s.answer[&q.name])).collect();
+                                ranked_pairs(it.responses.len(), &ballots)
+                            }
+                        };
+                        c.insert(q.name.clone(), json!({"ranked_pairs": order}));
                     }
                     _ => {}
                 }
             }
-            Some(json!({"item_id": it.external_id, "labels": group.len(), "consensus": c}))
+            let by = adj.map(|a| names.get(&a.user_id).cloned().unwrap_or_else(|| a.user_id.clone()));
+            let source = if adj.is_some() { "adjudicated" } else { "majority" };
+            Some(json!({"item_id": it.external_id, "labels": group.len(), "source": source,
+                        "adjudicated_by": by, "consensus": c}))
         })
         .collect();
 
@@ -194,5 +225,65 @@ pub fn compute(cfg: &ProjectConfig, items: &[Item], subs: &[Submission], names: 
         annotators,
         left_win_rate: (wins > 0).then(|| left_wins as f64 / wins as f64),
         consensus,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(id: &str, user: &str, answer: Value) -> Submission {
+        Submission {
+            id: id.into(),
+            idempotency_key: id.into(),
+            project_id: "p".into(),
+            item_id: "i".into(),
+            user_id: user.into(),
+            assignment_id: id.into(),
+            kind: "label".into(),
+            answer,
+            display_order: vec![0, 1, 2],
+            skip_reason: None,
+            time_ms: 0,
+            created_at: 0,
+        }
+    }
+
+    /// A ranking item's consensus is the adjudicated order where a reviewer set one, the
+    /// ranked pairs of the ballots otherwise; agreement still counts the ballots.
+    #[test]
+    fn an_adjudicated_ranking_is_the_items_consensus() {
+        let cfg = ProjectConfig::parse(&json!({"questions": [{"name": "r", "kind": "ranking"}]})).unwrap();
+        let item = Item {
+            id: "i".into(),
+            project_id: "p".into(),
+            external_id: "x".into(),
+            prompt: "P".into(),
+            responses: vec!["a".into(), "b".into(), "c".into()],
+            gold: None,
+        };
+        let subs = vec![
+            label("s1", "u1", json!({"r": {"ranking": [0, 1, 2]}})),
+            label("s2", "u2", json!({"r": {"ranking": [0, 2, 1]}})),
+        ];
+        let names = HashMap::from([("rev".to_string(), "rita".to_string())]);
+        let votes = compute(&cfg, std::slice::from_ref(&item), &subs, &names, &HashMap::new());
+        assert_eq!(votes.consensus[0]["consensus"]["r"]["ranked_pairs"], json!([0, 1, 2]));
+        assert_eq!(votes.consensus[0]["source"], "majority");
+        let adj = Adjudication {
+            id: "a".into(),
+            project_id: "p".into(),
+            item_id: "i".into(),
+            user_id: "rev".into(),
+            answer: json!({"r": {"ranking": [2, 1, 0]}}),
+            created_at: 0,
+        };
+        let decided = compute(&cfg, &[item], &subs, &names, &HashMap::from([("i", &adj)]));
+        let c = &decided.consensus[0];
+        assert_eq!(
+            (&c["consensus"]["r"]["ranked_pairs"], &c["source"], &c["adjudicated_by"]),
+            (&json!([2, 1, 0]), &json!("adjudicated"), &json!("rita"))
+        );
+        assert_eq!(decided.agreement["r"], votes.agreement["r"], "agreement counts the ballots");
     }
 }

@@ -19,7 +19,7 @@ pub const MAX_QUERY_BYTES: usize = 500;
 /// Characters of the prompt shown in a row.
 const PROMPT_CHARS: usize = 200;
 
-const KEYS: &str = "q, status, annotator, suggested, page, per_page";
+const KEYS: &str = "q, status, annotator, suggested, flagged, page, per_page";
 
 /// The query string, as the page's filter form sends it (empty fields mean "any").
 #[derive(Clone, Debug, Default, Serialize)]
@@ -28,6 +28,7 @@ pub struct ItemQuery {
     pub status: String,
     pub annotator: String,
     pub suggested: String,
+    pub flagged: String,
     pub page: i64,
     pub per_page: i64,
 }
@@ -47,6 +48,8 @@ impl ItemQuery {
                 "annotator" => q.annotator = v.into(),
                 "suggested" if matches!(v, "" | "true" | "false") => q.suggested = v.into(),
                 "suggested" => return Err(bad(format!("`suggested` is true or false, not `{v}`"))),
+                "flagged" if matches!(v, "" | "true" | "false") => q.flagged = v.into(),
+                "flagged" => return Err(bad(format!("`flagged` is true or false, not `{v}`"))),
                 "page" => q.page = v.parse().ok().filter(|p| *p >= 1).ok_or_else(|| bad("`page` counts from 1"))?,
                 "per_page" => {
                     q.per_page = v
@@ -82,11 +85,8 @@ pub async fn search(state: &AppState, project_id: &str, q: &ItemQuery) -> Result
         text: Some(q.q.clone()).filter(|t| !t.is_empty()),
         status: ItemStatus::parse(&q.status),
         annotator_id,
-        suggested: match q.suggested.as_str() {
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => None,
-        },
+        suggested: yes_no(&q.suggested),
+        flagged: yes_no(&q.flagged),
         overlap,
         claimed_since: cfg.claims_since(now_ms()),
     };
@@ -110,6 +110,15 @@ pub async fn search(state: &AppState, project_id: &str, q: &ItemQuery) -> Result
     }))
 }
 
+/// A parsed `true`/`false` filter; empty means any.
+fn yes_no(v: &str) -> Option<bool> {
+    match v {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
 fn row_json(project_id: &str, r: &ItemRow, overlap: i64) -> Value {
     let mut prompt: String = r.item.prompt.chars().take(PROMPT_CHARS).collect();
     if r.item.prompt.chars().count() > PROMPT_CHARS {
@@ -128,6 +137,7 @@ fn row_json(project_id: &str, r: &ItemRow, overlap: i64) -> Value {
         "gold": r.item.gold.is_some(),
         "suggested": r.suggested,
         "suggestion_source": r.suggestion_source,
+        "flags": r.flags,
         "preview": format!("/p/{project_id}/items/{}", r.item.id),
     })
 }

@@ -268,11 +268,13 @@ pub async fn stats(State(state): State<AppState>, user: AuthUser, Path(id): Path
     user.require_admin()?;
     let p = state.db.project(&id).await?;
     let cfg = ProjectConfig::parse(&p.config)?;
+    let adj = state.db.adjudications(&id).await?;
     let s = stats::compute(
         &cfg,
         &state.db.items(&id).await?,
         &crate::review::effective_submissions(&state.db, &id).await?,
         &state.db.usernames().await?,
+        &crate::review::latest_adjudications(&adj),
     );
     Ok(Json(json!(s)))
 }

@@ -1,7 +1,10 @@
 //! Item search and filters for admins: text search over prompt, responses and external id,
-//! status, annotator and suggestions, one page at a time. Read-only: nothing is claimed.
+//! status, annotator, suggestions and review flags, one page at a time. Read-only: nothing
+//! is claimed. A label rejected in review (assignment status `rejected`) is not a label
+//! here, as everywhere else (see `crate::review`): it counts neither for the status nor for
+//! the annotator.
 use super::records::{item_from, submission_from, SUBMISSION_COLS};
-use super::{Db, Item, Submission};
+use super::{Db, Flag, Item, Submission};
 use crate::error::Result;
 use sqlx::Row;
 
@@ -36,6 +39,8 @@ pub struct ItemFilter {
     pub annotator_id: Option<String>,
     /// Items with (true) or without (false) model suggestions.
     pub suggested: Option<bool>,
+    /// Items with (true) or without (false) a flag asking for review (`flags`, migration 5).
+    pub flagged: Option<bool>,
     /// Labels an item needs to be complete (the project's overlap).
     pub overlap: i64,
     /// Open claims made after this time (unix ms) are live.
@@ -50,6 +55,8 @@ pub struct ItemRow {
     pub live_claims: i64,
     pub suggestion_source: Option<String>,
     pub suggested: bool,
+    /// Flags on the item's assignments.
+    pub flags: i64,
     /// Usernames of the people who labelled or skipped it.
     pub annotators: Vec<String>,
 }
@@ -108,8 +115,12 @@ fn contains_pattern(s: &str) -> String {
     out
 }
 
-/// Labels of item `i`: its finished (not skipped) assignments.
+/// Labels of item `i`: its finished assignments, neither skipped nor rejected in review.
 const LABELS: &str = "(SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id AND a.status = 'done')";
+
+/// Flags on item `i`: an annotator flags the assignment in front of them.
+const FLAGS: &str =
+    "(SELECT COUNT(*) FROM flags f JOIN assignments fa ON fa.id = f.assignment_id WHERE fa.item_id = i.id)";
 
 fn claims_sql(sql: &mut Sql, since: i64) -> String {
     let p = sql.arg(Arg::Int(since));
@@ -157,6 +168,11 @@ fn where_clause(sql: &mut Sql, project_id: &str, f: &ItemFilter) {
         Some(false) => sql.text.push_str(" AND s.item_id IS NULL"),
         None => {}
     }
+    match f.flagged {
+        Some(true) => sql.text.push_str(&format!(" AND {FLAGS} > 0")),
+        Some(false) => sql.text.push_str(&format!(" AND {FLAGS} = 0")),
+        None => {}
+    }
 }
 
 const FROM: &str = " FROM items i LEFT JOIN item_suggestions s ON s.item_id = i.id";
@@ -180,7 +196,7 @@ impl Db {
             "SELECT i.id, i.project_id, i.external_id, i.prompt, i.responses, i.gold, s.item_id AS suggested, \
              s.source AS suggestion_source, {LABELS} AS labels, \
              (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id AND a.status = 'skipped') AS skips, \
-             {claims} AS claims{FROM}"
+             {FLAGS} AS flags, {claims} AS claims{FROM}"
         );
         where_clause(&mut sql, project_id, f);
         let l = sql.arg(Arg::Int(limit));
@@ -196,6 +212,7 @@ impl Db {
                 live_claims: row.try_get("claims")?,
                 suggestion_source: super::opt_str(row, "suggestion_source")?,
                 suggested: super::opt_str(row, "suggested")?.is_some(),
+                flags: row.try_get("flags")?,
                 annotators: vec![],
             });
         }
@@ -227,6 +244,29 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(|r| r.try_get("username")).collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The flags on one item's assignments, oldest first (the item preview).
+    pub async fn item_flags(&self, item_id: &str) -> Result<Vec<Flag>> {
+        let rows = sqlx::query(
+            "SELECT f.id, f.project_id, f.assignment_id, f.user_id, f.note, f.created_at FROM flags f \
+             JOIN assignments a ON a.id = f.assignment_id WHERE a.item_id = $1 ORDER BY f.created_at, f.id",
+        )
+        .bind(item_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Flag {
+                    id: row.try_get("id")?,
+                    project_id: row.try_get("project_id")?,
+                    assignment_id: row.try_get("assignment_id")?,
+                    user_id: row.try_get("user_id")?,
+                    note: row.try_get("note")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
     }
 
     /// The submissions on one item, oldest first (the item preview).

@@ -1,6 +1,7 @@
 //! Server-rendered pages (minijinja, auto-escaped). Pages post forms with the session's
 //! CSRF token; the label page submits through the JSON API with the `x-csrf-token` header.
 pub(crate) mod fields;
+pub mod item_review;
 pub mod items;
 pub mod people;
 pub mod review;
@@ -311,7 +312,8 @@ async fn dashboard_data(
 ) -> Result<(stats::Stats, Vec<minijinja::Value>)> {
     let subs = crate::review::effective_submissions(&state.db, id).await?;
     let names = state.db.usernames().await?;
-    let s = stats::compute(cfg, &state.db.items(id).await?, &subs, &names);
+    let adj = state.db.adjudications(id).await?;
+    let s = stats::compute(cfg, &state.db.items(id).await?, &subs, &names, &crate::review::latest_adjudications(&adj));
     let charts = timeline::charts(cfg, &subs, &names)
         .iter()
         .map(|c| minijinja::Value::from_safe_string(chart::line_chart(c)))
