@@ -474,3 +474,51 @@ async fn hostile_text_is_escaped_on_review_pages() {
         }
     }
 }
+
+/// Two reviewers judge the same label at once: both pass the API's "not reviewed yet"
+/// check, so the database itself must keep one verdict per label. The second is refused
+/// and the label stays as the first verdict left it (accepted, its slot still taken).
+async fn one_verdict_per_label(url: &str) {
+    let st = state(url, ServerConfig::default()).await;
+    let db = st.db.clone();
+    let c = Client::new(st);
+    let admin = c.login("admin", ADMIN_PASSWORD).await;
+    let p = c.project(&admin, "verdicts", config(1, 0.0)).await;
+    c.import(&admin, &p, &items_jsonl(1)).await;
+    let ann = c.annotator(&admin, &p, "ann").await;
+    let l = label(&c, &ann, &p, "good").await;
+    let reviewer = db.user_by_name("admin").await.unwrap().unwrap();
+    let verdict = |id: &str, action: &str| reins_feedback::db::Revision {
+        id: id.into(),
+        project_id: p.clone(),
+        submission_id: l.submission_id.clone(),
+        user_id: reviewer.id.clone(),
+        action: action.into(),
+        answer: None,
+        note: (action == "reject").then(|| "late".to_string()),
+        created_at: 1,
+    };
+    db.insert_revision(&verdict("v1", "accept"), None).await.expect("the first verdict is stored");
+    let second = db.insert_revision(&verdict("v2", "reject"), None).await;
+    assert!(second.is_err(), "a second verdict on one label was stored: {second:?}");
+    let raw = export(&c, &admin, &p, "raw").await;
+    assert_eq!(raw.len(), 1, "{raw:?}");
+    assert_eq!(raw[0]["review"], "accepted", "{raw:?}");
+    let rows = export(&c, &admin, &p, "preference").await;
+    assert_eq!(rows.len(), 1, "the accepted label is still exported: {rows:?}");
+    assert_eq!(next(&c, &ann, &p).await, None, "the item's slot is still taken by the accepted label");
+}
+
+#[tokio::test]
+async fn one_verdict_per_label_sqlite() {
+    let db = sqlite_db();
+    one_verdict_per_label(&db.url).await;
+}
+
+#[tokio::test]
+async fn one_verdict_per_label_postgres() {
+    let Some(db) = postgres_db().await else {
+        return;
+    };
+    one_verdict_per_label(&db.url).await;
+}

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/0004_accounts.sql")),
     (5, include_str!("../../migrations/0005_review.sql")),
     (6, include_str!("../../migrations/0006_items.sql")),
+    (7, include_str!("../../migrations/0007_one_verdict.sql")),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

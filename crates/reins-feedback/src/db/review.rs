@@ -67,7 +67,8 @@ impl Db {
     /// Stores a revision once per `(user, idempotency_key)`; a retry returns the stored one
     /// with `false`. Its time is after every earlier revision of the submission, so "the
     /// latest" is well defined even within one millisecond. A `reject` also frees the
-    /// assignment's slot (status `rejected`), so the item returns to the queue.
+    /// assignment's slot (status `rejected`), so the item returns to the queue. A label takes
+    /// one verdict (a unique index): a second, from a reviewer who raced the first, is refused.
     pub async fn insert_revision(&self, r: &Revision, key: Option<&str>) -> Result<(Revision, bool)> {
         if let Some(k) = key {
             if let Some(existing) = self.revision_by_key(&r.user_id, k).await? {
@@ -98,9 +99,9 @@ impl Db {
                 Some(k) => self.revision_by_key(&r.user_id, k).await?,
                 None => None,
             };
-            return existing
-                .map(|e| (e, false))
-                .ok_or_else(|| Error::Conflict("this change was not stored: reload and try again".into()));
+            return existing.map(|e| (e, false)).ok_or_else(|| {
+                Error::Conflict("this label was reviewed meanwhile (one verdict per label): reload to see it".into())
+            });
         }
         if r.action == "reject" {
             sqlx::query(
