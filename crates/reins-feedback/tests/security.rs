@@ -356,6 +356,21 @@ async fn database_file_is_owner_only() {
     }
 }
 
+/// A database file made before (or by another tool) with a world-readable mode is made
+/// owner-only when the server opens it: it holds sessions and password hashes.
+#[cfg(unix)]
+#[tokio::test]
+async fn an_existing_world_readable_database_is_made_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = sqlite_db();
+    drop(state(&db.url, ServerConfig::default()).await);
+    std::fs::set_permissions(&db.url, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let reopened = reins_feedback::Db::connect(&db.url).await.expect("reopen");
+    let mode = std::fs::metadata(&db.url).unwrap().permissions().mode() & 0o777;
+    drop(reopened);
+    assert_eq!(mode, 0o600, "the reopened database still has mode {mode:o}");
+}
+
 /// `Alice` and `alice` are one account: the second is refused, and any case logs in.
 #[tokio::test]
 async fn usernames_are_case_insensitive() {

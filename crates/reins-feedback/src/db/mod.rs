@@ -129,11 +129,17 @@ impl Db {
 }
 
 /// Creates a missing SQLite file readable by its owner only: it holds password hashes and
-/// sessions. SQLite gives its `-wal` and `-shm` files the same mode.
+/// sessions. SQLite gives its `-wal` and `-shm` files the same mode. An existing file that
+/// others can read (made before, or by another tool) is narrowed to owner-only, with a warning.
 fn create_owner_only(url: &str) -> Result<()> {
     let path = url.trim_start_matches("sqlite://");
     let path = path.split('?').next().unwrap_or(path);
-    if path.is_empty() || path.starts_with(':') || std::path::Path::new(path).exists() {
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(());
+    }
+    if std::path::Path::new(path).exists() {
+        #[cfg(unix)]
+        narrow_to_owner(path);
         return Ok(());
     }
     let mut open = std::fs::OpenOptions::new();
@@ -144,6 +150,26 @@ fn create_owner_only(url: &str) -> Result<()> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(crate::error::Error::BadRequest(format!("cannot create the database file {path}: {e}"))),
+    }
+}
+
+#[cfg(unix)]
+fn narrow_to_owner(path: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    for f in [path.to_string(), format!("{path}-wal"), format!("{path}-shm")] {
+        let Ok(meta) = std::fs::metadata(&f) else { continue };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        match std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode & 0o700)) {
+            Ok(()) => {
+                tracing::warn!(file = %f, was = %format!("{mode:o}"), "others could read the database file: made it owner-only")
+            }
+            Err(e) => {
+                tracing::warn!(file = %f, error = %e, "others can read the database file and its mode could not be changed: run chmod 600 on it")
+            }
+        }
     }
 }
 
