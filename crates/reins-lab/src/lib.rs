@@ -41,6 +41,7 @@ pub mod chat;
 pub mod config;
 pub mod experiment;
 pub mod gold;
+pub mod lab;
 pub mod metrics;
 pub mod report;
 pub mod rng;
