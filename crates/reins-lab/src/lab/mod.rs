@@ -66,6 +66,10 @@ pub struct Knobs {
     /// Iterative DPO: responses sampled per prompt; the reward model's best and worst form the
     /// pair. Default 4.
     pub dpo_generations: usize,
+    /// LiPO vs DPO: responses per ranked list. Default 4.
+    pub list_size: usize,
+    /// LiPO vs DPO: train prompts whose lists the annotators rank. Default 1024.
+    pub n_lists: usize,
 }
 
 impl Default for Knobs {
@@ -77,6 +81,8 @@ impl Default for Knobs {
             dpo_rounds: 4,
             dpo_prompts_per_round: 64,
             dpo_generations: 4,
+            list_size: 4,
+            n_lists: 1024,
         }
     }
 }
@@ -95,6 +101,9 @@ impl Knobs {
                 "knobs.dpo_rounds",
                 "iterative DPO needs dpo_rounds >= 2, dpo_prompts_per_round >= 1 and dpo_generations >= 2",
             ));
+        }
+        if !(2..=16).contains(&self.list_size) || self.n_lists < 4 {
+            return Err(LabError::config("knobs.list_size", "needs list_size in 2..=16 and n_lists >= 4"));
         }
         Ok(())
     }
