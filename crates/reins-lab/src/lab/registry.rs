@@ -12,6 +12,7 @@ pub fn registry() -> Vec<Experiment> {
         experiments::reward_overoptimization::experiment(),
         experiments::lipo_beats_dpo_on_lists::experiment(),
         experiments::iterative_dpo_beats_offline::experiment(),
+        experiments::pf_ppo_beats_ppo::experiment(),
         experiments::quickstart::experiment(),
     ]
 }

@@ -1,0 +1,187 @@
+//! Claim 3 (PF-PPO, Shen et al., "Policy Filtration in RLHF to Fine-Tune LLM for Code
+//! Generation", arXiv:2409.06957, §4): when the reward model is unreliable on part of the
+//! response distribution, filtering PPO's samples by reward — with the filter chosen by the R²
+//! between proxy and actual scores on held-out prompts — beats plain PPO on the actual reward.
+//!
+//! Design: the annotators' labels on one task kind (`List` prompts) are flipped with
+//! probability ½, so the reward model learns noise there and is reliable elsewhere. Plain PPO
+//! (one sample per prompt, every sample kept) and PF-PPO (four samples per prompt, the filter
+//! chosen by `PpoTrainer::choose_filter` with the gold reward on dev prompts, which tuning may
+//! read) train against that RM from SFT for `ppo.max_steps` steps each. The metric is the mean
+//! gold score on the test prompts; the rule reads PF-PPO − PPO.
+
+use std::collections::HashMap;
+
+use rand::Rng;
+use reins_data::HfTokenizer;
+use reins_model::{LoadOptions, Model};
+use reins_train::optim::optimizer::{OptimConfig, Optimizer};
+use reins_train::optim::SchedulerType;
+use reins_train::rewards::RewardSource;
+use reins_train::rl::filter::PolicyFilter;
+use reins_train::trainers::dpo::Reference;
+use reins_train::trainers::ppo::{PpoConfig as TrlPpo, PpoTrainer};
+
+use crate::experiment::stages::Base;
+use crate::experiment::{stage, Session};
+use crate::lab::{Direction, Experiment, Knobs, Paper, Rule, SeedOutcome};
+use crate::tasks::Task;
+use crate::{chat, metrics, GoldReward, LabError, Split};
+
+pub fn experiment() -> Experiment {
+    Experiment {
+        id: "pf_ppo_beats_ppo",
+        claim: "Against a reward model that is unreliable on one task kind, PPO with the R²-chosen policy filter (PF-PPO) reaches a higher gold reward than plain PPO at the same number of steps.",
+        paper: Paper { title: "Policy Filtration in RLHF to Fine-Tune LLM for Code Generation", arxiv: "2409.06957" },
+        metric: "mean gold score of the policy's answers to the test prompts",
+        split: "test",
+        rule: Rule::PairedGap { better: "PF-PPO (R²-chosen filter)", baseline: "PPO", direction: Direction::Higher },
+        config: |reduced| super::quickstart_settings(reduced, Knobs::default()),
+        run,
+    }
+}
+
+/// Samples PF-PPO draws per prompt before filtering.
+const PF_SAMPLES: usize = 4;
+
+fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabError> {
+    let cfg = s.cfg().clone();
+    let prompts = s.lab().world.prompts(Split::Train, cfg.pairs.n_prompts);
+    let labelled = s.labelled_pairs(&base.sft, &prompts, 1, cfg.seed ^ 0x1abe1)?;
+    let mut rng = s.lab().world.rng("unreliable task flips");
+    let mut n_noisy = 0usize;
+    let records: Vec<crate::PreferenceRecord> = prompts
+        .iter()
+        .zip(labelled.pairs.iter().zip(&labelled.labels))
+        .filter_map(|(p, ((text, a, b), l))| {
+            let mut r = l.to_record(text, a, b, false)?;
+            if matches!(p.task, Task::List { .. }) && rng.random::<f64>() < 0.5 {
+                std::mem::swap(&mut r.chosen, &mut r.rejected);
+                n_noisy += 1;
+            }
+            Some(r)
+        })
+        .collect();
+    let rm = s.reward_models(base, &records, 1)?;
+    let dev = s.lab().world.prompts(Split::Dev, 32);
+    let mut dev_ids = Vec::new();
+    let mut texts = HashMap::new();
+    for p in &dev {
+        let ids = s.encode(&p.chat())?;
+        texts.insert(ids.clone(), p.text.clone());
+        dev_ids.push(ids);
+    }
+    let (ppo, _) = train_ppo(s, base, &rm, None)?;
+    let gold_judge = GoldSource {
+        texts,
+        tok: HfTokenizer::from_dir(&base.dir).map_err(stage("tokenizer"))?,
+        gold: s.lab.gold.clone(),
+    };
+    let (pf, r2) = train_ppo(s, base, &rm, Some((&dev_ids, &gold_judge)))?;
+
+    let test = s.lab().world.prompts(Split::Test, cfg.eval.n_prompts);
+    let mut arms = Vec::new();
+    let mut extras = vec![("labels flipped on List prompts".to_string(), n_noisy as f64)];
+    for (name, policy) in [("SFT", &base.sft), ("PPO", &ppo), ("PF-PPO (R²-chosen filter)", &pf)] {
+        s.announce(&format!("evaluating {name}"));
+        let outs: Vec<String> = s.sample_eval(policy, &test, 1, 6)?.into_iter().map(|mut v| v.remove(0)).collect();
+        let gold: Vec<f64> = test.iter().zip(&outs).map(|(p, o)| s.lab().gold.score(&p.text, o)).collect();
+        arms.push((name.to_string(), metrics::mean(&gold)));
+        extras.push((format!("KL to SFT, {name}"), s.kl_to_reference(policy, &base.sft, &test, &outs)?));
+    }
+    extras.extend(r2.into_iter().map(|(f, v)| (format!("R² on dev, filter {}", f.name()), v)));
+    let statistic = arms[2].1 - arms[1].1;
+    Ok(SeedOutcome { arms, statistic, extras, curves: Vec::new() })
+}
+
+/// PPO from SFT against `rm` with the lab's PPO settings; with `choose` (dev prompts and the
+/// actual-score judge), PF-PPO: `PF_SAMPLES` samples per prompt and the filter chosen by R².
+/// Returns the policy and the R² of each candidate filter (empty for plain PPO).
+fn train_ppo(
+    s: &mut Session,
+    base: &Base,
+    rm: &[Model],
+    choose: Option<(&[Vec<u32>], &GoldSource)>,
+) -> Result<(Model, Vec<(PolicyFilter, f64)>), LabError> {
+    let cfg = s.cfg().clone();
+    let p = &cfg.ppo;
+    let seed = cfg.seed + 11;
+    let policy = s.load(&base.dir, LoadOptions { trainable: true, value_head: true, seed, ..Default::default() })?;
+    let opt = OptimConfig {
+        learning_rate: p.learning_rate,
+        lr_scheduler_type: SchedulerType::Constant,
+        ..Default::default()
+    };
+    let optimizer =
+        Optimizer::new(policy.params(), &opt, p.max_steps * p.num_ppo_epochs).map_err(stage("optimizer"))?;
+    let c = TrlPpo {
+        num_ppo_epochs: p.num_ppo_epochs,
+        kl_coef: p.kl_coef,
+        cliprange: p.cliprange,
+        cliprange_value: p.cliprange_value,
+        vf_coef: p.vf_coef,
+        gamma: p.gamma,
+        lam: p.lam,
+        response_length: p.max_new_tokens,
+        temperature: p.temperature,
+        seed,
+        pf_filter: if choose.is_some() { PolicyFilter::Auto } else { PolicyFilter::None },
+        pf_num_samples: if choose.is_some() { PF_SAMPLES } else { 1 },
+        ..Default::default()
+    };
+    let reward = s.reward_source(rm)?;
+    let reference = Reference::Model(Box::new(base.sft.clone()));
+    let mut trainer = PpoTrainer::new(policy, None, reference, reward, c, optimizer).map_err(stage("ppo"))?;
+    let mut r2 = Vec::new();
+    if let Some((dev, judge)) = choose {
+        r2 = trainer.choose_filter(dev, judge).map_err(stage("pf-ppo filter choice"))?.r2;
+    }
+    let train = s.lab().world.prompts(Split::Train, p.max_steps * p.per_device_train_batch_size);
+    let ids: Vec<Vec<u32>> = train.iter().map(|q| s.encode(&q.chat())).collect::<Result<_, _>>()?;
+    let name = if choose.is_some() { "PF-PPO" } else { "PPO" };
+    s.progress.stage(name, p.max_steps);
+    for step in 0..p.max_steps {
+        let batch: Vec<Vec<u32>> = ids
+            .iter()
+            .cycle()
+            .skip(step * p.per_device_train_batch_size)
+            .take(p.per_device_train_batch_size)
+            .cloned()
+            .collect();
+        let m = trainer.train_step(&batch).map_err(stage("ppo"))?;
+        s.progress.tick(&format!("reward {:.3}", m.get("reward").copied().unwrap_or(f64::NAN)));
+    }
+    Ok((trainer.policy.detached(), r2))
+}
+
+/// The gold reward as a reward source over token ids, for PF-PPO's filter choice: prompts are
+/// looked up among the dev prompts given (or decoded), completions decoded and cut at `<|end|>`.
+struct GoldSource {
+    texts: HashMap<Vec<u32>, String>,
+    tok: HfTokenizer,
+    gold: GoldReward,
+}
+
+impl RewardSource for GoldSource {
+    fn score(&self, prompts: &[Vec<u32>], completions: &[Vec<u32>]) -> reins_train::Result<Vec<f32>> {
+        let decode = |ids: &[u32]| {
+            self.tok.decode(ids, false).map_err(|e| reins_train::TrainError::Input(format!("gold judge: {e}")))
+        };
+        prompts
+            .iter()
+            .zip(completions)
+            .map(|(p, c)| {
+                let prompt = match self.texts.get(p) {
+                    Some(t) => t.clone(),
+                    None => decode(p)?.replace(chat::USER, "").replace(chat::ASSISTANT, "").trim().to_string(),
+                };
+                let response = chat::extract_response(&decode(c)?).0;
+                Ok(self.gold.score(&prompt, &response) as f32)
+            })
+            .collect()
+    }
+
+    fn name(&self) -> &str {
+        "gold"
+    }
+}
