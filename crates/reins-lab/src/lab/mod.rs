@@ -70,6 +70,8 @@ pub struct Knobs {
     pub list_size: usize,
     /// LiPO vs DPO: train prompts whose lists the annotators rank. Default 1024.
     pub n_lists: usize,
+    /// PPO-max vs vanilla PPO: both run at this multiple of `ppo.learning_rate`. Default 10.
+    pub lr_scale: f64,
 }
 
 impl Default for Knobs {
@@ -83,6 +85,7 @@ impl Default for Knobs {
             dpo_generations: 4,
             list_size: 4,
             n_lists: 1024,
+            lr_scale: 10.0,
         }
     }
 }
@@ -101,6 +104,9 @@ impl Knobs {
                 "knobs.dpo_rounds",
                 "iterative DPO needs dpo_rounds >= 2, dpo_prompts_per_round >= 1 and dpo_generations >= 2",
             ));
+        }
+        if !(self.lr_scale.is_finite() && self.lr_scale > 0.0) {
+            return Err(LabError::config("knobs.lr_scale", "must be a positive number (default 10)"));
         }
         if !(2..=16).contains(&self.list_size) || self.n_lists < 4 {
             return Err(LabError::config("knobs.list_size", "needs list_size in 2..=16 and n_lists >= 4"));

@@ -4,6 +4,8 @@ pub mod ensembles_beat_a_single_rm;
 pub mod iterative_dpo_beats_offline;
 pub mod lipo_beats_dpo_on_lists;
 pub mod pf_ppo_beats_ppo;
+mod ppo_arms;
+pub mod ppo_max_stays_stable;
 pub mod preference_strength_finds_flips;
 pub mod quickstart;
 pub mod reward_overoptimization;

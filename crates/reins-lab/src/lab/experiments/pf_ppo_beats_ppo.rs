@@ -14,14 +14,9 @@ use std::collections::HashMap;
 
 use rand::Rng;
 use reins_data::HfTokenizer;
-use reins_model::{LoadOptions, Model};
-use reins_train::optim::optimizer::{OptimConfig, Optimizer};
-use reins_train::optim::SchedulerType;
 use reins_train::rewards::RewardSource;
-use reins_train::rl::filter::PolicyFilter;
-use reins_train::trainers::dpo::Reference;
-use reins_train::trainers::ppo::{PpoConfig as TrlPpo, PpoTrainer};
 
+use super::ppo_arms::{train_ppo, PpoArm};
 use crate::experiment::stages::Base;
 use crate::experiment::{stage, Session};
 use crate::lab::{Direction, Experiment, Knobs, Paper, Rule, SeedOutcome};
@@ -71,13 +66,14 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
         texts.insert(ids.clone(), p.text.clone());
         dev_ids.push(ids);
     }
-    let (ppo, _) = train_ppo(s, base, &rm, None)?;
+    let (ppo, _) = train_ppo(s, base, &rm, &PpoArm::lab("PPO"), None)?;
     let gold_judge = GoldSource {
         texts,
         tok: HfTokenizer::from_dir(&base.dir).map_err(stage("tokenizer"))?,
         gold: s.lab.gold.clone(),
     };
-    let (pf, r2) = train_ppo(s, base, &rm, Some((&dev_ids, &gold_judge)))?;
+    let pf_arm = PpoArm { pf_num_samples: PF_SAMPLES, ..PpoArm::lab("PF-PPO") };
+    let (pf, r2) = train_ppo(s, base, &rm, &pf_arm, Some((&dev_ids, &gold_judge)))?;
 
     let test = s.lab().world.prompts(Split::Test, cfg.eval.n_prompts);
     let mut arms = Vec::new();
@@ -94,69 +90,9 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
     Ok(SeedOutcome { arms, statistic, extras, curves: Vec::new() })
 }
 
-/// PPO from SFT against `rm` with the lab's PPO settings; with `choose` (dev prompts and the
-/// actual-score judge), PF-PPO: `PF_SAMPLES` samples per prompt and the filter chosen by R².
-/// Returns the policy and the R² of each candidate filter (empty for plain PPO).
-fn train_ppo(
-    s: &mut Session,
-    base: &Base,
-    rm: &[Model],
-    choose: Option<(&[Vec<u32>], &GoldSource)>,
-) -> Result<(Model, Vec<(PolicyFilter, f64)>), LabError> {
-    let cfg = s.cfg().clone();
-    let p = &cfg.ppo;
-    let seed = cfg.seed + 11;
-    let policy = s.load(&base.dir, LoadOptions { trainable: true, value_head: true, seed, ..Default::default() })?;
-    let opt = OptimConfig {
-        learning_rate: p.learning_rate,
-        lr_scheduler_type: SchedulerType::Constant,
-        ..Default::default()
-    };
-    let optimizer =
-        Optimizer::new(policy.params(), &opt, p.max_steps * p.num_ppo_epochs).map_err(stage("optimizer"))?;
-    let c = TrlPpo {
-        num_ppo_epochs: p.num_ppo_epochs,
-        kl_coef: p.kl_coef,
-        cliprange: p.cliprange,
-        cliprange_value: p.cliprange_value,
-        vf_coef: p.vf_coef,
-        gamma: p.gamma,
-        lam: p.lam,
-        response_length: p.max_new_tokens,
-        temperature: p.temperature,
-        seed,
-        pf_filter: if choose.is_some() { PolicyFilter::Auto } else { PolicyFilter::None },
-        pf_num_samples: if choose.is_some() { PF_SAMPLES } else { 1 },
-        ..Default::default()
-    };
-    let reward = s.reward_source(rm)?;
-    let reference = Reference::Model(Box::new(base.sft.clone()));
-    let mut trainer = PpoTrainer::new(policy, None, reference, reward, c, optimizer).map_err(stage("ppo"))?;
-    let mut r2 = Vec::new();
-    if let Some((dev, judge)) = choose {
-        r2 = trainer.choose_filter(dev, judge).map_err(stage("pf-ppo filter choice"))?.r2;
-    }
-    let train = s.lab().world.prompts(Split::Train, p.max_steps * p.per_device_train_batch_size);
-    let ids: Vec<Vec<u32>> = train.iter().map(|q| s.encode(&q.chat())).collect::<Result<_, _>>()?;
-    let name = if choose.is_some() { "PF-PPO" } else { "PPO" };
-    s.progress.stage(name, p.max_steps);
-    for step in 0..p.max_steps {
-        let batch: Vec<Vec<u32>> = ids
-            .iter()
-            .cycle()
-            .skip(step * p.per_device_train_batch_size)
-            .take(p.per_device_train_batch_size)
-            .cloned()
-            .collect();
-        let m = trainer.train_step(&batch).map_err(stage("ppo"))?;
-        s.progress.tick(&format!("reward {:.3}", m.get("reward").copied().unwrap_or(f64::NAN)));
-    }
-    Ok((trainer.policy.detached(), r2))
-}
-
 /// The gold reward as a reward source over token ids, for PF-PPO's filter choice: prompts are
 /// looked up among the dev prompts given (or decoded), completions decoded and cut at `<|end|>`.
-struct GoldSource {
+pub(crate) struct GoldSource {
     texts: HashMap<Vec<u32>, String>,
     tok: HfTokenizer,
     gold: GoldReward,
