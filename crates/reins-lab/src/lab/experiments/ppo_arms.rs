@@ -154,7 +154,8 @@ mod tests {
             moments: RefCell::new(RunningMoments::default()),
             clip: 1.0,
         };
-        let out = r.score(&[vec![]; 4], &[vec![]; 4]).unwrap();
+        let empty = vec![Vec::new(); 4];
+        let out = r.score(&empty, &empty).unwrap();
         assert!(out.iter().all(|x| (-1.0..=1.0).contains(x)), "{out:?}");
         assert_eq!(out[3], 1.0);
         assert!(out[0] < 0.0);
