@@ -33,7 +33,7 @@ mod offline;
 mod online;
 pub mod stages;
 
-use online::{OnlineMethod, Probe};
+pub(crate) use online::{OnlineMethod, Probe};
 
 pub(crate) type Result<T> = std::result::Result<T, LabError>;
 

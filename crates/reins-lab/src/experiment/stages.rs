@@ -29,6 +29,22 @@ pub struct Labelled {
     pub records: Vec<crate::PreferenceRecord>,
 }
 
+/// A policy's answers to prompts, judged: the stage *evaluation*.
+pub struct Evaluation {
+    /// One sampled answer per prompt.
+    pub outs: Vec<String>,
+    /// The gold score of each answer.
+    pub gold: Vec<f64>,
+    /// Mean over prompts of the exact KL to the SFT reference along the answers.
+    pub kl: f64,
+}
+
+impl Evaluation {
+    pub fn mean_gold(&self) -> f64 {
+        crate::metrics::mean(&self.gold)
+    }
+}
+
 /// Stages *world* and *base model*: builds the world, gold reward and annotators from `cfg`,
 /// then loads the tokenizer and SFT model from the cache, training them first if absent.
 pub fn open<'a>(cfg: &'a LabConfig, progress: &'a mut dyn Progress) -> Result<(Session<'a>, Base)> {
@@ -115,6 +131,25 @@ impl Session<'_> {
     /// Each member's score of `(prompt, response)` items: `[M][N]`.
     pub fn member_scores(&self, members: &[Model], items: &[(String, String)]) -> Result<Vec<Vec<f64>>> {
         self.score_members(members, items)
+    }
+
+    /// Stage *evaluation*: one answer of `policy` per prompt (sampling stream `salt`), its gold
+    /// score and the KL to the SFT policy.
+    pub fn evaluate(
+        &mut self,
+        name: &str,
+        policy: &Model,
+        base: &Base,
+        prompts: &[Prompt],
+        salt: u64,
+    ) -> Result<Evaluation> {
+        self.progress.stage(&format!("evaluating {name}"), 1);
+        let outs: Vec<String> =
+            self.sample_eval(policy, prompts, 1, salt)?.into_iter().map(|mut v| v.remove(0)).collect();
+        self.progress.tick("done");
+        let gold = prompts.iter().zip(&outs).map(|(p, o)| self.lab.gold.score(&p.text, o)).collect();
+        let kl = self.kl_to_reference(policy, &base.sft, prompts, &outs)?;
+        Ok(Evaluation { outs, gold, kl })
     }
 
     /// Reports a stage to the caller's progress display.

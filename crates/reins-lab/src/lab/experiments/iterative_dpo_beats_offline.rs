@@ -21,7 +21,7 @@ use reins_train::trainers::iterative_dpo::{IterativeDpoConfig, IterativeDpoTrain
 use crate::experiment::stages::Base;
 use crate::experiment::{stage, Session};
 use crate::lab::{Direction, Experiment, Knobs, Paper, Rule, SeedOutcome};
-use crate::{metrics, LabError, Split};
+use crate::{LabError, Split};
 
 pub fn experiment() -> Experiment {
     Experiment {
@@ -62,11 +62,9 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
     let mut extras =
         vec![("pairs, offline DPO".to_string(), offline_pairs), ("pairs, iterative DPO".to_string(), iterative_pairs)];
     for (name, policy) in [("SFT", &base.sft), ("offline DPO", &offline), ("iterative DPO", &iterative)] {
-        s.announce(&format!("evaluating {name}"));
-        let outs: Vec<String> = s.sample_eval(policy, &test, 1, 4)?.into_iter().map(|mut v| v.remove(0)).collect();
-        let gold: Vec<f64> = test.iter().zip(&outs).map(|(p, o)| s.lab().gold.score(&p.text, o)).collect();
-        arms.push((name.to_string(), metrics::mean(&gold)));
-        extras.push((format!("KL to SFT, {name}"), s.kl_to_reference(policy, &base.sft, &test, &outs)?));
+        let e = s.evaluate(name, policy, base, &test, 4)?;
+        arms.push((name.to_string(), e.mean_gold()));
+        extras.push((format!("KL to SFT, {name}"), e.kl));
     }
     let statistic = arms[2].1 - arms[1].1;
     Ok(SeedOutcome { arms, statistic, extras, curves: Vec::new() })

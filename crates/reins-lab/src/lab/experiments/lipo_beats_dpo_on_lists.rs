@@ -22,7 +22,7 @@ use crate::annotators::tournament;
 use crate::experiment::stages::Base;
 use crate::experiment::{stage, Session};
 use crate::lab::{Direction, Experiment, Knobs, Paper, Rule, SeedOutcome};
-use crate::{metrics, LabError, PreferenceRecord, Split};
+use crate::{LabError, PreferenceRecord, Split};
 
 pub fn experiment() -> Experiment {
     Experiment {
@@ -76,11 +76,9 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
     let mut arms = Vec::new();
     let mut extras = vec![("lists kept".to_string(), ranked.len() as f64)];
     for (name, policy) in [("SFT", &base.sft), ("DPO (best vs worst)", &dpo), ("LiPO-λ", &lipo)] {
-        s.announce(&format!("evaluating {name}"));
-        let outs: Vec<String> = s.sample_eval(policy, &test, 1, 4)?.into_iter().map(|mut v| v.remove(0)).collect();
-        let gold: Vec<f64> = test.iter().zip(&outs).map(|(p, o)| s.lab().gold.score(&p.text, o)).collect();
-        arms.push((name.to_string(), metrics::mean(&gold)));
-        extras.push((format!("KL to SFT, {name}"), s.kl_to_reference(policy, &base.sft, &test, &outs)?));
+        let e = s.evaluate(name, policy, base, &test, 4)?;
+        arms.push((name.to_string(), e.mean_gold()));
+        extras.push((format!("KL to SFT, {name}"), e.kl));
     }
     let statistic = arms[2].1 - arms[1].1;
     Ok(SeedOutcome { arms, statistic, extras, curves: Vec::new() })

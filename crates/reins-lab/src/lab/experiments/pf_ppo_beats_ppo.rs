@@ -21,7 +21,7 @@ use crate::experiment::stages::Base;
 use crate::experiment::{stage, Session};
 use crate::lab::{Direction, Experiment, Knobs, Paper, Rule, SeedOutcome};
 use crate::tasks::Task;
-use crate::{chat, metrics, GoldReward, LabError, Split};
+use crate::{chat, GoldReward, LabError, Split};
 
 pub fn experiment() -> Experiment {
     Experiment {
@@ -79,11 +79,9 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
     let mut arms = Vec::new();
     let mut extras = vec![("labels flipped on List prompts".to_string(), n_noisy as f64)];
     for (name, policy) in [("SFT", &base.sft), ("PPO", &ppo), ("PF-PPO (R²-chosen filter)", &pf)] {
-        s.announce(&format!("evaluating {name}"));
-        let outs: Vec<String> = s.sample_eval(policy, &test, 1, 6)?.into_iter().map(|mut v| v.remove(0)).collect();
-        let gold: Vec<f64> = test.iter().zip(&outs).map(|(p, o)| s.lab().gold.score(&p.text, o)).collect();
-        arms.push((name.to_string(), metrics::mean(&gold)));
-        extras.push((format!("KL to SFT, {name}"), s.kl_to_reference(policy, &base.sft, &test, &outs)?));
+        let e = s.evaluate(name, policy, base, &test, 6)?;
+        arms.push((name.to_string(), e.mean_gold()));
+        extras.push((format!("KL to SFT, {name}"), e.kl));
     }
     extras.extend(r2.into_iter().map(|(f, v)| (format!("R² on dev, filter {}", f.name()), v)));
     let statistic = arms[2].1 - arms[1].1;

@@ -14,7 +14,7 @@ use super::ppo_arms::{train_ppo, PpoArm};
 use crate::experiment::stages::Base;
 use crate::experiment::Session;
 use crate::lab::{Direction, Experiment, Knobs, Paper, Rule, SeedOutcome};
-use crate::{metrics, LabError, Split};
+use crate::{LabError, Split};
 
 pub fn experiment() -> Experiment {
     Experiment {
@@ -55,11 +55,9 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
     let mut arms = Vec::new();
     let mut extras = Vec::new();
     for (name, policy) in [("SFT", &base.sft), ("vanilla PPO", &v), ("PPO-max", &m)] {
-        s.announce(&format!("evaluating {name}"));
-        let outs: Vec<String> = s.sample_eval(policy, &test, 1, 6)?.into_iter().map(|mut v| v.remove(0)).collect();
-        let gold: Vec<f64> = test.iter().zip(&outs).map(|(p, o)| s.lab().gold.score(&p.text, o)).collect();
-        arms.push((name.to_string(), metrics::mean(&gold)));
-        extras.push((format!("KL to SFT, {name}"), s.kl_to_reference(policy, &base.sft, &test, &outs)?));
+        let e = s.evaluate(name, policy, base, &test, 6)?;
+        arms.push((name.to_string(), e.mean_gold()));
+        extras.push((format!("KL to SFT, {name}"), e.kl));
     }
     let statistic = arms[2].1 - arms[1].1;
     Ok(SeedOutcome { arms, statistic, extras, curves: Vec::new() })

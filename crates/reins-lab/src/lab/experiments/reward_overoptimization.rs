@@ -8,10 +8,14 @@
 //! prompts); the expected gold of best-of-n for every n = 1, 2, 4, … up to the pool size comes
 //! from the unbiased estimator over the pool (no resampling noise, KL up to ln N − (N−1)/N:
 //! 6.09 at the default N = 1200). Gao's form is fitted to each curve; the rule reads the single
-//! RM's β. The RL half of the claim (PPO/GRPO to KL ≥ 10) is not part of this experiment yet.
+//! RM's β. The RL half: GRPO (the lab's `[grpo]` budget) against the single RM and against the
+//! ensemble's mean − λ·var, probed `eval.overoptimization_points` times on the same prompts
+//! for gold and exact KL, with Gao's RL form `d(α − β·ln d)` fitted to each curve and reported
+//! beside the rule (not read by it). Pushing GRPO to KL ≥ 10 needs a larger `[lab.grpo]`
+//! budget than the quickstart's, which reaches KL ≈ 1.8.
 
 use crate::experiment::stages::Base;
-use crate::experiment::Session;
+use crate::experiment::{OnlineMethod, Probe, Session};
 use crate::lab::stats::{best_of_n_unbiased, fit_gao, GaoForm};
 use crate::lab::{Experiment, Knobs, Paper, Rule, SeedOutcome};
 use crate::report::Curve;
@@ -31,7 +35,10 @@ pub fn experiment() -> Experiment {
             } else {
                 Knobs::default()
             };
-            super::quickstart_settings(reduced, knobs)
+            let mut cfg = super::quickstart_settings(reduced, knobs);
+            // A probe after every reduced GRPO step: enough points for the two-parameter fit.
+            cfg.lab.eval.overoptimization_points = cfg.lab.eval.overoptimization_points.max(4);
+            cfg
         },
         run,
     }
@@ -57,6 +64,7 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
     let mut extras = vec![("KL reached (ln N − (N−1)/N)".to_string(), metrics::best_of_n_kl(big_n))];
     let mut arms = Vec::new();
     let mut statistic = f64::NAN;
+    let mut rl_series = Vec::new();
     for (name, scores) in aggs.iter().filter(|(n, _)| *n == "single RM" || *n == "ensemble worst case (min)") {
         let pts: Vec<(f64, f64)> = ns
             .iter()
@@ -87,15 +95,43 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
         }
         series.push((name.to_string(), pts));
     }
+    // The RL half: GRPO curves, anchored on the pool's first sample of each prompt.
+    let ref_out: Vec<String> = pool.iter().map(|c| c[0].clone()).collect();
+    let ref_gold: Vec<f64> = (0..prompts.len()).map(|i| gold[i * big_n]).collect();
+    let label = format!("ensemble of {} (mean − λ·var)", members.len());
+    for (name, used) in [("single RM", &members[..1]), (label.as_str(), &members[..])] {
+        let ref_proxy = s.score_aggregated(used, &prompts, &ref_out)?;
+        let probe = Probe { prompts: &prompts, ref_proxy: &ref_proxy, ref_gold: &ref_gold, members: used };
+        let run_name = format!("GRPO, {name}");
+        let (_, points) = s.train_online(OnlineMethod::Grpo, &base.dir, &base.sft, &run_name, used, Some(&probe))?;
+        let pts: Vec<(f64, f64)> = points.iter().map(|p| (p.kl, p.gold)).collect();
+        let fit = fit_gao(GaoForm::Rl, &pts);
+        let peak = pts.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        let last = pts.last().map(|p| p.1).unwrap_or(f64::NAN);
+        extras.push((format!("KL reached, {run_name}"), pts.iter().map(|p| p.0).fold(0.0, f64::max)));
+        extras.push((format!("fall from peak to the last step, {run_name}"), peak - last));
+        extras.push((format!("α, {run_name}"), fit.alpha));
+        extras.push((format!("β, {run_name}"), fit.beta));
+        extras.push((format!("R², {run_name}"), fit.r2));
+        rl_series.push((run_name, pts));
+    }
     Ok(SeedOutcome {
         arms,
         statistic,
         extras,
-        curves: vec![Curve {
-            title: "best-of-n gold against KL (unbiased estimator over the pool)".into(),
-            x_label: "KL = ln n − (n−1)/n".into(),
-            y_label: "expected gold of the pick".into(),
-            series,
-        }],
+        curves: vec![
+            Curve {
+                title: "best-of-n gold against KL (unbiased estimator over the pool)".into(),
+                x_label: "KL = ln n − (n−1)/n".into(),
+                y_label: "expected gold of the pick".into(),
+                series,
+            },
+            Curve {
+                title: "GRPO gold against KL (probed on the pool's prompts)".into(),
+                x_label: "KL to SFT".into(),
+                y_label: "mean gold".into(),
+                series: rl_series,
+            },
+        ],
     })
 }
