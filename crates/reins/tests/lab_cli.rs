@@ -76,4 +76,21 @@ fn run_all_reduced_over_two_seeds_gives_finite_results_and_verdicts() {
         assert!(out.join(id).join("summary.md").exists() && out.join(id).join("config.toml").exists());
     }
     assert!(stdout.contains("| experiment | verdict |"), "{stdout}");
+
+    // A rerun with the same settings reuses every finished seed (a stopped full run resumes).
+    let id = "ensembles_beat_a_single_rm";
+    let before = std::fs::read_to_string(out.join(id).join("result.json")).unwrap();
+    let again = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args(["lab", "run", id, "--reduced", "--seeds", "2", "--out"])
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success() && stderr.matches("reusing").count() == 2, "{stderr}");
+    assert!(!stderr.contains("== reward model"), "{stderr}");
+    let after = std::fs::read_to_string(out.join(id).join("result.json")).unwrap();
+    let decision = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap()["decision"].clone();
+    assert_eq!(decision(&after), decision(&before));
 }

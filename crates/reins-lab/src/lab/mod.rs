@@ -17,6 +17,7 @@ use crate::report::Curve;
 use crate::seeds::Row;
 use crate::{LabConfig, LabError};
 
+mod checkpoint;
 pub mod experiments;
 pub mod registry;
 pub mod result;
@@ -35,7 +36,7 @@ pub struct Paper {
 }
 
 /// What one seed of an experiment measured (on the test prompts).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SeedOutcome {
     /// Each arm's value of the claim's metric.
     pub arms: Vec<(String, f64)>,
@@ -190,7 +191,10 @@ pub struct RunOptions<'a> {
 
 /// Runs `exp` over seeds `0..opts.seeds` under `cfg` and writes its outputs into
 /// `opts.out_dir`. Each seed opens its own world and base model (cached and shared with the
-/// quickstart and the other experiments that use the same settings).
+/// quickstart and the other experiments that use the same settings) and saves its outcome in
+/// `seed-N/outcome.json`; a rerun with the same experiment and config hash reuses finished
+/// seeds, so a full run that is stopped (a full seed takes tens of minutes on 2 cores) goes on
+/// where it stopped.
 pub fn run(
     exp: &Experiment,
     cfg: &RunConfig,
@@ -205,9 +209,16 @@ pub fn run(
         let mut lab = cfg.lab.clone();
         lab.seed = seed;
         lab.output_dir = opts.out_dir.join(format!("seed-{seed}")).display().to_string();
+        let saved = opts.out_dir.join(format!("seed-{seed}")).join("outcome.json");
+        if let Some(outcome) = checkpoint::load(&saved, exp.id, &cfg.hash()) {
+            progress.stage(&format!("{} seed {seed}: reusing {}", exp.id, saved.display()), 0);
+            outcomes.push((seed, outcome));
+            continue;
+        }
         progress.stage(&format!("{} seed {seed}", exp.id), 1);
         let (mut session, base) = stages::open(&lab, &mut *progress)?;
         let outcome = (exp.run)(&mut session, &base, &cfg.knobs)?;
+        checkpoint::save(&saved, exp.id, &cfg.hash(), &outcome)?;
         outcomes.push((seed, outcome));
     }
     let seeds: Vec<u64> = outcomes.iter().map(|(s, _)| *s).collect();
