@@ -176,7 +176,7 @@ pub struct Experiment {
 impl Experiment {
     /// The direction the paper expects, from the rule.
     pub fn direction(&self) -> Direction {
-        self.rule.decide(&[]).direction
+        self.rule.reference_and_direction().1
     }
 }
 

@@ -106,7 +106,8 @@ impl Rule {
         }
     }
 
-    fn reference_and_direction(&self) -> (f64, Direction) {
+    /// The value the statistic's interval must exclude, and the side the paper expects.
+    pub fn reference_and_direction(&self) -> (f64, Direction) {
         match self {
             Rule::PairedGap { direction, .. } => (0.0, *direction),
             Rule::AboveChance { chance, .. } => (*chance, Direction::Higher),
