@@ -18,17 +18,14 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use rand::SeedableRng;
 use reins_data::HfTokenizer;
 use reins_model::Model;
 
-use crate::annotators::Outcome as LabelOutcome;
 use crate::metrics;
-use crate::report::{
-    Example, MethodRow, OverOptCurve, OverOptPoint, Report, ReportData, ReportPaths, RewardModelRow, Target,
-};
+use crate::report::{Example, MethodRow, OverOptCurve, Report, ReportData, ReportPaths, Target};
 use crate::{Lab, LabConfig, LabError, Prompt, Split};
 
+mod evaluation;
 mod offline;
 mod online;
 pub mod stages;
@@ -104,45 +101,8 @@ pub fn quickstart(cx: &mut Session, base_model: &stages::Base, started: std::tim
 
     // Reward models: member 0 on all labels, the others on bootstrap resamples.
     let members = cx.reward_models(base_model, &records, cfg.reward_model.ensemble_size)?;
-    // Pairs of test prompts for accuracy against noiseless gold. The test split is read by no
-    // tuning choice (the defaults were tuned on the dev split).
-    let held = cx.lab.world.prompts(Split::Test, cfg.reward_model.n_eval_pairs);
-    cx.progress.stage("test pairs", 1);
-    let held_samples = cx.sample(&sft, &held, 2, cfg.pairs.temperature, cfg.pairs.max_new_tokens, 2)?;
-    cx.progress.tick("done");
-    let held_pairs: Vec<(String, String, String)> =
-        held.iter().zip(&held_samples).map(|(p, s)| (p.text.clone(), s[0].clone(), s[1].clone())).collect();
-    let mut rm_rows = Vec::new();
-    let score_pairs = |cx: &Session, ms: &[Model]| -> Result<(Vec<f64>, Vec<f64>)> {
-        let a: Vec<(String, String)> = held_pairs.iter().map(|(p, a, _)| (p.clone(), a.clone())).collect();
-        let b: Vec<(String, String)> = held_pairs.iter().map(|(p, _, b)| (p.clone(), b.clone())).collect();
-        Ok((cx.score_mean(ms, &a)?, cx.score_mean(ms, &b)?))
-    };
-    // The same test pairs labelled by the simulated population: the noisy accuracy a
-    // practitioner without gold would see.
-    let held_labels: Vec<LabelOutcome> = cx
-        .lab
-        .population
-        .label_pairs(&held_pairs, &mut rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x4e1d))
-        .into_iter()
-        .map(|l| l.outcome)
-        .collect();
-    let (sa, sb) = score_pairs(cx, &members[..1])?;
-    let (acc1, n_acc) = metrics::gold_pair_accuracy(&cx.lab.gold, &held_pairs, &sa, &sb);
-    rm_rows.push(RewardModelRow {
-        name: "single RM".into(),
-        accuracy_vs_gold: acc1,
-        accuracy_vs_labels: Some(metrics::label_pair_accuracy(&held_labels, &sa, &sb).0),
-        n_pairs: n_acc,
-    });
-    let (ea, eb) = score_pairs(cx, &members)?;
-    let (acc_e, _) = metrics::gold_pair_accuracy(&cx.lab.gold, &held_pairs, &ea, &eb);
-    rm_rows.push(RewardModelRow {
-        name: format!("ensemble of {} (mean)", members.len()),
-        accuracy_vs_gold: acc_e,
-        accuracy_vs_labels: Some(metrics::label_pair_accuracy(&held_labels, &ea, &eb).0),
-        n_pairs: n_acc,
-    });
+    let rm_rows = cx.reward_model_accuracy(&sft, &members)?;
+    let (acc1, acc_e) = (rm_rows[0].accuracy_vs_gold, rm_rows[1].accuracy_vs_gold);
 
     // Policies, evaluated on the test prompts.
     let eval_prompts = cx.lab.world.prompts(Split::Test, cfg.eval.n_prompts);
@@ -198,56 +158,8 @@ pub fn quickstart(cx: &mut Session, base_model: &stages::Base, started: std::tim
     rows.push(row_of(cx, &name, &dpo_out, kl)?);
     outputs.push((name, dpo_out));
 
-    // Best-of-n against the ensemble (mean − λ·var over members), and the over-optimization
-    // curves of best-of-n under the single RM and under the ensemble: gold and (calibrated)
-    // proxy reward of the pick against KL = log n − (n−1)/n, for n = 1, 2, 4, … (Gao et al.,
-    // arXiv:2210.10760, §3.1; Coste et al., arXiv:2310.02743, Fig. 1).
-    let n = cfg.best_of_n.n.max(1);
-    cx.progress.stage("best-of-n", 1);
-    let cands = cx.sample(&sft, &eval_prompts, n, t, n_new, 5)?;
-    cx.progress.tick("done");
-    let flat: Vec<(String, String)> =
-        eval_prompts.iter().zip(&cands).flat_map(|(p, c)| c.iter().map(|x| (p.text.clone(), x.clone()))).collect();
-    let per_member = cx.score_members(&members, &flat)?; // [M][P·n]
-    let lambda = cfg.reward_model.uncertainty_penalty;
-    let single: Vec<f64> = per_member[0].clone();
-    let ensemble: Vec<f64> = (0..flat.len())
-        .map(|j| {
-            let xs: Vec<f64> = per_member.iter().map(|m| m[j]).collect();
-            metrics::mean(&xs) - lambda * metrics::std(&xs).powi(2)
-        })
-        .collect();
-    let cand_gold: Vec<f64> = flat.iter().map(|(p, r)| cx.lab.gold.score(p, r)).collect();
-    // The index (into `flat`) of the best of the first `k` candidates of each prompt.
-    let picks = |scores: &[f64], k: usize| -> Vec<usize> {
-        (0..eval_prompts.len())
-            .map(|i| (i * n..i * n + k).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(i * n))
-            .collect()
-    };
-    // Proxy scores of the SFT samples (candidate 0 of each prompt) anchor the calibration.
-    let first: Vec<usize> = (0..eval_prompts.len()).map(|i| i * n).collect();
-    let mut overopt = Vec::new();
-    for (name, scores) in
-        [("single RM", &single), (&*format!("ensemble of {} (mean − {lambda}·var)", members.len()), &ensemble)]
-    {
-        let ref_proxy: Vec<f64> = first.iter().map(|&j| scores[j]).collect();
-        let ref_gold: Vec<f64> = first.iter().map(|&j| cand_gold[j]).collect();
-        let mut points = Vec::new();
-        let mut k = 1;
-        while k <= n {
-            let pk = picks(scores, k);
-            let g: Vec<f64> = pk.iter().map(|&j| cand_gold[j]).collect();
-            let px: Vec<f64> = pk.iter().map(|&j| scores[j]).collect();
-            points.push(OverOptPoint {
-                kl: metrics::best_of_n_kl(k),
-                gold: metrics::mean(&g),
-                proxy: metrics::mean(&metrics::calibrate(&px, &ref_proxy, &ref_gold)),
-            });
-            k *= 2;
-        }
-        overopt.push(OverOptCurve { name: format!("best-of-n, {name}"), points });
-    }
-    let bon: Vec<String> = picks(&ensemble, n).into_iter().map(|j| flat[j].1.clone()).collect();
+    // Best-of-n against the ensemble, with its over-optimization curves.
+    let evaluation::BestOfN { n, picks: bon, curves: mut overopt } = cx.best_of_n(&sft, &members, &eval_prompts)?;
     let name = format!("best-of-{n} (ensemble)");
     rows.push(row_of(cx, &name, &bon, metrics::best_of_n_kl(n))?);
     outputs.push((name, bon));
