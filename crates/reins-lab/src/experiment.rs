@@ -18,25 +18,23 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use rand::SeedableRng;
 use reins_data::HfTokenizer;
-use reins_model::{LoadOptions, Model};
+use reins_model::Model;
 
-use crate::annotators::Outcome as LabelOutcome;
 use crate::metrics;
-use crate::report::{
-    Example, MethodRow, OverOptCurve, OverOptPoint, Report, ReportData, ReportPaths, RewardModelRow, Target,
-};
-use crate::{chat, Lab, LabConfig, LabError, Prompt, Split};
+use crate::report::{Example, MethodRow, OverOptCurve, Report, ReportData, ReportPaths, Target};
+use crate::{Lab, LabConfig, LabError, Prompt, Split};
 
+mod evaluation;
 mod offline;
 mod online;
+pub mod stages;
 
-use online::{OnlineMethod, Probe};
+pub(crate) use online::{OnlineMethod, Probe};
 
-type Result<T> = std::result::Result<T, LabError>;
+pub(crate) type Result<T> = std::result::Result<T, LabError>;
 
-fn stage<E: std::fmt::Display>(stage: &'static str) -> impl Fn(E) -> LabError {
+pub(crate) fn stage<E: std::fmt::Display>(stage: &'static str) -> impl Fn(E) -> LabError {
     move |e| LabError::Stage { stage, message: e.to_string() }
 }
 
@@ -55,13 +53,15 @@ pub struct Outcome {
     pub data: ReportData,
 }
 
-struct Ctx<'a> {
-    cfg: &'a LabConfig,
-    lab: Lab,
-    tok: HfTokenizer,
-    device: Device,
-    end_id: u32,
-    progress: &'a mut dyn Progress,
+/// One opened lab: the config, the world, the tokenizer and the device, through which every
+/// stage trains, samples and scores.
+pub struct Session<'a> {
+    pub(crate) cfg: &'a LabConfig,
+    pub(crate) lab: Lab,
+    pub(crate) tok: HfTokenizer,
+    pub(crate) device: Device,
+    pub(crate) end_id: u32,
+    pub(crate) progress: &'a mut dyn Progress,
 }
 
 /// The folder caching the tokenizer and base model, keyed by everything that builds them (the
@@ -83,93 +83,26 @@ pub fn base_cache_dir(cfg: &LabConfig, world: &crate::World) -> PathBuf {
 /// Runs the experiment end to end and writes the report into `cfg.output_dir`.
 pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     let started = std::time::Instant::now();
-    let lab = Lab::new(cfg)?;
-    let cache = base_cache_dir(cfg, &lab.world);
-    let tok_dir = cache.join("model");
-    if !tok_dir.join("tokenizer.json").exists() {
-        progress.stage("tokenizer", 1);
-        crate::tokenizer_train::train_and_save(&lab.world, cfg, &tok_dir)?;
-        progress.tick("trained");
-    }
-    // A cache left broken (an interrupted run, a disk that filled up) is named, with the fix.
-    let stale = |e: &dyn std::fmt::Display| LabError::Stage {
-        stage: "cache",
-        message: format!("{e}\nhint: delete {} to rebuild the cached base model", cache.display()),
-    };
-    let tok = HfTokenizer::from_dir(&tok_dir).map_err(|e| stale(&e))?;
-    let end_id = tok.token_to_id(chat::END).ok_or_else(|| LabError::Tokenizer("no <|end|> token".into()))?;
-    let mut cx = Ctx { cfg, lab, tok, device: Device::Cpu, end_id, progress };
+    let (mut cx, base_model) = stages::open(cfg, progress)?;
+    quickstart(&mut cx, &base_model, started)
+}
 
-    let base = cache.join("model");
-    if !base.join("model.safetensors").exists() {
-        cx.pretrain_and_sft(&base)?;
-    }
-    let sft = cx.load(&base, LoadOptions::default()).map_err(|e| stale(&e))?;
+/// The quickstart's stages after *world* and *base model*: labels, reward models, every
+/// policy method, evaluation on the test prompts, report (into `cfg.output_dir`).
+pub fn quickstart(cx: &mut Session, base_model: &stages::Base, started: std::time::Instant) -> Result<Outcome> {
+    let cfg: &LabConfig = cx.cfg;
+    let base = base_model.dir.clone();
+    let sft = base_model.sft.clone();
 
     // Pairs from the SFT policy, labelled by the simulated population.
     let train_prompts = cx.lab.world.prompts(Split::Train, cfg.pairs.n_prompts);
-    cx.progress.stage("sampling pairs", 1);
-    let samples = cx.sample(&sft, &train_prompts, 2, cfg.pairs.temperature, cfg.pairs.max_new_tokens, 1)?;
-    cx.progress.tick("done");
-    let pairs: Vec<(String, String, String)> =
-        train_prompts.iter().zip(&samples).map(|(p, s)| (p.text.clone(), s[0].clone(), s[1].clone())).collect();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x1abe1);
-    let labels = cx.lab.population.label_pairs(&pairs, &mut rng);
-    let records: Vec<crate::PreferenceRecord> =
-        pairs.iter().zip(&labels).filter_map(|((p, a, b), l)| l.to_record(p, a, b, false)).collect();
+    let stages::Labelled { pairs, labels, records } = cx.labelled_pairs(&sft, &train_prompts, 1, cfg.seed ^ 0x1abe1)?;
     let annotators = cx.lab.population.agreement_rows(&cx.lab.gold, &pairs, &labels);
-    if records.len() < 4 {
-        return Err(LabError::Stage {
-            stage: "labels",
-            message: format!("only {} usable pairs; raise pairs.n_prompts", records.len()),
-        });
-    }
 
     // Reward models: member 0 on all labels, the others on bootstrap resamples.
-    let mut members = Vec::new();
-    for k in 0..cfg.reward_model.ensemble_size.max(1) {
-        let data = if k == 0 { records.clone() } else { bootstrap(&records, cfg.seed + k as u64) };
-        members.push(cx.train_reward_model(&base, &data, k as u64)?);
-    }
-    // Pairs of test prompts for accuracy against noiseless gold. The test split is read by no
-    // tuning choice (the defaults were tuned on the dev split).
-    let held = cx.lab.world.prompts(Split::Test, cfg.reward_model.n_eval_pairs);
-    cx.progress.stage("test pairs", 1);
-    let held_samples = cx.sample(&sft, &held, 2, cfg.pairs.temperature, cfg.pairs.max_new_tokens, 2)?;
-    cx.progress.tick("done");
-    let held_pairs: Vec<(String, String, String)> =
-        held.iter().zip(&held_samples).map(|(p, s)| (p.text.clone(), s[0].clone(), s[1].clone())).collect();
-    let mut rm_rows = Vec::new();
-    let score_pairs = |cx: &Ctx, ms: &[Model]| -> Result<(Vec<f64>, Vec<f64>)> {
-        let a: Vec<(String, String)> = held_pairs.iter().map(|(p, a, _)| (p.clone(), a.clone())).collect();
-        let b: Vec<(String, String)> = held_pairs.iter().map(|(p, _, b)| (p.clone(), b.clone())).collect();
-        Ok((cx.score_mean(ms, &a)?, cx.score_mean(ms, &b)?))
-    };
-    // The same test pairs labelled by the simulated population: the noisy accuracy a
-    // practitioner without gold would see.
-    let held_labels: Vec<LabelOutcome> = cx
-        .lab
-        .population
-        .label_pairs(&held_pairs, &mut rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x4e1d))
-        .into_iter()
-        .map(|l| l.outcome)
-        .collect();
-    let (sa, sb) = score_pairs(&cx, &members[..1])?;
-    let (acc1, n_acc) = metrics::gold_pair_accuracy(&cx.lab.gold, &held_pairs, &sa, &sb);
-    rm_rows.push(RewardModelRow {
-        name: "single RM".into(),
-        accuracy_vs_gold: acc1,
-        accuracy_vs_labels: Some(metrics::label_pair_accuracy(&held_labels, &sa, &sb).0),
-        n_pairs: n_acc,
-    });
-    let (ea, eb) = score_pairs(&cx, &members)?;
-    let (acc_e, _) = metrics::gold_pair_accuracy(&cx.lab.gold, &held_pairs, &ea, &eb);
-    rm_rows.push(RewardModelRow {
-        name: format!("ensemble of {} (mean)", members.len()),
-        accuracy_vs_gold: acc_e,
-        accuracy_vs_labels: Some(metrics::label_pair_accuracy(&held_labels, &ea, &eb).0),
-        n_pairs: n_acc,
-    });
+    let members = cx.reward_models(base_model, &records, cfg.reward_model.ensemble_size)?;
+    let rm_rows = cx.reward_model_accuracy(&sft, &members)?;
+    let (acc1, acc_e) = (rm_rows[0].accuracy_vs_gold, rm_rows[1].accuracy_vs_gold);
 
     // Policies, evaluated on the test prompts.
     let eval_prompts = cx.lab.world.prompts(Split::Test, cfg.eval.n_prompts);
@@ -178,10 +111,10 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     let sft_out: Vec<String> =
         cx.sample(&sft, &eval_prompts, 1, t, n_new, 3)?.into_iter().map(|mut v| v.remove(0)).collect();
     cx.progress.tick("done");
-    let gold_of = |cx: &Ctx, outs: &[String]| -> Vec<f64> {
+    let gold_of = |cx: &Session, outs: &[String]| -> Vec<f64> {
         eval_prompts.iter().zip(outs).map(|(p, o)| cx.lab.gold.score(&p.text, o)).collect()
     };
-    let sft_gold = gold_of(&cx, &sft_out);
+    let sft_gold = gold_of(cx, &sft_out);
     let pairs_of = |outs: &[String]| -> Vec<(String, String)> {
         eval_prompts.iter().zip(outs).map(|(p, o)| (p.text.clone(), o.clone())).collect()
     };
@@ -196,7 +129,7 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     }];
     let mut outputs: Vec<(String, Vec<String>)> = Vec::new();
     // A policy's answers to the test prompts (one sample each) and its KL to SFT.
-    let answer = |cx: &mut Ctx, name: &str, policy: &Model, seed: u64| -> Result<(Vec<String>, f64)> {
+    let answer = |cx: &mut Session, name: &str, policy: &Model, seed: u64| -> Result<(Vec<String>, f64)> {
         cx.progress.stage(&format!("evaluating {name}"), 1);
         let out: Vec<String> =
             cx.sample(policy, &eval_prompts, 1, t, n_new, seed)?.into_iter().map(|mut v| v.remove(0)).collect();
@@ -205,7 +138,7 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         Ok((out, kl))
     };
     // A method's row: gold and proxy (ensemble mean) reward of its answers.
-    let row_of = |cx: &Ctx, name: &str, out: &[String], kl: f64| -> Result<MethodRow> {
+    let row_of = |cx: &Session, name: &str, out: &[String], kl: f64| -> Result<MethodRow> {
         let g = gold_of(cx, out);
         let px = cx.score_mean(&members, &pairs_of(out))?;
         Ok(MethodRow {
@@ -221,62 +154,14 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     // Offline DPO on the labelled pairs.
     let dpo = cx.train_dpo(&base, &records)?;
     let name = format!("DPO ({})", cfg.dpo.loss_type);
-    let (dpo_out, kl) = answer(&mut cx, &name, &dpo, 4)?;
-    rows.push(row_of(&cx, &name, &dpo_out, kl)?);
+    let (dpo_out, kl) = answer(cx, &name, &dpo, 4)?;
+    rows.push(row_of(cx, &name, &dpo_out, kl)?);
     outputs.push((name, dpo_out));
 
-    // Best-of-n against the ensemble (mean − λ·var over members), and the over-optimization
-    // curves of best-of-n under the single RM and under the ensemble: gold and (calibrated)
-    // proxy reward of the pick against KL = log n − (n−1)/n, for n = 1, 2, 4, … (Gao et al.,
-    // arXiv:2210.10760, §3.1; Coste et al., arXiv:2310.02743, Fig. 1).
-    let n = cfg.best_of_n.n.max(1);
-    cx.progress.stage("best-of-n", 1);
-    let cands = cx.sample(&sft, &eval_prompts, n, t, n_new, 5)?;
-    cx.progress.tick("done");
-    let flat: Vec<(String, String)> =
-        eval_prompts.iter().zip(&cands).flat_map(|(p, c)| c.iter().map(|x| (p.text.clone(), x.clone()))).collect();
-    let per_member = cx.score_members(&members, &flat)?; // [M][P·n]
-    let lambda = cfg.reward_model.uncertainty_penalty;
-    let single: Vec<f64> = per_member[0].clone();
-    let ensemble: Vec<f64> = (0..flat.len())
-        .map(|j| {
-            let xs: Vec<f64> = per_member.iter().map(|m| m[j]).collect();
-            metrics::mean(&xs) - lambda * metrics::std(&xs).powi(2)
-        })
-        .collect();
-    let cand_gold: Vec<f64> = flat.iter().map(|(p, r)| cx.lab.gold.score(p, r)).collect();
-    // The index (into `flat`) of the best of the first `k` candidates of each prompt.
-    let picks = |scores: &[f64], k: usize| -> Vec<usize> {
-        (0..eval_prompts.len())
-            .map(|i| (i * n..i * n + k).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(i * n))
-            .collect()
-    };
-    // Proxy scores of the SFT samples (candidate 0 of each prompt) anchor the calibration.
-    let first: Vec<usize> = (0..eval_prompts.len()).map(|i| i * n).collect();
-    let mut overopt = Vec::new();
-    for (name, scores) in
-        [("single RM", &single), (&*format!("ensemble of {} (mean − {lambda}·var)", members.len()), &ensemble)]
-    {
-        let ref_proxy: Vec<f64> = first.iter().map(|&j| scores[j]).collect();
-        let ref_gold: Vec<f64> = first.iter().map(|&j| cand_gold[j]).collect();
-        let mut points = Vec::new();
-        let mut k = 1;
-        while k <= n {
-            let pk = picks(scores, k);
-            let g: Vec<f64> = pk.iter().map(|&j| cand_gold[j]).collect();
-            let px: Vec<f64> = pk.iter().map(|&j| scores[j]).collect();
-            points.push(OverOptPoint {
-                kl: metrics::best_of_n_kl(k),
-                gold: metrics::mean(&g),
-                proxy: metrics::mean(&metrics::calibrate(&px, &ref_proxy, &ref_gold)),
-            });
-            k *= 2;
-        }
-        overopt.push(OverOptCurve { name: format!("best-of-n, {name}"), points });
-    }
-    let bon: Vec<String> = picks(&ensemble, n).into_iter().map(|j| flat[j].1.clone()).collect();
+    // Best-of-n against the ensemble, with its over-optimization curves.
+    let evaluation::BestOfN { n, picks: bon, curves: mut overopt } = cx.best_of_n(&sft, &members, &eval_prompts)?;
     let name = format!("best-of-{n} (ensemble)");
-    rows.push(row_of(&cx, &name, &bon, metrics::best_of_n_kl(n))?);
+    rows.push(row_of(cx, &name, &bon, metrics::best_of_n_kl(n))?);
     outputs.push((name, bon));
 
     // Online RL against the reward models: GRPO against the single RM and against the
@@ -308,8 +193,8 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
         if curve {
             overopt.push(OverOptCurve { name: name.clone(), points });
         }
-        let (out, kl) = answer(&mut cx, &name, &policy, 6)?;
-        rows.push(row_of(&cx, &name, &out, kl)?);
+        let (out, kl) = answer(cx, &name, &policy, 6)?;
+        rows.push(row_of(cx, &name, &out, kl)?);
         outputs.push((name, out));
     }
 
@@ -388,11 +273,6 @@ pub fn run(cfg: &LabConfig, progress: &mut dyn Progress) -> Result<Outcome> {
     };
     let report = Report { data: data.clone() }.write(Path::new(&cfg.output_dir))?;
     Ok(Outcome { report, data })
-}
-
-fn bootstrap(records: &[crate::PreferenceRecord], seed: u64) -> Vec<crate::PreferenceRecord> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    (0..records.len()).map(|_| records[rand::Rng::random_range(&mut rng, 0..records.len())].clone()).collect()
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! varies along hidden factors, a gold reward that re-derives those factors from any text
 //! ([`gold`]), a population of simulated annotators with the failure modes of B-Pref
 //! ([`annotators`]), a byte-level BPE trainer for the world's corpus ([`tokenizer_train`]), the
-//! lab's configuration ([`config`]) and the report writer ([`report`], [`svg`]).
+//! lab's configuration ([`config`]) and the report writer ([`report`], [`svg`]). The quickstart
+//! ([`experiment`]) composes named stages ([`experiment::stages`]); `reins lab` ([`lab`]) composes
+//! the same stages into registered experiments that check the field's claims.
 //!
 //! Everything is a pure function of a seed: the same config and seed give the same prompts,
 //! responses, labels and tokenizer on every platform (ChaCha8 streams, FNV-1a hashes).
@@ -41,6 +43,7 @@ pub mod chat;
 pub mod config;
 pub mod experiment;
 pub mod gold;
+pub mod lab;
 pub mod metrics;
 pub mod report;
 pub mod rng;

@@ -11,6 +11,9 @@ use clap::Parser;
 enum Cli {
     /// Run a complete RLHF experiment with simulated annotators and a gold reward.
     Quickstart(commands::quickstart::QuickstartArgs),
+    /// Experiments that check the field's claims against the gold reward: list, run.
+    #[command(subcommand)]
+    Lab(commands::lab::LabCmd),
     /// Supervised fine-tuning (TRL SFTTrainer) from a TOML config.
     Sft(commands::train::TrainArgs),
     /// Train a Bradley–Terry reward model (TRL RewardTrainer) from a TOML config.
@@ -82,6 +85,7 @@ fn main() {
     }
     let result = match cli {
         Cli::Quickstart(a) => commands::quickstart::run(a),
+        Cli::Lab(c) => commands::lab::run(c),
         Cli::Sft(a) => commands::train::run(commands::train::Method::Sft, a),
         Cli::Reward(a) => commands::train::run(commands::train::Method::Reward, a),
         Cli::Dpo(a) => commands::train::run(commands::train::Method::Dpo, a),

@@ -20,19 +20,19 @@ use reins_train::trainers::sft::SftTrainer;
 use crate::config::TrainBudget;
 use crate::{chat, Prompt};
 
-use super::{stage, Ctx, Result};
+use super::{stage, Result, Session};
 
-impl Ctx<'_> {
-    pub(super) fn load(&self, dir: &Path, opts: LoadOptions) -> Result<Model> {
+impl Session<'_> {
+    pub(crate) fn load(&self, dir: &Path, opts: LoadOptions) -> Result<Model> {
         Model::load(dir, &self.device, &opts).map_err(stage("model"))
     }
 
-    pub(super) fn encode(&self, text: &str) -> Result<Vec<u32>> {
+    pub(crate) fn encode(&self, text: &str) -> Result<Vec<u32>> {
         self.tok.encode(text, false).map_err(stage("tokenize"))
     }
 
     /// Pretrains a fresh Llama on the corpus, then SFTs it; saves an HF folder at `dir`.
-    pub(super) fn pretrain_and_sft(&mut self, dir: &Path) -> Result<()> {
+    pub(crate) fn pretrain_and_sft(&mut self, dir: &Path) -> Result<()> {
         let c = &self.cfg.model;
         let pad = self.tok.pad_id_or_eos().unwrap_or(0);
         let mut raw = llama_config(
@@ -78,7 +78,7 @@ impl Ctx<'_> {
     }
 
     /// Next-token training on `(ids, prompt_len)`; the loss skips the first `prompt_len` targets.
-    pub(super) fn train_lm(
+    pub(crate) fn train_lm(
         &mut self,
         name: &str,
         model: Model,
@@ -126,7 +126,7 @@ impl Ctx<'_> {
     }
 
     /// `n` completions per prompt (plain response texts).
-    pub(super) fn sample(
+    pub(crate) fn sample(
         &self,
         m: &Model,
         prompts: &[Prompt],
@@ -165,11 +165,11 @@ impl Ctx<'_> {
     }
 
     /// Token ids of `prompt + completion` and the prompt length.
-    pub(super) fn pair_ids(&self, prompt: &str, response: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+    pub(crate) fn pair_ids(&self, prompt: &str, response: &str) -> Result<(Vec<u32>, Vec<u32>)> {
         Ok((self.encode(&chat::prompt(prompt))?, self.encode(&chat::completion(response))?))
     }
 
-    pub(super) fn train_reward_model(
+    pub(crate) fn train_reward_model(
         &mut self,
         base: &Path,
         data: &[crate::PreferenceRecord],
@@ -216,13 +216,13 @@ impl Ctx<'_> {
     }
 
     /// Mean ensemble score of `(prompt, response)` pairs.
-    pub(super) fn score_mean(&self, members: &[Model], items: &[(String, String)]) -> Result<Vec<f64>> {
+    pub(crate) fn score_mean(&self, members: &[Model], items: &[(String, String)]) -> Result<Vec<f64>> {
         let all = self.score_members(members, items)?;
         Ok((0..items.len()).map(|j| all.iter().map(|m| m[j]).sum::<f64>() / all.len().max(1) as f64).collect())
     }
 
     /// Each member's score of `(prompt, response)` pairs: `[M][N]`.
-    pub(super) fn score_members(&self, members: &[Model], items: &[(String, String)]) -> Result<Vec<Vec<f64>>> {
+    pub(crate) fn score_members(&self, members: &[Model], items: &[(String, String)]) -> Result<Vec<Vec<f64>>> {
         let pad = self.tok.pad_id_or_eos().unwrap_or(0);
         let seqs: Vec<Vec<u32>> = items
             .iter()
@@ -250,7 +250,7 @@ impl Ctx<'_> {
         Ok(all)
     }
 
-    pub(super) fn train_dpo(&mut self, base: &Path, data: &[crate::PreferenceRecord]) -> Result<Model> {
+    pub(crate) fn train_dpo(&mut self, base: &Path, data: &[crate::PreferenceRecord]) -> Result<Model> {
         let d = &self.cfg.dpo;
         let policy = self.load(base, LoadOptions { trainable: true, ..Default::default() })?;
         let reference = self.load(base, LoadOptions::default())?;
@@ -309,7 +309,7 @@ impl Ctx<'_> {
 
     /// Mean over prompts of `Σ_t KL(π(·|y<t) ‖ π_ref(·|y<t))` along the policy's own
     /// completions: the exact per-token KL over the vocabulary, never negative.
-    pub(super) fn kl_to_reference(
+    pub(crate) fn kl_to_reference(
         &self,
         policy: &Model,
         reference: &Model,

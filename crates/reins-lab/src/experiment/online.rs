@@ -19,20 +19,20 @@ use crate::metrics;
 use crate::report::OverOptPoint;
 use crate::{LabConfig, Prompt, Split};
 
-use super::{stage, Ctx, Result};
+use super::{stage, Result, Session};
 
 /// Where an RL run is measured: a fixed set of test prompts with the SFT policy's
 /// samples' proxy and gold scores (the calibration anchor).
-pub(super) struct Probe<'a> {
-    pub(super) prompts: &'a [Prompt],
-    pub(super) ref_proxy: &'a [f64],
-    pub(super) ref_gold: &'a [f64],
-    pub(super) members: &'a [Model],
+pub(crate) struct Probe<'a> {
+    pub(crate) prompts: &'a [Prompt],
+    pub(crate) ref_proxy: &'a [f64],
+    pub(crate) ref_gold: &'a [f64],
+    pub(crate) members: &'a [Model],
 }
 
-impl Ctx<'_> {
+impl Session<'_> {
     /// The ensemble's `mean − λ·var` score (the plain score for one member) of responses.
-    pub(super) fn score_aggregated(&self, members: &[Model], prompts: &[Prompt], outs: &[String]) -> Result<Vec<f64>> {
+    pub(crate) fn score_aggregated(&self, members: &[Model], prompts: &[Prompt], outs: &[String]) -> Result<Vec<f64>> {
         let items: Vec<(String, String)> = prompts.iter().zip(outs).map(|(p, o)| (p.text.clone(), o.clone())).collect();
         let all = self.score_members(members, &items)?;
         let lambda = self.cfg.reward_model.uncertainty_penalty;
@@ -45,7 +45,7 @@ impl Ctx<'_> {
     }
 
     /// The reward a policy optimizes: one model's score, or the ensemble's `mean − λ·var`.
-    pub(super) fn reward_source(&self, members: &[Model]) -> Result<Box<dyn RewardSource>> {
+    pub(crate) fn reward_source(&self, members: &[Model]) -> Result<Box<dyn RewardSource>> {
         let mut sources: Vec<Box<dyn RewardSource>> = Vec::new();
         for m in members {
             sources.push(Box::new(ModelReward::new(m.clone()).map_err(stage("reward"))?));
@@ -65,7 +65,7 @@ impl Ctx<'_> {
     /// policy as the KL reference (TRL semantics for each method). With a probe, every
     /// `max_steps / overoptimization_points` steps the policy is sampled on the probe
     /// prompts for gold, calibrated proxy and exact KL.
-    pub(super) fn train_online(
+    pub(crate) fn train_online(
         &mut self,
         method: OnlineMethod,
         base: &Path,
@@ -168,7 +168,7 @@ impl Ctx<'_> {
     }
 
     /// Gold, calibrated proxy and exact KL of `policy`'s samples on the probe prompts.
-    pub(super) fn probe(&self, policy: &Model, sft: &Model, p: &Probe) -> Result<OverOptPoint> {
+    pub(crate) fn probe(&self, policy: &Model, sft: &Model, p: &Probe) -> Result<OverOptPoint> {
         let t = self.cfg.eval.temperature;
         let outs: Vec<String> = self
             .sample(policy, p.prompts, 1, t, self.cfg.eval.max_new_tokens, 7)?
@@ -187,14 +187,14 @@ impl Ctx<'_> {
 
 /// The online methods the lab trains against its reward models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum OnlineMethod {
+pub(crate) enum OnlineMethod {
     Grpo,
     Ppo,
     OnlineDpo,
 }
 
 impl OnlineMethod {
-    pub(super) fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             OnlineMethod::Grpo => "GRPO",
             OnlineMethod::Ppo => "PPO",
@@ -202,7 +202,7 @@ impl OnlineMethod {
         }
     }
 
-    pub(super) fn max_steps(self, cfg: &LabConfig) -> usize {
+    pub(crate) fn max_steps(self, cfg: &LabConfig) -> usize {
         match self {
             OnlineMethod::Grpo => cfg.grpo.max_steps,
             OnlineMethod::Ppo => cfg.ppo.max_steps,
@@ -212,14 +212,14 @@ impl OnlineMethod {
 }
 
 /// One step on a batch of prompts, whichever trainer runs.
-pub(super) enum OnlineTrainer {
+pub(crate) enum OnlineTrainer {
     Grpo(Box<GrpoTrainer>),
     Ppo(Box<PpoTrainer>),
     OnlineDpo(Box<OnlineDpoTrainer>),
 }
 
 impl OnlineTrainer {
-    pub(super) fn step(&mut self, prompts: Vec<Vec<u32>>) -> reins_train::Result<reins_train::trainers::Metrics> {
+    pub(crate) fn step(&mut self, prompts: Vec<Vec<u32>>) -> reins_train::Result<reins_train::trainers::Metrics> {
         match self {
             OnlineTrainer::Grpo(t) => t.train_step(&[prompts]),
             OnlineTrainer::Ppo(t) => t.train_step(&prompts),
@@ -227,7 +227,7 @@ impl OnlineTrainer {
         }
     }
 
-    pub(super) fn policy(&self) -> &Model {
+    pub(crate) fn policy(&self) -> &Model {
         match self {
             OnlineTrainer::Grpo(t) => &t.policy,
             OnlineTrainer::Ppo(t) => &t.policy,

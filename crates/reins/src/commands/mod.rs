@@ -3,6 +3,7 @@ pub mod bench;
 pub mod best_of_n;
 pub mod data;
 pub mod generate;
+pub mod lab;
 pub mod online;
 pub mod parity;
 pub mod quickstart;

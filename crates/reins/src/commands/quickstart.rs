@@ -35,13 +35,33 @@ pub struct QuickstartArgs {
 
 /// A bar per stage on a terminal; elsewhere one line per stage (with the seconds since the
 /// start) and a line per tenth of its work.
-struct Bars {
+pub(crate) struct Bars {
     tty: bool,
     bar: Option<ProgressBar>,
     name: String,
     started: std::time::Instant,
     total: usize,
     done: usize,
+}
+
+impl Bars {
+    pub(crate) fn new() -> Bars {
+        Bars {
+            tty: std::io::stderr().is_terminal(),
+            bar: None,
+            name: String::new(),
+            started: std::time::Instant::now(),
+            total: 0,
+            done: 0,
+        }
+    }
+
+    /// Ends the current stage's bar, if any.
+    pub(crate) fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+        }
+    }
 }
 
 impl Progress for Bars {
@@ -98,14 +118,7 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
         print!("{}", cfg.to_toml());
         return Ok(());
     }
-    let mut bars = Bars {
-        tty: std::io::stderr().is_terminal(),
-        bar: None,
-        name: String::new(),
-        started: std::time::Instant::now(),
-        total: 0,
-        done: 0,
-    };
+    let mut bars = Bars::new();
     if a.seeds == 1 {
         let out = experiment::run(&cfg, &mut bars).context("quickstart")?;
         if let Some(b) = bars.bar.take() {

@@ -1,0 +1,48 @@
+//! One file per registered experiment, named for its claim; each reads as its design.
+
+pub mod ensembles_beat_a_single_rm;
+pub mod iterative_dpo_beats_offline;
+pub mod lipo_beats_dpo_on_lists;
+pub mod pf_ppo_beats_ppo;
+mod ppo_arms;
+pub mod ppo_max_stays_stable;
+pub mod preference_strength_finds_flips;
+pub mod quickstart;
+pub mod reward_overoptimization;
+
+use crate::lab::{Knobs, RunConfig};
+use crate::LabConfig;
+
+/// The quickstart's settings (full or reduced) with `knobs`: experiments share its world,
+/// annotators and cached base model unless they say otherwise.
+pub(crate) fn quickstart_settings(reduced: bool, knobs: Knobs) -> RunConfig {
+    RunConfig { lab: if reduced { LabConfig::reduced() } else { LabConfig::default() }, knobs }
+}
+
+/// Aggregations of an ensemble's member scores `[M][N]` (Coste et al., arXiv:2310.02743, §3):
+/// member 0 alone, the mean, the worst case (min), and the uncertainty-weighted mean − λ·var.
+pub(crate) fn aggregations(members: &[Vec<f64>], lambda: f64) -> Vec<(&'static str, Vec<f64>)> {
+    let n = members.first().map(Vec::len).unwrap_or(0);
+    let col = |j: usize| members.iter().map(|m| m[j]).collect::<Vec<f64>>();
+    let by = |f: &dyn Fn(&[f64]) -> f64| (0..n).map(|j| f(&col(j))).collect::<Vec<f64>>();
+    vec![
+        ("single RM", members.first().cloned().unwrap_or_default()),
+        ("ensemble mean", by(&|xs| crate::metrics::mean(xs))),
+        ("ensemble worst case (min)", by(&|xs| xs.iter().copied().fold(f64::INFINITY, f64::min))),
+        ("ensemble mean − λ·var", by(&|xs| crate::metrics::mean(xs) - lambda * crate::metrics::std(xs).powi(2))),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn aggregations_of_two_members() {
+        let a = super::aggregations(&[vec![1.0, 0.0], vec![3.0, 0.0]], 0.5);
+        let get = |n: &str| a.iter().find(|(k, _)| *k == n).unwrap().1.clone();
+        assert_eq!(get("single RM"), vec![1.0, 0.0]);
+        assert_eq!(get("ensemble mean"), vec![2.0, 0.0]);
+        assert_eq!(get("ensemble worst case (min)"), vec![1.0, 0.0]);
+        // population variance of {1, 3} is 1.
+        assert_eq!(get("ensemble mean − λ·var"), vec![1.5, 0.0]);
+    }
+}

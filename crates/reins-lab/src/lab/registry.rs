@@ -1,0 +1,56 @@
+//! Every registered experiment, cheapest first. A later issue adds its experiment here, with its
+//! verdict rule, before its first full run.
+
+use super::experiments;
+use super::Experiment;
+
+/// All experiments, in the order `reins lab run all` runs them.
+pub fn registry() -> Vec<Experiment> {
+    vec![
+        experiments::preference_strength_finds_flips::experiment(),
+        experiments::ensembles_beat_a_single_rm::experiment(),
+        experiments::reward_overoptimization::experiment(),
+        experiments::lipo_beats_dpo_on_lists::experiment(),
+        experiments::iterative_dpo_beats_offline::experiment(),
+        experiments::pf_ppo_beats_ppo::experiment(),
+        experiments::ppo_max_stays_stable::experiment(),
+        experiments::quickstart::experiment(),
+    ]
+}
+
+/// The experiment with this id, or an error listing the ids there are.
+pub fn find(id: &str) -> Result<Experiment, crate::LabError> {
+    let all = registry();
+    let ids: Vec<&str> = all.iter().map(|e| e.id).collect();
+    let known = ids.join(", ");
+    all.into_iter().find(|e| e.id == id).ok_or_else(|| {
+        crate::LabError::config(
+            "experiment id",
+            format!("`{id}` is not registered; known: {known} (see `reins lab list`)"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_every_registration_is_complete() {
+        let all = registry();
+        let mut ids: Vec<&str> = all.iter().map(|e| e.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), all.len(), "duplicate experiment id");
+        for e in &all {
+            assert!(!e.claim.is_empty() && !e.metric.is_empty() && !e.paper.title.is_empty(), "{}", e.id);
+            assert!(e.paper.arxiv.contains('.'), "{}: arXiv id {}", e.id, e.paper.arxiv);
+            for reduced in [true, false] {
+                let cfg = (e.config)(reduced);
+                cfg.lab.validate().unwrap();
+                cfg.knobs.validate().unwrap();
+            }
+        }
+        assert!(find("no-such").err().is_some_and(|e| e.to_string().contains("reins lab list")));
+    }
+}
