@@ -8,7 +8,7 @@ pub use openapi::openapi;
 use crate::app::AppState;
 use crate::assign::{self, SubmitBody};
 use crate::auth::{self, AuthUser, ClientAddr, SESSION_COOKIE, SESSION_TTL_MS};
-use crate::db::{Item, Role};
+use crate::db::{Item, Role, User};
 use crate::error::{bad, Error, Result};
 use crate::tasks::ProjectConfig;
 use crate::{export, import, stats, throttle};
@@ -175,10 +175,26 @@ pub async fn get_project(State(state): State<AppState>, user: AuthUser, Path(id)
     Ok(Json(json!(state.db.project(&id).await?)))
 }
 
-#[derive(Deserialize)]
+/// `{"username": …}`: names the user a member or reviewer route adds to a project.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MemberBody {
+pub struct UsernameBody {
     pub username: String,
+}
+
+/// For the admin routes that add a named user to a project: checks the CSRF header, the admin
+/// role and that the project exists, then finds the user (404 naming them when absent).
+pub(crate) async fn project_user_for_admin(
+    state: &AppState,
+    user: &AuthUser,
+    headers: &HeaderMap,
+    project_id: &str,
+    username: &str,
+) -> Result<User> {
+    user.check_csrf_header(headers)?;
+    user.require_admin()?;
+    state.db.project(project_id).await?;
+    state.db.user_by_name(username).await?.ok_or_else(|| Error::NotFound(format!("no user `{username}`")))
 }
 
 pub async fn add_member(
@@ -186,16 +202,9 @@ pub async fn add_member(
     user: AuthUser,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(b): Json<MemberBody>,
+    Json(b): Json<UsernameBody>,
 ) -> Result<StatusCode> {
-    user.check_csrf_header(&headers)?;
-    user.require_admin()?;
-    state.db.project(&id).await?;
-    let u = state
-        .db
-        .user_by_name(&b.username)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no user `{}`", b.username)))?;
+    let u = project_user_for_admin(&state, &user, &headers, &id, &b.username).await?;
     state.db.add_member(&id, &u.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -334,28 +334,15 @@ pub async fn post_adjudication(
     Ok((StatusCode::CREATED, Json(json!(a))))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReviewerBody {
-    pub username: String,
-}
-
 /// Makes a user a reviewer of the project (admins only).
 pub async fn add_reviewer(
     State(state): State<AppState>,
     user: AuthUser,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(b): Json<ReviewerBody>,
+    Json(b): Json<super::UsernameBody>,
 ) -> Result<StatusCode> {
-    user.check_csrf_header(&headers)?;
-    user.require_admin()?;
-    state.db.project(&id).await?;
-    let u = state
-        .db
-        .user_by_name(&b.username)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no user `{}`", b.username)))?;
+    let u = super::project_user_for_admin(&state, &user, &headers, &id, &b.username).await?;
     state.db.add_reviewer(&id, &u.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,7 +4,7 @@
 //! here, as everywhere else (see `crate::review`): it counts neither for the status nor for
 //! the annotator.
 use super::records::{item_from, submission_from, SUBMISSION_COLS};
-use super::{Db, Flag, Item, Submission};
+use super::{Db, Item, Submission};
 use crate::error::Result;
 use sqlx::Row;
 
@@ -244,29 +244,6 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(|r| r.try_get("username")).collect::<std::result::Result<_, _>>()?)
-    }
-
-    /// The flags on one item's assignments, oldest first (the item preview).
-    pub async fn item_flags(&self, item_id: &str) -> Result<Vec<Flag>> {
-        let rows = sqlx::query(
-            "SELECT f.id, f.project_id, f.assignment_id, f.user_id, f.note, f.created_at FROM flags f \
-             JOIN assignments a ON a.id = f.assignment_id WHERE a.item_id = $1 ORDER BY f.created_at, f.id",
-        )
-        .bind(item_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Flag {
-                    id: row.try_get("id")?,
-                    project_id: row.try_get("project_id")?,
-                    assignment_id: row.try_get("assignment_id")?,
-                    user_id: row.try_get("user_id")?,
-                    note: row.try_get("note")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect()
     }
 
     /// The submissions on one item, oldest first (the item preview).

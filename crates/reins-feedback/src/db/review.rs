@@ -61,6 +61,19 @@ fn revision_from(row: &AnyRow) -> Result<Revision> {
     })
 }
 
+const FLAG_COLS: &str = "f.id, f.project_id, f.assignment_id, f.user_id, f.note, f.created_at";
+
+fn flag_from(row: &AnyRow) -> Result<Flag> {
+    Ok(Flag {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        assignment_id: row.try_get("assignment_id")?,
+        user_id: row.try_get("user_id")?,
+        note: row.try_get("note")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
 const REVISION_COLS: &str = "id, project_id, submission_id, user_id, action, answer, note, created_at";
 
 impl Db {
@@ -182,24 +195,25 @@ impl Db {
     }
 
     pub async fn flags(&self, project_id: &str) -> Result<Vec<Flag>> {
-        let rows = sqlx::query(
-            "SELECT id, project_id, assignment_id, user_id, note, created_at FROM flags WHERE project_id = $1 ORDER BY created_at, id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {FLAG_COLS} FROM flags f WHERE f.project_id = $1 ORDER BY f.created_at, f.id"
+        ))
         .bind(project_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Flag {
-                    id: row.try_get("id")?,
-                    project_id: row.try_get("project_id")?,
-                    assignment_id: row.try_get("assignment_id")?,
-                    user_id: row.try_get("user_id")?,
-                    note: row.try_get("note")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(flag_from).collect()
+    }
+
+    /// The flags raised on one item (the item preview), oldest first.
+    pub async fn item_flags(&self, item_id: &str) -> Result<Vec<Flag>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FLAG_COLS} FROM flags f JOIN assignments a ON a.id = f.assignment_id \
+             WHERE a.item_id = $1 ORDER BY f.created_at, f.id"
+        ))
+        .bind(item_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(flag_from).collect()
     }
 
     pub async fn insert_adjudication(&self, a: &Adjudication) -> Result<()> {
