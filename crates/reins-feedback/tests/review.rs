@@ -522,3 +522,41 @@ async fn one_verdict_per_label_postgres() {
     };
     one_verdict_per_label(&db.url).await;
 }
+
+/// Hostile and concurrent: two reviewers fire six verdicts (accepts and rejects) at one label
+/// at the same moment. Exactly one is stored; every other answer is a refusal (409 or 4xx),
+/// never a second stored verdict, and the export shows the one that won.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_verdicts_on_one_label_store_exactly_one() {
+    let db = sqlite_db();
+    let c = Client::new(state(&db.url, ServerConfig::default()).await);
+    let admin = c.login("admin", ADMIN_PASSWORD).await;
+    let p = c.project(&admin, "race", config(1, 0.0)).await;
+    c.import(&admin, &p, &items_jsonl(1)).await;
+    let ann = c.annotator(&admin, &p, "ann").await;
+    let rita = c.annotator(&admin, &p, "rita").await;
+    let r = c
+        .call("POST", &format!("/api/projects/{p}/reviewers"), Auth::Cookie(&admin), Some(json!({"username": "rita"})))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let l = label(&c, &ann, &p, "good").await;
+    let sid = l.submission_id.as_str();
+    let reject = json!({"note": "late"});
+    let (a, b, c1, d, e, f) = tokio::join!(
+        revise(&c, &admin, &p, sid, "accept", json!({})),
+        revise(&c, &rita, &p, sid, "reject", reject.clone()),
+        revise(&c, &admin, &p, sid, "reject", reject.clone()),
+        revise(&c, &rita, &p, sid, "accept", json!({})),
+        revise(&c, &admin, &p, sid, "accept", json!({})),
+        revise(&c, &rita, &p, sid, "reject", reject.clone()),
+    );
+    let all = [a, b, c1, d, e, f];
+    let stored: Vec<_> = all.iter().filter(|(st, _)| st.is_success()).collect();
+    assert_eq!(stored.len(), 1, "exactly one verdict is stored: {all:?}");
+    for (st, v) in &all {
+        assert!(st.is_success() || st.is_client_error(), "a refusal, not a server error: {st} {v}");
+    }
+    let raw = export(&c, &admin, &p, "raw").await;
+    let won = if stored[0].1.to_string().contains("reject") { "rejected" } else { "accepted" };
+    assert_eq!(raw[0]["review"], won, "the export shows the verdict that was stored: {raw:?} {stored:?}");
+}
