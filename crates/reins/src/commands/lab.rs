@@ -119,26 +119,8 @@ fn run_experiments(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// The commit the run came from: `git rev-parse` in the working directory (with `+dirty`
-/// when files differ from it), or `unknown` outside a repository.
+/// The commit the binary was built from, stamped by `build.rs` (`+dirty` when the working
+/// tree had uncommitted changes to tracked files; `unknown` outside a git checkout).
 fn commit() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(c) if !c.is_empty() => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{c}+dirty")
-            } else {
-                c
-            }
-        }
-        _ => "unknown".into(),
-    }
+    env!("REINS_BUILD_COMMIT").to_string()
 }
