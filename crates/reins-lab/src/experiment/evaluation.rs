@@ -1,14 +1,16 @@
-//! Two evaluation stages of the quickstart that experiments reuse: reward-model accuracy on
-//! pairs of test prompts, and best-of-n with its over-optimization curves.
+//! The evaluation stages of the quickstart that experiments reuse: reward-model accuracy on
+//! pairs of test prompts, best-of-n with its over-optimization curves, and the scoreboard of
+//! every policy's answers to the test prompts.
 
 use rand::SeedableRng;
 use reins_model::Model;
 
 use crate::annotators::Outcome as LabelOutcome;
 use crate::metrics;
-use crate::report::{OverOptCurve, OverOptPoint, RewardModelRow};
+use crate::report::{MethodRow, OverOptCurve, OverOptPoint, RewardModelRow};
 use crate::{Prompt, Split};
 
+use super::stages::{Base, Evaluation};
 use super::{Result, Session};
 
 /// Best-of-n against the ensemble and the curves of best-of-n under each reward model.
@@ -125,5 +127,85 @@ impl Session<'_> {
         }
         let picks: Vec<String> = picks(&ensemble, n).into_iter().map(|j| flat[j].1.clone()).collect();
         Ok(BestOfN { n, picks, curves: overopt })
+    }
+}
+
+/// Every policy's answers to the test prompts and its row of the methods table: gold, win rate
+/// against SFT, KL to SFT, and the proxy (ensemble mean) with its gap to gold. SFT's answers,
+/// the first row, are the baseline of the win rates and of the proxy–gold gap.
+pub struct Scoreboard {
+    pub prompts: Vec<Prompt>,
+    pub rows: Vec<MethodRow>,
+    /// Each method's answers, in the order of `rows` after SFT.
+    pub outputs: Vec<(String, Vec<String>)>,
+    pub sft: Evaluation,
+    sft_proxy: Vec<f64>,
+}
+
+impl Scoreboard {
+    /// The gold score of answer `i` of `outs`.
+    fn gold(&self, cx: &Session, outs: &[String]) -> Vec<f64> {
+        self.prompts.iter().zip(outs).map(|(p, o)| cx.lab.gold.score(&p.text, o)).collect()
+    }
+
+    fn items(&self, outs: &[String]) -> Vec<(String, String)> {
+        self.prompts.iter().zip(outs).map(|(p, o)| (p.text.clone(), o.clone())).collect()
+    }
+
+    /// Adds a method's row from its answers (`kl`: its KL to SFT) and keeps the answers.
+    pub fn add(&mut self, cx: &Session, members: &[Model], name: &str, outs: Vec<String>, kl: f64) -> Result<()> {
+        let g = self.gold(cx, &outs);
+        let px = cx.score_mean(members, &self.items(&outs))?;
+        self.rows.push(MethodRow {
+            name: name.to_string(),
+            mean_gold: metrics::mean(&g),
+            gold_win_rate_vs_sft: metrics::win_rate(&g, &self.sft.gold),
+            kl_to_ref: kl,
+            mean_proxy: Some(metrics::mean(&px)),
+            proxy_gold_gap: Some(metrics::proxy_gold_gap(&px, &g, &self.sft_proxy, &self.sft.gold)),
+        });
+        self.outputs.push((name.to_string(), outs));
+        Ok(())
+    }
+}
+
+impl Session<'_> {
+    /// Stage *evaluation, SFT*: the SFT policy answers `cfg.eval.n_prompts` test prompts once
+    /// each; gold and proxy (ensemble mean) of its answers start the scoreboard.
+    pub fn scoreboard(&mut self, base: &Base, members: &[Model]) -> Result<Scoreboard> {
+        let prompts = self.lab.world.prompts(Split::Test, self.cfg.eval.n_prompts);
+        self.progress.stage("evaluating SFT", 1);
+        let outs: Vec<String> =
+            self.sample_eval(&base.sft, &prompts, 1, 3)?.into_iter().map(|mut v| v.remove(0)).collect();
+        self.progress.tick("done");
+        let gold: Vec<f64> = prompts.iter().zip(&outs).map(|(p, o)| self.lab.gold.score(&p.text, o)).collect();
+        let items: Vec<(String, String)> =
+            prompts.iter().zip(&outs).map(|(p, o)| (p.text.clone(), o.clone())).collect();
+        let sft_proxy = self.score_mean(members, &items)?;
+        let rows = vec![MethodRow {
+            name: "SFT".into(),
+            mean_gold: metrics::mean(&gold),
+            gold_win_rate_vs_sft: 0.5,
+            kl_to_ref: 0.0,
+            mean_proxy: Some(metrics::mean(&sft_proxy)),
+            proxy_gold_gap: Some(0.0),
+        }];
+        Ok(Scoreboard { prompts, rows, outputs: Vec::new(), sft: Evaluation { outs, gold, kl: 0.0 }, sft_proxy })
+    }
+
+    /// Stage *evaluation* of one policy: its answers to the scoreboard's prompts (sampling
+    /// stream `salt`), its KL to SFT, and its row.
+    pub fn score_policy(
+        &mut self,
+        board: &mut Scoreboard,
+        base: &Base,
+        members: &[Model],
+        name: &str,
+        policy: &Model,
+        salt: u64,
+    ) -> Result<()> {
+        let prompts = board.prompts.clone();
+        let e = self.evaluate(name, policy, base, &prompts, salt)?;
+        board.add(self, members, name, e.outs, e.kl)
     }
 }

@@ -16,9 +16,11 @@ use reins_train::trainers::online_dpo::{OnlineDpoConfig as TrlOnlineDpo, OnlineD
 use reins_train::trainers::ppo::{PpoConfig as TrlPpo, PpoTrainer};
 
 use crate::metrics;
-use crate::report::OverOptPoint;
+use crate::report::{OverOptCurve, OverOptPoint};
 use crate::{LabConfig, Prompt, Split};
 
+use super::evaluation::Scoreboard;
+use super::stages::Base;
 use super::{stage, Result, Session};
 
 /// Where an RL run is measured: a fixed set of test prompts with the SFT policy's
@@ -31,6 +33,49 @@ pub(crate) struct Probe<'a> {
 }
 
 impl Session<'_> {
+    /// Stage *online methods*: GRPO against the single RM and against the ensemble, each with
+    /// its over-optimization curve (gold, proxy and KL along the way on the first 64 test
+    /// prompts; Gao et al., arXiv:2210.10760, Fig. 1), then PPO and online DPO against the
+    /// ensemble. Each policy joins the scoreboard; a method with `max_steps = 0` is skipped.
+    pub(crate) fn online_methods(
+        &mut self,
+        base: &Base,
+        members: &[Model],
+        board: &mut Scoreboard,
+    ) -> Result<Vec<OverOptCurve>> {
+        let cfg = self.cfg;
+        let curve_prompts: Vec<Prompt> = board.prompts.iter().take(64).cloned().collect();
+        let ref_out: Vec<String> = board.sft.outs.iter().take(curve_prompts.len()).cloned().collect();
+        let ref_gold: Vec<f64> = board.sft.gold.iter().take(curve_prompts.len()).copied().collect();
+        let mut curves = Vec::new();
+        for (method, ensemble) in [
+            (OnlineMethod::Grpo, false),
+            (OnlineMethod::Grpo, true),
+            (OnlineMethod::Ppo, true),
+            (OnlineMethod::OnlineDpo, true),
+        ] {
+            if method.max_steps(cfg) == 0 {
+                continue;
+            }
+            let used: &[Model] = if ensemble { members } else { &members[..1] };
+            let name = if ensemble {
+                format!("{} (ensemble of {})", method.label(), used.len())
+            } else {
+                format!("{} (single RM)", method.label())
+            };
+            let ref_proxy = self.score_aggregated(used, &curve_prompts, &ref_out)?;
+            let probe = Probe { prompts: &curve_prompts, ref_proxy: &ref_proxy, ref_gold: &ref_gold, members: used };
+            let curve = method == OnlineMethod::Grpo;
+            let (policy, points) =
+                self.train_online(method, &base.dir, &base.sft, &name, used, curve.then_some(&probe))?;
+            if curve {
+                curves.push(OverOptCurve { name: name.clone(), points });
+            }
+            self.score_policy(board, base, members, &name, &policy, 6)?;
+        }
+        Ok(curves)
+    }
+
     /// The ensemble's `mean − λ·var` score (the plain score for one member) of responses.
     pub(crate) fn score_aggregated(&self, members: &[Model], prompts: &[Prompt], outs: &[String]) -> Result<Vec<f64>> {
         let items: Vec<(String, String)> = prompts.iter().zip(outs).map(|(p, o)| (p.text.clone(), o.clone())).collect();

@@ -73,6 +73,10 @@ pub struct Knobs {
     pub n_lists: usize,
     /// PPO-max vs vanilla PPO: both run at this multiple of `ppo.learning_rate`. Default 10.
     pub lr_scale: f64,
+    /// Over-optimization: the small-budget proxy reward model trains on this fraction of the
+    /// labelled pairs (Gao et al. vary the proxy's data; a weaker proxy is over-optimized
+    /// sooner). Default 0.25.
+    pub proxy_label_fraction: f64,
 }
 
 impl Default for Knobs {
@@ -87,6 +91,7 @@ impl Default for Knobs {
             list_size: 4,
             n_lists: 1024,
             lr_scale: 10.0,
+            proxy_label_fraction: 0.25,
         }
     }
 }
@@ -108,6 +113,9 @@ impl Knobs {
         }
         if !(self.lr_scale.is_finite() && self.lr_scale > 0.0) {
             return Err(LabError::config("knobs.lr_scale", "must be a positive number (default 10)"));
+        }
+        if !(self.proxy_label_fraction > 0.0 && self.proxy_label_fraction <= 1.0) {
+            return Err(LabError::config("knobs.proxy_label_fraction", "must be in (0, 1] (default 0.25)"));
         }
         if !(2..=16).contains(&self.list_size) || self.n_lists < 4 {
             return Err(LabError::config("knobs.list_size", "needs list_size in 2..=16 and n_lists >= 4"));
@@ -185,7 +193,7 @@ pub struct RunOptions<'a> {
     pub seeds: u64,
     pub reduced: bool,
     pub out_dir: &'a Path,
-    /// The repository commit the binary ran from (`git rev-parse`), or `"unknown"`.
+    /// The commit the binary was built from (stamped by `crates/reins/build.rs`), or `"unknown"`.
     pub commit: String,
 }
 
