@@ -8,11 +8,15 @@
 //! prompts); the expected gold of best-of-n for every n = 1, 2, 4, … up to the pool size comes
 //! from the unbiased estimator over the pool (no resampling noise, KL up to ln N − (N−1)/N:
 //! 6.09 at the default N = 1200). Gao's form is fitted to each curve; the rule reads the single
-//! RM's β. The RL half: GRPO (the lab's `[grpo]` budget) against the single RM and against the
-//! ensemble's mean − λ·var, probed `eval.overoptimization_points` times on the same prompts
-//! for gold and exact KL, with Gao's RL form `d(α − β·ln d)` fitted to each curve and reported
-//! beside the rule (not read by it). Pushing GRPO to KL ≥ 10 needs a larger `[lab.grpo]`
-//! budget than the quickstart's, which reaches KL ≈ 1.8.
+//! RM's β.
+//!
+//! The RL half (reported beside the rule, not read by it): GRPO without a KL penalty against
+//! three proxies — the single RM, a single RM trained on `knobs.proxy_label_fraction` of the
+//! labels (a weaker proxy), and the ensemble's mean − λ·var — probed
+//! `eval.overoptimization_points` times on the pool's prompts for gold and exact KL, with Gao's
+//! RL form `d(α − β·ln d)` fitted to each curve. The full run's GRPO budget (below) is the
+//! quickstart's with β = 0 and a larger learning rate and step count, so that KL passes 10 (the
+//! quickstart's GRPO stops near KL 1.8).
 
 use crate::experiment::stages::Base;
 use crate::experiment::{OnlineMethod, Probe, Session};
@@ -20,6 +24,10 @@ use crate::lab::stats::{best_of_n_unbiased, fit_gao, GaoForm};
 use crate::lab::{Experiment, Knobs, Paper, Rule, SeedOutcome};
 use crate::report::Curve;
 use crate::{metrics, LabError, Split};
+
+/// The full run's GRPO budget (see the module docs).
+const GRPO_STEPS: usize = 60;
+const GRPO_LR: f64 = 5e-4;
 
 pub fn experiment() -> Experiment {
     Experiment {
@@ -38,6 +46,14 @@ pub fn experiment() -> Experiment {
             let mut cfg = super::quickstart_settings(reduced, knobs);
             // A probe after every reduced GRPO step: enough points for the two-parameter fit.
             cfg.lab.eval.overoptimization_points = cfg.lab.eval.overoptimization_points.max(4);
+            if !reduced {
+                // Past KL 10: no KL penalty (Gao et al.'s main RL runs), GRPO_STEPS steps at
+                // GRPO_LR, a probe every GRPO_STEPS / 12 steps.
+                cfg.lab.grpo.beta = 0.0;
+                cfg.lab.grpo.max_steps = GRPO_STEPS;
+                cfg.lab.grpo.learning_rate = GRPO_LR;
+                cfg.lab.eval.overoptimization_points = 12;
+            }
             cfg
         },
         run,
@@ -98,8 +114,13 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
     // The RL half: GRPO curves, anchored on the pool's first sample of each prompt.
     let ref_out: Vec<String> = pool.iter().map(|c| c[0].clone()).collect();
     let ref_gold: Vec<f64> = (0..prompts.len()).map(|i| gold[i * big_n]).collect();
+    let few = ((labelled.records.len() as f64 * knobs.proxy_label_fraction).round() as usize).max(2);
+    s.announce(&format!("small-budget proxy RM ({few} labels)"));
+    let weak = s.reward_models(base, &labelled.records[..few.min(labelled.records.len())], 1)?;
     let label = format!("ensemble of {} (mean − λ·var)", members.len());
-    for (name, used) in [("single RM", &members[..1]), (label.as_str(), &members[..])] {
+    let weak_label = format!("single RM on {few} labels");
+    let proxies = [("single RM", &members[..1]), (weak_label.as_str(), &weak[..]), (label.as_str(), &members[..])];
+    for (name, used) in proxies {
         let ref_proxy = s.score_aggregated(used, &prompts, &ref_out)?;
         let probe = Probe { prompts: &prompts, ref_proxy: &ref_proxy, ref_gold: &ref_gold, members: used };
         let run_name = format!("GRPO, {name}");
