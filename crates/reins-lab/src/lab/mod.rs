@@ -151,6 +151,21 @@ impl RunConfig {
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
+    /// `self` with the keys of a `[lab]` / `[knobs]` TOML text laid over it: a key the text
+    /// sets replaces this config's value, every other key keeps it (an experiment's registered
+    /// settings stay unless the file names them). Unknown keys are refused as in
+    /// [`RunConfig::from_toml_str`].
+    pub fn layered(&self, text: &str, origin: &str) -> Result<Self, LabError> {
+        let parse = |error| LabError::ConfigParse { origin: origin.to_string(), error };
+        let over: toml::Table = toml::from_str(text).map_err(parse)?;
+        let mut base = toml::Table::try_from(self).expect("RunConfig is always representable in TOML");
+        merge(&mut base, over);
+        let cfg: RunConfig = toml::Value::Table(base).try_into().map_err(parse)?;
+        cfg.lab.validate()?;
+        cfg.knobs.validate()?;
+        Ok(cfg)
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("RunConfig is always representable in TOML")
     }
@@ -158,6 +173,18 @@ impl RunConfig {
     /// FNV-1a of the resolved TOML: two runs with the same hash ran the same settings.
     pub fn hash(&self) -> String {
         format!("{:016x}", crate::rng::fnv1a(self.to_toml().as_bytes()))
+    }
+}
+
+/// Lays `over` onto `base`, table by table; any other value replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
     }
 }
 
@@ -294,5 +321,22 @@ mod tests {
         other.knobs.pool_size += 1;
         assert_ne!(ok.hash(), other.hash());
         assert_eq!(ok.hash(), RunConfig::from_toml_str(&ok.to_toml(), "t").unwrap().hash());
+    }
+
+    #[test]
+    fn a_config_file_is_laid_over_the_registered_settings() {
+        let mut registered = RunConfig { lab: LabConfig::reduced(), knobs: Knobs::default() };
+        registered.lab.grpo.beta = 0.0;
+        registered.knobs.pool_size = 40;
+        let text = "[lab.grpo]\nmax_steps = 9\n[knobs]\nflip_rate = 0.3\n";
+        let cfg = registered.layered(text, "t").unwrap();
+        // What the file names changes; everything else (same table or not) stays registered.
+        assert_eq!((cfg.lab.grpo.max_steps, cfg.knobs.flip_rate), (9, 0.3));
+        assert_eq!((cfg.lab.grpo.beta, cfg.knobs.pool_size), (0.0, 40));
+        assert_eq!(cfg.lab.pretrain, LabConfig::reduced().pretrain);
+        let typo = registered.layered("[lab.grpo]\nmax_step = 9\n", "t").unwrap_err().to_string();
+        assert!(typo.contains("max_step"), "{typo}");
+        let bad = registered.layered("[knobs]\nflip_rate = 0.7\n", "t").unwrap_err().to_string();
+        assert!(bad.contains("knobs.flip_rate"), "{bad}");
     }
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use reins_lab::lab::{self, RunConfig, RunOptions};
+use reins_lab::lab::{self, RunOptions};
 
 use super::quickstart::Bars;
 
@@ -28,8 +28,8 @@ pub struct RunArgs {
     /// The CI-sized settings (minutes for all); its verdicts are not findings.
     #[arg(long)]
     pub reduced: bool,
-    /// A run config (`[lab]` and `[knobs]` tables) replacing the registered settings;
-    /// `--reduced` then only labels the result.
+    /// A run config (`[lab]` and `[knobs]` tables) laid over the registered settings (full,
+    /// or reduced with `--reduced`): the keys it sets replace theirs, the rest stay.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where results go: one folder per experiment inside. Default `lab-out`.
@@ -80,7 +80,7 @@ fn list(json: bool) -> Result<()> {
 fn run_experiments(a: RunArgs) -> Result<()> {
     let exps = if a.id == "all" { lab::registry() } else { vec![lab::find(&a.id)?] };
     let file_cfg = match &a.config {
-        Some(p) => Some(RunConfig::load(p)?),
+        Some(p) => Some((std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?, p)),
         None => None,
     };
     if !a.reduced && a.seeds < 3 {
@@ -90,7 +90,11 @@ fn run_experiments(a: RunArgs) -> Result<()> {
     let mut bars = Bars::new();
     let mut done = Vec::new();
     for exp in &exps {
-        let mut cfg = file_cfg.clone().unwrap_or_else(|| (exp.config)(a.reduced));
+        let registered = (exp.config)(a.reduced);
+        let mut cfg = match &file_cfg {
+            Some((text, p)) => registered.layered(text, &p.display().to_string())?,
+            None => registered,
+        };
         if let Some(c) = &a.cache_dir {
             cfg.lab.cache_dir = c.clone();
         }
