@@ -117,9 +117,3 @@ pub fn completion_only_logps(
     let t = cm.dim(1)?;
     Ok(CompletionOnlyLogps { sums: per_token.sum(D::Minus1)?, mask: cm.narrow(1, 1, t - 1)?, per_token, logits })
 }
-
-impl From<reins_model::ModelError> for crate::TrainError {
-    fn from(e: reins_model::ModelError) -> Self {
-        crate::TrainError::Input(e.to_string())
-    }
-}
