@@ -19,29 +19,8 @@ use crate::optim::optimizer::Optimizer;
 use crate::{Result, TrainError};
 use serde::{Deserialize, Serialize};
 
-/// Where the reference log-probs come from.
-pub enum Reference {
-    /// A separate frozen model (a copy of the starting policy).
-    Model(Box<Model>),
-    /// The policy with its LoRA adapters disabled.
-    AdaptersOff,
-    /// Computed once before training (TRL `precompute_ref_log_probs`): every batch carries
-    /// its reference log-probs and no reference model is kept.
-    Precomputed,
-}
-
-impl Reference {
-    /// The reference as a model without a graph, for a policy `policy`.
-    pub fn model(&self, policy: &Model) -> Result<Model> {
-        match self {
-            Reference::Model(m) => Ok(m.detached()),
-            Reference::AdaptersOff => Ok(policy.without_adapters()),
-            Reference::Precomputed => {
-                Err(TrainError::Input("the reference log-probs were precomputed but this batch carries none".into()))
-            }
-        }
-    }
-}
+// The binary, the lab and the tests name it `trainers::dpo::Reference`.
+pub use super::reference::Reference;
 
 /// TRL's DPO trainer settings outside the loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,8 +14,8 @@ use reins_model::Model;
 use serde::{Deserialize, Serialize};
 
 use super::accumulation::{accumulate, log_step};
-use super::dpo::Reference;
 use super::metrics::{add_mean, completion_metrics, reward_metrics, reward_source_metrics, scalar};
+use super::reference::Reference;
 use super::rollout::{completion_only_token_logps, reference_logps, rollout_from, CompletionSource, Rollout};
 use super::Metrics;
 use crate::losses::kl::{kl_estimate, KlEstimator};

@@ -22,9 +22,9 @@ use reins_model::weights::Weights;
 use reins_model::{LoadOptions, Model, SamplingConfig};
 use serde::{Deserialize, Serialize};
 
-use super::dpo::Reference;
 use super::metrics::{add_mean, completion_metrics, mean_reward};
 use super::online_dpo::dpo_on_pairs;
+use super::reference::Reference;
 use super::rollout::{reference_logps, rollout, score_rollout, Rollout};
 use super::Metrics;
 use crate::losses::DpoConfig;

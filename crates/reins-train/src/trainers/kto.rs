@@ -12,8 +12,8 @@ use candle_core::{DType, Tensor, D};
 use reins_data::collate::UnpairedBatch;
 use reins_model::Model;
 
-use super::dpo::Reference;
 use super::metrics::{attended_tokens, scalar, MicroBatchMean};
+use super::reference::Reference;
 use super::{completion_logps, BatchTrainer, Metrics};
 use crate::losses::{kto_kl_estimate, kto_loss, KtoConfig, KtoLossType};
 use crate::optim::optimizer::Optimizer;

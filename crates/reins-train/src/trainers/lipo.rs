@@ -16,8 +16,8 @@ use reins_data::{HfTokenizer, Preference, Record, Text};
 use reins_model::Model;
 use serde::{Deserialize, Serialize};
 
-use super::dpo::Reference;
 use super::metrics::{attended_tokens, scalar};
+use super::reference::Reference;
 use super::{completion_logps, BatchTrainer, Metrics};
 use crate::losses::lipo_lambda_loss;
 use crate::optim::optimizer::Optimizer;

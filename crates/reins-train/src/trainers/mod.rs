@@ -3,7 +3,8 @@
 //! and steps the shared [`Optimizer`]. What trainers share lives beside them, once:
 //! [`accumulation`] (micro-batches into one optimizer step, and the run loop's glue),
 //! [`rollout`] (sampling, scoring and log-probs of completions for the online trainers),
-//! [`metrics`] and [`token_metrics`] (what a step logs), and the completion log-probs below.
+//! [`metrics`] and [`token_metrics`] (what a step logs), [`reference`] (the policy a KL or
+//! implied reward is measured against), and the completion log-probs below.
 //!
 //! [`Optimizer`]: crate::optim::optimizer::Optimizer
 
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod online_dpo;
 pub mod orpo;
 pub mod ppo;
+pub mod reference;
 pub mod remax;
 pub mod reward;
 pub mod reward_ensemble;

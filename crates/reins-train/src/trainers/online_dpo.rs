@@ -18,8 +18,8 @@ use reins_model::{Model, SamplingConfig};
 use serde::{Deserialize, Serialize};
 
 use super::accumulation::{accumulate, finish_step};
-use super::dpo::Reference;
 use super::metrics::{completion_metrics, mean_reward, scalar};
+use super::reference::Reference;
 use super::rollout::{completion_token_logps, reference_logps, rollout, score_rollout, Rollout};
 use super::Metrics;
 use crate::losses::dpo::{dpo_loss, dpo_metrics};

@@ -22,8 +22,8 @@ use reins_model::logprobs::token_logps;
 use reins_model::{nn, Batch, Model};
 use serde::{Deserialize, Serialize};
 
-use super::dpo::Reference;
 use super::metrics::{add_mean, completion_metrics, mean_reward, scalar};
+use super::reference::Reference;
 use super::rollout::{masked_row_sums, reference_logps, rollout, score_rollout, token_rewards_tensor, Rollout};
 use super::Metrics;
 use crate::losses::kl::{kl_estimate, kl_penalized_rewards, KlController, KlEstimator};

@@ -14,8 +14,8 @@ use reins_model::{Model, SamplingConfig};
 use serde::{Deserialize, Serialize};
 
 use super::accumulation::{accumulate, finish_step};
-use super::dpo::Reference;
 use super::metrics::{completion_metrics, mean_reward, scalar};
+use super::reference::Reference;
 use super::rollout::{completion_entropy, completion_token_logps, masked_row_sums, reference_logps, rollout};
 use super::Metrics;
 use crate::losses::kl::{kl_estimate, KlEstimator};

@@ -14,8 +14,8 @@ use reins_model::Model;
 use serde::{Deserialize, Serialize};
 
 use super::accumulation::{accumulate, log_step};
-use super::dpo::Reference;
 use super::metrics::{add_mean, completion_metrics, reward_metrics, reward_source_metrics, scalar};
+use super::reference::Reference;
 use super::rollout::{
     completion_entropy, completion_token_logps, masked_row_sums, reference_logps, rollout_from, token_rewards_tensor,
     CompletionSource, Rollout,

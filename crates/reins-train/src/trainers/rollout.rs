@@ -9,8 +9,8 @@ use reins_model::generate::{generate, Finish, Generation, Hooks, SamplingConfig}
 use reins_model::logprobs::{masked_token_logps, masked_token_logps_and_logits, token_logps};
 use reins_model::{nn, Batch, Model};
 
-use super::dpo::Reference;
 use super::metrics::scalar;
+use super::reference::Reference;
 use crate::losses::ppo::entropy_from_logits;
 use crate::rewards::RewardSource;
 use crate::rl::advantages::masked_mean;
