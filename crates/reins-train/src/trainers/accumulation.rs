@@ -133,3 +133,80 @@ impl<T: BatchTrainer> crate::run::Trainer for T {
         BatchTrainer::load_extra_state(self, saved)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+    use crate::optim::optimizer::OptimConfig;
+
+    fn metric(key: &str, v: f64) -> Metrics {
+        Metrics::from([(key.to_string(), v)])
+    }
+
+    /// One weight `w`; the loss of batch `c` is `c·w`, so its gradient is `c`.
+    struct Linear {
+        w: Var,
+        opt: Optimizer,
+        num_tokens: f64,
+        steps_seen: usize,
+    }
+
+    impl Linear {
+        fn new() -> Result<Self> {
+            let w = Var::new(&[1f32], &Device::Cpu)?;
+            let opt = Optimizer::new(&[("w".to_string(), w.clone())], &OptimConfig::default(), 4)?;
+            Ok(Linear { w, opt, num_tokens: 0.0, steps_seen: 0 })
+        }
+    }
+
+    impl BatchTrainer for Linear {
+        type Batch = f64;
+        fn batch_loss(&self, c: &f64) -> Result<(Tensor, Metrics)> {
+            let mut m = metric("loss", *c);
+            m.insert("num_tokens".into(), 10.0);
+            Ok(((self.w.as_tensor().sum_all()? * *c)?, m))
+        }
+        fn model(&self) -> &Model {
+            unreachable!("no checkpoint is written here")
+        }
+        fn optimizer(&mut self) -> &mut Optimizer {
+            &mut self.opt
+        }
+        fn num_tokens(&mut self) -> &mut f64 {
+            &mut self.num_tokens
+        }
+        fn after_step(&mut self) -> Result<()> {
+            self.steps_seen = self.opt.step;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_step_is_the_mean_of_its_micro_batches() -> Result<()> {
+        let mut t = Linear::new()?;
+        let m = crate::run::Trainer::train_step(&mut t, &[1.0, 3.0])?;
+        // Gradient (1 + 3) / 2 = 2 before clipping; losses averaged; tokens summed.
+        assert_eq!((m["grad_norm"], m["loss"], m["num_tokens"]), (2.0, 2.0, 20.0));
+        assert_eq!(t.steps_seen, 1, "after_step runs after the optimizer step");
+        let m = crate::run::Trainer::train_step(&mut t, &[5.0])?;
+        assert_eq!((m["grad_norm"], m["loss"], m["num_tokens"]), (5.0, 5.0, 30.0));
+        assert_eq!(crate::run::Trainer::evaluate(&mut t, &4.0)?["loss"], 4.0);
+        Ok(())
+    }
+
+    #[test]
+    fn accumulate_adds_each_scaled_gradient_and_averages_metrics() -> Result<()> {
+        let mut t = Linear::new()?;
+        let mut metrics = Metrics::new();
+        let w = t.w.clone();
+        accumulate(&mut t.opt, [1.0, 3.0, 8.0], &mut metrics, 4.0, |c: f64| {
+            Ok(((w.as_tensor().sum_all()? * (c / 4.0))?, metric("kl", c)))
+        })?;
+        let m = finish_step(&mut t.opt, metrics, 7.0)?;
+        assert_eq!((m["grad_norm"], m["kl"], m["num_tokens"]), (3.0, 3.0, 7.0));
+        assert!(finish_step(&mut t.opt, Metrics::new(), 7.0).is_err(), "a step without gradients");
+        Ok(())
+    }
+}
