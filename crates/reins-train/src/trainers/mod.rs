@@ -3,8 +3,8 @@
 //! and steps the shared [`Optimizer`]. What trainers share lives beside them, once:
 //! [`accumulation`] (micro-batches into one optimizer step, and the run loop's glue),
 //! [`rollout`] (sampling, scoring and log-probs of completions for the online trainers),
-//! [`metrics`] and [`token_metrics`] (what a step logs), [`reference`] (the policy a KL or
-//! implied reward is measured against), and the completion log-probs below.
+//! [`metrics`] and [`token_metrics`] (what a step logs), [`reference`](mod@reference) (the
+//! policy a KL or implied reward is measured against), and the completion log-probs below.
 //!
 //! [`Optimizer`]: crate::optim::optimizer::Optimizer
 
