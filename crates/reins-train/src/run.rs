@@ -38,7 +38,9 @@ use crate::optim::optimizer::Optimizer;
 use crate::trainers::Metrics;
 use crate::{Result, TrainError};
 
-/// What the loop needs from a trainer.
+/// What the loop needs from a trainer. Trainers on fixed batches get it from
+/// [`BatchTrainer`](crate::trainers::BatchTrainer) (their loss on one batch); online trainers,
+/// whose step samples first, implement it themselves.
 pub trait Trainer {
     type Batch;
     /// One optimizer step over micro-batches.

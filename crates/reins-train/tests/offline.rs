@@ -13,6 +13,7 @@ use reins_model::{LoadOptions, Model};
 use reins_train::losses::{DpoConfig, DpoLossType, RewardLossConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::optim::SchedulerType;
+use reins_train::run::Trainer as _;
 use reins_train::trainers::dpo::{DpoTrainer, Reference};
 use reins_train::trainers::reward::{collate_ranked_reward, ListwiseRewardTrainer, RankedRewardIds, RewardTrainer};
 use reins_train::trainers::sft::SftTrainer;

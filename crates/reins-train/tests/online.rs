@@ -16,12 +16,13 @@ use reins_train::rl::PolicyFilter;
 use reins_train::rl::ScaleRewards;
 use reins_train::run::{self, Quiet};
 use reins_train::trainers::dpo::Reference;
-use reins_train::trainers::grpo::{rollout, GrpoConfig, GrpoTrainer};
+use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
 use reins_train::trainers::iterative_dpo::{IterativeDpoConfig, IterativeDpoTrainer, ReferencePolicy};
 use reins_train::trainers::online_dpo::{OnlineDpoConfig, OnlineDpoTrainer};
 use reins_train::trainers::ppo::{PpoConfig, PpoTrainer};
 use reins_train::trainers::remax::{RemaxConfig, RemaxTrainer};
-use reins_train::trainers::rloo::{token_rewards_tensor, AdvantageEstimator, RlooConfig, RlooTrainer};
+use reins_train::trainers::rloo::{AdvantageEstimator, RlooConfig, RlooTrainer};
+use reins_train::trainers::rollout::{rollout, token_rewards_tensor};
 use reins_train::trainers::Metrics;
 
 const VOCAB: usize = 32;
@@ -203,7 +204,7 @@ fn rollout_layout_and_token_rewards_line_up() {
         assert_eq!(r.attention_mask[i].iter().map(|&x| x as usize).sum::<usize>(), p.len() + c.len());
     }
     // The sampler's log-probs are the policy's (temperature 1).
-    let (logps, mask, _) = reins_train::trainers::grpo::completion_token_logps(&policy, &r, 1.0).unwrap();
+    let (logps, mask, _) = reins_train::trainers::rollout::completion_token_logps(&policy, &r, 1.0).unwrap();
     let lp = logps.to_vec2::<f32>().unwrap();
     let mk = mask.to_vec2::<f32>().unwrap();
     for i in 0..4 {
@@ -213,9 +214,10 @@ fn rollout_layout_and_token_rewards_line_up() {
         }
     }
     // The completion-only path (LM head on completion positions) agrees, entropy included.
-    use reins_train::trainers::grpo::{completion_entropy, completion_only_token_logps};
+    use reins_train::trainers::rollout::{completion_entropy, completion_only_token_logps};
     for temperature in [1.0, 0.7] {
-        let (dense, _, logits) = reins_train::trainers::grpo::completion_token_logps(&policy, &r, temperature).unwrap();
+        let (dense, _, logits) =
+            reins_train::trainers::rollout::completion_token_logps(&policy, &r, temperature).unwrap();
         let (sparse, sparse_mask, entropy) = completion_only_token_logps(&policy, &r, temperature).unwrap();
         let diff = (dense - sparse).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 1e-5, "log-probs differ by {diff}");

@@ -10,6 +10,7 @@ mod trl;
 
 use reins_data::collate::{PreferenceBatch, RewardBatch, SftBatch, UnpairedBatch};
 use reins_train::losses::{CpoConfig, DpoConfig, KtoConfig, RewardLossConfig};
+use reins_train::run::Trainer as _;
 use reins_train::trainers::cpo::CpoTrainer;
 use reins_train::trainers::dpo::{DpoTrainer, Reference};
 use reins_train::trainers::kto::KtoTrainer;

@@ -109,9 +109,26 @@ fn main() {
         Cli::Feedback(c) => commands::serve::run_feedback(c),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprint!("{}", error_report(&e));
         std::process::exit(1);
     }
+}
+
+/// `reins: <error>`, then one `  caused by: <cause>` line per error below it in the chain that
+/// `anyhow`'s context and the libraries' `#[error(transparent)]` sources keep (ripgrep's `rg:`
+/// style). A cause whose text already ends the line above (thiserror's `"{path}: {source}"`
+/// messages embed their I/O error) is not printed twice.
+fn error_report(e: &anyhow::Error) -> String {
+    let mut out = format!("reins: {e}\n");
+    let mut above = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !above.ends_with(&text) {
+            out.push_str(&format!("  caused by: {text}\n"));
+        }
+        above = text;
+    }
+    out
 }
 
 enum SigPipe {
@@ -137,4 +154,21 @@ fn set_sigpipe(action: SigPipe) {
     }
     #[cfg(not(unix))]
     let _ = action;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_report;
+
+    #[test]
+    fn an_error_prints_as_reins_then_each_cause_not_already_shown() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let model = reins_model::ModelError::Io { path: "m/config.json".into(), source: io };
+        let e = anyhow::Error::new(reins_train::TrainError::from(model)).context("reward model m");
+        assert_eq!(error_report(&e), "reins: reward model m\n  caused by: m/config.json: no such file\n");
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = anyhow::Error::new(io).context("reading a.toml").context("in the config");
+        assert_eq!(error_report(&e), "reins: in the config\n  caused by: reading a.toml\n  caused by: denied\n");
+        assert_eq!(error_report(&anyhow::anyhow!("bad")), "reins: bad\n");
+    }
 }

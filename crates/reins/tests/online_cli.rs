@@ -185,3 +185,31 @@ fn ppo_cli_auto_filter_without_held_out_scores_says_what_to_set() {
     assert!(!o.status.success());
     assert!(err.contains("pf_heldout_reward"), "{err}");
 }
+
+/// A reward ensemble whose member folder is missing: the loader's error keeps its own message
+/// (not flattened into "invalid input: ...") and the binary prints it under `reins:` with the
+/// cause chain.
+#[test]
+fn a_missing_ensemble_member_prints_reins_and_the_cause_chain() {
+    use reins_train::losses::EnsembleAggregation;
+    use reins_train::trainers::reward_ensemble::EnsembleManifest;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let ensemble = dir.path().join("ensemble");
+    std::fs::create_dir(&ensemble).unwrap();
+    EnsembleManifest { members: vec!["member-0".into()], aggregation: EnsembleAggregation::Mean }
+        .write(&ensemble)
+        .unwrap();
+    let out_set = format!("output_dir={}", dir.path().join("run").display());
+    let path_set = format!("reward_model_path={}", ensemble.display());
+    let args =
+        ["grpo", "--config", "examples/grpo.toml", "--set", &out_set, "--set", "reward=model", "--set", &path_set];
+    let o = Command::new(env!("CARGO_BIN_EXE_reins")).args(args).current_dir(&root).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "grpo ran with a missing ensemble member:\n{err}");
+    let member = ensemble.join("member-0").join("config.json");
+    let want = format!("reins: reward ensemble {}\n  caused by: {}: ", ensemble.display(), member.display());
+    assert!(err.contains(&want), "want {want:?} in:\n{err}");
+    assert!(err.trim_end().ends_with("(os error 2)") && !err.contains("invalid input"), "{err}");
+    assert_eq!(err.matches("caused by").count(), 1, "the I/O error is printed once:\n{err}");
+}

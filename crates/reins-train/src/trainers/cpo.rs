@@ -9,9 +9,8 @@ use candle_core::{Tensor, D};
 use reins_data::collate::PreferenceBatch;
 use reins_model::Model;
 
-use super::orpo::{mean, mean_logit, reward_metrics};
-use super::{accumulate_metrics, finish_step};
-use super::{completion_logps_hf_padding, scalar, Metrics};
+use super::metrics::{attended_tokens, mean, mean_logit, pair_reward_metrics, scalar};
+use super::{completion_logps_hf_padding, BatchTrainer, Metrics};
 use crate::losses::dpo::chosen_sft_nll;
 use crate::losses::{cpo_loss, CpoConfig, CpoLossType};
 use crate::optim::optimizer::Optimizer;
@@ -69,36 +68,22 @@ impl CpoTrainer {
         let res = cpo_loss(&c, &r, Some(&nll), &self.cfg)?;
         let mut m = Metrics::new();
         m.insert("loss".into(), scalar(&res.loss)?);
-        reward_metrics(&mut m, &res.chosen_rewards, &res.rejected_rewards)?;
+        pair_reward_metrics(&mut m, &res.chosen_rewards, &res.rejected_rewards)?;
         m.insert("logps/chosen".into(), mean(&c)?);
         m.insert("logps/rejected".into(), mean(&r)?);
         m.insert("logits/chosen".into(), mean_logit(&out.logits, 0, n)?);
         m.insert("logits/rejected".into(), mean_logit(&out.logits, n, n)?);
         m.insert("nll_loss".into(), scalar(&nll)?);
-        m.insert("num_tokens".into(), batch.attention_mask.iter().flatten().map(|&x| x as f64).sum());
+        m.insert("num_tokens".into(), attended_tokens(&batch.attention_mask));
         Ok((res.loss, m))
-    }
-
-    /// One optimizer step over `micro_batches` (gradient accumulation); metrics averaged.
-    pub fn train_step(&mut self, micro_batches: &[PreferenceBatch]) -> Result<Metrics> {
-        let k = micro_batches.len() as f64;
-        let mut metrics = Metrics::new();
-        for b in micro_batches {
-            let (loss, m) = self.loss(b)?;
-            self.opt.accumulate((loss / k)?.backward()?)?;
-            accumulate_metrics(&mut metrics, m, k, &mut self.num_tokens);
-        }
-        finish_step(&mut self.opt, metrics, self.num_tokens)
     }
 }
 
-impl crate::run::Trainer for CpoTrainer {
+/// Steps as TRL's `CPOTrainer`: the mean of the micro-batches' mean losses.
+impl BatchTrainer for CpoTrainer {
     type Batch = PreferenceBatch;
-    fn train_step(&mut self, micro_batches: &[PreferenceBatch]) -> Result<Metrics> {
-        CpoTrainer::train_step(self, micro_batches)
-    }
-    fn evaluate(&mut self, batch: &PreferenceBatch) -> Result<Metrics> {
-        Ok(self.loss(batch)?.1)
+    fn batch_loss(&self, batch: &PreferenceBatch) -> Result<(Tensor, Metrics)> {
+        self.loss(batch)
     }
     fn model(&self) -> &Model {
         &self.policy

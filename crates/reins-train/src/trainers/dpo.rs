@@ -10,37 +10,17 @@ use candle_core::{Tensor, D};
 use reins_data::collate::PreferenceBatch;
 use reins_model::Model;
 
+use super::metrics::attended_tokens;
 use super::token_metrics::TokenStats;
-use super::{completion_logps, completion_only_logps, Metrics};
+use super::{completion_logps, completion_only_logps, BatchTrainer, Metrics};
 use crate::losses::dpo::{chosen_sft_nll, dpo_loss, dpo_metrics, ld_alpha_logps, log_sum_sq_probs, wpo_weights};
 use crate::losses::{DpoConfig, DpoExtras, DpoLossType};
 use crate::optim::optimizer::Optimizer;
 use crate::{Result, TrainError};
 use serde::{Deserialize, Serialize};
 
-/// Where the reference log-probs come from.
-pub enum Reference {
-    /// A separate frozen model (a copy of the starting policy).
-    Model(Box<Model>),
-    /// The policy with its LoRA adapters disabled.
-    AdaptersOff,
-    /// Computed once before training (TRL `precompute_ref_log_probs`): every batch carries
-    /// its reference log-probs and no reference model is kept.
-    Precomputed,
-}
-
-impl Reference {
-    /// The reference as a model without a graph, for a policy `policy`.
-    pub fn model(&self, policy: &Model) -> Result<Model> {
-        match self {
-            Reference::Model(m) => Ok(m.detached()),
-            Reference::AdaptersOff => Ok(policy.without_adapters()),
-            Reference::Precomputed => {
-                Err(TrainError::Input("the reference log-probs were precomputed but this batch carries none".into()))
-            }
-        }
-    }
-}
+// The binary, the lab and the tests name it `trainers::dpo::Reference`.
+pub use super::reference::Reference;
 
 /// TRL's DPO trainer settings outside the loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -238,29 +218,8 @@ impl DpoTrainer {
         m.insert("mean_token_accuracy".into(), stats.accuracy(0..n));
         m.insert("logits/chosen".into(), stats.mean_logit(0..n));
         m.insert("logits/rejected".into(), stats.mean_logit(n..2 * n));
-        m.insert("num_tokens".into(), batch.attention_mask.iter().flatten().map(|&x| x as f64).sum());
+        m.insert("num_tokens".into(), attended_tokens(&batch.attention_mask));
         Ok((res.loss, m))
-    }
-
-    /// One optimizer step over `micro_batches` (gradient accumulation); metrics averaged.
-    /// Each micro-batch's loss is a mean over its pairs divided by the number of micro-batches,
-    /// as in TRL's DPO trainer, which does not normalise by `num_items_in_batch` (unlike SFT).
-    pub fn train_step(&mut self, micro_batches: &[PreferenceBatch]) -> Result<Metrics> {
-        let k = micro_batches.len() as f64;
-        let mut metrics = Metrics::new();
-        for b in micro_batches {
-            let (loss, m) = self.loss(b, None)?;
-            self.opt.accumulate((loss / k)?.backward()?)?;
-            super::accumulate_metrics(&mut metrics, m, k, &mut self.num_tokens);
-        }
-        let metrics = super::finish_step(&mut self.opt, metrics, self.num_tokens)?;
-        // TRL's `SyncRefModelCallback.on_step_end`: after optimizer step N, when N % every == 0.
-        if let (Some((alpha, every)), Reference::Model(reference)) = (self.sync, &self.reference) {
-            if self.opt.step.is_multiple_of(every) {
-                sync_reference(reference, &self.policy, alpha)?;
-            }
-        }
-        Ok(metrics)
     }
 }
 
@@ -272,13 +231,21 @@ pub fn attach_reference_logps(batch: &mut PreferenceBatch, idx: &[usize], refs: 
     batch.ref_logps = Some(chosen.chain(rejected).collect());
 }
 
-impl crate::run::Trainer for DpoTrainer {
+/// Steps as TRL's `DPOTrainer`: each micro-batch's loss is a mean over its pairs divided by the
+/// number of micro-batches (TRL does not normalise DPO by `num_items_in_batch`, unlike SFT).
+impl BatchTrainer for DpoTrainer {
     type Batch = PreferenceBatch;
-    fn train_step(&mut self, micro_batches: &[PreferenceBatch]) -> Result<Metrics> {
-        DpoTrainer::train_step(self, micro_batches)
+    fn batch_loss(&self, batch: &PreferenceBatch) -> Result<(Tensor, Metrics)> {
+        self.loss(batch, None)
     }
-    fn evaluate(&mut self, batch: &PreferenceBatch) -> Result<Metrics> {
-        Ok(self.loss(batch, None)?.1)
+    /// TRL's `SyncRefModelCallback.on_step_end`: after optimizer step N, when N % every == 0.
+    fn after_step(&mut self) -> Result<()> {
+        if let (Some((alpha, every)), Reference::Model(reference)) = (self.sync, &self.reference) {
+            if self.opt.step.is_multiple_of(every) {
+                sync_reference(reference, &self.policy, alpha)?;
+            }
+        }
+        Ok(())
     }
     fn model(&self) -> &Model {
         &self.policy

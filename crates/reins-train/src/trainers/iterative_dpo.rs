@@ -22,9 +22,10 @@ use reins_model::weights::Weights;
 use reins_model::{LoadOptions, Model, SamplingConfig};
 use serde::{Deserialize, Serialize};
 
-use super::dpo::Reference;
-use super::grpo::{add_mean, completion_metrics, reference_logps, rollout, score_rollout, Rollout};
+use super::metrics::{add_mean, completion_metrics, mean_reward};
 use super::online_dpo::dpo_on_pairs;
+use super::reference::Reference;
+use super::rollout::{reference_logps, rollout, score_rollout, Rollout};
 use super::Metrics;
 use crate::losses::DpoConfig;
 use crate::optim::optimizer::{OptimConfig, Optimizer};
@@ -198,11 +199,11 @@ impl IterativeDpoTrainer {
         let r = rollout(&self.policy, prompts, c.num_generations, &sampling, false)?;
         let scores = score_rollout(self.reward.as_ref(), &r, c.missing_eos_penalty)?;
         self.last_samples = Sample::rows(&r.prompts, &r.completions, &scores);
-        self.num_tokens += r.attention_mask.iter().flatten().map(|&x| x as f64).sum::<f64>();
+        self.num_tokens += r.num_tokens();
         let mut m = Metrics::new();
         completion_metrics(&r, &mut m);
         let kl = self.sampled_kl(&r, c.temperature)?;
-        let mean = scores.iter().map(|&x| x as f64).sum::<f64>() / scores.len().max(1) as f64;
+        let mean = mean_reward(&scores);
         m.insert("objective/scores".into(), mean);
         m.insert("reward".into(), mean);
         let rows = best_worst_rows(&scores, c.num_generations);
@@ -282,7 +283,7 @@ impl crate::run::Trainer for IterativeDpoTrainer {
         let scores = score_rollout(self.reward.as_ref(), &r, self.cfg.missing_eos_penalty)?;
         let mut m = Metrics::new();
         completion_metrics(&r, &mut m);
-        m.insert("reward".into(), scores.iter().map(|&x| x as f64).sum::<f64>() / scores.len().max(1) as f64);
+        m.insert("reward".into(), mean_reward(&scores));
         Ok(m)
     }
     fn model(&self) -> &Model {

@@ -12,9 +12,9 @@ use candle_core::{DType, Tensor, D};
 use reins_data::collate::UnpairedBatch;
 use reins_model::Model;
 
-use super::dpo::Reference;
-use super::finish_step;
-use super::{completion_logps, scalar, Metrics};
+use super::metrics::{attended_tokens, scalar, MicroBatchMean};
+use super::reference::Reference;
+use super::{completion_logps, BatchTrainer, Metrics};
 use crate::losses::{kto_kl_estimate, kto_loss, KtoConfig, KtoLossType};
 use crate::optim::optimizer::Optimizer;
 use crate::{Result, TrainError};
@@ -130,40 +130,19 @@ impl KtoTrainer {
         if let (Some(a), Some(b)) = (m.get("rewards/chosen"), m.get("rewards/rejected")) {
             m.insert("rewards/margins".into(), a - b);
         }
-        m.insert("num_tokens".into(), batch.attention_mask.iter().flatten().map(|&x| x as f64).sum());
+        m.insert("num_tokens".into(), attended_tokens(&batch.attention_mask));
         Ok((res.loss, m))
-    }
-
-    /// One optimizer step over `micro_batches`. A metric is averaged over the micro-batches
-    /// that have it (a micro-batch may hold no desirable or no undesirable example).
-    pub fn train_step(&mut self, micro_batches: &[UnpairedBatch]) -> Result<Metrics> {
-        let k = micro_batches.len() as f64;
-        let mut sums = Metrics::new();
-        let mut counts = Metrics::new();
-        for b in micro_batches {
-            let (loss, m) = self.loss(b)?;
-            self.opt.accumulate((loss / k)?.backward()?)?;
-            for (key, v) in m {
-                if key == "num_tokens" {
-                    self.num_tokens += v;
-                } else {
-                    *sums.entry(key.clone()).or_insert(0.0) += v;
-                    *counts.entry(key).or_insert(0.0) += 1.0;
-                }
-            }
-        }
-        let metrics = sums.into_iter().map(|(key, v)| (key.clone(), v / counts[&key])).collect();
-        finish_step(&mut self.opt, metrics, self.num_tokens)
     }
 }
 
-impl crate::run::Trainer for KtoTrainer {
+/// Steps as TRL's `KTOTrainer`: the mean of the micro-batches' mean losses. A metric is
+/// averaged over the micro-batches that have it (a micro-batch may hold no desirable or no
+/// undesirable example).
+impl BatchTrainer for KtoTrainer {
     type Batch = UnpairedBatch;
-    fn train_step(&mut self, micro_batches: &[UnpairedBatch]) -> Result<Metrics> {
-        KtoTrainer::train_step(self, micro_batches)
-    }
-    fn evaluate(&mut self, batch: &UnpairedBatch) -> Result<Metrics> {
-        Ok(self.loss(batch)?.1)
+    const METRICS_MEAN: MicroBatchMean = MicroBatchMean::WherePresent;
+    fn batch_loss(&self, batch: &UnpairedBatch) -> Result<(Tensor, Metrics)> {
+        self.loss(batch)
     }
     fn model(&self) -> &Model {
         &self.policy

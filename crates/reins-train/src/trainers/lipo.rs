@@ -16,9 +16,9 @@ use reins_data::{HfTokenizer, Preference, Record, Text};
 use reins_model::Model;
 use serde::{Deserialize, Serialize};
 
-use super::dpo::Reference;
-use super::{accumulate_metrics, finish_step};
-use super::{completion_logps, scalar, Metrics};
+use super::metrics::{attended_tokens, scalar};
+use super::reference::Reference;
+use super::{completion_logps, BatchTrainer, Metrics};
 use crate::losses::lipo_lambda_loss;
 use crate::optim::optimizer::Optimizer;
 use crate::{Result, TrainError};
@@ -240,30 +240,16 @@ impl LipoTrainer {
         m.insert("rewards/accuracies".into(), right / pairs.max(1.0));
         m.insert("logps/chosen".into(), lc / nb);
         m.insert("logps/rejected".into(), lr / nr);
-        m.insert("num_tokens".into(), batch.attention_mask.iter().flatten().map(|&x| x as f64).sum());
+        m.insert("num_tokens".into(), attended_tokens(&batch.attention_mask));
         Ok((loss, m))
-    }
-
-    /// One optimizer step over `micro_batches` (gradient accumulation); metrics averaged.
-    pub fn train_step(&mut self, micro_batches: &[RankedBatch]) -> Result<Metrics> {
-        let k = micro_batches.len() as f64;
-        let mut metrics = Metrics::new();
-        for b in micro_batches {
-            let (loss, m) = self.loss(b)?;
-            self.opt.accumulate((loss / k)?.backward()?)?;
-            accumulate_metrics(&mut metrics, m, k, &mut self.num_tokens);
-        }
-        finish_step(&mut self.opt, metrics, self.num_tokens)
     }
 }
 
-impl crate::run::Trainer for LipoTrainer {
+/// Steps as DPO does: the mean of the micro-batches' mean losses.
+impl BatchTrainer for LipoTrainer {
     type Batch = RankedBatch;
-    fn train_step(&mut self, micro_batches: &[RankedBatch]) -> Result<Metrics> {
-        LipoTrainer::train_step(self, micro_batches)
-    }
-    fn evaluate(&mut self, batch: &RankedBatch) -> Result<Metrics> {
-        Ok(self.loss(batch)?.1)
+    fn batch_loss(&self, batch: &RankedBatch) -> Result<(Tensor, Metrics)> {
+        self.loss(batch)
     }
     fn model(&self) -> &Model {
         &self.policy

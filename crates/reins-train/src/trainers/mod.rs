@@ -1,36 +1,42 @@
-//! One trainer per file. A trainer receives collated batches (it never parses files), runs
-//! the model, calls a pure loss from [`crate::losses`], and steps the shared [`Optimizer`].
+//! One trainer per file, each the algorithm from batch to update. A trainer receives collated
+//! batches (it never parses files), runs the model, calls a pure loss from [`crate::losses`],
+//! and steps the shared [`Optimizer`]. What trainers share lives beside them, once:
+//! [`accumulation`] (micro-batches into one optimizer step, and the run loop's glue),
+//! [`rollout`] (sampling, scoring and log-probs of completions for the online trainers),
+//! [`metrics`] and [`token_metrics`] (what a step logs), [`reference`](mod@reference) (the
+//! policy a KL or implied reward is measured against), and the completion log-probs below.
 //!
 //! [`Optimizer`]: crate::optim::optimizer::Optimizer
 
+pub mod accumulation;
 pub mod cpo;
 pub mod dpo;
 pub mod grpo;
 pub mod iterative_dpo;
 pub mod kto;
 pub mod lipo;
+pub mod metrics;
 pub mod online_dpo;
 pub mod orpo;
 pub mod ppo;
+pub mod reference;
 pub mod remax;
 pub mod reward;
 pub mod reward_ensemble;
 pub mod rloo;
+pub mod rollout;
 pub mod sft;
 pub mod simpo;
 pub mod token_metrics;
-
-use std::collections::BTreeMap;
 
 use candle_core::{Tensor, D};
 use reins_model::logprobs::{masked_token_logps_and_logits, token_logps};
 use reins_model::{nn, Batch, Model};
 
-use crate::optim::optimizer::Optimizer;
-use crate::Result;
+pub use accumulation::BatchTrainer;
+pub use metrics::Metrics;
 
-/// Metrics of one logging step, TRL's keys.
-pub type Metrics = BTreeMap<String, f64>;
+use crate::Result;
 
 /// Per-token log-probs of the masked (completion) tokens and their per-row sums.
 pub struct CompletionLogps {
@@ -112,35 +118,4 @@ pub fn completion_only_logps(
     let cm = nn::mask_tensor(completion_mask, model.device())?;
     let t = cm.dim(1)?;
     Ok(CompletionOnlyLogps { sums: per_token.sum(D::Minus1)?, mask: cm.narrow(1, 1, t - 1)?, per_token, logits })
-}
-
-impl From<reins_model::ModelError> for crate::TrainError {
-    fn from(e: reins_model::ModelError) -> Self {
-        crate::TrainError::Input(e.to_string())
-    }
-}
-
-/// A scalar tensor as f64.
-pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)
-}
-
-/// Adds one micro-batch's metrics (averaged over `k` micro-batches; tokens summed).
-pub(crate) fn accumulate_metrics(into: &mut Metrics, m: Metrics, k: f64, num_tokens: &mut f64) {
-    for (key, v) in m {
-        if key == "num_tokens" {
-            *num_tokens += v;
-        } else {
-            *into.entry(key).or_insert(0.0) += v / k;
-        }
-    }
-}
-
-/// Steps the optimizer and adds `num_tokens`, `grad_norm`, `learning_rate`.
-pub(crate) fn finish_step(opt: &mut Optimizer, mut metrics: Metrics, num_tokens: f64) -> Result<Metrics> {
-    let s = opt.step()?;
-    metrics.insert("num_tokens".into(), num_tokens);
-    metrics.insert("grad_norm".into(), s.grad_norm);
-    metrics.insert("learning_rate".into(), s.learning_rate);
-    Ok(metrics)
 }

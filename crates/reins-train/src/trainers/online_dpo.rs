@@ -17,11 +17,11 @@ use reins_model::generate::Finish;
 use reins_model::{Model, SamplingConfig};
 use serde::{Deserialize, Serialize};
 
-use super::dpo::Reference;
-use super::grpo::{
-    add_mean, completion_metrics, completion_token_logps, reference_logps, rollout, score_rollout, Rollout,
-};
-use super::{scalar, Metrics};
+use super::accumulation::{accumulate, finish_step};
+use super::metrics::{completion_metrics, mean_reward, scalar};
+use super::reference::Reference;
+use super::rollout::{completion_token_logps, reference_logps, rollout, score_rollout, Rollout};
+use super::Metrics;
 use crate::losses::dpo::{dpo_loss, dpo_metrics};
 use crate::losses::{DpoConfig, DpoExtras};
 use crate::optim::optimizer::Optimizer;
@@ -188,44 +188,44 @@ impl OnlineDpoTrainer {
         completion_metrics(&r, m);
         let rows = pair_rows(&scores);
         let n = rows.len() / 2;
-        let mean = scores.iter().map(|&x| x as f64).sum::<f64>() / scores.len().max(1) as f64;
+        let mean = mean_reward(&scores);
         let margin = (0..n).map(|i| (scores[rows[i]] - scores[rows[n + i]]) as f64).sum::<f64>() / n.max(1) as f64;
         let eos = r.finish.iter().filter(|f| **f == Finish::Eos).count() as f64 / r.finish.len().max(1) as f64;
         m.insert("objective/scores".into(), mean);
         m.insert("reward".into(), mean);
         m.insert("objective/scores_margin".into(), margin);
         m.insert("val/contain_eos_token".into(), eos);
-        self.num_tokens += r.attention_mask.iter().flatten().map(|&x| x as f64).sum::<f64>();
+        self.num_tokens += r.num_tokens();
         Ok(r.select(&rows))
     }
 
-    /// One optimizer step: fresh pairs for each micro-batch of prompts, the DPO loss averaged
-    /// over micro-batches (gradient accumulation).
+    /// One optimizer step: fresh pairs for each micro-batch of prompts (all sampled before any
+    /// loss; the weights do not change until the step), the DPO loss averaged over
+    /// micro-batches (gradient accumulation).
     pub fn train_step(&mut self, prompt_batches: &[Vec<Vec<u32>>]) -> Result<Metrics> {
         let k = prompt_batches.len();
         if k == 0 {
             return Err(TrainError::Input("online_dpo: train_step needs at least one batch of prompts".into()));
         }
         self.last_samples.clear();
-        let mut metrics = Metrics::new();
-        let beta = self.loss.beta;
+        let mut sampled = Vec::with_capacity(k);
         for p in prompt_batches {
             let mut m = Metrics::new();
             let pairs = self.sample(p, &mut m)?;
+            sampled.push((pairs, m));
+        }
+        let mut metrics = Metrics::new();
+        let beta = self.loss.beta;
+        accumulate(&mut self.opt, sampled, &mut metrics, k as f64, |(pairs, mut m)| {
             let (loss, dm) = dpo_on_pairs(&self.policy, &self.reference, &pairs, &self.loss, self.cfg.temperature)?;
             m.extend(dm);
             let kl = m["objective/kl"];
             m.insert("objective/non_score_reward".into(), -beta * kl);
             m.insert("objective/rlhf_reward".into(), m["objective/scores"] - beta * kl);
-            self.opt.accumulate((loss / k as f64)?.backward()?)?;
-            add_mean(&mut metrics, m, k as f64);
-        }
-        let s = self.opt.step()?;
+            Ok(((loss / k as f64)?, m))
+        })?;
         metrics.insert("beta".into(), beta);
-        metrics.insert("grad_norm".into(), s.grad_norm);
-        metrics.insert("learning_rate".into(), s.learning_rate);
-        metrics.insert("num_tokens".into(), self.num_tokens);
-        Ok(metrics)
+        finish_step(&mut self.opt, metrics, self.num_tokens)
     }
 
     /// Samples and scores pairs without an update.

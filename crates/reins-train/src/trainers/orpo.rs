@@ -9,8 +9,8 @@ use reins_model::logprobs::token_logps;
 use reins_model::{nn, Model};
 use serde::{Deserialize, Serialize};
 
-use super::{accumulate_metrics, finish_step};
-use super::{completion_logps_hf_padding, scalar, Metrics};
+use super::metrics::{attended_tokens, mean, mean_logit, pair_reward_metrics, scalar};
+use super::{completion_logps_hf_padding, BatchTrainer, Metrics};
 use crate::losses::orpo_loss;
 use crate::optim::optimizer::Optimizer;
 use crate::{Result, TrainError};
@@ -41,26 +41,6 @@ impl OrpoConfig {
         }
         Ok(())
     }
-}
-
-/// Mean logit of `rows` of `[N, T, V]` logits (TRL logs `logits.mean()`).
-pub(crate) fn mean_logit(logits: &Tensor, start: usize, len: usize) -> Result<f64> {
-    scalar(&logits.narrow(0, start, len)?.detach().to_dtype(DType::F32)?.mean_all()?)
-}
-
-/// Mean of a detached `[B]` tensor.
-pub(crate) fn mean(t: &Tensor) -> Result<f64> {
-    scalar(&t.detach().to_dtype(DType::F32)?.mean_all()?)
-}
-
-/// TRL's pairwise reward metrics from per-pair rewards `[B]`.
-pub(crate) fn reward_metrics(m: &mut Metrics, chosen: &Tensor, rejected: &Tensor) -> Result<()> {
-    let margins = (chosen - rejected)?;
-    m.insert("rewards/chosen".into(), mean(chosen)?);
-    m.insert("rewards/rejected".into(), mean(rejected)?);
-    m.insert("rewards/margins".into(), mean(&margins)?);
-    m.insert("rewards/accuracies".into(), mean(&chosen.gt(rejected)?.to_dtype(DType::F32)?)?);
-    Ok(())
 }
 
 /// The SFT term of ORPO as TRL 1.16 (and the paper's code) computes it: the mean next-token
@@ -103,7 +83,7 @@ impl OrpoTrainer {
         let res = orpo_loss(&c, &r, &nll, self.cfg.beta)?;
         let mut m = Metrics::new();
         m.insert("loss".into(), scalar(&res.loss)?);
-        reward_metrics(&mut m, &res.chosen_rewards, &res.rejected_rewards)?;
+        pair_reward_metrics(&mut m, &res.chosen_rewards, &res.rejected_rewards)?;
         m.insert("logps/chosen".into(), mean(&c)?);
         m.insert("logps/rejected".into(), mean(&r)?);
         // TRL's ORPO averages the logits of every position but the last (CPO's keep it).
@@ -114,30 +94,16 @@ impl OrpoTrainer {
         m.insert("nll_loss".into(), scalar(&nll)?);
         m.insert("log_odds_ratio".into(), scalar(&res.log_odds_ratio)?);
         m.insert("log_odds_chosen".into(), scalar(&res.log_odds_chosen)?);
-        m.insert("num_tokens".into(), batch.attention_mask.iter().flatten().map(|&x| x as f64).sum());
+        m.insert("num_tokens".into(), attended_tokens(&batch.attention_mask));
         Ok((res.loss, m))
-    }
-
-    /// One optimizer step over `micro_batches` (gradient accumulation); metrics averaged.
-    pub fn train_step(&mut self, micro_batches: &[PreferenceBatch]) -> Result<Metrics> {
-        let k = micro_batches.len() as f64;
-        let mut metrics = Metrics::new();
-        for b in micro_batches {
-            let (loss, m) = self.loss(b)?;
-            self.opt.accumulate((loss / k)?.backward()?)?;
-            accumulate_metrics(&mut metrics, m, k, &mut self.num_tokens);
-        }
-        finish_step(&mut self.opt, metrics, self.num_tokens)
     }
 }
 
-impl crate::run::Trainer for OrpoTrainer {
+/// Steps as TRL's `ORPOTrainer`: the mean of the micro-batches' mean losses.
+impl BatchTrainer for OrpoTrainer {
     type Batch = PreferenceBatch;
-    fn train_step(&mut self, micro_batches: &[PreferenceBatch]) -> Result<Metrics> {
-        OrpoTrainer::train_step(self, micro_batches)
-    }
-    fn evaluate(&mut self, batch: &PreferenceBatch) -> Result<Metrics> {
-        Ok(self.loss(batch)?.1)
+    fn batch_loss(&self, batch: &PreferenceBatch) -> Result<(Tensor, Metrics)> {
+        self.loss(batch)
     }
     fn model(&self) -> &Model {
         &self.policy

@@ -22,10 +22,10 @@ use reins_model::logprobs::token_logps;
 use reins_model::{nn, Batch, Model};
 use serde::{Deserialize, Serialize};
 
-use super::dpo::Reference;
-use super::grpo::{add_mean, completion_metrics, masked_row_sums, reference_logps, rollout, score_rollout, Rollout};
-use super::rloo::token_rewards_tensor;
-use super::{scalar, Metrics};
+use super::metrics::{add_mean, completion_metrics, mean_reward, scalar};
+use super::reference::Reference;
+use super::rollout::{masked_row_sums, reference_logps, rollout, score_rollout, token_rewards_tensor, Rollout};
+use super::Metrics;
 use crate::losses::kl::{kl_estimate, kl_penalized_rewards, KlController, KlEstimator};
 use crate::losses::ppo::{entropy_from_logits, ppo_policy_loss, ppo_value_loss};
 use crate::optim::optimizer::Optimizer;
@@ -286,7 +286,7 @@ impl PpoTrainer {
         let scores = score_rollout(self.reward.as_ref(), &r, c.missing_eos_penalty)?;
         self.last_samples = Sample::rows(&r.prompts, &r.completions, &scores);
         let n_all = scores.len();
-        let mean_all = scores.iter().map(|&x| x as f64).sum::<f64>() / n_all.max(1) as f64;
+        let mean_all = mean_reward(&scores);
         if c.pf_filter == PolicyFilter::None {
             return Ok((r, scores));
         }
@@ -310,7 +310,7 @@ impl PpoTrainer {
         let (r, scores) = self.sample(prompts, &mut m)?;
         let c = &self.cfg;
         completion_metrics(&r, &mut m);
-        self.num_tokens += r.attention_mask.iter().flatten().map(|&x| x as f64).sum::<f64>();
+        self.num_tokens += r.num_tokens();
         let dev = self.policy.device().clone();
         let n = scores.len();
         let scores_t = Tensor::from_vec(scores, n, &dev)?;
@@ -397,7 +397,7 @@ impl PpoTrainer {
         let mut m = Metrics::new();
         let (r, scores) = self.sample(prompts, &mut m)?;
         completion_metrics(&r, &mut m);
-        let mean = scores.iter().map(|&x| x as f64).sum::<f64>() / scores.len().max(1) as f64;
+        let mean = mean_reward(&scores);
         m.insert("objective/scores".into(), mean);
         m.insert("reward".into(), mean);
         Ok(m)

@@ -13,11 +13,11 @@ use candle_core::Tensor;
 use reins_model::{Model, SamplingConfig};
 use serde::{Deserialize, Serialize};
 
-use super::dpo::Reference;
-use super::grpo::{
-    add_mean, completion_entropy, completion_metrics, completion_token_logps, masked_row_sums, reference_logps, rollout,
-};
-use super::{scalar, Metrics};
+use super::accumulation::{accumulate, finish_step};
+use super::metrics::{completion_metrics, mean_reward, scalar};
+use super::reference::Reference;
+use super::rollout::{completion_entropy, completion_token_logps, masked_row_sums, reference_logps, rollout};
+use super::Metrics;
 use crate::losses::kl::{kl_estimate, KlEstimator};
 use crate::losses::ppo::{grpo_loss, GrpoLossConfig, GrpoLossType};
 use crate::optim::optimizer::Optimizer;
@@ -130,7 +130,7 @@ impl RemaxTrainer {
             ..Default::default()
         };
         let mut metrics = Metrics::new();
-        for prompts in prompt_batches {
+        accumulate(&mut self.opt, prompt_batches, &mut metrics, k as f64, |prompts| {
             let mut m = Metrics::new();
             let sampling = SamplingConfig {
                 max_new_tokens: c.max_completion_length,
@@ -150,10 +150,9 @@ impl RemaxTrainer {
             self.last_samples.extend(Sample::rows(&r.prompts, &r.completions, &scores));
             completion_metrics(&r, &mut m);
             let n = scores.len();
-            let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
-            m.insert("reward".into(), mean(&scores));
-            m.insert("reward_greedy".into(), mean(&baseline));
-            self.num_tokens += r.attention_mask.iter().flatten().map(|&x| x as f64).sum::<f64>();
+            m.insert("reward".into(), mean_reward(&scores));
+            m.insert("reward_greedy".into(), mean_reward(&baseline));
+            self.num_tokens += r.num_tokens();
 
             let dev = self.policy.device().clone();
             let (logps, mask, logits) = completion_token_logps(&self.policy, &r, c.temperature)?;
@@ -172,14 +171,9 @@ impl RemaxTrainer {
             let out = grpo_loss(&logps, None, None, &adv, &mask, &loss_cfg, Some(r.num_loss_tokens()))?;
             m.insert("loss".into(), scalar(&out.loss)?);
             m.insert("entropy".into(), completion_entropy(&logits, &mask)?);
-            self.opt.accumulate((out.loss / k as f64)?.backward()?)?;
-            add_mean(&mut metrics, m, k as f64);
-        }
-        let s = self.opt.step()?;
-        metrics.insert("grad_norm".into(), s.grad_norm);
-        metrics.insert("learning_rate".into(), s.learning_rate);
-        metrics.insert("num_tokens".into(), self.num_tokens);
-        Ok(metrics)
+            Ok(((out.loss / k as f64)?, m))
+        })?;
+        finish_step(&mut self.opt, metrics, self.num_tokens)
     }
 
     /// Reward of the greedy responses (the ReMax baseline), no update.
@@ -188,7 +182,7 @@ impl RemaxTrainer {
         let s = self.reward.score(&greedy.prompts, &greedy.completions)?;
         let mut m = Metrics::new();
         completion_metrics(&greedy, &mut m);
-        m.insert("reward".into(), s.iter().map(|&x| x as f64).sum::<f64>() / s.len().max(1) as f64);
+        m.insert("reward".into(), mean_reward(&s));
         Ok(m)
     }
 }

@@ -11,7 +11,8 @@ use reins_data::tokenize::Stats;
 use reins_data::{HfTokenizer, Record, Text};
 use reins_model::{Batch, Model};
 
-use super::{scalar, Metrics};
+use super::metrics::{attended_tokens, scalar};
+use super::{BatchTrainer, Metrics};
 use crate::losses::{bradley_terry_loss, plackett_luce_loss, reward_metrics, RewardLossConfig};
 use crate::optim::optimizer::Optimizer;
 use crate::{Result, TrainError};
@@ -49,31 +50,17 @@ impl RewardTrainer {
         let loss = bradley_terry_loss(&c, &r, margin.as_ref(), soft_labels.as_ref(), &self.cfg)?;
         let mut m = reward_metrics(&c.detach(), &r.detach())?;
         m.insert("loss".into(), scalar(&loss)?);
-        m.insert("num_tokens".into(), batch.attention_mask.iter().flatten().map(|&x| x as f64).sum());
+        m.insert("num_tokens".into(), attended_tokens(&batch.attention_mask));
         Ok((loss, m))
-    }
-
-    /// One optimizer step over `micro_batches`: each micro-batch's mean over pairs divided by
-    /// the number of micro-batches, as TRL's `RewardTrainer` (no `num_items_in_batch`).
-    pub fn train_step(&mut self, micro_batches: &[RewardBatch]) -> Result<Metrics> {
-        let k = micro_batches.len() as f64;
-        let mut metrics = Metrics::new();
-        for b in micro_batches {
-            let (loss, m) = self.loss(b)?;
-            self.opt.accumulate((loss / k)?.backward()?)?;
-            super::accumulate_metrics(&mut metrics, m, k, &mut self.num_tokens);
-        }
-        super::finish_step(&mut self.opt, metrics, self.num_tokens)
     }
 }
 
-impl crate::run::Trainer for RewardTrainer {
+/// Steps as TRL's `RewardTrainer`: each micro-batch's mean over pairs divided by the number of
+/// micro-batches (no `num_items_in_batch`).
+impl BatchTrainer for RewardTrainer {
     type Batch = RewardBatch;
-    fn train_step(&mut self, micro_batches: &[RewardBatch]) -> Result<Metrics> {
-        RewardTrainer::train_step(self, micro_batches)
-    }
-    fn evaluate(&mut self, batch: &RewardBatch) -> Result<Metrics> {
-        Ok(self.loss(batch)?.1)
+    fn batch_loss(&self, batch: &RewardBatch) -> Result<(Tensor, Metrics)> {
+        self.loss(batch)
     }
     fn model(&self) -> &Model {
         &self.model
@@ -227,29 +214,16 @@ impl ListwiseRewardTrainer {
         m.insert("min_reward".into(), all.iter().copied().fold(f64::INFINITY, f64::min));
         m.insert("max_reward".into(), all.iter().copied().fold(f64::NEG_INFINITY, f64::max));
         m.insert("mean_reward".into(), all.iter().sum::<f64>() / all.len().max(1) as f64);
-        m.insert("num_tokens".into(), batch.attention_mask.iter().flatten().map(|&x| x as f64).sum());
+        m.insert("num_tokens".into(), attended_tokens(&batch.attention_mask));
         Ok((loss, m))
-    }
-
-    pub fn train_step(&mut self, micro_batches: &[RankedRewardBatch]) -> Result<Metrics> {
-        let k = micro_batches.len() as f64;
-        let mut metrics = Metrics::new();
-        for b in micro_batches {
-            let (loss, m) = self.loss(b)?;
-            self.opt.accumulate((loss / k)?.backward()?)?;
-            super::accumulate_metrics(&mut metrics, m, k, &mut self.num_tokens);
-        }
-        super::finish_step(&mut self.opt, metrics, self.num_tokens)
     }
 }
 
-impl crate::run::Trainer for ListwiseRewardTrainer {
+/// Steps as [`RewardTrainer`]: the mean of the micro-batches' mean losses.
+impl BatchTrainer for ListwiseRewardTrainer {
     type Batch = RankedRewardBatch;
-    fn train_step(&mut self, micro_batches: &[RankedRewardBatch]) -> Result<Metrics> {
-        ListwiseRewardTrainer::train_step(self, micro_batches)
-    }
-    fn evaluate(&mut self, batch: &RankedRewardBatch) -> Result<Metrics> {
-        Ok(self.loss(batch)?.1)
+    fn batch_loss(&self, batch: &RankedRewardBatch) -> Result<(Tensor, Metrics)> {
+        self.loss(batch)
     }
     fn model(&self) -> &Model {
         &self.model

@@ -9,16 +9,18 @@
 //! reward-to-go whitened over the batch ([`reinforce_pp_advantages`]), and the token-level PPO
 //! clipped loss ([`ppo_policy_loss`]). No per-prompt baseline, so `num_generations` may be 1.
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use reins_model::Model;
 use serde::{Deserialize, Serialize};
 
-use super::dpo::Reference;
-use super::grpo::{
-    add_mean, completion_entropy, completion_metrics, completion_token_logps, masked_row_sums, reference_logps,
-    reward_metrics, reward_source_metrics, rollout_from, CompletionSource, Rollout,
+use super::accumulation::{accumulate, log_step};
+use super::metrics::{add_mean, completion_metrics, reward_metrics, reward_source_metrics, scalar};
+use super::reference::Reference;
+use super::rollout::{
+    completion_entropy, completion_token_logps, masked_row_sums, reference_logps, rollout_from, token_rewards_tensor,
+    CompletionSource, Rollout,
 };
-use super::{scalar, Metrics};
+use super::Metrics;
 use crate::losses::kl::{kl_estimate, kl_penalized_rewards, KlEstimator};
 use crate::losses::ppo::{grpo_loss, ppo_policy_loss, rloo_sequence_loss, GrpoLossConfig, GrpoLossType};
 use crate::optim::optimizer::Optimizer;
@@ -139,19 +141,6 @@ impl RlooConfig {
     }
 }
 
-/// Per-token rewards `[N, T-1]` aligned with the completion log-probs (zero elsewhere).
-pub fn token_rewards_tensor(r: &Rollout, per_token: &[Vec<f32>], device: &Device) -> Result<Tensor> {
-    let t = r.input_ids.first().map_or(1, Vec::len).max(1) - 1;
-    let mut flat = vec![0f32; r.prompts.len() * t];
-    for (i, (p, vals)) in r.prompts.iter().zip(per_token).enumerate() {
-        for (j, v) in vals.iter().take(r.completions[i].len()).enumerate() {
-            // completion token j sits at index p.len() + j, predicted from position p.len() + j − 1
-            flat[i * t + p.len() + j - 1] = *v;
-        }
-    }
-    Ok(Tensor::from_vec(flat, (r.prompts.len(), t), device)?)
-}
-
 struct Sampled {
     rollout: Rollout,
     scores: Vec<f32>,
@@ -235,13 +224,13 @@ impl RlooTrainer {
             Some(rf) => Some(reference_logps(&self.policy, rf, &r, self.cfg.temperature)?),
             None => None,
         };
-        self.num_tokens += r.attention_mask.iter().flatten().map(|&x| x as f64).sum::<f64>();
+        self.num_tokens += r.num_tokens();
         Ok(Sampled { rollout: r, scores, token_rewards, ref_logps })
     }
 
     /// Advantages from the behaviour log-probs `old [N, T-1]`: `[N]` (RLOO) or `[N, T-1]`
     /// (REINFORCE++), and the mean per-token KL (`None` without a reference: not measured).
-    fn advantages(&self, s: &Sampled, old: &Tensor, mask: &Tensor) -> Result<(Tensor, Option<f64>)> {
+    fn advantages(cfg: &RlooConfig, s: &Sampled, old: &Tensor, mask: &Tensor) -> Result<(Tensor, Option<f64>)> {
         let kl = match &s.ref_logps {
             Some(r) => kl_estimate(old, r, KlEstimator::K1)?,
             None => old.zeros_like()?,
@@ -257,17 +246,17 @@ impl RlooTrainer {
         };
         let n = s.scores.len();
         let scores = Tensor::from_vec(s.scores.clone(), n, old.device())?;
-        let adv = match self.cfg.advantage_estimator {
+        let adv = match cfg.advantage_estimator {
             AdvantageEstimator::Rloo => {
-                let mut rewards = (scores - (seq_kl * self.cfg.beta)?)?;
+                let mut rewards = (scores - (seq_kl * cfg.beta)?)?;
                 if let Some(tr) = &s.token_rewards {
                     rewards = (rewards + masked_row_sums(tr, mask)?)?;
                 }
-                rloo_advantages(&rewards, self.cfg.num_generations, self.cfg.normalize_advantages)?
+                rloo_advantages(&rewards, cfg.num_generations, cfg.normalize_advantages)?
             }
             AdvantageEstimator::ReinforcePp => {
-                let tr = kl_penalized_rewards(&kl, mask, Some(&scores), s.token_rewards.as_ref(), self.cfg.beta)?;
-                reinforce_pp_advantages(&tr, mask, self.cfg.gamma)?
+                let tr = kl_penalized_rewards(&kl, mask, Some(&scores), s.token_rewards.as_ref(), cfg.beta)?;
+                reinforce_pp_advantages(&tr, mask, cfg.gamma)?
             }
         };
         Ok((adv.detach(), mean_kl))
@@ -302,12 +291,12 @@ impl RlooTrainer {
         let mut behaviour: Vec<Option<(Tensor, Tensor)>> = vec![None; k];
         let mut last = None;
         for _ in 0..self.cfg.num_iterations {
-            for (s, beh) in sampled.iter().zip(behaviour.iter_mut()) {
+            accumulate(&mut self.opt, sampled.iter().zip(behaviour.iter_mut()), &mut metrics, per_iter, |(s, beh)| {
                 let mut m = Metrics::new();
                 let (logps, mask, logits) = completion_token_logps(&self.policy, &s.rollout, self.cfg.temperature)?;
                 if beh.is_none() {
                     let old = logps.detach();
-                    let (adv, kl) = self.advantages(s, &old, &mask)?;
+                    let (adv, kl) = Self::advantages(&self.cfg, s, &old, &mask)?;
                     if let Some(kl) = kl {
                         m.insert("kl".into(), kl * per_iter / k as f64);
                     }
@@ -344,16 +333,13 @@ impl RlooTrainer {
                 };
                 m.insert("loss".into(), scalar(&loss)? * k as f64);
                 m.insert("entropy".into(), completion_entropy(&logits, &mask)?);
-                self.opt.accumulate(loss.backward()?)?;
-                add_mean(&mut metrics, m, per_iter);
-            }
+                Ok((loss, m))
+            })?;
             last = Some(self.opt.step()?);
         }
         if let Some(s) = last {
-            metrics.insert("grad_norm".into(), s.grad_norm);
-            metrics.insert("learning_rate".into(), s.learning_rate);
+            log_step(&mut metrics, &s, self.num_tokens);
         }
-        metrics.insert("num_tokens".into(), self.num_tokens);
         Ok(metrics)
     }
 

@@ -5,7 +5,10 @@ use candle_core::Tensor;
 use reins_data::collate::SftBatch;
 use reins_model::Model;
 
-use super::{scalar, Metrics};
+use super::accumulation::finish_step;
+use super::metrics::{attended_tokens, scalar, MicroBatchMean};
+use super::token_metrics::TokenStats;
+use super::{completion_logps, BatchTrainer, Metrics};
 use crate::optim::optimizer::Optimizer;
 use crate::Result;
 
@@ -39,38 +42,13 @@ impl SftTrainer {
         // A label at position t is predicted from position t-1: the label mask marks targets.
         let label_mask: Vec<Vec<u8>> =
             batch.labels.iter().map(|r| r.iter().map(|&l| (l != -100) as u8).collect()).collect();
-        let out = super::completion_logps(&self.model, &batch.input_ids, &attn, &label_mask)?;
+        let out = completion_logps(&self.model, &batch.input_ids, &attn, &label_mask)?;
         let mut m = Metrics::new();
-        let stats = super::token_metrics::TokenStats::from_full(&out.logits, &batch.input_ids, &label_mask)?;
+        let stats = TokenStats::from_full(&out.logits, &batch.input_ids, &label_mask)?;
         m.insert("entropy".into(), stats.entropy(0..stats.rows()));
         m.insert("mean_token_accuracy".into(), stats.accuracy(0..stats.rows()));
-        m.insert("num_tokens".into(), attn.iter().flatten().map(|&x| x as f64).sum());
+        m.insert("num_tokens".into(), attended_tokens(&attn));
         Ok((out.sums.sum_all()?.neg()?, label_tokens(batch), m))
-    }
-
-    /// One optimizer step over `micro_batches` (gradient accumulation).
-    ///
-    /// As transformers' `Trainer` with `num_items_in_batch`: each micro-batch's summed token
-    /// loss is divided by the label tokens of the whole accumulated batch, so the step's
-    /// gradient and logged `loss` are those of one batch holding every micro-batch, however
-    /// unequally the tokens fall into them (a mean of per-micro-batch means would weight a
-    /// token of a short micro-batch more).
-    pub fn train_step(&mut self, micro_batches: &[SftBatch]) -> Result<Metrics> {
-        let total = micro_batches.iter().map(label_tokens).sum::<usize>().max(1) as f64;
-        // Token-level statistics (`entropy`, `mean_token_accuracy`) are means over the
-        // micro-batches, as TRL averages what each `compute_loss` call logged.
-        let k = micro_batches.len() as f64;
-        let mut loss = 0.0;
-        let mut metrics = Metrics::new();
-        for b in micro_batches {
-            let (sum, _, m) = self.summed_loss(b)?;
-            let part = (sum / total)?;
-            loss += scalar(&part)?;
-            self.opt.accumulate(part.backward()?)?;
-            super::accumulate_metrics(&mut metrics, m, k, &mut self.num_tokens);
-        }
-        metrics.insert("loss".into(), loss);
-        super::finish_step(&mut self.opt, metrics, self.num_tokens)
     }
 }
 
@@ -80,14 +58,37 @@ fn label_tokens(batch: &SftBatch) -> usize {
     batch.labels.iter().map(|r| r.iter().skip(1).filter(|&&l| l != -100).count()).sum()
 }
 
-impl crate::run::Trainer for SftTrainer {
+impl BatchTrainer for SftTrainer {
     type Batch = SftBatch;
+    fn batch_loss(&self, batch: &SftBatch) -> Result<(Tensor, Metrics)> {
+        self.loss(batch)
+    }
+
+    /// One optimizer step over `micro_batches` (gradient accumulation).
+    ///
+    /// As transformers' `Trainer` with `num_items_in_batch`: each micro-batch's summed token
+    /// loss is divided by the label tokens of the whole accumulated batch, so the step's
+    /// gradient and logged `loss` are those of one batch holding every micro-batch, however
+    /// unequally the tokens fall into them (a mean of per-micro-batch means would weight a
+    /// token of a short micro-batch more).
     fn train_step(&mut self, micro_batches: &[SftBatch]) -> Result<Metrics> {
-        SftTrainer::train_step(self, micro_batches)
+        let total = micro_batches.iter().map(label_tokens).sum::<usize>().max(1) as f64;
+        let mut loss = 0.0;
+        let mut per_batch = Vec::with_capacity(micro_batches.len());
+        for b in micro_batches {
+            let (sum, _, m) = self.summed_loss(b)?;
+            let part = (sum / total)?;
+            loss += scalar(&part)?;
+            self.opt.accumulate(part.backward()?)?;
+            per_batch.push(m);
+        }
+        // Token-level statistics (`entropy`, `mean_token_accuracy`) are means over the
+        // micro-batches, as TRL averages what each `compute_loss` call logged.
+        let mut metrics = MicroBatchMean::All.reduce(per_batch, &mut self.num_tokens);
+        metrics.insert("loss".into(), loss);
+        finish_step(&mut self.opt, metrics, self.num_tokens)
     }
-    fn evaluate(&mut self, batch: &SftBatch) -> Result<Metrics> {
-        Ok(self.loss(batch)?.1)
-    }
+
     fn model(&self) -> &Model {
         &self.model
     }

@@ -14,6 +14,7 @@ use reins_train::losses::ppo::GrpoLossConfig;
 use reins_train::losses::DpoConfig;
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::rewards::RuleReward;
+use reins_train::run::Trainer as _;
 use reins_train::trainers::dpo::{DpoTrainer, Reference};
 use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
 use reins_train::trainers::sft::SftTrainer;

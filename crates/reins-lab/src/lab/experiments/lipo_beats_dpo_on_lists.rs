@@ -15,6 +15,7 @@ use rand::Rng;
 use reins_model::{LoadOptions, Model};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::optim::SchedulerType;
+use reins_train::run::Trainer as _;
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::lipo::{collate_ranked, LipoConfig, LipoTrainer, RankedIds};
 

@@ -1,0 +1,227 @@
+//! Rollouts: what every online trainer (GRPO, RLOO, PPO, ReMax, online and iterative DPO)
+//! does before its loss. Sample completions of prompts from the policy (or take them from a
+//! [`CompletionSource`]), lay them out as right-padded `prompt ++ completion` rows with their
+//! masks ([`Rollout`]), score them with a reward, and compute their per-token log-probs under
+//! the policy (with graph) or the reference (without).
+
+use candle_core::{DType, Device, Tensor, D};
+use reins_model::generate::{generate, Finish, Generation, Hooks, SamplingConfig};
+use reins_model::logprobs::{masked_token_logps, masked_token_logps_and_logits, token_logps};
+use reins_model::{nn, Batch, Model};
+
+use super::metrics::scalar;
+use super::reference::Reference;
+use crate::losses::ppo::entropy_from_logits;
+use crate::rewards::RewardSource;
+use crate::rl::advantages::masked_mean;
+use crate::{Result, TrainError};
+
+/// One generation batch: every prompt repeated `num_generations` times (contiguous groups),
+/// its completions, and the right-padded `prompt ++ completion` rows the loss runs on.
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    /// `[N·G]` prompt ids (repeated).
+    pub prompts: Vec<Vec<u32>>,
+    /// `[N·G]` sampled completions (with the EOS when one was emitted).
+    pub completions: Vec<Vec<u32>>,
+    /// Why each completion stopped.
+    pub finish: Vec<Finish>,
+    /// The sampler's log-prob of each completion token, under `softmax(logits / temperature)`.
+    pub sampler_logps: Vec<Vec<f32>>,
+    /// `[N·G][T]` right-padded rows, attention mask and completion mask (1 on completion tokens).
+    pub input_ids: Vec<Vec<u32>>,
+    pub attention_mask: Vec<Vec<u8>>,
+    pub completion_mask: Vec<Vec<u8>>,
+}
+
+impl Rollout {
+    /// Completion lengths in tokens.
+    pub fn lengths(&self) -> Vec<usize> {
+        self.completions.iter().map(Vec::len).collect()
+    }
+
+    /// Completion tokens that count in the loss.
+    pub fn num_loss_tokens(&self) -> f64 {
+        self.completion_mask.iter().flatten().map(|&m| m as f64).sum()
+    }
+
+    /// Prompt and completion tokens of every row (TRL's `num_tokens` counts these).
+    pub fn num_tokens(&self) -> f64 {
+        super::metrics::attended_tokens(&self.attention_mask)
+    }
+
+    /// Rows `rows` of the rollout, in that order (padding width unchanged).
+    pub fn select(&self, rows: &[usize]) -> Rollout {
+        fn pick<T: Clone>(v: &[T], rows: &[usize]) -> Vec<T> {
+            rows.iter().map(|&i| v[i].clone()).collect()
+        }
+        Rollout {
+            prompts: pick(&self.prompts, rows),
+            completions: pick(&self.completions, rows),
+            finish: pick(&self.finish, rows),
+            sampler_logps: pick(&self.sampler_logps, rows),
+            input_ids: pick(&self.input_ids, rows),
+            attention_mask: pick(&self.attention_mask, rows),
+            completion_mask: pick(&self.completion_mask, rows),
+        }
+    }
+}
+
+/// Where an online trainer's completions come from when not from its own sampler (TRL's
+/// `rollout_func`): an external generator, or recorded rollouts replayed so that a parity
+/// check trains on exactly the completions the reference stack trained on.
+pub trait CompletionSource {
+    /// One completion per row of `prompts` (every prompt already repeated `num_generations`
+    /// times, groups contiguous), ending in an EOS when one stopped it; `generation` counts the
+    /// generation batches sampled before this one.
+    fn complete(&mut self, prompts: &[Vec<u32>], generation: u64) -> Result<Vec<Vec<u32>>>;
+}
+
+/// [`rollout`], or the completions of `source` laid out the same way: a completion ending in
+/// one of the policy's EOS ids finished on EOS, any other was cut at `max_new_tokens`, and
+/// the sampler log-probs are empty (no trainer here reads them).
+pub fn rollout_from(
+    source: Option<&mut (dyn CompletionSource + '_)>,
+    generation: u64,
+    policy: &Model,
+    prompts: &[Vec<u32>],
+    num_generations: usize,
+    sampling: &SamplingConfig,
+    mask_truncated: bool,
+) -> Result<Rollout> {
+    let Some(source) = source else {
+        return rollout(policy, prompts, num_generations, sampling, mask_truncated);
+    };
+    let repeated: Vec<Vec<u32>> =
+        prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), num_generations)).collect();
+    let tokens = source.complete(&repeated, generation)?;
+    if tokens.len() != repeated.len() {
+        return Err(TrainError::Input(format!(
+            "the completion source gave {} completions for {} prompt rows; it must give one per row",
+            tokens.len(),
+            repeated.len()
+        )));
+    }
+    let eos = &policy.config.eos_token_ids;
+    let finish = tokens
+        .iter()
+        .map(|c| if c.last().is_some_and(|t| eos.contains(t)) { Finish::Eos } else { Finish::Length })
+        .collect();
+    let logprobs = tokens.iter().map(|_| Vec::new()).collect();
+    Ok(layout(policy, repeated, Generation { tokens, logprobs, finish }, mask_truncated))
+}
+
+/// Samples `num_generations` completions of every prompt with `policy` (detached weights, so
+/// always the latest update) and lays them out for the loss. With `mask_truncated`, rows that
+/// hit `max_new_tokens` get an all-zero completion mask.
+pub fn rollout(
+    policy: &Model,
+    prompts: &[Vec<u32>],
+    num_generations: usize,
+    sampling: &SamplingConfig,
+    mask_truncated: bool,
+) -> Result<Rollout> {
+    let repeated: Vec<Vec<u32>> =
+        prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), num_generations)).collect();
+    let g = generate(policy, &repeated, sampling, Hooks::default())?;
+    Ok(layout(policy, repeated, g, mask_truncated))
+}
+
+/// Right-padded `prompt ++ completion` rows and masks of a generation batch.
+fn layout(policy: &Model, repeated: Vec<Vec<u32>>, g: Generation, mask_truncated: bool) -> Rollout {
+    let c = &policy.config;
+    let pad = c.pad_token_id.or(c.eos_token_ids.first().copied()).unwrap_or(0);
+    let t = repeated.iter().zip(&g.tokens).map(|(p, c)| p.len() + c.len()).max().unwrap_or(0);
+    let (mut ids, mut am, mut cm) = (vec![], vec![], vec![]);
+    for ((p, comp), fin) in repeated.iter().zip(&g.tokens).zip(&g.finish) {
+        let n = p.len() + comp.len();
+        let keep = !(mask_truncated && *fin == Finish::Length);
+        ids.push([p.as_slice(), comp.as_slice(), vec![pad; t - n].as_slice()].concat());
+        am.push([vec![1u8; n], vec![0u8; t - n]].concat());
+        cm.push([vec![0u8; p.len()], vec![keep as u8; comp.len()], vec![0u8; t - n]].concat());
+    }
+    Rollout {
+        prompts: repeated,
+        completions: g.tokens,
+        finish: g.finish,
+        sampler_logps: g.logprobs,
+        input_ids: ids,
+        attention_mask: am,
+        completion_mask: cm,
+    }
+}
+
+/// Scores a rollout's completions, subtracting `missing_eos_penalty` from those without an EOS.
+pub fn score_rollout(reward: &dyn RewardSource, r: &Rollout, missing_eos_penalty: Option<f32>) -> Result<Vec<f32>> {
+    let mut scores = reward.score(&r.prompts, &r.completions)?;
+    if let Some(p) = missing_eos_penalty {
+        for (s, f) in scores.iter_mut().zip(&r.finish) {
+            if *f != Finish::Eos {
+                *s -= p;
+            }
+        }
+    }
+    Ok(scores)
+}
+
+/// Per-token rewards `[N, T-1]` aligned with the completion log-probs (zero elsewhere).
+pub fn token_rewards_tensor(r: &Rollout, per_token: &[Vec<f32>], device: &Device) -> Result<Tensor> {
+    let t = r.input_ids.first().map_or(1, Vec::len).max(1) - 1;
+    let mut flat = vec![0f32; r.prompts.len() * t];
+    for (i, (p, vals)) in r.prompts.iter().zip(per_token).enumerate() {
+        for (j, v) in vals.iter().take(r.completions[i].len()).enumerate() {
+            // completion token j sits at index p.len() + j, predicted from position p.len() + j − 1
+            flat[i * t + p.len() + j - 1] = *v;
+        }
+    }
+    Ok(Tensor::from_vec(flat, (r.prompts.len(), t), device)?)
+}
+
+/// Per-token log-probs of a rollout's completion tokens under `softmax(logits / temperature)`,
+/// with graph when `model` is trainable: `(logps [N, T-1], mask [N, T-1], logits [N, T, V])`,
+/// `logps` zero outside the completion.
+pub fn completion_token_logps(model: &Model, r: &Rollout, temperature: f64) -> Result<(Tensor, Tensor, Tensor)> {
+    let dev = model.device();
+    let batch = Batch::new(r.input_ids.clone(), r.attention_mask.clone())?;
+    let mut logits = model.logits(&batch)?;
+    if temperature != 1.0 {
+        logits = (logits / temperature)?;
+    }
+    let ids = nn::ids_tensor(&r.input_ids, dev)?;
+    let cm = nn::mask_tensor(&r.completion_mask, dev)?;
+    let logps = token_logps(&logits, &ids, &cm)?;
+    let t = cm.dim(1)?;
+    Ok((logps, cm.narrow(1, 1, t - 1)?, logits))
+}
+
+/// As [`completion_token_logps`], with the LM head run only on completion positions:
+/// `(logps [N, T-1], mask [N, T-1], entropy)`, the entropy (nats) of the next-token
+/// distributions averaged over completion tokens (no graph), as [`completion_entropy`].
+pub fn completion_only_token_logps(model: &Model, r: &Rollout, temperature: f64) -> Result<(Tensor, Tensor, f64)> {
+    let batch = Batch::new(r.input_ids.clone(), r.attention_mask.clone())?;
+    let (logps, logits) = masked_token_logps_and_logits(model, &batch, &r.completion_mask, temperature)?;
+    let cm = nn::mask_tensor(&r.completion_mask, model.device())?;
+    let t = cm.dim(1)?;
+    let entropy = if logits.dim(0)? == 0 { 0.0 } else { scalar(&entropy_from_logits(&logits.detach())?.mean_all()?)? };
+    Ok((logps, cm.narrow(1, 1, t - 1)?, entropy))
+}
+
+/// Mean entropy (nats) of the next-token distributions at completion positions; no graph.
+pub fn completion_entropy(logits: &Tensor, mask: &Tensor) -> Result<f64> {
+    let t = logits.dim(1)?;
+    let h = entropy_from_logits(&logits.detach().narrow(1, 0, t - 1)?)?;
+    scalar(&masked_mean(&h, mask)?)
+}
+
+/// Log-probs of the rollout under the reference (detached), for the KL term.
+pub fn reference_logps(policy: &Model, reference: &Reference, r: &Rollout, temperature: f64) -> Result<Tensor> {
+    let m = reference.model(policy)?;
+    let batch = Batch::new(r.input_ids.clone(), r.attention_mask.clone())?;
+    Ok(masked_token_logps(&m, &batch, &r.completion_mask, temperature)?.detach())
+}
+
+/// Sequence-level sums `[N]` of per-token values `[N, T]` over the mask (a sequence's KL,
+/// its summed token rewards).
+pub(crate) fn masked_row_sums(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    Ok((x * mask.to_dtype(x.dtype())?)?.sum(D::Minus1)?.to_dtype(DType::F32)?)
+}
