@@ -14,6 +14,8 @@
 //! annotators really disagree; every label keeps its annotator id.
 
 use rand::{Rng, RngCore};
+use reins_train::judges::{Judgment, PairwiseJudge, Preference};
+use reins_train::Result as TrainResult;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AnnotatorConfig, FactorWeights, PopulationConfig};
@@ -95,39 +97,17 @@ impl PreferenceRecord {
     }
 }
 
-/// Anything that compares two responses to a prompt: a simulated annotator, a population, the
-/// gold reward; later a reward model, a pairwise model or the policy judging itself.
-pub trait PairwiseJudge {
-    /// Compares `a` and `b` as responses to `prompt` (the user's plain text).
-    fn judge(&self, prompt: &str, a: &str, b: &str, rng: &mut dyn RngCore) -> Label;
-}
-
-/// Round-robin tournament of `candidates` (responses to `prompt`) under any judge: every pair
-/// is judged once (win 1, tie ½, skip 0). Returns (index of the best, index of the worst,
-/// the scores); the first index wins ties. For online DPO's chosen/rejected from K samples.
-pub fn tournament(
-    judge: &dyn PairwiseJudge,
-    prompt: &str,
-    candidates: &[String],
-    rng: &mut dyn RngCore,
-) -> (usize, usize, Vec<f64>) {
-    let mut wins = vec![0.0; candidates.len()];
-    for i in 0..candidates.len() {
-        for j in i + 1..candidates.len() {
-            match judge.judge(prompt, &candidates[i], &candidates[j], rng).outcome {
-                Outcome::A => wins[i] += 1.0,
-                Outcome::B => wins[j] += 1.0,
-                Outcome::Tie => {
-                    wins[i] += 0.5;
-                    wins[j] += 0.5;
-                }
-                Outcome::Skip => {}
-            }
-        }
+impl Label {
+    /// The label as a [`Judgment`] of the shared judge interface.
+    pub fn judgment(&self) -> Judgment {
+        let preference = match self.outcome {
+            Outcome::A => Preference::A,
+            Outcome::B => Preference::B,
+            Outcome::Tie => Preference::Tie,
+            Outcome::Skip => Preference::Skip,
+        };
+        Judgment { preference, p_a: self.p_a }
     }
-    let best = (0..wins.len()).fold(0, |b, i| if wins[i] > wins[b] { i } else { b });
-    let worst = (0..wins.len()).fold(0, |w, i| if wins[i] < wins[w] { i } else { w });
-    (best, worst, wins)
 }
 
 /// Probabilities of each outcome for one query (exact, from the model above).
@@ -243,15 +223,21 @@ impl SimulatedAnnotator {
     }
 }
 
-impl PairwiseJudge for SimulatedAnnotator {
-    fn judge(&self, prompt: &str, a: &str, b: &str, rng: &mut dyn RngCore) -> Label {
-        self.label(prompt, a, b, rng)
+/// A simulated annotator as a judge of text (reins-train's interface, shared with reward-model
+/// and pairwise-model judges).
+impl PairwiseJudge<str> for SimulatedAnnotator {
+    fn judge(&self, prompt: &str, a: &str, b: &str, rng: &mut dyn RngCore) -> TrainResult<Judgment> {
+        Ok(self.label(prompt, a, b, rng).judgment())
+    }
+
+    fn name(&self) -> &str {
+        &self.id
     }
 }
 
-impl PairwiseJudge for GoldReward {
-    /// Noiseless: `A`/`B` by gold score, `Tie` when equal; annotator id `gold`.
-    fn judge(&self, prompt: &str, a: &str, b: &str, _rng: &mut dyn RngCore) -> Label {
+impl GoldReward {
+    /// A noiseless label: `A`/`B` by gold score, `Tie` when equal; annotator id `gold`.
+    pub fn label(&self, prompt: &str, a: &str, b: &str) -> Label {
         let (ua, ub) = (self.score(prompt, a), self.score(prompt, b));
         let outcome = match crate::gold::compare_scores(ua, ub) {
             std::cmp::Ordering::Greater => Outcome::A,
@@ -376,9 +362,25 @@ pub fn write_jsonl(path: &std::path::Path, records: &[PreferenceRecord]) -> Resu
     std::fs::write(path, text).map_err(|e| crate::LabError::io("writing", path, e))
 }
 
-impl PairwiseJudge for Population {
-    fn judge(&self, prompt: &str, a: &str, b: &str, rng: &mut dyn RngCore) -> Label {
-        self.label(prompt, a, b, rng)
+/// The gold reward as a (noiseless) judge.
+impl PairwiseJudge<str> for GoldReward {
+    fn judge(&self, prompt: &str, a: &str, b: &str, _rng: &mut dyn RngCore) -> TrainResult<Judgment> {
+        Ok(self.label(prompt, a, b).judgment())
+    }
+
+    fn name(&self) -> &str {
+        "gold"
+    }
+}
+
+/// The population as a judge: each pair goes to one of its annotators.
+impl PairwiseJudge<str> for Population {
+    fn judge(&self, prompt: &str, a: &str, b: &str, rng: &mut dyn RngCore) -> TrainResult<Judgment> {
+        Ok(self.label(prompt, a, b, rng).judgment())
+    }
+
+    fn name(&self) -> &str {
+        "population"
     }
 }
 

@@ -3,6 +3,7 @@ use crate::config::{LabConfig, QualityMix, WorldConfig};
 use crate::rng::LabRng;
 use crate::world::{Split, World};
 use rand::SeedableRng;
+use reins_train::judges::tournament;
 
 /// (prompt, a, b) pairs like the pipeline's: two samples per prompt from the SFT-like mix.
 fn pairs(n: usize) -> Vec<(String, String, String)> {
@@ -47,7 +48,7 @@ fn noiseless_annotator_agrees_with_gold_everywhere() {
         };
         if want != Outcome::Tie {
             assert_eq!(oracle.label(p, a, b, &mut rng).outcome, want);
-            assert_eq!(gold.judge(p, a, b, &mut rng).outcome, want);
+            assert_eq!(gold.label(p, a, b).outcome, want);
         }
     }
 }
@@ -249,10 +250,10 @@ fn tournament_picks_gold_best_and_worst_with_a_noiseless_judge() {
         .map(|s| s.to_string())
         .collect();
     let mut rng = LabRng::seed_from_u64(0);
-    let (best, worst, wins) = tournament(&gold, p, &cands, &mut rng);
-    assert_eq!(best, 1, "{wins:?}");
-    assert_eq!(worst, 3, "off-topic scores 0, below rude-and-wrong (0.5): {wins:?}");
+    let s = tournament::<str, _>(&gold, p, &cands, &mut rng).unwrap();
+    assert_eq!(s.best, 1, "{:?}", s.wins);
+    assert_eq!(s.worst, 3, "off-topic scores 0, below rude-and-wrong (0.5): {:?}", s.wins);
     let pop = Population::new(&LabConfig::default().annotators, &FactorWeights::default(), 0);
-    let (b, w, _) = tournament(&pop, p, &cands, &mut rng);
-    assert!(b < cands.len() && w < cands.len());
+    let s = tournament::<str, _>(&pop, p, &cands, &mut rng).unwrap();
+    assert!(s.best < cands.len() && s.worst < cands.len());
 }

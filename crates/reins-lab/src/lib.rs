@@ -53,7 +53,7 @@ pub mod tasks;
 pub mod tokenizer_train;
 pub mod world;
 
-pub use annotators::{Agreement, Label, Outcome, PairwiseJudge, Population, PreferenceRecord, SimulatedAnnotator};
+pub use annotators::{Agreement, Label, Outcome, Population, PreferenceRecord, SimulatedAnnotator};
 pub use config::{AnnotatorConfig, FactorWeights, LabConfig, PopulationConfig, QualityMix, WorldConfig};
 pub use gold::{Evidence, Factor, GoldReward};
 pub use report::{Report, ReportData};

@@ -17,6 +17,7 @@
 pub mod best_of_n;
 pub mod config;
 pub mod error;
+pub mod judges;
 pub mod losses;
 pub mod optim;
 pub mod rewards;

@@ -13,13 +13,13 @@
 
 use rand::Rng;
 use reins_model::{LoadOptions, Model};
+use reins_train::judges::tournament;
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::optim::SchedulerType;
 use reins_train::run::Trainer as _;
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::lipo::{collate_ranked, LipoConfig, LipoTrainer, RankedIds};
 
-use crate::annotators::tournament;
 use crate::experiment::stages::Base;
 use crate::experiment::{stage, Session};
 use crate::lab::{Direction, Experiment, Knobs, Paper, Rule, SeedOutcome};
@@ -51,7 +51,8 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
     let mut ranked = Vec::new();
     let mut records = Vec::new();
     for (p, list) in prompts.iter().zip(&lists) {
-        let (best, worst, wins) = tournament(&s.lab().population, &p.text, list, &mut rng);
+        let standings = tournament::<str, _>(&s.lab().population, &p.text, list, &mut rng).map_err(stage("lists"))?;
+        let (best, worst, wins) = (standings.best, standings.worst, standings.wins);
         if best == worst || wins[best] == wins[worst] {
             continue;
         }
