@@ -12,7 +12,7 @@ use reins_data::{HfTokenizer, Record, Text};
 use reins_model::{Batch, Model};
 
 use super::{scalar, Metrics};
-use crate::losses::{bradley_terry_loss, plackett_luce_loss, reward_metrics, RewardLossConfig};
+use crate::losses::{pairwise_reward_loss, plackett_luce_loss, reward_metrics, RewardLossConfig};
 use crate::optim::optimizer::Optimizer;
 use crate::{Result, TrainError};
 
@@ -46,7 +46,7 @@ impl RewardTrainer {
             })
         };
         let (margin, soft_labels) = (per_pair(&batch.margin)?, per_pair(&batch.strength)?);
-        let loss = bradley_terry_loss(&c, &r, margin.as_ref(), soft_labels.as_ref(), &self.cfg)?;
+        let loss = pairwise_reward_loss(&c, &r, margin.as_ref(), soft_labels.as_ref(), &self.cfg)?;
         let mut m = reward_metrics(&c.detach(), &r.detach())?;
         m.insert("loss".into(), scalar(&loss)?);
         m.insert("num_tokens".into(), batch.attention_mask.iter().flatten().map(|&x| x as f64).sum());
