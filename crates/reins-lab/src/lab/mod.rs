@@ -73,6 +73,8 @@ pub struct Knobs {
     pub n_lists: usize,
     /// PPO-max vs vanilla PPO: both run at this multiple of `ppo.learning_rate`. Default 10.
     pub lr_scale: f64,
+    /// Pessimistic best-of-n: λ of the lower confidence bound `r − λ·σ`. Default 1.0.
+    pub lcb_lambda: f64,
 }
 
 impl Default for Knobs {
@@ -87,6 +89,7 @@ impl Default for Knobs {
             list_size: 4,
             n_lists: 1024,
             lr_scale: 10.0,
+            lcb_lambda: 1.0,
         }
     }
 }
@@ -108,6 +111,12 @@ impl Knobs {
         }
         if !(self.lr_scale.is_finite() && self.lr_scale > 0.0) {
             return Err(LabError::config("knobs.lr_scale", "must be a positive number (default 10)"));
+        }
+        if !(self.lcb_lambda.is_finite() && self.lcb_lambda >= 0.0) {
+            return Err(LabError::config(
+                "knobs.lcb_lambda",
+                "must be a number >= 0 (0 is plain best-of-n; default 1)",
+            ));
         }
         if !(2..=16).contains(&self.list_size) || self.n_lists < 4 {
             return Err(LabError::config("knobs.list_size", "needs list_size in 2..=16 and n_lists >= 4"));
