@@ -44,8 +44,10 @@ pub enum RewardStatsCmd {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Replace an existing posterior.
+        /// Replace an existing output file.
         #[arg(long)]
         force: bool,
+        /// Sequences per forward pass.
         #[arg(long, default_value_t = 16)]
         batch_size: usize,
     },
@@ -60,10 +62,13 @@ pub enum RewardStatsCmd {
         /// Two-sided level of the interval.
         #[arg(long, default_value_t = 0.95)]
         level: f64,
+        /// JSONL: record, id, difference, std, lower, upper, level, p_chosen.
         #[arg(long)]
         out: PathBuf,
+        /// Replace an existing output file.
         #[arg(long)]
         force: bool,
+        /// Sequences per forward pass.
         #[arg(long, default_value_t = 16)]
         batch_size: usize,
     },
@@ -85,8 +90,10 @@ pub enum RewardStatsCmd {
         /// The picked pool lines, best first, each with an `uncertainty` object (JSONL).
         #[arg(long)]
         out: PathBuf,
+        /// Replace an existing output file.
         #[arg(long)]
         force: bool,
+        /// Sequences per forward pass.
         #[arg(long, default_value_t = 16)]
         batch_size: usize,
     },
