@@ -44,19 +44,12 @@ fn thurstone_rm_posterior_and_intervals() {
 
     let ckpt = run.join("checkpoint-6");
     let post = dir.path().join("post");
-    let text = ok(&[
-        "reward-stats",
-        "fit",
-        "--model",
-        s(&ckpt),
-        "--pairs",
-        "examples/data/pairs.jsonl",
-        "--link",
-        "thurstone",
-        "--out",
-        s(&post),
-    ]);
-    assert!(text.contains("from 4 pairs") && text.contains("D = 64"), "{text}");
+    // The link comes from the run's config.toml; a contradicting --link is refused.
+    let fit = ["reward-stats", "fit", "--model", s(&ckpt), "--pairs", "examples/data/pairs.jsonl", "--out", s(&post)];
+    let (wrong, text) = reins(&[&fit[..], &["--link", "bradley_terry"]].concat());
+    assert!(!wrong && text.contains("trained with link = \"thurstone\""), "{text}");
+    let text = ok(&fit);
+    assert!(text.contains("from 4 pairs") && text.contains("D = 64") && text.contains("thurstone link"), "{text}");
     assert!(post.join("head_posterior.json").exists() && post.join("head_posterior.safetensors").exists());
     // A second fit into the same folder needs --force.
     let (again, text) =

@@ -14,6 +14,7 @@ use reins_data::io::check_output;
 use reins_data::tokenize::reward::{tokenize_reward, tokenize_reward_response};
 use reins_data::{HfTokenizer, Record, Text};
 use reins_model::{LoadOptions, Model};
+use reins_train::config::FlatConfig;
 use reins_train::statistics::features::{pooled_features, score_head_weights};
 use reins_train::statistics::{
     load_posterior, save_posterior, select_pairs, Acquisition, Curvature, HeadPosterior, Link, PairFeatures,
@@ -31,9 +32,10 @@ pub enum RewardStatsCmd {
         /// Labelled pairs: any file `reins data` reads (prompt/chosen/rejected, margin, strength).
         #[arg(long)]
         pairs: PathBuf,
-        /// The link the RM was trained with: bradley_terry or thurstone.
-        #[arg(long, default_value = "bradley_terry")]
-        link: String,
+        /// The link the RM was trained with: bradley_terry or thurstone (default: the `link` of
+        /// the run's config.toml beside a `reins reward` checkpoint, else bradley_terry).
+        #[arg(long)]
+        link: Option<String>,
         /// Precision τ of the Gaussian prior on the head's weights.
         #[arg(long, default_value_t = 1.0)]
         prior_precision: f64,
@@ -102,7 +104,7 @@ pub enum RewardStatsCmd {
 pub fn run(cmd: RewardStatsCmd) -> Result<()> {
     match cmd {
         RewardStatsCmd::Fit { model, pairs, link, prior_precision, curvature, out, force, batch_size } => {
-            let link = parse_link(&link)?;
+            let link = resolve_link(link.as_deref(), &model)?;
             let curvature = match curvature.as_str() {
                 "hessian" => Curvature::Hessian,
                 "fisher" => Curvature::Fisher,
@@ -207,6 +209,31 @@ pub fn run(cmd: RewardStatsCmd) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// `--link`, checked against the run's `config.toml` (a `reins reward` checkpoint's parent
+/// folder) when that file names a link; without `--link`, that link or Bradley–Terry.
+fn resolve_link(given: Option<&str>, model: &Path) -> Result<Link> {
+    let cfg = [model.join("config.toml"), model.join("../config.toml")].into_iter().find(|p| p.is_file());
+    let trained = match &cfg {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let flat = FlatConfig::from_toml(&text).with_context(|| p.display().to_string())?;
+            flat.table.get("link").and_then(Value::as_str).map(parse_link).transpose()?
+        }
+        None => None,
+    };
+    match (given.map(parse_link).transpose()?, trained) {
+        (Some(g), Some(t)) if g != t => bail!(
+            "--link {} but {} says the model was trained with link = \"{}\"; drop --link or pass --link {}",
+            g.name(),
+            cfg.map(|p| p.display().to_string()).unwrap_or_default(),
+            t.name(),
+            t.name()
+        ),
+        (Some(l), _) | (None, Some(l)) => Ok(l),
+        (None, None) => Ok(Link::BradleyTerry),
     }
 }
 
