@@ -59,6 +59,10 @@ pub fn select_pairs(post: &HeadPosterior, pool: &[Vec<f64>], k: usize, how: Acqu
         Acquisition::DOptimal => diffs.iter().map(|d| post.link.fisher(d.mean)).collect(),
     };
     let mut taken = vec![false; pool.len()];
+    // Rank-one updates so far, `(u_t, c_t / (1 + c_t g_tᵀu_t))` with `u_t = Σ_t g_t`:
+    // `Σ_{t+1} = Σ_t − coef_t u_t u_tᵀ` (Sherman–Morrison), so `Σ_t g` needs `Σ_0 g` once and
+    // one dot product per earlier pick, never a `D × D` update.
+    let mut updates: Vec<(Vec<f64>, f64)> = Vec::new();
     let mut out = Vec::with_capacity(k.min(pool.len()));
     while out.len() < k.min(pool.len()) {
         let score = |i: usize| match how {
@@ -72,41 +76,28 @@ pub fn select_pairs(post: &HeadPosterior, pool: &[Vec<f64>], k: usize, how: Acqu
         taken[best] = true;
         out.push(Selected { index: best, mean: diffs[best].mean, std: diffs[best].std, score: score(best) });
         if how == Acquisition::DOptimal {
-            // Σ' = Σ − c u uᵀ / (1 + c gᵀΣg), u = Σg: every candidate's variance drops by
-            // c (g_iᵀu)² / (1 + c gᵀΣg). Σ itself is only needed through u.
-            let u = post_covariance_times(post, &out, pool, &weight)?;
-            let c = weight[best];
-            let denom = 1.0 + c * var[best];
-            for (i, g) in pool.iter().enumerate() {
-                let gu: f64 = g.iter().zip(&u).map(|(a, b)| a * b).sum();
-                var[i] = (var[i] - c * gu * gu / denom).max(0.0);
+            let g = &pool[best];
+            let mut u = post.covariance_times(g);
+            for (ui, coef) in &updates {
+                let proj = dot(ui, g);
+                for (x, y) in u.iter_mut().zip(ui) {
+                    *x -= coef * y * proj;
+                }
             }
+            // var[best] is gᵀΣ_t g = gᵀu; every candidate's variance drops by coef·(g_iᵀu)².
+            let coef = weight[best] / (1.0 + weight[best] * var[best]);
+            for (i, gi) in pool.iter().enumerate() {
+                let gu = dot(gi, &u);
+                var[i] = (var[i] - coef * gu * gu).max(0.0);
+            }
+            updates.push((u, coef));
         }
     }
     Ok(out)
 }
 
-/// `Σ_t g_t` for the last pick `t`, with `Σ_t` the covariance after the earlier picks' rank-one
-/// updates (recomputed from `Σ_0` by the same Sherman–Morrison steps: `O(k·D)` per earlier pick).
-fn post_covariance_times(post: &HeadPosterior, picked: &[Selected], pool: &[Vec<f64>], c: &[f64]) -> Result<Vec<f64>> {
-    let Some((last, earlier)) = picked.split_last() else {
-        return Err(TrainError::Input("nothing picked yet".into()));
-    };
-    // u_j = Σ_j g_j for each pick in order: Σ_j g = Σ_0 g − Σ_{i<j} c_i u_i (u_iᵀg) / (1 + c_i g_iᵀu_i).
-    let mut us: Vec<(Vec<f64>, f64, f64)> = Vec::with_capacity(picked.len());
-    for p in earlier.iter().chain(std::iter::once(last)) {
-        let g = &pool[p.index];
-        let mut u = post.covariance_times(g);
-        for (ui, ci, di) in &us {
-            let proj: f64 = ui.iter().zip(g).map(|(a, b)| a * b).sum();
-            for (x, y) in u.iter_mut().zip(ui) {
-                *x -= ci * y * proj / di;
-            }
-        }
-        let gu: f64 = g.iter().zip(&u).map(|(a, b)| a * b).sum();
-        us.push((u, c[p.index], 1.0 + c[p.index] * gu));
-    }
-    Ok(us.pop().map(|x| x.0).unwrap_or_default())
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 #[cfg(test)]
