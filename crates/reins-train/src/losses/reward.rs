@@ -102,7 +102,7 @@ pub fn bradley_terry_loss(
 }
 
 /// Thurstone (probit) reward loss (Thurstone 1927, case V; Liu, Shi & Sun, arXiv:2604.02507,
-/// §3): `P(y_w ≻ y_l) = Φ(d / (√2 s))` with `s = 1` (see [`Link`]),
+/// on Thurstone models): `P(y_w ≻ y_l) = Φ(d / (√2 s))` with `s = 1` (see [`Link`]),
 ///
 /// `d = r_w − r_l − margin`, `ℓ = −[p log Φ(d/√2) + (1 − p) log Φ(−d/√2)]`, averaged over the
 /// batch, with the target `p`, soft labels, label smoothing and centring exactly as in

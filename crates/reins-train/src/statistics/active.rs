@@ -1,5 +1,5 @@
 //! Uncertainty-driven selection of the next pairs to label (Liu, Shi & Sun, arXiv:2604.02507,
-//! §5 "active learning and experimental design"): from an unlabelled pool of pairs, each a
+//! active learning and experimental design): from an unlabelled pool of pairs, each a
 //! feature difference `g = φ(a) − φ(b)`, pick the `k` whose label would teach the head most.
 //!
 //! - [`Acquisition::Variance`]: the `k` largest predictive variances `gᵀΣg` of the reward

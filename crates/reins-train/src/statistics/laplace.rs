@@ -1,5 +1,5 @@
 //! The Laplace (or Fisher) posterior of a reward model's score head on frozen features, and
-//! confidence intervals of reward differences (Liu, Shi & Sun, arXiv:2604.02507, §4: linear
+//! confidence intervals of reward differences (Liu, Shi & Sun, arXiv:2604.02507, on linear
 //! rewards `r = θᵀφ(x, y)`, Fisher information `I(θ) = Σ_i σ′(θᵀz_i) z_i z_iᵀ` with
 //! `z_i = φ(y_c) − φ(y_r)`, Wald intervals for `θᵀ(φ_1 − φ_2)`; the last-layer Laplace
 //! approximation of Daxberger et al., "Laplace Redux", arXiv:2106.14806).

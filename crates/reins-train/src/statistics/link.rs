@@ -1,6 +1,6 @@
 //! Link functions of a pairwise preference model: the probability that `a` is preferred to
 //! `b` given the reward difference `d = r(a) − r(b)` (Liu, Shi & Sun, "Reinforcement Learning
-//! from Human Feedback: A Statistical Perspective", arXiv:2604.02507, §3):
+//! from Human Feedback: A Statistical Perspective", arXiv:2604.02507, on BTL and Thurstone models):
 //!
 //! - Bradley–Terry (logit): `P = σ(d)` (Bradley & Terry 1952).
 //! - Thurstone (probit): `P = Φ(d / (√2 s))` (Thurstone 1927, case V): each response's utility

@@ -1,5 +1,5 @@
 //! Pessimistic rewards: the lower confidence bound `r − λ·σ` of a reward under the head
-//! posterior (Liu, Shi & Sun, arXiv:2604.02507, §4: `r − c·‖φ‖_{I⁻¹}`; Jin, Yang & Wang,
+//! posterior (Liu, Shi & Sun, arXiv:2604.02507, linear-reward statistics: `r − c·‖φ‖_{I⁻¹}`; Jin, Yang & Wang,
 //! "Is Pessimism Provably Efficient for Offline RL?", arXiv:2012.15085), so best-of-n and RL
 //! prefer responses the reward model has evidence for over ones it merely extrapolates to.
 

@@ -1,6 +1,6 @@
 //! E11c (Liu, Shi & Sun, "Reinforcement Learning from Human Feedback: A Statistical
 //! Perspective", arXiv:2604.02507, pessimistic reward estimation; the LCB best-of-N of the same
-//! authors' arXiv:2512.03208): at a large n, best-of-n against the reward model's lower
+//! authors' arXiv:2512.03208, as a summary of it describes): at a large n, best-of-n against the reward model's lower
 //! confidence bound `r − λ·σ` picks responses with higher gold reward than best-of-n against
 //! the plain reward `r`, because it discounts responses the reward model merely extrapolates to.
 //!
