@@ -23,6 +23,7 @@ pub mod optim;
 pub mod rewards;
 pub mod rl;
 pub mod run;
+pub mod statistics;
 pub mod trainers;
 
 pub use error::{Result, TrainError};

@@ -42,6 +42,9 @@ enum Cli {
     Cpo(commands::train::TrainArgs),
     /// LiPO-λ: listwise preference optimization on ranked lists (pairs are lists of two).
     Lipo(commands::train::TrainArgs),
+    /// Reward-model statistics: head posterior (fit), intervals of reward differences, active pair selection.
+    #[command(subcommand)]
+    RewardStats(commands::reward_stats::RewardStatsCmd),
     /// Best-of-n (rejection) sampling: n samples per prompt, keep the best by a reward; JSONL for SFT.
     BestOfN(commands::best_of_n::BestOfNArgs),
     /// Sample from a Hugging Face model: stream text, or write JSONL for labelling.
@@ -100,6 +103,7 @@ fn main() {
         Cli::Simpo(a) => commands::train::run(commands::train::Method::Simpo, a),
         Cli::Cpo(a) => commands::train::run(commands::train::Method::Cpo, a),
         Cli::Lipo(a) => commands::train::run(commands::train::Method::Lipo, a),
+        Cli::RewardStats(c) => commands::reward_stats::run(c),
         Cli::BestOfN(a) => commands::best_of_n::run(a),
         Cli::Generate(a) => commands::generate::run(a),
         Cli::Data { cmd } => commands::data::run(cmd),

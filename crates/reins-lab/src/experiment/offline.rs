@@ -251,6 +251,22 @@ impl Session<'_> {
         Ok(all)
     }
 
+    /// The pooled features `φ` (the last token's hidden state, which the score head reads) of
+    /// `(prompt, response)` items under a reward model: `[N][D]`.
+    pub(crate) fn pooled_rm_features(&self, model: &Model, items: &[(String, String)]) -> Result<Vec<Vec<f64>>> {
+        let pad = self.tok.pad_id_or_eos().unwrap_or(0);
+        let seqs: Vec<Vec<u32>> = items
+            .iter()
+            .map(|(p, r)| {
+                let (a, b) = self.pair_ids(p, r)?;
+                Ok([a, b].concat())
+            })
+            .collect::<Result<_>>()?;
+        let (phi, _) =
+            reins_train::statistics::features::pooled_features(model, &seqs, pad, 64).map_err(stage("features"))?;
+        Ok(phi)
+    }
+
     pub(crate) fn train_dpo(&mut self, base: &Path, data: &[crate::PreferenceRecord]) -> Result<Model> {
         let d = &self.cfg.dpo;
         let policy = self.load(base, LoadOptions { trainable: true, ..Default::default() })?;

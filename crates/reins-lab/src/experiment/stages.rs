@@ -133,6 +133,12 @@ impl Session<'_> {
         self.score_members(members, items)
     }
 
+    /// A reward model's pooled features `φ` of `(prompt, response)` items: `[N][D]` (what its
+    /// score head reads; see `reins_train::statistics`).
+    pub fn rm_features(&self, model: &Model, items: &[(String, String)]) -> Result<Vec<Vec<f64>>> {
+        self.pooled_rm_features(model, items)
+    }
+
     /// Stage *evaluation*: one answer of `policy` per prompt (sampling stream `salt`), its gold
     /// score and the KL to the SFT policy.
     pub fn evaluate(

@@ -77,6 +77,8 @@ pub struct Knobs {
     /// labelled pairs (Gao et al. vary the proxy's data; a weaker proxy is over-optimized
     /// sooner). Default 0.25.
     pub proxy_label_fraction: f64,
+    /// Pessimistic best-of-n: λ of the lower confidence bound `r − λ·σ`. Default 1.0.
+    pub lcb_lambda: f64,
 }
 
 impl Default for Knobs {
@@ -92,6 +94,7 @@ impl Default for Knobs {
             n_lists: 1024,
             lr_scale: 10.0,
             proxy_label_fraction: 0.25,
+            lcb_lambda: 1.0,
         }
     }
 }
@@ -116,6 +119,12 @@ impl Knobs {
         }
         if !(self.proxy_label_fraction > 0.0 && self.proxy_label_fraction <= 1.0) {
             return Err(LabError::config("knobs.proxy_label_fraction", "must be in (0, 1] (default 0.25)"));
+        }
+        if !(self.lcb_lambda.is_finite() && self.lcb_lambda >= 0.0) {
+            return Err(LabError::config(
+                "knobs.lcb_lambda",
+                "must be a number >= 0 (0 is plain best-of-n; default 1)",
+            ));
         }
         if !(2..=16).contains(&self.list_size) || self.n_lists < 4 {
             return Err(LabError::config("knobs.list_size", "needs list_size in 2..=16 and n_lists >= 4"));

@@ -10,6 +10,7 @@ pub fn registry() -> Vec<Experiment> {
         experiments::preference_strength_finds_flips::experiment(),
         experiments::ensembles_beat_a_single_rm::experiment(),
         experiments::reward_overoptimization::experiment(),
+        experiments::pessimism_beats_plain_best_of_n::experiment(),
         experiments::lipo_beats_dpo_on_lists::experiment(),
         experiments::iterative_dpo_beats_offline::experiment(),
         experiments::pf_ppo_beats_ppo::experiment(),

@@ -19,8 +19,8 @@ pub use kto::{kto_kl_estimate, kto_loss, KtoConfig, KtoLossType, KtoOutput};
 pub use lipo::lipo_lambda_loss;
 pub use orpo::{log1mexp, orpo_loss, OrpoOutput};
 pub use reward::{
-    bradley_terry_loss, ensemble_aggregate, plackett_luce_loss, preference_strength, reward_metrics,
-    EnsembleAggregation, RewardLossConfig,
+    bradley_terry_loss, ensemble_aggregate, pairwise_reward_loss, plackett_luce_loss, preference_strength,
+    reward_metrics, thurstone_loss, EnsembleAggregation, RewardLossConfig,
 };
 pub use running::RunningMoments;
 pub use simpo::simpo_loss;

@@ -1,5 +1,5 @@
-//! Reward-model losses: Bradley–Terry (TRL `RewardTrainer`), Plackett–Luce listwise, and
-//! ensemble aggregation.
+//! Reward-model losses: Bradley–Terry (TRL `RewardTrainer`) and Thurstone (probit) pairwise,
+//! Plackett–Luce listwise, and ensemble aggregation.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +7,7 @@ use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
 
 use super::ops::{log_sigmoid, to_vec_f64};
+use crate::statistics::Link;
 use crate::{Result, TrainError};
 
 /// Loss options of TRL's `RewardConfig` plus label-noise handling.
@@ -21,6 +22,41 @@ pub struct RewardLossConfig {
     /// target probability that `y_w ≻ y_l` becomes `1 − ε`. Default 0.0 (TRL).
     #[serde(default)]
     pub label_smoothing: f64,
+    /// The pairwise link: `"bradley_terry"` (`σ(d)`, TRL) or `"thurstone"` (probit,
+    /// `Φ(d/√2)`; see [`thurstone_loss`]). Default `"bradley_terry"`.
+    #[serde(default)]
+    pub link: Link,
+}
+
+/// The pairwise reward loss of `cfg.link`: [`bradley_terry_loss`] or [`thurstone_loss`].
+pub fn pairwise_reward_loss(
+    chosen: &Tensor,
+    rejected: &Tensor,
+    margin: Option<&Tensor>,
+    soft_labels: Option<&Tensor>,
+    cfg: &RewardLossConfig,
+) -> Result<Tensor> {
+    match cfg.link {
+        Link::BradleyTerry => bradley_terry_loss(chosen, rejected, margin, soft_labels, cfg),
+        Link::Thurstone => thurstone_loss(chosen, rejected, margin, soft_labels, cfg),
+    }
+}
+
+/// Checks the label-smoothing rate and the soft labels shared by both pairwise links.
+fn check_targets(soft_labels: Option<&Tensor>, cfg: &RewardLossConfig) -> Result<()> {
+    let eps = cfg.label_smoothing;
+    if !(0.0..0.5).contains(&eps) {
+        return Err(TrainError::Config(format!("`label_smoothing` must lie in [0, 0.5) (got {eps})")));
+    }
+    if let Some(p) = soft_labels {
+        let v = to_vec_f64(&p.to_dtype(DType::F64)?)?;
+        if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !(0.0..=1.0).contains(*x)) {
+            return Err(TrainError::Input(format!(
+                "soft label (`strength`) {x} of pair {i} is outside [0, 1]: it is the probability that chosen is preferred"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Bradley–Terry reward loss (Bradley & Terry 1952; Ouyang et al., arXiv:2203.02155, Eq. 1;
@@ -38,18 +74,8 @@ pub fn bradley_terry_loss(
     soft_labels: Option<&Tensor>,
     cfg: &RewardLossConfig,
 ) -> Result<Tensor> {
+    check_targets(soft_labels, cfg)?;
     let eps = cfg.label_smoothing;
-    if !(0.0..0.5).contains(&eps) {
-        return Err(TrainError::Config(format!("`label_smoothing` must lie in [0, 0.5) (got {eps})")));
-    }
-    if let Some(p) = soft_labels {
-        let v = to_vec_f64(&p.to_dtype(DType::F64)?)?;
-        if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !(0.0..=1.0).contains(*x)) {
-            return Err(TrainError::Input(format!(
-                "soft label (`strength`) {x} of pair {i} is outside [0, 1]: it is the probability that chosen is preferred"
-            )));
-        }
-    }
     let mut d = (chosen - rejected)?;
     if let Some(m) = margin {
         let m = m.to_dtype(d.dtype())?;
@@ -68,6 +94,55 @@ pub fn bradley_terry_loss(
             ((&p * pos)? + ((1.0 - &p)? * neg)?)?.neg()?
         }
     };
+    let mut loss = per_pair.mean_all()?;
+    if let Some(c) = cfg.center_rewards_coefficient {
+        loss = (loss + ((chosen + rejected)?.sqr()?.mean_all()? * c)?)?;
+    }
+    Ok(loss)
+}
+
+/// Thurstone (probit) reward loss (Thurstone 1927, case V; Liu, Shi & Sun, arXiv:2604.02507,
+/// on Thurstone models): `P(y_w ≻ y_l) = Φ(d / (√2 s))` with `s = 1` (see [`Link`]),
+///
+/// `d = r_w − r_l − margin`, `ℓ = −[p log Φ(d/√2) + (1 − p) log Φ(−d/√2)]`, averaged over the
+/// batch, with the target `p`, soft labels, label smoothing and centring exactly as in
+/// [`bradley_terry_loss`].
+///
+/// `log Φ` has no differentiable tensor op in candle that stays accurate in its tails, so each
+/// pair's value `ℓ_i` and slope `∂ℓ_i/∂d_i` are computed in f64 on the host
+/// ([`Link::nll`], [`Link::dnll`]) and joined to the graph as `ℓ_i + g_i·(d_i − detach(d_i))`:
+/// the value is exactly `ℓ_i` and the backward pass gives exactly `g_i`.
+///
+/// Shapes: `chosen`, `rejected`, `margin`, `soft_labels` `[B]` → scalar.
+pub fn thurstone_loss(
+    chosen: &Tensor,
+    rejected: &Tensor,
+    margin: Option<&Tensor>,
+    soft_labels: Option<&Tensor>,
+    cfg: &RewardLossConfig,
+) -> Result<Tensor> {
+    check_targets(soft_labels, cfg)?;
+    let eps = cfg.label_smoothing;
+    let mut d = (chosen - rejected)?;
+    if let Some(m) = margin {
+        let m = m.to_dtype(d.dtype())?;
+        d = (d - m)?;
+    }
+    let dv = to_vec_f64(&d)?;
+    let p: Vec<f64> = match soft_labels {
+        Some(p) => to_vec_f64(p)?,
+        None => vec![1.0; dv.len()],
+    };
+    let (mut value, mut slope) = (Vec::with_capacity(dv.len()), Vec::with_capacity(dv.len()));
+    for (&d, &p) in dv.iter().zip(&p) {
+        let p = (1.0 - eps) * p + eps * (1.0 - p);
+        value.push(Link::Thurstone.nll(d, p));
+        slope.push(Link::Thurstone.dnll(d, p));
+    }
+    let host = |v: Vec<f64>| -> Result<Tensor> {
+        Ok(Tensor::from_vec(v, d.dims().to_vec(), d.device())?.to_dtype(d.dtype())?)
+    };
+    let per_pair = (host(value)? + (host(slope)? * (&d - d.detach())?)?)?;
     let mut loss = per_pair.mean_all()?;
     if let Some(c) = cfg.center_rewards_coefficient {
         loss = (loss + ((chosen + rejected)?.sqr()?.mean_all()? * c)?)?;
@@ -189,4 +264,85 @@ pub fn reward_metrics(chosen: &Tensor, rejected: &Tensor) -> Result<BTreeMap<Str
     m.insert("max_reward".into(), all.iter().copied().fold(f64::NEG_INFINITY, f64::max));
     m.insert("mean_reward".into(), all.iter().sum::<f64>() / all.len().max(1) as f64);
     Ok(m)
+}
+
+#[cfg(test)]
+mod thurstone_tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn t(v: &[f64]) -> Tensor {
+        Tensor::new(v, &Device::Cpu).unwrap()
+    }
+    fn scalar(x: &Tensor) -> f64 {
+        x.to_scalar::<f64>().unwrap()
+    }
+    const SQRT_2: f64 = std::f64::consts::SQRT_2;
+    // torch.special.log_ndtr(±1.0) and the inverse Mills ratios φ/Φ at 0, 1 and −1 (float64).
+    const NEG_LOG_PHI_1: f64 = 0.17275377902344985;
+    const NEG_LOG_PHI_M1: f64 = 1.841021645009264;
+    const MILLS: [f64; 3] = [0.7978845608028654, 0.2875999709391784, 1.525135276160982];
+
+    /// Three pairs with `d = 0, √2, −√2`, i.e. `z = d/√2 = 0, 1, −1`: the loss is the mean of
+    /// `ln 2, −log Φ(1), −log Φ(−1)` and `∂ℓ/∂r_w = −λ(z)/(√2·B)`.
+    #[test]
+    fn thurstone_loss_and_gradient_by_hand() -> Result<()> {
+        let chosen = Var::from_tensor(&t(&[0.5, 1.0 + SQRT_2, -1.0]))?;
+        let rejected = t(&[0.5, 1.0, -1.0 + SQRT_2]);
+        let cfg = RewardLossConfig { link: Link::Thurstone, ..Default::default() };
+        let loss = pairwise_reward_loss(chosen.as_tensor(), &rejected, None, None, &cfg)?;
+        let want = (std::f64::consts::LN_2 + NEG_LOG_PHI_1 + NEG_LOG_PHI_M1) / 3.0;
+        assert!((scalar(&loss) - want).abs() < 1e-13, "{} vs {want}", scalar(&loss));
+        let grads = loss.backward()?;
+        let g: Vec<f64> = grads.get(chosen.as_tensor()).expect("gradient").to_vec1()?;
+        for (gi, l) in g.iter().zip(MILLS) {
+            assert!((gi + l / (SQRT_2 * 3.0)).abs() < 1e-13, "{gi} vs {}", -l / (SQRT_2 * 3.0));
+        }
+        // The margin is subtracted inside the link: a margin of 1 equals lowering r_w by 1.
+        let m = t(&[0.0, 1.0, 0.0]);
+        let with_m = scalar(&thurstone_loss(chosen.as_tensor(), &rejected, Some(&m), None, &cfg)?);
+        let shifted = scalar(&thurstone_loss(&t(&[0.5, SQRT_2, -1.0]), &rejected, None, None, &cfg)?);
+        assert!((with_m - shifted).abs() < 1e-14);
+        Ok(())
+    }
+
+    /// A soft label ½ at z = 1 averages the two directions; label smoothing ε equals the soft
+    /// label 1 − ε; swapping chosen and rejected with p → 1 − p leaves the loss unchanged; and
+    /// the centring term is the Bradley–Terry one.
+    #[test]
+    fn thurstone_soft_labels_smoothing_symmetry_and_centring() -> Result<()> {
+        let cfg = RewardLossConfig { link: Link::Thurstone, ..Default::default() };
+        let (c, r) = (t(&[SQRT_2]), t(&[0.0]));
+        let half = scalar(&thurstone_loss(&c, &r, None, Some(&t(&[0.5])), &cfg)?);
+        assert!((half - 0.5 * (NEG_LOG_PHI_1 + NEG_LOG_PHI_M1)).abs() < 1e-13);
+        let smoothed = RewardLossConfig { label_smoothing: 0.1, ..cfg };
+        let a = scalar(&thurstone_loss(&c, &r, None, None, &smoothed)?);
+        let b = scalar(&thurstone_loss(&c, &r, None, Some(&t(&[0.9])), &cfg)?);
+        assert!((a - b).abs() < 1e-14);
+        assert!((b - (0.9 * NEG_LOG_PHI_1 + 0.1 * NEG_LOG_PHI_M1)).abs() < 1e-13);
+        let (cs, rs, p) = (t(&[0.3, -2.0, 4.0]), t(&[1.1, 0.5, -3.0]), t(&[1.0, 0.8, 0.25]));
+        let fwd = scalar(&thurstone_loss(&cs, &rs, None, Some(&p), &cfg)?);
+        let back = scalar(&thurstone_loss(&rs, &cs, None, Some(&(1.0 - &p)?), &cfg)?);
+        assert!((fwd - back).abs() < 1e-14, "{fwd} vs {back}");
+        let centred = RewardLossConfig { center_rewards_coefficient: Some(0.01), ..cfg };
+        let plain = scalar(&thurstone_loss(&cs, &rs, None, None, &cfg)?);
+        let with_c = scalar(&thurstone_loss(&cs, &rs, None, None, &centred)?);
+        let bt = |cfg: &RewardLossConfig| bradley_terry_loss(&cs, &rs, None, None, cfg).map(|x| scalar(&x));
+        let bt_plain = bt(&RewardLossConfig::default())?;
+        let bt_c = bt(&RewardLossConfig { center_rewards_coefficient: Some(0.01), ..Default::default() })?;
+        assert!(((with_c - plain) - (bt_c - bt_plain)).abs() < 1e-14);
+        // Bad targets are refused as for Bradley–Terry.
+        assert!(thurstone_loss(&c, &r, None, Some(&t(&[1.5])), &cfg).is_err());
+        assert!(thurstone_loss(&c, &r, None, None, &RewardLossConfig { label_smoothing: 0.5, ..cfg }).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn link_reads_from_toml_and_rejects_typos() {
+        let cfg: RewardLossConfig = toml::from_str("link = \"thurstone\"").unwrap();
+        assert_eq!(cfg.link, Link::Thurstone);
+        assert_eq!(RewardLossConfig::default().link, Link::BradleyTerry);
+        let err = toml::from_str::<RewardLossConfig>("link = \"probitt\"").unwrap_err().to_string();
+        assert!(err.contains("bradley_terry") && err.contains("thurstone"), "{err}");
+    }
 }

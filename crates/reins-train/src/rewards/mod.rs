@@ -7,8 +7,10 @@
 //! puts nothing per token, so trainers can already add them to the KL-penalised rewards.
 
 pub mod http;
+pub mod lcb;
 
 pub use http::HttpReward;
+pub use lcb::LcbReward;
 
 use candle_core::{Device, Tensor};
 use reins_model::{Batch, Model};

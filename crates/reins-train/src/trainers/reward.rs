@@ -13,7 +13,7 @@ use reins_model::{Batch, Model};
 
 use super::metrics::{attended_tokens, scalar};
 use super::{BatchTrainer, Metrics};
-use crate::losses::{bradley_terry_loss, plackett_luce_loss, reward_metrics, RewardLossConfig};
+use crate::losses::{pairwise_reward_loss, plackett_luce_loss, reward_metrics, RewardLossConfig};
 use crate::optim::optimizer::Optimizer;
 use crate::{Result, TrainError};
 
@@ -47,7 +47,7 @@ impl RewardTrainer {
             })
         };
         let (margin, soft_labels) = (per_pair(&batch.margin)?, per_pair(&batch.strength)?);
-        let loss = bradley_terry_loss(&c, &r, margin.as_ref(), soft_labels.as_ref(), &self.cfg)?;
+        let loss = pairwise_reward_loss(&c, &r, margin.as_ref(), soft_labels.as_ref(), &self.cfg)?;
         let mut m = reward_metrics(&c.detach(), &r.detach())?;
         m.insert("loss".into(), scalar(&loss)?);
         m.insert("num_tokens".into(), attended_tokens(&batch.attention_mask));

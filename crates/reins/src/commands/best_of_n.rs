@@ -2,9 +2,11 @@
 //! rejection sampling. Writes the best completion of each prompt in TRL's prompt/completion
 //! form (usable as SFT data, or as the answer at inference), and optionally every scored sample.
 //!
-//! `--reward` is `length`, `contains:<text>`, an `http://` scorer, a reward model folder, or a
-//! reward-ensemble folder from `reins reward` (its own aggregation); several `--reward` flags
-//! form an ensemble reduced by `--ensemble` (mean or min).
+//! `--reward` is `length`, `contains:<text>`, an `http://` scorer, a reward model folder, a
+//! reward-ensemble folder from `reins reward` (its own aggregation), or `lcb:<λ>:<dir>` (the
+//! pessimistic reward `r − λ·σ` of the reward model whose head posterior `reins reward-stats
+//! fit` wrote into `dir`); several `--reward` flags form an ensemble reduced by `--ensemble`
+//! (mean or min).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -33,8 +35,9 @@ pub struct BestOfNArgs {
     /// Samples per prompt.
     #[arg(long, default_value_t = 8)]
     pub n: usize,
-    /// `length`, `contains:<text>`, `http://host:port/path`, a reward model folder, or a
-    /// reward-ensemble folder (with `ensemble.json`); repeat for an ensemble.
+    /// `length`, `contains:<text>`, `http://host:port/path`, a reward model folder, a
+    /// reward-ensemble folder (with `ensemble.json`) or `lcb:<λ>:<posterior dir>` (pessimistic
+    /// `r − λ·σ`); repeat for an ensemble.
     #[arg(long, required = true)]
     pub reward: Vec<String>,
     /// How an ensemble of rewards is reduced: `mean` or `min`.
@@ -81,7 +84,7 @@ pub fn run(a: BestOfNArgs) -> Result<()> {
             Some(r) => members.push(r),
             None => bail!(
                 "--reward `{spec}`: use length, contains:<text>, an http://host:port/path scorer, a reward model \
-                 folder (with config.json) or a reward-ensemble folder (with ensemble.json)"
+                 folder (with config.json), a reward-ensemble folder (with ensemble.json) or lcb:<λ>:<posterior dir>"
             ),
         }
     }

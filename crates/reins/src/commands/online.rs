@@ -6,7 +6,8 @@
 //! (a `*ForSequenceClassification` checkpoint, score at the last token; or an ensemble folder
 //! from `reins reward` with `ensemble_size > 1`, scored with its aggregation), or an
 //! `http://host:port/path` scorer (`{"prompts", "completions"}` in, `{"scores"}` out, text,
-//! `reward_timeout` seconds).
+//! `reward_timeout` seconds), or `"lcb:<λ>:<dir>"`: the pessimistic reward `r − λ·σ` of the
+//! reward model whose head posterior `reins reward-stats fit` wrote into `dir`.
 //!
 //! With `max_kl` set, every command measures the KL to the reference (GRPO, RLOO and ReMax get
 //! a reference even at `beta = 0`), so the limit always applies. `reins ppo` with
@@ -25,7 +26,7 @@ use reins_train::config::{resolved, FlatConfig, TrainingArgs};
 use reins_train::losses::DpoConfig;
 use reins_train::losses::GrpoLossConfig;
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
-use reins_train::rewards::{EnsembleReward, HttpReward, ModelReward, RewardSource, RuleReward};
+use reins_train::rewards::{EnsembleReward, HttpReward, LcbReward, ModelReward, RewardSource, RuleReward};
 use reins_train::rl::PolicyFilter;
 use reins_train::run::{self, Progress};
 use reins_train::trainers::dpo::Reference;
@@ -53,7 +54,8 @@ pub struct OnlineArgs {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RewardArgs {
-    /// `length`, `contains:<text>`, `model` or an `http://` scorer (default `length`).
+    /// `length`, `contains:<text>`, `model`, `lcb:<λ>:<posterior dir>` (pessimistic reward
+    /// model, `r − λ·σ`) or an `http://` scorer (default `length`).
     pub reward: String,
     /// Reward model folder (or reward-ensemble folder) for `reward = "model"`.
     pub reward_model_path: Option<PathBuf>,
@@ -116,15 +118,17 @@ fn reward_source(
     match reward_from_spec(&r.reward, tok, max_len, device, timeout, false)? {
         Some(src) => Ok(src),
         None => bail!(
-            "unknown reward `{}`: use \"length\", \"contains:<text>\", \"model\" (with reward_model_path) or an \
-             http://host:port/path scorer",
+            "unknown reward `{}`: use \"length\", \"contains:<text>\", \"model\" (with reward_model_path), \
+             \"lcb:<λ>:<posterior dir>\" or an http://host:port/path scorer",
             r.reward
         ),
     }
 }
 
 /// A reward from a short spec: `length` (completion tokens / `max_len`), `contains:<text>`,
-/// `http://…` (a remote scorer, sent text), or — with `allow_dir` — a reward model folder.
+/// `lcb:<λ>:<dir>` (the reward model of the head posterior in `dir`, scored at its lower
+/// confidence bound `r − λ·σ`), `http://…` (a remote scorer, sent text), or — with
+/// `allow_dir` — a reward model folder.
 /// `None` when the spec is none of these.
 pub fn reward_from_spec(
     spec: &str,
@@ -142,6 +146,15 @@ pub fn reward_from_spec(
         return Ok(Some(Box::new(RuleReward::named("contains", move |_, c| {
             tok.decode(c, true).map(|s| s.contains(&text) as u8 as f32).unwrap_or(0.0)
         }))));
+    }
+    if let Some(rest) = spec.strip_prefix("lcb:") {
+        let hint = "use lcb:<λ>:<folder with head_posterior.json>, e.g. lcb:1.0:runs/rm (see `reins reward-stats fit`)";
+        let (lambda, dir) = rest.split_once(':').with_context(|| format!("reward `{spec}`: {hint}"))?;
+        let lambda: f64 =
+            lambda.parse().map_err(|_| anyhow::anyhow!("reward `{spec}`: λ `{lambda}` is not a number; {hint}"))?;
+        let lcb = LcbReward::from_dir(std::path::Path::new(dir), lambda, device)
+            .with_context(|| format!("pessimistic reward `{spec}`"))?;
+        return Ok(Some(Box::new(lcb)));
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {
         let tok = tok.clone();

@@ -73,7 +73,8 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
         }
         if loss != RewardLossConfig::default() {
             bail!(
-                "`center_rewards_coefficient` and `label_smoothing` apply to pairwise training; set `listwise = false`"
+                "`center_rewards_coefficient`, `label_smoothing` and `link` apply to pairwise training; set `listwise = \
+                 false`"
             );
         }
         return train_listwise(&s, &lw, model, progress);
