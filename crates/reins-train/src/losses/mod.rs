@@ -7,6 +7,7 @@ pub mod lipo;
 pub mod ops;
 pub mod orpo;
 pub mod reward;
+pub mod reward_noise;
 pub mod running;
 pub mod simpo;
 
@@ -22,6 +23,7 @@ pub use reward::{
     bradley_terry_loss, ensemble_aggregate, plackett_luce_loss, preference_strength, reward_metrics,
     EnsembleAggregation, RewardLossConfig,
 };
+pub use reward_noise::{treat_pairs, NoiseAwareConfig, PairTreatment, SmoothPairs};
 pub use running::RunningMoments;
 pub use simpo::simpo_loss;
 pub mod kl;

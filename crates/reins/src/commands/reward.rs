@@ -9,6 +9,10 @@
 //! - `preference_strength.jsonl` — per scored pair: the members' mean and spread of
 //!   `r(chosen) − r(rejected)` and a verdict (`clear`, `ambiguous`, `likely_mislabeled`),
 //! - `metrics.jsonl` — the ensemble's accuracy under each aggregation and per category.
+//!
+//! With `strength_report` (such a `preference_strength.jsonl`), the training pairs are first
+//! flipped, label-smoothed and given adaptive margins by their strength
+//! ([`super::reward_denoise`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,7 +25,7 @@ use reins_data::tokenize::reward::{tokenize_reward, RewardIds};
 use reins_data::{HfTokenizer, Record};
 use reins_model::{LoadOptions, Model};
 use reins_train::config::{resolved, FlatConfig, TrainingArgs};
-use reins_train::losses::{EnsembleAggregation, RewardLossConfig};
+use reins_train::losses::{EnsembleAggregation, NoiseAwareConfig, RewardLossConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::run::{self, append_metrics, Progress, RunSummary};
 use reins_train::trainers::reward::{
@@ -34,6 +38,7 @@ use reins_train::trainers::Metrics;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::reward_denoise::StrengthReportArgs;
 use super::train::{to_json, Bars};
 
 /// Listwise settings of `reins reward`.
@@ -66,8 +71,17 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
     let ens: EnsembleArgs = s.flat.part()?;
     ens.validate()?;
     let lw: ListwiseArgs = s.flat.part()?;
+    let report: StrengthReportArgs = s.flat.part()?;
+    let noise: NoiseAwareConfig = s.flat.part()?;
+    noise.validate()?;
+    if report.strength_report.is_none() && noise != NoiseAwareConfig::default() {
+        bail!("the `strength_*` keys apply the rule of `strength_report`; set strength_report = \"RUN/preference_strength.jsonl\"");
+    }
     let listwise = lw.listwise.unwrap_or_else(|| s.train.iter().any(|r| matches!(r, Record::RankedList { .. })));
     if listwise {
+        if report.strength_report.is_some() {
+            bail!("`strength_report` treats Bradley-Terry pairs; set `listwise = false`");
+        }
         if ens.ensemble_size > 1 {
             bail!("`ensemble_size` > 1 trains Bradley–Terry members on pairs; set `listwise = false`");
         }
@@ -79,9 +93,16 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
         return train_listwise(&s, &lw, model, progress);
     }
     let max_length = Some(s.args.max_length);
-    let train = tokenized_pairs(s.tok, s.train, max_length)?;
+    let mut train = tokenized_pairs(s.tok, s.train, max_length)?;
     let eval = s.eval.map(|e| tokenized_pairs(s.tok, e, max_length)).transpose()?;
     progress.log(&format!("tokenized: {} pairs kept of {} records", train.len(), s.train.len()));
+    let mut summary_metrics = Metrics::new();
+    if let Some(path) = &report.strength_report {
+        // The eval split keeps its labels: accuracy is measured against what annotators said.
+        let d = super::reward_denoise::apply(path, &noise, s.train, &mut train, &s.args.output_dir)?;
+        progress.log(&d.to_string());
+        summary_metrics.extend(d.metrics());
+    }
     let ids: Vec<RewardIds> = train.iter().map(|(_, x)| x.clone()).collect();
     let bs = s.args.per_device_train_batch_size;
     let eval_batches: Vec<_> = match &eval {
@@ -119,7 +140,14 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
         let total = run::total_steps(&args, ids.len());
         let opt = Optimizer::new(model.params(), s.optim, total)?;
         let mut trainer = RewardTrainer::new(model, opt, loss);
-        let cfg = resolved(&[to_json(&args), to_json(s.optim), to_json(&loss), to_json(&ens)]);
+        let cfg = resolved(&[
+            to_json(&args),
+            to_json(s.optim),
+            to_json(&loss),
+            to_json(&ens),
+            to_json(&report),
+            to_json(&noise),
+        ]);
         let collate = |idx: &[usize]| {
             Ok(collate_reward(&idx.iter().map(|&j| ids[sample[j]].clone()).collect::<Vec<_>>(), s.pad, None))
         };
@@ -139,7 +167,6 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
         rejected.push(r);
     }
     let step = members[0].1.steps;
-    let mut summary_metrics = Metrics::new();
     if k > 1 {
         let manifest = EnsembleManifest {
             members: members
