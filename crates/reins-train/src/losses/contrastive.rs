@@ -10,8 +10,100 @@
 //! PyTorch in `fixtures/torch/contrastive.{py,json}`.
 
 use candle_core::{Tensor, D};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::{Result, TrainError};
+
+/// What the two views are views of (§3.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ContrastiveOn {
+    /// The preference difference `h(x, y_c) − h(x, y_r)`, one item per pair.
+    #[default]
+    Difference,
+    /// Each response's pooled state, chosen and rejected alike (2B items).
+    Responses,
+}
+
+/// The contrastive term of `reins reward` (flat keys): `ℓ = ℓ_BT + β·InfoNCE`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContrastiveConfig {
+    /// β, the weight of the InfoNCE term (paper, SimCSE: 1). Default 0: off.
+    pub contrastive_coef: f64,
+    /// τ of InfoNCE. Default 0.05 (SimCSE's; the paper gives none).
+    pub contrastive_temperature: f64,
+    /// Dropout rate that makes the two views (paper: 0.05). reins' models have no dropout
+    /// layers, so it is applied to the pooled last-token state, with masks seeded by the
+    /// optimizer step and the batch, so a resumed run draws the same masks.
+    pub contrastive_dropout: f64,
+    /// `"difference"` (default) or `"responses"`.
+    pub contrastive_on: ContrastiveOn,
+}
+
+impl Default for ContrastiveConfig {
+    fn default() -> Self {
+        ContrastiveConfig {
+            contrastive_coef: 0.0,
+            contrastive_temperature: 0.05,
+            contrastive_dropout: 0.05,
+            contrastive_on: ContrastiveOn::Difference,
+        }
+    }
+}
+
+impl ContrastiveConfig {
+    pub fn enabled(&self) -> bool {
+        self.contrastive_coef > 0.0
+    }
+
+    /// Checks ranges; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad =
+            |key: &str, range: &str, v: f64| Err(TrainError::Config(format!("`{key}` must be {range} (got {v})")));
+        if !(self.contrastive_coef.is_finite() && self.contrastive_coef >= 0.0) {
+            return bad("contrastive_coef", "a finite β >= 0", self.contrastive_coef);
+        }
+        if !(self.contrastive_temperature.is_finite() && self.contrastive_temperature > 0.0) {
+            return bad("contrastive_temperature", "> 0", self.contrastive_temperature);
+        }
+        if !(0.0..1.0).contains(&self.contrastive_dropout) {
+            return bad("contrastive_dropout", "in [0, 1)", self.contrastive_dropout);
+        }
+        Ok(())
+    }
+}
+
+/// Inverted dropout with a mask drawn from `seed`: `x · m / (1 − p)`, `m ~ Bernoulli(1 − p)`.
+pub fn seeded_dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
+    if p == 0.0 {
+        return Ok(x.clone());
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let keep: Vec<f64> =
+        (0..x.elem_count()).map(|_| if rng.random::<f64>() < p { 0.0 } else { 1.0 / (1.0 - p) }).collect();
+    let mask = Tensor::from_vec(keep, x.shape(), x.device())?.to_dtype(x.dtype())?;
+    Ok((x * mask)?)
+}
+
+/// The contrastive term on pooled states `[2B, D]` (chosen rows first, then rejected): two
+/// dropout views (masks from `seed` and `seed + 1`) of the preference differences or of the
+/// responses, then [`info_nce_loss`].
+pub fn contrastive_reward_loss(pooled: &Tensor, cfg: &ContrastiveConfig, seed: u64) -> Result<Tensor> {
+    let view = |s: u64| -> Result<Tensor> {
+        let v = seeded_dropout(pooled, cfg.contrastive_dropout, s)?;
+        Ok(match cfg.contrastive_on {
+            ContrastiveOn::Responses => v,
+            ContrastiveOn::Difference => {
+                let n = v.dim(0)? / 2;
+                (v.narrow(0, 0, n)? - v.narrow(0, n, n)?)?
+            }
+        })
+    };
+    info_nce_loss(&view(seed)?, &view(seed.wrapping_add(1))?, cfg.contrastive_temperature)
+}
 
 /// Rows scaled to unit length (`x / ‖x‖`, with `‖x‖² + 1e-24` under the root so a zero row has
 /// a gradient; torch's `F.normalize` clamps at 1e-12 instead, the same for any non-zero row).
@@ -81,6 +173,31 @@ mod tests {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The difference views: with no dropout both views are `h_c − h_r` exactly, so the term
+    /// is InfoNCE of the differences against themselves; dropout masks are reproducible.
+    #[test]
+    fn contrastive_term_on_differences() -> Result<()> {
+        let pooled = tensor(&[vec![1.0, 0.0], vec![0.0, 2.0], vec![0.0, 0.0], vec![1.0, 0.0]])?;
+        let cfg = ContrastiveConfig {
+            contrastive_coef: 1.0,
+            contrastive_dropout: 0.0,
+            contrastive_temperature: 0.5,
+            ..Default::default()
+        };
+        let got = contrastive_reward_loss(&pooled, &cfg, 7)?.to_scalar::<f64>()?;
+        // Differences (1, 0) and (−1, 2): cos = −1/√5; each row log(1 + e^{(−1/√5 − 1)/0.5}).
+        let want = (1.0 + ((-1.0 / 5f64.sqrt() - 1.0) / 0.5).exp()).ln();
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        let x = tensor(&[vec![1.0; 50]])?;
+        let a: Vec<Vec<f64>> = seeded_dropout(&x, 0.5, 3)?.to_vec2()?;
+        assert_eq!(a, seeded_dropout(&x, 0.5, 3)?.to_vec2::<f64>()?);
+        assert_ne!(a, seeded_dropout(&x, 0.5, 4)?.to_vec2::<f64>()?);
+        assert!(a[0].iter().all(|&v| v == 0.0 || v == 2.0));
+        let bad = ContrastiveConfig { contrastive_dropout: 1.0, ..cfg };
+        assert!(bad.validate().unwrap_err().to_string().contains("contrastive_dropout"));
         Ok(())
     }
 

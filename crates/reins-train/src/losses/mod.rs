@@ -12,7 +12,9 @@ pub mod reward_noise;
 pub mod running;
 pub mod simpo;
 
-pub use contrastive::{info_nce_loss, l2_normalize};
+pub use contrastive::{
+    contrastive_reward_loss, info_nce_loss, l2_normalize, seeded_dropout, ContrastiveConfig, ContrastiveOn,
+};
 pub use cpo::{cpo_loss, CpoConfig, CpoLossType, CpoOutput};
 pub use dpo::{
     chosen_sft_nll, dpo_loss, dpo_metrics, f_divergence_score, ld_alpha_logps, log_sum_sq_probs, wpo_weights,

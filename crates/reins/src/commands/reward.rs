@@ -25,7 +25,7 @@ use reins_data::tokenize::reward::{tokenize_reward, RewardIds};
 use reins_data::{HfTokenizer, Record};
 use reins_model::{LoadOptions, Model};
 use reins_train::config::{resolved, FlatConfig, TrainingArgs};
-use reins_train::losses::{EnsembleAggregation, NoiseAwareConfig, RewardLossConfig};
+use reins_train::losses::{ContrastiveConfig, EnsembleAggregation, NoiseAwareConfig, RewardLossConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::run::{self, append_metrics, Progress, RunSummary};
 use reins_train::trainers::reward::{
@@ -74,13 +74,15 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
     let report: StrengthReportArgs = s.flat.part()?;
     let noise: NoiseAwareConfig = s.flat.part()?;
     noise.validate()?;
+    let contrastive: ContrastiveConfig = s.flat.part()?;
+    contrastive.validate()?;
     if report.strength_report.is_none() && noise != NoiseAwareConfig::default() {
         bail!("the `strength_*` keys apply the rule of `strength_report`; set strength_report = \"RUN/preference_strength.jsonl\"");
     }
     let listwise = lw.listwise.unwrap_or_else(|| s.train.iter().any(|r| matches!(r, Record::RankedList { .. })));
     if listwise {
-        if report.strength_report.is_some() {
-            bail!("`strength_report` treats Bradley-Terry pairs; set `listwise = false`");
+        if report.strength_report.is_some() || contrastive.enabled() {
+            bail!("`strength_report` and `contrastive_coef` apply to Bradley-Terry pairs; set `listwise = false`");
         }
         if ens.ensemble_size > 1 {
             bail!("`ensemble_size` > 1 trains Bradley–Terry members on pairs; set `listwise = false`");
@@ -140,6 +142,7 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
         let total = run::total_steps(&args, ids.len());
         let opt = Optimizer::new(model.params(), s.optim, total)?;
         let mut trainer = RewardTrainer::new(model, opt, loss);
+        trainer.contrastive = contrastive;
         let cfg = resolved(&[
             to_json(&args),
             to_json(s.optim),
@@ -147,6 +150,7 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
             to_json(&ens),
             to_json(&report),
             to_json(&noise),
+            to_json(&contrastive),
         ]);
         let collate = |idx: &[usize]| {
             Ok(collate_reward(&idx.iter().map(|&j| ids[sample[j]].clone()).collect::<Vec<_>>(), s.pad, None))
