@@ -6,8 +6,11 @@
 //! SimCSE's InfoNCE (Gao et al., "SimCSE", EMNLP 2021, Eq. 1; Secrets of RLHF II Eq. 9): for
 //! two views `a`, `b` `[N, D]` of N items,
 //! `ℓ = mean_i −log [exp(cos(a_i, b_i)/τ) / Σ_j exp(cos(a_i, b_j)/τ)]`
-//! — the other items of the batch are the negatives. Checked, with its gradients, against
-//! PyTorch in `fixtures/torch/contrastive.{py,json}`.
+//! — the other items of the batch are the negatives. SwAV's swapped cluster prediction
+//! ([`swav_loss`], Eqs. 7–8) is here as a pure function; `reins reward` offers InfoNCE only
+//! (SwAV's prototypes would be parameters the trainer saves and restores, not yet done).
+//! Both are checked, with their gradients, against PyTorch in
+//! `fixtures/torch/contrastive.{py,json}`.
 
 use candle_core::{Tensor, D};
 use rand::{Rng, SeedableRng};
@@ -134,6 +137,55 @@ pub fn info_nce_loss(a: &Tensor, b: &Tensor, temperature: f64) -> Result<Tensor>
     Ok((lse - positives)?.mean_all()?)
 }
 
+/// `log softmax` over the last dimension from differentiable ops.
+fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    Ok(shifted.broadcast_sub(&lse)?)
+}
+
+/// SwAV's codes (Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
+/// Assignments", NeurIPS 2020, Alg. 1): `iters` Sinkhorn–Knopp normalisations of
+/// `exp(scores / eps)` so that the N items spread evenly over the K prototypes. No gradient
+/// flows through the codes. Shapes: `scores [N, K]` → `[N, K]`, each row summing to 1.
+pub fn sinkhorn_codes(scores: &Tensor, eps: f64, iters: usize) -> Result<Tensor> {
+    let (n, k) = scores.dims2()?;
+    let mut q = (scores.detach() / eps)?.exp()?.t()?; // [K, N]
+    q = q.broadcast_div(&q.sum_all()?)?;
+    for _ in 0..iters {
+        q = (q.broadcast_div(&q.sum_keepdim(1)?)? / k as f64)?;
+        q = (q.broadcast_div(&q.sum_keepdim(0)?)? / n as f64)?;
+    }
+    Ok((q * n as f64)?.t()?)
+}
+
+/// SwAV's swapped prediction (Secrets of RLHF II Eqs. 7–8): views `a`, `b` `[N, D]` and
+/// prototypes `c` `[K, D]` (all scaled to unit length here, differentiably), codes `q` from
+/// [`sinkhorn_codes`] (eps 0.05, 3 iterations) on each view's prototype scores, and
+/// `ℓ = mean_i [−Σ_k q_b log softmax(a·cᵀ/τ) − Σ_k q_a log softmax(b·cᵀ/τ)]`: each view
+/// predicts the other's cluster. Gradients reach `a`, `b` and the prototypes.
+pub fn swav_loss(a: &Tensor, b: &Tensor, prototypes: &Tensor, temperature: f64) -> Result<Tensor> {
+    if !(temperature.is_finite() && temperature > 0.0) {
+        return Err(TrainError::Config(format!("the SwAV temperature must be > 0 (got {temperature})")));
+    }
+    let (n, d) = a.dims2()?;
+    if b.dims2()? != (n, d) || prototypes.dim(1)? != d || n == 0 {
+        return Err(TrainError::Input(format!(
+            "swav_loss: views {:?} and {:?}, prototypes {:?}: need [N, D], [N, D], [K, D]",
+            a.dims(),
+            b.dims(),
+            prototypes.dims()
+        )));
+    }
+    let c = l2_normalize(prototypes)?.t()?;
+    let (sa, sb) = (l2_normalize(a)?.matmul(&c)?, l2_normalize(b)?.matmul(&c)?); // [N, K]
+    let (qa, qb) = (sinkhorn_codes(&sa, 0.05, 3)?, sinkhorn_codes(&sb, 0.05, 3)?);
+    let ce =
+        |q: &Tensor, s: &Tensor| -> Result<Tensor> { Ok((q * log_softmax(&(s / temperature)?)?)?.sum(D::Minus1)?) };
+    Ok((ce(&qb, &sa)? + ce(&qa, &sb)?)?.neg()?.mean_all()?)
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::{DType, Device, Var};
@@ -170,6 +222,35 @@ mod tests {
                 let g: Vec<Vec<f64>> = grads.get(var.as_tensor()).expect("a gradient").to_vec2()?;
                 for (x, y) in g.concat().iter().zip(matrix(&case[key]).concat()) {
                     assert!((x - y).abs() < 1e-9, "τ {tau}: {key} {x} vs torch {y}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// SwAV's loss, its codes and the gradients of both views and of the prototypes (the new
+    /// parameters) equal PyTorch's.
+    #[test]
+    fn swav_matches_torch_with_gradients_for_the_prototypes() -> Result<()> {
+        for case in fixture()["swav"].as_array().unwrap() {
+            let tau = case["tau"].as_f64().unwrap();
+            let a = Var::from_tensor(&tensor(&matrix(&case["a"]))?)?;
+            let b = Var::from_tensor(&tensor(&matrix(&case["b"]))?)?;
+            let c = Var::from_tensor(&tensor(&matrix(&case["prototypes"]))?)?;
+            let scores = l2_normalize(a.as_tensor())?.matmul(&l2_normalize(c.as_tensor())?.t()?)?;
+            let codes: Vec<Vec<f64>> = sinkhorn_codes(&scores, 0.05, 3)?.to_vec2()?;
+            for (x, y) in codes.concat().iter().zip(matrix(&case["codes_a"]).concat()) {
+                assert!((x - y).abs() < 1e-9, "codes {x} vs torch {y}");
+            }
+            let loss = swav_loss(a.as_tensor(), b.as_tensor(), c.as_tensor(), tau)?;
+            let (got, want) = (loss.to_scalar::<f64>()?, case["loss"].as_f64().unwrap());
+            assert!((got - want).abs() < 1e-9 * want.abs().max(1.0), "τ {tau}: loss {got} vs torch {want}");
+            let grads = loss.backward()?;
+            for (var, key) in [(&a, "grad_a"), (&b, "grad_b"), (&c, "grad_prototypes")] {
+                let g: Vec<Vec<f64>> = grads.get(var.as_tensor()).expect("a gradient").to_vec2()?;
+                assert!(g.concat().iter().any(|x| *x != 0.0), "{key} is all zero");
+                for (x, y) in g.concat().iter().zip(matrix(&case[key]).concat()) {
+                    assert!((x - y).abs() < 1e-8, "τ {tau}: {key} {x} vs torch {y}");
                 }
             }
         }

@@ -13,7 +13,8 @@ pub mod running;
 pub mod simpo;
 
 pub use contrastive::{
-    contrastive_reward_loss, info_nce_loss, l2_normalize, seeded_dropout, ContrastiveConfig, ContrastiveOn,
+    contrastive_reward_loss, info_nce_loss, l2_normalize, seeded_dropout, sinkhorn_codes, swav_loss, ContrastiveConfig,
+    ContrastiveOn,
 };
 pub use cpo::{cpo_loss, CpoConfig, CpoLossType, CpoOutput};
 pub use dpo::{
