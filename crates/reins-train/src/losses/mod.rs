@@ -5,6 +5,7 @@ pub mod cpo;
 pub mod dpo;
 pub mod kto;
 pub mod lipo;
+pub mod metarm;
 pub mod ops;
 pub mod orpo;
 pub mod reward;
@@ -23,6 +24,7 @@ pub use dpo::{
 };
 pub use kto::{kto_kl_estimate, kto_loss, KtoConfig, KtoLossType, KtoOutput};
 pub use lipo::lipo_lambda_loss;
+pub use metarm::metarm_difference;
 pub use orpo::{log1mexp, orpo_loss, OrpoOutput};
 pub use reward::{
     bradley_terry_loss, ensemble_aggregate, plackett_luce_loss, preference_strength, reward_metrics,
