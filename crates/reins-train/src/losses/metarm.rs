@@ -7,7 +7,7 @@
 //! MetaRM (Algorithm 1) first ascends J on a meta batch, `θ' = θ + η ∇J(θ)` (Eq. 12), then
 //! descends the vanilla Bradley–Terry loss *at θ'* and applies that gradient to θ:
 //! `θ ← θ − α ∇_{θ'} L(θ')` (Eqs. 13–14) — as printed, a first-order step (no second
-//! derivative of J). Only J lives here; the two-step trainer does not exist yet.
+//! derivative of J). J lives here; the step is [`crate::trainers::metarm::metarm_step`].
 
 use candle_core::{Tensor, D};
 

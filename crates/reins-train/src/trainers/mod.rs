@@ -9,6 +9,7 @@ pub mod grpo;
 pub mod iterative_dpo;
 pub mod kto;
 pub mod lipo;
+pub mod metarm;
 pub mod online_dpo;
 pub mod orpo;
 pub mod ppo;
