@@ -68,3 +68,40 @@ pub fn metarm_step(trainer: &mut RewardTrainer, pairs: &RewardBatch, meta: &Meta
     metrics.insert("metarm/difference".into(), difference);
     Ok(metrics)
 }
+
+/// A reward-model run whose every step is a [`metarm_step`]; step t uses meta batch
+/// `t mod len` (so a resumed run sees the same meta batches).
+pub struct MetaRmTrainer {
+    pub inner: RewardTrainer,
+    pub meta: Vec<MetaBatch>,
+    /// η, the meta ascent step.
+    pub eta: f64,
+}
+
+impl crate::run::Trainer for MetaRmTrainer {
+    type Batch = RewardBatch;
+    fn train_step(&mut self, micro_batches: &[RewardBatch]) -> Result<Metrics> {
+        let [pairs] = micro_batches else {
+            return Err(crate::TrainError::Config(
+                "MetaRM takes one batch per step: set gradient_accumulation_steps = 1".into(),
+            ));
+        };
+        if self.meta.is_empty() {
+            return Err(crate::TrainError::Input("MetaRM needs at least one meta batch".into()));
+        }
+        let meta = &self.meta[self.inner.opt.step % self.meta.len()];
+        metarm_step(&mut self.inner, pairs, meta, self.eta)
+    }
+    fn evaluate(&mut self, batch: &RewardBatch) -> Result<Metrics> {
+        Ok(self.inner.loss(batch)?.1)
+    }
+    fn model(&self) -> &reins_model::Model {
+        &self.inner.model
+    }
+    fn optimizer(&mut self) -> &mut crate::optim::optimizer::Optimizer {
+        &mut self.inner.opt
+    }
+    fn num_tokens(&mut self) -> &mut f64 {
+        &mut self.inner.num_tokens
+    }
+}

@@ -9,6 +9,7 @@ pub mod parity;
 pub mod quickstart;
 pub mod reward;
 pub mod reward_denoise;
+pub mod reward_metarm;
 pub mod serve;
 pub mod train;
 #[cfg(test)]

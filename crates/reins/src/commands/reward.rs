@@ -28,6 +28,7 @@ use reins_train::config::{resolved, FlatConfig, TrainingArgs};
 use reins_train::losses::{ContrastiveConfig, EnsembleAggregation, NoiseAwareConfig, RewardLossConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::run::{self, append_metrics, Progress, RunSummary};
+use reins_train::trainers::metarm::MetaRmTrainer;
 use reins_train::trainers::reward::{
     collate_ranked_reward, pair_scores, tokenize_ranked_reward_dataset, ListwiseRewardTrainer, RewardTrainer,
 };
@@ -39,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::reward_denoise::StrengthReportArgs;
+use super::reward_metarm::MetaRmArgs;
 use super::train::{to_json, Bars};
 
 /// Listwise settings of `reins reward`.
@@ -76,13 +78,23 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
     noise.validate()?;
     let contrastive: ContrastiveConfig = s.flat.part()?;
     contrastive.validate()?;
+    let metarm: MetaRmArgs = s.flat.part()?;
+    let meta = match &metarm.metarm_dataset {
+        Some(path) => super::reward_metarm::meta_batches(&metarm, path, s.tok, s.pad)?,
+        None => Vec::new(),
+    };
+    if !meta.is_empty() && s.args.gradient_accumulation_steps != 1 {
+        bail!("MetaRM takes one batch per step: set gradient_accumulation_steps = 1");
+    }
     if report.strength_report.is_none() && noise != NoiseAwareConfig::default() {
         bail!("the `strength_*` keys apply the rule of `strength_report`; set strength_report = \"RUN/preference_strength.jsonl\"");
     }
     let listwise = lw.listwise.unwrap_or_else(|| s.train.iter().any(|r| matches!(r, Record::RankedList { .. })));
     if listwise {
-        if report.strength_report.is_some() || contrastive.enabled() {
-            bail!("`strength_report` and `contrastive_coef` apply to Bradley-Terry pairs; set `listwise = false`");
+        if report.strength_report.is_some() || contrastive.enabled() || !meta.is_empty() {
+            bail!(
+                "`strength_report`, `contrastive_coef` and `metarm_dataset` apply to Bradley-Terry pairs; set `listwise = false`"
+            );
         }
         if ens.ensemble_size > 1 {
             bail!("`ensemble_size` > 1 trains Bradley–Terry members on pairs; set `listwise = false`");
@@ -151,12 +163,20 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
             to_json(&report),
             to_json(&noise),
             to_json(&contrastive),
+            to_json(&metarm),
         ]);
         let collate = |idx: &[usize]| {
             Ok(collate_reward(&idx.iter().map(|&j| ids[sample[j]].clone()).collect::<Vec<_>>(), s.pad, None))
         };
-        let summary = run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, progress)?;
-        members.push((trainer.model, summary));
+        let (model, summary) = if meta.is_empty() {
+            let summary = run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, progress)?;
+            (trainer.model, summary)
+        } else {
+            let mut t = MetaRmTrainer { inner: trainer, meta: meta.clone(), eta: metarm.metarm_eta };
+            let summary = run::train(&mut t, &args, &cfg, ids.len(), &collate, &eval_batches, progress)?;
+            (t.inner.model, summary)
+        };
+        members.push((model, summary));
     }
     let out = &s.args.output_dir;
     // Scores of every member on the report set: the eval split, else the training set.
