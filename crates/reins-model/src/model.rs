@@ -329,15 +329,29 @@ impl Model {
     /// Sequence-classification scores `[B, num_labels]`, read at each row's last real token
     /// (as `*ForSequenceClassification`).
     pub fn scores(&self, batch: &Batch) -> Result<Tensor> {
-        let head = self.score.as_ref().ok_or_else(|| {
+        self.score_head()?;
+        self.score_pooled(&self.pooled(batch)?)
+    }
+
+    fn score_head(&self) -> Result<&Linear> {
+        self.score.as_ref().ok_or_else(|| {
             ModelError::Usage("this model has no score head; load it with `score_head` or use a *ForSequenceClassification checkpoint".into())
-        })?;
+        })
+    }
+
+    /// The final hidden state at each row's last real token, `[B, D]`: what the score head
+    /// reads (and what a contrastive reward loss compares).
+    pub fn pooled(&self, batch: &Batch) -> Result<Tensor> {
         let hidden = self.hidden(batch)?;
         let last: Vec<u32> = batch.mask.iter().map(|r| r.iter().rposition(|&m| m == 1).unwrap_or(0) as u32).collect();
         let (b, _, d) = hidden.dims3()?;
         let idx = Tensor::from_vec(last, (b, 1, 1), hidden.device())?.broadcast_as((b, 1, d))?.contiguous()?;
-        let h_last = hidden.gather(&idx, 1)?.reshape((b, d))?;
-        Ok(head.forward(&h_last)?)
+        Ok(hidden.gather(&idx, 1)?.reshape((b, d))?)
+    }
+
+    /// The score head on pooled states `[B, D]` → `[B, num_labels]`.
+    pub fn score_pooled(&self, pooled: &Tensor) -> Result<Tensor> {
+        Ok(self.score_head()?.forward(pooled)?)
     }
 
     /// Per-token values `[B, T]` from the value head.

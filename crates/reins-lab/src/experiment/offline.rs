@@ -176,6 +176,24 @@ impl Session<'_> {
         data: &[crate::PreferenceRecord],
         member: u64,
     ) -> Result<Model> {
+        self.train_reward_model_with(base, data, member, None)
+    }
+
+    /// As [`Self::train_reward_model`], with a per-pair Bradley–Terry `(margin, soft label)`
+    /// aligned with `data` (noise-aware training, Secrets of RLHF II §2.4).
+    pub(crate) fn train_reward_model_with(
+        &mut self,
+        base: &Path,
+        data: &[crate::PreferenceRecord],
+        member: u64,
+        targets: Option<&[(f64, f64)]>,
+    ) -> Result<Model> {
+        if targets.is_some_and(|t| t.len() != data.len()) {
+            return Err(crate::LabError::Stage {
+                stage: "reward model",
+                message: "one (margin, label) per pair needed".into(),
+            });
+        }
         let rm = &self.cfg.reward_model;
         let model = self.load(
             base,
@@ -207,8 +225,8 @@ impl Session<'_> {
             let batch = RewardBatch {
                 input_ids: seqs.iter().map(|s| pad_to(s, t, pad)).collect(),
                 attention_mask: seqs.iter().map(|s| pad_to(&vec![1u8; s.len()], t, 0)).collect(),
-                margin: None,
-                strength: None,
+                margin: targets.map(|t| idx.iter().map(|&i| t[i].0).collect()),
+                strength: targets.map(|t| idx.iter().map(|&i| t[i].1).collect()),
             };
             let m = trainer.train_step(std::slice::from_ref(&batch)).map_err(stage("reward model"))?;
             self.progress.tick(&format!("loss {:.3} acc {:.2}", m["loss"], m.get("accuracy").copied().unwrap_or(0.0)));

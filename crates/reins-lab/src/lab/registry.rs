@@ -8,6 +8,7 @@ use super::Experiment;
 pub fn registry() -> Vec<Experiment> {
     vec![
         experiments::preference_strength_finds_flips::experiment(),
+        experiments::denoised_rm_beats_bt::experiment(),
         experiments::ensembles_beat_a_single_rm::experiment(),
         experiments::reward_overoptimization::experiment(),
         experiments::pessimism_beats_plain_best_of_n::experiment(),

@@ -1,15 +1,22 @@
 //! Pure loss functions: tensors in, tensors out, no trainer state.
 
+pub mod contrastive;
 pub mod cpo;
 pub mod dpo;
 pub mod kto;
 pub mod lipo;
+pub mod metarm;
 pub mod ops;
 pub mod orpo;
 pub mod reward;
+pub mod reward_noise;
 pub mod running;
 pub mod simpo;
 
+pub use contrastive::{
+    contrastive_reward_loss, info_nce_loss, l2_normalize, seeded_dropout, sinkhorn_codes, swav_loss, ContrastiveConfig,
+    ContrastiveOn,
+};
 pub use cpo::{cpo_loss, CpoConfig, CpoLossType, CpoOutput};
 pub use dpo::{
     chosen_sft_nll, dpo_loss, dpo_metrics, f_divergence_score, ld_alpha_logps, log_sum_sq_probs, wpo_weights,
@@ -17,11 +24,13 @@ pub use dpo::{
 };
 pub use kto::{kto_kl_estimate, kto_loss, KtoConfig, KtoLossType, KtoOutput};
 pub use lipo::lipo_lambda_loss;
+pub use metarm::metarm_difference;
 pub use orpo::{log1mexp, orpo_loss, OrpoOutput};
 pub use reward::{
     bradley_terry_loss, ensemble_aggregate, pairwise_reward_loss, plackett_luce_loss, preference_strength,
     reward_metrics, thurstone_loss, EnsembleAggregation, RewardLossConfig,
 };
+pub use reward_noise::{treat_pairs, NoiseAwareConfig, PairTreatment, SmoothPairs};
 pub use running::RunningMoments;
 pub use simpo::simpo_loss;
 pub mod kl;

@@ -15,6 +15,7 @@ pub mod grpo;
 pub mod iterative_dpo;
 pub mod kto;
 pub mod lipo;
+pub mod metarm;
 pub mod metrics;
 pub mod online_dpo;
 pub mod orpo;

@@ -13,7 +13,10 @@ use reins_model::{Batch, Model};
 
 use super::metrics::{attended_tokens, scalar};
 use super::{BatchTrainer, Metrics};
-use crate::losses::{pairwise_reward_loss, plackett_luce_loss, reward_metrics, RewardLossConfig};
+use crate::losses::{
+    contrastive_reward_loss, pairwise_reward_loss, plackett_luce_loss, reward_metrics, ContrastiveConfig,
+    RewardLossConfig,
+};
 use crate::optim::optimizer::Optimizer;
 use crate::{Result, TrainError};
 
@@ -23,11 +26,13 @@ pub struct RewardTrainer {
     /// Tokens seen so far (TRL's cumulative `num_tokens`).
     pub num_tokens: f64,
     pub cfg: RewardLossConfig,
+    /// The contrastive term (Secrets of RLHF II §3.1); off by default.
+    pub contrastive: ContrastiveConfig,
 }
 
 impl RewardTrainer {
     pub fn new(model: Model, opt: Optimizer, cfg: RewardLossConfig) -> Self {
-        RewardTrainer { model, opt, cfg, num_tokens: 0.0 }
+        RewardTrainer { model, opt, cfg, num_tokens: 0.0, contrastive: ContrastiveConfig::default() }
     }
 
     /// Scores `[2B]` of a batch (chosen rows first, then rejected).
@@ -37,7 +42,13 @@ impl RewardTrainer {
     }
 
     pub fn loss(&self, batch: &RewardBatch) -> Result<(Tensor, Metrics)> {
-        let s = self.scores(batch)?;
+        let (s, pooled) = if self.contrastive.enabled() {
+            let b = Batch::new(batch.input_ids.clone(), batch.attention_mask.clone())?;
+            let pooled = self.model.pooled(&b)?;
+            (self.model.score_pooled(&pooled)?.narrow(1, 0, 1)?.squeeze(1)?, Some(pooled))
+        } else {
+            (self.scores(batch)?, None)
+        };
         let n = batch.input_ids.len() / 2;
         let (c, r) = (s.narrow(0, 0, n)?, s.narrow(0, n, n)?);
         let per_pair = |v: &Option<Vec<f64>>| -> Result<Option<Tensor>> {
@@ -47,8 +58,19 @@ impl RewardTrainer {
             })
         };
         let (margin, soft_labels) = (per_pair(&batch.margin)?, per_pair(&batch.strength)?);
-        let loss = pairwise_reward_loss(&c, &r, margin.as_ref(), soft_labels.as_ref(), &self.cfg)?;
+        let mut loss = pairwise_reward_loss(&c, &r, margin.as_ref(), soft_labels.as_ref(), &self.cfg)?;
         let mut m = reward_metrics(&c.detach(), &r.detach())?;
+        if let Some(pooled) = pooled {
+            // Masks follow the optimizer step and the batch's tokens: a resumed run redraws them.
+            let seed = batch
+                .input_ids
+                .iter()
+                .flatten()
+                .fold(self.opt.step as u64, |h, &t| h.wrapping_mul(0x100000001b3).wrapping_add(t as u64));
+            let cl = contrastive_reward_loss(&pooled, &self.contrastive, seed)?;
+            m.insert("contrastive_loss".into(), scalar(&cl)?);
+            loss = (loss + (cl * self.contrastive.contrastive_coef)?)?;
+        }
         m.insert("loss".into(), scalar(&loss)?);
         m.insert("num_tokens".into(), attended_tokens(&batch.attention_mask));
         Ok((loss, m))

@@ -8,6 +8,8 @@ pub mod online;
 pub mod parity;
 pub mod quickstart;
 pub mod reward;
+pub mod reward_denoise;
+pub mod reward_metarm;
 pub mod reward_stats;
 pub mod serve;
 pub mod train;

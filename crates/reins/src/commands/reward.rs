@@ -9,6 +9,10 @@
 //! - `preference_strength.jsonl` — per scored pair: the members' mean and spread of
 //!   `r(chosen) − r(rejected)` and a verdict (`clear`, `ambiguous`, `likely_mislabeled`),
 //! - `metrics.jsonl` — the ensemble's accuracy under each aggregation and per category.
+//!
+//! With `strength_report` (such a `preference_strength.jsonl`), the training pairs are first
+//! flipped, label-smoothed and given adaptive margins by their strength
+//! ([`super::reward_denoise`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,9 +25,10 @@ use reins_data::tokenize::reward::{tokenize_reward, RewardIds};
 use reins_data::{HfTokenizer, Record};
 use reins_model::{LoadOptions, Model};
 use reins_train::config::{resolved, FlatConfig, TrainingArgs};
-use reins_train::losses::{EnsembleAggregation, RewardLossConfig};
+use reins_train::losses::{ContrastiveConfig, EnsembleAggregation, NoiseAwareConfig, RewardLossConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::run::{self, append_metrics, Progress, RunSummary};
+use reins_train::trainers::metarm::MetaRmTrainer;
 use reins_train::trainers::reward::{
     collate_ranked_reward, pair_scores, tokenize_ranked_reward_dataset, ListwiseRewardTrainer, RewardTrainer,
 };
@@ -34,6 +39,8 @@ use reins_train::trainers::Metrics;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::reward_denoise::StrengthReportArgs;
+use super::reward_metarm::MetaRmArgs;
 use super::train::{to_json, Bars};
 
 /// Listwise settings of `reins reward`.
@@ -66,8 +73,29 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
     let ens: EnsembleArgs = s.flat.part()?;
     ens.validate()?;
     let lw: ListwiseArgs = s.flat.part()?;
+    let report: StrengthReportArgs = s.flat.part()?;
+    let noise: NoiseAwareConfig = s.flat.part()?;
+    noise.validate()?;
+    let contrastive: ContrastiveConfig = s.flat.part()?;
+    contrastive.validate()?;
+    let metarm: MetaRmArgs = s.flat.part()?;
+    let meta = match &metarm.metarm_dataset {
+        Some(path) => super::reward_metarm::meta_batches(&metarm, path, s.tok, s.pad)?,
+        None => Vec::new(),
+    };
+    if !meta.is_empty() && s.args.gradient_accumulation_steps != 1 {
+        bail!("MetaRM takes one batch per step: set gradient_accumulation_steps = 1");
+    }
+    if report.strength_report.is_none() && noise != NoiseAwareConfig::default() {
+        bail!("the `strength_*` keys apply the rule of `strength_report`; set strength_report = \"RUN/preference_strength.jsonl\"");
+    }
     let listwise = lw.listwise.unwrap_or_else(|| s.train.iter().any(|r| matches!(r, Record::RankedList { .. })));
     if listwise {
+        if report.strength_report.is_some() || contrastive.enabled() || !meta.is_empty() {
+            bail!(
+                "`strength_report`, `contrastive_coef` and `metarm_dataset` apply to Bradley-Terry pairs; set `listwise = false`"
+            );
+        }
         if ens.ensemble_size > 1 {
             bail!("`ensemble_size` > 1 trains Bradley–Terry members on pairs; set `listwise = false`");
         }
@@ -80,9 +108,16 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
         return train_listwise(&s, &lw, model, progress);
     }
     let max_length = Some(s.args.max_length);
-    let train = tokenized_pairs(s.tok, s.train, max_length)?;
+    let mut train = tokenized_pairs(s.tok, s.train, max_length)?;
     let eval = s.eval.map(|e| tokenized_pairs(s.tok, e, max_length)).transpose()?;
     progress.log(&format!("tokenized: {} pairs kept of {} records", train.len(), s.train.len()));
+    let mut summary_metrics = Metrics::new();
+    if let Some(path) = &report.strength_report {
+        // The eval split keeps its labels: accuracy is measured against what annotators said.
+        let d = super::reward_denoise::apply(path, &noise, s.train, &mut train, &s.args.output_dir)?;
+        progress.log(&d.to_string());
+        summary_metrics.extend(d.metrics());
+    }
     let ids: Vec<RewardIds> = train.iter().map(|(_, x)| x.clone()).collect();
     let bs = s.args.per_device_train_batch_size;
     let eval_batches: Vec<_> = match &eval {
@@ -120,12 +155,29 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
         let total = run::total_steps(&args, ids.len());
         let opt = Optimizer::new(model.params(), s.optim, total)?;
         let mut trainer = RewardTrainer::new(model, opt, loss);
-        let cfg = resolved(&[to_json(&args), to_json(s.optim), to_json(&loss), to_json(&ens)]);
+        trainer.contrastive = contrastive;
+        let cfg = resolved(&[
+            to_json(&args),
+            to_json(s.optim),
+            to_json(&loss),
+            to_json(&ens),
+            to_json(&report),
+            to_json(&noise),
+            to_json(&contrastive),
+            to_json(&metarm),
+        ]);
         let collate = |idx: &[usize]| {
             Ok(collate_reward(&idx.iter().map(|&j| ids[sample[j]].clone()).collect::<Vec<_>>(), s.pad, None))
         };
-        let summary = run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, progress)?;
-        members.push((trainer.model, summary));
+        let (model, summary) = if meta.is_empty() {
+            let summary = run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, progress)?;
+            (trainer.model, summary)
+        } else {
+            let mut t = MetaRmTrainer { inner: trainer, meta: meta.clone(), eta: metarm.metarm_eta };
+            let summary = run::train(&mut t, &args, &cfg, ids.len(), &collate, &eval_batches, progress)?;
+            (t.inner.model, summary)
+        };
+        members.push((model, summary));
     }
     let out = &s.args.output_dir;
     // Scores of every member on the report set: the eval split, else the training set.
@@ -140,7 +192,6 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
         rejected.push(r);
     }
     let step = members[0].1.steps;
-    let mut summary_metrics = Metrics::new();
     if k > 1 {
         let manifest = EnsembleManifest {
             members: members

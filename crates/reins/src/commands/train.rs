@@ -91,6 +91,10 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
             parts.push(to_json(&RewardLossConfig::default()));
             parts.push(to_json(&EnsembleArgs::default()));
             parts.push(to_json(&super::reward::ListwiseArgs::default()));
+            parts.push(to_json(&super::reward_denoise::StrengthReportArgs::default()));
+            parts.push(to_json(&reins_train::losses::NoiseAwareConfig::default()));
+            parts.push(to_json(&reins_train::losses::ContrastiveConfig::default()));
+            parts.push(to_json(&super::reward_metarm::MetaRmArgs::default()));
         }
         Method::Dpo => {
             parts.push(to_json(&DpoConfig::default()));
