@@ -42,6 +42,8 @@ enum Cli {
     Cpo(commands::train::TrainArgs),
     /// LiPO-λ: listwise preference optimization on ranked lists (pairs are lists of two).
     Lipo(commands::train::TrainArgs),
+    /// Contrastive Preference Learning (Hejna et al.): regret-based contrastive loss, no reward model, no reference.
+    Cpl(commands::train::TrainArgs),
     /// Best-of-n (rejection) sampling: n samples per prompt, keep the best by a reward; JSONL for SFT.
     BestOfN(commands::best_of_n::BestOfNArgs),
     /// Sample from a Hugging Face model: stream text, or write JSONL for labelling.
@@ -100,6 +102,7 @@ fn main() {
         Cli::Simpo(a) => commands::train::run(commands::train::Method::Simpo, a),
         Cli::Cpo(a) => commands::train::run(commands::train::Method::Cpo, a),
         Cli::Lipo(a) => commands::train::run(commands::train::Method::Lipo, a),
+        Cli::Cpl(a) => commands::train::run(commands::train::Method::Cpl, a),
         Cli::BestOfN(a) => commands::best_of_n::run(a),
         Cli::Generate(a) => commands::generate::run(a),
         Cli::Data { cmd } => commands::data::run(cmd),
