@@ -15,7 +15,9 @@
 //! `L = −log( exp S(σ⁺) / (exp S(σ⁺) + exp λ·S(σ⁻)) ) = softplus(−(S(σ⁺) − λ·S(σ⁻)))`.
 //! With a soft label `p = P(σ⁺ ≻ σ⁻)` it is `p·L(σ⁺, σ⁻) + (1 − p)·L(σ⁻, σ⁺)`, as the official
 //! `biased_bce_with_logits` (jhejna/cpl `research/algs/cpl.py`). CPL-BC adds `c_bc · BC`, the
-//! mean negative log-prob of every step of both segments (`bc_data = "all"`).
+//! mean negative log-prob of every step of both segments (`bc_data = "all"`). The dense
+//! ("rank") mode, [`cpl_rank_loss`], applies the same biased loss to every ordered pair of a
+//! batch of segments with label scores.
 //!
 //! Nothing here knows about text: a segment is `[B, T]` per-step log-probs and a 0/1 mask, so
 //! the same loss serves language pairs (the segment is the completion) and control segments.
@@ -202,6 +204,47 @@ pub fn cpl_loss(chosen: &Segments, rejected: &Segments, labels: Option<&Tensor>,
         loss = (loss + (&bc_loss * cfg.bc_coeff)?)?;
     }
     Ok(CplOutput { loss, losses, bc_loss, chosen_scores: s_c, rejected_scores: s_r, labels })
+}
+
+/// CPL's dense ("rank") mode (jhejna/cpl `biased_bce_with_scores`): with `N` segments and a
+/// label score each (higher = preferred; the official labels are summed oracle advantages),
+/// the biased loss `softplus(−(S_a − λ·S_b))` of every ordered pair `a` above `b`, averaged
+/// over the pairs — `O(N²)` comparisons from `N` segments. Returns the loss (scalar, with
+/// graph) and the share of pairs whose unbiased score order agrees with the labels.
+///
+/// Tied label scores form no pair (the official code orders ties arbitrarily by its sort).
+/// Shapes: `segments` `[N, T]`, `label_scores` `N`.
+pub fn cpl_rank_loss(segments: &Segments, label_scores: &[f64], cfg: &CplConfig) -> Result<(Tensor, f64)> {
+    cfg.validate()?;
+    let n = check_shapes(segments, segments, None)?;
+    if label_scores.len() != n {
+        return Err(TrainError::Config(format!(
+            "CPL's rank mode needs one label score per segment ({n} segments, {} scores)",
+            label_scores.len()
+        )));
+    }
+    let (mut above, mut below) = (Vec::new(), Vec::new());
+    for a in 0..n {
+        for b in 0..n {
+            if label_scores[a] > label_scores[b] {
+                above.push(a as u32);
+                below.push(b as u32);
+            }
+        }
+    }
+    if above.is_empty() {
+        return Err(TrainError::Config(
+            "CPL's rank mode needs at least two segments with different label scores in a batch".into(),
+        ));
+    }
+    let s = segment_scores(segments, cfg.alpha, cfg.gamma)?;
+    let dev = s.device();
+    let sa = s.index_select(&Tensor::new(above.as_slice(), dev)?, 0)?;
+    let sb = s.index_select(&Tensor::new(below.as_slice(), dev)?, 0)?;
+    let loss = softplus(&(&sb * cfg.contrastive_bias)?.sub(&sa)?)?.mean_all()?;
+    let (va, vb) = (to_vec_f64(&sa.detach())?, to_vec_f64(&sb.detach())?);
+    let agree = va.iter().zip(&vb).filter(|(a, b)| a > b).count() as f64;
+    Ok((loss, agree / va.len() as f64))
 }
 
 /// The step's metrics under TRL's DPO keys where they mean the same: `loss`, `rewards/chosen`
@@ -421,6 +464,46 @@ mod tests {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The official dense mode re-computed in torch: loss, accuracy and log-prob gradients.
+    #[test]
+    fn rank_mode_matches_the_official_code_recomputed_in_torch() -> Result<()> {
+        let fx: Value = serde_json::from_str(include_str!("../../../../fixtures/cpl/cpl_loss.json")).unwrap();
+        for case in fx["rank_cases"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let k = cfg(case["alpha"].as_f64().unwrap(), case["contrastive_bias"].as_f64().unwrap(), 1.0);
+            let lp = Var::from_tensor(&tensor(&case["logps"]))?;
+            let mask = tensor(&case["mask"]);
+            let (loss, accuracy) =
+                cpl_rank_loss(&Segments { logps: lp.as_tensor(), mask: &mask }, &floats(&case["label_scores"]), &k)?;
+            close(scalar(&loss), case["loss"].as_f64().unwrap(), name);
+            // The official accuracy is a float32 ratio.
+            assert!((accuracy - case["accuracy"].as_f64().unwrap()).abs() < 1e-6, "{name}: accuracy {accuracy}");
+            let grads = loss.backward()?;
+            let got = grads.get(&lp).expect("a gradient").flatten_all()?.to_vec1::<f64>()?;
+            let want = tensor(&case["grad_logps"]).flatten_all()?.to_vec1::<f64>()?;
+            for (g, w) in got.iter().zip(&want) {
+                close(*g, *w, &format!("{name} gradient"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Two segments in rank mode are one pair: the pairwise loss; ties form no pair.
+    #[test]
+    fn rank_mode_of_two_segments_is_the_pair_loss_and_ties_are_left_out() -> Result<()> {
+        let lp = t2(&[&[-4.0, -9.0], &[-1.0, -2.0]]);
+        let m = t2(&[&[1.0, 0.0], &[1.0, 1.0]]);
+        let (loss, acc) = cpl_rank_loss(&Segments { logps: &lp, mask: &m }, &[0.0, 1.0], &cfg(1.0, 0.5, 1.0))?;
+        // Segment 1 preferred: softplus(−(−3 − 0.5·(−4))) = ln(1 + e), as the hand-worked pair.
+        close(scalar(&loss), (1.0 + 1f64.exp()).ln(), "two segments");
+        assert_eq!(acc, 1.0, "S = −3 above −4 agrees with the labels");
+        let e = cpl_rank_loss(&Segments { logps: &lp, mask: &m }, &[1.0, 1.0], &CplConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("different label scores"), "{e}");
+        let e = cpl_rank_loss(&Segments { logps: &lp, mask: &m }, &[1.0], &CplConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("one label score per segment"), "{e}");
         Ok(())
     }
 

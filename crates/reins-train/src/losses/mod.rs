@@ -11,7 +11,7 @@ pub mod reward;
 pub mod running;
 pub mod simpo;
 
-pub use cpl::{cpl_loss, cpl_metrics, CplConfig, CplOutput, Segments};
+pub use cpl::{cpl_loss, cpl_metrics, cpl_rank_loss, CplConfig, CplOutput, Segments};
 pub use cpo::{cpo_loss, CpoConfig, CpoLossType, CpoOutput};
 pub use dpo::{
     chosen_sft_nll, dpo_loss, dpo_metrics, f_divergence_score, ld_alpha_logps, log_sum_sq_probs, wpo_weights,
