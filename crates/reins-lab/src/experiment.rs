@@ -34,6 +34,7 @@ mod online;
 mod quickstart_report;
 pub mod stages;
 
+pub(crate) use offline::pair_batch;
 pub(crate) use online::{OnlineMethod, Probe};
 
 pub(crate) type Result<T> = std::result::Result<T, LabError>;

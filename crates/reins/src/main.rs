@@ -45,6 +45,8 @@ enum Cli {
     /// Reward-model statistics: head posterior (fit), intervals of reward differences, active pair selection.
     #[command(subcommand)]
     RewardStats(commands::reward_stats::RewardStatsCmd),
+    /// Contrastive Preference Learning (Hejna et al.): regret-based contrastive loss, no reward model, no reference.
+    Cpl(commands::train::TrainArgs),
     /// Best-of-n (rejection) sampling: n samples per prompt, keep the best by a reward; JSONL for SFT.
     BestOfN(commands::best_of_n::BestOfNArgs),
     /// Sample from a Hugging Face model: stream text, or write JSONL for labelling.
@@ -104,6 +106,7 @@ fn main() {
         Cli::Cpo(a) => commands::train::run(commands::train::Method::Cpo, a),
         Cli::Lipo(a) => commands::train::run(commands::train::Method::Lipo, a),
         Cli::RewardStats(c) => commands::reward_stats::run(c),
+        Cli::Cpl(a) => commands::train::run(commands::train::Method::Cpl, a),
         Cli::BestOfN(a) => commands::best_of_n::run(a),
         Cli::Generate(a) => commands::generate::run(a),
         Cli::Data { cmd } => commands::data::run(cmd),

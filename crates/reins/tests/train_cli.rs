@@ -1,4 +1,4 @@
-//! End to end: `reins sft|reward|dpo|orpo|simpo|cpo|kto|lipo` on the shipped examples. Each run must log finite losses,
+//! End to end: `reins sft|reward|dpo|orpo|simpo|cpo|kto|lipo|cpl` on the shipped examples. Each run must log finite losses,
 //! move every trainable parameter, write a complete run folder, and resume from a checkpoint to
 //! exactly the weights of the uninterrupted run.
 
@@ -144,6 +144,38 @@ fn lipo_trains_on_pairs_as_lists_of_two() {
 }
 
 #[test]
+fn cpl_runs_moves_every_parameter_and_resumes_exactly() {
+    check("cpl", "examples/cpl.toml", &[]);
+}
+
+/// The run logs CPL's metrics under TRL's DPO keys, and a conservative bias outside (0, 1]
+/// is refused with the key's name.
+#[test]
+fn cpl_logs_dpo_metric_names_and_checks_its_bias() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_s = format!("output_dir=\"{}\"", dir.path().join("run").display());
+    reins(&["cpl", "--config", "examples/cpl.toml", "--set", &out_s, "--set", "max_steps=1"]);
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(dir.path().join("run/metrics.jsonl")).unwrap().lines().next().unwrap(),
+    )
+    .unwrap();
+    for key in
+        ["loss", "cpl_loss", "bc_loss", "rewards/chosen", "rewards/margins", "rewards/accuracies", "logps/chosen"]
+    {
+        assert!(first.get(key).and_then(|v| v.as_f64()).is_some_and(f64::is_finite), "{key} missing: {first}");
+    }
+    let config = std::fs::read_to_string(dir.path().join("run/config.toml")).unwrap();
+    assert!(config.contains("contrastive_bias = 0.5"), "resolved config lacks the bias:\n{config}");
+    let out = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args(["cpl", "--config", "examples/cpl.toml", "--set", &out_s, "--set", "contrastive_bias=1.5"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("contrastive_bias"), "{err}");
+}
+
+#[test]
 fn offline_trainers_name_their_config_typos() {
     for (method, config, typo, hint) in [
         ("orpo", "examples/orpo.toml", "betta=0.2", "beta"),
@@ -151,6 +183,7 @@ fn offline_trainers_name_their_config_typos() {
         ("cpo", "examples/cpo.toml", "cpo_alfa=0.5", "cpo_alpha"),
         ("kto", "examples/kto.toml", "desirable_weigth=2.0", "desirable_weight"),
         ("lipo", "examples/lipo.toml", "max_list_sise=3", "max_list_size"),
+        ("cpl", "examples/cpl.toml", "contrastive_bais=0.5", "contrastive_bias"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_reins"))
             .args([method, "--config", config, "--set", typo])

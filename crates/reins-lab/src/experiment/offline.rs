@@ -300,38 +300,13 @@ impl Session<'_> {
         let mut trainer =
             DpoTrainer::new(policy, Reference::Model(Box::new(reference)), loss, optimizer).map_err(stage("dpo"))?;
         let pad = self.tok.pad_id_or_eos().unwrap_or(0);
-        let rows: Vec<(Vec<u32>, Vec<u32>, Vec<u32>)> = data
-            .iter()
-            .map(|r| {
-                let (p, c) = self.pair_ids(&r.prompt, &r.chosen)?;
-                let (_, x) = self.pair_ids(&r.prompt, &r.rejected)?;
-                Ok((p, c, x))
-            })
-            .collect::<Result<_>>()?;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed + 7);
+        let rows = self.pair_rows(data)?;
+        let mut rng = self.pair_draws();
         self.progress.stage("DPO", d.max_steps);
         for _ in 0..d.max_steps {
             let idx: Vec<usize> =
                 (0..d.per_device_train_batch_size).map(|_| rand::Rng::random_range(&mut rng, 0..rows.len())).collect();
-            let mut ids = Vec::new();
-            let mut cm = Vec::new();
-            for pick in [1, 2] {
-                for &i in &idx {
-                    let (p, c, x) = &rows[i];
-                    let comp = if pick == 1 { c } else { x };
-                    ids.push([p.clone(), comp.clone()].concat());
-                    cm.push([vec![0u8; p.len()], vec![1u8; comp.len()]].concat());
-                }
-            }
-            let t = ids.iter().map(Vec::len).max().unwrap_or(1);
-            let batch = PreferenceBatch {
-                attention_mask: ids.iter().map(|s| pad_to(&vec![1u8; s.len()], t, 0)).collect(),
-                input_ids: ids.iter().map(|s| pad_to(s, t, pad)).collect(),
-                completion_mask: cm.iter().map(|s| pad_to(s, t, 0)).collect(),
-                margin: None,
-                strength: None,
-                ref_logps: None,
-            };
+            let batch = pair_batch(&rows, &idx, pad);
             let m = trainer.train_step(std::slice::from_ref(&batch)).map_err(stage("dpo"))?;
             self.progress.tick(&format!(
                 "loss {:.3} margin {:.2}",
@@ -340,6 +315,23 @@ impl Session<'_> {
             ));
         }
         Ok(trainer.policy.detached())
+    }
+
+    /// The `(prompt, chosen, rejected)` token ids of preference records.
+    pub(crate) fn pair_rows(&self, data: &[crate::PreferenceRecord]) -> Result<Vec<PairRow>> {
+        data.iter()
+            .map(|r| {
+                let (p, c) = self.pair_ids(&r.prompt, &r.chosen)?;
+                let (_, x) = self.pair_ids(&r.prompt, &r.rejected)?;
+                Ok((p, c, x))
+            })
+            .collect()
+    }
+
+    /// The stream that draws the pairs of each pairwise step: offline pairwise trainers that
+    /// share it see the same pairs at the same steps.
+    pub(crate) fn pair_draws(&self) -> rand::rngs::StdRng {
+        rand::rngs::StdRng::seed_from_u64(self.cfg.seed + 7)
     }
 
     /// Mean over prompts of `Σ_t KL(π(·|y<t) ‖ π_ref(·|y<t))` along the policy's own
@@ -367,6 +359,32 @@ impl Session<'_> {
             total += kl[a.len() - 1..n - 1].iter().map(|&x| x as f64).sum::<f64>();
         }
         Ok(total / prompts.len().max(1) as f64)
+    }
+}
+
+/// A preference pair as token ids: `(prompt, chosen, rejected)`.
+pub(crate) type PairRow = (Vec<u32>, Vec<u32>, Vec<u32>);
+
+/// The right-padded preference batch of `rows[idx]` (chosen rows, then rejected).
+pub(crate) fn pair_batch(rows: &[PairRow], idx: &[usize], pad: u32) -> PreferenceBatch {
+    let mut ids = Vec::new();
+    let mut cm = Vec::new();
+    for pick_chosen in [true, false] {
+        for &i in idx {
+            let (p, c, x) = &rows[i];
+            let comp = if pick_chosen { c } else { x };
+            ids.push([p.clone(), comp.clone()].concat());
+            cm.push([vec![0u8; p.len()], vec![1u8; comp.len()]].concat());
+        }
+    }
+    let t = ids.iter().map(Vec::len).max().unwrap_or(1);
+    PreferenceBatch {
+        attention_mask: ids.iter().map(|s| pad_to(&vec![1u8; s.len()], t, 0)).collect(),
+        input_ids: ids.iter().map(|s| pad_to(s, t, pad)).collect(),
+        completion_mask: cm.iter().map(|s| pad_to(s, t, 0)).collect(),
+        margin: None,
+        strength: None,
+        ref_logps: None,
     }
 }
 

@@ -13,6 +13,7 @@ pub fn registry() -> Vec<Experiment> {
         experiments::reward_overoptimization::experiment(),
         experiments::pessimism_beats_plain_best_of_n::experiment(),
         experiments::lipo_beats_dpo_on_lists::experiment(),
+        experiments::cpl_matches_dpo_without_a_reference::experiment(),
         experiments::iterative_dpo_beats_offline::experiment(),
         experiments::pf_ppo_beats_ppo::experiment(),
         experiments::ppo_max_stays_stable::experiment(),

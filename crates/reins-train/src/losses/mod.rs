@@ -1,6 +1,7 @@
 //! Pure loss functions: tensors in, tensors out, no trainer state.
 
 pub mod contrastive;
+pub mod cpl;
 pub mod cpo;
 pub mod dpo;
 pub mod kto;
@@ -17,6 +18,7 @@ pub use contrastive::{
     contrastive_reward_loss, info_nce_loss, l2_normalize, seeded_dropout, sinkhorn_codes, swav_loss, ContrastiveConfig,
     ContrastiveOn,
 };
+pub use cpl::{cpl_loss, cpl_metrics, cpl_rank_loss, CplConfig, CplOutput, Segments};
 pub use cpo::{cpo_loss, CpoConfig, CpoLossType, CpoOutput};
 pub use dpo::{
     chosen_sft_nll, dpo_loss, dpo_metrics, f_divergence_score, ld_alpha_logps, log_sum_sq_probs, wpo_weights,

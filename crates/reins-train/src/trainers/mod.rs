@@ -9,6 +9,7 @@
 //! [`Optimizer`]: crate::optim::optimizer::Optimizer
 
 pub mod accumulation;
+pub mod cpl;
 pub mod cpo;
 pub mod dpo;
 pub mod grpo;

@@ -1,4 +1,4 @@
-//! `reins sft|reward|dpo|kto|orpo|simpo|cpo|lipo --config FILE.toml [--set key=value ...]`: TRL's trainers with TRL's
+//! `reins sft|reward|dpo|kto|orpo|simpo|cpo|lipo|cpl --config FILE.toml [--set key=value ...]`: TRL's trainers with TRL's
 //! config keys, writing a run folder that resumes exactly.
 
 use std::io::IsTerminal;
@@ -16,9 +16,10 @@ use reins_data::tokenize::TruncationMode;
 use reins_data::HfTokenizer;
 use reins_model::{LoadOptions, Model};
 use reins_train::config::{resolved, FlatConfig, TrainingArgs};
-use reins_train::losses::{CpoConfig, DpoConfig, KtoConfig, RewardLossConfig};
+use reins_train::losses::{CplConfig, CpoConfig, DpoConfig, KtoConfig, RewardLossConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::run::{self, Progress, RunSummary};
+use reins_train::trainers::cpl::CplTrainer;
 use reins_train::trainers::cpo::CpoTrainer;
 use reins_train::trainers::dpo::{attach_reference_logps, DpoTrainer, DpoTrainerArgs, Reference};
 use reins_train::trainers::kto::KtoTrainer;
@@ -60,6 +61,7 @@ pub enum Method {
     Simpo,
     Cpo,
     Lipo,
+    Cpl,
 }
 
 /// TRL's default learning rate of each trainer.
@@ -68,6 +70,8 @@ fn default_lr(m: Method) -> f64 {
         Method::Sft => 2e-5,
         Method::Reward => 1e-4,
         Method::Dpo | Method::Kto | Method::Orpo | Method::Simpo | Method::Cpo | Method::Lipo => 1e-6,
+        // TRL has no CPL; its DPO default, as CPL on a language model is a reference-free DPO.
+        Method::Cpl => 1e-6,
     }
 }
 
@@ -104,6 +108,7 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
         Method::Orpo => parts.push(to_json(&OrpoConfig::default())),
         Method::Simpo | Method::Cpo => parts.push(to_json(&CpoConfig::default())),
         Method::Lipo => parts.push(to_json(&LipoConfig::default())),
+        Method::Cpl => parts.push(to_json(&CplConfig::default())),
     }
     parts
 }
@@ -235,7 +240,7 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
             };
             run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
         }
-        Method::Orpo | Method::Simpo | Method::Cpo => {
+        Method::Orpo | Method::Simpo | Method::Cpo | Method::Cpl => {
             let o = PreferenceOptions { max_length, truncation_mode: TruncationMode::KeepStart };
             let (ids, stats) = tokenize_preference_dataset(&tok, &train, &o)?;
             progress.log(&format!("tokenized: {} kept, dropped {:?}", stats.kept, stats.dropped));
@@ -252,6 +257,11 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
             if let Method::Orpo = method {
                 let loss: OrpoConfig = flat.part()?;
                 let mut trainer = OrpoTrainer::new(model, loss, opt)?;
+                let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);
+                run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
+            } else if let Method::Cpl = method {
+                let loss: CplConfig = flat.part()?;
+                let mut trainer = CplTrainer::new(model, loss.clone(), opt)?;
                 let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);
                 run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
             } else {
