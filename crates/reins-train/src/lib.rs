@@ -16,6 +16,7 @@
 
 pub mod best_of_n;
 pub mod config;
+pub mod consistency;
 pub mod error;
 pub mod judges;
 pub mod losses;
