@@ -8,6 +8,7 @@ pub mod online;
 pub mod parity;
 pub mod quickstart;
 pub mod reward;
+pub mod reward_consistency;
 pub mod reward_stats;
 pub mod serve;
 pub mod train;

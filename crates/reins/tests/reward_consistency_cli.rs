@@ -1,0 +1,100 @@
+//! `reins reward-stats consistency` on the fixture reward model and the shipped contrast
+//! example: the items are the hand-picked near-duplicate prompts, the printed counts match the
+//! JSON report and the report's own rewards, and bad input gets a message that says what to do.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn reins(args: &[&str]) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_reins")).args(args).current_dir(root()).output().unwrap();
+    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+}
+
+const RM: &str = "fixtures/hf/models/llama-rm";
+const DATA: &str = "examples/data/contrast_pairs.jsonl";
+
+#[test]
+fn consistency_report_on_the_fixture_rm() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("consistency.json");
+    let cmd = ["reward-stats", "consistency", "--model", RM, "--pairs", DATA, "--out", out.to_str().unwrap()];
+    let (ok, text) = reins(&cmd);
+    assert!(ok, "{text}");
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    // Word Jaccard of the example's prompts (with "human", "assistant"): 17+25 / 17+26 9/12,
+    // France / Spain 7/9, one sentence / in detail 9/12; the greeting pairs with nothing.
+    let items = rep["contrast_items"].as_array().unwrap();
+    let pairs: Vec<(u64, u64, f64)> = items
+        .iter()
+        .map(|i| (i["record_1"].as_u64().unwrap(), i["record_2"].as_u64().unwrap(), i["similarity"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(pairs.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(), [(1, 3), (2, 4), (5, 6)]);
+    for (p, want) in pairs.iter().zip([0.75, 7.0 / 9.0, 0.75]) {
+        assert!((p.2 - want).abs() < 1e-12, "{p:?}");
+    }
+    assert_eq!(rep["preference_records"], 7);
+    // Both consistencies recomputed from the report's rewards.
+    let (mut resp, mut inst) = (0u64, 0u64);
+    for i in items {
+        let r = |k: &str| i[k].as_f64().unwrap();
+        let (s11, s12, s21, s22) = (r("r_i1_r1"), r("r_i1_r2"), r("r_i2_r1"), r("r_i2_r2"));
+        assert!([s11, s12, s21, s22].iter().all(|x| x.is_finite()));
+        resp += u64::from(s11 > s12) + u64::from(s22 > s21);
+        inst += u64::from(s11 > s21) + u64::from(s22 > s12);
+    }
+    assert_eq!(rep["response_consistency"]["consistent"], resp);
+    assert_eq!(rep["instruction_consistency"]["consistent"], inst);
+    assert_eq!(rep["response_consistency"]["total"], 6);
+    assert!(
+        text.contains("3 contrast items from 7 preference records")
+            && text.contains(&format!("response consistency {:.3} ({resp}/6)", resp as f64 / 6.0))
+            && text.contains(&format!("instruction consistency {:.3} ({inst}/6)", inst as f64 / 6.0)),
+        "{text}"
+    );
+
+    // A stricter τ keeps only France / Spain (7/9 ≥ 0.76 > 0.75).
+    let (ok, text) = reins(&[&cmd[..], &["--tau", "0.76", "--force"]].concat());
+    assert!(ok && text.contains("1 contrast items"), "{text}");
+    // The report is not overwritten without --force.
+    let (again, text) = reins(&cmd);
+    assert!(!again && text.contains("--force"), "{text}");
+}
+
+#[test]
+fn consistency_bad_input_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("c.json");
+    let run = |pairs: &str, extra: &[&str]| {
+        reins(
+            &[&["reward-stats", "consistency", "--model", RM, "--pairs", pairs, "--out", out.to_str().unwrap()], extra]
+                .concat(),
+        )
+    };
+    let (ok, text) = run(DATA, &["--tau", "0.9"]);
+    assert!(!ok && text.contains("lower --tau"), "{text}");
+    let (ok, text) = run(DATA, &["--tau", "0"]);
+    assert!(!ok && text.contains("(0, 1]"), "{text}");
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"prompt\": \"a b\", \"chosen\": \"x\", \"rejected\": \"y\"}\n{not json\n").unwrap();
+    let (ok, text) = run(bad.to_str().unwrap(), &[]);
+    // The reader's report names what it skipped; one record left is too few to pair.
+    assert!(
+        !ok && text.contains("skipped 1: invalid JSON") && text.contains("at least two preference records"),
+        "{text}"
+    );
+    let (ok, text) = reins(&[
+        "reward-stats",
+        "consistency",
+        "--model",
+        "fixtures/hf/models/llama",
+        "--pairs",
+        DATA,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("not a reward model"), "{text}");
+}
