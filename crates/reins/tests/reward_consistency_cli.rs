@@ -98,3 +98,96 @@ fn consistency_bad_input_says_what_to_do() {
     ]);
     assert!(!ok && text.contains("not a reward model"), "{text}");
 }
+
+fn scores(p: &std::path::Path) -> Vec<f64> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["score"].as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn fusion_reward_in_best_of_n_and_grpo() {
+    let dir = tempfile::tempdir().unwrap();
+    let bon = |reward: &str, name: &str| {
+        let all = dir.path().join(format!("{name}-all.jsonl"));
+        let best = dir.path().join(format!("{name}-best.jsonl"));
+        let (ok, text) = reins(&[
+            "best-of-n",
+            "--model",
+            "fixtures/hf/models/llama",
+            "--prompts",
+            "examples/data/pairs.jsonl",
+            "--n",
+            "3",
+            "--max-new-tokens",
+            "6",
+            "--reward",
+            reward,
+            "--out",
+            best.to_str().unwrap(),
+            "--all",
+            all.to_str().unwrap(),
+        ]);
+        assert!(ok, "{text}");
+        scores(&all)
+    };
+    let fusion = format!("fusion:{RM}:examples/data/pairs.jsonl");
+    let plain = bon(RM, "plain");
+    // The random fixture RM's samples have no training text at cosine ≥ 0.9: the paper's
+    // defaults leave every reward as it was.
+    let default = bon(&fusion, "default");
+    // Every training text with cosine ≥ 0 fused in: a different reward for some sample.
+    let wide = bon(&format!("{fusion}:5:0"), "wide");
+    assert_eq!(plain.len(), 12);
+    for (p, d) in plain.iter().zip(&default) {
+        assert!((p - d).abs() < 1e-4, "{p} vs {d}");
+    }
+    assert!(wide.iter().all(|w| w.is_finite()));
+    assert!(plain.iter().zip(&wide).any(|(p, w)| (p - w).abs() > 1e-3), "{plain:?} {wide:?}");
+
+    // The online trainers take the same spec.
+    let grpo = dir.path().join("grpo");
+    let (ok, text) = reins(&[
+        "grpo",
+        "--config",
+        "examples/grpo_fusion.toml",
+        "--set",
+        &format!("output_dir=\"{}\"", grpo.display()),
+        "--set",
+        &format!("reward=\"{fusion}:5:0\""),
+        "--set",
+        "max_steps=2",
+        "--set",
+        "max_completion_length=6",
+    ]);
+    assert!(ok, "{text}");
+    let metrics = std::fs::read_to_string(grpo.join("metrics.jsonl")).unwrap();
+    let rewards: Vec<f64> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["reward"].as_f64())
+        .collect();
+    assert!(!rewards.is_empty() && rewards.iter().all(|r| r.is_finite()), "{rewards:?}");
+
+    // Bad specs say what to write.
+    let out = dir.path().join("x.jsonl");
+    for (spec, want) in [
+        (format!("fusion:{RM}"), "fusion:<reward model dir>:<its training pairs file>"),
+        (format!("{fusion}:0:0.9"), "top_k must be at least 1"),
+        (format!("fusion:{RM}:examples/data/none.jsonl"), "none.jsonl"),
+    ] {
+        let (ok, text) = reins(&[
+            "best-of-n",
+            "--model",
+            "fixtures/hf/models/llama",
+            "--prompts",
+            "examples/data/pairs.jsonl",
+            "--reward",
+            &spec,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!ok && text.contains(want), "{spec}: {text}");
+    }
+}
