@@ -17,6 +17,7 @@
 pub mod best_of_n;
 pub mod config;
 pub mod consistency;
+pub mod convex_da;
 pub mod error;
 pub mod judges;
 pub mod losses;
