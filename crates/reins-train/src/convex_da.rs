@@ -10,11 +10,81 @@
 //! composition [`hull_vertices`]. The embedding is the caller's (the paper uses SimCSE).
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, TrainError};
 
 /// The paper's number of variants per preferred response.
 pub const DEFAULT_VARIANTS: usize = 5;
 /// The paper's share of words perturbed (`aug_max` 5 %).
 pub const DEFAULT_WORD_RATE: f64 = 0.05;
+
+/// ConvexDA settings of `reins reward` (off by default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConvexDaArgs {
+    /// Add ConvexDA pairs to the training set (default false).
+    pub convex_da: bool,
+    /// Perturbed variants of each preferred response (default 5, the paper's).
+    pub convex_da_variants: usize,
+    /// Share of a response's words that get a spelling error (default 0.05, the paper's).
+    pub convex_da_word_rate: f64,
+}
+
+impl Default for ConvexDaArgs {
+    fn default() -> Self {
+        ConvexDaArgs { convex_da: false, convex_da_variants: DEFAULT_VARIANTS, convex_da_word_rate: DEFAULT_WORD_RATE }
+    }
+}
+
+impl ConvexDaArgs {
+    pub fn validate(&self) -> Result<()> {
+        if self.convex_da_variants < 3 {
+            return Err(TrainError::Config(format!(
+                "convex_da_variants = {}: a hull needs at least 3 variants; the paper uses 5",
+                self.convex_da_variants
+            )));
+        }
+        if !(self.convex_da_word_rate > 0.0 && self.convex_da_word_rate <= 1.0) {
+            return Err(TrainError::Config(format!(
+                "convex_da_word_rate = {}: give a share of words in (0, 1]; the paper uses 0.05",
+                self.convex_da_word_rate
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// ConvexDA over a training set's preferred responses: for pair `i`, `variants` perturbations
+/// of `chosen[i]`, embedded by `embed(i, &variants)` (one vector each), of which the hull
+/// vertices are kept. Returns `(pair index, variant)` of each new pair, in pair order; each
+/// becomes `variant ≻ rejected[i]`.
+pub fn convex_da_variants(
+    chosen: &[String],
+    args: &ConvexDaArgs,
+    rng: &mut impl Rng,
+    mut embed: impl FnMut(usize, &[String]) -> Result<Vec<Vec<f64>>>,
+) -> Result<Vec<(usize, String)>> {
+    args.validate()?;
+    let mut out = Vec::new();
+    for (i, c) in chosen.iter().enumerate() {
+        let variants: Vec<String> =
+            (0..args.convex_da_variants).map(|_| perturb_words(c, args.convex_da_word_rate, rng)).collect();
+        if variants.iter().all(|v| v == c) {
+            continue; // nothing to perturb (no word of two letters)
+        }
+        let e = embed(i, &variants)?;
+        if e.len() != variants.len() {
+            return Err(TrainError::Input(format!(
+                "convex_da: {} embeddings for {} variants",
+                e.len(),
+                variants.len()
+            )));
+        }
+        out.extend(hull_vertices(&e).into_iter().map(|k| (i, variants[k].clone())));
+    }
+    Ok(out)
+}
 
 /// A spelling-error augmenter: `max(1, round(rate · words))` distinct words of at least two
 /// letters each get one character edit — swap two neighbours, drop one, double one or replace
@@ -244,6 +314,31 @@ mod tests {
             vec![0.0, 1.0, 1.0],
         ];
         assert_eq!(hull_vertices(&e), [0, 2, 3, 4]);
+    }
+
+    #[test]
+    fn variants_keep_hull_vertices() -> Result<()> {
+        // Stub embedding: variant k of 5 at a corner of a square, or (k = 4) its centre.
+        let chosen = vec!["several words here to perturb".to_string(), "1 2 3".to_string()];
+        let corners = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.5, 0.5]];
+        let mut calls = Vec::new();
+        let out = convex_da_variants(&chosen, &ConvexDaArgs::default(), &mut ChaCha8Rng::seed_from_u64(1), |i, v| {
+            calls.push((i, v.len()));
+            Ok(corners.iter().map(|c| vec![c[0], c[1], 7.0]).collect())
+        })?;
+        // The second response has no word to perturb: no call, no pairs.
+        assert_eq!(calls, [(0, 5)]);
+        assert_eq!(out.len(), 4);
+        assert!(out.iter().all(|(i, v)| *i == 0 && v != &chosen[0]));
+        let bad = ConvexDaArgs { convex_da_variants: 2, ..Default::default() };
+        assert!(convex_da_variants(&chosen, &bad, &mut ChaCha8Rng::seed_from_u64(1), |_, _| Ok(vec![])).is_err());
+        let bad = ConvexDaArgs { convex_da_word_rate: 0.0, ..Default::default() };
+        assert!(bad.validate().is_err());
+        let short = convex_da_variants(&chosen, &ConvexDaArgs::default(), &mut ChaCha8Rng::seed_from_u64(1), |_, _| {
+            Ok(vec![vec![0.0]])
+        });
+        assert!(short.is_err());
+        Ok(())
     }
 
     #[test]

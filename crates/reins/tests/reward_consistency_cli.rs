@@ -191,3 +191,52 @@ fn fusion_reward_in_best_of_n_and_grpo() {
         assert!(!ok && text.contains(want), "{spec}: {text}");
     }
 }
+
+#[test]
+fn convex_da_adds_hull_pairs_to_reward_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("rm");
+    let out_set = format!("output_dir=\"{}\"", run.display());
+    let (ok, text) = reins(&[
+        "reward",
+        "--config",
+        "examples/reward.toml",
+        "--set",
+        &out_set,
+        "--set",
+        "convex_da=true",
+        "--set",
+        "max_steps=2",
+    ]);
+    assert!(ok, "{text}");
+    // 5 variants of each of the 4 preferred responses: a 2-D hull keeps 3 to 5 of them.
+    let added: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ConvexDA: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!((12..=20).contains(&added), "{text}");
+    assert!(text.contains(&format!("tokenized: {} pairs kept of {} records", 4 + added, 4 + added)), "{text}");
+    let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(cfg.contains("convex_da = true") && cfg.contains("convex_da_variants = 5"), "{cfg}");
+
+    // Ranked lists are not pairs; a two-variant hull is refused with the paper's value.
+    let (ok, text) = reins(&[
+        "reward",
+        "--config",
+        "examples/reward.toml",
+        "--set",
+        &out_set,
+        "--set",
+        "convex_da=true",
+        "--set",
+        "dataset=\"examples/data/ranked.jsonl\"",
+        "--set",
+        "eval_dataset=\"examples/data/ranked.jsonl\"",
+    ]);
+    assert!(!ok && text.contains("listwise = false"), "{text}");
+    let (ok, text) =
+        reins(&["reward", "--config", "examples/reward.toml", "--set", &out_set, "--set", "convex_da_variants=2"]);
+    assert!(!ok && text.contains("the paper uses 5"), "{text}");
+}

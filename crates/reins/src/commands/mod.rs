@@ -9,6 +9,7 @@ pub mod parity;
 pub mod quickstart;
 pub mod reward;
 pub mod reward_consistency;
+pub mod reward_convex_da;
 pub mod reward_stats;
 pub mod serve;
 pub mod train;

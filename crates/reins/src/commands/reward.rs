@@ -1,4 +1,5 @@
-//! `reins reward`: a Bradley–Terry reward model on pairs (TRL `RewardTrainer`), a
+//! `reins reward`: a Bradley–Terry reward model on pairs (TRL `RewardTrainer`; with
+//! `convex_da = true`, on pairs augmented by ConvexDA, [`super::reward_convex_da`]), a
 //! Plackett–Luce one on ranked lists, or an ensemble of k Bradley–Terry members with a
 //! preference-strength report; accuracy per category when the eval records carry one.
 //!
@@ -21,6 +22,7 @@ use reins_data::tokenize::reward::{tokenize_reward, RewardIds};
 use reins_data::{HfTokenizer, Record};
 use reins_model::{LoadOptions, Model};
 use reins_train::config::{resolved, FlatConfig, TrainingArgs};
+use reins_train::convex_da::ConvexDaArgs;
 use reins_train::losses::{EnsembleAggregation, RewardLossConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::run::{self, append_metrics, Progress, RunSummary};
@@ -66,8 +68,13 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
     let ens: EnsembleArgs = s.flat.part()?;
     ens.validate()?;
     let lw: ListwiseArgs = s.flat.part()?;
+    let da: ConvexDaArgs = s.flat.part()?;
+    da.validate()?;
     let listwise = lw.listwise.unwrap_or_else(|| s.train.iter().any(|r| matches!(r, Record::RankedList { .. })));
     if listwise {
+        if da.convex_da {
+            bail!("`convex_da` augments pairs; set `listwise = false` or drop `convex_da`");
+        }
         if ens.ensemble_size > 1 {
             bail!("`ensemble_size` > 1 trains Bradley–Terry members on pairs; set `listwise = false`");
         }
@@ -79,6 +86,18 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
         }
         return train_listwise(&s, &lw, model, progress);
     }
+    let augmented;
+    let s = if da.convex_da {
+        let (records, added) = super::reward_convex_da::augment(s.train, &da, s.args.seed, s.tok, &model, s.pad)?;
+        progress.log(&format!(
+            "ConvexDA: {added} pairs added (convex-hull vertices of {} perturbations of each preferred response)",
+            da.convex_da_variants
+        ));
+        augmented = records;
+        Setup { train: &augmented, ..s }
+    } else {
+        s
+    };
     let max_length = Some(s.args.max_length);
     let train = tokenized_pairs(s.tok, s.train, max_length)?;
     let eval = s.eval.map(|e| tokenized_pairs(s.tok, e, max_length)).transpose()?;
@@ -120,7 +139,7 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
         let total = run::total_steps(&args, ids.len());
         let opt = Optimizer::new(model.params(), s.optim, total)?;
         let mut trainer = RewardTrainer::new(model, opt, loss);
-        let cfg = resolved(&[to_json(&args), to_json(s.optim), to_json(&loss), to_json(&ens)]);
+        let cfg = resolved(&[to_json(&args), to_json(s.optim), to_json(&loss), to_json(&ens), to_json(&da)]);
         let collate = |idx: &[usize]| {
             Ok(collate_reward(&idx.iter().map(|&j| ids[sample[j]].clone()).collect::<Vec<_>>(), s.pad, None))
         };

@@ -91,6 +91,7 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
             parts.push(to_json(&RewardLossConfig::default()));
             parts.push(to_json(&EnsembleArgs::default()));
             parts.push(to_json(&super::reward::ListwiseArgs::default()));
+            parts.push(to_json(&reins_train::convex_da::ConvexDaArgs::default()));
         }
         Method::Dpo => {
             parts.push(to_json(&DpoConfig::default()));
