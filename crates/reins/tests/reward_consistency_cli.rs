@@ -240,3 +240,51 @@ fn convex_da_adds_hull_pairs_to_reward_training() {
         reins(&["reward", "--config", "examples/reward.toml", "--set", &out_set, "--set", "convex_da_variants=2"]);
     assert!(!ok && text.contains("the paper uses 5"), "{text}");
 }
+
+#[test]
+fn consistency_with_reward_fusion() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = |extra: &[&str], name: &str| {
+        let out = dir.path().join(name);
+        let (ok, text) = reins(
+            &[&["reward-stats", "consistency", "--model", RM, "--pairs", DATA, "--out", out.to_str().unwrap()], extra]
+                .concat(),
+        );
+        assert!(ok, "{text}");
+        let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        (rep, text)
+    };
+    let rewards = |rep: &serde_json::Value| -> Vec<f64> {
+        rep["contrast_items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|i| ["r_i1_r1", "r_i1_r2", "r_i2_r1", "r_i2_r2"].map(|k| i[k].as_f64().unwrap()))
+            .collect()
+    };
+    let (plain, _) = report(&[], "plain.json");
+    assert!(plain["fusion"].is_null());
+    // Every text of the set with cosine ≥ 0 fused in: other rewards, reported as such.
+    let (fused, text) = report(&["--fusion", DATA, "--fusion-threshold", "0"], "fused.json");
+    assert!(text.contains("RewardFusion scores"), "{text}");
+    assert_eq!(fused["fusion"]["top_k"], 5);
+    assert_eq!(fused["fusion"]["threshold"], 0.0);
+    let (p, f) = (rewards(&plain), rewards(&fused));
+    assert_eq!(p.len(), 12);
+    assert!(p.iter().zip(&f).any(|(a, b)| (a - b).abs() > 1e-3), "{p:?} {f:?}");
+    let (ok, text) = reins(&[
+        "reward-stats",
+        "consistency",
+        "--model",
+        RM,
+        "--pairs",
+        DATA,
+        "--out",
+        dir.path().join("x.json").to_str().unwrap(),
+        "--fusion",
+        DATA,
+        "--fusion-top-k",
+        "0",
+    ]);
+    assert!(!ok && text.contains("top_k must be at least 1"), "{text}");
+}

@@ -207,7 +207,11 @@ fn reward_model_dir(dir: &std::path::Path, device: &candle_core::Device) -> Resu
 /// The reward model in `dir` with RewardFusion over the prompt + chosen texts of the
 /// preference records in `pairs` (its training set; any format `reins data` reads), tokenized
 /// with the reward model's own tokenizer.
-fn fusion_reward(dir: &std::path::Path, pairs: &std::path::Path, device: &candle_core::Device) -> Result<FusionReward> {
+pub(crate) fn fusion_reward(
+    dir: &std::path::Path,
+    pairs: &std::path::Path,
+    device: &candle_core::Device,
+) -> Result<FusionReward> {
     let tok = HfTokenizer::from_dir(dir).with_context(|| format!("tokenizer of {}", dir.display()))?;
     let records = load(pairs, None, &ConvertOptions::default())?.records;
     let mut corpus = Vec::new();

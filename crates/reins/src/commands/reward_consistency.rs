@@ -2,7 +2,7 @@
 //! Instructions (Shen et al., arXiv:2309.16155) built from any preference set. Each record's
 //! prompt is paired with its nearest other prompt (word Jaccard ≥ τ, see
 //! [`reins_train::consistency`]); the model scores the four (prompt, preferred response)
-//! combinations of each item; the command prints response and instruction consistency with
+//! combinations of each item (plainly, or with RewardFusion over `--fusion` pairs); the command prints response and instruction consistency with
 //! their counts and writes a JSON report with every item's rewards.
 
 use std::path::PathBuf;
@@ -35,6 +35,16 @@ pub struct ConsistencyArgs {
     /// Replace an existing report.
     #[arg(long)]
     force: bool,
+    /// Score with RewardFusion over these training pairs of the model (any file `reins data`
+    /// reads), to see whether fusion makes the model more consistent.
+    #[arg(long)]
+    fusion: Option<PathBuf>,
+    /// RewardFusion: neighbours fused per input.
+    #[arg(long, default_value_t = reins_train::rewards::fusion::DEFAULT_TOP_K)]
+    fusion_top_k: usize,
+    /// RewardFusion: least cosine similarity of a neighbour.
+    #[arg(long, default_value_t = reins_train::rewards::fusion::DEFAULT_THRESHOLD)]
+    fusion_threshold: f64,
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
@@ -68,6 +78,15 @@ pub fn run(a: ConsistencyArgs) -> Result<()> {
         );
     }
     let rm = Loaded::open(&a.model)?;
+    let fused = match &a.fusion {
+        Some(corpus) => {
+            let mut f = super::online::fusion_reward(&a.model, corpus, rm.model.device())?
+                .with_retrieval(a.fusion_top_k, a.fusion_threshold)?;
+            f.batch_size = a.batch_size;
+            Some(f)
+        }
+        None => None,
+    };
     let (report, scores) = evaluate_consistency(&items, |queries| {
         let seqs = queries
             .iter()
@@ -77,7 +96,11 @@ pub fn run(a: ConsistencyArgs) -> Result<()> {
             })
             .collect::<Result<Vec<_>>>()
             .map_err(|e| reins_train::TrainError::Input(format!("{e:#}")))?;
-        Ok(pooled_features(&rm.model, &seqs, rm.pad, a.batch_size)?.1)
+        match &fused {
+            // Whole sequences as "prompts" with empty completions: the source scores their concatenation.
+            Some(f) => Ok(f.plain_and_fused(&seqs, &vec![Vec::new(); seqs.len()])?.1),
+            None => Ok(pooled_features(&rm.model, &seqs, rm.pad, a.batch_size)?.1),
+        }
     })?;
 
     let id = |k: usize| records[prefs[k].0].meta().id.clone();
@@ -96,6 +119,7 @@ pub fn run(a: ConsistencyArgs) -> Result<()> {
     let metric = |c: &Consistency| json!({"consistent": c.consistent, "total": c.total, "rate": c.rate()});
     let out = json!({
         "model": a.model, "pairs": a.pairs, "tau": a.tau,
+        "fusion": a.fusion.as_ref().map(|f| json!({"pairs": f, "top_k": a.fusion_top_k, "threshold": a.fusion_threshold})),
         "similarity": "word Jaccard (lowercased alphanumeric runs)",
         "preference_records": prefs.len(), "items": report.items,
         "response_consistency": metric(&report.response),
@@ -105,11 +129,12 @@ pub fn run(a: ConsistencyArgs) -> Result<()> {
     let text = serde_json::to_string_pretty(&out)?;
     std::fs::write(&a.out, text + "\n").with_context(|| format!("writing {}", a.out.display()))?;
     println!(
-        "{} contrast items from {} preference records (word Jaccard ≥ {}): response consistency {:.3} ({}/{}), \
+        "{} contrast items from {} preference records (word Jaccard ≥ {}){}: response consistency {:.3} ({}/{}), \
          instruction consistency {:.3} ({}/{}); wrote {}",
         report.items,
         prefs.len(),
         a.tau,
+        if fused.is_some() { ", RewardFusion scores" } else { "" },
         report.response.rate(),
         report.response.consistent,
         report.response.total,
