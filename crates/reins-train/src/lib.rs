@@ -16,6 +16,8 @@
 
 pub mod best_of_n;
 pub mod config;
+pub mod consistency;
+pub mod convex_da;
 pub mod error;
 pub mod judges;
 pub mod losses;

@@ -42,7 +42,7 @@ enum Cli {
     Cpo(commands::train::TrainArgs),
     /// LiPO-λ: listwise preference optimization on ranked lists (pairs are lists of two).
     Lipo(commands::train::TrainArgs),
-    /// Reward-model statistics: head posterior (fit), intervals of reward differences, active pair selection.
+    /// Reward-model statistics: head posterior (fit), intervals of reward differences, active pair selection, consistency.
     #[command(subcommand)]
     RewardStats(commands::reward_stats::RewardStatsCmd),
     /// Contrastive Preference Learning (Hejna et al.): regret-based contrastive loss, no reward model, no reference.

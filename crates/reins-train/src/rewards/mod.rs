@@ -6,9 +6,11 @@
 //! segment rewards; see the roadmap) come through [`RewardSource::score_tokens`], whose default
 //! puts nothing per token, so trainers can already add them to the KL-penalised rewards.
 
+pub mod fusion;
 pub mod http;
 pub mod lcb;
 
+pub use fusion::FusionReward;
 pub use http::HttpReward;
 pub use lcb::LcbReward;
 

@@ -36,8 +36,9 @@ pub struct BestOfNArgs {
     #[arg(long, default_value_t = 8)]
     pub n: usize,
     /// `length`, `contains:<text>`, `http://host:port/path`, a reward model folder, a
-    /// reward-ensemble folder (with `ensemble.json`) or `lcb:<λ>:<posterior dir>` (pessimistic
-    /// `r − λ·σ`); repeat for an ensemble.
+    /// reward-ensemble folder (with `ensemble.json`), `lcb:<λ>:<posterior dir>` (pessimistic
+    /// `r − λ·σ`) or `fusion:<reward model dir>:<its training pairs>` (RewardFusion); repeat
+    /// for an ensemble.
     #[arg(long, required = true)]
     pub reward: Vec<String>,
     /// How an ensemble of rewards is reduced: `mean` or `min`.
@@ -84,7 +85,8 @@ pub fn run(a: BestOfNArgs) -> Result<()> {
             Some(r) => members.push(r),
             None => bail!(
                 "--reward `{spec}`: use length, contains:<text>, an http://host:port/path scorer, a reward model \
-                 folder (with config.json), a reward-ensemble folder (with ensemble.json) or lcb:<λ>:<posterior dir>"
+                 folder (with config.json), a reward-ensemble folder (with ensemble.json), lcb:<λ>:<posterior dir> or \
+                 fusion:<reward model dir>:<its training pairs>"
             ),
         }
     }

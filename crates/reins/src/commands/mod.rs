@@ -8,6 +8,8 @@ pub mod online;
 pub mod parity;
 pub mod quickstart;
 pub mod reward;
+pub mod reward_consistency;
+pub mod reward_convex_da;
 pub mod reward_denoise;
 pub mod reward_metarm;
 pub mod reward_stats;

@@ -26,7 +26,9 @@ use reins_train::config::{resolved, FlatConfig, TrainingArgs};
 use reins_train::losses::DpoConfig;
 use reins_train::losses::GrpoLossConfig;
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
-use reins_train::rewards::{EnsembleReward, HttpReward, LcbReward, ModelReward, RewardSource, RuleReward};
+use reins_train::rewards::{
+    EnsembleReward, FusionReward, HttpReward, LcbReward, ModelReward, RewardSource, RuleReward,
+};
 use reins_train::rl::PolicyFilter;
 use reins_train::run::{self, Progress};
 use reins_train::trainers::dpo::Reference;
@@ -55,7 +57,8 @@ pub struct OnlineArgs {
 #[serde(deny_unknown_fields, default)]
 pub struct RewardArgs {
     /// `length`, `contains:<text>`, `model`, `lcb:<λ>:<posterior dir>` (pessimistic reward
-    /// model, `r − λ·σ`) or an `http://` scorer (default `length`).
+    /// model, `r − λ·σ`), `fusion:<reward model dir>:<its training pairs>` (RewardFusion) or an
+    /// `http://` scorer (default `length`).
     pub reward: String,
     /// Reward model folder (or reward-ensemble folder) for `reward = "model"`.
     pub reward_model_path: Option<PathBuf>,
@@ -119,7 +122,8 @@ fn reward_source(
         Some(src) => Ok(src),
         None => bail!(
             "unknown reward `{}`: use \"length\", \"contains:<text>\", \"model\" (with reward_model_path), \
-             \"lcb:<λ>:<posterior dir>\" or an http://host:port/path scorer",
+             \"lcb:<λ>:<posterior dir>\", \"fusion:<reward model dir>:<its training pairs>\" or an \
+             http://host:port/path scorer",
             r.reward
         ),
     }
@@ -127,7 +131,8 @@ fn reward_source(
 
 /// A reward from a short spec: `length` (completion tokens / `max_len`), `contains:<text>`,
 /// `lcb:<λ>:<dir>` (the reward model of the head posterior in `dir`, scored at its lower
-/// confidence bound `r − λ·σ`), `http://…` (a remote scorer, sent text), or — with
+/// confidence bound `r − λ·σ`), `fusion:<rm dir>:<pairs file>[:<top_k>:<threshold>]` (the reward
+/// model with RewardFusion over its training pairs), `http://…` (a remote scorer, sent text), or — with
 /// `allow_dir` — a reward model folder.
 /// `None` when the spec is none of these.
 pub fn reward_from_spec(
@@ -156,6 +161,25 @@ pub fn reward_from_spec(
             .with_context(|| format!("pessimistic reward `{spec}`"))?;
         return Ok(Some(Box::new(lcb)));
     }
+    if let Some(rest) = spec.strip_prefix("fusion:") {
+        let hint = "use fusion:<reward model dir>:<its training pairs file>[:<top_k>:<threshold>], e.g. \
+                    fusion:fixtures/hf/models/llama-rm:examples/data/pairs.jsonl (top_k 5, threshold 0.9)";
+        // Optional retrieval settings at the end: `…:<top_k>:<threshold>` when both parse.
+        let mut tail = rest.rsplitn(3, ':');
+        let (th, k, head) = (tail.next(), tail.next(), tail.next());
+        let (paths, retrieval) =
+            match (head, k.and_then(|k| k.parse::<usize>().ok()), th.and_then(|t| t.parse::<f64>().ok())) {
+                (Some(head), Some(k), Some(t)) => (head, Some((k, t))),
+                _ => (rest, None),
+            };
+        let (dir, pairs) = paths.split_once(':').with_context(|| format!("reward `{spec}`: {hint}"))?;
+        let mut fused = fusion_reward(std::path::Path::new(dir), std::path::Path::new(pairs), device)
+            .with_context(|| format!("reward `{spec}` ({hint})"))?;
+        if let Some((k, t)) = retrieval {
+            fused = fused.with_retrieval(k, t).with_context(|| format!("reward `{spec}`"))?;
+        }
+        return Ok(Some(Box::new(fused)));
+    }
     if spec.starts_with("http://") || spec.starts_with("https://") {
         let tok = tok.clone();
         let decode = move |ids: &[u32]| tok.decode(ids, true).unwrap_or_default();
@@ -178,6 +202,32 @@ fn reward_model_dir(dir: &std::path::Path, device: &candle_core::Device) -> Resu
     let m =
         Model::load(dir, device, &LoadOptions::default()).with_context(|| format!("reward model {}", dir.display()))?;
     Ok(Box::new(ModelReward::new(m).with_context(|| format!("reward model {}", dir.display()))?))
+}
+
+/// The reward model in `dir` with RewardFusion over the prompt + chosen texts of the
+/// preference records in `pairs` (its training set; any format `reins data` reads), tokenized
+/// with the reward model's own tokenizer.
+pub(crate) fn fusion_reward(
+    dir: &std::path::Path,
+    pairs: &std::path::Path,
+    device: &candle_core::Device,
+) -> Result<FusionReward> {
+    let tok = HfTokenizer::from_dir(dir).with_context(|| format!("tokenizer of {}", dir.display()))?;
+    let records = load(pairs, None, &ConvertOptions::default())?.records;
+    let mut corpus = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        if let Record::Preference(p) = r {
+            let ids = reins_data::tokenize::reward::tokenize_reward_response(&tok, &p.prompt, &p.chosen)
+                .with_context(|| format!("{}: record {}", pairs.display(), i + 1))?;
+            corpus.push(ids);
+        }
+    }
+    if corpus.is_empty() {
+        bail!("{}: no preference records (prompt/chosen) to retrieve from", pairs.display());
+    }
+    let m =
+        Model::load(dir, device, &LoadOptions::default()).with_context(|| format!("reward model {}", dir.display()))?;
+    Ok(FusionReward::new(m, &corpus)?)
 }
 
 struct Lines;

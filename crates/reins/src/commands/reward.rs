@@ -1,4 +1,5 @@
-//! `reins reward`: a Bradley–Terry reward model on pairs (TRL `RewardTrainer`), a
+//! `reins reward`: a Bradley–Terry reward model on pairs (TRL `RewardTrainer`; with
+//! `convex_da = true`, on pairs augmented by ConvexDA, [`super::reward_convex_da`]), a
 //! Plackett–Luce one on ranked lists, or an ensemble of k Bradley–Terry members with a
 //! preference-strength report; accuracy per category when the eval records carry one.
 //!
@@ -25,6 +26,7 @@ use reins_data::tokenize::reward::{tokenize_reward, RewardIds};
 use reins_data::{HfTokenizer, Record};
 use reins_model::{LoadOptions, Model};
 use reins_train::config::{resolved, FlatConfig, TrainingArgs};
+use reins_train::convex_da::ConvexDaArgs;
 use reins_train::losses::{ContrastiveConfig, EnsembleAggregation, NoiseAwareConfig, RewardLossConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::run::{self, append_metrics, Progress, RunSummary};
@@ -89,11 +91,17 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
     if report.strength_report.is_none() && noise != NoiseAwareConfig::default() {
         bail!("the `strength_*` keys apply the rule of `strength_report`; set strength_report = \"RUN/preference_strength.jsonl\"");
     }
+    let da: ConvexDaArgs = s.flat.part()?;
+    da.validate()?;
+    if da.convex_da && report.strength_report.is_some() {
+        bail!("`convex_da` adds pairs that `strength_report` has no rows for; use one of the two per run");
+    }
     let listwise = lw.listwise.unwrap_or_else(|| s.train.iter().any(|r| matches!(r, Record::RankedList { .. })));
     if listwise {
-        if report.strength_report.is_some() || contrastive.enabled() || !meta.is_empty() {
+        if report.strength_report.is_some() || contrastive.enabled() || !meta.is_empty() || da.convex_da {
             bail!(
-                "`strength_report`, `contrastive_coef` and `metarm_dataset` apply to Bradley-Terry pairs; set `listwise = false`"
+                "`strength_report`, `contrastive_coef`, `metarm_dataset` and `convex_da` apply to Bradley-Terry pairs; \
+                 set `listwise = false`"
             );
         }
         if ens.ensemble_size > 1 {
@@ -107,6 +115,18 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
         }
         return train_listwise(&s, &lw, model, progress);
     }
+    let augmented;
+    let s = if da.convex_da {
+        let (records, added) = super::reward_convex_da::augment(s.train, &da, s.args.seed, s.tok, &model, s.pad)?;
+        progress.log(&format!(
+            "ConvexDA: {added} pairs added (convex-hull vertices of {} perturbations of each preferred response)",
+            da.convex_da_variants
+        ));
+        augmented = records;
+        Setup { train: &augmented, ..s }
+    } else {
+        s
+    };
     let max_length = Some(s.args.max_length);
     let mut train = tokenized_pairs(s.tok, s.train, max_length)?;
     let eval = s.eval.map(|e| tokenized_pairs(s.tok, e, max_length)).transpose()?;
@@ -165,6 +185,7 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
             to_json(&noise),
             to_json(&contrastive),
             to_json(&metarm),
+            to_json(&da),
         ]);
         let collate = |idx: &[usize]| {
             Ok(collate_reward(&idx.iter().map(|&j| ids[sample[j]].clone()).collect::<Vec<_>>(), s.pad, None))

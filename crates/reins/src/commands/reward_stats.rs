@@ -1,4 +1,4 @@
-//! `reins reward-stats fit|interval|select`: the statistical toolkit for a trained reward model
+//! `reins reward-stats fit|interval|select` (and `consistency`, in [`super::reward_consistency`]): the statistical toolkit for a trained reward model
 //! (Liu, Shi & Sun, arXiv:2604.02507). `fit` puts a Laplace (or Fisher) posterior on the score
 //! head from labelled pairs (`head_posterior.json` + `.safetensors`); `interval` writes
 //! confidence intervals of `r(chosen) − r(rejected)`; `select` picks the unlabelled pairs whose
@@ -99,10 +99,13 @@ pub enum RewardStatsCmd {
         #[arg(long, default_value_t = 16)]
         batch_size: usize,
     },
+    /// Response and instruction consistency on Contrast Instructions built from a preference set.
+    Consistency(super::reward_consistency::ConsistencyArgs),
 }
 
 pub fn run(cmd: RewardStatsCmd) -> Result<()> {
     match cmd {
+        RewardStatsCmd::Consistency(a) => super::reward_consistency::run(a),
         RewardStatsCmd::Fit { model, pairs, link, prior_precision, curvature, out, force, batch_size } => {
             let link = resolve_link(link.as_deref(), &model)?;
             let curvature = match curvature.as_str() {
@@ -250,17 +253,17 @@ fn create(p: &Path) -> Result<std::io::BufWriter<std::fs::File>> {
 }
 
 /// A reward model with its tokenizer.
-struct Loaded {
-    model: Model,
-    tok: HfTokenizer,
-    pad: u32,
+pub(crate) struct Loaded {
+    pub(crate) model: Model,
+    pub(crate) tok: HfTokenizer,
+    pub(crate) pad: u32,
 }
 
 /// Pair features and, per kept record, its index and `(φ(chosen), φ(rejected))`.
 type PairRows = Vec<(usize, (Vec<f64>, Vec<f64>))>;
 
 impl Loaded {
-    fn open(dir: &Path) -> Result<Self> {
+    pub(crate) fn open(dir: &Path) -> Result<Self> {
         let device = reins_model::default_device()?;
         let model = Model::load(dir, &device, &LoadOptions::default())
             .with_context(|| format!("reward model {}", dir.display()))?;
