@@ -76,11 +76,7 @@ pub fn bradley_terry_loss(
 ) -> Result<Tensor> {
     check_targets(soft_labels, cfg)?;
     let eps = cfg.label_smoothing;
-    let mut d = (chosen - rejected)?;
-    if let Some(m) = margin {
-        let m = m.to_dtype(d.dtype())?;
-        d = (d - m)?;
-    }
+    let d = reward_gap(chosen, rejected, margin)?;
     let pos = log_sigmoid(&d)?;
     let per_pair = match (soft_labels, eps) {
         (None, 0.0) => pos.neg()?,
@@ -94,11 +90,24 @@ pub fn bradley_terry_loss(
             ((&p * pos)? + ((1.0 - &p)? * neg)?)?.neg()?
         }
     };
-    let mut loss = per_pair.mean_all()?;
-    if let Some(c) = cfg.center_rewards_coefficient {
-        loss = (loss + ((chosen + rejected)?.sqr()?.mean_all()? * c)?)?;
-    }
-    Ok(loss)
+    with_centring(per_pair.mean_all()?, chosen, rejected, cfg)
+}
+
+/// `d = r_w − r_l − margin`, the gap both links read.
+fn reward_gap(chosen: &Tensor, rejected: &Tensor, margin: Option<&Tensor>) -> Result<Tensor> {
+    let d = (chosen - rejected)?;
+    Ok(match margin {
+        Some(m) => (&d - m.to_dtype(d.dtype())?)?,
+        None => d,
+    })
+}
+
+/// `loss + coef · mean((r_w + r_l)²)` when `center_rewards_coefficient` is set.
+fn with_centring(loss: Tensor, chosen: &Tensor, rejected: &Tensor, cfg: &RewardLossConfig) -> Result<Tensor> {
+    Ok(match cfg.center_rewards_coefficient {
+        Some(c) => (loss + ((chosen + rejected)?.sqr()?.mean_all()? * c)?)?,
+        None => loss,
+    })
 }
 
 /// Thurstone (probit) reward loss (Thurstone 1927, case V; Liu, Shi & Sun, arXiv:2604.02507,
@@ -123,11 +132,7 @@ pub fn thurstone_loss(
 ) -> Result<Tensor> {
     check_targets(soft_labels, cfg)?;
     let eps = cfg.label_smoothing;
-    let mut d = (chosen - rejected)?;
-    if let Some(m) = margin {
-        let m = m.to_dtype(d.dtype())?;
-        d = (d - m)?;
-    }
+    let d = reward_gap(chosen, rejected, margin)?;
     let dv = to_vec_f64(&d)?;
     let p: Vec<f64> = match soft_labels {
         Some(p) => to_vec_f64(p)?,
@@ -143,11 +148,7 @@ pub fn thurstone_loss(
         Ok(Tensor::from_vec(v, d.dims().to_vec(), d.device())?.to_dtype(d.dtype())?)
     };
     let per_pair = (host(value)? + (host(slope)? * (&d - d.detach())?)?)?;
-    let mut loss = per_pair.mean_all()?;
-    if let Some(c) = cfg.center_rewards_coefficient {
-        loss = (loss + ((chosen + rejected)?.sqr()?.mean_all()? * c)?)?;
-    }
-    Ok(loss)
+    with_centring(per_pair.mean_all()?, chosen, rejected, cfg)
 }
 
 /// Plackett–Luce listwise loss (Plackett 1975; Zhu et al., arXiv:2301.11270, Eq. 4.2 K-wise
