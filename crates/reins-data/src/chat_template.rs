@@ -212,10 +212,38 @@ impl JsonStyle {
     }
 }
 
-/// `strftime_now(fmt)`: today's date (UTC) for `%d %m %Y %y %b %B %A %a %H %M %S %j %%`.
+thread_local! {
+    static FIXED_NOW: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with "now" fixed at `secs` (Unix time) for every template it renders on this
+/// thread. Templates such as Llama 3's and GPT-OSS's write today's date into the system
+/// prompt, so a dataset rendered on two days tokenizes differently; fixing the date makes a
+/// rendering reproducible (the `SOURCE_DATE_EPOCH` environment variable does the same for a
+/// whole process).
+pub fn with_fixed_now<T>(secs: u64, f: impl FnOnce() -> T) -> T {
+    let previous = FIXED_NOW.with(|c| c.replace(Some(secs)));
+    let out = f();
+    FIXED_NOW.with(|c| c.set(previous));
+    out
+}
+
+/// "Now" for `strftime_now`: [`with_fixed_now`]'s time, else `SOURCE_DATE_EPOCH` (the
+/// reproducible-builds convention: seconds since the Unix epoch), else the clock.
+fn now_secs() -> u64 {
+    if let Some(secs) = FIXED_NOW.with(|c| c.get()) {
+        return secs;
+    }
+    if let Some(secs) = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()) {
+        return secs;
+    }
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// `strftime_now(fmt)`: today's date (UTC, or the fixed "now" of [`now_secs`]) for
+/// `%d %m %Y %y %b %B %A %a %H %M %S %j %%`.
 fn strftime_now(fmt: String) -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    strftime(&fmt, secs)
+    strftime(&fmt, now_secs())
 }
 
 pub(crate) fn strftime(fmt: &str, secs: u64) -> String {
@@ -285,6 +313,17 @@ pub(crate) fn strftime(fmt: &str, secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fixed_now_renders_that_day_and_the_clock_comes_back_after() {
+        let t = ChatTemplate::new("{{ strftime_now('%d %b %Y') }}").unwrap();
+        let render = || t.render(&[], false, &Value::Null).unwrap();
+        // 2026-12-06 12:00 UTC.
+        let noon = 20_793 * 86_400 + 43_200;
+        assert_eq!(with_fixed_now(noon, render), "06 Dec 2026");
+        assert_eq!(with_fixed_now(noon, || with_fixed_now(0, render)), "01 Jan 1970");
+        assert!(FIXED_NOW.with(|c| c.get()).is_none(), "the fixed time is restored after");
+    }
 
     #[test]
     fn python_style_tojson_and_methods() {

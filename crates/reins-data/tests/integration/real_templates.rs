@@ -43,9 +43,29 @@ struct Case {
     add_generation_prompt: bool,
 }
 
+/// The fixture's `rendered_on` day (`YYYY-MM-DD`) as Unix seconds at noon UTC: templates that
+/// print today's date printed that one, so the comparison renders with it.
+fn rendered_on(expected: &Value) -> u64 {
+    let day = expected["rendered_on"].as_str().expect("the renderings name the day they were made (rendered_on)");
+    let ymd: Vec<i64> = day.split('-').map(|x| x.parse().expect("rendered_on is YYYY-MM-DD")).collect();
+    let (y, m, d) = (ymd[0] - i64::from(ymd[1] <= 2), ymd[1], ymd[2]);
+    // Days from civil (H. Hinnant).
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86_400 + 12 * 3_600) as u64
+}
+
 /// Renders every case with every template and compares with `expected[template][key]`
-/// (`{"ok": text}` or `{"err": message}`). Returns the mismatches, one line each.
+/// (`{"ok": text}` or `{"err": message}`), with "now" fixed at the day the renderings were
+/// made. Returns the mismatches, one line each.
 fn compare(cases: &[Case], expected: &Value) -> (usize, Vec<String>) {
+    reins_data::chat_template::with_fixed_now(rendered_on(expected), || compare_now(cases, expected))
+}
+
+fn compare_now(cases: &[Case], expected: &Value) -> (usize, Vec<String>) {
     let by_template = expected["renderings"].as_object().expect("renderings");
     let mut checked = 0;
     let mut bad = Vec::new();
@@ -82,6 +102,14 @@ fn compare(cases: &[Case], expected: &Value) -> (usize, Vec<String>) {
         }
     }
     (checked, bad)
+}
+
+#[test]
+fn the_rendering_day_is_read_as_noon_utc() {
+    assert_eq!(rendered_on(&json!({"rendered_on": "1970-01-01"})), 12 * 3_600);
+    // 2026-12-06 is day 20,793 since the epoch; 2024-03-01 follows a leap day (19,783).
+    assert_eq!(rendered_on(&json!({"rendered_on": "2026-12-06"})), 20_793 * 86_400 + 43_200);
+    assert_eq!(rendered_on(&json!({"rendered_on": "2024-03-01"})), 19_783 * 86_400 + 43_200);
 }
 
 #[test]

@@ -5,6 +5,7 @@ tokenizer files of fixtures/hf/models/llama); run from the repository root:
     python crates/reins-data/tests/data/chat_templates/render_tool_cases.py
 Output: tool_renderings.json  {template: {"case|agp=X": {"ok": text} | {"err": message}}}
 """
+import datetime
 import json
 import os
 import shutil
@@ -44,7 +45,10 @@ for fname in sorted(os.listdir(os.path.join(ROOT, "templates"))):
                 res[key] = {"err": f"{type(e).__name__}: {e}"}
     results[name] = res
 
-out = {"made_with": f"transformers {transformers.__version__} apply_chat_template(tokenize=False), tokenizer files of fixtures/hf/models/llama with each template", "renderings": results}
+out = {"made_with": f"transformers {transformers.__version__} apply_chat_template(tokenize=False), tokenizer files of fixtures/hf/models/llama with each template",
+       # Templates that print today's date used this one; the test renders with it fixed.
+       "rendered_on": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+       "renderings": results}
 json.dump(out, open(os.path.join(ROOT, "tool_renderings.json"), "w"), indent=1, ensure_ascii=False)
 shutil.rmtree(tmp)
 print("templates:", len(results), file=sys.stderr)
