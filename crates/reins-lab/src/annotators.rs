@@ -50,6 +50,17 @@ pub struct Label {
 }
 
 impl Label {
+    /// The label as a [`Judgment`] of the shared judge interface.
+    pub fn judgment(&self) -> Judgment {
+        let preference = match self.outcome {
+            Outcome::A => Preference::A,
+            Outcome::B => Preference::B,
+            Outcome::Tie => Preference::Tie,
+            Outcome::Skip => Preference::Skip,
+        };
+        Judgment { preference, p_a: self.p_a }
+    }
+
     /// The TRL preference record for this label; `None` for ties and skips. `margin` (when asked
     /// for) is the annotator's perceived utility gap, ≥ 0.
     pub fn to_record(&self, prompt: &str, a: &str, b: &str, with_margin: bool) -> Option<PreferenceRecord> {
@@ -94,19 +105,6 @@ impl PreferenceRecord {
     /// One JSONL line.
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).expect("strings and floats always serialize")
-    }
-}
-
-impl Label {
-    /// The label as a [`Judgment`] of the shared judge interface.
-    pub fn judgment(&self) -> Judgment {
-        let preference = match self.outcome {
-            Outcome::A => Preference::A,
-            Outcome::B => Preference::B,
-            Outcome::Tie => Preference::Tie,
-            Outcome::Skip => Preference::Skip,
-        };
-        Judgment { preference, p_a: self.p_a }
     }
 }
 

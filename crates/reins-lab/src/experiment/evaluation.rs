@@ -142,20 +142,21 @@ pub struct Scoreboard {
     sft_proxy: Vec<f64>,
 }
 
+/// The gold score of each answer to its prompt.
+fn gold_of(cx: &Session, prompts: &[Prompt], outs: &[String]) -> Vec<f64> {
+    prompts.iter().zip(outs).map(|(p, o)| cx.lab.gold.score(&p.text, o)).collect()
+}
+
+/// `(prompt, answer)` items for scoring by reward models.
+fn items_of(prompts: &[Prompt], outs: &[String]) -> Vec<(String, String)> {
+    prompts.iter().zip(outs).map(|(p, o)| (p.text.clone(), o.clone())).collect()
+}
+
 impl Scoreboard {
-    /// The gold score of answer `i` of `outs`.
-    fn gold(&self, cx: &Session, outs: &[String]) -> Vec<f64> {
-        self.prompts.iter().zip(outs).map(|(p, o)| cx.lab.gold.score(&p.text, o)).collect()
-    }
-
-    fn items(&self, outs: &[String]) -> Vec<(String, String)> {
-        self.prompts.iter().zip(outs).map(|(p, o)| (p.text.clone(), o.clone())).collect()
-    }
-
     /// Adds a method's row from its answers (`kl`: its KL to SFT) and keeps the answers.
     pub fn add(&mut self, cx: &Session, members: &[Model], name: &str, outs: Vec<String>, kl: f64) -> Result<()> {
-        let g = self.gold(cx, &outs);
-        let px = cx.score_mean(members, &self.items(&outs))?;
+        let g = gold_of(cx, &self.prompts, &outs);
+        let px = cx.score_mean(members, &items_of(&self.prompts, &outs))?;
         self.rows.push(MethodRow {
             name: name.to_string(),
             mean_gold: metrics::mean(&g),
@@ -178,10 +179,8 @@ impl Session<'_> {
         let outs: Vec<String> =
             self.sample_eval(&base.sft, &prompts, 1, 3)?.into_iter().map(|mut v| v.remove(0)).collect();
         self.progress.tick("done");
-        let gold: Vec<f64> = prompts.iter().zip(&outs).map(|(p, o)| self.lab.gold.score(&p.text, o)).collect();
-        let items: Vec<(String, String)> =
-            prompts.iter().zip(&outs).map(|(p, o)| (p.text.clone(), o.clone())).collect();
-        let sft_proxy = self.score_mean(members, &items)?;
+        let gold = gold_of(self, &prompts, &outs);
+        let sft_proxy = self.score_mean(members, &items_of(&prompts, &outs))?;
         let rows = vec![MethodRow {
             name: "SFT".into(),
             mean_gold: metrics::mean(&gold),
