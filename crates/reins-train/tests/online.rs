@@ -7,9 +7,9 @@ use reins_model::init::{llama_config, random_weights};
 use reins_model::{LoadOptions, Model, ModelConfig};
 use reins_train::best_of_n::best_of_n;
 use reins_train::config::TrainingArgs;
-use reins_train::losses::DpoConfig;
 use reins_train::losses::GrpoLossConfig;
 use reins_train::losses::GrpoLossType;
+use reins_train::losses::{DpoConfig, InpoConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::rewards::{ModelReward, RewardSource, RuleReward};
 use reins_train::rl::PolicyFilter;
@@ -17,7 +17,7 @@ use reins_train::rl::ScaleRewards;
 use reins_train::run::{self, Quiet};
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
-use reins_train::trainers::iterative_dpo::{IterativeDpoConfig, IterativeDpoTrainer, ReferencePolicy};
+use reins_train::trainers::iterative_dpo::{IterativeDpoConfig, IterativeDpoTrainer, PairObjective, ReferencePolicy};
 use reins_train::trainers::online_dpo::{OnlineDpoConfig, OnlineDpoTrainer};
 use reins_train::trainers::ppo::{PpoConfig, PpoTrainer};
 use reins_train::trainers::remax::{RemaxConfig, RemaxTrainer};
@@ -361,8 +361,15 @@ fn iterative_dpo_improves_a_rule_reward_over_rounds() {
             lr_scheduler_type: reins_train::optim::SchedulerType::Constant,
             ..Default::default()
         };
-        let mut t =
-            IterativeDpoTrainer::new(policy.clone(), reference, reward(), cfg, DpoConfig::default(), optim).unwrap();
+        let mut t = IterativeDpoTrainer::new(
+            policy.clone(),
+            reference,
+            reward(),
+            cfg,
+            PairObjective::Dpo(DpoConfig::default()),
+            optim,
+        )
+        .unwrap();
         let p: Vec<Vec<u32>> = prompts().into_iter().cycle().take(8).collect();
         let before = snapshot(&policy);
         let mut rewards = vec![];
@@ -380,6 +387,57 @@ fn iterative_dpo_improves_a_rule_reward_over_rounds() {
         eprintln!("iterative_dpo {mode:?}: reward round 1 {first:.3}, round 8 {last:.3} ({rewards:?})");
         assert!(last > first + 0.25, "{mode:?}: {rewards:?}");
     }
+}
+
+/// INPO's rounds (iterative DPO's sampling and pairs, INPO's squared loss) raise a rule
+/// reward; every metric is finite, `h` starts at 0 (the policy is both `π_ref` and `π_t` before
+/// the first step) and moves toward the target `1/(2η)`; a round-start reference is refused.
+#[test]
+fn inpo_improves_a_rule_reward_over_rounds() {
+    let policy = tiny(true, None);
+    let reference = Reference::Model(Box::new(tiny(false, None)));
+    let cfg = IterativeDpoConfig {
+        num_generations: 4,
+        num_dpo_epochs: 2,
+        dpo_batch_size: 4,
+        max_new_tokens: 8,
+        ..Default::default()
+    };
+    let optim = OptimConfig {
+        learning_rate: 1e-2,
+        lr_scheduler_type: reins_train::optim::SchedulerType::Constant,
+        ..Default::default()
+    };
+    let inpo = InpoConfig { eta: 0.1, tau: None };
+    let bad = IterativeDpoConfig { reference_policy: ReferencePolicy::RoundStart, ..cfg.clone() };
+    let refused = IterativeDpoTrainer::new(
+        policy.clone(),
+        Reference::Model(Box::new(tiny(false, None))),
+        reward(),
+        bad,
+        PairObjective::Inpo(inpo.clone()),
+        optim.clone(),
+    );
+    assert!(refused.err().is_some_and(|e| e.to_string().contains("reference_policy")));
+    let mut t =
+        IterativeDpoTrainer::new(policy.clone(), reference, reward(), cfg, PairObjective::Inpo(inpo), optim).unwrap();
+    let p: Vec<Vec<u32>> = prompts().into_iter().cycle().take(8).collect();
+    let mut rewards = vec![];
+    for round in 0..8 {
+        let m = t.round(&p).unwrap();
+        for (k, v) in &m {
+            assert!(v.is_finite(), "inpo round {round}: {k} = {v}");
+        }
+        if m["pairs"] > 0.0 {
+            assert_eq!(m["inpo/target"], 5.0);
+            // the round's mean h lies between its start (0) and past the target at most a little
+            assert!(m["inpo/h"] > 0.0, "round {round}: {m:?}");
+        }
+        rewards.push(m["reward"]);
+    }
+    let (first, last) = (rewards[0], rewards[7]);
+    eprintln!("inpo: reward round 1 {first:.3}, round 8 {last:.3} ({rewards:?})");
+    assert!(last > first + 0.25, "{rewards:?}");
 }
 
 #[test]

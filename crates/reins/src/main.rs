@@ -32,6 +32,8 @@ enum Cli {
     OnlineDpo(commands::online::OnlineArgs),
     /// Iterative DPO (RLHF Workflow): rounds of n samples per prompt, best vs worst, DPO epochs.
     IterativeDpo(commands::online::OnlineArgs),
+    /// INPO (iterative Nash policy optimization): iterative-DPO rounds with INPO's squared loss toward the Nash policy.
+    Inpo(commands::online::OnlineArgs),
     /// Kahneman–Tversky optimization on unpaired (desirable/undesirable) data (TRL KTOTrainer).
     Kto(commands::train::TrainArgs),
     /// Odds-ratio preference optimization, no reference model (TRL ORPOTrainer).
@@ -100,6 +102,7 @@ fn main() {
         Cli::Remax(a) => commands::online::run(commands::online::Method::Remax, a),
         Cli::OnlineDpo(a) => commands::online::run(commands::online::Method::OnlineDpo, a),
         Cli::IterativeDpo(a) => commands::online::run(commands::online::Method::IterativeDpo, a),
+        Cli::Inpo(a) => commands::online::run(commands::online::Method::Inpo, a),
         Cli::Kto(a) => commands::train::run(commands::train::Method::Kto, a),
         Cli::Orpo(a) => commands::train::run(commands::train::Method::Orpo, a),
         Cli::Simpo(a) => commands::train::run(commands::train::Method::Simpo, a),

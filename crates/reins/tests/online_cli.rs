@@ -106,6 +106,26 @@ fn iterative_dpo_cli_runs_one_round_per_step() {
     }
 }
 
+#[test]
+fn inpo_cli_runs_rounds_with_the_inpo_loss() {
+    let (_dir, out) = run_with("inpo", "examples/inpo.toml", &["reward", "pairs", "inpo/h", "inpo/target"]);
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().next().unwrap())
+            .unwrap();
+    assert_eq!(first["inpo/target"].as_f64(), Some(5.0), "eta = 0.1 gives the target 1/(2 eta) = 5: {first}");
+    // INPO fixes its references, and needs 0 <= tau < eta: config errors, not silent changes.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for (set, named) in [("reference_policy=round_start", "reference_policy"), ("tau=0.2", "tau")] {
+        let o = Command::new(env!("CARGO_BIN_EXE_reins"))
+            .current_dir(&root)
+            .args(["inpo", "--config", "examples/inpo.toml", "--set", set])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(named), "{set}: {err}");
+    }
+}
+
 /// `max_kl` needs a KL to compare: every online command measures the KL to the reference when
 /// it is set, even without a KL penalty (GRPO and ReMax at their default `beta = 0`, RLOO at
 /// `beta = 0`, iterative DPO).

@@ -151,6 +151,11 @@ fn iterative_dpo_resumes_exactly_after_an_interruption() -> Result<()> {
 }
 
 #[test]
+fn inpo_resumes_exactly_after_an_interruption() -> Result<()> {
+    interrupted_run_resumes_exactly("inpo", "examples/inpo.toml", ITERATIVE)
+}
+
+#[test]
 fn grpo_trains_longer_on_the_same_trajectory() -> Result<()> {
     training_longer_continues_the_trajectory("grpo", "examples/grpo.toml", GRPO)
 }

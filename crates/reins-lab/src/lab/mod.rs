@@ -79,6 +79,9 @@ pub struct Knobs {
     pub proxy_label_fraction: f64,
     /// Pessimistic best-of-n: λ of the lower confidence bound `r − λ·σ`. Default 1.0.
     pub lcb_lambda: f64,
+    /// INPO vs iterative DPO: the grid of INPO's η (τ = η/3) that the dev prompts choose from.
+    /// Default [0.005, 0.05, 0.5] (the paper's choice and one and two decades above it).
+    pub inpo_etas: Vec<f64>,
 }
 
 impl Default for Knobs {
@@ -95,6 +98,7 @@ impl Default for Knobs {
             lr_scale: 10.0,
             proxy_label_fraction: 0.25,
             lcb_lambda: 1.0,
+            inpo_etas: vec![0.005, 0.05, 0.5],
         }
     }
 }
@@ -124,6 +128,12 @@ impl Knobs {
             return Err(LabError::config(
                 "knobs.lcb_lambda",
                 "must be a number >= 0 (0 is plain best-of-n; default 1)",
+            ));
+        }
+        if self.inpo_etas.is_empty() || !self.inpo_etas.iter().all(|e| e.is_finite() && *e > 0.0) {
+            return Err(LabError::config(
+                "knobs.inpo_etas",
+                "needs at least one eta, each > 0 (default [0.005, 0.05, 0.5])",
             ));
         }
         if !(2..=16).contains(&self.list_size) || self.n_lists < 4 {

@@ -4,6 +4,7 @@ pub mod contrastive;
 pub mod cpl;
 pub mod cpo;
 pub mod dpo;
+pub mod inpo;
 pub mod kto;
 pub mod lipo;
 pub mod metarm;
@@ -24,6 +25,7 @@ pub use dpo::{
     chosen_sft_nll, dpo_loss, dpo_metrics, f_divergence_score, ld_alpha_logps, log_sum_sq_probs, wpo_weights,
     DpoConfig, DpoExtras, DpoLossType, DpoOutput, FDivergenceType,
 };
+pub use inpo::{inpo_h, inpo_loss, inpo_metrics, InpoConfig, InpoOutput};
 pub use kto::{kto_kl_estimate, kto_loss, KtoConfig, KtoLossType, KtoOutput};
 pub use lipo::lipo_lambda_loss;
 pub use metarm::metarm_difference;

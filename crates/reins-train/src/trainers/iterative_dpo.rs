@@ -14,8 +14,13 @@
 //! KL of the round's sampling policy to the initial reference, estimated on its own samples
 //! (`Σ_t log π − log π_ref` per response, the sampler's log-probs and one reference pass), so
 //! `max_kl` watches the drift of every round, with pairs or without.
+//!
+//! The same rounds train INPO (`PairObjective::Inpo`, `reins inpo`; Zhang et al.,
+//! arXiv:2407.00617, Algorithm 1): instead of DPO's logistic loss each round regresses
+//! `h_t(π, y_w, y_l)` onto `1/(2η)` ([`crate::losses::inpo`]), with `π_ref` the initial policy and
+//! `π_t` the policy at the start of the round, whose log-probs are computed once per round.
 
-use candle_core::{DType, D};
+use candle_core::{DType, Tensor, D};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use reins_model::weights::Weights;
@@ -25,9 +30,9 @@ use serde::{Deserialize, Serialize};
 use super::metrics::{add_mean, completion_metrics, mean_reward};
 use super::online_dpo::dpo_on_pairs;
 use super::reference::Reference;
-use super::rollout::{reference_logps, rollout, score_rollout, Rollout};
+use super::rollout::{completion_token_logps, reference_logps, rollout, score_rollout, Rollout};
 use super::Metrics;
-use crate::losses::DpoConfig;
+use crate::losses::{inpo_loss, inpo_metrics, DpoConfig, InpoConfig};
 use crate::optim::optimizer::{OptimConfig, Optimizer};
 use crate::rewards::RewardSource;
 use crate::run::Sample;
@@ -44,7 +49,34 @@ pub enum ReferencePolicy {
     RoundStart,
 }
 
-/// Iterative DPO options (the loss's are [`DpoConfig`]'s).
+/// What a round trains on its pairs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PairObjective {
+    /// DPO's loss against the round's reference (iterative DPO).
+    Dpo(DpoConfig),
+    /// INPO's squared loss against the initial reference and the round-start policy.
+    Inpo(InpoConfig),
+}
+
+impl PairObjective {
+    fn validate(&self, cfg: &IterativeDpoConfig) -> Result<()> {
+        match self {
+            PairObjective::Dpo(c) => c.validate(),
+            PairObjective::Inpo(c) => {
+                if cfg.reference_policy != ReferencePolicy::Initial {
+                    return Err(TrainError::Config(
+                        "INPO fixes its references (pi_ref = the initial policy, pi_t = the policy at the start of \
+                         each round): remove `reference_policy`"
+                            .into(),
+                    ));
+                }
+                c.validate()
+            }
+        }
+    }
+}
+
+/// Iterative DPO and INPO options (the loss's are [`DpoConfig`]'s or [`InpoConfig`]'s).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IterativeDpoConfig {
@@ -145,7 +177,7 @@ pub struct IterativeDpoTrainer {
     pub reference: Reference,
     pub reward: Box<dyn RewardSource>,
     pub cfg: IterativeDpoConfig,
-    pub loss: DpoConfig,
+    pub objective: PairObjective,
     /// Each round builds a fresh optimizer from this.
     pub optim: OptimConfig,
     pub opt: Optimizer,
@@ -161,18 +193,18 @@ impl IterativeDpoTrainer {
         reference: Reference,
         reward: Box<dyn RewardSource>,
         cfg: IterativeDpoConfig,
-        loss: DpoConfig,
+        objective: PairObjective,
         optim: OptimConfig,
     ) -> Result<Self> {
         cfg.validate()?;
-        loss.validate()?;
+        objective.validate(&cfg)?;
         let opt = Optimizer::new(policy.params(), &optim, 1)?;
         Ok(IterativeDpoTrainer {
             policy,
             reference,
             reward,
             cfg,
-            loss,
+            objective,
             optim,
             opt,
             rounds: 0,
@@ -181,7 +213,7 @@ impl IterativeDpoTrainer {
         })
     }
 
-    /// One round on `prompts`: sample, pick best/worst pairs, `num_dpo_epochs` of DPO.
+    /// One round on `prompts`: sample, pick best/worst pairs, `num_dpo_epochs` of DPO (or INPO).
     pub fn round(&mut self, prompts: &[Vec<u32>]) -> Result<Metrics> {
         let c = self.cfg.clone();
         let sampling = SamplingConfig {
@@ -218,31 +250,46 @@ impl IterativeDpoTrainer {
         let margin = (0..n).map(|i| (scores[rows[i]] - scores[rows[n + i]]) as f64).sum::<f64>() / n as f64;
         m.insert("objective/scores_margin".into(), margin);
         let pairs = r.select(&rows);
-        let round_ref = match c.reference_policy {
-            ReferencePolicy::RoundStart => Some(Reference::Model(Box::new(frozen_copy(&self.policy)?))),
-            ReferencePolicy::Initial => None,
-        };
         let steps_per_epoch = n.div_ceil(c.dpo_batch_size);
         self.opt = Optimizer::new(self.policy.params(), &self.optim, c.num_dpo_epochs * steps_per_epoch)?;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(c.seed.wrapping_add(round) ^ 0x0044_504f);
-        let total = (c.num_dpo_epochs * steps_per_epoch) as f64;
-        let mut acc = Metrics::new();
-        for _ in 0..c.num_dpo_epochs {
-            let mut order: Vec<usize> = (0..n).collect();
-            order.shuffle(&mut rng);
-            for chunk in order.chunks(c.dpo_batch_size) {
-                let sel: Vec<usize> = chunk.iter().copied().chain(chunk.iter().map(|&i| n + i)).collect();
-                let batch = pairs.select(&sel);
+        let epochs = Epochs { n, round, cfg: &c };
+        let acc = match &self.objective {
+            PairObjective::Dpo(loss) => {
+                let round_ref = match c.reference_policy {
+                    ReferencePolicy::RoundStart => Some(Reference::Model(Box::new(frozen_copy(&self.policy)?))),
+                    ReferencePolicy::Initial => None,
+                };
                 let reference = round_ref.as_ref().unwrap_or(&self.reference);
-                let (loss, mut dm) = dpo_on_pairs(&self.policy, reference, &batch, &self.loss, 1.0)?;
-                self.opt.accumulate(loss.backward()?)?;
-                let s = self.opt.step()?;
-                dm.insert("grad_norm".into(), s.grad_norm);
-                dm.insert("learning_rate".into(), s.learning_rate);
-                add_mean(&mut acc, dm, total);
+                epochs.run(&self.policy, &mut self.opt, |policy, sel| {
+                    dpo_on_pairs(policy, reference, &pairs.select(sel), loss, 1.0)
+                })?
             }
-        }
-        acc.remove("objective/kl"); // the DPO batches' KL is on the picked pairs, not on samples
+            PairObjective::Inpo(loss) => {
+                // π_ref and π_t are fixed for the round: one pass each over the pairs.
+                let sums = |t: Tensor| -> Result<Tensor> { Ok(t.sum(D::Minus1)?.to_dtype(DType::F32)?.detach()) };
+                let ref_logps = sums(reference_logps(&self.policy, &self.reference, &pairs, 1.0)?)?;
+                let start_logps = sums(completion_token_logps(&self.policy, &pairs, 1.0)?.0)?;
+                epochs.run(&self.policy, &mut self.opt, |policy, sel| {
+                    let k = sel.len() / 2;
+                    let idx = Tensor::new(sel.iter().map(|&i| i as u32).collect::<Vec<_>>(), ref_logps.device())?;
+                    let (rf, st) = (ref_logps.index_select(&idx, 0)?, start_logps.index_select(&idx, 0)?);
+                    let logps = completion_token_logps(policy, &pairs.select(sel), 1.0)?.0.sum(D::Minus1)?;
+                    let logps = logps.to_dtype(DType::F32)?;
+                    let half = |t: &Tensor, i: usize| t.narrow(0, i * k, k);
+                    let out = inpo_loss(
+                        &half(&logps, 0)?,
+                        &half(&logps, 1)?,
+                        &half(&rf, 0)?,
+                        &half(&rf, 1)?,
+                        &half(&st, 0)?,
+                        &half(&st, 1)?,
+                        loss,
+                    )?;
+                    let m = inpo_metrics(&out, loss)?;
+                    Ok((out.loss, m))
+                })?
+            }
+        };
         m.extend(acc);
         m.insert("num_tokens".into(), self.num_tokens);
         Ok(m)
@@ -262,6 +309,44 @@ impl IterativeDpoTrainer {
             .map(|(s, &rf)| s.iter().map(|&x| x as f64).sum::<f64>() - rf as f64)
             .sum::<f64>()
             / n)
+    }
+}
+
+/// The optimizer loop of one round: `num_dpo_epochs` shuffled passes over the round's `n` pairs
+/// in batches of `dpo_batch_size`; `loss` gets the policy and a batch's rows of the pair rollout
+/// (`[chosen…, rejected…]`) and returns its loss and metrics. Returns the metrics' means.
+struct Epochs<'a> {
+    n: usize,
+    round: u64,
+    cfg: &'a IterativeDpoConfig,
+}
+
+impl Epochs<'_> {
+    fn run(
+        &self,
+        policy: &Model,
+        opt: &mut Optimizer,
+        mut loss: impl FnMut(&Model, &[usize]) -> Result<(Tensor, Metrics)>,
+    ) -> Result<Metrics> {
+        let (n, c) = (self.n, self.cfg);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(c.seed.wrapping_add(self.round) ^ 0x0044_504f);
+        let total = (c.num_dpo_epochs * n.div_ceil(c.dpo_batch_size)) as f64;
+        let mut acc = Metrics::new();
+        for _ in 0..c.num_dpo_epochs {
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(&mut rng);
+            for chunk in order.chunks(c.dpo_batch_size) {
+                let sel: Vec<usize> = chunk.iter().copied().chain(chunk.iter().map(|&i| n + i)).collect();
+                let (l, mut dm) = loss(policy, &sel)?;
+                opt.accumulate(l.backward()?)?;
+                let s = opt.step()?;
+                dm.insert("grad_norm".into(), s.grad_norm);
+                dm.insert("learning_rate".into(), s.learning_rate);
+                add_mean(&mut acc, dm, total);
+            }
+        }
+        acc.remove("objective/kl"); // the DPO batches' KL is on the picked pairs, not on samples
+        Ok(acc)
     }
 }
 

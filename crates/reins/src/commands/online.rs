@@ -1,4 +1,4 @@
-//! `reins grpo|rloo|ppo|remax|online-dpo|iterative-dpo --config FILE.toml [--set key=value ...]`: online RL on prompts with a
+//! `reins grpo|rloo|ppo|remax|online-dpo|iterative-dpo|inpo --config FILE.toml [--set key=value ...]`: online RL on prompts with a
 //! reward chosen by name, through the shared run loop (run folder, metrics, checkpoints).
 //!
 //! `reward = "length"` (completion tokens / `max_completion_length`), `"contains:<text>"`
@@ -23,8 +23,8 @@ use reins_data::tokenize::tokenize_prompt;
 use reins_data::{HfTokenizer, Record, Text};
 use reins_model::{LoadOptions, Model};
 use reins_train::config::{resolved, FlatConfig, TrainingArgs};
-use reins_train::losses::DpoConfig;
 use reins_train::losses::GrpoLossConfig;
+use reins_train::losses::{DpoConfig, InpoConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::rewards::{
     EnsembleReward, FusionReward, HttpReward, LcbReward, ModelReward, RewardSource, RuleReward,
@@ -33,7 +33,7 @@ use reins_train::rl::PolicyFilter;
 use reins_train::run::{self, Progress};
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
-use reins_train::trainers::iterative_dpo::{IterativeDpoConfig, IterativeDpoTrainer};
+use reins_train::trainers::iterative_dpo::{IterativeDpoConfig, IterativeDpoTrainer, PairObjective};
 use reins_train::trainers::online_dpo::{OnlineDpoConfig, OnlineDpoTrainer};
 use reins_train::trainers::ppo::{PpoConfig, PpoTrainer};
 use reins_train::trainers::remax::{RemaxConfig, RemaxTrainer};
@@ -90,6 +90,7 @@ pub enum Method {
     Remax,
     OnlineDpo,
     IterativeDpo,
+    Inpo,
 }
 
 pub fn prompt_of(r: &Record) -> Option<&Text> {
@@ -281,6 +282,10 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
             parts.push(to_json(&IterativeDpoConfig::default()));
             parts.push(to_json(&DpoConfig::default()));
         }
+        Method::Inpo => {
+            parts.push(to_json(&IterativeDpoConfig::default()));
+            parts.push(to_json(&InpoConfig::default()));
+        }
     }
     parts
 }
@@ -390,7 +395,19 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let loss: DpoConfig = flat.part()?;
             let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
             let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&loss)]);
-            let mut t = IterativeDpoTrainer::new(model, reference()?, reward, cfg, loss, optim.clone())?;
+            let mut t =
+                IterativeDpoTrainer::new(model, reference()?, reward, cfg, PairObjective::Dpo(loss), optim.clone())?;
+            run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
+        }
+        Method::Inpo => {
+            // Iterative DPO's rounds with INPO's loss: π_ref is the starting model, π_t the
+            // policy at the start of each round.
+            let cfg: IterativeDpoConfig = flat.part()?;
+            let loss: InpoConfig = flat.part()?;
+            let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
+            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&loss)]);
+            let mut t =
+                IterativeDpoTrainer::new(model, reference()?, reward, cfg, PairObjective::Inpo(loss), optim.clone())?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
     };

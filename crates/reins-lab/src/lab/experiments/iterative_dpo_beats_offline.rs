@@ -16,7 +16,7 @@ use reins_train::losses::DpoConfig;
 use reins_train::optim::optimizer::OptimConfig;
 use reins_train::optim::SchedulerType;
 use reins_train::trainers::dpo::Reference;
-use reins_train::trainers::iterative_dpo::{IterativeDpoConfig, IterativeDpoTrainer};
+use reins_train::trainers::iterative_dpo::{IterativeDpoConfig, IterativeDpoTrainer, PairObjective};
 
 use crate::experiment::stages::Base;
 use crate::experiment::{stage, Session};
@@ -54,8 +54,10 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
     let prompts = s.lab().world.prompts(Split::Train, knobs.dpo_rounds * knobs.dpo_prompts_per_round);
     let ids: Vec<Vec<u32>> = prompts.iter().map(|p| s.encode(&p.chat())).collect::<Result<_, _>>()?;
     let rounds: Vec<Vec<Vec<u32>>> = ids.chunks(knobs.dpo_prompts_per_round).map(<[Vec<u32>]>::to_vec).collect();
-    let (offline, offline_pairs) = train_dpo(s, base, &rm, std::slice::from_ref(&ids), knobs, "offline DPO")?;
-    let (iterative, iterative_pairs) = train_dpo(s, base, &rm, &rounds, knobs, "iterative DPO")?;
+    let dpo = dpo_objective(&cfg)?;
+    let (offline, offline_pairs) =
+        train_rounds(s, base, &rm, std::slice::from_ref(&ids), knobs, dpo.clone(), "offline DPO")?;
+    let (iterative, iterative_pairs) = train_rounds(s, base, &rm, &rounds, knobs, dpo, "iterative DPO")?;
 
     let test = s.lab().world.prompts(Split::Test, cfg.eval.n_prompts);
     let mut arms = Vec::new();
@@ -70,14 +72,22 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
     Ok(SeedOutcome { arms, statistic, extras, curves: Vec::new() })
 }
 
-/// Iterative DPO from the SFT model over `rounds` (one round = the offline arm); returns the
-/// policy and the number of pairs it trained on.
-fn train_dpo(
+/// The lab's DPO loss (its `dpo.beta`).
+pub(crate) fn dpo_objective(cfg: &crate::LabConfig) -> Result<PairObjective, LabError> {
+    let loss: DpoConfig =
+        serde_json::from_value(serde_json::json!({"beta": cfg.dpo.beta})).map_err(stage("dpo config"))?;
+    Ok(PairObjective::Dpo(loss))
+}
+
+/// Iterative DPO (or INPO, by `objective`) from the SFT model over `rounds` (one round = the
+/// offline arm); returns the policy and the number of pairs it trained on.
+pub(crate) fn train_rounds(
     s: &mut Session,
     base: &Base,
     rm: &[Model],
     rounds: &[Vec<Vec<u32>>],
     knobs: &Knobs,
+    objective: PairObjective,
     name: &str,
 ) -> Result<(Model, f64), LabError> {
     let cfg = s.cfg().clone();
@@ -91,8 +101,6 @@ fn train_dpo(
         seed: cfg.seed + 11,
         ..Default::default()
     };
-    let loss: DpoConfig =
-        serde_json::from_value(serde_json::json!({"beta": cfg.dpo.beta})).map_err(stage("dpo config"))?;
     let optim = OptimConfig {
         learning_rate: cfg.dpo.learning_rate,
         lr_scheduler_type: SchedulerType::Linear,
@@ -101,7 +109,7 @@ fn train_dpo(
     let reward = s.reward_source(rm)?;
     let reference = Reference::Model(Box::new(base.sft.clone()));
     let mut trainer =
-        IterativeDpoTrainer::new(policy, reference, reward, c, loss, optim).map_err(stage("iterative dpo"))?;
+        IterativeDpoTrainer::new(policy, reference, reward, c, objective, optim).map_err(stage("iterative dpo"))?;
     s.progress.stage(name, rounds.len());
     let mut pairs = 0.0;
     for r in rounds {
