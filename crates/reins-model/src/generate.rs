@@ -101,17 +101,45 @@ pub struct Hooks<'a> {
 }
 
 /// Samples continuations of `prompts` (token ids, unpadded) as one batch.
-pub fn generate(model: &Model, prompts: &[Vec<u32>], cfg: &SamplingConfig, mut hooks: Hooks) -> Result<Generation> {
+pub fn generate(model: &Model, prompts: &[Vec<u32>], cfg: &SamplingConfig, hooks: Hooks) -> Result<Generation> {
+    generate_mixture(&[(model, 1.0)], prompts, cfg, hooks)
+}
+
+/// Samples from the geometric mixture of `models`: at each step the logits are
+/// `Σ_i w_i · z_i` over the models' own next-token logits (each model keeps its own KV cache),
+/// then temperature and the warpers apply as in [`generate`]. Nash-MD's opponent
+/// `π^β ∝ π_θ^{1−β} · π_ref^β` is `[(policy, 1 − β), (reference, β)]` (TRL's
+/// `GeometricMixtureWrapper`: `log_softmax(β·z_ref + (1 − β)·z_θ)`, the same distribution).
+/// The models must share a vocabulary and EOS/pad ids (the first model's are used); the
+/// returned log-probs are under the mixture.
+pub fn generate_mixture(
+    models: &[(&Model, f64)],
+    prompts: &[Vec<u32>],
+    cfg: &SamplingConfig,
+    mut hooks: Hooks,
+) -> Result<Generation> {
     cfg.validate()?;
+    let Some(&(first, _)) = models.first() else {
+        return Err(ModelError::Usage("generate_mixture needs at least one model".into()));
+    };
+    if let Some((m, _)) = models.iter().find(|(m, _)| m.config.vocab_size != first.config.vocab_size) {
+        return Err(ModelError::Usage(format!(
+            "a geometric mixture needs one vocabulary: {} vs {} tokens",
+            m.config.vocab_size, first.config.vocab_size
+        )));
+    }
+    if let Some((_, w)) = models.iter().find(|(_, w)| !w.is_finite()) {
+        return Err(ModelError::Usage(format!("mixture weight {w} is not a finite number")));
+    }
     if prompts.is_empty() {
         return Ok(Generation { tokens: vec![], logprobs: vec![], finish: vec![] });
     }
     if prompts.iter().any(Vec::is_empty) {
         return Err(ModelError::Usage("every prompt needs at least one token".into()));
     }
-    let model = model.detached();
-    let dev = model.device().clone();
-    let c = &model.config;
+    let models: Vec<(Model, f64)> = models.iter().map(|(m, w)| (m.detached(), *w)).collect();
+    let dev = first.device().clone();
+    let c = &first.config;
     let pad = c.pad_token_id.or(c.eos_token_ids.first().copied()).unwrap_or(0);
     let b = prompts.len();
     let tp = prompts.iter().map(Vec::len).max().unwrap_or(0);
@@ -128,18 +156,27 @@ pub fn generate(model: &Model, prompts: &[Vec<u32>], cfg: &SamplingConfig, mut h
         prompts.iter().map(|p| [vec![0u8; tp - p.len()], vec![1u8; p.len()]].concat()).collect();
     let positions = nn::positions_from_mask(&mask);
     let mut next_pos: Vec<u32> = positions.iter().map(|r| r[tp - 1] + 1).collect();
-    let mut cache: Vec<LayerCache> = (0..c.num_hidden_layers)
-        .map(|_| LayerCache::new(b, c.num_key_value_heads, capacity, c.head_dim, &dev))
+    let mut caches: Vec<Vec<LayerCache>> = models
+        .iter()
+        .map(|(m, _)| {
+            let c = &m.config;
+            (0..c.num_hidden_layers)
+                .map(|_| LayerCache::new(b, c.num_key_value_heads, capacity, c.head_dim, &dev))
+                .collect::<Result<Vec<_>>>()
+        })
         .collect::<Result<_>>()?;
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let mut out = Generation { tokens: vec![vec![]; b], logprobs: vec![vec![]; b], finish: vec![Finish::Length; b] };
     let mut done = vec![false; b];
 
-    let hidden = model.forward_hidden(&nn::ids_tensor(&ids, &dev)?, &positions, &mask, Some(&mut cache))?;
-    let mut last = hidden.narrow(1, tp - 1, 1)?;
+    let input = nn::ids_tensor(&ids, &dev)?;
+    let mut last = Vec::with_capacity(models.len());
+    for ((m, _), cache) in models.iter().zip(caches.iter_mut()) {
+        last.push(m.forward_hidden(&input, &positions, &mask, Some(cache))?.narrow(1, tp - 1, 1)?);
+    }
     for _step in 0..cfg.max_new_tokens {
-        let logits: Vec<Vec<f32>> = model.lm_logits(&last)?.squeeze(1)?.to_vec2()?;
+        let logits: Vec<Vec<f32>> = mixed_logits(&models, &last)?.squeeze(1)?.to_vec2()?;
         let mut step_ids = Vec::with_capacity(b);
         for (r, row) in logits.iter().enumerate() {
             if done[r] {
@@ -170,9 +207,30 @@ pub fn generate(model: &Model, prompts: &[Vec<u32>], cfg: &SamplingConfig, mut h
         let pos: Vec<Vec<u32>> = next_pos.iter().map(|&p| vec![p]).collect();
         next_pos.iter_mut().for_each(|p| *p += 1);
         let step = Tensor::from_vec(step_ids, (b, 1), &dev)?;
-        last = model.forward_hidden(&step, &pos, &mask, Some(&mut cache))?;
+        for (((m, _), cache), l) in models.iter().zip(caches.iter_mut()).zip(last.iter_mut()) {
+            *l = m.forward_hidden(&step, &pos, &mask, Some(cache))?;
+        }
     }
     Ok(out)
+}
+
+/// `Σ_i w_i · z_i` of the models' next-token logits; one model of weight 1 is its logits as
+/// they are.
+fn mixed_logits(models: &[(Model, f64)], last: &[Tensor]) -> Result<Tensor> {
+    if let [(m, w)] = models {
+        if *w == 1.0 {
+            return m.lm_logits(&last[0]);
+        }
+    }
+    let mut acc: Option<Tensor> = None;
+    for ((m, w), h) in models.iter().zip(last) {
+        let z = (m.lm_logits(h)?.to_dtype(candle_core::DType::F32)? * *w)?;
+        acc = Some(match acc {
+            None => z,
+            Some(a) => (a + z)?,
+        });
+    }
+    acc.ok_or_else(|| ModelError::Usage("generate_mixture needs at least one model".into()))
 }
 
 /// Picks one token from a row of logits; returns it with its log-probability under

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use reins_model::generate::{generate, Hooks};
+use reins_model::generate::{generate, generate_mixture, Hooks};
 use reins_model::logprobs::sft_loss;
 use reins_model::{nn, Batch, LoadOptions, LoraConfig, Model, SamplingConfig};
 
@@ -265,6 +265,43 @@ fn sampled_logprobs_equal_a_scoring_pass() {
             scored[prompt.len() - 1 + j]
         );
     }
+}
+
+/// Nash-MD's opponent: weights (1, 0) and (0, 1) give each model alone (bit for bit), and at
+/// (0.7, 0.3) every sampled token's log-prob is `log_softmax((0.7·z_a + 0.3·z_b)/T)` computed
+/// from full scoring passes of both models.
+#[test]
+fn a_geometric_mixture_samples_from_the_weighted_logits() {
+    let a = load(&fixture("llama"), LoadOptions::default());
+    let mut w = reins_model::init::random_weights(&a.config, 3, &Device::Cpu).unwrap();
+    let b = Model::from_weights(a.config.clone(), &mut w, &Device::Cpu, &LoadOptions::default()).unwrap();
+    let prompts = vec![vec![5u32, 17, 99, 230, 7], vec![44, 45]];
+    let cfg = SamplingConfig { max_new_tokens: 6, seed: 9, temperature: 0.7, stop_on_eos: false, ..Default::default() };
+    let run = |models: &[(&Model, f64)]| generate_mixture(models, &prompts, &cfg, Hooks::default()).unwrap();
+    let only_a = generate(&a, &prompts, &cfg, Hooks::default()).unwrap();
+    let only_b = generate(&b, &prompts, &cfg, Hooks::default()).unwrap();
+    assert_eq!(run(&[(&a, 1.0), (&b, 0.0)]).tokens, only_a.tokens);
+    assert_eq!(run(&[(&a, 0.0), (&b, 1.0)]).tokens, only_b.tokens);
+    assert_ne!(only_a.tokens, only_b.tokens, "the two models should differ for this test to mean anything");
+
+    let g = run(&[(&a, 0.7), (&b, 0.3)]);
+    for (row, prompt) in prompts.iter().enumerate() {
+        let full: Vec<u32> = prompt.iter().chain(&g.tokens[row]).copied().collect();
+        let batch = Batch::new(vec![full.clone()], vec![vec![1; full.len()]]).unwrap();
+        let za: Vec<Vec<f32>> = a.logits(&batch).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+        let zb: Vec<Vec<f32>> = b.logits(&batch).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+        for (j, &tok) in g.tokens[row].iter().enumerate() {
+            let at = prompt.len() - 1 + j;
+            let mix: Vec<f64> =
+                za[at].iter().zip(&zb[at]).map(|(x, y)| (0.7 * *x as f64 + 0.3 * *y as f64) / 0.7).collect();
+            let max = mix.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + mix.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
+            let want = mix[tok as usize] - lse;
+            let got = g.logprobs[row][j] as f64;
+            assert!((got - want).abs() < 1e-4, "row {row} token {j}: {got} vs {want}");
+        }
+    }
+    assert!(generate_mixture(&[], &prompts, &cfg, Hooks::default()).is_err());
 }
 
 #[test]

@@ -1,23 +1,26 @@
-//! Three steps of TRL 1.16's online trainers, GRPO and RLOO, on the tiny Llama fixture, with
-//! the completions TRL trained on replayed through a [`CompletionSource`] (the recording
-//! script fixes them in place of sampling, see `fixtures/hf/trl/record_steps.py`), so both
-//! sides train on the same rollouts. Every metric TRL logged is compared except wall-clock
-//! time, and the count of compared values is checked.
+//! Three steps of TRL 1.16's online trainers, GRPO and RLOO, and of TRL 1.13's Nash-MD (removed
+//! from TRL after 1.13), on the tiny Llama fixture, with the completions TRL trained on replayed
+//! through a [`CompletionSource`] (the recording scripts fix them in place of sampling, see
+//! `fixtures/hf/trl/record_steps.py` and `record_nash_md.py`), so both sides train on the same
+//! rollouts. Every metric TRL logged is compared except wall-clock time, and the count of
+//! compared values is checked.
 
 #[path = "common/trl.rs"]
 mod trl;
 
 use std::collections::HashMap;
 
+use reins_model::SamplingConfig;
 use reins_train::losses::ppo::GrpoLossConfig;
 use reins_train::rewards::RuleReward;
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
+use reins_train::trainers::nash_md::{NashMdConfig, NashMdTrainer, Preferences};
 use reins_train::trainers::rloo::{RlooConfig, RlooTrainer};
-use reins_train::trainers::rollout::CompletionSource;
+use reins_train::trainers::rollout::{rollout_from, CompletionSource};
 use reins_train::Result;
 use serde_json::Value;
-use trl::{assert_no_failures, compare, json, load, log, optimizer, u32s};
+use trl::{assert_no_failures, compare, compare_with, json, load, log, optimizer, u32s};
 
 /// Token-id rows.
 type Rows = Vec<Vec<u32>>;
@@ -121,4 +124,61 @@ fn rloo_matches_trl_for_three_steps_on_fixed_rollouts() {
     }
     assert_no_failures(3 * 23);
     println!("RLOO: worst relative error {worst:.2e}");
+}
+
+/// Completions given as they are, whatever the prompts.
+struct Given(Rows);
+
+impl CompletionSource for Given {
+    fn complete(&mut self, prompts: &[Vec<u32>], _generation: u64) -> Result<Vec<Vec<u32>>> {
+        assert_eq!(prompts.len(), self.0.len());
+        Ok(self.0.clone())
+    }
+}
+
+#[test]
+fn nash_md_matches_trl_for_three_steps_on_fixed_samples() {
+    let spec = json("nash_md.json");
+    assert_eq!(spec["versions"]["trl"], "1.13.0", "Nash-MD's fixture comes from TRL 1.13, its last release");
+    let runs = spec["runs"].as_object().unwrap();
+    assert_eq!(runs.len(), 2, "nash_md.json: TRL's defaults and beta_eos_penalty");
+    let mut worst = 0.0f64;
+    for (case, run) in runs {
+        let steps = run["rollouts"].as_array().unwrap();
+        let mut rewards = HashMap::new();
+        for s in steps {
+            let p = u32s(&s["prompt_ids"]);
+            for (ids, scores) in [("completion_ids", "scores"), ("mixture_completion_ids", "mixture_scores")] {
+                for ((p, c), r) in p.iter().zip(u32s(&s[ids])).zip(s[scores].as_array().unwrap()) {
+                    rewards.insert((p.clone(), c), r.as_f64().unwrap() as f32);
+                }
+            }
+        }
+        let cfg = NashMdConfig {
+            beta: run.get("beta").and_then(Value::as_f64).unwrap_or(0.1),
+            missing_eos_penalty: run.get("missing_eos_penalty").and_then(Value::as_f64).map(|x| x as f32),
+            ..Default::default()
+        };
+        let policy = load("llama", true);
+        let opt = optimizer(&policy);
+        let reference = Reference::Model(Box::new(load("llama", false)));
+        let mut t = NashMdTrainer::new(policy, reference, Preferences::Reward(reward(rewards)), cfg, opt).unwrap();
+        for (step, row) in log(case, run).iter().enumerate() {
+            let s = &steps[step];
+            let prompts = u32s(&s["prompt_ids"]);
+            let replay = |key: &str| {
+                let mut given = Given(u32s(&s[key]));
+                rollout_from(Some(&mut given), 0, &t.policy, &prompts, 1, &SamplingConfig::default(), false).unwrap()
+            };
+            let batch = t.judge(replay("completion_ids"), replay("mixture_completion_ids"), 0).unwrap();
+            let m = t.step_on(vec![batch]).unwrap();
+            // `rewards/margins` is Σ log π − Σ log π_ref of sums near −40 (float32 rounding), and HF
+            // `Trainer` logs `loss` rounded to 4 decimals.
+            let absolute = [("rewards/margins", 2e-5), ("loss", 5e-5)];
+            worst = worst.max(compare_with(case, step + 1, &m, row, &absolute));
+        }
+    }
+    // 17 metrics a step in both runs.
+    assert_no_failures(2 * 3 * 17);
+    println!("Nash-MD: worst relative error {worst:.2e}");
 }

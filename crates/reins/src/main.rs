@@ -34,6 +34,8 @@ enum Cli {
     IterativeDpo(commands::online::OnlineArgs),
     /// INPO (iterative Nash policy optimization): iterative-DPO rounds with INPO's squared loss toward the Nash policy.
     Inpo(commands::online::OnlineArgs),
+    /// Nash-MD (TRL NashMDTrainer): the policy against a geometric mixture of itself and the reference, judged by a reward.
+    NashMd(commands::online::OnlineArgs),
     /// Kahneman–Tversky optimization on unpaired (desirable/undesirable) data (TRL KTOTrainer).
     Kto(commands::train::TrainArgs),
     /// Odds-ratio preference optimization, no reference model (TRL ORPOTrainer).
@@ -103,6 +105,7 @@ fn main() {
         Cli::OnlineDpo(a) => commands::online::run(commands::online::Method::OnlineDpo, a),
         Cli::IterativeDpo(a) => commands::online::run(commands::online::Method::IterativeDpo, a),
         Cli::Inpo(a) => commands::online::run(commands::online::Method::Inpo, a),
+        Cli::NashMd(a) => commands::online::run(commands::online::Method::NashMd, a),
         Cli::Kto(a) => commands::train::run(commands::train::Method::Kto, a),
         Cli::Orpo(a) => commands::train::run(commands::train::Method::Orpo, a),
         Cli::Simpo(a) => commands::train::run(commands::train::Method::Simpo, a),

@@ -126,6 +126,24 @@ fn inpo_cli_runs_rounds_with_the_inpo_loss() {
     }
 }
 
+#[test]
+fn nash_md_cli_runs_with_trl_metric_names() {
+    let keys = ["loss/score", "loss/kl", "rewards/probabilities", "rewards/chosen", "rewards/rejected", "mixture_coef"];
+    let (_dir, out) = run_with("nash-md", "examples/nash_md.toml", &keys);
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().next().unwrap())
+            .unwrap();
+    assert_eq!(first["mixture_coef"].as_f64(), Some(0.125), "{first}");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let o = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .current_dir(&root)
+        .args(["nash-md", "--config", "examples/nash_md.toml", "--set", "mixture_coef=1.5"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("mixture_coef"), "{err}");
+}
+
 /// `max_kl` needs a KL to compare: every online command measures the KL to the reference when
 /// it is set, even without a KL penalty (GRPO and ReMax at their default `beta = 0`, RLOO at
 /// `beta = 0`, iterative DPO).

@@ -156,6 +156,11 @@ fn inpo_resumes_exactly_after_an_interruption() -> Result<()> {
 }
 
 #[test]
+fn nash_md_resumes_exactly_after_an_interruption() -> Result<()> {
+    interrupted_run_resumes_exactly("nash-md", "examples/nash_md.toml", DPO)
+}
+
+#[test]
 fn grpo_trains_longer_on_the_same_trajectory() -> Result<()> {
     training_longer_continues_the_trajectory("grpo", "examples/grpo.toml", GRPO)
 }

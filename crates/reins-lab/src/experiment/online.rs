@@ -12,8 +12,10 @@ use reins_train::optim::SchedulerType;
 use reins_train::rewards::{EnsembleReward, ModelReward, RewardSource};
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::grpo::{GrpoConfig as TrlGrpo, GrpoTrainer};
+use reins_train::trainers::nash_md::{NashMdConfig, NashMdTrainer, Preferences};
 use reins_train::trainers::online_dpo::{OnlineDpoConfig as TrlOnlineDpo, OnlineDpoTrainer};
 use reins_train::trainers::ppo::{PpoConfig as TrlPpo, PpoTrainer};
+use reins_train::trainers::rloo::{RlooConfig, RlooTrainer};
 
 use crate::metrics;
 use crate::report::{OverOptCurve, OverOptPoint};
@@ -131,7 +133,7 @@ impl Session<'_> {
             OnlineMethod::Ppo => {
                 (cfg.ppo.learning_rate, cfg.ppo.per_device_train_batch_size, steps * cfg.ppo.num_ppo_epochs)
             }
-            OnlineMethod::OnlineDpo => {
+            OnlineMethod::OnlineDpo | OnlineMethod::NashMd { .. } | OnlineMethod::Rloo => {
                 (cfg.online_dpo.learning_rate, cfg.online_dpo.per_device_train_batch_size, steps)
             }
         };
@@ -189,6 +191,38 @@ impl Session<'_> {
                         .map_err(stage("online dpo"))?,
                 ))
             }
+            OnlineMethod::NashMd { mixture_coef } => {
+                // Online DPO's budget and β (TRL's NashMDConfig extends OnlineDPOConfig).
+                let o = &cfg.online_dpo;
+                let c = NashMdConfig {
+                    beta: o.beta,
+                    mixture_coef,
+                    max_new_tokens: o.max_new_tokens,
+                    temperature: o.temperature,
+                    seed,
+                    ..Default::default()
+                };
+                OnlineTrainer::NashMd(Box::new(
+                    NashMdTrainer::new(policy, reference, Preferences::Reward(reward), c, optimizer)
+                        .map_err(stage("nash-md"))?,
+                ))
+            }
+            OnlineMethod::Rloo => {
+                // REINFORCE with the leave-one-out baseline on two samples per prompt and a KL
+                // penalty β: RLHF at online DPO's budget.
+                let o = &cfg.online_dpo;
+                let c = RlooConfig {
+                    num_generations: 2,
+                    beta: o.beta,
+                    max_completion_length: o.max_new_tokens,
+                    temperature: o.temperature,
+                    seed,
+                    ..Default::default()
+                };
+                OnlineTrainer::Rloo(Box::new(
+                    RlooTrainer::new(policy, Some(reference), reward, c, optimizer).map_err(stage("rloo"))?,
+                ))
+            }
         };
         let train_prompts = self.lab.world.prompts(Split::Train, steps * batch_size);
         let ids: Vec<Vec<u32>> = train_prompts.iter().map(|p| self.encode(&p.chat())).collect::<Result<_>>()?;
@@ -231,11 +265,17 @@ impl Session<'_> {
 }
 
 /// The online methods the lab trains against its reward models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum OnlineMethod {
     Grpo,
     Ppo,
     OnlineDpo,
+    /// Nash-MD at online DPO's budget, with the opponent's mixture coefficient.
+    NashMd {
+        mixture_coef: f64,
+    },
+    /// RLOO (two samples per prompt) at online DPO's budget.
+    Rloo,
 }
 
 impl OnlineMethod {
@@ -244,6 +284,8 @@ impl OnlineMethod {
             OnlineMethod::Grpo => "GRPO",
             OnlineMethod::Ppo => "PPO",
             OnlineMethod::OnlineDpo => "online DPO",
+            OnlineMethod::NashMd { .. } => "Nash-MD",
+            OnlineMethod::Rloo => "RLOO",
         }
     }
 
@@ -251,7 +293,7 @@ impl OnlineMethod {
         match self {
             OnlineMethod::Grpo => cfg.grpo.max_steps,
             OnlineMethod::Ppo => cfg.ppo.max_steps,
-            OnlineMethod::OnlineDpo => cfg.online_dpo.max_steps,
+            OnlineMethod::OnlineDpo | OnlineMethod::NashMd { .. } | OnlineMethod::Rloo => cfg.online_dpo.max_steps,
         }
     }
 }
@@ -261,6 +303,8 @@ pub(crate) enum OnlineTrainer {
     Grpo(Box<GrpoTrainer>),
     Ppo(Box<PpoTrainer>),
     OnlineDpo(Box<OnlineDpoTrainer>),
+    NashMd(Box<NashMdTrainer>),
+    Rloo(Box<RlooTrainer>),
 }
 
 impl OnlineTrainer {
@@ -269,6 +313,8 @@ impl OnlineTrainer {
             OnlineTrainer::Grpo(t) => t.train_step(&[prompts]),
             OnlineTrainer::Ppo(t) => t.train_step(&prompts),
             OnlineTrainer::OnlineDpo(t) => t.train_step(&[prompts]),
+            OnlineTrainer::NashMd(t) => t.train_step(&[prompts]),
+            OnlineTrainer::Rloo(t) => t.train_step(&[prompts]),
         }
     }
 
@@ -277,6 +323,8 @@ impl OnlineTrainer {
             OnlineTrainer::Grpo(t) => &t.policy,
             OnlineTrainer::Ppo(t) => &t.policy,
             OnlineTrainer::OnlineDpo(t) => &t.policy,
+            OnlineTrainer::NashMd(t) => &t.policy,
+            OnlineTrainer::Rloo(t) => &t.policy,
         }
     }
 }

@@ -16,6 +16,7 @@ pub fn registry() -> Vec<Experiment> {
         experiments::cpl_matches_dpo_without_a_reference::experiment(),
         experiments::iterative_dpo_beats_offline::experiment(),
         experiments::inpo_beats_iterative_dpo::experiment(),
+        experiments::nash_md_beats_rlhf::experiment(),
         experiments::pf_ppo_beats_ppo::experiment(),
         experiments::ppo_max_stays_stable::experiment(),
         experiments::quickstart::experiment(),

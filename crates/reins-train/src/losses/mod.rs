@@ -8,6 +8,7 @@ pub mod inpo;
 pub mod kto;
 pub mod lipo;
 pub mod metarm;
+pub mod nash_md;
 pub mod ops;
 pub mod orpo;
 pub mod reward;

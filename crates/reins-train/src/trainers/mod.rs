@@ -18,6 +18,7 @@ pub mod kto;
 pub mod lipo;
 pub mod metarm;
 pub mod metrics;
+pub mod nash_md;
 pub mod online_dpo;
 pub mod orpo;
 pub mod ppo;

@@ -108,7 +108,7 @@ pub fn rollout_from(
         .map(|c| if c.last().is_some_and(|t| eos.contains(t)) { Finish::Eos } else { Finish::Length })
         .collect();
     let logprobs = tokens.iter().map(|_| Vec::new()).collect();
-    Ok(layout(policy, repeated, Generation { tokens, logprobs, finish }, mask_truncated))
+    Ok(layout_generation(policy, repeated, Generation { tokens, logprobs, finish }, mask_truncated))
 }
 
 /// Samples `num_generations` completions of every prompt with `policy` (detached weights, so
@@ -124,11 +124,16 @@ pub fn rollout(
     let repeated: Vec<Vec<u32>> =
         prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), num_generations)).collect();
     let g = generate(policy, &repeated, sampling, Hooks::default())?;
-    Ok(layout(policy, repeated, g, mask_truncated))
+    Ok(layout_generation(policy, repeated, g, mask_truncated))
 }
 
 /// Right-padded `prompt ++ completion` rows and masks of a generation batch.
-fn layout(policy: &Model, repeated: Vec<Vec<u32>>, g: Generation, mask_truncated: bool) -> Rollout {
+pub(crate) fn layout_generation(
+    policy: &Model,
+    repeated: Vec<Vec<u32>>,
+    g: Generation,
+    mask_truncated: bool,
+) -> Rollout {
     let c = &policy.config;
     let pad = c.pad_token_id.or(c.eos_token_ids.first().copied()).unwrap_or(0);
     let t = repeated.iter().zip(&g.tokens).map(|(p, c)| p.len() + c.len()).max().unwrap_or(0);

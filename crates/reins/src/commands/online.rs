@@ -1,4 +1,4 @@
-//! `reins grpo|rloo|ppo|remax|online-dpo|iterative-dpo|inpo --config FILE.toml [--set key=value ...]`: online RL on prompts with a
+//! `reins grpo|rloo|ppo|remax|online-dpo|iterative-dpo|inpo|nash-md --config FILE.toml [--set key=value ...]`: online RL on prompts with a
 //! reward chosen by name, through the shared run loop (run folder, metrics, checkpoints).
 //!
 //! `reward = "length"` (completion tokens / `max_completion_length`), `"contains:<text>"`
@@ -34,6 +34,7 @@ use reins_train::run::{self, Progress};
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
 use reins_train::trainers::iterative_dpo::{IterativeDpoConfig, IterativeDpoTrainer, PairObjective};
+use reins_train::trainers::nash_md::{NashMdConfig, NashMdTrainer, Preferences};
 use reins_train::trainers::online_dpo::{OnlineDpoConfig, OnlineDpoTrainer};
 use reins_train::trainers::ppo::{PpoConfig, PpoTrainer};
 use reins_train::trainers::remax::{RemaxConfig, RemaxTrainer};
@@ -91,6 +92,7 @@ pub enum Method {
     OnlineDpo,
     IterativeDpo,
     Inpo,
+    NashMd,
 }
 
 pub fn prompt_of(r: &Record) -> Option<&Text> {
@@ -250,7 +252,8 @@ impl Progress for Lines {
 /// learning rate of each trainer (`OnlineDPOConfig` 5e-7, the others 1e-6), and GRPO's
 /// `epsilon` and `max_completion_length`, which both of its config parts read.
 pub(crate) fn apply_presets(method: Method, flat: &mut FlatConfig) {
-    let lr = if matches!(method, Method::OnlineDpo) { 5e-7 } else { 1e-6 };
+    // Nash-MD's config extends TRL's `OnlineDPOConfig`, learning rate included.
+    let lr = if matches!(method, Method::OnlineDpo | Method::NashMd) { 5e-7 } else { 1e-6 };
     flat.table.entry("learning_rate").or_insert(serde_json::Value::from(lr));
     if matches!(method, Method::Grpo) {
         let d = GrpoLossConfig::default();
@@ -286,6 +289,7 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
             parts.push(to_json(&IterativeDpoConfig::default()));
             parts.push(to_json(&InpoConfig::default()));
         }
+        Method::NashMd => parts.push(to_json(&NashMdConfig::default())),
     }
     parts
 }
@@ -408,6 +412,15 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&loss)]);
             let mut t =
                 IterativeDpoTrainer::new(model, reference()?, reward, cfg, PairObjective::Inpo(loss), optim.clone())?;
+            run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
+        }
+        Method::NashMd => {
+            // `P(y ≻ y') = σ(r(y) − r(y'))` from the named reward, as TRL with a reward model.
+            let cfg: NashMdConfig = flat.part()?;
+            let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
+            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
+            let opt = optimizer(1)?;
+            let mut t = NashMdTrainer::new(model, reference()?, Preferences::Reward(reward), cfg, opt)?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
     };
