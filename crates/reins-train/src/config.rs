@@ -153,7 +153,22 @@ impl FlatConfig {
         let known = keys_of::<T>();
         let sub: Map<String, Value> =
             self.table.iter().filter(|(k, _)| known.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-        serde_json::from_value(Value::Object(sub)).map_err(|e| TrainError::Config(e.to_string()))
+        serde_json::from_value(Value::Object(sub.clone())).map_err(|e| {
+            // Name the key: the first one that fails on its own, laid over the defaults.
+            let defaults = match serde_json::to_value(T::default()) {
+                Ok(Value::Object(m)) => m,
+                _ => Map::new(),
+            };
+            let bad = sub.iter().find(|(k, v)| {
+                let mut one = defaults.clone();
+                one.insert((*k).clone(), (*v).clone());
+                serde_json::from_value::<T>(Value::Object(one)).is_err()
+            });
+            match bad {
+                Some((k, _)) => TrainError::Config(format!("`{k}`: {e}")),
+                None => TrainError::Config(e.to_string()),
+            }
+        })
     }
 
     /// Fails on any key outside `known`, naming it and the closest known key.
@@ -205,6 +220,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
     use crate::optim::optimizer::OptimConfig;
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let c = FlatConfig::from_toml("learning_rate = 1e-3\nlr_scheduler_type = \"cosin\"\n").unwrap();
+        let e = c.part::<OptimConfig>().unwrap_err().to_string();
+        assert!(e.contains("`lr_scheduler_type`") && e.contains("cosin"), "{e}");
+    }
 
     #[test]
     fn typos_are_named_with_a_suggestion() {

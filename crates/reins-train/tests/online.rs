@@ -270,6 +270,38 @@ fn ppo_with_a_value_head_improves_a_rule_reward() {
     assert!(PpoTrainer::new(no_head, None, reference, reward(), PpoConfig::default(), opt).is_err());
 }
 
+/// MA-RLHF's macro actions: one-token macros (`fixed`, `ngram = 1`) are plain PPO to the last
+/// bit, and fixed 3-grams and perplexity-cut macros still raise a rule reward.
+#[test]
+fn ppo_with_macro_actions_matches_ppo_at_one_token_and_improves_a_rule_reward() {
+    use reins_train::rl::macro_actions::Termination;
+    let base = PpoConfig { response_length: 8, temperature: 1.0, kl_coef: 0.01, ..Default::default() };
+    let p: Vec<Vec<u32>> = prompts().into_iter().cycle().take(16).collect();
+    let trainer = |cfg: PpoConfig| {
+        let policy = tiny_with(LoadOptions { trainable: true, value_head: true, ..Default::default() });
+        let reference = Reference::Model(Box::new(tiny(false, None)));
+        let opt = optimizer(&policy, 1e-2);
+        PpoTrainer::new(policy, None, reference, reward(), cfg, opt).unwrap()
+    };
+    let (mut plain, mut one) = (
+        trainer(base.clone()),
+        trainer(PpoConfig { termination_condition: Termination::Fixed, ngram: 1, ..base.clone() }),
+    );
+    for _ in 0..3 {
+        let (a, b) = (plain.train_step(&p).unwrap(), one.train_step(&p).unwrap());
+        for k in ["loss/policy_avg", "loss/value_avg", "objective/kl"] {
+            assert!((a[k] - b[k]).abs() <= 1e-6 * a[k].abs().max(1.0), "{k}: {} vs {}", a[k], b[k]);
+        }
+    }
+    for (name, termination) in [("ma_ppo_fixed3", Termination::Fixed), ("ma_ppo_ppl", Termination::Ppl)] {
+        let mut t = trainer(PpoConfig { termination_condition: termination, ngram: 3, ..base.clone() });
+        let policy = t.policy.clone();
+        run(name, &policy, || t.train_step(&p).unwrap(), &["loss/policy_avg", "loss/value_avg"]);
+    }
+    let bad = PpoConfig { termination_condition: Termination::Fixed, ngram: 0, ..base };
+    assert!(bad.validate().is_err());
+}
+
 #[test]
 fn ppo_with_best_worst_policy_filtration_improves_a_rule_reward() {
     let policy = tiny_with(LoadOptions { trainable: true, value_head: true, ..Default::default() });

@@ -144,6 +144,23 @@ fn nash_md_cli_runs_with_trl_metric_names() {
     assert!(!o.status.success() && err.contains("mixture_coef"), "{err}");
 }
 
+/// MA-RLHF's macro actions from the command line (`termination_condition`, `ngram`,
+/// `value_function`), and a clear error for a typo in the condition's name.
+#[test]
+fn ppo_cli_runs_with_macro_actions() {
+    let keys = ["loss/policy_avg", "loss/value_avg", "objective/kl"];
+    let sets = ["termination_condition=fixed", "ngram=3", "value_function=position", "response_length=6"];
+    run_with_sets("ppo", "examples/ppo.toml", &keys, &sets);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let o = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .current_dir(&root)
+        .args(["ppo", "--config", "examples/ppo.toml", "--set", "termination_condition=fixd"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("termination_condition"), "{err}");
+}
+
 /// `max_kl` needs a KL to compare: every online command measures the KL to the reference when
 /// it is set, even without a KL penalty (GRPO and ReMax at their default `beta = 0`, RLOO at
 /// `beta = 0`, iterative DPO).

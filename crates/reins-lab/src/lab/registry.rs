@@ -19,6 +19,7 @@ pub fn registry() -> Vec<Experiment> {
         experiments::nash_md_beats_rlhf::experiment(),
         experiments::pf_ppo_beats_ppo::experiment(),
         experiments::ppo_max_stays_stable::experiment(),
+        experiments::ma_ppo_beats_ppo::experiment(),
         experiments::quickstart::experiment(),
     ]
 }

@@ -2,6 +2,7 @@
 
 pub mod advantages;
 pub mod filter;
+pub mod macro_actions;
 
 pub use advantages::{
     discounted_returns, gae, gae_skip_masked, grpo_advantages, masked_mean, masked_var, masked_whiten,

@@ -16,6 +16,11 @@
 //!
 //! The critic is a separate model with a value head (TRL's `value_model`), or — `value_model =
 //! None` — a value head on the policy itself (shared trunk, one forward for both).
+//!
+//! Macro actions (MA-RLHF, Chai et al., arXiv:2410.02743; [`crate::rl::macro_actions`]): with
+//! `termination_condition` set, GAE runs over spans of tokens — every `ngram` tokens, random
+//! lengths, or where the reference's perplexity rises — with rewards and values aggregated per
+//! span (`value_function`), and each token takes its span's advantage and return.
 
 use candle_core::Tensor;
 use reins_model::logprobs::token_logps;
@@ -32,6 +37,7 @@ use crate::optim::optimizer::Optimizer;
 use crate::rewards::RewardSource;
 use crate::rl::advantages::{gae, masked_mean, masked_whiten};
 use crate::rl::filter::{auto_candidates, filter_rows, select_filter, FilterChoice, PolicyFilter};
+use crate::rl::macro_actions::{macro_gae, MacroAggregation, MacroSpec, Termination};
 use crate::run::Sample;
 use crate::{Result, TrainError};
 
@@ -84,6 +90,15 @@ pub struct PpoConfig {
     pub pf_num_samples: usize,
     /// PF-PPO `reward_band`: inclusive `[lo, hi]` reward bands to keep (default none).
     pub pf_reward_bands: Vec<(f32, f32)>,
+    /// MA-RLHF macro actions: `none` (default, token-level PPO), `fixed`, `randomized` or `ppl`.
+    pub termination_condition: Termination,
+    /// MA-RLHF `fixed`: tokens per macro action (default 5, the paper's).
+    pub ngram: usize,
+    /// MA-RLHF `randomized`: uses of each length in {1, 2, 3, 5, 10} (default 1).
+    pub repeat_times: usize,
+    /// MA-RLHF: how a macro's rewards and values combine, `equal` (mean; default), `unit` (last
+    /// token) or `position` (weights 1/(k+1)).
+    pub value_function: MacroAggregation,
 }
 
 impl Default for PpoConfig {
@@ -111,11 +126,25 @@ impl Default for PpoConfig {
             pf_filter: PolicyFilter::None,
             pf_num_samples: 1,
             pf_reward_bands: Vec::new(),
+            termination_condition: Termination::None,
+            ngram: 5,
+            repeat_times: 1,
+            value_function: MacroAggregation::Equal,
         }
     }
 }
 
 impl PpoConfig {
+    /// The macro-action settings.
+    pub fn macros(&self) -> MacroSpec {
+        MacroSpec {
+            termination: self.termination_condition,
+            ngram: self.ngram,
+            repeat_times: self.repeat_times,
+            aggregation: self.value_function,
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.num_ppo_epochs == 0 || self.num_mini_batches == 0 {
             return Err(TrainError::Config("num_ppo_epochs and num_mini_batches must be at least 1".into()));
@@ -146,8 +175,40 @@ impl PpoConfig {
         if self.pf_reward_bands.iter().any(|(lo, hi)| lo.is_nan() || hi.is_nan() || lo > hi) {
             return Err(TrainError::Config("pf_reward_bands: each band is [lo, hi] with lo ≤ hi".into()));
         }
-        Ok(())
+        self.macros().validate()
     }
+}
+
+/// GAE over macro actions, row by row: each row's response tokens (where `mask` is 1) are cut
+/// by `spec` and get their macro's advantage and return; `[N, T]` in and out, zero off the mask.
+#[allow(clippy::too_many_arguments)]
+fn macro_advantages(
+    rewards: &Tensor,
+    values: &Tensor,
+    mask: &Tensor,
+    ref_logps: &Tensor,
+    spec: &MacroSpec,
+    gamma: f64,
+    lam: f64,
+    seed: u64,
+) -> Result<(Tensor, Tensor)> {
+    let f32_rows = |t: &Tensor| -> Result<Vec<Vec<f32>>> { Ok(t.to_dtype(candle_core::DType::F32)?.to_vec2()?) };
+    let (r, v, m, lp) = (f32_rows(rewards)?, f32_rows(values)?, f32_rows(mask)?, f32_rows(ref_logps)?);
+    let (n, t) = rewards.dims2()?;
+    let (mut adv, mut ret) = (vec![0f32; n * t], vec![0f32; n * t]);
+    for row in 0..n {
+        let idx: Vec<usize> = (0..t).filter(|&j| m[row][j] > 0.0).collect();
+        let pick = |xs: &[f32]| idx.iter().map(|&j| xs[j]).collect::<Vec<f32>>();
+        let starts = spec.starts(idx.len(), &pick(&lp[row]), seed.wrapping_add(row as u64));
+        let (a, g) = macro_gae(&pick(&r[row]), &pick(&v[row]), &starts, spec.aggregation, gamma, lam);
+        for (k, &j) in idx.iter().enumerate() {
+            adv[row * t + j] = a[k];
+            ret[row * t + j] = g[k];
+        }
+    }
+    let dev = rewards.device();
+    let dt = rewards.dtype();
+    Ok((Tensor::from_vec(adv, (n, t), dev)?.to_dtype(dt)?, Tensor::from_vec(ret, (n, t), dev)?.to_dtype(dt)?))
 }
 
 /// Policy log-probs, mask, logits and values `[N, T-1]` of a rollout's completion tokens.
@@ -334,7 +395,12 @@ impl PpoTrainer {
         if c.whiten_rewards {
             rewards = (masked_whiten(&rewards, &mask, false)? * &mask)?;
         }
-        let (adv, returns) = gae(&rewards, &old_values, &mask, c.gamma, c.lam)?;
+        let (adv, returns) = if c.termination_condition == Termination::None {
+            gae(&rewards, &old_values, &mask, c.gamma, c.lam)?
+        } else {
+            let seed = c.seed.wrapping_add(self.generations) ^ 0x4d41_5250; // "MARP"
+            macro_advantages(&rewards, &old_values, &mask, &ref_logps, &c.macros(), c.gamma, c.lam, seed)?
+        };
         let adv = (masked_whiten(&adv, &mask, true)? * &mask)?.detach();
 
         let seq_kl = masked_row_sums(&kl, &mask)?;

@@ -6,6 +6,7 @@ pub mod ensembles_beat_a_single_rm;
 pub mod inpo_beats_iterative_dpo;
 pub mod iterative_dpo_beats_offline;
 pub mod lipo_beats_dpo_on_lists;
+pub mod ma_ppo_beats_ppo;
 pub mod nash_md_beats_rlhf;
 pub mod pessimism_beats_plain_best_of_n;
 pub mod pf_ppo_beats_ppo;

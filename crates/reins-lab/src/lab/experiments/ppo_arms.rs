@@ -1,6 +1,6 @@
 //! PPO as the lab's experiments run it: one arm = the lab's `[ppo]` settings with the changes
 //! an experiment studies (learning-rate scale, KL penalty, value clipping, gradient clipping,
-//! reward normalisation, PF-PPO's sample filter).
+//! reward normalisation, PF-PPO's sample filter, MA-RLHF's macro actions).
 
 use std::cell::RefCell;
 
@@ -10,6 +10,7 @@ use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::optim::SchedulerType;
 use reins_train::rewards::RewardSource;
 use reins_train::rl::filter::{FilterChoice, PolicyFilter};
+use reins_train::rl::macro_actions::Termination;
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::ppo::{PpoConfig as TrlPpo, PpoTrainer};
 
@@ -34,6 +35,8 @@ pub(crate) struct PpoArm {
     pub reward_clip: Option<f64>,
     /// PF-PPO: samples per prompt (1 = plain PPO); the filter is chosen by R².
     pub pf_num_samples: usize,
+    /// MA-RLHF: macro actions of this many tokens (fixed n-gram termination); 1 = plain PPO.
+    pub ngram: usize,
 }
 
 impl PpoArm {
@@ -47,6 +50,7 @@ impl PpoArm {
             max_grad_norm: 1.0,
             reward_clip: None,
             pf_num_samples: 1,
+            ngram: 1,
         }
     }
 }
@@ -87,6 +91,8 @@ pub(crate) fn train_ppo(
         seed,
         pf_filter: if filtered { PolicyFilter::Auto } else { PolicyFilter::None },
         pf_num_samples: if filtered { arm.pf_num_samples } else { 1 },
+        termination_condition: if arm.ngram > 1 { Termination::Fixed } else { Termination::None },
+        ngram: arm.ngram.max(1),
         ..Default::default()
     };
     let mut reward = s.reward_source(rm)?;
