@@ -1,7 +1,8 @@
 //! Pairwise judges: anything that compares two responses to a prompt — a reward model's score
 //! difference, a pairwise preference model, simulated annotators, the policy judging itself.
-//! Online DPO picks chosen/rejected with one (TRL's `OnlineDPOTrainer(judge=…)`); Nash-MD, INPO
-//! and self-preferring methods are built on the same trait.
+//! [`Preferences`] hands a trainer either a reward or a judge: online DPO picks chosen/rejected
+//! with it (TRL's `OnlineDPOTrainer(judge=…)`), iterative DPO and INPO the best and worst of
+//! their samples (a round-robin tournament), Nash-MD its `P(y ≻ y')`.
 //!
 //! A judge reads `T`: `str` for judges of text (annotators, an LLM judge), `[u32]` for judges of
 //! token ids, as trainers hold their rollouts (the RL core never decodes; see [`crate::rewards`]).
@@ -54,6 +55,56 @@ pub trait PairwiseJudge<T: ?Sized> {
     /// Name for metrics and reports.
     fn name(&self) -> &str {
         "judge"
+    }
+}
+
+/// Where a trainer's preferences come from: a reward's scores (the higher wins; Bradley–Terry
+/// `σ(r(a) − r(b))` where a probability is needed), or a pairwise judge (a preference model,
+/// annotators, an LLM judge). Online DPO, iterative DPO, INPO and Nash-MD take either.
+pub enum Preferences {
+    Reward(Box<dyn RewardSource>),
+    Judge(Box<dyn PairwiseJudge<[u32]>>),
+}
+
+impl From<Box<dyn RewardSource>> for Preferences {
+    fn from(r: Box<dyn RewardSource>) -> Self {
+        Preferences::Reward(r)
+    }
+}
+
+impl Preferences {
+    /// For each group of `g` consecutive rows (one prompt's samples), the preferred and the
+    /// other row: `[best…, worst…]` as [`crate::trainers::iterative_dpo::best_worst_rows`] —
+    /// by the reward's scores, or by a round-robin [`tournament`] of the judge (most and
+    /// fewest wins, the first on ties). A group whose candidates all tie gives no pair.
+    /// Returns the rows and each row's score (the reward, or its tournament wins).
+    pub fn best_worst(
+        &self,
+        prompts: &[Vec<u32>],
+        completions: &[Vec<u32>],
+        g: usize,
+        scores: Option<&[f32]>,
+        rng: &mut dyn RngCore,
+    ) -> Result<(Vec<usize>, Vec<f32>)> {
+        if let (Preferences::Reward(_), Some(s)) = (self, scores) {
+            return Ok((crate::trainers::iterative_dpo::best_worst_rows(s, g), s.to_vec()));
+        }
+        let Preferences::Judge(judge) = self else {
+            return Err(crate::TrainError::Input("best_worst: a reward needs the rows' scores".into()));
+        };
+        let (mut best, mut worst, mut wins) = (vec![], vec![], vec![0f32; completions.len()]);
+        for (gi, group) in completions.chunks(g).enumerate() {
+            let st = tournament(judge.as_ref(), &prompts[gi * g], group, rng)?;
+            for (j, w) in st.wins.iter().enumerate() {
+                wins[gi * g + j] = *w as f32;
+            }
+            if st.wins[st.best] > st.wins[st.worst] {
+                best.push(gi * g + st.best);
+                worst.push(gi * g + st.worst);
+            }
+        }
+        best.extend(worst);
+        Ok((best, wins))
     }
 }
 

@@ -337,6 +337,58 @@ fn ppo_with_best_worst_policy_filtration_improves_a_rule_reward() {
     assert!(band.validate().is_err(), "reward_band needs bands");
 }
 
+/// The pairwise-judge path of online DPO, iterative DPO and INPO: the reward as a judge
+/// (`RewardJudge`, chosen when `P ≥ ½`; best and worst of a round-robin tournament) picks the
+/// same pairs as the reward itself, so three steps give the same weights; the judge runs log
+/// no score keys.
+#[test]
+fn a_reward_as_a_judge_trains_online_and_iterative_dpo_like_the_reward() {
+    use reins_train::judges::{Preferences, RewardJudge};
+    let judge = || Preferences::Judge(Box::new(RewardJudge { reward: reward() }));
+    let p: Vec<Vec<u32>> = prompts().into_iter().cycle().take(8).collect();
+    let weights = |m: &Model| snapshot(m);
+    let online = |prefs: Preferences| {
+        let policy = tiny(true, None);
+        let cfg = OnlineDpoConfig { max_new_tokens: 8, temperature: 1.0, ..Default::default() };
+        let reference = Reference::Model(Box::new(tiny(false, None)));
+        let mut t = OnlineDpoTrainer::new(
+            policy.clone(),
+            reference,
+            prefs,
+            cfg,
+            DpoConfig::default(),
+            optimizer(&policy, 1e-2),
+        )
+        .unwrap();
+        let ms: Vec<Metrics> = (0..3).map(|_| t.train_step(std::slice::from_ref(&p)).unwrap()).collect();
+        (weights(&t.policy), ms)
+    };
+    let (a, ma) = online(Preferences::Reward(reward()));
+    let (b, mb) = online(judge());
+    assert!(a == b, "online DPO: the judge picked other pairs than the reward");
+    assert!(ma[0].contains_key("objective/scores") && !mb[0].contains_key("objective/scores"));
+    assert_eq!(ma[2]["rewards/margins"], mb[2]["rewards/margins"]);
+
+    for objective in [PairObjective::Dpo(DpoConfig::default()), PairObjective::Inpo(InpoConfig { eta: 0.1, tau: None })]
+    {
+        let rounds = |prefs: Preferences| {
+            let policy = tiny(true, None);
+            let cfg =
+                IterativeDpoConfig { num_generations: 4, dpo_batch_size: 4, max_new_tokens: 8, ..Default::default() };
+            let optim = OptimConfig { learning_rate: 1e-2, ..Default::default() };
+            let reference = Reference::Model(Box::new(tiny(false, None)));
+            let mut t = IterativeDpoTrainer::new(policy, reference, prefs, cfg, objective.clone(), optim).unwrap();
+            let pairs: Vec<f64> = (0..3).map(|_| t.round(&p).unwrap()["pairs"]).collect();
+            (weights(&t.policy), pairs)
+        };
+        let (a, pa) = rounds(Preferences::Reward(reward()));
+        let (b, pb) = rounds(judge());
+        assert_eq!(pa, pb, "{objective:?}");
+        assert!(pa.iter().sum::<f64>() > 0.0);
+        assert!(a == b, "{objective:?}: the tournament picked other pairs than the reward");
+    }
+}
+
 #[test]
 fn online_dpo_improves_a_rule_reward() {
     let policy = tiny(true, None);

@@ -1,7 +1,8 @@
 //! Iterative DPO, the recipe of RLHF Workflow (Dong et al., arXiv:2405.07863 §3; Xiong et al.,
 //! arXiv:2312.11456 "Iterative Preference Learning from Human Feedback"): each round the
 //! current policy samples `num_generations` responses per prompt, the reward source picks the
-//! best and the worst (a prompt whose responses all tie gives no pair), and DPO trains on those
+//! best and the worst — or a pairwise judge does, by a round-robin tournament of the samples
+//! (most and fewest wins) — (a prompt whose responses all tie gives no pair), and DPO trains on those
 //! pairs for `num_dpo_epochs` epochs; the next round starts from the result.
 //!
 //! Each round is a fresh DPO run, as in RLHF Workflow's scripts: a new optimizer (AdamW state and
@@ -32,9 +33,9 @@ use super::online_dpo::dpo_on_pairs;
 use super::reference::Reference;
 use super::rollout::{completion_token_logps, reference_logps, rollout, score_rollout, Rollout};
 use super::Metrics;
+use crate::judges::Preferences;
 use crate::losses::{inpo_loss, inpo_metrics, DpoConfig, InpoConfig};
 use crate::optim::optimizer::{OptimConfig, Optimizer};
-use crate::rewards::RewardSource;
 use crate::run::Sample;
 use crate::{Result, TrainError};
 
@@ -175,7 +176,7 @@ pub struct IterativeDpoTrainer {
     pub policy: Model,
     /// The initial reference (a frozen copy of the starting policy, or adapters off).
     pub reference: Reference,
-    pub reward: Box<dyn RewardSource>,
+    pub preferences: Preferences,
     pub cfg: IterativeDpoConfig,
     pub objective: PairObjective,
     /// Each round builds a fresh optimizer from this.
@@ -191,7 +192,7 @@ impl IterativeDpoTrainer {
     pub fn new(
         policy: Model,
         reference: Reference,
-        reward: Box<dyn RewardSource>,
+        preferences: impl Into<Preferences>,
         cfg: IterativeDpoConfig,
         objective: PairObjective,
         optim: OptimConfig,
@@ -202,7 +203,7 @@ impl IterativeDpoTrainer {
         Ok(IterativeDpoTrainer {
             policy,
             reference,
-            reward,
+            preferences: preferences.into(),
             cfg,
             objective,
             optim,
@@ -229,16 +230,23 @@ impl IterativeDpoTrainer {
         let round = self.rounds;
         self.rounds += 1;
         let r = rollout(&self.policy, prompts, c.num_generations, &sampling, false)?;
-        let scores = score_rollout(self.reward.as_ref(), &r, c.missing_eos_penalty)?;
-        self.last_samples = Sample::rows(&r.prompts, &r.completions, &scores);
+        let scores = match &self.preferences {
+            Preferences::Reward(reward) => Some(score_rollout(reward.as_ref(), &r, c.missing_eos_penalty)?),
+            Preferences::Judge(_) => None,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(c.seed.wrapping_add(round) ^ 0x4a55_4447);
+        let (rows, shown) =
+            self.preferences.best_worst(&r.prompts, &r.completions, c.num_generations, scores.as_deref(), &mut rng)?;
+        self.last_samples = Sample::rows(&r.prompts, &r.completions, &shown);
         self.num_tokens += r.num_tokens();
         let mut m = Metrics::new();
         completion_metrics(&r, &mut m);
         let kl = self.sampled_kl(&r, c.temperature)?;
-        let mean = mean_reward(&scores);
-        m.insert("objective/scores".into(), mean);
-        m.insert("reward".into(), mean);
-        let rows = best_worst_rows(&scores, c.num_generations);
+        if let Some(s) = &scores {
+            let mean = mean_reward(s);
+            m.insert("objective/scores".into(), mean);
+            m.insert("reward".into(), mean);
+        }
         let n = rows.len() / 2;
         m.insert("pairs".into(), n as f64);
         m.insert("objective/kl".into(), kl);
@@ -247,8 +255,10 @@ impl IterativeDpoTrainer {
             m.insert("loss".into(), 0.0);
             return Ok(m);
         }
-        let margin = (0..n).map(|i| (scores[rows[i]] - scores[rows[n + i]]) as f64).sum::<f64>() / n as f64;
-        m.insert("objective/scores_margin".into(), margin);
+        if let Some(s) = &scores {
+            let margin = (0..n).map(|i| (s[rows[i]] - s[rows[n + i]]) as f64).sum::<f64>() / n as f64;
+            m.insert("objective/scores_margin".into(), margin);
+        }
         let pairs = r.select(&rows);
         let steps_per_epoch = n.div_ceil(c.dpo_batch_size);
         self.opt = Optimizer::new(self.policy.params(), &self.optim, c.num_dpo_epochs * steps_per_epoch)?;
@@ -365,10 +375,12 @@ impl crate::run::Trainer for IterativeDpoTrainer {
             ..Default::default()
         };
         let r = rollout(&self.policy, batch, 1, &s, false)?;
-        let scores = score_rollout(self.reward.as_ref(), &r, self.cfg.missing_eos_penalty)?;
         let mut m = Metrics::new();
         completion_metrics(&r, &mut m);
-        m.insert("reward".into(), mean_reward(&scores));
+        if let Preferences::Reward(reward) = &self.preferences {
+            let scores = score_rollout(reward.as_ref(), &r, self.cfg.missing_eos_penalty)?;
+            m.insert("reward".into(), mean_reward(&scores));
+        }
         Ok(m)
     }
     fn model(&self) -> &Model {

@@ -24,10 +24,9 @@ use super::metrics::{completion_metrics, mean_reward};
 use super::reference::Reference;
 use super::rollout::{completion_token_logps, layout_generation, reference_logps, rollout, score_rollout, Rollout};
 use super::Metrics;
-use crate::judges::PairwiseJudge;
+pub use crate::judges::Preferences;
 use crate::losses::nash_md::{bt_probability, mean_f64, nash_md_loss, KlEstimator};
 use crate::optim::optimizer::Optimizer;
-use crate::rewards::RewardSource;
 use crate::run::Sample;
 use crate::{Result, TrainError};
 
@@ -108,14 +107,6 @@ impl NashMdConfig {
     }
 }
 
-/// Where `P(y ≻ y')` comes from.
-pub enum Preferences {
-    /// `σ(r(y) − r(y'))` of a reward (TRL with a reward model).
-    Reward(Box<dyn RewardSource>),
-    /// A pairwise judge's probability that `y` is preferred (a preference model, annotators).
-    Judge(Box<dyn PairwiseJudge<[u32]>>),
-}
-
 /// A batch's policy samples `y`, mixture samples `y'` (row `i` of each answers prompt `i`) and
 /// `P(y ≻ y')`.
 pub struct NashMdBatch {
@@ -142,7 +133,7 @@ impl NashMdTrainer {
     pub fn new(
         policy: Model,
         reference: Reference,
-        preferences: Preferences,
+        preferences: impl Into<Preferences>,
         cfg: NashMdConfig,
         opt: Optimizer,
     ) -> Result<Self> {
@@ -153,7 +144,7 @@ impl NashMdTrainer {
         Ok(NashMdTrainer {
             policy,
             reference,
-            preferences,
+            preferences: preferences.into(),
             cfg,
             opt,
             generations: 0,

@@ -1,8 +1,10 @@
 //! Online DPO (Guo et al., arXiv:2402.04792 "Direct Language Model Alignment from Online AI
 //! Feedback"), TRL 1.16 `OnlineDPOTrainer` semantics: per prompt the current policy samples two
-//! completions, a judge or reward source scores them, the higher one is `chosen` (ties go to the
-//! first), and one step of the ordinary DPO loss ([`dpo_loss`], every `loss_type`) runs on
-//! those fresh pairs against a frozen reference. Log-probs use `logits / temperature`, as in TRL.
+//! completions, a reward source scores them (the higher one is `chosen`, ties go to the first)
+//! or a pairwise judge compares them (the first is `chosen` when `P(first ≻ second) ≥ ½`), and
+//! one step of the ordinary DPO loss ([`dpo_loss`], every `loss_type`) runs on those fresh pairs
+//! against a frozen reference. Log-probs use `logits / temperature`, as in TRL. With a judge
+//! there are no scores: the `objective/scores*` and `rlhf_reward` keys are not logged.
 //!
 //! Metrics are TRL's: `objective/kl` (mean sequence `Σ log π − log π_ref` over both
 //! completions), `objective/entropy`, `objective/non_score_reward` (`−β·kl`),
@@ -13,6 +15,7 @@
 //! [`dpo_on_pairs`] is the piece iterative DPO ([`super::iterative_dpo`]) shares.
 
 use candle_core::{Tensor, D};
+use rand::SeedableRng;
 use reins_model::generate::Finish;
 use reins_model::{Model, SamplingConfig};
 use serde::{Deserialize, Serialize};
@@ -22,10 +25,10 @@ use super::metrics::{completion_metrics, mean_reward, scalar};
 use super::reference::Reference;
 use super::rollout::{completion_token_logps, reference_logps, rollout, score_rollout, Rollout};
 use super::Metrics;
+use crate::judges::Preferences;
 use crate::losses::dpo::{dpo_loss, dpo_metrics};
 use crate::losses::{DpoConfig, DpoExtras};
 use crate::optim::optimizer::Optimizer;
-use crate::rewards::RewardSource;
 use crate::run::Sample;
 use crate::{Result, TrainError};
 
@@ -142,7 +145,7 @@ pub fn pair_rows(scores: &[f32]) -> Vec<usize> {
 pub struct OnlineDpoTrainer {
     pub policy: Model,
     pub reference: Reference,
-    pub reward: Box<dyn RewardSource>,
+    pub preferences: Preferences,
     pub cfg: OnlineDpoConfig,
     pub loss: DpoConfig,
     pub opt: Optimizer,
@@ -157,7 +160,7 @@ impl OnlineDpoTrainer {
     pub fn new(
         policy: Model,
         reference: Reference,
-        reward: Box<dyn RewardSource>,
+        preferences: impl Into<Preferences>,
         cfg: OnlineDpoConfig,
         loss: DpoConfig,
         opt: Optimizer,
@@ -167,7 +170,7 @@ impl OnlineDpoTrainer {
         Ok(OnlineDpoTrainer {
             policy,
             reference,
-            reward,
+            preferences: preferences.into(),
             cfg,
             loss,
             opt,
@@ -183,18 +186,36 @@ impl OnlineDpoTrainer {
         let s = self.cfg.sampling(self.generations);
         self.generations += 1;
         let r = rollout(&self.policy, prompts, 2, &s, false)?;
-        let scores = score_rollout(self.reward.as_ref(), &r, self.cfg.missing_eos_penalty)?;
-        self.last_samples.extend(Sample::rows(&r.prompts, &r.completions, &scores));
         completion_metrics(&r, m);
-        let rows = pair_rows(&scores);
-        let n = rows.len() / 2;
-        let mean = mean_reward(&scores);
-        let margin = (0..n).map(|i| (scores[rows[i]] - scores[rows[n + i]]) as f64).sum::<f64>() / n.max(1) as f64;
         let eos = r.finish.iter().filter(|f| **f == Finish::Eos).count() as f64 / r.finish.len().max(1) as f64;
-        m.insert("objective/scores".into(), mean);
-        m.insert("reward".into(), mean);
-        m.insert("objective/scores_margin".into(), margin);
         m.insert("val/contain_eos_token".into(), eos);
+        let rows = match &self.preferences {
+            Preferences::Reward(reward) => {
+                let scores = score_rollout(reward.as_ref(), &r, self.cfg.missing_eos_penalty)?;
+                self.last_samples.extend(Sample::rows(&r.prompts, &r.completions, &scores));
+                let rows = pair_rows(&scores);
+                let n = rows.len() / 2;
+                let mean = mean_reward(&scores);
+                let margin =
+                    (0..n).map(|i| (scores[rows[i]] - scores[rows[n + i]]) as f64).sum::<f64>() / n.max(1) as f64;
+                m.insert("objective/scores".into(), mean);
+                m.insert("reward".into(), mean);
+                m.insert("objective/scores_margin".into(), margin);
+                rows
+            }
+            Preferences::Judge(judge) => {
+                // The judge's P(first ≻ second) of each prompt's two samples; ½ keeps the first.
+                let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed ^ 0x4a55_4447);
+                let mut p_first = Vec::with_capacity(r.prompts.len());
+                for pair in 0..r.prompts.len() / 2 {
+                    let (a, b) = (2 * pair, 2 * pair + 1);
+                    let j = judge.judge(&r.prompts[a], &r.completions[a], &r.completions[b], &mut rng)?;
+                    p_first.extend([j.p_a as f32, 1.0 - j.p_a as f32]);
+                }
+                self.last_samples.extend(Sample::rows(&r.prompts, &r.completions, &p_first));
+                pair_rows(&p_first)
+            }
+        };
         self.num_tokens += r.num_tokens();
         Ok(r.select(&rows))
     }
@@ -221,7 +242,9 @@ impl OnlineDpoTrainer {
             m.extend(dm);
             let kl = m["objective/kl"];
             m.insert("objective/non_score_reward".into(), -beta * kl);
-            m.insert("objective/rlhf_reward".into(), m["objective/scores"] - beta * kl);
+            if let Some(s) = m.get("objective/scores").copied() {
+                m.insert("objective/rlhf_reward".into(), s - beta * kl);
+            }
             Ok(((loss / k as f64)?, m))
         })?;
         metrics.insert("beta".into(), beta);
