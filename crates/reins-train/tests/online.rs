@@ -540,13 +540,15 @@ fn nash_md_improves_a_rule_reward_with_a_reward_or_a_judge() {
     for judge in [false, true] {
         let policy = tiny(true, None);
         let reference = Reference::Model(Box::new(tiny(false, None)));
-        let cfg = NashMdConfig { mixture_coef: 0.125, max_new_tokens: 8, temperature: 1.0, ..Default::default() };
+        let cfg = NashMdConfig { mixture_coef: 0.125, ..Default::default() };
+        let sampling = OnlineDpoConfig { max_new_tokens: 8, temperature: 1.0, ..Default::default() };
         let prefs = if judge {
             Preferences::Judge(Box::new(reins_train::judges::RewardJudge { reward: sharp() }))
         } else {
             Preferences::Reward(sharp())
         };
-        let mut t = NashMdTrainer::new(policy.clone(), reference, prefs, cfg, optimizer(&policy, 1e-2)).unwrap();
+        let mut t =
+            NashMdTrainer::new(policy.clone(), reference, prefs, cfg, sampling, optimizer(&policy, 1e-2)).unwrap();
         let p: Vec<Vec<u32>> = prompts().into_iter().cycle().take(8).collect();
         let mut probs = vec![];
         for _ in 0..20 {
@@ -589,8 +591,8 @@ fn nash_md_improves_a_rule_reward_with_a_reward_or_a_judge() {
     assert_eq!(finals[0], finals[1], "a reward and the same reward as a judge give the same probabilities");
     let bad = NashMdConfig { mixture_coef: -0.1, ..Default::default() };
     let p = tiny(true, None);
-    let r =
-        NashMdTrainer::new(p.clone(), Reference::AdaptersOff, Preferences::Reward(reward()), bad, optimizer(&p, 1e-3));
+    let (prefs, sampling) = (Preferences::Reward(reward()), OnlineDpoConfig::default());
+    let r = NashMdTrainer::new(p.clone(), Reference::AdaptersOff, prefs, bad, sampling, optimizer(&p, 1e-3));
     assert!(r.is_err());
 }
 

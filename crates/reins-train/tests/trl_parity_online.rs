@@ -16,6 +16,7 @@ use reins_train::rewards::RuleReward;
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
 use reins_train::trainers::nash_md::{NashMdConfig, NashMdTrainer, Preferences};
+use reins_train::trainers::online_dpo::OnlineDpoConfig;
 use reins_train::trainers::rloo::{RlooConfig, RlooTrainer};
 use reins_train::trainers::rollout::{rollout_from, CompletionSource};
 use reins_train::Result;
@@ -154,15 +155,16 @@ fn nash_md_matches_trl_for_three_steps_on_fixed_samples() {
                 }
             }
         }
-        let cfg = NashMdConfig {
-            beta: run.get("beta").and_then(Value::as_f64).unwrap_or(0.1),
+        let cfg = NashMdConfig { beta: run.get("beta").and_then(Value::as_f64).unwrap_or(0.1), ..Default::default() };
+        let sampling = OnlineDpoConfig {
             missing_eos_penalty: run.get("missing_eos_penalty").and_then(Value::as_f64).map(|x| x as f32),
             ..Default::default()
         };
         let policy = load("llama", true);
         let opt = optimizer(&policy);
         let reference = Reference::Model(Box::new(load("llama", false)));
-        let mut t = NashMdTrainer::new(policy, reference, Preferences::Reward(reward(rewards)), cfg, opt).unwrap();
+        let mut t =
+            NashMdTrainer::new(policy, reference, Preferences::Reward(reward(rewards)), cfg, sampling, opt).unwrap();
         for (step, row) in log(case, run).iter().enumerate() {
             let s = &steps[step];
             let prompts = u32s(&s["prompt_ids"]);

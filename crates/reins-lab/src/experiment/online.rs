@@ -194,16 +194,15 @@ impl Session<'_> {
             OnlineMethod::NashMd { mixture_coef } => {
                 // Online DPO's budget and β (TRL's NashMDConfig extends OnlineDPOConfig).
                 let o = &cfg.online_dpo;
-                let c = NashMdConfig {
-                    beta: o.beta,
-                    mixture_coef,
+                let c = NashMdConfig { beta: o.beta, mixture_coef, ..Default::default() };
+                let sampling = TrlOnlineDpo {
                     max_new_tokens: o.max_new_tokens,
                     temperature: o.temperature,
                     seed,
                     ..Default::default()
                 };
                 OnlineTrainer::NashMd(Box::new(
-                    NashMdTrainer::new(policy, reference, Preferences::Reward(reward), c, optimizer)
+                    NashMdTrainer::new(policy, reference, Preferences::Reward(reward), c, sampling, optimizer)
                         .map_err(stage("nash-md"))?,
                 ))
             }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accumulation::{accumulate, finish_step};
 use super::metrics::{completion_metrics, mean_reward};
+use super::online_dpo::OnlineDpoConfig;
 use super::reference::Reference;
 use super::rollout::{completion_token_logps, layout_generation, reference_logps, rollout, score_rollout, Rollout};
 use super::Metrics;
@@ -30,7 +31,10 @@ use crate::optim::optimizer::Optimizer;
 use crate::run::Sample;
 use crate::{Result, TrainError};
 
-/// Nash-MD's settings: TRL's `NashMDConfig` names (it extends `OnlineDPOConfig`).
+/// Nash-MD's own settings: TRL's `NashMDConfig` names. As in TRL, where `NashMDConfig` extends
+/// `OnlineDPOConfig`, sampling (`max_new_tokens`, `temperature`, `top_p`, `top_k`,
+/// `missing_eos_penalty`, `seed`) is [`OnlineDpoConfig`]'s; Nash-MD's loss reads plain logits,
+/// whatever the sampling temperature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NashMdConfig {
@@ -41,34 +45,11 @@ pub struct NashMdConfig {
     pub mixture_coef: f64,
     /// `per_token` (TRL, default) or `reward_to_go` (the paper's sequence estimator).
     pub kl_estimator: KlEstimator,
-    /// New tokens per completion at most (default 64).
-    pub max_new_tokens: usize,
-    /// Sampling temperature of both samplers (default 0.9); the loss uses plain logits, as TRL.
-    pub temperature: f64,
-    /// Nucleus sampling (default 1.0 = off).
-    pub top_p: f64,
-    /// Top-k; 0 = off (default).
-    pub top_k: usize,
-    /// Subtracted from the score of a completion without an EOS (default off; reward source only).
-    pub missing_eos_penalty: Option<f32>,
-    /// Sampler seed; generation `i` uses `seed + i` for the policy and another stream for the
-    /// mixture (default 42).
-    pub seed: u64,
 }
 
 impl Default for NashMdConfig {
     fn default() -> Self {
-        NashMdConfig {
-            beta: 0.1,
-            mixture_coef: 0.5,
-            kl_estimator: KlEstimator::PerToken,
-            max_new_tokens: 64,
-            temperature: 0.9,
-            top_p: 1.0,
-            top_k: 0,
-            missing_eos_penalty: None,
-            seed: 42,
-        }
+        NashMdConfig { beta: 0.1, mixture_coef: 0.5, kl_estimator: KlEstimator::PerToken }
     }
 }
 
@@ -84,26 +65,7 @@ impl NashMdConfig {
         if !(self.beta.is_finite() && self.beta >= 0.0) {
             return Err(TrainError::Config(format!("beta must be a number >= 0 (got {})", self.beta)));
         }
-        if self.max_new_tokens == 0 {
-            return Err(TrainError::Config("max_new_tokens must be at least 1".into()));
-        }
-        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(TrainError::Config("temperature must be > 0".into()));
-        }
         Ok(())
-    }
-
-    fn sampling(&self, seed: u64) -> SamplingConfig {
-        SamplingConfig {
-            max_new_tokens: self.max_new_tokens,
-            do_sample: true,
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            min_p: 0.0,
-            seed,
-            stop_on_eos: true,
-        }
     }
 }
 
@@ -122,6 +84,8 @@ pub struct NashMdTrainer {
     pub reference: Reference,
     pub preferences: Preferences,
     pub cfg: NashMdConfig,
+    /// Sampling of both players (TRL's `OnlineDPOConfig` part).
+    pub sampling: OnlineDpoConfig,
     pub opt: Optimizer,
     /// Generation batches sampled so far (seeds the samplers).
     pub generations: u64,
@@ -135,9 +99,11 @@ impl NashMdTrainer {
         reference: Reference,
         preferences: impl Into<Preferences>,
         cfg: NashMdConfig,
+        sampling: OnlineDpoConfig,
         opt: Optimizer,
     ) -> Result<Self> {
         cfg.validate()?;
+        sampling.validate()?;
         if matches!(reference, Reference::Precomputed) {
             return Err(TrainError::Config("Nash-MD samples from the reference: it needs a reference model".into()));
         }
@@ -146,6 +112,7 @@ impl NashMdTrainer {
             reference,
             preferences: preferences.into(),
             cfg,
+            sampling,
             opt,
             generations: 0,
             num_tokens: 0.0,
@@ -155,12 +122,14 @@ impl NashMdTrainer {
 
     /// Samples `y ~ π_θ` and `y' ~ π^β` for each prompt and judges each pair.
     pub fn sample(&mut self, prompts: &[Vec<u32>]) -> Result<NashMdBatch> {
-        let seed = self.cfg.seed.wrapping_add(self.generations);
+        let generation = self.generations;
         self.generations += 1;
-        let policy = rollout(&self.policy, prompts, 1, &self.cfg.sampling(seed), false)?;
+        let sampling = self.sampling.sampling(generation);
+        let seed = sampling.seed;
+        let policy = rollout(&self.policy, prompts, 1, &sampling, false)?;
         let reference = self.reference.model(&self.policy)?;
         let beta = self.cfg.mixture_coef;
-        let mixture_sampling = self.cfg.sampling(seed ^ 0x4d49_5854);
+        let mixture_sampling = SamplingConfig { seed: seed ^ 0x4d49_5854, ..sampling };
         let g = generate_mixture(
             &[(&self.policy, 1.0 - beta), (&reference, beta)],
             prompts,
@@ -188,8 +157,8 @@ impl NashMdTrainer {
         }
         let (probability, scores) = match &self.preferences {
             Preferences::Reward(r) => {
-                let a = score_rollout(r.as_ref(), &policy, self.cfg.missing_eos_penalty)?;
-                let b = score_rollout(r.as_ref(), &mixture, self.cfg.missing_eos_penalty)?;
+                let a = score_rollout(r.as_ref(), &policy, self.sampling.missing_eos_penalty)?;
+                let b = score_rollout(r.as_ref(), &mixture, self.sampling.missing_eos_penalty)?;
                 (bt_probability(&a, &b), Some((a, b)))
             }
             Preferences::Judge(j) => {

@@ -289,7 +289,10 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
             parts.push(to_json(&IterativeDpoConfig::default()));
             parts.push(to_json(&InpoConfig::default()));
         }
-        Method::NashMd => parts.push(to_json(&NashMdConfig::default())),
+        Method::NashMd => {
+            parts.push(to_json(&OnlineDpoConfig::default()));
+            parts.push(to_json(&NashMdConfig::default()));
+        }
     }
     parts
 }
@@ -417,10 +420,12 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
         Method::NashMd => {
             // `P(y ≻ y') = σ(r(y) − r(y'))` from the named reward, as TRL with a reward model.
             let cfg: NashMdConfig = flat.part()?;
-            let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
-            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
+            let sampling: OnlineDpoConfig = flat.part()?;
+            let reward = reward_source(&rargs, &tok, sampling.max_new_tokens, &device)?;
+            let resolved =
+                resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&sampling), to_json(&cfg)]);
             let opt = optimizer(1)?;
-            let mut t = NashMdTrainer::new(model, reference()?, Preferences::Reward(reward), cfg, opt)?;
+            let mut t = NashMdTrainer::new(model, reference()?, Preferences::Reward(reward), cfg, sampling, opt)?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
     };
