@@ -49,6 +49,8 @@ enum Cli {
     /// Reward-model statistics: head posterior (fit), intervals of reward differences, active pair selection, consistency.
     #[command(subcommand)]
     RewardStats(commands::reward_stats::RewardStatsCmd),
+    /// Domain-knowledge reward model: Bradley–Terry weights over programmatic features of the response.
+    RewardFeatures(commands::reward_features::FeatureArgs),
     /// Contrastive Preference Learning (Hejna et al.): regret-based contrastive loss, no reward model, no reference.
     Cpl(commands::train::TrainArgs),
     /// Best-of-n (rejection) sampling: n samples per prompt, keep the best by a reward; JSONL for SFT.
@@ -112,6 +114,7 @@ fn main() {
         Cli::Cpo(a) => commands::train::run(commands::train::Method::Cpo, a),
         Cli::Lipo(a) => commands::train::run(commands::train::Method::Lipo, a),
         Cli::RewardStats(c) => commands::reward_stats::run(c),
+        Cli::RewardFeatures(a) => commands::reward_features::run(a),
         Cli::Cpl(a) => commands::train::run(commands::train::Method::Cpl, a),
         Cli::BestOfN(a) => commands::best_of_n::run(a),
         Cli::Generate(a) => commands::generate::run(a),

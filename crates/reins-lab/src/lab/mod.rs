@@ -82,6 +82,12 @@ pub struct Knobs {
     /// INPO vs iterative DPO: the grid of INPO's η (τ = η/3) that the dev prompts choose from.
     /// Default [0.005, 0.05, 0.5] (the paper's choice and one and two decades above it).
     pub inpo_etas: Vec<f64>,
+    /// Feature RM vs neural RM: the label budgets (the first labelled train pairs) both train on.
+    /// Default [50, 100, 200, 500, 1000].
+    pub label_budgets: Vec<usize>,
+    /// Feature RM vs neural RM: the budget the verdict rule reads (one of `label_budgets`).
+    /// Default 200.
+    pub rule_budget: usize,
 }
 
 impl Default for Knobs {
@@ -99,6 +105,8 @@ impl Default for Knobs {
             proxy_label_fraction: 0.25,
             lcb_lambda: 1.0,
             inpo_etas: vec![0.005, 0.05, 0.5],
+            label_budgets: vec![50, 100, 200, 500, 1000],
+            rule_budget: 200,
         }
     }
 }
@@ -134,6 +142,12 @@ impl Knobs {
             return Err(LabError::config(
                 "knobs.inpo_etas",
                 "needs at least one eta, each > 0 (default [0.005, 0.05, 0.5])",
+            ));
+        }
+        if !self.label_budgets.contains(&self.rule_budget) || self.label_budgets.iter().any(|&b| b < 2) {
+            return Err(LabError::config(
+                "knobs.rule_budget",
+                "must be one of knobs.label_budgets, each of which needs at least 2 labels",
             ));
         }
         if !(2..=16).contains(&self.list_size) || self.n_lists < 4 {

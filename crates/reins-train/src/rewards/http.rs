@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 use super::{check_rows, RewardSource};
 use crate::{Result, TrainError};
 
-type Decode = dyn Fn(&[u32]) -> String + Send + Sync;
+/// Token ids to text, for sources that score text.
+pub type Decode = dyn Fn(&[u32]) -> String + Send + Sync;
 
 /// Scores completions by POSTing them to `url`.
 pub struct HttpReward {

@@ -6,6 +6,7 @@
 //! segment rewards; see the roadmap) come through [`RewardSource::score_tokens`], whose default
 //! puts nothing per token, so trainers can already add them to the KL-penalised rewards.
 
+pub mod features;
 pub mod fusion;
 pub mod http;
 pub mod lcb;

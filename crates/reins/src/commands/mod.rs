@@ -11,6 +11,7 @@ pub mod reward;
 pub mod reward_consistency;
 pub mod reward_convex_da;
 pub mod reward_denoise;
+pub mod reward_features;
 pub mod reward_metarm;
 pub mod reward_stats;
 pub mod serve;
@@ -19,6 +20,7 @@ pub mod train;
 mod trl_defaults;
 
 use anyhow::{Context, Result};
+use reins_data::Text;
 use reins_train::config::FlatConfig;
 use std::path::Path;
 
@@ -45,4 +47,12 @@ pub(crate) fn resolve_config(
     let known: Vec<String> = parts.iter().filter_map(|p| p.as_object()).flat_map(|m| m.keys().cloned()).collect();
     flat.check_known(&known)?;
     Ok(flat)
+}
+
+/// A text as one string (chat turns' contents joined by newlines).
+pub(crate) fn plain(t: &Text) -> String {
+    match t {
+        Text::Plain(s) => s.clone(),
+        Text::Chat(m) => m.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n"),
+    }
 }

@@ -26,6 +26,7 @@ use reins_train::config::{resolved, FlatConfig, TrainingArgs};
 use reins_train::losses::GrpoLossConfig;
 use reins_train::losses::{DpoConfig, InpoConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
+use reins_train::rewards::features::FeatureReward;
 use reins_train::rewards::{
     EnsembleReward, FusionReward, HttpReward, LcbReward, ModelReward, RewardSource, RuleReward,
 };
@@ -125,8 +126,8 @@ fn reward_source(
         Some(src) => Ok(src),
         None => bail!(
             "unknown reward `{}`: use \"length\", \"contains:<text>\", \"model\" (with reward_model_path), \
-             \"lcb:<λ>:<posterior dir>\", \"fusion:<reward model dir>:<its training pairs>\" or an \
-             http://host:port/path scorer",
+             \"lcb:<λ>:<posterior dir>\", \"fusion:<reward model dir>:<its training pairs>\", \
+             \"features:<dir of reins reward-features>\" or an http://host:port/path scorer",
             r.reward
         ),
     }
@@ -135,7 +136,8 @@ fn reward_source(
 /// A reward from a short spec: `length` (completion tokens / `max_len`), `contains:<text>`,
 /// `lcb:<λ>:<dir>` (the reward model of the head posterior in `dir`, scored at its lower
 /// confidence bound `r − λ·σ`), `fusion:<rm dir>:<pairs file>[:<top_k>:<threshold>]` (the reward
-/// model with RewardFusion over its training pairs), `http://…` (a remote scorer, sent text), or — with
+/// model with RewardFusion over its training pairs), `features:<dir>` (a feature reward model
+/// from `reins reward-features`, scored on decoded text), `http://…` (a remote scorer, sent text), or — with
 /// `allow_dir` — a reward model folder.
 /// `None` when the spec is none of these.
 pub fn reward_from_spec(
@@ -182,6 +184,12 @@ pub fn reward_from_spec(
             fused = fused.with_retrieval(k, t).with_context(|| format!("reward `{spec}`"))?;
         }
         return Ok(Some(Box::new(fused)));
+    }
+    if let Some(dir) = spec.strip_prefix("features:") {
+        let model = FeatureReward::load_model(std::path::Path::new(dir))?;
+        let tok = tok.clone();
+        let decode = move |ids: &[u32]| tok.decode(ids, true).unwrap_or_default();
+        return Ok(Some(Box::new(FeatureReward::new(model, Box::new(decode))?)));
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {
         let tok = tok.clone();

@@ -16,6 +16,7 @@ use reins_train::consistency::{contrast_items, evaluate_consistency, Consistency
 use reins_train::statistics::features::pooled_features;
 use serde_json::json;
 
+use super::plain;
 use super::reward_stats::Loaded;
 
 #[derive(clap::Args)]
@@ -144,12 +145,4 @@ pub fn run(a: ConsistencyArgs) -> Result<()> {
         a.out.display()
     );
     Ok(())
-}
-
-/// The words a prompt or response shows: a plain string, or a chat's message contents.
-fn plain(t: &Text) -> String {
-    match t {
-        Text::Plain(s) => s.clone(),
-        Text::Chat(m) => m.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n"),
-    }
 }

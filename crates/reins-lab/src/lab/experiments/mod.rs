@@ -3,6 +3,7 @@
 pub mod cpl_matches_dpo_without_a_reference;
 pub mod denoised_rm_beats_bt;
 pub mod ensembles_beat_a_single_rm;
+pub mod feature_rm_beats_bt_at_few_labels;
 pub mod inpo_beats_iterative_dpo;
 pub mod iterative_dpo_beats_offline;
 pub mod lipo_beats_dpo_on_lists;

@@ -1,0 +1,100 @@
+//! The feature reward model end to end: `reins reward-features` fits the shipped example's
+//! features on the shipped pairs and writes `feature_rm.json`; `features:<dir>` is a best-of-n
+//! and GRPO reward; a second fit needs `--force`; a broken feature file says what to fix.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn reins(args: &[&str]) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_reins")).args(args).current_dir(root()).output().unwrap();
+    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+}
+
+fn ok(args: &[&str]) -> String {
+    let (ok, text) = reins(args);
+    assert!(ok, "reins {args:?} failed:\n{text}");
+    text
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn fit_then_score_with_a_feature_reward_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("features");
+    let fit = ["reward-features", "--config", "examples/reward_features.toml", "--data", "examples/data/pairs.jsonl"];
+    let text = ok(&[&fit[..], &["--out", s(&out)]].concat());
+    assert!(text.contains("fit on 4 pairs") && text.contains("polite") && text.contains("prompt_overlap"), "{text}");
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("feature_rm.json")).unwrap()).unwrap();
+    assert_eq!(model["weights"].as_array().unwrap().len(), 5);
+    assert!(model["weights"].as_array().unwrap().iter().all(|w| w.as_f64().unwrap().is_finite()));
+    let (again, text) = reins(&[&fit[..], &["--out", s(&out)]].concat());
+    assert!(!again && text.contains("--force"), "{text}");
+
+    let spec = format!("features:{}", out.display());
+    let best = dir.path().join("best.jsonl");
+    ok(&[
+        "best-of-n",
+        "--model",
+        "fixtures/hf/models/llama",
+        "--prompts",
+        "examples/data/pairs.jsonl",
+        "--n",
+        "4",
+        "--max-new-tokens",
+        "6",
+        "--reward",
+        &spec,
+        "--out",
+        s(&best),
+    ]);
+    let rows = std::fs::read_to_string(&best).unwrap();
+    assert_eq!(rows.lines().count(), 4, "{rows}");
+    let out_set = format!("output_dir={}", dir.path().join("grpo").display());
+    let reward_set = format!("reward={spec}");
+    ok(&[
+        "grpo",
+        "--config",
+        "examples/grpo.toml",
+        "--set",
+        &reward_set,
+        "--set",
+        &out_set,
+        "--set",
+        "max_steps=1",
+        "--set",
+        "max_completion_length=6",
+    ]);
+}
+
+#[test]
+fn a_broken_feature_file_says_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[feature]]\nkind = \"regex_count\"\nname = \"polite\"\npattern = \"(please\"\n").unwrap();
+    let out = dir.path().join("out");
+    let (ok, text) =
+        reins(&["reward-features", "--config", s(&bad), "--data", "examples/data/pairs.jsonl", "--out", s(&out)]);
+    assert!(!ok && text.contains("feature `polite`") && text.contains("not valid"), "{text}");
+    let (ok, text) = reins(&[
+        "best-of-n",
+        "--model",
+        "fixtures/hf/models/llama",
+        "--prompts",
+        "examples/data/pairs.jsonl",
+        "--n",
+        "2",
+        "--reward",
+        &format!("features:{}", out.display()),
+        "--out",
+        s(&dir.path().join("b.jsonl")),
+    ]);
+    assert!(!ok && text.contains("reins reward-features"), "{text}");
+}
