@@ -53,6 +53,8 @@ enum Cli {
     RewardFeatures(commands::reward_features::FeatureArgs),
     /// Contrastive Preference Learning (Hejna et al.): regret-based contrastive loss, no reward model, no reference.
     Cpl(commands::train::TrainArgs),
+    /// OpenAI-compatible inference server for a model folder: /v1/models, /v1/completions, /v1/chat/completions (streaming).
+    ServeModel(commands::serve_model::ServeModelArgs),
     /// Best-of-n (rejection) sampling: n samples per prompt, keep the best by a reward; JSONL for SFT.
     BestOfN(commands::best_of_n::BestOfNArgs),
     /// Sample from a Hugging Face model: stream text, or write JSONL for labelling.
@@ -117,6 +119,7 @@ fn main() {
         Cli::RewardFeatures(a) => commands::reward_features::run(a),
         Cli::Cpl(a) => commands::train::run(commands::train::Method::Cpl, a),
         Cli::BestOfN(a) => commands::best_of_n::run(a),
+        Cli::ServeModel(a) => commands::serve_model::run(a),
         Cli::Generate(a) => commands::generate::run(a),
         Cli::Data { cmd } => commands::data::run(cmd),
         Cli::Parity(a) => commands::parity::run(a),

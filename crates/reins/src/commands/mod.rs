@@ -15,6 +15,7 @@ pub mod reward_features;
 pub mod reward_metarm;
 pub mod reward_stats;
 pub mod serve;
+pub mod serve_model;
 pub mod train;
 #[cfg(test)]
 mod trl_defaults;

@@ -1,0 +1,376 @@
+//! `reins serve-model --model DIR`: an OpenAI-compatible inference server for a Hugging Face
+//! model folder (a base model, or any checkpoint reins wrote), so that clients and tools that
+//! speak the OpenAI API — and, later, reins' own trainers — can sample from it.
+//!
+//! Endpoints: `GET /v1/models`; `POST /v1/completions` (`prompt`: a string or a list of them);
+//! `POST /v1/chat/completions` (`messages`, rendered with the model's chat template and its
+//! generation prompt). Both take `max_tokens` (default 16, as OpenAI's completions), `temperature`
+//! (default 1; 0 is greedy), `top_p`, `n`, `seed` and `stop` (a string or a list; the reply ends
+//! before it, as OpenAI's), and `stream: true` for server-sent events ending in `data: [DONE]`.
+//! Other request fields are accepted and ignored. Bad values get a 400 with OpenAI's error
+//! shape.
+//!
+//! A request's prompts and their `n` samples are sampled as one batch with the KV-cache sampler;
+//! concurrent requests are served one batch at a time, in arrival order (batching across
+//! requests is not built yet).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use reins_data::tokenize::tokenize_prompt;
+use reins_data::{HfTokenizer, Message, Text};
+use reins_model::generate::{generate, Finish, Hooks};
+use reins_model::{LoadOptions, Model, SamplingConfig};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(clap::Args)]
+pub struct ServeModelArgs {
+    /// The model folder (config.json, weights, tokenizer).
+    #[arg(long)]
+    model: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    addr: String,
+    /// The model's name in the API (default: the folder's name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Largest `max_tokens` a request may ask for.
+    #[arg(long, default_value_t = 2048)]
+    max_tokens_limit: usize,
+}
+
+struct Server {
+    model: Model,
+    tok: HfTokenizer,
+    name: String,
+    max_tokens_limit: usize,
+    /// One generation batch at a time.
+    busy: Mutex<()>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// A string or a list of strings (`prompt`, `stop`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// The sampling fields both endpoints share.
+#[derive(Deserialize)]
+struct Sampling {
+    max_tokens: Option<usize>,
+    max_completion_tokens: Option<usize>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    n: Option<usize>,
+    seed: Option<u64>,
+    stop: Option<OneOrMany>,
+    #[serde(default)]
+    stream: bool,
+}
+
+#[derive(Deserialize)]
+struct CompletionRequest {
+    prompt: OneOrMany,
+    #[serde(flatten)]
+    sampling: Sampling,
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    messages: Vec<Message>,
+    #[serde(flatten)]
+    sampling: Sampling,
+}
+
+/// An OpenAI-style error reply.
+struct ApiError(StatusCode, String, Option<&'static str>);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body =
+            json!({"error": {"message": self.1, "type": "invalid_request_error", "param": self.2, "code": null}});
+        (self.0, Json(body)).into_response()
+    }
+}
+
+fn bad(param: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into(), Some(param))
+}
+
+/// A request's settings, checked.
+struct Plan {
+    rows: Vec<Vec<u32>>,
+    n: usize,
+    sampling: SamplingConfig,
+    stop: Vec<String>,
+    stream: bool,
+}
+
+impl Server {
+    fn plan(&self, prompts: Vec<Vec<u32>>, s: Sampling) -> Result<Plan, ApiError> {
+        let max_tokens = s.max_completion_tokens.or(s.max_tokens).unwrap_or(16);
+        if max_tokens == 0 || max_tokens > self.max_tokens_limit {
+            return Err(bad("max_tokens", format!("max_tokens must be in 1..={}", self.max_tokens_limit)));
+        }
+        let n = s.n.unwrap_or(1);
+        if !(1..=64).contains(&n) {
+            return Err(bad("n", "n must be in 1..=64"));
+        }
+        let temperature = s.temperature.unwrap_or(1.0);
+        if !(temperature.is_finite() && (0.0..=100.0).contains(&temperature)) {
+            return Err(bad("temperature", "temperature must be a number in [0, 100] (0 is greedy)"));
+        }
+        let top_p = s.top_p.unwrap_or(1.0);
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(bad("top_p", "top_p must be in (0, 1]"));
+        }
+        let stop = s.stop.map(OneOrMany::into_vec).unwrap_or_default();
+        if stop.iter().any(String::is_empty) || stop.len() > 4 {
+            return Err(bad("stop", "stop takes up to 4 non-empty strings"));
+        }
+        if s.stream && !stop.is_empty() {
+            return Err(bad("stop", "stop strings are not supported with stream = true yet"));
+        }
+        if prompts.iter().any(Vec::is_empty) {
+            return Err(bad("prompt", "a prompt encodes to no tokens"));
+        }
+        let sampling = SamplingConfig {
+            max_new_tokens: max_tokens,
+            do_sample: temperature > 0.0,
+            temperature: if temperature > 0.0 { temperature } else { 1.0 },
+            top_p,
+            seed: s.seed.unwrap_or_else(rand::random),
+            ..Default::default()
+        };
+        let rows = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), n)).collect();
+        Ok(Plan { rows, n, sampling, stop, stream: s.stream })
+    }
+
+    fn id(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Samples a plan in full: per row, the text (cut before a stop string), the finish reason
+    /// and the number of new tokens.
+    fn complete(&self, plan: &Plan) -> Result<Vec<(String, &'static str, usize)>, ApiError> {
+        let tok = &self.tok;
+        let stop = &plan.stop;
+        let hit = |ids: &[u32]| -> Option<usize> {
+            let text = tok.decode(ids, true).unwrap_or_default();
+            stop.iter().filter_map(|s| text.find(s.as_str())).min()
+        };
+        let stop_fn = |_: usize, ids: &[u32]| hit(ids).is_some();
+        let hooks = Hooks { stop: if stop.is_empty() { None } else { Some(&stop_fn) }, on_token: None };
+        let _one_at_a_time = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let g = generate(&self.model, &plan.rows, &plan.sampling, hooks).map_err(internal)?;
+        Ok(g.tokens
+            .iter()
+            .zip(&g.finish)
+            .map(|(ids, f)| {
+                let mut text = tok.decode(ids, true).unwrap_or_default();
+                if let Some(at) = hit(ids) {
+                    text.truncate(at);
+                }
+                (text, finish_reason(*f), ids.len())
+            })
+            .collect())
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("generation failed: {e}"), None)
+}
+
+fn finish_reason(f: Finish) -> &'static str {
+    match f {
+        Finish::Eos | Finish::Stop => "stop",
+        Finish::Length => "length",
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+async fn models(State(s): State<Arc<Server>>) -> Json<Value> {
+    Json(json!({"object": "list", "data": [{"id": s.name, "object": "model", "created": 0, "owned_by": "reins"}]}))
+}
+
+/// Parses a JSON body, turning serde's message into a 400.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid request: {e}"), None))
+}
+
+async fn completions(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let req: CompletionRequest = parse(&body)?;
+    let prompts = req.prompt.into_vec();
+    let ids = prompts
+        .iter()
+        .map(|p| s.tok.encode(p, true).map_err(|e| bad("prompt", e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let plan = s.plan(ids, req.sampling)?;
+    respond(s, plan, "text_completion").await
+}
+
+async fn chat(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let req: ChatRequest = parse(&body)?;
+    if req.messages.is_empty() {
+        return Err(bad("messages", "messages must not be empty"));
+    }
+    let ids = tokenize_prompt(&s.tok, &Text::Chat(req.messages)).map_err(|e| bad("messages", e.to_string()))?;
+    let plan = s.plan(vec![ids], req.sampling)?;
+    respond(s, plan, "chat.completion").await
+}
+
+/// Samples `plan` and replies in `object`'s shape, whole or streamed.
+async fn respond(s: Arc<Server>, plan: Plan, object: &'static str) -> Result<Response, ApiError> {
+    let chat = object == "chat.completion";
+    let id = s.id(if chat { "chatcmpl" } else { "cmpl" });
+    let (created, name) = (now(), s.name.clone());
+    if plan.stream {
+        return Ok(stream(s, plan, id, created, chat).into_response());
+    }
+    let prompt_tokens: usize = plan.rows.iter().step_by(plan.n).map(Vec::len).sum();
+    let server = s.clone();
+    let out = tokio::task::spawn_blocking(move || server.complete(&plan)).await.map_err(internal)??;
+    let completion_tokens: usize = out.iter().map(|o| o.2).sum();
+    let choices: Vec<Value> = out
+        .into_iter()
+        .enumerate()
+        .map(|(i, (text, reason, _))| {
+            if chat {
+                json!({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason})
+            } else {
+                json!({"index": i, "text": text, "logprobs": null, "finish_reason": reason})
+            }
+        })
+        .collect();
+    Ok(Json(json!({
+        "id": id, "object": object, "created": created, "model": name, "choices": choices,
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }))
+    .into_response())
+}
+
+/// Server-sent events: one chunk per new piece of text of each choice, then each choice's
+/// finish reason, then `[DONE]`.
+fn stream(
+    s: Arc<Server>,
+    plan: Plan,
+    id: String,
+    created: u64,
+    chat: bool,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let name = s.name.clone();
+    let object = if chat { "chat.completion.chunk" } else { "text_completion" };
+    let chunk = move |index: usize, text: &str, reason: Option<&str>| -> Value {
+        let choice = if chat {
+            let delta = if reason.is_some() { json!({}) } else { json!({"content": text}) };
+            json!({"index": index, "delta": delta, "finish_reason": reason})
+        } else {
+            json!({"index": index, "text": text, "logprobs": null, "finish_reason": reason})
+        };
+        json!({"id": id, "object": object, "created": created, "model": name, "choices": [choice]})
+    };
+    tokio::task::spawn_blocking(move || {
+        let rows = plan.rows.len();
+        let (mut ids, mut sent) = (vec![Vec::<u32>::new(); rows], vec![String::new(); rows]);
+        let mut on_token = |row: usize, t: u32| {
+            ids[row].push(t);
+            let text = s.tok.decode(&ids[row], true).unwrap_or_default();
+            // Emit only whole new characters: a multi-byte piece may complete later.
+            if text.len() > sent[row].len() && text.starts_with(sent[row].as_str()) && !text.ends_with('\u{fffd}') {
+                let delta = text[sent[row].len()..].to_string();
+                sent[row] = text;
+                let _ = tx.send(chunk(row, &delta, None));
+            }
+        };
+        let _one_at_a_time = s.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let hooks = Hooks { stop: None, on_token: Some(&mut on_token) };
+        match generate(&s.model, &plan.rows, &plan.sampling, hooks) {
+            Ok(g) => {
+                for (row, f) in g.finish.iter().enumerate() {
+                    let _ = tx.send(chunk(row, "", Some(finish_reason(*f))));
+                }
+            }
+            Err(e) => {
+                let _ =
+                    tx.send(json!({"error": {"message": format!("generation failed: {e}"), "type": "server_error"}}));
+            }
+        }
+    });
+    let events = futures_util::stream::unfold((rx, false), |(mut rx, done)| async move {
+        if done {
+            return None;
+        }
+        match rx.recv().await {
+            Some(v) => Some((Ok(Event::default().data(v.to_string())), (rx, false))),
+            None => Some((Ok(Event::default().data("[DONE]")), (rx, true))),
+        }
+    });
+    Sse::new(events)
+}
+
+pub fn run(a: ServeModelArgs) -> Result<()> {
+    let device = reins_model::default_device()?;
+    let model = Model::load(&a.model, &device, &LoadOptions::default())
+        .with_context(|| format!("loading the model in {}", a.model.display()))?;
+    let tok = HfTokenizer::from_dir(&a.model).with_context(|| format!("tokenizer of {}", a.model.display()))?;
+    let name = a.name.clone().unwrap_or_else(|| {
+        a.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+    });
+    let server = Arc::new(Server {
+        model,
+        tok,
+        name,
+        max_tokens_limit: a.max_tokens_limit,
+        busy: Mutex::new(()),
+        next_id: std::sync::atomic::AtomicU64::new(1),
+    });
+    let app = Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/completions", post(completions))
+        .route("/v1/chat/completions", post(chat))
+        .with_state(server.clone());
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let addr: SocketAddr = a.addr.parse().with_context(|| format!("--addr {}: not host:port", a.addr))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        let local = listener.local_addr()?;
+        println!(
+            "serving {} at http://{local}/v1 (OpenAI API: /v1/models, /v1/completions, /v1/chat/completions)",
+            server.name
+        );
+        use std::io::Write as _;
+        std::io::stdout().flush().ok();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                tokio::signal::ctrl_c().await.ok();
+            })
+            .await
+            .context("serving")
+    })
+}

@@ -1,0 +1,170 @@
+//! `reins serve-model` over loopback: the OpenAI endpoints answer in OpenAI's shapes; a seeded
+//! completion is exactly what the in-process sampler gives for the same prompt and seed; a
+//! stream's deltas add up to the whole reply; stop strings cut the reply; concurrent requests
+//! are all served; bad requests get a 400 that names the parameter.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use reins_data::HfTokenizer;
+use reins_model::generate::{generate, Hooks};
+use reins_model::{LoadOptions, Model, SamplingConfig};
+use serde_json::{json, Value};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The server, killed when dropped.
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args(["serve-model", "--model", "fixtures/hf/models/llama", "--addr", "127.0.0.1:0"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|r| r.split('/').next()).unwrap_or_else(|| panic!("{line}"));
+    Served { addr: addr.to_string(), child }
+}
+
+/// One HTTP/1.1 request; returns the status and the body.
+fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let payload = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn post(addr: &str, path: &str, body: Value) -> Value {
+    let (status, text) = http(addr, "POST", path, Some(&body));
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn completions_match_the_in_process_sampler_and_stream_the_same_text() {
+    let s = serve();
+    let (status, text) = http(&s.addr, "GET", "/v1/models", None);
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["data"][0]["id"], "llama");
+
+    let dir = root().join("fixtures/hf/models/llama");
+    let model = Model::load(&dir, &candle_core::Device::Cpu, &LoadOptions::default()).unwrap();
+    let tok = HfTokenizer::from_dir(&dir).unwrap();
+    let prompt = "The cat sat on";
+    let r = post(&s.addr, "/v1/completions", json!({"prompt": prompt, "max_tokens": 8, "seed": 7, "temperature": 0.8}));
+    assert_eq!(r["object"], "text_completion");
+    let ids = tok.encode(prompt, true).unwrap();
+    let cfg = SamplingConfig { max_new_tokens: 8, temperature: 0.8, seed: 7, ..Default::default() };
+    let g = generate(&model, std::slice::from_ref(&ids), &cfg, Hooks::default()).unwrap();
+    assert_eq!(r["choices"][0]["text"], tok.decode(&g.tokens[0], true).unwrap());
+    assert_eq!(r["usage"]["prompt_tokens"], ids.len());
+    assert_eq!(r["usage"]["completion_tokens"], g.tokens[0].len());
+
+    // n samples of two prompts: four choices, in prompt order.
+    let r = post(&s.addr, "/v1/completions", json!({"prompt": ["a", "b"], "max_tokens": 3, "n": 2, "seed": 1}));
+    assert_eq!(r["choices"].as_array().unwrap().len(), 4);
+
+    // Greedy chat, whole and streamed: the deltas add up to the reply, then [DONE].
+    let chat = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6, "temperature": 0});
+    let whole = post(&s.addr, "/v1/chat/completions", chat.clone());
+    assert_eq!(whole["object"], "chat.completion");
+    let content = whole["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    let mut streamed = chat.clone();
+    streamed["stream"] = json!(true);
+    let (status, body) = http(&s.addr, "POST", "/v1/chat/completions", Some(&streamed));
+    assert_eq!(status, 200, "{body}");
+    let events: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{body}");
+    let mut joined = String::new();
+    for e in &events[..events.len() - 1] {
+        let v: Value = serde_json::from_str(e).unwrap();
+        assert_eq!(v["object"], "chat.completion.chunk");
+        joined.push_str(v["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+    }
+    assert_eq!(joined, content);
+
+    // A stop string ends the reply before it.
+    let full = post(&s.addr, "/v1/completions", json!({"prompt": prompt, "max_tokens": 12, "temperature": 0}));
+    let text = full["choices"][0]["text"].as_str().unwrap().to_string();
+    let chars: Vec<char> = text.chars().collect();
+    let at = (1..chars.len().saturating_sub(1))
+        .find(|&i| !chars[i].is_whitespace() && !chars[i + 1].is_whitespace() && chars[i] != '\u{fffd}')
+        .unwrap_or_else(|| panic!("no two-character stop string in {text:?}"));
+    let stop: String = chars[at..at + 2].iter().collect();
+    let cut =
+        post(&s.addr, "/v1/completions", json!({"prompt": prompt, "max_tokens": 12, "temperature": 0, "stop": stop}));
+    let t = cut["choices"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with(t) && t.len() < text.len() && !t.contains(&stop), "{t:?} / {text:?} / stop {stop:?}");
+    assert_eq!(cut["choices"][0]["finish_reason"], "stop");
+}
+
+#[test]
+fn concurrent_requests_are_served_and_bad_ones_get_a_400() {
+    let s = serve();
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let addr = s.addr.clone();
+            std::thread::spawn(move || {
+                post(&addr, "/v1/completions", json!({"prompt": format!("p{i}"), "max_tokens": 4}))
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap()["choices"].as_array().unwrap().len(), 1);
+    }
+    for (body, param) in [
+        (json!({"prompt": "x", "max_tokens": 0}), "max_tokens"),
+        (json!({"prompt": "x", "top_p": 1.5}), "top_p"),
+        (json!({"prompt": "x", "n": 0}), "n"),
+        (json!({"prompt": "x", "stream": true, "stop": "a"}), "stop"),
+    ] {
+        let (status, text) = http(&s.addr, "POST", "/v1/completions", Some(&body));
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!((status, v["error"]["param"].as_str()), (400, Some(param)), "{text}");
+    }
+    let (status, text) = http(&s.addr, "POST", "/v1/chat/completions", Some(&json!({"messages": []})));
+    assert!(status == 400 && text.contains("messages"), "{text}");
+    let (status, _) = http(&s.addr, "POST", "/v1/completions", Some(&json!("not an object")));
+    assert_eq!(status, 400);
+}
