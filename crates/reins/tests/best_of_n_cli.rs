@@ -2,18 +2,9 @@
 //! prompt/completion form, the best score is the maximum of that prompt's samples, rule and
 //! reward-model-folder rewards, and clear errors on a bad reward spec.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-fn lines(p: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-fn reins(args: &[&str]) -> (bool, String) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let o = Command::new(env!("CARGO_BIN_EXE_reins")).args(args).current_dir(&root).output().unwrap();
-    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
-}
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{lines, reins};
 
 #[test]
 fn best_of_n_writes_the_best_completion_per_prompt() {

@@ -2,17 +2,9 @@
 //! example: the items are the hand-picked near-duplicate prompts, the printed counts match the
 //! JSON report and the report's own rewards, and bad input gets a message that says what to do.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn reins(args: &[&str]) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_reins")).args(args).current_dir(root()).output().unwrap();
-    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
-}
+#[path = "common/cli.rs"]
+mod cli;
+use cli::reins;
 
 const RM: &str = "fixtures/hf/models/llama-rm";
 const DATA: &str = "examples/data/contrast_pairs.jsonl";

@@ -2,27 +2,9 @@
 //! features on the shipped pairs and writes `feature_rm.json`; `features:<dir>` is a best-of-n
 //! and GRPO reward; a second fit needs `--force`; a broken feature file says what to fix.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn reins(args: &[&str]) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_reins")).args(args).current_dir(root()).output().unwrap();
-    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
-}
-
-fn ok(args: &[&str]) -> String {
-    let (ok, text) = reins(args);
-    assert!(ok, "reins {args:?} failed:\n{text}");
-    text
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{ok, reins, s};
 
 #[test]
 fn fit_then_score_with_a_feature_reward_model() {

@@ -5,31 +5,9 @@
 //! is lower); `select` picks the most uncertain pool pairs in the feedback import format; and
 //! bad input gets a message that says what to do.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn reins(args: &[&str]) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_reins")).args(args).current_dir(root()).output().unwrap();
-    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
-}
-
-fn ok(args: &[&str]) -> String {
-    let (ok, text) = reins(args);
-    assert!(ok, "reins {args:?} failed:\n{text}");
-    text
-}
-
-fn lines(p: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{lines, ok, reins, s};
 
 #[test]
 fn thurstone_rm_posterior_and_intervals() {
