@@ -1,7 +1,8 @@
 //! `reins serve-model` over loopback: the OpenAI endpoints answer in OpenAI's shapes; a seeded
-//! completion is exactly what the in-process sampler gives for the same prompt and seed; a
-//! stream's deltas add up to the whole reply; stop strings cut the reply; concurrent requests
-//! are all served; bad requests get a 400 that names the parameter.
+//! completion is exactly what the in-process sampler gives for the same prompt and seed (also
+//! from token ids, and after a LoRA adapter is pushed with `/v1/load_lora_adapter`); a stream's
+//! deltas add up to the whole reply; stop strings cut the reply; concurrent requests are all
+//! served; bad requests get a 400 that names the parameter.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -10,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 
 use reins_data::HfTokenizer;
 use reins_model::generate::{generate, Hooks};
-use reins_model::{LoadOptions, Model, SamplingConfig};
+use reins_model::{LoadOptions, LoraConfig, Model, SamplingConfig};
 use serde_json::{json, Value};
 
 fn root() -> PathBuf {
@@ -137,6 +138,57 @@ fn completions_match_the_in_process_sampler_and_stream_the_same_text() {
     let t = cut["choices"][0]["text"].as_str().unwrap();
     assert!(text.starts_with(t) && t.len() < text.len() && !t.contains(&stop), "{t:?} / {text:?} / stop {stop:?}");
     assert_eq!(cut["choices"][0]["finish_reason"], "stop");
+}
+
+/// Token-id prompts with `return_token_ids`, and a pushed LoRA adapter: the server samples
+/// what the in-process sampler samples from base + adapter, token for token.
+#[test]
+fn token_id_prompts_and_a_pushed_adapter_match_the_in_process_sampler() {
+    let s = serve();
+    let dir = root().join("fixtures/hf/models/llama");
+    let cpu = candle_core::Device::Cpu;
+    let prompt: Vec<u32> = vec![5, 17, 99, 230, 7];
+    let cfg = SamplingConfig { max_new_tokens: 8, temperature: 0.9, seed: 11, ..Default::default() };
+    let body = json!({"prompt": [prompt.clone(), prompt.clone()], "max_tokens": 8, "temperature": 0.9, "seed": 11,
+                      "return_token_ids": true});
+    let ids = |r: &Value, i: usize| -> Vec<u32> {
+        r["choices"][i]["token_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
+    let rows = vec![prompt.clone(), prompt.clone()];
+    let base = Model::load(&dir, &cpu, &LoadOptions::default()).unwrap();
+    let want = generate(&base, &rows, &cfg, Hooks::default()).unwrap().tokens;
+    let r = post(&s.addr, "/v1/completions", body.clone());
+    assert_eq!((ids(&r, 0), ids(&r, 1)), (want[0].clone(), want[1].clone()));
+
+    // A LoRA adapter with random (non-zero) B, saved as PEFT, pushed to the server.
+    let lora = LoraConfig { r: 4, lora_alpha: 8, ..Default::default() };
+    let tuned =
+        Model::load(&dir, &cpu, &LoadOptions { trainable: true, lora: Some(lora), seed: 3, ..Default::default() })
+            .unwrap();
+    for (name, var) in tuned.params() {
+        if name.contains("lora_B") {
+            let t = candle_core::Tensor::randn(0f32, 0.5, var.as_tensor().shape(), &cpu).unwrap();
+            var.set(&t).unwrap();
+        }
+    }
+    let adapter = tempfile::tempdir().unwrap();
+    tuned.save_adapter(adapter.path(), "llama").unwrap();
+    let (status, text) = http(
+        &s.addr,
+        "POST",
+        "/v1/load_lora_adapter",
+        Some(&json!({"lora_name": "step-1", "lora_path": adapter.path()})),
+    );
+    assert_eq!(status, 200, "{text}");
+    let want_tuned = generate(&tuned, &rows, &cfg, Hooks::default()).unwrap().tokens;
+    assert_ne!(want_tuned, want, "the adapter should change the samples for this test to mean anything");
+    let r = post(&s.addr, "/v1/completions", body);
+    assert_eq!((ids(&r, 0), ids(&r, 1)), (want_tuned[0].clone(), want_tuned[1].clone()));
+    let (status, text) =
+        http(&s.addr, "POST", "/v1/load_lora_adapter", Some(&json!({"lora_name": "x", "lora_path": "/nonexistent"})));
+    assert!(status == 400 && text.contains("lora_path"), "{text}");
+    let (status, text) = http(&s.addr, "POST", "/v1/completions", Some(&json!({"prompt": [1_000_000u32]})));
+    assert!(status == 400 && text.contains("vocabulary"), "{text}");
 }
 
 #[test]

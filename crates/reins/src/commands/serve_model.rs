@@ -2,7 +2,9 @@
 //! model folder (a base model, or any checkpoint reins wrote), so that clients and tools that
 //! speak the OpenAI API — and, later, reins' own trainers — can sample from it.
 //!
-//! Endpoints: `GET /v1/models`; `POST /v1/completions` (`prompt`: a string or a list of them);
+//! Endpoints: `GET /v1/models`; `POST /v1/completions` (`prompt`: a string, a list of strings,
+//! token ids or a list of token-id lists; `return_token_ids: true` adds each choice's
+//! `token_ids`, as vLLM);
 //! `POST /v1/chat/completions` (`messages`, rendered with the model's chat template and its
 //! generation prompt). Both take `max_tokens` (default 16, as OpenAI's completions), `temperature`
 //! (default 1; 0 is greedy), `top_p`, `n`, `seed` and `stop` (a string or a list; the reply ends
@@ -10,9 +12,13 @@
 //! Other request fields are accepted and ignored. Bad values get a 400 with OpenAI's error
 //! shape.
 //!
-//! A request's prompts and their `n` samples are sampled as one batch with the KV-cache sampler;
-//! concurrent requests are served one batch at a time, in arrival order (batching across
-//! requests is not built yet).
+//! `POST /v1/load_lora_adapter` (`{"lora_name", "lora_path"}`, vLLM's) puts a PEFT adapter
+//! folder on the base model; later requests sample from base + adapter, so a trainer can push
+//! its LoRA weights each step.
+//!
+//! A request's prompts and their `n` samples are sampled as one batch with the KV-cache sampler
+//! (the same rows and seed give the in-process sampler's tokens); concurrent requests are served
+//! one batch at a time, in arrival order (batching across requests is not built yet).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,12 +55,14 @@ pub struct ServeModelArgs {
 }
 
 struct Server {
-    model: Model,
+    /// The weights as loaded, without adapters.
+    base: Model,
+    /// The model requests sample from (base, or base + the last loaded adapter); locked for
+    /// one generation batch at a time.
+    model: Mutex<Model>,
     tok: HfTokenizer,
     name: String,
     max_tokens_limit: usize,
-    /// One generation batch at a time.
-    busy: Mutex<()>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
@@ -89,11 +97,29 @@ struct Sampling {
     stream: bool,
 }
 
+/// A completion prompt: text or token ids, one or many.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PromptField {
+    Text(String),
+    Ids(Vec<u32>),
+    Texts(Vec<String>),
+    IdLists(Vec<Vec<u32>>),
+}
+
 #[derive(Deserialize)]
 struct CompletionRequest {
-    prompt: OneOrMany,
+    prompt: PromptField,
+    #[serde(default)]
+    return_token_ids: bool,
     #[serde(flatten)]
     sampling: Sampling,
+}
+
+#[derive(Deserialize)]
+struct LoadAdapter {
+    lora_name: String,
+    lora_path: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -172,8 +198,8 @@ impl Server {
     }
 
     /// Samples a plan in full: per row, the text (cut before a stop string), the finish reason
-    /// and the number of new tokens.
-    fn complete(&self, plan: &Plan) -> Result<Vec<(String, &'static str, usize)>, ApiError> {
+    /// and the new token ids.
+    fn complete(&self, plan: &Plan) -> Result<Vec<(String, &'static str, Vec<u32>)>, ApiError> {
         let tok = &self.tok;
         let stop = &plan.stop;
         let hit = |ids: &[u32]| -> Option<usize> {
@@ -182,17 +208,17 @@ impl Server {
         };
         let stop_fn = |_: usize, ids: &[u32]| hit(ids).is_some();
         let hooks = Hooks { stop: if stop.is_empty() { None } else { Some(&stop_fn) }, on_token: None };
-        let _one_at_a_time = self.busy.lock().unwrap_or_else(|e| e.into_inner());
-        let g = generate(&self.model, &plan.rows, &plan.sampling, hooks).map_err(internal)?;
+        let model = self.model.lock().unwrap_or_else(|e| e.into_inner());
+        let g = generate(&model, &plan.rows, &plan.sampling, hooks).map_err(internal)?;
         Ok(g.tokens
-            .iter()
+            .into_iter()
             .zip(&g.finish)
             .map(|(ids, f)| {
-                let mut text = tok.decode(ids, true).unwrap_or_default();
-                if let Some(at) = hit(ids) {
+                let mut text = tok.decode(&ids, true).unwrap_or_default();
+                if let Some(at) = hit(&ids) {
                     text.truncate(at);
                 }
-                (text, finish_reason(*f), ids.len())
+                (text, finish_reason(*f), ids)
             })
             .collect())
     }
@@ -224,13 +250,19 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 async fn completions(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
     let req: CompletionRequest = parse(&body)?;
-    let prompts = req.prompt.into_vec();
-    let ids = prompts
-        .iter()
-        .map(|p| s.tok.encode(p, true).map_err(|e| bad("prompt", e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
+    let encode = |p: &str| s.tok.encode(p, true).map_err(|e| bad("prompt", e.to_string()));
+    let ids = match req.prompt {
+        PromptField::Text(p) => vec![encode(&p)?],
+        PromptField::Texts(ps) => ps.iter().map(|p| encode(p)).collect::<Result<_, _>>()?,
+        PromptField::Ids(ids) => vec![ids],
+        PromptField::IdLists(ids) => ids,
+    };
+    let vocab = s.base.config.vocab_size as u32;
+    if ids.iter().flatten().any(|&t| t >= vocab) {
+        return Err(bad("prompt", format!("a token id is not below the vocabulary size {vocab}")));
+    }
     let plan = s.plan(ids, req.sampling)?;
-    respond(s, plan, "text_completion").await
+    respond(s, plan, "text_completion", req.return_token_ids).await
 }
 
 async fn chat(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
@@ -240,11 +272,28 @@ async fn chat(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> Result<R
     }
     let ids = tokenize_prompt(&s.tok, &Text::Chat(req.messages)).map_err(|e| bad("messages", e.to_string()))?;
     let plan = s.plan(vec![ids], req.sampling)?;
-    respond(s, plan, "chat.completion").await
+    respond(s, plan, "chat.completion", false).await
+}
+
+/// vLLM's `/v1/load_lora_adapter`: base + the adapter in `lora_path` serves from now on.
+async fn load_adapter(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let req: LoadAdapter = parse(&body)?;
+    let server = s.clone();
+    let name = req.lora_name.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+        let mut m = server.base.clone();
+        m.load_adapter(&req.lora_path, false)
+            .map_err(|e| bad("lora_path", format!("{}: {e}", req.lora_path.display())))?;
+        *server.model.lock().unwrap_or_else(|e| e.into_inner()) = m;
+        Ok(())
+    })
+    .await
+    .map_err(internal)??;
+    Ok(format!("Success: LoRA adapter '{name}' added successfully.").into_response())
 }
 
 /// Samples `plan` and replies in `object`'s shape, whole or streamed.
-async fn respond(s: Arc<Server>, plan: Plan, object: &'static str) -> Result<Response, ApiError> {
+async fn respond(s: Arc<Server>, plan: Plan, object: &'static str, token_ids: bool) -> Result<Response, ApiError> {
     let chat = object == "chat.completion";
     let id = s.id(if chat { "chatcmpl" } else { "cmpl" });
     let (created, name) = (now(), s.name.clone());
@@ -254,13 +303,15 @@ async fn respond(s: Arc<Server>, plan: Plan, object: &'static str) -> Result<Res
     let prompt_tokens: usize = plan.rows.iter().step_by(plan.n).map(Vec::len).sum();
     let server = s.clone();
     let out = tokio::task::spawn_blocking(move || server.complete(&plan)).await.map_err(internal)??;
-    let completion_tokens: usize = out.iter().map(|o| o.2).sum();
+    let completion_tokens: usize = out.iter().map(|o| o.2.len()).sum();
     let choices: Vec<Value> = out
         .into_iter()
         .enumerate()
-        .map(|(i, (text, reason, _))| {
+        .map(|(i, (text, reason, ids))| {
             if chat {
                 json!({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason})
+            } else if token_ids {
+                json!({"index": i, "text": text, "logprobs": null, "finish_reason": reason, "token_ids": ids})
             } else {
                 json!({"index": i, "text": text, "logprobs": null, "finish_reason": reason})
             }
@@ -308,9 +359,9 @@ fn stream(
                 let _ = tx.send(chunk(row, &delta, None));
             }
         };
-        let _one_at_a_time = s.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let model = s.model.lock().unwrap_or_else(|e| e.into_inner());
         let hooks = Hooks { stop: None, on_token: Some(&mut on_token) };
-        match generate(&s.model, &plan.rows, &plan.sampling, hooks) {
+        match generate(&model, &plan.rows, &plan.sampling, hooks) {
             Ok(g) => {
                 for (row, f) in g.finish.iter().enumerate() {
                     let _ = tx.send(chunk(row, "", Some(finish_reason(*f))));
@@ -343,17 +394,18 @@ pub fn run(a: ServeModelArgs) -> Result<()> {
         a.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
     });
     let server = Arc::new(Server {
-        model,
+        base: model.clone(),
+        model: Mutex::new(model),
         tok,
         name,
         max_tokens_limit: a.max_tokens_limit,
-        busy: Mutex::new(()),
         next_id: std::sync::atomic::AtomicU64::new(1),
     });
     let app = Router::new()
         .route("/v1/models", get(models))
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/load_lora_adapter", post(load_adapter))
         .with_state(server.clone());
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
