@@ -144,6 +144,9 @@ fn bad(param: &'static str, message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into(), Some(param))
 }
 
+/// One sampled row: its text (cut before a stop string), finish reason and new token ids.
+type Reply = (String, &'static str, Vec<u32>);
+
 /// A request's settings, checked.
 struct Plan {
     rows: Vec<Vec<u32>>,
@@ -199,7 +202,7 @@ impl Server {
 
     /// Samples a plan in full: per row, the text (cut before a stop string), the finish reason
     /// and the new token ids.
-    fn complete(&self, plan: &Plan) -> Result<Vec<(String, &'static str, Vec<u32>)>, ApiError> {
+    fn complete(&self, plan: &Plan) -> Result<Vec<Reply>, ApiError> {
         let tok = &self.tok;
         let stop = &plan.stop;
         let hit = |ids: &[u32]| -> Option<usize> {
