@@ -118,7 +118,9 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
     s.announce(&format!("small-budget proxy RM ({few} labels)"));
     let weak = s.reward_models(base, &labelled.records[..few.min(labelled.records.len())], 1)?;
     let label = format!("ensemble of {} (mean − λ·var)", members.len());
-    let weak_label = format!("single RM on {few} labels");
+    // Named by the fraction, not the count, so every seed reports under one name.
+    let weak_label = format!("single RM on {:.0} % of the labels", knobs.proxy_label_fraction * 100.0);
+    extras.push((format!("labels of the {weak_label}"), few as f64));
     let proxies = [("single RM", &members[..1]), (weak_label.as_str(), &weak[..]), (label.as_str(), &members[..])];
     for (name, used) in proxies {
         let ref_proxy = s.score_aggregated(used, &prompts, &ref_out)?;
