@@ -2,7 +2,9 @@
 //! completion is exactly what the in-process sampler gives for the same prompt and seed (also
 //! from token ids, and after a LoRA adapter is pushed with `/v1/load_lora_adapter`); a stream's
 //! deltas add up to the whole reply; stop strings cut the reply; concurrent requests are all
-//! served; bad requests get a 400 that names the parameter.
+//! served; bad requests get a 400 that names the parameter. GRPO and RLOO with
+//! `vllm_server_base_url` (rollouts from the server, the LoRA adapter pushed each step) log the
+//! same metrics and end with the same adapter, bit for bit, as in process.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -219,4 +221,58 @@ fn concurrent_requests_are_served_and_bad_ones_get_a_400() {
     assert!(status == 400 && text.contains("messages"), "{text}");
     let (status, _) = http(&s.addr, "POST", "/v1/completions", Some(&json!("not an object")));
     assert_eq!(status, 400);
+}
+
+/// Runs `reins METHOD --config examples/grpo.toml` with a LoRA policy and a reward with spread
+/// for 3 steps into `out`, with `extra` settings; returns (success, output).
+fn train(method: &str, out: &std::path::Path, extra: &[String]) -> (bool, String) {
+    let mut args: Vec<String> = vec![method.into(), "--config".into(), "examples/grpo.toml".into()];
+    let sets = [
+        "lora_r=4",
+        "lora_alpha=8",
+        "max_steps=3",
+        "max_completion_length=8",
+        "reward=contains:e",
+        "learning_rate=0.01",
+    ];
+    for x in
+        sets.iter().map(|s| s.to_string()).chain([format!("output_dir={}", out.display())]).chain(extra.iter().cloned())
+    {
+        args.push("--set".into());
+        args.push(x);
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_reins")).args(&args).current_dir(root()).output().unwrap();
+    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+}
+
+#[test]
+fn grpo_and_rloo_with_rollouts_from_the_server_train_as_in_process() {
+    let s = serve();
+    let dir = tempfile::tempdir().unwrap();
+    let server = format!("vllm_server_base_url=http://{}/v1", s.addr);
+    for method in ["grpo", "rloo"] {
+        let (local, remote) = (dir.path().join(format!("{method}-local")), dir.path().join(format!("{method}-server")));
+        let (ok, text) = train(method, &local, &[]);
+        assert!(ok, "{text}");
+        let (ok, text) = train(method, &remote, std::slice::from_ref(&server));
+        assert!(ok, "{text}");
+        let metrics = |d: &std::path::Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+        assert_eq!(metrics(&local), metrics(&remote), "{method}: the metrics differ");
+        let rewards: Vec<f64> = metrics(&local)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["reward_std"].as_f64().unwrap_or(0.0))
+            .collect();
+        assert!(rewards.iter().any(|&x| x > 0.0), "{method}: no reward spread, nothing to learn: {rewards:?}");
+        let adapter =
+            |d: &std::path::Path| std::fs::read(d.join("checkpoint-3/adapter/adapter_model.safetensors")).unwrap();
+        assert!(adapter(&local) == adapter(&remote), "{method}: the final adapters differ");
+        assert!(remote.join("rollout-adapters/step-3/adapter_model.safetensors").exists());
+    }
+    // Without LoRA the weights cannot reach the server: refused before training.
+    let (ok, text) = train("grpo", &dir.path().join("full"), &[server.clone(), "lora_r=0".into()]);
+    assert!(!ok && text.contains("lora_r"), "{text}");
+    // A dead server is an error that names it.
+    drop(s);
+    let (ok, text) = train("grpo", &dir.path().join("dead"), &[server]);
+    assert!(!ok && text.contains("rollout server"), "{text}");
 }

@@ -21,25 +21,24 @@ use crate::{Result, TrainError};
 /// Token ids to text, for sources that score text.
 pub type Decode = dyn Fn(&[u32]) -> String + Send + Sync;
 
-/// Scores completions by POSTing them to `url`.
-pub struct HttpReward {
+/// A plain-`http://` endpoint: `http://host[:port][/path]`, a timeout for the connection and
+/// each read and write, and errors that name the URL (`what` says whose: a reward, a server).
+pub struct HttpEndpoint {
     url: String,
     host: String,
     port: u16,
     path: String,
     timeout: Duration,
-    decode: Option<Box<Decode>>,
+    what: &'static str,
 }
 
-impl HttpReward {
-    /// `url` is `http://host[:port][/path]`; `timeout` bounds the connection and each read and
-    /// write. `decode` turns token ids into text; `None` sends the ids.
-    pub fn new(url: &str, timeout: Duration, decode: Option<Box<Decode>>) -> Result<Self> {
-        let bad = |why: &str| TrainError::Config(format!("reward url `{url}`: {why}"));
+impl HttpEndpoint {
+    pub fn new(url: &str, timeout: Duration, what: &'static str) -> Result<Self> {
+        let bad = |why: &str| TrainError::Config(format!("{what} url `{url}`: {why}"));
         let rest = match url.strip_prefix("http://") {
             Some(r) => r,
             None if url.starts_with("https://") => {
-                return Err(bad("https is not supported; run the scorer on plain http (e.g. behind a local proxy)"))
+                return Err(bad("https is not supported; run the service on plain http (e.g. behind a local proxy)"))
             }
             None => return Err(bad("expected http://host[:port]/path")),
         };
@@ -57,15 +56,17 @@ impl HttpReward {
         if timeout.is_zero() {
             return Err(bad("the timeout must be positive"));
         }
-        Ok(HttpReward { url: url.to_string(), host: host.to_string(), port, path, timeout, decode })
+        Ok(HttpEndpoint { url: url.to_string(), host: host.to_string(), port, path, timeout, what })
     }
 
-    fn err(&self, why: impl std::fmt::Display) -> TrainError {
-        TrainError::Reward(format!("{}: {why}", self.url))
+    /// An error naming this endpoint.
+    pub fn err(&self, why: impl std::fmt::Display) -> TrainError {
+        TrainError::Reward(format!("{} {}: {why}", self.what, self.url))
     }
 
-    /// Sends `body` and returns the reply's status and body.
-    fn post(&self, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+    /// Sends a JSON `body` to the URL's path followed by `suffix` (e.g. `/completions` after
+    /// `http://host/v1`) and returns the reply's status and body.
+    pub fn post(&self, suffix: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
         let addr = (self.host.as_str(), self.port)
             .to_socket_addrs()
             .map_err(|e| self.err(format!("cannot resolve the host: {e}")))?
@@ -80,10 +81,11 @@ impl HttpReward {
         let mut s = TcpStream::connect_timeout(&addr, self.timeout).map_err(io)?;
         s.set_read_timeout(Some(self.timeout)).map_err(io)?;
         s.set_write_timeout(Some(self.timeout)).map_err(io)?;
+        let path = format!("{}{suffix}", self.path.trim_end_matches('/')).replace("//", "/");
+        let path = if path.is_empty() { "/".to_string() } else { path };
         let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nAccept: application/json\r\n\
+            "POST {path} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nAccept: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n",
-            self.path,
             self.host,
             self.port,
             body.len()
@@ -93,6 +95,32 @@ impl HttpReward {
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).map_err(io)?;
         parse_response(&raw).map_err(|why| self.err(why))
+    }
+
+    /// POSTs `body` and parses a 200 reply as JSON; any other status is an error with the
+    /// start of the reply.
+    pub fn post_json(&self, suffix: &str, body: &Value) -> Result<Value> {
+        let (status, reply) = self.post(suffix, body.to_string().as_bytes())?;
+        let text = String::from_utf8_lossy(&reply);
+        let snippet: String = text.chars().take(200).collect();
+        if status != 200 {
+            return Err(self.err(format!("HTTP {status}: {snippet}")));
+        }
+        serde_json::from_str(&text).map_err(|e| self.err(format!("the reply is not JSON ({e}): {snippet}")))
+    }
+}
+
+/// Scores completions by POSTing them to `url`.
+pub struct HttpReward {
+    endpoint: HttpEndpoint,
+    decode: Option<Box<Decode>>,
+}
+
+impl HttpReward {
+    /// `url` is `http://host[:port][/path]`; `timeout` bounds the connection and each read and
+    /// write. `decode` turns token ids into text; `None` sends the ids.
+    pub fn new(url: &str, timeout: Duration, decode: Option<Box<Decode>>) -> Result<Self> {
+        Ok(HttpReward { endpoint: HttpEndpoint::new(url, timeout, "reward")?, decode })
     }
 }
 
@@ -154,27 +182,21 @@ impl RewardSource for HttpReward {
                 None => json!(rows),
             }
         };
-        let body = json!({"prompts": enc(prompts), "completions": enc(completions)}).to_string();
-        let (status, reply) = self.post(body.as_bytes())?;
-        let text = String::from_utf8_lossy(&reply);
-        let snippet: String = text.chars().take(200).collect();
-        if status != 200 {
-            return Err(self.err(format!("HTTP {status}: {snippet}")));
-        }
-        let v: Value =
-            serde_json::from_str(&text).map_err(|e| self.err(format!("the reply is not JSON ({e}): {snippet}")))?;
+        let e = &self.endpoint;
+        let v = e.post_json("", &json!({"prompts": enc(prompts), "completions": enc(completions)}))?;
+        let snippet: String = v.to_string().chars().take(200).collect();
         let scores = v
             .get("scores")
             .and_then(Value::as_array)
-            .ok_or_else(|| self.err(format!("the reply has no `scores` array: {snippet}")))?;
+            .ok_or_else(|| e.err(format!("the reply has no `scores` array: {snippet}")))?;
         if scores.len() != completions.len() {
-            return Err(self.err(format!("{} scores for {} completions", scores.len(), completions.len())));
+            return Err(e.err(format!("{} scores for {} completions", scores.len(), completions.len())));
         }
         scores
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                s.as_f64().map(|x| x as f32).ok_or_else(|| self.err(format!("scores[{i}] = {s} is not a number")))
+                s.as_f64().map(|x| x as f32).ok_or_else(|| e.err(format!("scores[{i}] = {s} is not a number")))
             })
             .collect()
     }
@@ -191,9 +213,9 @@ mod tests {
     #[test]
     fn urls_are_checked() {
         let t = Duration::from_secs(1);
-        let h = HttpReward::new("http://127.0.0.1:9000/score", t, None).unwrap();
+        let h = HttpReward::new("http://127.0.0.1:9000/score", t, None).unwrap().endpoint;
         assert_eq!((h.host.as_str(), h.port, h.path.as_str()), ("127.0.0.1", 9000, "/score"));
-        let h = HttpReward::new("http://scorer", t, None).unwrap();
+        let h = HttpReward::new("http://scorer", t, None).unwrap().endpoint;
         assert_eq!((h.port, h.path.as_str()), (80, "/"));
         for bad in ["https://x/score", "ftp://x", "http://:80/", "http://x:port/"] {
             assert!(HttpReward::new(bad, t, None).is_err(), "{bad}");

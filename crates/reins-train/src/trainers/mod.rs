@@ -28,6 +28,7 @@ pub mod reward;
 pub mod reward_ensemble;
 pub mod rloo;
 pub mod rollout;
+pub mod rollout_server;
 pub mod sft;
 pub mod simpo;
 pub mod token_metrics;

@@ -75,6 +75,13 @@ pub trait CompletionSource {
     /// times, groups contiguous), ending in an EOS when one stopped it; `generation` counts the
     /// generation batches sampled before this one.
     fn complete(&mut self, prompts: &[Vec<u32>], generation: u64) -> Result<Vec<Vec<u32>>>;
+
+    /// Called before each [`CompletionSource::complete`] with the policy as it is now and the
+    /// sampler settings the in-process rollout would use (a server pushes the weights and
+    /// samples with the same settings). Default: nothing.
+    fn sync(&mut self, _policy: &Model, _sampling: &SamplingConfig) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// [`rollout`], or the completions of `source` laid out the same way: a completion ending in
@@ -94,6 +101,7 @@ pub fn rollout_from(
     };
     let repeated: Vec<Vec<u32>> =
         prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), num_generations)).collect();
+    source.sync(policy, sampling)?;
     let tokens = source.complete(&repeated, generation)?;
     if tokens.len() != repeated.len() {
         return Err(TrainError::Input(format!(

@@ -41,6 +41,8 @@ use reins_train::trainers::ppo::{PpoConfig, PpoTrainer};
 use reins_train::trainers::remax::{RemaxConfig, RemaxTrainer};
 use reins_train::trainers::reward_ensemble::EnsembleManifest;
 use reins_train::trainers::rloo::{RlooConfig, RlooTrainer};
+use reins_train::trainers::rollout::CompletionSource;
+use reins_train::trainers::rollout_server::RolloutServer;
 use reins_train::trainers::Metrics;
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +73,41 @@ pub struct RewardArgs {
 impl Default for RewardArgs {
     fn default() -> Self {
         RewardArgs { reward: "length".into(), reward_model_path: None, reward_timeout: 30.0 }
+    }
+}
+
+/// `reins grpo` and `reins rloo`: sample from an inference server instead of in process (TRL's
+/// names; the server must take LoRA adapters by vLLM's `/v1/load_lora_adapter` and return token
+/// ids, as `reins serve-model` does).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutArgs {
+    /// The server's API root, e.g. `http://127.0.0.1:8000/v1` (default none: sample in process).
+    pub vllm_server_base_url: Option<String>,
+    /// Seconds to wait for the server (connect, send, each read); TRL's default 240.
+    pub vllm_server_timeout: f64,
+}
+
+impl Default for RolloutArgs {
+    fn default() -> Self {
+        RolloutArgs { vllm_server_base_url: None, vllm_server_timeout: 240.0 }
+    }
+}
+
+impl RolloutArgs {
+    /// The rollout server, with adapters written under `output_dir/rollout-adapters`.
+    fn source(&self, args: &TrainingArgs) -> Result<Option<Box<dyn CompletionSource>>> {
+        let Some(url) = &self.vllm_server_base_url else { return Ok(None) };
+        if args.lora().is_none() {
+            bail!("vllm_server_base_url: the policy's weights reach the server as a LoRA adapter each step; set lora_r > 0");
+        }
+        if !(self.vllm_server_timeout > 0.0 && self.vllm_server_timeout.is_finite()) {
+            bail!("vllm_server_timeout must be a positive number of seconds");
+        }
+        let timeout = std::time::Duration::from_secs_f64(self.vllm_server_timeout);
+        let base = args.model_name_or_path.display().to_string();
+        let dir = args.output_dir.join("rollout-adapters");
+        Ok(Some(Box::new(RolloutServer::new(url, timeout, dir, &base)?)))
     }
 }
 
@@ -278,8 +315,12 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
         Method::Grpo => {
             parts.push(to_json(&GrpoConfig::default()));
             parts.push(to_json(&GrpoLossConfig::default()));
+            parts.push(to_json(&RolloutArgs::default()));
         }
-        Method::Rloo => parts.push(to_json(&RlooConfig::default())),
+        Method::Rloo => {
+            parts.push(to_json(&RlooConfig::default()));
+            parts.push(to_json(&RolloutArgs::default()));
+        }
         Method::Ppo => {
             parts.push(to_json(&PpoConfig::default()));
             parts.push(to_json(&PfAutoArgs::default()));
@@ -341,18 +382,32 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let loss: GrpoLossConfig = flat.part()?;
             let reward = reward_source(&rargs, &tok, loss.max_completion_length, &device)?;
             let r = if needs_reference(loss.beta) { Some(reference()?) } else { None };
-            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&loss)]);
+            let rollout: RolloutArgs = flat.part()?;
+            let source = rollout.source(&args)?;
+            let resolved = resolved(&[
+                to_json(&args),
+                to_json(&optim),
+                to_json(&rargs),
+                to_json(&cfg),
+                to_json(&loss),
+                to_json(&rollout),
+            ]);
             let opt = optimizer(cfg.num_iterations)?;
             let mut t = GrpoTrainer::new(model, r, reward, cfg, loss, opt)?;
+            t.completions = source;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
         Method::Rloo => {
             let cfg: RlooConfig = flat.part()?;
             let reward = reward_source(&rargs, &tok, cfg.max_completion_length, &device)?;
             let r = if needs_reference(cfg.beta) { Some(reference()?) } else { None };
-            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
+            let rollout: RolloutArgs = flat.part()?;
+            let source = rollout.source(&args)?;
+            let resolved =
+                resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&rollout)]);
             let opt = optimizer(cfg.num_iterations)?;
             let mut t = RlooTrainer::new(model, r, reward, cfg, opt)?;
+            t.completions = source;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
         Method::Ppo => {
