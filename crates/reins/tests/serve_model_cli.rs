@@ -2,7 +2,7 @@
 //! completion is exactly what the in-process sampler gives for the same prompt and seed (also
 //! from token ids, and after a LoRA adapter is pushed with `/v1/load_lora_adapter`); a stream's
 //! deltas add up to the whole reply; stop strings cut the reply; concurrent requests are all
-//! served; bad requests get a 400 that names the parameter. GRPO and RLOO with
+//! served; bad requests get a 400 that names the parameter. GRPO, RLOO and online DPO with
 //! `vllm_server_base_url` (rollouts from the server, the LoRA adapter pushed each step) log the
 //! same metrics and end with the same adapter, bit for bit, as in process.
 
@@ -226,15 +226,10 @@ fn concurrent_requests_are_served_and_bad_ones_get_a_400() {
 /// Runs `reins METHOD --config examples/grpo.toml` with a LoRA policy and a reward with spread
 /// for 3 steps into `out`, with `extra` settings; returns (success, output).
 fn train(method: &str, out: &std::path::Path, extra: &[String]) -> (bool, String) {
-    let mut args: Vec<String> = vec![method.into(), "--config".into(), "examples/grpo.toml".into()];
-    let sets = [
-        "lora_r=4",
-        "lora_alpha=8",
-        "max_steps=3",
-        "max_completion_length=8",
-        "reward=contains:e",
-        "learning_rate=0.01",
-    ];
+    let config = if method == "online-dpo" { "examples/online_dpo.toml" } else { "examples/grpo.toml" };
+    let mut args: Vec<String> = vec![method.into(), "--config".into(), config.into()];
+    let length = if method == "online-dpo" { "max_new_tokens=8" } else { "max_completion_length=8" };
+    let sets = ["lora_r=4", "lora_alpha=8", "max_steps=3", length, "reward=contains:e", "learning_rate=0.01"];
     for x in
         sets.iter().map(|s| s.to_string()).chain([format!("output_dir={}", out.display())]).chain(extra.iter().cloned())
     {
@@ -246,11 +241,11 @@ fn train(method: &str, out: &std::path::Path, extra: &[String]) -> (bool, String
 }
 
 #[test]
-fn grpo_and_rloo_with_rollouts_from_the_server_train_as_in_process() {
+fn grpo_rloo_and_online_dpo_with_rollouts_from_the_server_train_as_in_process() {
     let s = serve();
     let dir = tempfile::tempdir().unwrap();
     let server = format!("vllm_server_base_url=http://{}/v1", s.addr);
-    for method in ["grpo", "rloo"] {
+    for method in ["grpo", "rloo", "online-dpo"] {
         let (local, remote) = (dir.path().join(format!("{method}-local")), dir.path().join(format!("{method}-server")));
         let (ok, text) = train(method, &local, &[]);
         assert!(ok, "{text}");
@@ -258,11 +253,15 @@ fn grpo_and_rloo_with_rollouts_from_the_server_train_as_in_process() {
         assert!(ok, "{text}");
         let metrics = |d: &std::path::Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
         assert_eq!(metrics(&local), metrics(&remote), "{method}: the metrics differ");
-        let rewards: Vec<f64> = metrics(&local)
+        // Something to learn from: rewards differ within a group (GRPO, RLOO) or a pair (online DPO).
+        let spread: Vec<f64> = metrics(&local)
             .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["reward_std"].as_f64().unwrap_or(0.0))
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v["reward_std"].as_f64().or(v["objective/scores_margin"].as_f64()).unwrap_or(0.0)
+            })
             .collect();
-        assert!(rewards.iter().any(|&x| x > 0.0), "{method}: no reward spread, nothing to learn: {rewards:?}");
+        assert!(spread.iter().any(|&x| x > 0.0), "{method}: no reward spread, nothing to learn: {spread:?}");
         let adapter =
             |d: &std::path::Path| std::fs::read(d.join("checkpoint-3/adapter/adapter_model.safetensors")).unwrap();
         assert!(adapter(&local) == adapter(&remote), "{method}: the final adapters differ");

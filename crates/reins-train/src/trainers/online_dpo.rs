@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::accumulation::{accumulate, finish_step};
 use super::metrics::{completion_metrics, mean_reward, scalar};
 use super::reference::Reference;
-use super::rollout::{completion_token_logps, reference_logps, rollout, score_rollout, Rollout};
+use super::rollout::{completion_token_logps, reference_logps, rollout_from, score_rollout, CompletionSource, Rollout};
 use super::Metrics;
 use crate::judges::Preferences;
 use crate::losses::dpo::{dpo_loss, dpo_metrics};
@@ -154,6 +154,9 @@ pub struct OnlineDpoTrainer {
     pub num_tokens: f64,
     /// The last step's completions and scores.
     pub last_samples: Vec<Sample>,
+    /// Where completions come from instead of the policy's own sampler (an inference server,
+    /// recorded rollouts); `None` samples in process.
+    pub completions: Option<Box<dyn CompletionSource>>,
 }
 
 impl OnlineDpoTrainer {
@@ -177,6 +180,7 @@ impl OnlineDpoTrainer {
             generations: 0,
             num_tokens: 0.0,
             last_samples: Vec::new(),
+            completions: None,
         })
     }
 
@@ -184,8 +188,9 @@ impl OnlineDpoTrainer {
     /// the sampling/score metrics.
     fn sample(&mut self, prompts: &[Vec<u32>], m: &mut Metrics) -> Result<Rollout> {
         let s = self.cfg.sampling(self.generations);
+        let generation = self.generations;
         self.generations += 1;
-        let r = rollout(&self.policy, prompts, 2, &s, false)?;
+        let r = rollout_from(self.completions.as_deref_mut(), generation, &self.policy, prompts, 2, &s, false)?;
         completion_metrics(&r, m);
         let eos = r.finish.iter().filter(|f| **f == Finish::Eos).count() as f64 / r.finish.len().max(1) as f64;
         m.insert("val/contain_eos_token".into(), eos);

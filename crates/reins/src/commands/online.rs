@@ -76,7 +76,7 @@ impl Default for RewardArgs {
     }
 }
 
-/// `reins grpo` and `reins rloo`: sample from an inference server instead of in process (TRL's
+/// `reins grpo`, `rloo` and `online-dpo`: sample from an inference server instead of in process (TRL's
 /// names; the server must take LoRA adapters by vLLM's `/v1/load_lora_adapter` and return token
 /// ids, as `reins serve-model` does).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -329,6 +329,7 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
         Method::OnlineDpo => {
             parts.push(to_json(&OnlineDpoConfig::default()));
             parts.push(to_json(&DpoConfig::default()));
+            parts.push(to_json(&RolloutArgs::default()));
         }
         Method::IterativeDpo => {
             parts.push(to_json(&IterativeDpoConfig::default()));
@@ -453,9 +454,19 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let cfg: OnlineDpoConfig = flat.part()?;
             let loss: DpoConfig = flat.part()?;
             let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
-            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&loss)]);
+            let rollout: RolloutArgs = flat.part()?;
+            let source = rollout.source(&args)?;
+            let resolved = resolved(&[
+                to_json(&args),
+                to_json(&optim),
+                to_json(&rargs),
+                to_json(&cfg),
+                to_json(&loss),
+                to_json(&rollout),
+            ]);
             let opt = optimizer(1)?;
             let mut t = OnlineDpoTrainer::new(model, reference()?, reward, cfg, loss, opt)?;
+            t.completions = source;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
         Method::IterativeDpo => {
