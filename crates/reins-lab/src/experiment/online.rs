@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use reins_model::{LoadOptions, Model};
+use reins_train::judges::PairwiseJudge;
 use reins_train::losses::ppo::GrpoLossConfig;
 use reins_train::losses::DpoConfig;
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
@@ -121,6 +122,22 @@ impl Session<'_> {
         members: &[Model],
         probe: Option<&Probe>,
     ) -> Result<(Model, Vec<OverOptPoint>)> {
+        self.train_online_with(method, base, sft, name, members, probe, None)
+    }
+
+    /// [`Session::train_online`], with Nash-MD's preferences from `judge` (a pairwise judge of
+    /// token ids) instead of the reward models' Bradley–Terry probability.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn train_online_with(
+        &mut self,
+        method: OnlineMethod,
+        base: &Path,
+        sft: &Model,
+        name: &str,
+        members: &[Model],
+        probe: Option<&Probe>,
+        judge: Option<Box<dyn PairwiseJudge<[u32]>>>,
+    ) -> Result<(Model, Vec<OverOptPoint>)> {
         let cfg = self.cfg;
         let steps = method.max_steps(cfg);
         let seed = cfg.seed + 11;
@@ -201,8 +218,12 @@ impl Session<'_> {
                     seed,
                     ..Default::default()
                 };
+                let preferences = match judge {
+                    Some(j) => Preferences::Judge(j),
+                    None => Preferences::Reward(reward),
+                };
                 OnlineTrainer::NashMd(Box::new(
-                    NashMdTrainer::new(policy, reference, Preferences::Reward(reward), c, sampling, optimizer)
+                    NashMdTrainer::new(policy, reference, preferences, c, sampling, optimizer)
                         .map_err(stage("nash-md"))?,
                 ))
             }
@@ -234,7 +255,7 @@ impl Session<'_> {
         for step in 0..steps {
             let batch: Vec<Vec<u32>> = ids.iter().cycle().skip(step * batch_size).take(batch_size).cloned().collect();
             let m = trainer.step(batch).map_err(stage("online RL"))?;
-            let kl = m.get("kl").or_else(|| m.get("objective/kl")).copied().unwrap_or(0.0);
+            let kl = m.get("kl").or_else(|| m.get("objective/kl")).or_else(|| m.get("loss/kl")).copied().unwrap_or(0.0);
             self.progress.tick(&format!("reward {:.3} kl {kl:.3}", m.get("reward").copied().unwrap_or(f64::NAN)));
             if let Some(p) = probe {
                 if (step + 1) % every == 0 || step + 1 == steps {

@@ -18,6 +18,7 @@ pub fn registry() -> Vec<Experiment> {
         experiments::iterative_dpo_beats_offline::experiment(),
         experiments::inpo_beats_iterative_dpo::experiment(),
         experiments::nash_md_beats_rlhf::experiment(),
+        experiments::nash_md_in_a_cyclic_world::experiment(),
         experiments::pf_ppo_beats_ppo::experiment(),
         experiments::ppo_max_stays_stable::experiment(),
         experiments::ma_ppo_beats_ppo::experiment(),

@@ -9,6 +9,7 @@ pub mod iterative_dpo_beats_offline;
 pub mod lipo_beats_dpo_on_lists;
 pub mod ma_ppo_beats_ppo;
 pub mod nash_md_beats_rlhf;
+pub mod nash_md_in_a_cyclic_world;
 pub mod pessimism_beats_plain_best_of_n;
 pub mod pf_ppo_beats_ppo;
 mod ppo_arms;
@@ -16,6 +17,7 @@ pub mod ppo_max_stays_stable;
 pub mod preference_strength_finds_flips;
 pub mod quickstart;
 pub mod reward_overoptimization;
+mod token_text;
 
 use crate::lab::{Knobs, RunConfig};
 use crate::LabConfig;

@@ -14,14 +14,14 @@ use std::collections::HashMap;
 
 use rand::Rng;
 use reins_data::HfTokenizer;
-use reins_train::rewards::RewardSource;
 
 use super::ppo_arms::{train_ppo, PpoArm};
+use super::token_text::{GoldSource, TextView};
 use crate::experiment::stages::Base;
 use crate::experiment::{stage, Session};
 use crate::lab::{Direction, Experiment, Knobs, Paper, Rule, SeedOutcome};
 use crate::tasks::Task;
-use crate::{chat, GoldReward, LabError, Split};
+use crate::{LabError, Split};
 
 pub fn experiment() -> Experiment {
     Experiment {
@@ -67,11 +67,8 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
         dev_ids.push(ids);
     }
     let (ppo, _) = train_ppo(s, base, &rm, &PpoArm::lab("PPO"), None)?;
-    let gold_judge = GoldSource {
-        texts,
-        tok: HfTokenizer::from_dir(&base.dir).map_err(stage("tokenizer"))?,
-        gold: s.lab.gold.clone(),
-    };
+    let view = TextView { texts, tok: HfTokenizer::from_dir(&base.dir).map_err(stage("tokenizer"))? };
+    let gold_judge = GoldSource { view, gold: s.lab.gold.clone() };
     let pf_arm = PpoArm { pf_num_samples: PF_SAMPLES, ..PpoArm::lab("PF-PPO") };
     let (pf, r2) = train_ppo(s, base, &rm, &pf_arm, Some((&dev_ids, &gold_judge)))?;
 
@@ -86,36 +83,4 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
     extras.extend(r2.into_iter().map(|(f, v)| (format!("R² on dev, filter {}", f.name()), v)));
     let statistic = arms[2].1 - arms[1].1;
     Ok(SeedOutcome { arms, statistic, extras, curves: Vec::new() })
-}
-
-/// The gold reward as a reward source over token ids, for PF-PPO's filter choice: prompts are
-/// looked up among the dev prompts given (or decoded), completions decoded and cut at `<|end|>`.
-pub(crate) struct GoldSource {
-    texts: HashMap<Vec<u32>, String>,
-    tok: HfTokenizer,
-    gold: GoldReward,
-}
-
-impl RewardSource for GoldSource {
-    fn score(&self, prompts: &[Vec<u32>], completions: &[Vec<u32>]) -> reins_train::Result<Vec<f32>> {
-        let decode = |ids: &[u32]| {
-            self.tok.decode(ids, false).map_err(|e| reins_train::TrainError::Input(format!("gold judge: {e}")))
-        };
-        prompts
-            .iter()
-            .zip(completions)
-            .map(|(p, c)| {
-                let prompt = match self.texts.get(p) {
-                    Some(t) => t.clone(),
-                    None => decode(p)?.replace(chat::USER, "").replace(chat::ASSISTANT, "").trim().to_string(),
-                };
-                let response = chat::extract_response(&decode(c)?).0;
-                Ok(self.gold.score(&prompt, &response) as f32)
-            })
-            .collect()
-    }
-
-    fn name(&self) -> &str {
-        "gold"
-    }
 }

@@ -14,7 +14,7 @@ use reins_train::rl::macro_actions::Termination;
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::ppo::{PpoConfig as TrlPpo, PpoTrainer};
 
-use super::pf_ppo_beats_ppo::GoldSource;
+use super::token_text::GoldSource;
 use crate::experiment::stages::Base;
 use crate::experiment::{stage, Session};
 use crate::{LabError, Split};
