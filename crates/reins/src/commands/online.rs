@@ -469,26 +469,21 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             t.completions = source;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
-        Method::IterativeDpo => {
-            // One run step is one round: `per_device_train_batch_size` prompts, then DPO epochs
-            // on their best/worst pairs with a fresh optimizer.
+        Method::IterativeDpo | Method::Inpo => {
+            // One run step is one round: `per_device_train_batch_size` prompts, then DPO (or
+            // INPO: π_ref the starting model, π_t the policy at the round's start) epochs on
+            // their best/worst pairs with a fresh optimizer.
             let cfg: IterativeDpoConfig = flat.part()?;
-            let loss: DpoConfig = flat.part()?;
+            let (loss_json, objective) = if matches!(method, Method::Inpo) {
+                let l: InpoConfig = flat.part()?;
+                (to_json(&l), PairObjective::Inpo(l))
+            } else {
+                let l: DpoConfig = flat.part()?;
+                (to_json(&l), PairObjective::Dpo(l))
+            };
             let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
-            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&loss)]);
-            let mut t =
-                IterativeDpoTrainer::new(model, reference()?, reward, cfg, PairObjective::Dpo(loss), optim.clone())?;
-            run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
-        }
-        Method::Inpo => {
-            // Iterative DPO's rounds with INPO's loss: π_ref is the starting model, π_t the
-            // policy at the start of each round.
-            let cfg: IterativeDpoConfig = flat.part()?;
-            let loss: InpoConfig = flat.part()?;
-            let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
-            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&loss)]);
-            let mut t =
-                IterativeDpoTrainer::new(model, reference()?, reward, cfg, PairObjective::Inpo(loss), optim.clone())?;
+            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), loss_json]);
+            let mut t = IterativeDpoTrainer::new(model, reference()?, reward, cfg, objective, optim.clone())?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
         Method::NashMd => {
