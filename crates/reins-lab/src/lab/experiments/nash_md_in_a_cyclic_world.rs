@@ -112,6 +112,34 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
             extras.push((format!("W({}, {})", names[i], names[j]), win(i, j)));
         }
     }
+    // How intransitive the world is where it matters: prompts whose three answers cycle.
+    let cycles = test
+        .iter()
+        .enumerate()
+        .filter(|(k, p)| {
+            let f: Vec<_> = answers.iter().map(|a| gold.factors(&p.text, &a[*k])).collect();
+            let q = |i: usize, j: usize| population.p_prefers(&f[i], &f[j]);
+            cycle(q(0, 1), q(1, 2), q(2, 0))
+        })
+        .count();
+    extras.push((
+        "share of test prompts whose three answers cycle".to_string(),
+        cycles as f64 / test.len().max(1) as f64,
+    ));
     let statistic = arms[2].1 - arms[1].1;
     Ok(SeedOutcome { arms, statistic, extras, curves: Vec::new() })
+}
+
+/// Whether `a ≻ b ≻ c ≻ a` or the reverse holds strictly, given `P(a ≻ b)`, `P(b ≻ c)`, `P(c ≻ a)`.
+fn cycle(ab: f64, bc: f64, ca: f64) -> bool {
+    (ab > 0.5 && bc > 0.5 && ca > 0.5) || (ab < 0.5 && bc < 0.5 && ca < 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cycles_are_strict_in_either_direction() {
+        assert!(super::cycle(0.7, 0.6, 0.9) && super::cycle(0.1, 0.3, 0.2));
+        assert!(!super::cycle(0.7, 0.6, 0.4) && !super::cycle(0.5, 0.6, 0.9));
+    }
 }
