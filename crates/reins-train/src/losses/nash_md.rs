@@ -21,7 +21,7 @@
 //! Log-probs are of the completion tokens under plain logits (TRL computes them without the
 //! sampling temperature); padding after the end of a response is masked out.
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{Tensor, D};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -85,11 +85,6 @@ fn reverse_cumsum(x: &Tensor) -> Result<Tensor> {
 /// `probability = sigmoid(model_scores − mixture_scores)`).
 pub fn bt_probability(a: &[f32], b: &[f32]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| 1.0 / (1.0 + (-(f64::from(*x) - f64::from(*y))).exp())).collect()
-}
-
-/// Mean of a detached `[B]` tensor as `f64`.
-pub(crate) fn mean_f64(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?.mean_all()?.to_scalar::<f64>()?)
 }
 
 #[cfg(test)]

@@ -278,7 +278,7 @@ impl IterativeDpoTrainer {
                 // π_ref and π_t are fixed for the round: one pass each over the pairs.
                 let sums = |t: Tensor| -> Result<Tensor> { Ok(t.sum(D::Minus1)?.to_dtype(DType::F32)?.detach()) };
                 let ref_logps = sums(reference_logps(&self.policy, &self.reference, &pairs, 1.0)?)?;
-                let start_logps = sums(completion_token_logps(&self.policy, &pairs, 1.0)?.0)?;
+                let start_logps = sums(completion_token_logps(&self.policy.detached(), &pairs, 1.0)?.0)?;
                 epochs.run(&self.policy, &mut self.opt, |policy, sel| {
                     let k = sel.len() / 2;
                     let idx = Tensor::new(sel.iter().map(|&i| i as u32).collect::<Vec<_>>(), ref_logps.device())?;
