@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
-use crate::kv_cache::LayerCache;
+use crate::kv_cache::{LayerCache, Past};
 use crate::model::Model;
 use crate::nn;
 
@@ -173,7 +173,7 @@ pub fn generate_mixture(
     let input = nn::ids_tensor(&ids, &dev)?;
     let mut last = Vec::with_capacity(models.len());
     for ((m, _), cache) in models.iter().zip(caches.iter_mut()) {
-        last.push(m.forward_hidden(&input, &positions, &mask, Some(cache))?.narrow(1, tp - 1, 1)?);
+        last.push(m.forward_hidden(&input, &positions, &mask, Past::Cache(cache))?.narrow(1, tp - 1, 1)?);
     }
     for _step in 0..cfg.max_new_tokens {
         let logits: Vec<Vec<f32>> = mixed_logits(&models, &last)?.squeeze(1)?.to_vec2()?;
@@ -208,7 +208,7 @@ pub fn generate_mixture(
         next_pos.iter_mut().for_each(|p| *p += 1);
         let step = Tensor::from_vec(step_ids, (b, 1), &dev)?;
         for (((m, _), cache), l) in models.iter().zip(caches.iter_mut()).zip(last.iter_mut()) {
-            *l = m.forward_hidden(&step, &pos, &mask, Some(cache))?;
+            *l = m.forward_hidden(&step, &pos, &mask, Past::Cache(cache))?;
         }
     }
     Ok(out)

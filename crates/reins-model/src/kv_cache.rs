@@ -1,4 +1,5 @@
-//! Preallocated key/value cache for incremental decoding.
+//! What a forward pass attends to before its own tokens: a preallocated key/value cache for
+//! incremental decoding, or a shared prompt's keys and values for training.
 
 use candle_core::{DType, Device, Tensor};
 
@@ -41,5 +42,40 @@ impl LayerCache {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+/// One layer's keys and values `[B, Hkv, T, d]` (keys already rotated).
+pub type KeysValues = (Tensor, Tensor);
+
+/// The keys and values that come before a forward pass's own tokens, per layer.
+pub enum Past<'a> {
+    /// Nothing: the tokens attend only to each other.
+    None,
+    /// Incremental decoding: the new keys/values are appended to the cache (no gradient).
+    Cache(&'a mut [LayerCache]),
+    /// Keys/values of a prefix computed by an earlier pass, `[B, Hkv, Tp, d]` per layer, put
+    /// before the new ones with their graph, so gradients reach the prefix's own pass.
+    Prefix(&'a [KeysValues]),
+    /// No past; each layer's keys/values are recorded (to be a later pass's `Prefix`).
+    Record(&'a mut Vec<KeysValues>),
+}
+
+impl Past<'_> {
+    /// The keys/values layer `layer` attends to, given its own `k, v: [B, Hkv, T, d]`.
+    pub fn keys_values(&mut self, layer: usize, k: Tensor, v: Tensor) -> Result<KeysValues> {
+        match self {
+            Past::None => Ok((k.contiguous()?, v.contiguous()?)),
+            Past::Cache(c) => c[layer].append(&k, &v),
+            Past::Prefix(p) => {
+                let (pk, pv) = &p[layer];
+                Ok((Tensor::cat(&[pk, &k.contiguous()?], 2)?, Tensor::cat(&[pv, &v.contiguous()?], 2)?))
+            }
+            Past::Record(out) => {
+                let kv = (k.contiguous()?, v.contiguous()?);
+                out.push(kv.clone());
+                Ok(kv)
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ pub mod model;
 pub mod models;
 pub mod nn;
 pub mod parity;
+pub mod shared_prompt;
 pub mod weights;
 
 pub use config::{Arch, ModelConfig};

@@ -5,6 +5,7 @@ use candle_core::{DType, Tensor};
 use crate::error::Result;
 use crate::kernels::log_softmax_gather::log_softmax_gather;
 use crate::model::{Batch, Model};
+use crate::shared_prompt::SharedPrompts;
 
 /// `logps[b, t] = log p(ids[b, t+1] | ids[b, ..=t]) · mask[b, t+1]`, shape `[B, T-1]`.
 ///
@@ -37,44 +38,83 @@ pub fn masked_token_logps(model: &Model, batch: &Batch, mask: &[Vec<u8>], temper
 }
 
 /// [`masked_token_logps`] and the `[M, V]` logits (already divided by `temperature`) of the
-/// `M` selected positions, in row-major order of `(row, position)`.
+/// `M` selected positions, in row-major order of `(row, position)`. Rows that share a prompt
+/// (DPO pairs, GRPO groups) run it once ([`SharedPrompts`]); other batches run row by row.
 pub fn masked_token_logps_and_logits(
     model: &Model,
     batch: &Batch,
     mask: &[Vec<u8>],
     temperature: f64,
 ) -> Result<(Tensor, Tensor)> {
-    let (b, t) = (batch.ids.len(), batch.ids.first().map_or(0, Vec::len));
-    if mask.len() != b || mask.iter().any(|r| r.len() != t) {
-        return Err(crate::ModelError::Usage("the token mask must have the shape of the ids".into()));
+    check_mask(batch, mask)?;
+    match SharedPrompts::find(batch, mask) {
+        Some(shared) => {
+            let (hidden, next, dst) = shared.hidden_at_scored(model, mask)?;
+            score(model, batch, &hidden, next, dst, temperature)
+        }
+        None => masked_token_logps_per_row(model, batch, mask, temperature),
     }
-    let dev = model.device();
+}
+
+/// [`masked_token_logps_and_logits`] with every row run on its own, shared prompt or not.
+pub fn masked_token_logps_per_row(
+    model: &Model,
+    batch: &Batch,
+    mask: &[Vec<u8>],
+    temperature: f64,
+) -> Result<(Tensor, Tensor)> {
+    check_mask(batch, mask)?;
+    let (b, t) = (batch.ids.len(), batch.ids.first().map_or(0, Vec::len));
     let hidden = model.hidden(batch)?; // [B, T, D]
     let d = hidden.dim(2)?;
-    // (row of hidden, row of the [B, T-1] output, next token) for every selected position.
-    let (mut src, mut dst, mut next) = (vec![], vec![], vec![]);
+    // (row of hidden, next token, index into the [B, T-1] output) for every selected position.
+    let (mut src, mut next, mut dst) = (vec![], vec![], vec![]);
     for (r, (ids, m)) in batch.ids.iter().zip(mask).enumerate() {
         for p in 0..t.saturating_sub(1) {
             if m[p + 1] != 0 {
                 src.push((r * t + p) as u32);
-                dst.push((r * (t - 1) + p) as u32);
                 next.push(ids[p + 1]);
+                dst.push((r * (t - 1) + p) as u32);
             }
         }
     }
-    let zeros = Tensor::zeros(b * t.saturating_sub(1), DType::F32, dev)?;
-    if src.is_empty() {
-        let v = model.config.vocab_size;
-        return Ok((zeros.reshape((b, t.saturating_sub(1)))?, Tensor::zeros((0, v), DType::F32, dev)?));
-    }
     let n = src.len();
-    let h = hidden.reshape((b * t, d))?.index_select(&Tensor::from_vec(src, n, dev)?, 0)?;
-    let mut logits = model.lm_logits(&h)?; // [n, V]
+    let hidden = hidden.reshape((b * t, d))?.index_select(&Tensor::from_vec(src, n, model.device())?, 0)?;
+    score(model, batch, &hidden, next, dst, temperature)
+}
+
+fn check_mask(batch: &Batch, mask: &[Vec<u8>]) -> Result<()> {
+    let t = batch.ids.first().map_or(0, Vec::len);
+    if mask.len() != batch.ids.len() || mask.iter().any(|r| r.len() != t) {
+        return Err(crate::ModelError::Usage("the token mask must have the shape of the ids".into()));
+    }
+    Ok(())
+}
+
+/// Log-probs of the `next` tokens from the hidden states `[M, D]` before them, placed at `dst`
+/// in a zero `[B, T-1]`, and the `[M, V]` logits.
+fn score(
+    model: &Model,
+    batch: &Batch,
+    hidden: &Tensor,
+    next: Vec<u32>,
+    dst: Vec<u32>,
+    temperature: f64,
+) -> Result<(Tensor, Tensor)> {
+    let dev = model.device();
+    let (b, t) = (batch.ids.len(), batch.ids.first().map_or(0, Vec::len).saturating_sub(1));
+    let zeros = Tensor::zeros(b * t, DType::F32, dev)?;
+    let n = next.len();
+    if n == 0 {
+        let v = model.config.vocab_size;
+        return Ok((zeros.reshape((b, t))?, Tensor::zeros((0, v), DType::F32, dev)?));
+    }
+    let mut logits = model.lm_logits(hidden)?; // [n, V]
     if temperature != 1.0 {
         logits = (logits / temperature)?;
     }
     let lp = log_softmax_gather(&logits, &Tensor::from_vec(next, n, dev)?)?;
-    let logps = zeros.index_add(&Tensor::from_vec(dst, n, dev)?, &lp, 0)?.reshape((b, t - 1))?;
+    let logps = zeros.index_add(&Tensor::from_vec(dst, n, dev)?, &lp, 0)?.reshape((b, t))?;
     Ok((logps, logits))
 }
 

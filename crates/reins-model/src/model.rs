@@ -8,7 +8,7 @@ use rand_distr::{Distribution, Normal};
 
 use crate::config::{Arch, ModelConfig};
 use crate::error::{ModelError, Result};
-use crate::kv_cache::LayerCache;
+use crate::kv_cache::Past;
 use crate::lora::{self, Lora, LoraConfig};
 use crate::models::{gpt2::Gpt2, llama::Llama};
 use crate::nn::{self, Linear};
@@ -283,17 +283,17 @@ impl Model {
     }
 
     /// Final hidden states `[B, T, D]` for explicit positions and key mask (see
-    /// [`Llama::forward`]); the entry point for cached decoding.
+    /// [`Llama::forward`]); the entry point for cached decoding and shared prompts.
     pub fn forward_hidden(
         &self,
         ids: &Tensor,
         positions: &[Vec<u32>],
         key_mask: &[Vec<u8>],
-        cache: Option<&mut [LayerCache]>,
+        past: Past<'_>,
     ) -> Result<Tensor> {
         match &self.body {
-            Body::Llama(m) => m.forward(ids, positions, key_mask, cache),
-            Body::Gpt2(m) => m.forward(ids, positions, key_mask, cache),
+            Body::Llama(m) => m.forward(ids, positions, key_mask, past),
+            Body::Gpt2(m) => m.forward(ids, positions, key_mask, past),
         }
     }
 
@@ -301,7 +301,7 @@ impl Model {
     pub fn hidden(&self, batch: &Batch) -> Result<Tensor> {
         let ids = nn::ids_tensor(&batch.ids, self.device())?;
         let positions = nn::positions_from_mask(&batch.mask);
-        self.forward_hidden(&ids, &positions, &batch.mask, None)
+        self.forward_hidden(&ids, &positions, &batch.mask, Past::None)
     }
 
     /// LM logits `[B, T, V]` from hidden states.

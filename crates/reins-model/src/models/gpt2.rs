@@ -6,7 +6,7 @@ use candle_core::{Device, Module, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::kv_cache::LayerCache;
+use crate::kv_cache::Past;
 use crate::nn::{self, Linear};
 use crate::weights::ParamBuilder;
 
@@ -119,7 +119,7 @@ impl Gpt2 {
         ids: &Tensor,
         positions: &[Vec<u32>],
         key_mask: &[Vec<u8>],
-        mut cache: Option<&mut [LayerCache]>,
+        mut past: Past<'_>,
     ) -> Result<Tensor> {
         let dev = ids.device();
         let (b, t) = ids.dims2()?;
@@ -135,10 +135,7 @@ impl Gpt2 {
             let split =
                 |j: usize| -> Result<Tensor> { Ok(qkv.narrow(2, j * d, d)?.reshape((b, t, h, hd))?.transpose(1, 2)?) };
             let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-            let (k, v) = match cache.as_deref_mut() {
-                Some(c) => c[i].append(&k, &v)?,
-                None => (k.contiguous()?, v.contiguous()?),
-            };
+            let (k, v) = past.keys_values(i, k, v)?;
             let o = nn::attention(&q, &k, &v, &bias)?.transpose(1, 2)?.reshape((b, t, d))?;
             x = (x + blk.c_proj.forward(&o)?)?;
             let hs = nn::layer_norm(&x, &blk.ln_2.0, &blk.ln_2.1, eps)?;

@@ -8,7 +8,7 @@ use candle_core::{Device, Module, Tensor};
 use crate::config::{ModelConfig, RopeScaling};
 use crate::error::Result;
 use crate::kernels::rope::rope;
-use crate::kv_cache::LayerCache;
+use crate::kv_cache::Past;
 use crate::nn::{self, Linear};
 use crate::weights::ParamBuilder;
 
@@ -131,14 +131,14 @@ impl Llama {
 
     /// Final hidden states `[B, T, D]` (after the last norm).
     ///
-    /// `positions: [B][T]`; `key_mask: [B][past + T]` covers cached and new tokens; with
-    /// `cache`, keys/values are appended to it.
+    /// `positions: [B][T]`; `key_mask: [B][past + T]` covers the past's tokens and the new
+    /// ones; `past` says what comes before them (see [`Past`]).
     pub fn forward(
         &self,
         ids: &Tensor,
         positions: &[Vec<u32>],
         key_mask: &[Vec<u8>],
-        mut cache: Option<&mut [LayerCache]>,
+        mut past: Past<'_>,
     ) -> Result<Tensor> {
         let dev = ids.device();
         let (b, t) = ids.dims2()?;
@@ -158,10 +158,7 @@ impl Llama {
             let v = a.v_proj.forward(&hs)?.reshape((b, t, hkv, hd))?.transpose(1, 2)?;
             let q = rope(&q, &cos, &sin)?.transpose(1, 2)?;
             let k = rope(&k, &cos, &sin)?.transpose(1, 2)?.contiguous()?;
-            let (k, v) = match cache.as_deref_mut() {
-                Some(c) => c[i].append(&k, &v)?,
-                None => (k, v.contiguous()?),
-            };
+            let (k, v) = past.keys_values(i, k, v)?;
             let o = nn::attention(&q, &k, &v, &bias)?.transpose(1, 2)?.reshape((b, t, h * hd))?;
             x = (residual + a.o_proj.forward(&o)?)?;
             let residual = x.clone();

@@ -34,6 +34,7 @@ pub mod simpo;
 pub mod token_metrics;
 
 use candle_core::{Tensor, D};
+use reins_model::kv_cache::Past;
 use reins_model::logprobs::{masked_token_logps_and_logits, token_logps};
 use reins_model::{nn, Batch, Model};
 
@@ -90,7 +91,7 @@ pub fn completion_logps_hf_padding(
     let dev = model.device();
     let idt = nn::ids_tensor(ids, dev)?;
     let positions: Vec<Vec<u32>> = ids.iter().map(|r| (0..r.len() as u32).collect()).collect();
-    let logits = model.lm_logits(&model.forward_hidden(&idt, &positions, attention_mask, None)?)?;
+    let logits = model.lm_logits(&model.forward_hidden(&idt, &positions, attention_mask, Past::None)?)?;
     let cm = nn::mask_tensor(completion_mask, dev)?;
     let per_token = token_logps(&logits, &idt, &cm)?;
     let t = cm.dim(1)?;

@@ -1,5 +1,10 @@
-//! `reins bench`: the benchmark shape of the Python reference (`shared/bench`): a 4-layer
-//! Llama, d_model 256, 4 heads, MLP 1024, vocab 4096 (6.29 M parameters), f32 on CPU.
+//! `reins bench`: the benchmark shapes of the Python reference, f32 on CPU.
+//!
+//! - `reference` (`shared/bench`): a 4-layer Llama, d_model 256, 4 heads, MLP 1024, vocab 4096
+//!   (6.29 M parameters): training step, sampling, DPO and GRPO throughput.
+//! - `qwen2-0.5b` (`bench/qwen2-0.5b-shape/config.json`, anchor `bench/torch_qwen2_shape.py`):
+//!   the Qwen2-0.5B layout at vocab 32,000 (386 M parameters): training step and DPO, with
+//!   peak resident memory.
 
 use std::time::Instant;
 
@@ -25,31 +30,74 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Timed repetitions of each measurement (after one warm-up).
-    #[arg(long, default_value_t = 5)]
-    pub reps: usize,
-    /// Run one measurement only (for profiling): train, generate, dpo or grpo.
-    #[arg(long, value_parser = ["train", "generate", "dpo", "grpo"])]
+    /// Timed repetitions of each measurement, after one warm-up [default: 5, 2 for qwen2-0.5b].
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// Run one measurement only (for profiling): train, generate, dpo or grpo; or `gemm`, the
+    /// f32 matrix products of the training step's shapes (not run otherwise).
+    #[arg(long, value_parser = ["train", "generate", "dpo", "grpo", "gemm"])]
     pub only: Option<String>,
+    /// The model shape: `reference` (6.29 M parameters) or `qwen2-0.5b` (386 M).
+    #[arg(long, default_value = "reference", value_parser = ["reference", "qwen2-0.5b"])]
+    pub shape: String,
 }
 
-const VOCAB: usize = 4096;
+/// The Qwen2-0.5B layout at vocab 32,000, as committed beside its PyTorch anchor.
+const QWEN2_SHAPE: &str = include_str!("../../../../bench/qwen2-0.5b-shape/config.json");
 
-fn model(trainable: bool) -> Result<Model> {
-    let cfg = ModelConfig::from_value(llama_config(VOCAB, 256, 4, 4, 4, 1024, 512))?;
-    let mut w = random_weights(&cfg, 0, &Device::Cpu)?;
-    Ok(Model::from_weights(cfg, &mut w, &Device::Cpu, &LoadOptions { trainable, ..Default::default() })?)
+/// One benchmark shape: the model and the sizes of each measurement.
+struct Shape {
+    name: &'static str,
+    config: serde_json::Value,
+    /// Training step: rows x tokens.
+    train: (usize, usize),
+    /// DPO: pairs per step, prompt tokens, answer tokens.
+    dpo: (usize, usize, usize),
+    /// Sampling and GRPO run on the reference shape only.
+    online: bool,
+    reps: usize,
 }
 
-fn random_rows(rng: &mut impl Rng, rows: usize, len: usize) -> Vec<Vec<u32>> {
-    (0..rows).map(|_| (0..len).map(|_| rng.random_range(4..VOCAB as u32)).collect()).collect()
-}
-
-/// Median seconds of `reps` calls after one warm-up (NaN when skipped).
-fn time(reps: usize, skip: bool, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    if skip {
-        return Ok(f64::NAN);
+impl Shape {
+    fn named(name: &str) -> Result<Shape> {
+        Ok(match name {
+            "qwen2-0.5b" => Shape {
+                name: "Qwen2-0.5B layout, vocab 32000",
+                config: serde_json::from_str(QWEN2_SHAPE)?,
+                train: (4, 512),
+                dpo: (4, 256, 256),
+                online: false,
+                reps: 2,
+            },
+            _ => Shape {
+                name: "Llama 4 x 256, 4 heads, MLP 1024, vocab 4096",
+                config: llama_config(4096, 256, 4, 4, 4, 1024, 512),
+                train: (8, 128),
+                dpo: (8, 64, 64),
+                online: true,
+                reps: 5,
+            },
+        })
     }
+
+    fn model(&self, trainable: bool) -> Result<Model> {
+        let cfg = ModelConfig::from_value(self.config.clone())?;
+        let mut w = random_weights(&cfg, 0, &Device::Cpu)?;
+        Ok(Model::from_weights(cfg, &mut w, &Device::Cpu, &LoadOptions { trainable, ..Default::default() })?)
+    }
+
+    fn vocab(&self) -> u32 {
+        self.config["vocab_size"].as_u64().unwrap_or(4096) as u32
+    }
+}
+
+fn random_rows(rng: &mut impl Rng, vocab: u32, rows: usize, len: usize) -> Vec<Vec<u32>> {
+    (0..rows).map(|_| (0..len).map(|_| rng.random_range(4..vocab)).collect()).collect()
+}
+
+/// Median seconds of `reps` calls after one warm-up, and the peak resident memory (MiB) while
+/// they ran (`None` where Linux' `/proc` is not there).
+fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, Option<f64>)> {
     f()?;
     let mut t = Vec::with_capacity(reps);
     for _ in 0..reps.max(1) {
@@ -58,103 +106,211 @@ fn time(reps: usize, skip: bool, mut f: impl FnMut() -> Result<()>) -> Result<f6
         t.push(s.elapsed().as_secs_f64());
     }
     t.sort_by(f64::total_cmp);
-    Ok(t[t.len() / 2])
+    Ok((t[t.len() / 2], peak_rss_mib()))
 }
 
+/// Starts a new peak-memory window: writing 5 to `clear_refs` resets the kernel's `VmHWM`.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident memory since the last [`reset_peak_rss`], in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// One measurement's result: median seconds and peak memory.
+type Measured = Option<(f64, Option<f64>)>;
+
 pub fn run(a: BenchArgs) -> Result<()> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let optim = OptimConfig { learning_rate: 1e-4, ..Default::default() };
-
-    // Training step: batch 8 x 128, forward + token log-probs + backward + clip + AdamW.
-    let m = model(true)?;
-    let n_params: usize = m.params().iter().map(|(_, v)| v.elem_count()).sum();
-    let opt = Optimizer::new(m.params(), &optim, 1_000)?;
-    let mut sft = SftTrainer::new(m, opt);
-    let ids = random_rows(&mut rng, 8, 128);
-    let batch = SftBatch {
-        labels: ids.iter().map(|r| r.iter().map(|&x| x as i64).collect()).collect(),
-        attention_mask: Some(vec![vec![1; 128]; 8]),
-        input_ids: ids,
-        position_ids: None,
-    };
+    let shape = Shape::named(&a.shape)?;
+    let reps = a.reps.unwrap_or(shape.reps);
+    if a.only.as_deref() == Some("gemm") {
+        return gemm(&shape, reps, a.json);
+    }
     let on = |name: &str| a.only.as_deref().is_none_or(|o| o == name);
-    let reps = |name: &str| if on(name) { a.reps } else { 0 };
-    let skip = |name: &str| !on(name);
-    let train_step_s = time(reps("train"), skip("train"), || {
-        sft.train_step(std::slice::from_ref(&batch))?;
-        Ok(())
-    })?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let n_params: usize = shape.model(false)?.params().iter().map(|(_, v)| v.elem_count()).sum();
+    let train = if on("train") { Some(train_step(&shape, reps, &mut rng)?) } else { None };
+    let generate = if on("generate") && shape.online { Some(sampling(&shape, reps, &mut rng)?) } else { None };
+    let dpo = if on("dpo") { Some(dpo_step(&shape, reps, &mut rng)?) } else { None };
+    let grpo = if on("grpo") && shape.online { Some(grpo_step(&shape, reps, &mut rng)?) } else { None };
 
-    // Sampling: batch 8, 16 prompt + 64 new tokens.
-    let g = model(false)?;
-    let prompts = random_rows(&mut rng, 8, 16);
-    let cfg = SamplingConfig { max_new_tokens: 64, stop_on_eos: false, ..Default::default() };
-    let gen_s = time(reps("generate"), skip("generate"), || {
-        generate(&g, &prompts, &cfg, Hooks::default())?;
-        Ok(())
-    })?;
-    let generate_tok_s = 8.0 * 64.0 / gen_s;
-
-    // DPO: 8 pairs per step at max_length 128 (prompt 64 + completion 64, HH-like lengths).
-    let policy = model(true)?;
-    let opt = Optimizer::new(policy.params(), &optim, 1_000)?;
-    let mut dpo = DpoTrainer::new(policy, Reference::Model(Box::new(model(false)?)), DpoConfig::default(), opt)?;
-    let pref = PreferenceBatch {
-        input_ids: random_rows(&mut rng, 16, 128),
-        attention_mask: vec![vec![1; 128]; 16],
-        completion_mask: vec![[vec![0u8; 64], vec![1u8; 64]].concat(); 16],
-        margin: None,
-        strength: None,
-        ref_logps: None,
-    };
-    let dpo_s = time(reps("dpo"), skip("dpo"), || {
-        dpo.train_step(std::slice::from_ref(&pref))?;
-        Ok(())
-    })?;
-    let dpo_pairs_s = 8.0 / dpo_s;
-
-    // GRPO: 2 prompts x 4 generations x 64 new tokens, a rule reward, k3 KL to a frozen
-    // reference (beta 0.04), as `shared/bench/trl_grpo_bench.py`. Prompts have HH lengths
-    // (the last 200 characters of an HH prompt: ~40-60 tokens).
-    let policy = model(true)?;
-    let opt = Optimizer::new(policy.params(), &optim, 1_000)?;
-    let reward = RuleReward::named("length", |_, c| -((c.len() as f32 - 20.0).abs()) / 20.0);
-    let cfg = GrpoConfig { num_generations: 4, ..Default::default() };
-    let loss = GrpoLossConfig { beta: 0.04, max_completion_length: 64, ..Default::default() };
-    let reference = Reference::Model(Box::new(model(false)?));
-    let mut grpo = GrpoTrainer::new(policy, Some(reference), Box::new(reward), cfg, loss, opt)?;
-    let grpo_prompts: Vec<Vec<u32>> = (0..2)
-        .map(|_| {
-            let len = rng.random_range(40..=60);
-            random_rows(&mut rng, 1, len).remove(0)
-        })
-        .collect();
-    let grpo_s = time(reps("grpo"), skip("grpo"), || {
-        grpo.train_step(std::slice::from_ref(&grpo_prompts))?;
-        Ok(())
-    })?;
-    let grpo_completions_s = 8.0 / grpo_s;
-
+    let (rows, len) = shape.train;
+    let (pairs, prompt, answer) = shape.dpo;
+    let rate = |m: &Measured, per_call: f64| m.map(|(s, _)| per_call / s);
+    let generate_tok_s = rate(&generate, 8.0 * 64.0);
+    let dpo_pairs_s = rate(&dpo, pairs as f64);
+    let grpo_completions_s = rate(&grpo, 8.0);
     if a.json {
+        let mem = |m: &Measured| m.and_then(|(_, p)| p);
         println!(
             "{}",
             json!({
+                "shape": a.shape,
                 "parameters": n_params,
                 "threads": rayon_threads(),
-                "train_step_s": train_step_s,
+                "train_step_s": train.map(|(s, _)| s),
+                "train_peak_rss_mib": mem(&train),
                 "generate_tok_s": generate_tok_s,
                 "dpo_pairs_s": dpo_pairs_s,
+                "dpo_peak_rss_mib": mem(&dpo),
                 "grpo_completions_s": grpo_completions_s,
             })
         );
     } else {
-        println!("benchmark shape: Llama 4 x 256, 4 heads, MLP 1024, vocab 4096 ({n_params} parameters), f32, CPU");
-        println!("{:<52} {:>10}", "training step, batch 8 x 128 (s)", format!("{train_step_s:.3}"));
-        println!("{:<52} {:>10}", "sampling, batch 8, 16 + 64 tokens (tokens/s)", format!("{generate_tok_s:.0}"));
-        println!("{:<52} {:>10}", "DPO, 8 pairs/step, length 128 (pairs/s)", format!("{dpo_pairs_s:.2}"));
-        println!("{:<52} {:>10}", "GRPO, 2 x 4 x 64 tokens (completions/s)", format!("{grpo_completions_s:.2}"));
+        println!("benchmark shape: {} ({n_params} parameters), f32, CPU", shape.name);
+        let row = |what: String, value: Option<f64>, digits: usize, m: &Measured| {
+            if let Some(v) = value {
+                let peak = m.and_then(|(_, p)| p).map(|p| format!("   peak {p:.0} MiB")).unwrap_or_default();
+                println!("{what:<56} {:>10}{peak}", format!("{v:.digits$}"));
+            }
+        };
+        row(format!("training step, batch {rows} x {len} (s)"), train.map(|(s, _)| s), 3, &train);
+        row("sampling, batch 8, 16 + 64 tokens (tokens/s)".into(), generate_tok_s, 0, &None);
+        row(format!("DPO, {pairs} pairs/step, length {} (pairs/s)", prompt + answer), dpo_pairs_s, 2, &dpo);
+        row("GRPO, 2 x 4 x 64 tokens (completions/s)".into(), grpo_completions_s, 2, &None);
     }
     Ok(())
+}
+
+/// Training step: forward + token log-probs + backward + clip + AdamW.
+fn train_step(shape: &Shape, reps: usize, rng: &mut impl Rng) -> Result<(f64, Option<f64>)> {
+    let (rows, len) = shape.train;
+    let m = shape.model(true)?;
+    let opt = Optimizer::new(m.params(), &optim(), 1_000)?;
+    let mut sft = SftTrainer::new(m, opt);
+    let ids = random_rows(rng, shape.vocab(), rows, len);
+    let batch = SftBatch {
+        labels: ids.iter().map(|r| r.iter().map(|&x| x as i64).collect()).collect(),
+        attention_mask: Some(vec![vec![1; len]; rows]),
+        input_ids: ids,
+        position_ids: None,
+    };
+    reset_peak_rss();
+    time(reps, || {
+        sft.train_step(std::slice::from_ref(&batch))?;
+        Ok(())
+    })
+}
+
+/// Sampling: batch 8, 16 prompt + 64 new tokens.
+fn sampling(shape: &Shape, reps: usize, rng: &mut impl Rng) -> Result<(f64, Option<f64>)> {
+    let g = shape.model(false)?;
+    let prompts = random_rows(rng, shape.vocab(), 8, 16);
+    let cfg = SamplingConfig { max_new_tokens: 64, stop_on_eos: false, ..Default::default() };
+    reset_peak_rss();
+    time(reps, || {
+        generate(&g, &prompts, &cfg, Hooks::default())?;
+        Ok(())
+    })
+}
+
+/// DPO: pairs whose two answers follow one prompt (HH-like: half prompt, half answer), the
+/// policy against a frozen reference, sigmoid loss.
+fn dpo_step(shape: &Shape, reps: usize, rng: &mut impl Rng) -> Result<(f64, Option<f64>)> {
+    let (pairs, prompt, answer) = shape.dpo;
+    let policy = shape.model(true)?;
+    let opt = Optimizer::new(policy.params(), &optim(), 1_000)?;
+    let reference = Reference::Model(Box::new(shape.model(false)?));
+    let mut dpo = DpoTrainer::new(policy, reference, DpoConfig::default(), opt)?;
+    let prompts = random_rows(rng, shape.vocab(), pairs, prompt);
+    let answers = random_rows(rng, shape.vocab(), 2 * pairs, answer);
+    let len = prompt + answer;
+    let pref = PreferenceBatch {
+        // Rows 0..pairs are the chosen answers, pairs..2·pairs the rejected ones.
+        input_ids: answers.iter().enumerate().map(|(i, a)| [&prompts[i % pairs][..], a].concat()).collect(),
+        attention_mask: vec![vec![1; len]; 2 * pairs],
+        completion_mask: vec![[vec![0u8; prompt], vec![1u8; answer]].concat(); 2 * pairs],
+        margin: None,
+        strength: None,
+        ref_logps: None,
+    };
+    reset_peak_rss();
+    time(reps, || {
+        dpo.train_step(std::slice::from_ref(&pref))?;
+        Ok(())
+    })
+}
+
+/// GRPO: 2 prompts x 4 generations x 64 new tokens, a rule reward, k3 KL to a frozen
+/// reference (beta 0.04), as `shared/bench/trl_grpo_bench.py`. Prompts have HH lengths (the
+/// last 200 characters of an HH prompt: ~40-60 tokens).
+fn grpo_step(shape: &Shape, reps: usize, rng: &mut impl Rng) -> Result<(f64, Option<f64>)> {
+    let policy = shape.model(true)?;
+    let opt = Optimizer::new(policy.params(), &optim(), 1_000)?;
+    let reward = RuleReward::named("length", |_, c| -((c.len() as f32 - 20.0).abs()) / 20.0);
+    let cfg = GrpoConfig { num_generations: 4, ..Default::default() };
+    let loss = GrpoLossConfig { beta: 0.04, max_completion_length: 64, ..Default::default() };
+    let reference = Reference::Model(Box::new(shape.model(false)?));
+    let mut grpo = GrpoTrainer::new(policy, Some(reference), Box::new(reward), cfg, loss, opt)?;
+    let prompts: Vec<Vec<u32>> = (0..2)
+        .map(|_| {
+            let len = rng.random_range(40..=60);
+            random_rows(rng, shape.vocab(), 1, len).remove(0)
+        })
+        .collect();
+    reset_peak_rss();
+    time(reps, || {
+        grpo.train_step(std::slice::from_ref(&prompts))?;
+        Ok(())
+    })
+}
+
+/// GFLOP/s of candle's f32 matrix product on the shapes of one training step, in the three
+/// layouts a linear layer uses (forward `x·Wᵀ`, input gradient `dY·W`, weight gradient
+/// `dYᵀ·x`), and a square 2048³ product for the machine's peak; `bench/torch_gemm_shapes.py`
+/// times PyTorch's on the same.
+fn gemm(shape: &Shape, reps: usize, as_json: bool) -> Result<()> {
+    let c = &shape.config;
+    let get = |k: &str| c[k].as_u64().unwrap_or(0) as usize;
+    let (d, ff, v) = (get("hidden_size"), get("intermediate_size"), get("vocab_size"));
+    let rows = shape.train.0 * shape.train.1;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut randn = |r: usize, c: usize| -> Result<candle_core::Tensor> {
+        let data: Vec<f32> = (0..r * c).map(|_| rng.random::<f32>() - 0.5).collect();
+        Ok(candle_core::Tensor::from_vec(data, (r, c), &Device::Cpu)?)
+    };
+    let mut out = Vec::new();
+    let mut cases = vec![(2048, 2048, 2048)];
+    cases.extend([(d, d), (d, ff), (ff, d), (d, v)].map(|(i, o)| (rows, i, o)));
+    for (m, k, n) in cases {
+        // x [m, k], W [n, k], dY [m, n]
+        let (x, w, dy) = (randn(m, k)?, randn(n, k)?, randn(m, n)?);
+        let flops = 2.0 * (m * k * n) as f64;
+        let layouts: [(&str, Box<dyn Fn() -> candle_core::Result<candle_core::Tensor>>); 3] = [
+            ("x·Wᵀ", Box::new(|| x.matmul(&w.t()?))),
+            ("dY·W", Box::new(|| dy.matmul(&w))),
+            ("dYᵀ·x", Box::new(|| dy.t()?.matmul(&x))),
+        ];
+        for (name, f) in layouts.iter() {
+            let (s, _) = time(reps.max(5), || {
+                f()?;
+                Ok(())
+            })?;
+            out.push((format!("{name} {m}x{k}x{n}"), flops / s / 1e9));
+        }
+    }
+    if as_json {
+        println!("{}", serde_json::Value::Object(out.into_iter().map(|(k, g)| (k, json!(g))).collect()));
+    } else {
+        println!(
+            "f32 matrix products, {} threads (GFLOP/s, median of {} after a warm-up)",
+            rayon_threads(),
+            reps.max(5)
+        );
+        for (name, g) in out {
+            println!("{name:<28} {g:>8.1}");
+        }
+    }
+    Ok(())
+}
+
+fn optim() -> OptimConfig {
+    OptimConfig { learning_rate: 1e-4, ..Default::default() }
 }
 
 fn rayon_threads() -> usize {
