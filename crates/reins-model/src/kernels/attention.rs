@@ -69,13 +69,12 @@ impl CustomOp2 for MaskedSoftmax {
                 *p = s * self.scale + m;
                 max = max.max(*p);
             }
-            let mut sum = 0f32;
             for p in p.iter_mut() {
-                *p = (*p - max).exp();
-                sum += *p;
+                *p = super::exp::exp(*p - max);
             }
+            let inv = 1.0 / super::exp::sum(p);
             for p in p.iter_mut() {
-                *p /= sum;
+                *p *= inv;
             }
         });
         Ok((CpuStorage::F32(p), l1.shape().clone()))

@@ -61,7 +61,17 @@ fn u32s<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [u32]> {
 #[inline]
 fn row_lse(row: &[f32]) -> f32 {
     let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let s: f32 = row.iter().map(|&x| (x - m).exp()).sum();
+    // Σ exp(x − m) in blocks, so the exponentials vectorise without a [V] buffer.
+    let s: f32 = row
+        .chunks(256)
+        .map(|c| {
+            let mut e = [0f32; 256];
+            for (e, &x) in e.iter_mut().zip(c) {
+                *e = super::exp::exp(x - m);
+            }
+            super::exp::sum(&e[..c.len()])
+        })
+        .sum();
     s.ln() + m
 }
 
@@ -147,7 +157,7 @@ impl CustomOp3 for LogSoftmaxGatherBwd {
             }
             let lse = self.lse.as_ref().map_or_else(|| row_lse(row), |l| l[r]);
             for (d, &x) in d.iter_mut().zip(row) {
-                *d = -gr * (x - lse).exp();
+                *d = -gr * super::exp::exp(x - lse);
             }
             d[t[r] as usize] += gr;
         });

@@ -1,4 +1,5 @@
-//! Fused CPU kernels with their backward pass, as candle custom ops.
+//! Fused CPU kernels with their backward pass, as candle custom ops (and `row_stats`, for
+//! metrics, without one).
 //!
 //! Each file holds one concept, states its math forward and backward, and is tested against
 //! the differentiable composition it replaces (values and gradients) and against finite
@@ -6,11 +7,13 @@
 //! (rows split over the rayon pool, the one matmul uses too), elsewhere the composition.
 
 pub mod attention;
+pub mod exp;
 pub mod layer_norm;
 pub mod linear;
 pub mod log_softmax_gather;
 pub mod rms_norm;
 pub mod rope;
+pub mod row_stats;
 pub mod swiglu;
 
 use candle_core::{CpuStorage, Layout, Tensor};

@@ -56,7 +56,7 @@ impl CustomOp2 for SwiGlu {
         let mut y = vec![0f32; a.len()];
         y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(y, (a, b))| {
             for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-                *y = (a / (1.0 + (-a).exp())) * b;
+                *y = (a / (1.0 + super::exp::exp(-a))) * b;
             }
         });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
@@ -104,7 +104,7 @@ impl CustomOp3 for SwiGluBwd {
         d.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(
             |((d, a), (b, g))| {
                 for (((d, &a), &b), &g) in d.iter_mut().zip(a).zip(b).zip(g) {
-                    let s = 1.0 / (1.0 + (-a).exp());
+                    let s = 1.0 / (1.0 + super::exp::exp(-a));
                     *d = if self.wrt_a { g * b * (s * (1.0 + a * (1.0 - s))) } else { g * (a * s) };
                 }
             },

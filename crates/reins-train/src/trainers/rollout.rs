@@ -15,6 +15,7 @@ use crate::losses::ppo::entropy_from_logits;
 use crate::rewards::RewardSource;
 use crate::rl::advantages::masked_mean;
 use crate::{Result, TrainError};
+use reins_model::kernels::row_stats::row_stats;
 
 /// One generation batch: every prompt repeated `num_generations` times (contiguous groups),
 /// its completions, and the right-padded `prompt ++ completion` rows the loss runs on.
@@ -215,7 +216,10 @@ pub fn completion_only_token_logps(model: &Model, r: &Rollout, temperature: f64)
     let (logps, logits) = masked_token_logps_and_logits(model, &batch, &r.completion_mask, temperature)?;
     let cm = nn::mask_tensor(&r.completion_mask, model.device())?;
     let t = cm.dim(1)?;
-    let entropy = if logits.dim(0)? == 0 { 0.0 } else { scalar(&entropy_from_logits(&logits.detach())?.mean_all()?)? };
+    let entropy = match logits.dim(0)? {
+        0 => 0.0,
+        n => row_stats(&logits)?.entropy.iter().map(|&h| h as f64).sum::<f64>() / n as f64,
+    };
     Ok((logps, cm.narrow(1, 1, t - 1)?, entropy))
 }
 

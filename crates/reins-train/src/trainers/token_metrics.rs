@@ -6,10 +6,10 @@
 //! Positions follow [`reins_model::logprobs::token_logps`]: `mask[b][t+1] == 1` selects the
 //! prediction made at position `t` of row `b`, whose target is `ids[b][t+1]`.
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 
-use crate::losses::ppo::entropy_from_logits;
 use crate::Result;
+use reins_model::kernels::row_stats::{row_stats, RowStats};
 
 /// Per-row sums over the selected positions; all detached (no graph).
 #[derive(Debug, Clone, Default)]
@@ -34,10 +34,7 @@ impl TokenStats {
         if logits.dim(0)? == 0 {
             return Ok(s);
         }
-        let logits = logits.detach().to_dtype(DType::F32)?;
-        let entropy: Vec<f32> = entropy_from_logits(&logits)?.to_vec1()?;
-        let mean: Vec<f32> = logits.mean(D::Minus1)?.to_vec1()?;
-        let argmax: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+        let RowStats { entropy, mean, argmax } = row_stats(logits)?;
         let mut k = 0;
         for (r, (row, m)) in ids.iter().zip(mask).enumerate() {
             for p in 0..row.len().saturating_sub(1) {

@@ -133,7 +133,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     let on = |name: &str| a.only.as_deref().is_none_or(|o| o == name);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let n_params: usize = shape.model(false)?.params().iter().map(|(_, v)| v.elem_count()).sum();
+    let n_params: usize = shape.model(true)?.params().iter().map(|(_, v)| v.elem_count()).sum();
     let train = if on("train") { Some(train_step(&shape, reps, &mut rng)?) } else { None };
     let generate = if on("generate") && shape.online { Some(sampling(&shape, reps, &mut rng)?) } else { None };
     let dpo = if on("dpo") { Some(dpo_step(&shape, reps, &mut rng)?) } else { None };
@@ -166,6 +166,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let row = |what: String, value: Option<f64>, digits: usize, m: &Measured| {
             if let Some(v) = value {
                 let peak = m.and_then(|(_, p)| p).map(|p| format!("   peak {p:.0} MiB")).unwrap_or_default();
+                // Small values (the large shape's rates) keep a few significant digits.
+                let digits = if v < 1.0 { digits.max(4) } else { digits };
                 println!("{what:<56} {:>10}{peak}", format!("{v:.digits$}"));
             }
         };
