@@ -1,5 +1,6 @@
 //! `reins bench`: the benchmark shape of the Python reference (`shared/bench`): a 4-layer
-//! Llama, d_model 256, 4 heads, MLP 1024, vocab 4096 (6.29 M parameters), f32 on CPU.
+//! Llama, d_model 256, 4 heads, MLP 1024, vocab 4096 (6.29 M parameters), f32, on
+//! the device `REINS_DEVICE` selects (the CPU unless a `cuda` build finds a GPU).
 
 use std::time::Instant;
 
@@ -35,10 +36,11 @@ pub struct BenchArgs {
 
 const VOCAB: usize = 4096;
 
-fn model(trainable: bool) -> Result<Model> {
+fn build_model(trainable: bool, device: &Device) -> Result<Model> {
     let cfg = ModelConfig::from_value(llama_config(VOCAB, 256, 4, 4, 4, 1024, 512))?;
-    let mut w = random_weights(&cfg, 0, &Device::Cpu)?;
-    Ok(Model::from_weights(cfg, &mut w, &Device::Cpu, &LoadOptions { trainable, ..Default::default() })?)
+    // The same weights on every device (drawn on the host, then copied).
+    let mut w = random_weights(&cfg, 0, device)?;
+    Ok(Model::from_weights(cfg, &mut w, device, &LoadOptions { trainable, ..Default::default() })?)
 }
 
 fn random_rows(rng: &mut impl Rng, rows: usize, len: usize) -> Vec<Vec<u32>> {
@@ -64,6 +66,8 @@ fn time(reps: usize, skip: bool, mut f: impl FnMut() -> Result<()>) -> Result<f6
 pub fn run(a: BenchArgs) -> Result<()> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let optim = OptimConfig { learning_rate: 1e-4, ..Default::default() };
+    let device = reins_model::default_device()?;
+    let model = |trainable| build_model(trainable, &device);
 
     // Training step: batch 8 x 128, forward + token log-probs + backward + clip + AdamW.
     let m = model(true)?;
@@ -140,6 +144,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "{}",
             json!({
                 "parameters": n_params,
+                "device": device_name(&device),
                 "threads": rayon_threads(),
                 "train_step_s": train_step_s,
                 "generate_tok_s": generate_tok_s,
@@ -148,13 +153,24 @@ pub fn run(a: BenchArgs) -> Result<()> {
             })
         );
     } else {
-        println!("benchmark shape: Llama 4 x 256, 4 heads, MLP 1024, vocab 4096 ({n_params} parameters), f32, CPU");
+        println!(
+            "benchmark shape: Llama 4 x 256, 4 heads, MLP 1024, vocab 4096 ({n_params} parameters), f32, {}",
+            device_name(&device)
+        );
         println!("{:<52} {:>10}", "training step, batch 8 x 128 (s)", format!("{train_step_s:.3}"));
         println!("{:<52} {:>10}", "sampling, batch 8, 16 + 64 tokens (tokens/s)", format!("{generate_tok_s:.0}"));
         println!("{:<52} {:>10}", "DPO, 8 pairs/step, length 128 (pairs/s)", format!("{dpo_pairs_s:.2}"));
         println!("{:<52} {:>10}", "GRPO, 2 x 4 x 64 tokens (completions/s)", format!("{grpo_completions_s:.2}"));
     }
     Ok(())
+}
+
+fn device_name(d: &Device) -> &'static str {
+    if d.is_cuda() {
+        "CUDA"
+    } else {
+        "CPU"
+    }
 }
 
 fn rayon_threads() -> usize {
