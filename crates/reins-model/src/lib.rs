@@ -7,6 +7,7 @@
 //! - [`logprobs`] turns logits into token log-probabilities and losses.
 
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod generate;
 pub mod init;
@@ -22,17 +23,8 @@ pub mod shared_prompt;
 pub mod weights;
 
 pub use config::{Arch, ModelConfig};
+pub use device::default_device;
 pub use error::{ModelError, Result};
 pub use generate::{generate, Generation, SamplingConfig};
 pub use lora::LoraConfig;
 pub use model::{Batch, LoadOptions, Model};
-
-/// The device commands run on: CUDA GPU 0 when built with the `cuda` feature and one is
-/// present (or `REINS_DEVICE=cuda`), the CPU otherwise or with `REINS_DEVICE=cpu`.
-pub fn default_device() -> Result<candle_core::Device> {
-    match std::env::var("REINS_DEVICE").as_deref() {
-        Ok("cpu") => Ok(candle_core::Device::Cpu),
-        Ok("cuda") => Ok(candle_core::Device::new_cuda(0)?),
-        _ => Ok(candle_core::Device::cuda_if_available(0)?),
-    }
-}

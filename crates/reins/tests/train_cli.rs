@@ -370,3 +370,16 @@ fn plackett_luce_on_pairs_equals_bradley_terry() {
         }
     }
 }
+
+#[test]
+fn an_unknown_reins_device_stops_with_a_hint() {
+    let out = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args(["dpo", "--config", "examples/dpo.toml", "--set", "output_dir=\"/nonexistent/never-written\""])
+        .env("REINS_DEVICE", "gpu")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "REINS_DEVICE=gpu ran:\n{err}");
+    assert!(err.contains("REINS_DEVICE=gpu") && err.contains("hint:") && !err.contains("panicked"), "{err}");
+}

@@ -1,4 +1,5 @@
-//! `reins bench`: the benchmark shapes of the Python reference, f32 on CPU.
+//! `reins bench`: the benchmark shapes of the Python reference, f32, on the device
+//! `REINS_DEVICE` selects (the CPU unless a `cuda` build finds a GPU).
 //!
 //! - `reference` (`shared/bench`): a 4-layer Llama, d_model 256, 4 heads, MLP 1024, vocab 4096
 //!   (6.29 M parameters): training step, sampling, DPO and GRPO throughput.
@@ -80,10 +81,11 @@ impl Shape {
         })
     }
 
-    fn model(&self, trainable: bool) -> Result<Model> {
+    /// Seeded random weights (the same on every device) on `device`.
+    fn model(&self, trainable: bool, device: &Device) -> Result<Model> {
         let cfg = ModelConfig::from_value(self.config.clone())?;
-        let mut w = random_weights(&cfg, 0, &Device::Cpu)?;
-        Ok(Model::from_weights(cfg, &mut w, &Device::Cpu, &LoadOptions { trainable, ..Default::default() })?)
+        let mut w = random_weights(&cfg, 0, device)?;
+        Ok(Model::from_weights(cfg, &mut w, device, &LoadOptions { trainable, ..Default::default() })?)
     }
 
     fn vocab(&self) -> u32 {
@@ -133,11 +135,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     let on = |name: &str| a.only.as_deref().is_none_or(|o| o == name);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let n_params: usize = shape.model(true)?.params().iter().map(|(_, v)| v.elem_count()).sum();
-    let train = if on("train") { Some(train_step(&shape, reps, &mut rng)?) } else { None };
-    let generate = if on("generate") && shape.online { Some(sampling(&shape, reps, &mut rng)?) } else { None };
-    let dpo = if on("dpo") { Some(dpo_step(&shape, reps, &mut rng)?) } else { None };
-    let grpo = if on("grpo") && shape.online { Some(grpo_step(&shape, reps, &mut rng)?) } else { None };
+    let dev = reins_model::default_device()?;
+    let n_params: usize = shape.model(true, &dev)?.params().iter().map(|(_, v)| v.elem_count()).sum();
+    let train = if on("train") { Some(train_step(&shape, &dev, reps, &mut rng)?) } else { None };
+    let generate = if on("generate") && shape.online { Some(sampling(&shape, &dev, reps, &mut rng)?) } else { None };
+    let dpo = if on("dpo") { Some(dpo_step(&shape, &dev, reps, &mut rng)?) } else { None };
+    let grpo = if on("grpo") && shape.online { Some(grpo_step(&shape, &dev, reps, &mut rng)?) } else { None };
+    let device = if dev.is_cuda() { "CUDA" } else { "CPU" };
 
     let (rows, len) = shape.train;
     let (pairs, prompt, answer) = shape.dpo;
@@ -152,6 +156,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             json!({
                 "shape": a.shape,
                 "parameters": n_params,
+                "device": device,
                 "threads": rayon_threads(),
                 "train_step_s": train.map(|(s, _)| s),
                 "train_peak_rss_mib": mem(&train),
@@ -162,7 +167,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             })
         );
     } else {
-        println!("benchmark shape: {} ({n_params} parameters), f32, CPU", shape.name);
+        println!("benchmark shape: {} ({n_params} parameters), f32, {device}", shape.name);
         let row = |what: String, value: Option<f64>, digits: usize, m: &Measured| {
             if let Some(v) = value {
                 let peak = m.and_then(|(_, p)| p).map(|p| format!("   peak {p:.0} MiB")).unwrap_or_default();
@@ -180,9 +185,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
 }
 
 /// Training step: forward + token log-probs + backward + clip + AdamW.
-fn train_step(shape: &Shape, reps: usize, rng: &mut impl Rng) -> Result<(f64, Option<f64>)> {
+fn train_step(shape: &Shape, dev: &Device, reps: usize, rng: &mut impl Rng) -> Result<(f64, Option<f64>)> {
     let (rows, len) = shape.train;
-    let m = shape.model(true)?;
+    let m = shape.model(true, dev)?;
     let opt = Optimizer::new(m.params(), &optim(), 1_000)?;
     let mut sft = SftTrainer::new(m, opt);
     let ids = random_rows(rng, shape.vocab(), rows, len);
@@ -200,8 +205,8 @@ fn train_step(shape: &Shape, reps: usize, rng: &mut impl Rng) -> Result<(f64, Op
 }
 
 /// Sampling: batch 8, 16 prompt + 64 new tokens.
-fn sampling(shape: &Shape, reps: usize, rng: &mut impl Rng) -> Result<(f64, Option<f64>)> {
-    let g = shape.model(false)?;
+fn sampling(shape: &Shape, dev: &Device, reps: usize, rng: &mut impl Rng) -> Result<(f64, Option<f64>)> {
+    let g = shape.model(false, dev)?;
     let prompts = random_rows(rng, shape.vocab(), 8, 16);
     let cfg = SamplingConfig { max_new_tokens: 64, stop_on_eos: false, ..Default::default() };
     reset_peak_rss();
@@ -213,11 +218,11 @@ fn sampling(shape: &Shape, reps: usize, rng: &mut impl Rng) -> Result<(f64, Opti
 
 /// DPO: pairs whose two answers follow one prompt (HH-like: half prompt, half answer), the
 /// policy against a frozen reference, sigmoid loss.
-fn dpo_step(shape: &Shape, reps: usize, rng: &mut impl Rng) -> Result<(f64, Option<f64>)> {
+fn dpo_step(shape: &Shape, dev: &Device, reps: usize, rng: &mut impl Rng) -> Result<(f64, Option<f64>)> {
     let (pairs, prompt, answer) = shape.dpo;
-    let policy = shape.model(true)?;
+    let policy = shape.model(true, dev)?;
     let opt = Optimizer::new(policy.params(), &optim(), 1_000)?;
-    let reference = Reference::Model(Box::new(shape.model(false)?));
+    let reference = Reference::Model(Box::new(shape.model(false, dev)?));
     let mut dpo = DpoTrainer::new(policy, reference, DpoConfig::default(), opt)?;
     let prompts = random_rows(rng, shape.vocab(), pairs, prompt);
     let answers = random_rows(rng, shape.vocab(), 2 * pairs, answer);
@@ -241,13 +246,13 @@ fn dpo_step(shape: &Shape, reps: usize, rng: &mut impl Rng) -> Result<(f64, Opti
 /// GRPO: 2 prompts x 4 generations x 64 new tokens, a rule reward, k3 KL to a frozen
 /// reference (beta 0.04), as `shared/bench/trl_grpo_bench.py`. Prompts have HH lengths (the
 /// last 200 characters of an HH prompt: ~40-60 tokens).
-fn grpo_step(shape: &Shape, reps: usize, rng: &mut impl Rng) -> Result<(f64, Option<f64>)> {
-    let policy = shape.model(true)?;
+fn grpo_step(shape: &Shape, dev: &Device, reps: usize, rng: &mut impl Rng) -> Result<(f64, Option<f64>)> {
+    let policy = shape.model(true, dev)?;
     let opt = Optimizer::new(policy.params(), &optim(), 1_000)?;
     let reward = RuleReward::named("length", |_, c| -((c.len() as f32 - 20.0).abs()) / 20.0);
     let cfg = GrpoConfig { num_generations: 4, ..Default::default() };
     let loss = GrpoLossConfig { beta: 0.04, max_completion_length: 64, ..Default::default() };
-    let reference = Reference::Model(Box::new(shape.model(false)?));
+    let reference = Reference::Model(Box::new(shape.model(false, dev)?));
     let mut grpo = GrpoTrainer::new(policy, Some(reference), Box::new(reward), cfg, loss, opt)?;
     let prompts: Vec<Vec<u32>> = (0..2)
         .map(|_| {
