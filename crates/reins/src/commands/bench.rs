@@ -288,14 +288,13 @@ fn gemm(shape: &Shape, reps: usize, as_json: bool) -> Result<()> {
         // x [m, k], W [n, k], dY [m, n]
         let (x, w, dy) = (randn(m, k)?, randn(n, k)?, randn(m, n)?);
         let flops = 2.0 * (m * k * n) as f64;
-        let layouts: [(&str, Box<dyn Fn() -> candle_core::Result<candle_core::Tensor>>); 3] = [
-            ("x·Wᵀ", Box::new(|| x.matmul(&w.t()?))),
-            ("dY·W", Box::new(|| dy.matmul(&w))),
-            ("dYᵀ·x", Box::new(|| dy.t()?.matmul(&x))),
-        ];
-        for (name, f) in layouts.iter() {
+        for name in ["x·Wᵀ", "dY·W", "dYᵀ·x"] {
             let (s, _) = time(reps.max(5), || {
-                f()?;
+                match name {
+                    "x·Wᵀ" => x.matmul(&w.t()?)?,
+                    "dY·W" => dy.matmul(&w)?,
+                    _ => dy.t()?.matmul(&x)?,
+                };
                 Ok(())
             })?;
             out.push((format!("{name} {m}x{k}x{n}"), flops / s / 1e9));
