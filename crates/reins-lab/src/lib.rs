@@ -44,6 +44,7 @@ pub mod config;
 pub mod cyclic;
 pub mod experiment;
 pub mod gold;
+pub mod judge_format;
 pub mod lab;
 pub mod metrics;
 pub mod report;

@@ -10,6 +10,9 @@ pub enum TrainError {
     /// and its source (the I/O error under a missing file) are kept as they are.
     #[error(transparent)]
     Model(#[from] reins_model::ModelError),
+    /// Tokenizing or decoding failed (a judge's template, a reward's text).
+    #[error(transparent)]
+    Data(#[from] reins_data::DataError),
     /// A configuration value is invalid; the message says which key and how to fix it.
     #[error("invalid config: {0}")]
     Config(String),

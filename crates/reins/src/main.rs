@@ -36,6 +36,8 @@ enum Cli {
     Inpo(commands::online::OnlineArgs),
     /// Nash-MD (TRL NashMDTrainer): the policy against a geometric mixture of itself and the reference, judged by a reward.
     NashMd(commands::online::OnlineArgs),
+    /// Online self-preferring (OSP): the policy judges its own samples; ranked pairs trained with their preference strength.
+    Osp(commands::online::OnlineArgs),
     /// Kahneman–Tversky optimization on unpaired (desirable/undesirable) data (TRL KTOTrainer).
     Kto(commands::train::TrainArgs),
     /// Odds-ratio preference optimization, no reference model (TRL ORPOTrainer).
@@ -110,6 +112,7 @@ fn main() {
         Cli::IterativeDpo(a) => commands::online::run(commands::online::Method::IterativeDpo, a),
         Cli::Inpo(a) => commands::online::run(commands::online::Method::Inpo, a),
         Cli::NashMd(a) => commands::online::run(commands::online::Method::NashMd, a),
+        Cli::Osp(a) => commands::online::run(commands::online::Method::Osp, a),
         Cli::Kto(a) => commands::train::run(commands::train::Method::Kto, a),
         Cli::Orpo(a) => commands::train::run(commands::train::Method::Orpo, a),
         Cli::Simpo(a) => commands::train::run(commands::train::Method::Simpo, a),

@@ -127,6 +127,31 @@ fn inpo_cli_runs_rounds_with_the_inpo_loss() {
 }
 
 #[test]
+fn osp_cli_self_judges_ranked_pairs_and_trains_on_their_strengths() {
+    let (_dir, out) = run_with("osp", "examples/osp.toml", &["pairs", "osp/strength", "loss", "objective/kl"]);
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().next().unwrap())
+            .unwrap();
+    // 4 prompts, 4 samples each, ranked pairs: at most 2 pairs a prompt.
+    let pairs = first["pairs"].as_f64().unwrap();
+    assert!(pairs > 0.0 && pairs <= 8.0, "{first}");
+    let p = first["osp/strength"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p) && p != 1.0, "the self-judge's strengths are probabilities: {first}");
+    // The judge as a reward, and the errors a template or a label typo gets.
+    run_with_sets("osp", "examples/osp.toml", &["pairs"], &["judge=reward", "labels=hard"]);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for (set, named) in [("judge_template=\"no slots\"", "{prompt}"), ("labels=\"softer\"", "softer")] {
+        let o = Command::new(env!("CARGO_BIN_EXE_reins"))
+            .current_dir(&root)
+            .args(["osp", "--config", "examples/osp.toml", "--set", set])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(named), "{set}: {err}");
+    }
+}
+
+#[test]
 fn nash_md_cli_runs_with_trl_metric_names() {
     let keys = ["loss/score", "loss/kl", "rewards/probabilities", "rewards/chosen", "rewards/rejected", "mixture_coef"];
     let (_dir, out) = run_with("nash-md", "examples/nash_md.toml", &keys);

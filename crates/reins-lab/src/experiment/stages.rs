@@ -111,6 +111,42 @@ impl Session<'_> {
         Ok(members)
     }
 
+    /// Stage *judge SFT* (research note §0, judge-format data): the SFT model fine-tuned for
+    /// `steps` steps (the SFT stage's batch size and learning rate) on the judge-format examples of
+    /// `records` ([`crate::judge_format::examples`], both orders of each) mixed one to one with SFT
+    /// examples of the world, so it keeps answering while it learns to judge. Saved as an HF
+    /// folder `osp-judge-sft` beside the base model (retrained on every call); returns it as a
+    /// base: the start, the reference and the first judge of the OSP arms.
+    pub fn judge_sft(&mut self, base: &Base, records: &[crate::PreferenceRecord], steps: usize) -> Result<Base> {
+        let judge = crate::judge_format::examples(records);
+        let corpus = self.lab.world.corpus(0, self.cfg.sft.n_examples);
+        let generation: Vec<(String, String)> = corpus.sft.iter().map(|e| e.chat_prompt_completion()).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed ^ 0x4a55_4447);
+        let mix = judge.iter().cloned().chain(crate::judge_format::draw(&generation, judge.len(), &mut rng));
+        let data: Vec<(Vec<u32>, usize)> = mix
+            .map(|(p, c)| {
+                let ids = self.encode(&p)?;
+                let n = ids.len();
+                Ok((ids.into_iter().chain(self.encode(&c)?).collect(), n))
+            })
+            .collect::<Result<_>>()?;
+        let model = self.load(&base.dir, LoadOptions { trainable: true, ..Default::default() })?;
+        let budget = crate::config::TrainBudget { max_steps: steps, ..self.cfg.sft.clone() };
+        let model = self.train_lm("judge SFT", model, &data, &budget)?;
+        let dir = base.dir.with_file_name("osp-judge-sft");
+        std::fs::create_dir_all(&dir).map_err(|e| LabError::io("creating", &dir, e))?;
+        for entry in std::fs::read_dir(&base.dir).map_err(|e| LabError::io("reading", &base.dir, e))? {
+            let path = entry.map_err(|e| LabError::io("reading", &base.dir, e))?.path();
+            if path.is_file() {
+                let to = dir.join(path.file_name().unwrap_or_default());
+                std::fs::copy(&path, &to).map_err(|e| LabError::io("copying", &path, e))?;
+            }
+        }
+        model.save_pretrained(&dir).map_err(crate::experiment::stage("save"))?;
+        let sft = self.load(&dir, LoadOptions::default())?;
+        Ok(Base { dir, sft })
+    }
+
     /// The world, gold reward and annotators this session was opened with.
     pub fn lab(&self) -> &Lab {
         &self.lab

@@ -88,6 +88,12 @@ pub struct Knobs {
     /// Feature RM vs neural RM: the budget the verdict rule reads (one of `label_budgets`).
     /// Default 200.
     pub rule_budget: usize,
+    /// OSP: responses sampled per prompt, every pair of them self-judged. Default 8 (the
+    /// research note's K).
+    pub osp_generations: usize,
+    /// OSP: optimizer steps of the judge-format fine-tuning that teaches the SFT model to judge.
+    /// Default 600.
+    pub judge_sft_steps: usize,
 }
 
 impl Default for Knobs {
@@ -107,6 +113,8 @@ impl Default for Knobs {
             inpo_etas: vec![0.005, 0.05, 0.5],
             label_budgets: vec![50, 100, 200, 500, 1000],
             rule_budget: 200,
+            osp_generations: 8,
+            judge_sft_steps: 600,
         }
     }
 }
@@ -148,6 +156,12 @@ impl Knobs {
             return Err(LabError::config(
                 "knobs.rule_budget",
                 "must be one of knobs.label_budgets, each of which needs at least 2 labels",
+            ));
+        }
+        if !(2..=16).contains(&self.osp_generations) || self.judge_sft_steps == 0 {
+            return Err(LabError::config(
+                "knobs.osp_generations",
+                "needs osp_generations in 2..=16 and judge_sft_steps >= 1 (defaults 8 and 600)",
             ));
         }
         if !(2..=16).contains(&self.list_size) || self.n_lists < 4 {

@@ -121,6 +121,20 @@ impl Default for IterativeDpoConfig {
 }
 
 impl IterativeDpoConfig {
+    /// The sampler of round `round` (seed `seed + round`).
+    pub fn sampling(&self, round: u64) -> SamplingConfig {
+        SamplingConfig {
+            max_new_tokens: self.max_new_tokens,
+            do_sample: true,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: 0.0,
+            seed: self.seed.wrapping_add(round),
+            stop_on_eos: true,
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.num_generations < 2 {
             return Err(TrainError::Config("num_generations must be at least 2 (best and worst form a pair)".into()));
@@ -217,16 +231,7 @@ impl IterativeDpoTrainer {
     /// One round on `prompts`: sample, pick best/worst pairs, `num_dpo_epochs` of DPO (or INPO).
     pub fn round(&mut self, prompts: &[Vec<u32>]) -> Result<Metrics> {
         let c = self.cfg.clone();
-        let sampling = SamplingConfig {
-            max_new_tokens: c.max_new_tokens,
-            do_sample: true,
-            temperature: c.temperature,
-            top_k: c.top_k,
-            top_p: c.top_p,
-            min_p: 0.0,
-            seed: c.seed.wrapping_add(self.rounds),
-            stop_on_eos: true,
-        };
+        let sampling = c.sampling(self.rounds);
         let round = self.rounds;
         self.rounds += 1;
         let r = rollout(&self.policy, prompts, c.num_generations, &sampling, false)?;
@@ -241,7 +246,7 @@ impl IterativeDpoTrainer {
         self.num_tokens += r.num_tokens();
         let mut m = Metrics::new();
         completion_metrics(&r, &mut m);
-        let kl = self.sampled_kl(&r, c.temperature)?;
+        let kl = sampled_kl(&self.policy, &self.reference, &r, c.temperature)?;
         if let Some(s) = &scores {
             let mean = mean_reward(s);
             m.insert("objective/scores".into(), mean);
@@ -271,7 +276,7 @@ impl IterativeDpoTrainer {
                 };
                 let reference = round_ref.as_ref().unwrap_or(&self.reference);
                 epochs.run(&self.policy, &mut self.opt, |policy, sel| {
-                    dpo_on_pairs(policy, reference, &pairs.select(sel), loss, 1.0)
+                    dpo_on_pairs(policy, reference, &pairs.select(sel), loss, 1.0, None)
                 })?
             }
             PairObjective::Inpo(loss) => {
@@ -305,34 +310,33 @@ impl IterativeDpoTrainer {
         Ok(m)
     }
 
-    /// Mean over the rollout's responses of `Σ_t log π(y_t) − log π_ref(y_t)`, the policy's
-    /// log-probs being the sampler's own: an unbiased estimate of KL(π ‖ π_ref) on samples of π.
-    fn sampled_kl(&self, r: &Rollout, temperature: f64) -> Result<f64> {
-        let ref_sums: Vec<f32> = reference_logps(&self.policy, &self.reference, r, temperature)?
-            .to_dtype(DType::F32)?
-            .sum(D::Minus1)?
-            .to_vec1()?;
-        let n = ref_sums.len().max(1) as f64;
-        Ok(r.sampler_logps
-            .iter()
-            .zip(&ref_sums)
-            .map(|(s, &rf)| s.iter().map(|&x| x as f64).sum::<f64>() - rf as f64)
-            .sum::<f64>()
-            / n)
-    }
+}
+
+/// Mean over the rollout's responses of `Σ_t log π(y_t) − log π_ref(y_t)`, the policy's
+/// log-probs being the sampler's own: an unbiased estimate of KL(π ‖ π_ref) on samples of π.
+pub(super) fn sampled_kl(policy: &Model, reference: &Reference, r: &Rollout, temperature: f64) -> Result<f64> {
+    let ref_sums: Vec<f32> =
+        reference_logps(policy, reference, r, temperature)?.to_dtype(DType::F32)?.sum(D::Minus1)?.to_vec1()?;
+    let n = ref_sums.len().max(1) as f64;
+    Ok(r.sampler_logps
+        .iter()
+        .zip(&ref_sums)
+        .map(|(s, &rf)| s.iter().map(|&x| x as f64).sum::<f64>() - rf as f64)
+        .sum::<f64>()
+        / n)
 }
 
 /// The optimizer loop of one round: `num_dpo_epochs` shuffled passes over the round's `n` pairs
 /// in batches of `dpo_batch_size`; `loss` gets the policy and a batch's rows of the pair rollout
 /// (`[chosen…, rejected…]`) and returns its loss and metrics. Returns the metrics' means.
-struct Epochs<'a> {
-    n: usize,
-    round: u64,
-    cfg: &'a IterativeDpoConfig,
+pub(super) struct Epochs<'a> {
+    pub n: usize,
+    pub round: u64,
+    pub cfg: &'a IterativeDpoConfig,
 }
 
 impl Epochs<'_> {
-    fn run(
+    pub(super) fn run(
         &self,
         policy: &Model,
         opt: &mut Optimizer,

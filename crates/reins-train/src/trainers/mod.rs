@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod nash_md;
 pub mod online_dpo;
 pub mod orpo;
+pub mod osp;
 pub mod ppo;
 pub mod reference;
 pub mod remax;

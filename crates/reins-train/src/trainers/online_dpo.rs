@@ -91,14 +91,17 @@ impl OnlineDpoConfig {
 }
 
 /// The DPO loss on `pairs`: a rollout whose first `n` rows are the chosen completions and whose
-/// last `n` rows the rejected ones (same prompts, same order). Returns the loss (with graph
-/// through `policy`) and TRL's DPO metrics plus `objective/kl` and `objective/entropy`.
+/// last `n` rows the rejected ones (same prompts, same order). `soft_labels` (`n` values in
+/// [0, 1], the probability that chosen is preferred) replace the hard label, as in
+/// [`crate::losses::dpo_loss`]. Returns the loss (with graph through `policy`) and TRL's DPO
+/// metrics plus `objective/kl` and `objective/entropy`.
 pub fn dpo_on_pairs(
     policy: &Model,
     reference: &Reference,
     pairs: &Rollout,
     cfg: &DpoConfig,
     temperature: f64,
+    soft_labels: Option<&[f32]>,
 ) -> Result<(Tensor, Metrics)> {
     let n = pairs.prompts.len() / 2;
     if n == 0 || pairs.prompts.len() != 2 * n {
@@ -116,6 +119,7 @@ pub fn dpo_on_pairs(
     let extras = DpoExtras {
         chosen_lengths: Some(lengths.narrow(0, 0, n)?),
         rejected_lengths: Some(lengths.narrow(0, n, n)?),
+        soft_labels: soft_labels.map(|p| Tensor::new(p, c.device())).transpose()?,
         ..Default::default()
     };
     let out = dpo_loss(&c, &r, &rc, &rr, cfg, &extras)?;
@@ -243,7 +247,7 @@ impl OnlineDpoTrainer {
         let mut metrics = Metrics::new();
         let beta = self.loss.beta;
         accumulate(&mut self.opt, sampled, &mut metrics, k as f64, |(pairs, mut m)| {
-            let (loss, dm) = dpo_on_pairs(&self.policy, &self.reference, &pairs, &self.loss, self.cfg.temperature)?;
+            let (loss, dm) = dpo_on_pairs(&self.policy, &self.reference, &pairs, &self.loss, self.cfg.temperature, None)?;
             m.extend(dm);
             let kl = m["objective/kl"];
             m.insert("objective/non_score_reward".into(), -beta * kl);

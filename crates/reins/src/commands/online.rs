@@ -1,4 +1,4 @@
-//! `reins grpo|rloo|ppo|remax|online-dpo|iterative-dpo|inpo|nash-md --config FILE.toml [--set key=value ...]`: online RL on prompts with a
+//! `reins grpo|rloo|ppo|remax|online-dpo|iterative-dpo|inpo|nash-md|osp --config FILE.toml [--set key=value ...]`: online RL on prompts with a
 //! reward chosen by name, through the shared run loop (run folder, metrics, checkpoints).
 //!
 //! `reward = "length"` (completion tokens / `max_completion_length`), `"contains:<text>"`
@@ -35,6 +35,8 @@ use reins_train::run::{self, Progress};
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
 use reins_train::trainers::iterative_dpo::{IterativeDpoConfig, IterativeDpoTrainer, PairObjective};
+use reins_train::judges::RewardJudge;
+use reins_train::trainers::osp::{JudgeSource, OspConfig, OspJudge, OspTrainer};
 use reins_train::trainers::nash_md::{NashMdConfig, NashMdTrainer, Preferences};
 use reins_train::trainers::online_dpo::{OnlineDpoConfig, OnlineDpoTrainer};
 use reins_train::trainers::ppo::{PpoConfig, PpoTrainer};
@@ -131,6 +133,7 @@ pub enum Method {
     IterativeDpo,
     Inpo,
     NashMd,
+    Osp,
 }
 
 pub fn prompt_of(r: &Record) -> Option<&Text> {
@@ -285,8 +288,14 @@ impl Progress for Lines {
         eprintln!("training {total} steps (from step {first})");
     }
     fn step(&mut self, step: usize, m: &Metrics) {
-        let get = |k: &str| m.get(k).copied().unwrap_or(f64::NAN);
-        eprintln!("step {step}: loss {:.4}  reward {:.4}", get("loss"), get("reward"));
+        // The loss, and whichever of the reward, the self-judge's strength and the KL were logged.
+        let mut line = format!("step {step}: loss {:.4}", m.get("loss").copied().unwrap_or(f64::NAN));
+        for (key, name) in [("reward", "reward"), ("osp/strength", "strength"), ("objective/kl", "kl")] {
+            if let Some(v) = m.get(key) {
+                line.push_str(&format!("  {name} {v:.4}"));
+            }
+        }
+        eprintln!("{line}");
     }
     fn log(&mut self, line: &str) {
         eprintln!("{line}");
@@ -342,6 +351,11 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
         Method::NashMd => {
             parts.push(to_json(&OnlineDpoConfig::default()));
             parts.push(to_json(&NashMdConfig::default()));
+        }
+        Method::Osp => {
+            parts.push(to_json(&IterativeDpoConfig::default()));
+            parts.push(to_json(&DpoConfig::default()));
+            parts.push(to_json(&OspConfig::default()));
         }
     }
     parts
@@ -495,6 +509,29 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
                 resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&sampling), to_json(&cfg)]);
             let opt = optimizer(1)?;
             let mut t = NashMdTrainer::new(model, reference()?, Preferences::Reward(reward), cfg, sampling, opt)?;
+            run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
+        }
+        Method::Osp => {
+            // One run step is one round, as iterative DPO's: K samples per prompt judged by the
+            // policy itself (or the reward), ranked pairs with their strengths, SPCE epochs.
+            let cfg: IterativeDpoConfig = flat.part()?;
+            let loss: DpoConfig = flat.part()?;
+            let osp: OspConfig = flat.part()?;
+            let judge = match osp.judge {
+                JudgeSource::Policy => OspJudge::Policy(osp.template(), tok.clone()),
+                JudgeSource::Reward => OspJudge::Other(Box::new(RewardJudge {
+                    reward: reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?,
+                })),
+            };
+            let resolved = resolved(&[
+                to_json(&args),
+                to_json(&optim),
+                to_json(&rargs),
+                to_json(&cfg),
+                to_json(&loss),
+                to_json(&osp),
+            ]);
+            let mut t = OspTrainer::new(model, reference()?, judge, cfg, osp, loss, optim.clone())?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
     };

@@ -10,6 +10,7 @@ pub mod lipo_beats_dpo_on_lists;
 pub mod ma_ppo_beats_ppo;
 pub mod nash_md_beats_rlhf;
 pub mod nash_md_in_a_cyclic_world;
+pub mod osp_soft_labels_beat_hard_labels;
 pub mod pessimism_beats_plain_best_of_n;
 pub mod pf_ppo_beats_ppo;
 mod ppo_arms;

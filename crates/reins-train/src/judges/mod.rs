@@ -4,6 +4,9 @@
 //! with it (TRL's `OnlineDPOTrainer(judge=…)`), iterative DPO and INPO the best and worst of
 //! their samples (a round-robin tournament), Nash-MD its `P(y ≻ y')`.
 //!
+//! [`SelfJudge`] is the policy judging its own samples (OSP): it reads the model's next-token
+//! probabilities of two verdict tokens after a judge prompt, averaged over both orders.
+//!
 //! A judge reads `T`: `str` for judges of text (annotators, an LLM judge), `[u32]` for judges of
 //! token ids, as trainers hold their rollouts (the RL core never decodes; see [`crate::rewards`]).
 
@@ -12,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::rewards::RewardSource;
 use crate::Result;
+
+mod self_judge;
+pub use self_judge::{JudgeTemplate, SelfJudge};
 
 /// A judge's verdict on the pair (a, b).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -51,6 +57,12 @@ impl Judgment {
 /// a sampled LLM verdict); deterministic judges ignore it.
 pub trait PairwiseJudge<T: ?Sized> {
     fn judge(&self, prompt: &T, a: &T, b: &T, rng: &mut dyn RngCore) -> Result<Judgment>;
+
+    /// Judges many `(prompt, a, b)` triples; a judge that runs a model overrides this to batch
+    /// them ([`SelfJudge`]). The default asks [`Self::judge`] once per triple, in order.
+    fn judge_many(&self, items: &[(&T, &T, &T)], rng: &mut dyn RngCore) -> Result<Vec<Judgment>> {
+        items.iter().map(|(p, a, b)| self.judge(p, a, b, rng)).collect()
+    }
 
     /// Name for metrics and reports.
     fn name(&self) -> &str {
