@@ -55,6 +55,8 @@ enum Cli {
     RewardFeatures(commands::reward_features::FeatureArgs),
     /// Contrastive Preference Learning (Hejna et al.): regret-based contrastive loss, no reward model, no reference.
     Cpl(commands::train::TrainArgs),
+    /// T-REG: DPO plus a token-level regularizer from the model's own contrastive (better vs worse prompt) token rewards.
+    TReg(commands::train::TrainArgs),
     /// OpenAI-compatible inference server for a model folder: /v1/models, /v1/completions, /v1/chat/completions (streaming).
     ServeModel(commands::serve_model::ServeModelArgs),
     /// Best-of-n (rejection) sampling: n samples per prompt, keep the best by a reward; JSONL for SFT.
@@ -121,6 +123,7 @@ fn main() {
         Cli::RewardStats(c) => commands::reward_stats::run(c),
         Cli::RewardFeatures(a) => commands::reward_features::run(a),
         Cli::Cpl(a) => commands::train::run(commands::train::Method::Cpl, a),
+        Cli::TReg(a) => commands::train::run(commands::train::Method::TReg, a),
         Cli::BestOfN(a) => commands::best_of_n::run(a),
         Cli::ServeModel(a) => commands::serve_model::run(a),
         Cli::Generate(a) => commands::generate::run(a),

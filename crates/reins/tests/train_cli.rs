@@ -1,4 +1,4 @@
-//! End to end: `reins sft|reward|dpo|orpo|simpo|cpo|kto|lipo|cpl` on the shipped examples. Each run must log finite losses,
+//! End to end: `reins sft|reward|dpo|orpo|simpo|cpo|kto|lipo|cpl|t-reg` on the shipped examples. Each run must log finite losses,
 //! move every trainable parameter, write a complete run folder, and resume from a checkpoint to
 //! exactly the weights of the uninterrupted run.
 
@@ -173,6 +173,42 @@ fn cpl_logs_dpo_metric_names_and_checks_its_bias() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("contrastive_bias"), "{err}");
+}
+
+#[test]
+fn t_reg_runs_moves_every_parameter_and_resumes_exactly() {
+    check("t-reg", "examples/t_reg.toml", &[]);
+}
+
+/// T-REG logs DPO's keys and its own; with uniform token rewards its regularizer is DPO's loss,
+/// so the loss is `(1 + α)` times DPO's; a bad source is refused by name.
+#[test]
+fn t_reg_logs_its_terms_and_uniform_rewards_make_it_dpo() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = |name: &str, sets: &[&str]| -> serde_json::Value {
+        let out_s = format!("output_dir=\"{}\"", dir.path().join(name).display());
+        let mut args = vec!["t-reg", "--config", "examples/t_reg.toml", "--set", &out_s, "--set", "max_steps=1"];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        reins(&args);
+        let text = std::fs::read_to_string(dir.path().join(name).join("metrics.jsonl")).unwrap();
+        serde_json::from_str(text.lines().next().unwrap()).unwrap()
+    };
+    let c = first("contrastive", &[]);
+    for key in ["loss", "t_reg/dpo_loss", "t_reg/reg_loss", "t_reg/implicit_reward_corr", "rewards/margins"] {
+        assert!(c.get(key).and_then(|v| v.as_f64()).is_some_and(f64::is_finite), "{key} missing: {c}");
+    }
+    let u = first("uniform", &["token_reward=\"uniform\"", "alpha=0.5"]);
+    let (loss, dpo, reg) = (metric(&u, "loss"), metric(&u, "t_reg/dpo_loss"), metric(&u, "t_reg/reg_loss"));
+    assert!((reg - dpo).abs() < 1e-5 && (loss - 1.5 * dpo).abs() < 1e-5, "{u}");
+    let out = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args(["t-reg", "--config", "examples/t_reg.toml", "--set", "token_reward=\"gold\""])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("gold"), "{err}");
 }
 
 #[test]

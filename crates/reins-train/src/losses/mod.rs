@@ -15,6 +15,7 @@ pub mod reward;
 pub mod reward_noise;
 pub mod running;
 pub mod simpo;
+pub mod t_reg;
 
 pub use contrastive::{
     contrastive_reward_loss, info_nce_loss, l2_normalize, seeded_dropout, sinkhorn_codes, swav_loss, ContrastiveConfig,
@@ -38,6 +39,7 @@ pub use reward::{
 pub use reward_noise::{treat_pairs, NoiseAwareConfig, PairTreatment, SmoothPairs};
 pub use running::RunningMoments;
 pub use simpo::simpo_loss;
+pub use t_reg::{t_reg_loss, token_weights, TRegConfig};
 pub mod kl;
 pub mod ppo;
 

@@ -32,6 +32,7 @@ pub mod rollout;
 pub mod rollout_server;
 pub mod sft;
 pub mod simpo;
+pub mod t_reg;
 pub mod token_metrics;
 
 use candle_core::{Tensor, D};

@@ -16,6 +16,7 @@ pub mod reward_metarm;
 pub mod reward_stats;
 pub mod serve;
 pub mod serve_model;
+pub mod t_reg;
 pub mod train;
 #[cfg(test)]
 mod trl_defaults;

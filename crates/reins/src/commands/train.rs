@@ -1,4 +1,4 @@
-//! `reins sft|reward|dpo|kto|orpo|simpo|cpo|lipo|cpl --config FILE.toml [--set key=value ...]`: TRL's trainers with TRL's
+//! `reins sft|reward|dpo|kto|orpo|simpo|cpo|lipo|cpl|t-reg --config FILE.toml [--set key=value ...]`: TRL's trainers with TRL's
 //! config keys, writing a run folder that resumes exactly.
 
 use std::io::IsTerminal;
@@ -62,6 +62,7 @@ pub enum Method {
     Cpo,
     Lipo,
     Cpl,
+    TReg,
 }
 
 /// TRL's default learning rate of each trainer.
@@ -69,7 +70,7 @@ fn default_lr(m: Method) -> f64 {
     match m {
         Method::Sft => 2e-5,
         Method::Reward => 1e-4,
-        Method::Dpo | Method::Kto | Method::Orpo | Method::Simpo | Method::Cpo | Method::Lipo => 1e-6,
+        Method::Dpo | Method::Kto | Method::Orpo | Method::Simpo | Method::Cpo | Method::Lipo | Method::TReg => 1e-6,
         // TRL has no CPL; its DPO default, as CPL on a language model is a reference-free DPO.
         Method::Cpl => 1e-6,
     }
@@ -110,6 +111,7 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
         Method::Simpo | Method::Cpo => parts.push(to_json(&CpoConfig::default())),
         Method::Lipo => parts.push(to_json(&LipoConfig::default())),
         Method::Cpl => parts.push(to_json(&CplConfig::default())),
+        Method::TReg => parts.extend(super::t_reg::parts()),
     }
     parts
 }
@@ -241,6 +243,18 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
             };
             run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
         }
+        Method::TReg => super::t_reg::train(
+            &flat,
+            &args,
+            &optim,
+            &tok,
+            pad,
+            &device,
+            model,
+            &train,
+            eval.as_deref(),
+            &mut progress,
+        )?,
         Method::Orpo | Method::Simpo | Method::Cpo | Method::Cpl => {
             let o = PreferenceOptions { max_length, truncation_mode: TruncationMode::KeepStart };
             let (ids, stats) = tokenize_preference_dataset(&tok, &train, &o)?;
