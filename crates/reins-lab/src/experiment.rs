@@ -29,7 +29,7 @@ use crate::report::{ReportData, ReportPaths};
 use crate::{Lab, LabConfig, LabError, Split};
 
 mod evaluation;
-mod offline;
+pub(crate) mod offline;
 mod online;
 mod quickstart_report;
 pub mod stages;

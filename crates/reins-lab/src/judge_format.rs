@@ -19,7 +19,11 @@ pub const CHOICES: [&str; 2] = [" 1", " 2"];
 
 /// The lab's judge template for [`reins_train::judges::SelfJudge`].
 pub fn template() -> JudgeTemplate {
-    JudgeTemplate { template: TEMPLATE.into(), choices: CHOICES.iter().map(|c| c.to_string()).collect(), batch_size: 64 }
+    JudgeTemplate {
+        template: TEMPLATE.into(),
+        choices: CHOICES.iter().map(|c| c.to_string()).collect(),
+        batch_size: 64,
+    }
 }
 
 /// `(prompt text, completion text)` training examples in the lab's chat format: for each

@@ -28,6 +28,11 @@ impl Session<'_> {
         Model::load(dir, &self.device, &opts).map_err(stage("model"))
     }
 
+    /// The tokenizer's pad id (its EOS when it has no pad).
+    pub(crate) fn pad_id(&self) -> u32 {
+        self.tok.pad_id_or_eos().unwrap_or(0)
+    }
+
     pub(crate) fn encode(&self, text: &str) -> Result<Vec<u32>> {
         self.tok.encode(text, false).map_err(stage("tokenize"))
     }

@@ -112,18 +112,43 @@ impl Session<'_> {
     }
 
     /// Stage *judge SFT* (research note §0, judge-format data): the SFT model fine-tuned for
-    /// `steps` steps (the SFT stage's batch size and learning rate) on the judge-format examples of
-    /// `records` ([`crate::judge_format::examples`], both orders of each) mixed one to one with SFT
-    /// examples of the world, so it keeps answering while it learns to judge. Saved as an HF
-    /// folder `osp-judge-sft` beside the base model (retrained on every call); returns it as a
-    /// base: the start, the reference and the first judge of the OSP arms.
+    /// `steps` steps on the judge-format examples of `records` ([`crate::judge_format::examples`],
+    /// both orders of each), saved as `osp-judge-sft`: the start, the reference and the first
+    /// judge of the OSP arms.
     pub fn judge_sft(&mut self, base: &Base, records: &[crate::PreferenceRecord], steps: usize) -> Result<Base> {
         let judge = crate::judge_format::examples(records);
+        self.fine_tune(base, "judge SFT", "osp-judge-sft", judge, steps)
+    }
+
+    /// Stage *control SFT* (research note §0, control tags): the SFT model fine-tuned for `steps`
+    /// steps on prompts behind the better / worse instructions with responses of a good / bad
+    /// quality mix ([`crate::control_tags::examples`]), saved as `control-sft`: T-REG's start,
+    /// reference and contrastive scorer.
+    pub fn control_sft(&mut self, base: &Base, steps: usize) -> Result<Base> {
+        let n = self.cfg.sft.n_examples;
+        let tagged = crate::control_tags::examples(&self.lab.world, n, self.cfg.seed);
+        self.fine_tune(base, "control SFT", "control-sft", tagged, steps)
+    }
+
+    /// The base model fine-tuned for `steps` steps (the SFT stage's batch size and learning
+    /// rate) on `examples` — `(prompt, completion)` chat texts — mixed one to one with SFT
+    /// examples of the world, so it keeps answering plain prompts as before. Saved as an HF
+    /// folder `dir_name` beside the base model (retrained on every call) and returned as a base.
+    fn fine_tune(
+        &mut self,
+        base: &Base,
+        name: &str,
+        dir_name: &str,
+        examples: Vec<(String, String)>,
+        steps: usize,
+    ) -> Result<Base> {
         let corpus = self.lab.world.corpus(0, self.cfg.sft.n_examples);
         let generation: Vec<(String, String)> = corpus.sft.iter().map(|e| e.chat_prompt_completion()).collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed ^ 0x4a55_4447);
-        let mix = judge.iter().cloned().chain(crate::judge_format::draw(&generation, judge.len(), &mut rng));
-        let data: Vec<(Vec<u32>, usize)> = mix
+        let plain = crate::judge_format::draw(&generation, examples.len(), &mut rng);
+        let data: Vec<(Vec<u32>, usize)> = examples
+            .into_iter()
+            .chain(plain)
             .map(|(p, c)| {
                 let ids = self.encode(&p)?;
                 let n = ids.len();
@@ -132,8 +157,8 @@ impl Session<'_> {
             .collect::<Result<_>>()?;
         let model = self.load(&base.dir, LoadOptions { trainable: true, ..Default::default() })?;
         let budget = crate::config::TrainBudget { max_steps: steps, ..self.cfg.sft.clone() };
-        let model = self.train_lm("judge SFT", model, &data, &budget)?;
-        let dir = base.dir.with_file_name("osp-judge-sft");
+        let model = self.train_lm(name, model, &data, &budget)?;
+        let dir = base.dir.with_file_name(dir_name);
         std::fs::create_dir_all(&dir).map_err(|e| LabError::io("creating", &dir, e))?;
         for entry in std::fs::read_dir(&base.dir).map_err(|e| LabError::io("reading", &base.dir, e))? {
             let path = entry.map_err(|e| LabError::io("reading", &base.dir, e))?.path();

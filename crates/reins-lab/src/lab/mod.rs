@@ -94,6 +94,12 @@ pub struct Knobs {
     /// OSP: optimizer steps of the judge-format fine-tuning that teaches the SFT model to judge.
     /// Default 600.
     pub judge_sft_steps: usize,
+    /// T-REG: optimizer steps of the control-tag fine-tuning that teaches the SFT model what
+    /// "answer well" and "answer badly" mean. Default 400.
+    pub control_sft_steps: usize,
+    /// T-REG: the grid of the regularizer's weight α that the dev prompts choose from.
+    /// Default [0.3, 1.0].
+    pub t_reg_alphas: Vec<f64>,
 }
 
 impl Default for Knobs {
@@ -115,6 +121,8 @@ impl Default for Knobs {
             rule_budget: 200,
             osp_generations: 8,
             judge_sft_steps: 600,
+            control_sft_steps: 400,
+            t_reg_alphas: vec![0.3, 1.0],
         }
     }
 }
@@ -162,6 +170,15 @@ impl Knobs {
             return Err(LabError::config(
                 "knobs.osp_generations",
                 "needs osp_generations in 2..=16 and judge_sft_steps >= 1 (defaults 8 and 600)",
+            ));
+        }
+        if self.control_sft_steps == 0
+            || self.t_reg_alphas.is_empty()
+            || !self.t_reg_alphas.iter().all(|a| a.is_finite() && *a > 0.0)
+        {
+            return Err(LabError::config(
+                "knobs.t_reg_alphas",
+                "needs at least one alpha, each > 0, and control_sft_steps >= 1 (defaults [0.3, 1.0] and 400)",
             ));
         }
         if !(2..=16).contains(&self.list_size) || self.n_lists < 4 {

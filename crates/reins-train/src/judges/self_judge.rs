@@ -153,7 +153,8 @@ impl SelfJudge {
             if chunk.iter().any(Vec::is_empty) {
                 return Err(TrainError::Input("a judge input is empty".into()));
             }
-            let pad = |r: &Vec<u32>| -> Vec<u32> { r.iter().copied().chain(std::iter::repeat_n(0, t - r.len())).collect() };
+            let pad =
+                |r: &Vec<u32>| -> Vec<u32> { r.iter().copied().chain(std::iter::repeat_n(0, t - r.len())).collect() };
             let mask = |r: &Vec<u32>| -> Vec<u8> { (0..t).map(|j| u8::from(j < r.len())).collect() };
             let batch = Batch::new(chunk.iter().map(pad).collect(), chunk.iter().map(mask).collect())?;
             let logits = self.model.lm_logits(&self.model.pooled(&batch)?)?.to_dtype(DType::F32)?; // [B, V]

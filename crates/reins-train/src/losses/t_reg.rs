@@ -44,10 +44,7 @@ impl TRegConfig {
             return Err(TrainError::Config(format!("alpha must be a number >= 0 (got {})", self.alpha)));
         }
         if !(self.token_temperature.is_finite() && self.token_temperature > 0.0) {
-            return Err(TrainError::Config(format!(
-                "token_temperature must be > 0 (got {})",
-                self.token_temperature
-            )));
+            return Err(TrainError::Config(format!("token_temperature must be > 0 (got {})", self.token_temperature)));
         }
         Ok(())
     }

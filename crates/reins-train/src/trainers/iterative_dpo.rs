@@ -309,7 +309,6 @@ impl IterativeDpoTrainer {
         m.insert("num_tokens".into(), self.num_tokens);
         Ok(m)
     }
-
 }
 
 /// Mean over the rollout's responses of `Σ_t log π(y_t) − log π_ref(y_t)`, the policy's

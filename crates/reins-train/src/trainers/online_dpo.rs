@@ -247,7 +247,8 @@ impl OnlineDpoTrainer {
         let mut metrics = Metrics::new();
         let beta = self.loss.beta;
         accumulate(&mut self.opt, sampled, &mut metrics, k as f64, |(pairs, mut m)| {
-            let (loss, dm) = dpo_on_pairs(&self.policy, &self.reference, &pairs, &self.loss, self.cfg.temperature, None)?;
+            let (loss, dm) =
+                dpo_on_pairs(&self.policy, &self.reference, &pairs, &self.loss, self.cfg.temperature, None)?;
             m.extend(dm);
             let kl = m["objective/kl"];
             m.insert("objective/non_score_reward".into(), -beta * kl);

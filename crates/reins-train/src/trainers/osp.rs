@@ -417,7 +417,8 @@ mod tests {
 
     #[test]
     fn graded_strengths_reach_the_loss_and_a_shuffle_keeps_their_mean() -> Result<()> {
-        let graded = || Box::new(RewardJudge { reward: Box::new(RuleReward::named("ids", |_p, c| id_sum(c) as f32 * 1e-4)) });
+        let graded =
+            || Box::new(RewardJudge { reward: Box::new(RuleReward::named("ids", |_p, c| id_sum(c) as f32 * 1e-4)) });
         let (soft, ms) = one_round(graded(), Labels::Soft)?;
         let (hard, _) = one_round(graded(), Labels::Hard)?;
         let (shuffled, mx) = one_round(graded(), Labels::Shuffled)?;

@@ -88,8 +88,10 @@ pub fn contrastive_token_rewards(
                 .map(|r| (prompt_of(r).iter().chain(&r.2).copied().collect::<Vec<u32>>(), prompt_of(r).len()))
                 .collect();
             let t = seqs.iter().map(|s| s.0.len()).max().unwrap_or(0);
-            let ids: Vec<Vec<u32>> =
-                seqs.iter().map(|s| s.0.iter().copied().chain(std::iter::repeat_n(0, t - s.0.len())).collect()).collect();
+            let ids: Vec<Vec<u32>> = seqs
+                .iter()
+                .map(|s| s.0.iter().copied().chain(std::iter::repeat_n(0, t - s.0.len())).collect())
+                .collect();
             let attn: Vec<Vec<u8>> = seqs.iter().map(|s| (0..t).map(|j| u8::from(j < s.0.len())).collect()).collect();
             let cm: Vec<Vec<u8>> =
                 seqs.iter().map(|s| (0..t).map(|j| u8::from(j >= s.1 && j < s.0.len())).collect()).collect();
@@ -237,7 +239,12 @@ mod tests {
     /// Two pairs, right-padded, prompts of different lengths.
     fn pairs() -> PreferenceBatch {
         PreferenceBatch {
-            input_ids: vec![vec![5, 6, 30, 31, 0], vec![9, 10, 11, 50, 51], vec![5, 6, 40, 0, 0], vec![9, 10, 11, 60, 61]],
+            input_ids: vec![
+                vec![5, 6, 30, 31, 0],
+                vec![9, 10, 11, 50, 51],
+                vec![5, 6, 40, 0, 0],
+                vec![9, 10, 11, 60, 61],
+            ],
             attention_mask: vec![vec![1, 1, 1, 1, 0], vec![1; 5], vec![1, 1, 1, 0, 0], vec![1; 5]],
             completion_mask: vec![vec![0, 0, 1, 1, 0], vec![0, 0, 0, 1, 1], vec![0, 0, 1, 0, 0], vec![0, 0, 0, 1, 1]],
             margin: None,
@@ -262,10 +269,12 @@ mod tests {
         for (_, v) in t.policy.params() {
             v.set(&(v.as_tensor() * 1.05)?)?;
         }
-        let batch = TRegBatch { pairs: pairs(), token_rewards: vec![vec![0.7; 2], vec![0.7; 2], vec![0.7; 1], vec![0.7; 2]] };
+        let batch =
+            TRegBatch { pairs: pairs(), token_rewards: vec![vec![0.7; 2], vec![0.7; 2], vec![0.7; 1], vec![0.7; 2]] };
         let (loss, m) = t.loss(&batch)?;
         let opt = Optimizer::new(t.policy.params(), &OptimConfig::default(), 1)?;
-        let dpo = DpoTrainer::new(t.policy.clone(), Reference::Model(Box::new(llama(false)?)), DpoConfig::default(), opt)?;
+        let dpo =
+            DpoTrainer::new(t.policy.clone(), Reference::Model(Box::new(llama(false)?)), DpoConfig::default(), opt)?;
         let (d, _) = dpo.loss(&pairs(), None)?;
         let (l, d): (f32, f32) = (loss.to_scalar()?, d.to_scalar()?);
         assert!((l - 1.5 * d).abs() < 1e-5, "T-REG {l} vs 1.5 × DPO {d}");
@@ -277,7 +286,8 @@ mod tests {
     #[test]
     fn graded_token_rewards_change_the_loss_and_reach_every_parameter() -> Result<()> {
         let t = trainer(1.0)?;
-        let flat = TRegBatch { pairs: pairs(), token_rewards: vec![vec![0.0; 2], vec![0.0; 2], vec![0.0], vec![0.0; 2]] };
+        let flat =
+            TRegBatch { pairs: pairs(), token_rewards: vec![vec![0.0; 2], vec![0.0; 2], vec![0.0], vec![0.0; 2]] };
         let graded = TRegBatch {
             pairs: pairs(),
             token_rewards: vec![vec![3.0, -3.0], vec![-2.0, 2.0], vec![1.0], vec![4.0, -4.0]],
@@ -304,7 +314,8 @@ mod tests {
     #[test]
     fn contrastive_rewards_are_the_log_prob_gaps_of_each_completion_token() -> Result<()> {
         let model = llama(false)?;
-        let rows = vec![(vec![5u32, 6, 7], vec![8u32], vec![30u32, 31, 32]), (vec![9u32], vec![10u32, 11], vec![40u32])];
+        let rows =
+            vec![(vec![5u32, 6, 7], vec![8u32], vec![30u32, 31, 32]), (vec![9u32], vec![10u32, 11], vec![40u32])];
         let got = contrastive_token_rewards(&model, &rows, 1)?;
         let lp = |prompt: &[u32], completion: &[u32]| -> Result<Vec<f32>> {
             let ids: Vec<u32> = prompt.iter().chain(completion).copied().collect();

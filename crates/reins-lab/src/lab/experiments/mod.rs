@@ -18,6 +18,7 @@ pub mod ppo_max_stays_stable;
 pub mod preference_strength_finds_flips;
 pub mod quickstart;
 pub mod reward_overoptimization;
+pub mod t_reg_beats_dpo;
 mod token_text;
 
 use crate::lab::{Knobs, RunConfig};

@@ -106,7 +106,12 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
     }
     let rounds: Vec<Vec<Vec<u32>>> = ids.chunks(knobs.dpo_prompts_per_round).map(<[Vec<u32>]>::to_vec).collect();
     let arms = [
-        Arm { name: "hard labels, best vs worst", pairing: Pairing::BestWorst, labels: Labels::Hard, gold_judge: false },
+        Arm {
+            name: "hard labels, best vs worst",
+            pairing: Pairing::BestWorst,
+            labels: Labels::Hard,
+            gold_judge: false,
+        },
         Arm { name: HARD, pairing: Pairing::Ranked, labels: Labels::Hard, gold_judge: false },
         Arm { name: SOFT, pairing: Pairing::Ranked, labels: Labels::Soft, gold_judge: false },
         Arm { name: "SPCE, gold-oracle strength", pairing: Pairing::Ranked, labels: Labels::Soft, gold_judge: true },
@@ -117,7 +122,8 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
     let mut policies = Vec::new();
     for arm in &arms {
         let judge = if arm.gold_judge {
-            let view = TextView { texts: texts.clone(), tok: HfTokenizer::from_dir(&start.dir).map_err(stage("tokenizer"))? };
+            let view =
+                TextView { texts: texts.clone(), tok: HfTokenizer::from_dir(&start.dir).map_err(stage("tokenizer"))? };
             OspJudge::Other(Box::new(TextJudge { view, judge: PopulationStrength(s.lab().population.clone()) }))
         } else {
             OspJudge::Policy(judge_format::template(), tok.clone())
@@ -141,7 +147,8 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
         let e = s.evaluate(arm.name, policy, &start, &test, 4)?;
         results.push((arm.name.to_string(), e.mean_gold()));
         extras.push((format!("KL to start, {}", arm.name), e.kl));
-        let words = e.outs.iter().map(|o| o.split_whitespace().count() as f64).sum::<f64>() / e.outs.len().max(1) as f64;
+        let words =
+            e.outs.iter().map(|o| o.split_whitespace().count() as f64).sum::<f64>() / e.outs.len().max(1) as f64;
         extras.push((format!("mean words, {}", arm.name), words));
     }
     let value = |name: &str| results.iter().find(|(n, _)| n == name).map_or(f64::NAN, |r| r.1);
@@ -157,10 +164,16 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
 
 /// The self-judge's accuracy against gold (pairs gold does not tie) and the correlation of its
 /// `p − ½` with the length gap in words, on two samples of `start` per dev prompt.
-fn judge_quality(s: &mut Session, start: &Base, tok: &Arc<HfTokenizer>, dev: &[Prompt]) -> Result<(f64, f64), LabError> {
+fn judge_quality(
+    s: &mut Session,
+    start: &Base,
+    tok: &Arc<HfTokenizer>,
+    dev: &[Prompt],
+) -> Result<(f64, f64), LabError> {
     let cfg = s.cfg().clone();
     let samples = s.sample(&start.sft, dev, 2, cfg.pairs.temperature, cfg.pairs.max_new_tokens, 7)?;
-    let judge = SelfJudge::new(start.sft.clone(), tok.clone(), judge_format::template()).map_err(stage("self-judge"))?;
+    let judge =
+        SelfJudge::new(start.sft.clone(), tok.clone(), judge_format::template()).map_err(stage("self-judge"))?;
     let mut enc = Vec::new();
     for (p, pair) in dev.iter().zip(&samples) {
         let c = |t: &str| s.encode(&crate::chat::completion(t));
