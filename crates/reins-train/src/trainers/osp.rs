@@ -300,18 +300,19 @@ impl OspTrainer {
         if judged.len() != items.len() {
             return Err(TrainError::Input(format!("the judge answered {} of {} pairs", judged.len(), items.len())));
         }
-        let mut out = vec![vec![vec![0.5; k]; k]; groups];
-        let mut it = judged.iter();
-        for p in out.iter_mut() {
-            for i in 0..k {
-                for j in i + 1..k {
-                    let p_a = it.next().map_or(0.5, |jd| jd.p_a);
-                    p[i][j] = p_a;
-                    p[j][i] = 1.0 - p_a;
+        // `judged` lists each group's pairs (i < j) in order.
+        let pairs: Vec<(usize, usize)> = (0..k).flat_map(|i| (i + 1..k).map(move |j| (i, j))).collect();
+        Ok(judged
+            .chunks(pairs.len().max(1))
+            .map(|group| {
+                let mut p = vec![vec![0.5; k]; k];
+                for (&(i, j), jd) in pairs.iter().zip(group) {
+                    p[i][j] = jd.p_a;
+                    p[j][i] = 1.0 - jd.p_a;
                 }
-            }
-        }
-        Ok(out)
+                p
+            })
+            .collect())
     }
 }
 

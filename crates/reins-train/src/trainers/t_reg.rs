@@ -80,7 +80,8 @@ pub fn contrastive_token_rewards(
     batch_size: usize,
 ) -> Result<Vec<Vec<f32>>> {
     let model = model.detached();
-    let logps = |prompt_of: &dyn Fn(&(Vec<u32>, Vec<u32>, Vec<u32>)) -> &Vec<u32>| -> Result<Vec<Vec<f32>>> {
+    type Row = (Vec<u32>, Vec<u32>, Vec<u32>);
+    let logps = |prompt_of: &dyn Fn(&Row) -> &Vec<u32>| -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(batch_size.max(1)) {
             let seqs: Vec<(Vec<u32>, usize)> = chunk

@@ -11,15 +11,16 @@ use reins_data::tokenize::preference::{tokenize_preference, PreferenceIds};
 use reins_data::tokenize::TruncationMode;
 use reins_data::{HfTokenizer, Preference, Record, Text};
 use reins_model::{LoadOptions, Model};
-use reins_train::config::{resolved, FlatConfig, TrainingArgs};
+use reins_train::config::{resolved, TrainingArgs};
 use reins_train::losses::{DpoConfig, TRegConfig};
-use reins_train::optim::optimizer::{OptimConfig, Optimizer};
+use reins_train::optim::optimizer::Optimizer;
 use reins_train::run::{self, Progress, RunSummary};
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::t_reg::{
     contrastive_token_rewards, TRegBatch, TRegTrainer, TokenRewardConfig, TokenRewardSource,
 };
 
+use super::reward::Setup;
 use super::train::to_json;
 
 /// The config parts `reins t-reg` reads beside the training arguments and the optimizer.
@@ -56,11 +57,10 @@ fn examples(
     model: &Model,
     records: &[Record],
     cfg: &TokenRewardConfig,
-    max_length: usize,
-    batch_size: usize,
-    seed: u64,
+    args: &TrainingArgs,
     progress: &mut dyn Progress,
 ) -> Result<Vec<Example>> {
+    let (max_length, batch_size, seed) = (args.max_length, args.per_device_train_batch_size, args.seed);
     let mut ids = Vec::new();
     let mut rows = Vec::new();
     for r in records {
@@ -118,19 +118,8 @@ fn collate(examples: &[&Example], pad: u32, max_length: usize) -> TRegBatch {
     TRegBatch { pairs, token_rewards }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn train(
-    flat: &FlatConfig,
-    args: &TrainingArgs,
-    optim: &OptimConfig,
-    tok: &HfTokenizer,
-    pad: u32,
-    device: &candle_core::Device,
-    model: Model,
-    train: &[Record],
-    eval: Option<&[Record]>,
-    progress: &mut dyn Progress,
-) -> Result<RunSummary> {
+pub fn train(s: Setup, model: Model, progress: &mut dyn Progress) -> Result<RunSummary> {
+    let Setup { flat, args, optim, tok, pad, device, train, eval, .. } = s;
     let loss: DpoConfig = flat.part()?;
     let cfg: TRegConfig = flat.part()?;
     let rewards: TokenRewardConfig = flat.part()?;
@@ -142,9 +131,9 @@ pub fn train(
     };
     let start = reference.model(&model)?;
     let bs = args.per_device_train_batch_size;
-    let data = examples(tok, &start, train, &rewards, args.max_length, bs, args.seed, progress)?;
+    let data = examples(tok, &start, train, &rewards, args, progress)?;
     let eval_data = match eval {
-        Some(e) => examples(tok, &start, e, &rewards, args.max_length, bs, args.seed, progress)?,
+        Some(e) => examples(tok, &start, e, &rewards, args, progress)?,
         None => Vec::new(),
     };
     let eval_batches: Vec<TRegBatch> =

@@ -244,15 +244,18 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
             run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
         }
         Method::TReg => super::t_reg::train(
-            &flat,
-            &args,
-            &optim,
-            &tok,
-            pad,
-            &device,
+            super::reward::Setup {
+                flat: &flat,
+                args: &args,
+                optim: &optim,
+                tok: &tok,
+                pad,
+                device: &device,
+                load: &opts,
+                train: &train,
+                eval: eval.as_deref(),
+            },
             model,
-            &train,
-            eval.as_deref(),
             &mut progress,
         )?,
         Method::Orpo | Method::Simpo | Method::Cpo | Method::Cpl => {

@@ -128,9 +128,9 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
         } else {
             OspJudge::Policy(judge_format::template(), tok.clone())
         };
-        let (policy, curve, pairs) = train_arm(s, &start, &rounds, knobs, arm, judge, &dev)?;
+        let Trained { policy, dev_curve, pairs } = train_arm(s, &start, &rounds, knobs, arm, judge, &dev)?;
         let mut points = vec![(0.0, dev_start)];
-        points.extend(curve);
+        points.extend(dev_curve);
         let peak = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
         let last = points.last().map_or(f64::NAN, |p| p.1);
         extras.push((format!("dev gold, peak − last round, {}", arm.name), peak - last));
@@ -197,8 +197,16 @@ fn judge_quality(
     Ok((right as f64 / decided.max(1) as f64, judge_format::correlation(&gaps, &lens)))
 }
 
-/// One arm from the start model: its final policy, its dev gold after each round and the pairs
-/// it trained on.
+/// An arm after training.
+struct Trained {
+    policy: Model,
+    /// `(round, mean dev gold)` after each round.
+    dev_curve: Vec<(f64, f64)>,
+    /// Pairs trained on, over all rounds.
+    pairs: f64,
+}
+
+/// One arm from the start model.
 fn train_arm(
     s: &mut Session,
     start: &Base,
@@ -207,7 +215,7 @@ fn train_arm(
     arm: &Arm,
     judge: OspJudge,
     dev: &[Prompt],
-) -> Result<(Model, Vec<(f64, f64)>, f64), LabError> {
+) -> Result<Trained, LabError> {
     let cfg = s.cfg().clone();
     let policy = s.load(&start.dir, LoadOptions { trainable: true, ..Default::default() })?;
     let c = IterativeDpoConfig {
@@ -240,5 +248,5 @@ fn train_arm(
         let g = s.evaluate(&format!("{}, round {}, dev", arm.name, i + 1), &policy, start, dev, 5)?.mean_gold();
         curve.push(((i + 1) as f64, g));
     }
-    Ok((trainer.policy.detached(), curve, pairs))
+    Ok(Trained { policy: trainer.policy.detached(), dev_curve: curve, pairs })
 }
