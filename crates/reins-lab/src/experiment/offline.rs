@@ -10,7 +10,7 @@ use reins_data::collate::{PreferenceBatch, RewardBatch, SftBatch};
 use reins_model::generate::{generate, Hooks};
 use reins_model::init::{llama_config, random_weights};
 use reins_model::{Batch, LoadOptions, Model, ModelConfig, SamplingConfig};
-use reins_train::losses::{DpoConfig, RewardLossConfig};
+use reins_train::losses::{ContrastiveConfig, DpoConfig, RewardLossConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::optim::SchedulerType;
 use reins_train::run::Trainer as _;
@@ -181,17 +181,20 @@ impl Session<'_> {
         data: &[crate::PreferenceRecord],
         member: u64,
     ) -> Result<Model> {
-        self.train_reward_model_with(base, data, member, None)
+        self.train_reward_model_with(base, data, member, None, &ContrastiveConfig::default())
     }
 
     /// As [`Self::train_reward_model`], with a per-pair Bradley–Terry `(margin, soft label)`
     /// aligned with `data` (noise-aware training, Secrets of RLHF II §2.4).
+    /// A reward model on `data` (member `member`'s seed), with per-pair `(margin, label)`
+    /// targets and a contrastive term when given.
     pub(crate) fn train_reward_model_with(
         &mut self,
         base: &Path,
         data: &[crate::PreferenceRecord],
         member: u64,
         targets: Option<&[(f64, f64)]>,
+        contrastive: &ContrastiveConfig,
     ) -> Result<Model> {
         if targets.is_some_and(|t| t.len() != data.len()) {
             return Err(crate::LabError::Stage {
@@ -211,6 +214,7 @@ impl Session<'_> {
         };
         let optimizer = Optimizer::new(model.params(), &opt, rm.max_steps).map_err(stage("optimizer"))?;
         let mut trainer = RewardTrainer::new(model, optimizer, RewardLossConfig::default());
+        trainer.contrastive = contrastive.clone();
         let pad = self.tok.pad_id_or_eos().unwrap_or(0);
         let rows: Vec<(Vec<u32>, Vec<u32>)> = data
             .iter()

@@ -9,6 +9,7 @@ pub fn registry() -> Vec<Experiment> {
     vec![
         experiments::preference_strength_finds_flips::experiment(),
         experiments::denoised_rm_beats_bt::experiment(),
+        experiments::contrastive_rm_generalises_ood::experiment(),
         experiments::feature_rm_beats_bt_at_few_labels::experiment(),
         experiments::ensembles_beat_a_single_rm::experiment(),
         experiments::reward_overoptimization::experiment(),

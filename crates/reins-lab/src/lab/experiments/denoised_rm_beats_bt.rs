@@ -99,7 +99,10 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
         let t = treat_pairs(&strength, &arm).map_err(stage("strength rule"))?;
         let (data, targets) = treated(&records, &t);
         s.announce(name);
-        models.push((name.to_string(), s.train_reward_model_with(&base.dir, &data, 0, Some(&targets))?));
+        models.push((
+            name.to_string(),
+            s.train_reward_model_with(&base.dir, &data, 0, Some(&targets), &Default::default())?,
+        ));
         if name == COMBINED {
             combined = t;
         }
