@@ -22,6 +22,7 @@ pub mod error;
 pub mod judges;
 pub mod losses;
 pub mod optim;
+pub mod pit;
 pub mod rewards;
 pub mod rl;
 pub mod run;

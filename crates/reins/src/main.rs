@@ -57,6 +57,9 @@ enum Cli {
     Cpl(commands::train::TrainArgs),
     /// T-REG: DPO plus a token-level regularizer from the model's own contrastive (better vs worse prompt) token rewards.
     TReg(commands::train::TrainArgs),
+    /// PIT (implicit self-improvement): `pit data` turns pairs into its SFT, gap-reward and RL data; `pit improve` improves answers round after round.
+    #[command(subcommand)]
+    Pit(commands::pit::PitCmd),
     /// OpenAI-compatible inference server for a model folder: /v1/models, /v1/completions, /v1/chat/completions (streaming).
     ServeModel(commands::serve_model::ServeModelArgs),
     /// Best-of-n (rejection) sampling: n samples per prompt, keep the best by a reward; JSONL for SFT.
@@ -124,6 +127,7 @@ fn main() {
         Cli::RewardFeatures(a) => commands::reward_features::run(a),
         Cli::Cpl(a) => commands::train::run(commands::train::Method::Cpl, a),
         Cli::TReg(a) => commands::train::run(commands::train::Method::TReg, a),
+        Cli::Pit(c) => commands::pit::run(c),
         Cli::BestOfN(a) => commands::best_of_n::run(a),
         Cli::ServeModel(a) => commands::serve_model::run(a),
         Cli::Generate(a) => commands::generate::run(a),

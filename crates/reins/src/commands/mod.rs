@@ -6,6 +6,7 @@ pub mod generate;
 pub mod lab;
 pub mod online;
 pub mod parity;
+pub mod pit;
 pub mod quickstart;
 pub mod reward;
 pub mod reward_consistency;
