@@ -185,9 +185,8 @@ impl Session<'_> {
     }
 
     /// As [`Self::train_reward_model`], with a per-pair Bradley–Terry `(margin, soft label)`
-    /// aligned with `data` (noise-aware training, Secrets of RLHF II §2.4).
-    /// A reward model on `data` (member `member`'s seed), with per-pair `(margin, label)`
-    /// targets and a contrastive term when given.
+    /// aligned with `data` (noise-aware training, Secrets of RLHF II §2.4) and a contrastive
+    /// term (Secrets of RLHF II §3) when given.
     pub(crate) fn train_reward_model_with(
         &mut self,
         base: &Path,
@@ -202,6 +201,27 @@ impl Session<'_> {
                 message: "one (margin, label) per pair needed".into(),
             });
         }
+        let rows: Vec<(Vec<u32>, Vec<u32>)> = data
+            .iter()
+            .map(|r| {
+                let (p, c) = self.pair_ids(&r.prompt, &r.chosen)?;
+                let (_, x) = self.pair_ids(&r.prompt, &r.rejected)?;
+                Ok(([p.clone(), c].concat(), [p, x].concat()))
+            })
+            .collect::<Result<_>>()?;
+        self.train_reward_model_rows(base, &rows, member, targets, contrastive)
+    }
+
+    /// A reward model on whole sequences `(preferred, other)` — their prompts may differ, as in
+    /// PIT's gap comparisons.
+    pub(crate) fn train_reward_model_rows(
+        &mut self,
+        base: &Path,
+        rows: &[(Vec<u32>, Vec<u32>)],
+        member: u64,
+        targets: Option<&[(f64, f64)]>,
+        contrastive: &ContrastiveConfig,
+    ) -> Result<Model> {
         let rm = &self.cfg.reward_model;
         let model = self.load(
             base,
@@ -216,14 +236,6 @@ impl Session<'_> {
         let mut trainer = RewardTrainer::new(model, optimizer, RewardLossConfig::default());
         trainer.contrastive = contrastive.clone();
         let pad = self.tok.pad_id_or_eos().unwrap_or(0);
-        let rows: Vec<(Vec<u32>, Vec<u32>)> = data
-            .iter()
-            .map(|r| {
-                let (p, c) = self.pair_ids(&r.prompt, &r.chosen)?;
-                let (_, x) = self.pair_ids(&r.prompt, &r.rejected)?;
-                Ok(([p.clone(), c].concat(), [p, x].concat()))
-            })
-            .collect::<Result<_>>()?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed + 100 + member);
         self.progress.stage(&format!("reward model {member}"), rm.max_steps);
         for _ in 0..rm.max_steps {

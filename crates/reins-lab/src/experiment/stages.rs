@@ -134,7 +134,7 @@ impl Session<'_> {
     /// rate) on `examples` — `(prompt, completion)` chat texts — mixed one to one with SFT
     /// examples of the world, so it keeps answering plain prompts as before. Saved as an HF
     /// folder `dir_name` beside the base model (retrained on every call) and returned as a base.
-    fn fine_tune(
+    pub(crate) fn fine_tune(
         &mut self,
         base: &Base,
         name: &str,

@@ -100,6 +100,11 @@ pub struct Knobs {
     /// T-REG: the grid of the regularizer's weight α that the dev prompts choose from.
     /// Default [0.3, 1.0].
     pub t_reg_alphas: Vec<f64>,
+    /// PIT: optimizer steps of the fine-tuning that teaches the SFT model to rewrite a worse
+    /// answer into a better one. Default 400.
+    pub pit_sft_steps: usize,
+    /// PIT: improvement rounds after the SFT policy's answer. Default 3.
+    pub pit_rounds: usize,
 }
 
 impl Default for Knobs {
@@ -123,6 +128,8 @@ impl Default for Knobs {
             judge_sft_steps: 600,
             control_sft_steps: 400,
             t_reg_alphas: vec![0.3, 1.0],
+            pit_sft_steps: 400,
+            pit_rounds: 3,
         }
     }
 }
@@ -179,6 +186,12 @@ impl Knobs {
             return Err(LabError::config(
                 "knobs.t_reg_alphas",
                 "needs at least one alpha, each > 0, and control_sft_steps >= 1 (defaults [0.3, 1.0] and 400)",
+            ));
+        }
+        if self.pit_sft_steps == 0 || self.pit_rounds < 2 {
+            return Err(LabError::config(
+                "knobs.pit_rounds",
+                "needs pit_rounds >= 2 (the rule compares rounds 2 and 1) and pit_sft_steps >= 1",
             ));
         }
         if !(2..=16).contains(&self.list_size) || self.n_lists < 4 {

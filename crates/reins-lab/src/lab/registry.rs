@@ -22,6 +22,7 @@ pub fn registry() -> Vec<Experiment> {
         experiments::nash_md_in_a_cyclic_world::experiment(),
         experiments::osp_soft_labels_beat_hard_labels::experiment(),
         experiments::t_reg_beats_dpo::experiment(),
+        experiments::pit_keeps_improving::experiment(),
         experiments::pf_ppo_beats_ppo::experiment(),
         experiments::ppo_max_stays_stable::experiment(),
         experiments::ma_ppo_beats_ppo::experiment(),

@@ -14,6 +14,7 @@ pub mod nash_md_in_a_cyclic_world;
 pub mod osp_soft_labels_beat_hard_labels;
 pub mod pessimism_beats_plain_best_of_n;
 pub mod pf_ppo_beats_ppo;
+pub mod pit_keeps_improving;
 mod ppo_arms;
 pub mod ppo_max_stays_stable;
 pub mod preference_strength_finds_flips;
