@@ -103,6 +103,9 @@ pub fn gap_comparisons<T: Copy>(chosen: T, rejected: T) -> [(GapSide<T>, GapSide
     [((l, w), (w, w)), ((w, w), (w, l)), ((l, w), (l, l)), ((l, l), (w, l))]
 }
 
+/// Builds the conditional prompt ids of prompt `i` with a previous answer's ids as the reference.
+pub type Condition<'a> = dyn FnMut(usize, &[u32]) -> Result<Vec<u32>> + 'a;
+
 /// Iterated improvement: `y_0` from `policy` on `prompts`, then `rounds` times `y_{k+1}` from
 /// `pit` on `condition(i, y_k)` (the conditional prompt ids of prompt `i` with its last response
 /// as the reference). Returns `[round][prompt]` completion ids, round 0 being `policy`'s; round
@@ -111,7 +114,7 @@ pub fn improve(
     policy: &Model,
     pit: &Model,
     prompts: &[Vec<u32>],
-    condition: &mut dyn FnMut(usize, &[u32]) -> Result<Vec<u32>>,
+    condition: &mut Condition<'_>,
     rounds: usize,
     sampling: &SamplingConfig,
 ) -> Result<Vec<Vec<Vec<u32>>>> {
