@@ -234,7 +234,7 @@ impl Session<'_> {
         };
         let optimizer = Optimizer::new(model.params(), &opt, rm.max_steps).map_err(stage("optimizer"))?;
         let mut trainer = RewardTrainer::new(model, optimizer, RewardLossConfig::default());
-        trainer.contrastive = contrastive.clone();
+        trainer.contrastive = *contrastive;
         let pad = self.tok.pad_id_or_eos().unwrap_or(0);
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed + 100 + member);
         self.progress.stage(&format!("reward model {member}"), rm.max_steps);
