@@ -61,7 +61,8 @@ pub struct ImproveArgs {
     /// JSONL: prompt, responses (round 0 first) and, with --reward, their scores.
     #[arg(long)]
     pub out: PathBuf,
-    /// Scores every round's answers: `length`, `contains:<text>`, a reward model folder, ….
+    /// Scores every round's answers on the plain prompt: `length`, `contains:<text>`, a reward
+    /// model folder of answers (not the gap model), an http:// scorer.
     #[arg(long)]
     pub reward: Option<String>,
     #[arg(long)]
