@@ -8,7 +8,7 @@
 //! prior.
 
 use rand::{Rng, RngCore};
-use reins_train::judges::{JudgeTemplate, Judgment, PairwiseJudge, Preference};
+use reins_train::judges::{JudgeTemplate, Judgment, PairwiseJudge};
 
 use crate::{chat, Population, PreferenceRecord};
 
@@ -60,15 +60,7 @@ impl PopulationStrength {
 
 impl PairwiseJudge<str> for PopulationStrength {
     fn judge(&self, prompt: &str, a: &str, b: &str, _rng: &mut dyn RngCore) -> reins_train::Result<Judgment> {
-        let p_a = self.p_a(prompt, a, b);
-        let preference = if p_a > 0.5 {
-            Preference::A
-        } else if p_a < 0.5 {
-            Preference::B
-        } else {
-            Preference::Tie
-        };
-        Ok(Judgment { preference, p_a })
+        Ok(Judgment::from_probability(self.p_a(prompt, a, b)))
     }
 
     fn name(&self) -> &str {

@@ -2,23 +2,11 @@
 //! sets feed `reins sft` and `reins reward` as they are, and the improvement loop writes one
 //! answer per round, scored.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn reins(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_reins")).args(args).current_dir(root()).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "reins {args:?} failed:\n{text}");
-    text
-}
-
-fn lines(p: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{lines, ok as reins, root};
 
 #[test]
 fn pit_data_feeds_sft_and_reward_and_improve_scores_every_round() {

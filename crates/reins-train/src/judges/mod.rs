@@ -42,6 +42,18 @@ pub struct Judgment {
 }
 
 impl Judgment {
+    /// The verdict a probability `p_a` that `a` is preferred favours (a tie at exactly ½).
+    pub fn from_probability(p_a: f64) -> Self {
+        let preference = if p_a > 0.5 {
+            Preference::A
+        } else if p_a < 0.5 {
+            Preference::B
+        } else {
+            Preference::Tie
+        };
+        Judgment { preference, p_a }
+    }
+
     /// A verdict with the probability a deterministic judge gives it.
     pub fn certain(preference: Preference) -> Self {
         let p_a = match preference {

@@ -25,7 +25,7 @@ use reins_data::{HfTokenizer, Message};
 use reins_model::{Batch, Model};
 use serde::{Deserialize, Serialize};
 
-use super::{Judgment, PairwiseJudge, Preference};
+use super::{Judgment, PairwiseJudge};
 use crate::{Result, TrainError};
 
 /// The judge prompt and the two verdict strings.
@@ -181,19 +181,7 @@ impl PairwiseJudge<[u32]> for SelfJudge {
             inputs.push(self.input_ids(p, b, a)?);
         }
         let p = self.p_first(&inputs)?;
-        Ok(p.chunks(2)
-            .map(|ab| {
-                let p_a = 0.5 * (ab[0] + 1.0 - ab[1]);
-                let preference = if p_a > 0.5 {
-                    Preference::A
-                } else if p_a < 0.5 {
-                    Preference::B
-                } else {
-                    Preference::Tie
-                };
-                Judgment { preference, p_a }
-            })
-            .collect())
+        Ok(p.chunks(2).map(|ab| Judgment::from_probability(0.5 * (ab[0] + 1.0 - ab[1]))).collect())
     }
 
     fn name(&self) -> &str {
@@ -209,6 +197,7 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
+    use crate::judges::Preference;
 
     /// The judge's batched, padded, swap-averaged probabilities against one unpadded forward
     /// per order, reading the full logits' last row and a two-way softmax over the choices.

@@ -144,6 +144,18 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
     let eval = args.eval_dataset.as_ref().map(&mut records).transpose()?;
     let max_length = Some(args.max_length);
     let bs = args.per_device_train_batch_size;
+    // What the reward and T-REG trainers take (they live in their own files).
+    let setup = || super::reward::Setup {
+        flat: &flat,
+        args: &args,
+        optim: &optim,
+        tok: &tok,
+        pad,
+        device: &device,
+        load: &opts,
+        train: &train,
+        eval: eval.as_deref(),
+    };
     let summary: RunSummary = match method {
         Method::Sft => {
             let extra: SftArgs = flat.part()?;
@@ -170,21 +182,7 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
                 |idx: &[usize]| Ok(collate_sft(&idx.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>(), pad, None));
             run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
         }
-        Method::Reward => super::reward::train(
-            super::reward::Setup {
-                flat: &flat,
-                args: &args,
-                optim: &optim,
-                tok: &tok,
-                pad,
-                device: &device,
-                load: &opts,
-                train: &train,
-                eval: eval.as_deref(),
-            },
-            model,
-            &mut progress,
-        )?,
+        Method::Reward => super::reward::train(setup(), model, &mut progress)?,
         Method::Dpo => {
             let loss: DpoConfig = flat.part()?;
             loss.validate()?;
@@ -243,21 +241,7 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
             };
             run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
         }
-        Method::TReg => super::t_reg::train(
-            super::reward::Setup {
-                flat: &flat,
-                args: &args,
-                optim: &optim,
-                tok: &tok,
-                pad,
-                device: &device,
-                load: &opts,
-                train: &train,
-                eval: eval.as_deref(),
-            },
-            model,
-            &mut progress,
-        )?,
+        Method::TReg => super::t_reg::train(setup(), model, &mut progress)?,
         Method::Orpo | Method::Simpo | Method::Cpo | Method::Cpl => {
             let o = PreferenceOptions { max_length, truncation_mode: TruncationMode::KeepStart };
             let (ids, stats) = tokenize_preference_dataset(&tok, &train, &o)?;

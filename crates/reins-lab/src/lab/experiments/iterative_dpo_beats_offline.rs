@@ -79,6 +79,25 @@ pub(crate) fn dpo_objective(cfg: &crate::LabConfig) -> Result<PairObjective, Lab
     Ok(PairObjective::Dpo(loss))
 }
 
+/// The rounds every round-based arm runs: `num_generations` samples per prompt at online DPO's
+/// sampling settings, two epochs per round in the lab's DPO batches.
+pub(crate) fn round_config(cfg: &crate::LabConfig, num_generations: usize) -> IterativeDpoConfig {
+    IterativeDpoConfig {
+        num_generations,
+        num_dpo_epochs: 2,
+        dpo_batch_size: cfg.dpo.per_device_train_batch_size,
+        max_new_tokens: cfg.online_dpo.max_new_tokens,
+        temperature: cfg.online_dpo.temperature,
+        seed: cfg.seed + 11,
+        ..Default::default()
+    }
+}
+
+/// Each round's fresh optimizer: the lab's DPO learning rate, decaying linearly over the round.
+pub(crate) fn round_optim(cfg: &crate::LabConfig) -> OptimConfig {
+    OptimConfig { learning_rate: cfg.dpo.learning_rate, lr_scheduler_type: SchedulerType::Linear, ..Default::default() }
+}
+
 /// Iterative DPO (or INPO, by `objective`) from the SFT model over `rounds` (one round = the
 /// offline arm); returns the policy and the number of pairs it trained on.
 pub(crate) fn train_rounds(
@@ -92,20 +111,7 @@ pub(crate) fn train_rounds(
 ) -> Result<(Model, f64), LabError> {
     let cfg = s.cfg().clone();
     let policy = s.load(&base.dir, LoadOptions { trainable: true, ..Default::default() })?;
-    let c = IterativeDpoConfig {
-        num_generations: knobs.dpo_generations,
-        num_dpo_epochs: 2,
-        dpo_batch_size: cfg.dpo.per_device_train_batch_size,
-        max_new_tokens: cfg.online_dpo.max_new_tokens,
-        temperature: cfg.online_dpo.temperature,
-        seed: cfg.seed + 11,
-        ..Default::default()
-    };
-    let optim = OptimConfig {
-        learning_rate: cfg.dpo.learning_rate,
-        lr_scheduler_type: SchedulerType::Linear,
-        ..Default::default()
-    };
+    let (c, optim) = (round_config(&cfg, knobs.dpo_generations), round_optim(&cfg));
     let reward = s.reward_source(rm)?;
     let reference = Reference::Model(Box::new(base.sft.clone()));
     let mut trainer =

@@ -29,12 +29,10 @@ use reins_data::HfTokenizer;
 use reins_model::{LoadOptions, Model};
 use reins_train::judges::{PairwiseJudge, SelfJudge};
 use reins_train::losses::DpoConfig;
-use reins_train::optim::optimizer::OptimConfig;
-use reins_train::optim::SchedulerType;
 use reins_train::trainers::dpo::Reference;
-use reins_train::trainers::iterative_dpo::IterativeDpoConfig;
 use reins_train::trainers::osp::{Labels, OspConfig, OspJudge, OspTrainer, Pairing};
 
+use super::iterative_dpo_beats_offline::{round_config, round_optim};
 use super::token_text::{TextJudge, TextView};
 use crate::experiment::stages::Base;
 use crate::experiment::{stage, Session};
@@ -218,23 +216,11 @@ fn train_arm(
 ) -> Result<Trained, LabError> {
     let cfg = s.cfg().clone();
     let policy = s.load(&start.dir, LoadOptions { trainable: true, ..Default::default() })?;
-    let c = IterativeDpoConfig {
-        num_generations: knobs.osp_generations,
-        num_dpo_epochs: 2,
-        dpo_batch_size: cfg.dpo.per_device_train_batch_size,
-        max_new_tokens: cfg.online_dpo.max_new_tokens,
-        temperature: cfg.online_dpo.temperature,
-        seed: cfg.seed + 11,
-        ..Default::default()
-    };
+    let c = round_config(&cfg, knobs.osp_generations);
     let osp = OspConfig { pairing: arm.pairing, labels: arm.labels, ..Default::default() };
     let loss: DpoConfig =
         serde_json::from_value(serde_json::json!({"beta": cfg.dpo.beta})).map_err(stage("dpo config"))?;
-    let optim = OptimConfig {
-        learning_rate: cfg.dpo.learning_rate,
-        lr_scheduler_type: SchedulerType::Linear,
-        ..Default::default()
-    };
+    let optim = round_optim(&cfg);
     let reference = Reference::Model(Box::new(start.sft.clone()));
     let mut trainer = OspTrainer::new(policy, reference, judge, c, osp, loss, optim).map_err(stage("osp"))?;
     let (mut curve, mut pairs) = (Vec::new(), 0.0);
