@@ -88,7 +88,8 @@ impl Model {
         Self::from_weights(config, &mut weights, device, opts).map_err(|e| e.with_path(&dir.join("config.json")))
     }
 
-    /// Builds the model from config and tensors (see [`Model::load`]).
+    /// Builds the model from config and tensors (see [`Model::load`]) on `device`, moving the
+    /// tensors there first when they live elsewhere (a CPU copy put on the GPU).
     pub fn from_weights(
         config: ModelConfig,
         weights: &mut Weights,
@@ -96,6 +97,7 @@ impl Model {
         opts: &LoadOptions,
     ) -> Result<Self> {
         let device = device.clone();
+        weights.to_device(&device)?;
         let base_trainable = opts.trainable && opts.lora.is_none() && opts.lora_dir.is_none();
         let mut p = ParamBuilder::new(weights, base_trainable);
         let body = match config.arch {

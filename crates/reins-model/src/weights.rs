@@ -77,6 +77,14 @@ impl Weights {
         Ok(t)
     }
 
+    /// Moves every tensor to `device` (a no-op for those already there).
+    pub fn to_device(&mut self, device: &Device) -> Result<()> {
+        for t in self.tensors.values_mut() {
+            *t = t.to_device(device)?;
+        }
+        Ok(())
+    }
+
     /// True when the checkpoint has tensor `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
