@@ -151,6 +151,22 @@ fn osp_cli_self_judges_ranked_pairs_and_trains_on_their_strengths() {
     }
 }
 
+/// `judge = "self"`: the policy judges its own samples (the self-judge on the live weights) in
+/// every command that learns from a judge's preferences.
+#[test]
+fn the_policy_judges_itself_in_every_judged_command() {
+    for (method, config, key) in [
+        ("online-dpo", "examples/online_dpo.toml", "rewards/margins"),
+        ("iterative-dpo", "examples/iterative_dpo.toml", "pairs"),
+        ("inpo", "examples/inpo.toml", "pairs"),
+        ("nash-md", "examples/nash_md.toml", "rewards/probabilities"),
+    ] {
+        let (_dir, out) = run_with_sets(method, config, &[key], &["judge=\"self\""]);
+        let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+        assert!(config.contains("judge = \"self\""), "{method}: the resolved config lacks the judge:\n{config}");
+    }
+}
+
 #[test]
 fn nash_md_cli_runs_with_trl_metric_names() {
     let keys = ["loss/score", "loss/kl", "rewards/probabilities", "rewards/chosen", "rewards/rejected", "mixture_coef"];

@@ -17,7 +17,7 @@ use crate::rewards::RewardSource;
 use crate::Result;
 
 mod self_judge;
-pub use self_judge::{JudgeTemplate, SelfJudge};
+pub use self_judge::{JudgeArgs, JudgeSource, JudgeTemplate, SelfJudge};
 
 /// A judge's verdict on the pair (a, b).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -100,6 +100,56 @@ impl JudgeTemplate {
     }
 }
 
+/// Who judges an online run's samples (the `judge` key of `reins online-dpo`, `iterative-dpo`,
+/// `inpo`, `nash-md` and `osp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeSource {
+    /// The run's `reward`: the higher score wins, `σ(r(a) − r(b))` where a probability is needed.
+    /// Default, except for OSP.
+    #[default]
+    Reward,
+    /// The policy itself, through `judge_template` ([`SelfJudge`] on the live weights).
+    #[serde(rename = "self")]
+    Policy,
+}
+
+/// The judge keys of the online commands: who judges, and the self-judge's prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JudgeArgs {
+    /// `reward` (default) or `self`.
+    pub judge: JudgeSource,
+    /// The self-judge's user turn, with `{prompt}`, `{a}` and `{b}` ([`JudgeTemplate::template`]).
+    pub judge_template: String,
+    /// What the model writes first for "A is better" and "B is better" (default `["A", "B"]`).
+    pub judge_choices: Vec<String>,
+    /// Judge inputs per forward pass (default 32).
+    pub judge_batch_size: usize,
+}
+
+impl Default for JudgeArgs {
+    fn default() -> Self {
+        let t = JudgeTemplate::default();
+        JudgeArgs {
+            judge: JudgeSource::default(),
+            judge_template: t.template,
+            judge_choices: t.choices,
+            judge_batch_size: t.batch_size,
+        }
+    }
+}
+
+impl JudgeArgs {
+    pub fn template(&self) -> JudgeTemplate {
+        JudgeTemplate {
+            template: self.judge_template.clone(),
+            choices: self.judge_choices.clone(),
+            batch_size: self.judge_batch_size,
+        }
+    }
+}
+
 /// A causal LM judging pairs by its verdict-token probabilities, swap-averaged.
 pub struct SelfJudge {
     pub model: Model,
@@ -110,8 +160,8 @@ pub struct SelfJudge {
 }
 
 impl SelfJudge {
-    /// `model` is used as given (pass `policy.detached()` to judge with the current policy
-    /// without building a graph).
+    /// `model` is used as given: `policy.detached()` shares the policy's storage, so the judge
+    /// follows every optimizer step without building a graph.
     pub fn new(model: Model, tok: Arc<HfTokenizer>, template: JudgeTemplate) -> Result<Self> {
         template.validate()?;
         let first = |s: &str| -> Result<u32> {

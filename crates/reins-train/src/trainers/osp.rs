@@ -71,59 +71,16 @@ pub enum Labels {
     Shuffled,
 }
 
-/// Who judges a run's samples (`reins osp`'s `judge` key).
+/// OSP's options beside iterative DPO's rounds ([`IterativeDpoConfig`]), DPO's loss
+/// ([`DpoConfig`]: `beta`, and a `loss_type` with a soft-label form — `sigmoid`, the default) and
+/// the judge ([`crate::judges::JudgeArgs`]: `reins osp` makes the policy its own judge by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum JudgeSource {
-    /// The policy itself at the start of each round (OSP). Default.
-    #[default]
-    #[serde(rename = "self")]
-    Policy,
-    /// The run's `reward` as a Bradley–Terry judge, `σ(r(a) − r(b))` (a baseline or an RM).
-    Reward,
-}
-
-/// OSP's options beside iterative DPO's rounds ([`IterativeDpoConfig`]) and DPO's loss
-/// ([`DpoConfig`]: `beta`, and a `loss_type` with a soft-label form — `sigmoid`, the default).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OspConfig {
-    /// `self` (default: the policy judges) or `reward` (the run's reward, Bradley–Terry).
-    pub judge: JudgeSource,
     /// `ranked` (default), `best_worst` or `all_pairs`.
     pub pairing: Pairing,
     /// `soft` (default), `hard` or `shuffled`.
     pub labels: Labels,
-    /// The self-judge's user turn, with `{prompt}`, `{a}` and `{b}` (see [`JudgeTemplate`]).
-    pub judge_template: String,
-    /// What the model writes first for "A is better" and "B is better" (default `["A", "B"]`).
-    pub judge_choices: Vec<String>,
-    /// Judge inputs per forward pass (default 32).
-    pub judge_batch_size: usize,
-}
-
-impl Default for OspConfig {
-    fn default() -> Self {
-        let t = JudgeTemplate::default();
-        OspConfig {
-            judge: JudgeSource::default(),
-            pairing: Pairing::default(),
-            labels: Labels::default(),
-            judge_template: t.template,
-            judge_choices: t.choices,
-            judge_batch_size: t.batch_size,
-        }
-    }
-}
-
-impl OspConfig {
-    pub fn template(&self) -> JudgeTemplate {
-        JudgeTemplate {
-            template: self.judge_template.clone(),
-            choices: self.judge_choices.clone(),
-            batch_size: self.judge_batch_size,
-        }
-    }
 }
 
 /// Who judges the samples.
@@ -186,7 +143,9 @@ impl OspTrainer {
     ) -> Result<Self> {
         cfg.validate()?;
         loss.validate()?;
-        osp.template().validate()?;
+        if let OspJudge::Policy(t, _) = &judge {
+            t.validate()?;
+        }
         let opt = Optimizer::new(policy.params(), &optim, 1)?;
         Ok(OspTrainer {
             policy,
@@ -396,7 +355,7 @@ mod tests {
             seed: 3,
             ..Default::default()
         };
-        let osp = OspConfig { pairing: Pairing::AllPairs, labels, ..Default::default() };
+        let osp = OspConfig { pairing: Pairing::AllPairs, labels };
         let optim = OptimConfig { learning_rate: 1e-2, ..Default::default() };
         let mut t = OspTrainer::new(policy, reference, OspJudge::Other(judge), cfg, osp, DpoConfig::default(), optim)?;
         let m = t.round(&[vec![5, 6, 7], vec![9, 10]])?;

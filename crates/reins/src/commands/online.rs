@@ -24,6 +24,7 @@ use reins_data::{HfTokenizer, Record, Text};
 use reins_model::{LoadOptions, Model};
 use reins_train::config::{resolved, FlatConfig, TrainingArgs};
 use reins_train::judges::RewardJudge;
+use reins_train::judges::{JudgeArgs, JudgeSource, SelfJudge};
 use reins_train::losses::GrpoLossConfig;
 use reins_train::losses::{DpoConfig, InpoConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
@@ -38,7 +39,7 @@ use reins_train::trainers::grpo::{GrpoConfig, GrpoTrainer};
 use reins_train::trainers::iterative_dpo::{IterativeDpoConfig, IterativeDpoTrainer, PairObjective};
 use reins_train::trainers::nash_md::{NashMdConfig, NashMdTrainer, Preferences};
 use reins_train::trainers::online_dpo::{OnlineDpoConfig, OnlineDpoTrainer};
-use reins_train::trainers::osp::{JudgeSource, OspConfig, OspJudge, OspTrainer};
+use reins_train::trainers::osp::{OspConfig, OspJudge, OspTrainer};
 use reins_train::trainers::ppo::{PpoConfig, PpoTrainer};
 use reins_train::trainers::remax::{RemaxConfig, RemaxTrainer};
 use reins_train::trainers::reward_ensemble::EnsembleManifest;
@@ -309,6 +310,10 @@ pub(crate) fn apply_presets(method: Method, flat: &mut FlatConfig) {
     // Nash-MD's config extends TRL's `OnlineDPOConfig`, learning rate included.
     let lr = if matches!(method, Method::OnlineDpo | Method::NashMd) { 5e-7 } else { 1e-6 };
     flat.table.entry("learning_rate").or_insert(serde_json::Value::from(lr));
+    // OSP's policy judges its own samples; the other judged methods default to the reward.
+    if matches!(method, Method::Osp) {
+        flat.table.entry("judge").or_insert("self".into());
+    }
     if matches!(method, Method::Grpo) {
         let d = GrpoLossConfig::default();
         flat.table.entry("epsilon").or_insert(d.epsilon.into());
@@ -357,6 +362,10 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
             parts.push(to_json(&DpoConfig::default()));
             parts.push(to_json(&OspConfig::default()));
         }
+    }
+    // The methods that learn from a judge's preferences (a reward, or the policy itself).
+    if matches!(method, Method::OnlineDpo | Method::IterativeDpo | Method::Inpo | Method::NashMd | Method::Osp) {
+        parts.push(to_json(&JudgeArgs::default()));
     }
     parts
 }
@@ -470,6 +479,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
             let rollout: RolloutArgs = flat.part()?;
             let source = rollout.source(&args)?;
+            let judge: JudgeArgs = flat.part()?;
             let resolved = resolved(&[
                 to_json(&args),
                 to_json(&optim),
@@ -477,9 +487,11 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
                 to_json(&cfg),
                 to_json(&loss),
                 to_json(&rollout),
+                to_json(&judge),
             ]);
             let opt = optimizer(1)?;
-            let mut t = OnlineDpoTrainer::new(model, reference()?, reward, cfg, loss, opt)?;
+            let prefs = preferences(&judge, reward, &model, &tok)?;
+            let mut t = OnlineDpoTrainer::new(model, reference()?, prefs, cfg, loss, opt)?;
             t.completions = source;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
@@ -496,8 +508,17 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
                 (to_json(&l), PairObjective::Dpo(l))
             };
             let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
-            let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), loss_json]);
-            let mut t = IterativeDpoTrainer::new(model, reference()?, reward, cfg, objective, optim.clone())?;
+            let judge: JudgeArgs = flat.part()?;
+            let resolved = resolved(&[
+                to_json(&args),
+                to_json(&optim),
+                to_json(&rargs),
+                to_json(&cfg),
+                loss_json,
+                to_json(&judge),
+            ]);
+            let prefs = preferences(&judge, reward, &model, &tok)?;
+            let mut t = IterativeDpoTrainer::new(model, reference()?, prefs, cfg, objective, optim.clone())?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
         Method::NashMd => {
@@ -505,10 +526,18 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let cfg: NashMdConfig = flat.part()?;
             let sampling: OnlineDpoConfig = flat.part()?;
             let reward = reward_source(&rargs, &tok, sampling.max_new_tokens, &device)?;
-            let resolved =
-                resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&sampling), to_json(&cfg)]);
+            let judge: JudgeArgs = flat.part()?;
+            let resolved = resolved(&[
+                to_json(&args),
+                to_json(&optim),
+                to_json(&rargs),
+                to_json(&sampling),
+                to_json(&cfg),
+                to_json(&judge),
+            ]);
             let opt = optimizer(1)?;
-            let mut t = NashMdTrainer::new(model, reference()?, Preferences::Reward(reward), cfg, sampling, opt)?;
+            let prefs = preferences(&judge, reward, &model, &tok)?;
+            let mut t = NashMdTrainer::new(model, reference()?, prefs, cfg, sampling, opt)?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
         Method::Osp => {
@@ -517,8 +546,9 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let cfg: IterativeDpoConfig = flat.part()?;
             let loss: DpoConfig = flat.part()?;
             let osp: OspConfig = flat.part()?;
-            let judge = match osp.judge {
-                JudgeSource::Policy => OspJudge::Policy(osp.template(), tok.clone()),
+            let judge_args: JudgeArgs = flat.part()?;
+            let judge = match judge_args.judge {
+                JudgeSource::Policy => OspJudge::Policy(judge_args.template(), tok.clone()),
                 JudgeSource::Reward => OspJudge::Other(Box::new(RewardJudge {
                     reward: reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?,
                 })),
@@ -530,6 +560,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
                 to_json(&cfg),
                 to_json(&loss),
                 to_json(&osp),
+                to_json(&judge_args),
             ]);
             let mut t = OspTrainer::new(model, reference()?, judge, cfg, osp, loss, optim.clone())?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
@@ -540,6 +571,22 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
         println!("  {k:<28} {v:.6}");
     }
     Ok(())
+}
+
+/// A judged method's preferences: the run's reward, or the policy itself judging through
+/// `judge_template` (on the live weights: the judge follows every optimizer step).
+fn preferences(
+    judge: &JudgeArgs,
+    reward: Box<dyn RewardSource>,
+    model: &Model,
+    tok: &Arc<HfTokenizer>,
+) -> Result<Preferences> {
+    Ok(match judge.judge {
+        JudgeSource::Reward => Preferences::Reward(reward),
+        JudgeSource::Policy => {
+            Preferences::Judge(Box::new(SelfJudge::new(model.detached(), tok.clone(), judge.template())?))
+        }
+    })
 }
 
 /// The tokenized prompts of a dataset file (its load report goes to stderr).

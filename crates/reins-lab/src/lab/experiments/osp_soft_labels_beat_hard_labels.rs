@@ -217,7 +217,7 @@ fn train_arm(
     let cfg = s.cfg().clone();
     let policy = s.load(&start.dir, LoadOptions { trainable: true, ..Default::default() })?;
     let c = round_config(&cfg, knobs.osp_generations);
-    let osp = OspConfig { pairing: arm.pairing, labels: arm.labels, ..Default::default() };
+    let osp = OspConfig { pairing: arm.pairing, labels: arm.labels };
     let loss: DpoConfig =
         serde_json::from_value(serde_json::json!({"beta": cfg.dpo.beta})).map_err(stage("dpo config"))?;
     let optim = round_optim(&cfg);
