@@ -68,26 +68,6 @@ impl PairwiseJudge<str> for PopulationStrength {
     }
 }
 
-/// Pearson correlation of `xs` and `ys` (0 when either is constant).
-pub fn correlation(xs: &[f64], ys: &[f64]) -> f64 {
-    let n = xs.len().min(ys.len());
-    if n < 2 {
-        return 0.0;
-    }
-    let (mx, my) = (xs[..n].iter().sum::<f64>() / n as f64, ys[..n].iter().sum::<f64>() / n as f64);
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (x, y) in xs[..n].iter().zip(&ys[..n]) {
-        sxy += (x - mx) * (y - my);
-        sxx += (x - mx).powi(2);
-        syy += (y - my).powi(2);
-    }
-    if sxx == 0.0 || syy == 0.0 {
-        0.0
-    } else {
-        sxy / (sxx * syy).sqrt()
-    }
-}
-
 /// `n` examples drawn with replacement from `pool` (for mixing generation data into the judge's
 /// fine-tuning).
 pub fn draw<T: Clone>(pool: &[T], n: usize, rng: &mut impl Rng) -> Vec<T> {
@@ -130,12 +110,5 @@ mod tests {
             .unwrap();
         assert_eq!(rendered, ex[0].0);
         assert!(template().validate().is_ok());
-    }
-
-    #[test]
-    fn correlation_of_lines_and_constants() {
-        assert!((correlation(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]) - 1.0).abs() < 1e-12);
-        assert!((correlation(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
-        assert_eq!(correlation(&[1.0, 1.0], &[0.0, 5.0]), 0.0);
     }
 }

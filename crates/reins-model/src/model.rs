@@ -71,6 +71,16 @@ impl Batch {
         Ok(Batch { ids, mask })
     }
 
+    /// Rows of different lengths, right-padded with `pad` to the longest; the mask marks the
+    /// real tokens.
+    pub fn right_padded(rows: &[Vec<u32>], pad: u32) -> Self {
+        let t = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let ids =
+            rows.iter().map(|r| r.iter().copied().chain(std::iter::repeat_n(pad, t - r.len())).collect()).collect();
+        let mask = rows.iter().map(|r| (0..t).map(|j| u8::from(j < r.len())).collect()).collect();
+        Batch { ids, mask }
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }

@@ -317,13 +317,9 @@ pub fn last_checkpoint(out: &Path) -> Option<PathBuf> {
         .map(|(_, p)| p)
 }
 
-fn save_checkpoint<T: Trainer>(trainer: &mut T, args: &TrainingArgs, out: &Path, step: usize) -> Result<()> {
-    let dir = out.join(format!("checkpoint-{step}"));
-    let tmp = out.join(format!(".checkpoint-{step}.tmp"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let model = trainer.model();
-    model.save_pretrained(&tmp)?;
-    // Tokenizer and generation files travel with the weights so the folder is self-contained.
+/// Copies the tokenizer and generation files of model folder `from` that exist into `to`, so a
+/// folder of saved weights loads on its own.
+pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<()> {
     for f in [
         "tokenizer.json",
         "tokenizer_config.json",
@@ -331,11 +327,22 @@ fn save_checkpoint<T: Trainer>(trainer: &mut T, args: &TrainingArgs, out: &Path,
         "special_tokens_map.json",
         "generation_config.json",
     ] {
-        let src = args.model_name_or_path.join(f);
+        let src = from.join(f);
         if src.exists() {
-            std::fs::copy(&src, tmp.join(f)).map_err(|e| io_err(&src, e))?;
+            std::fs::copy(&src, to.join(f)).map_err(|e| io_err(&src, e))?;
         }
     }
+    Ok(())
+}
+
+fn save_checkpoint<T: Trainer>(trainer: &mut T, args: &TrainingArgs, out: &Path, step: usize) -> Result<()> {
+    let dir = out.join(format!("checkpoint-{step}"));
+    let tmp = out.join(format!(".checkpoint-{step}.tmp"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let model = trainer.model();
+    model.save_pretrained(&tmp)?;
+    // Tokenizer and generation files travel with the weights so the folder is self-contained.
+    copy_tokenizer_files(&args.model_name_or_path, &tmp)?;
     if model.lora.is_some() {
         model.save_adapter(&tmp.join("adapter"), &args.model_name_or_path.to_string_lossy())?;
     }

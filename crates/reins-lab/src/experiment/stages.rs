@@ -159,15 +159,8 @@ impl Session<'_> {
         let budget = crate::config::TrainBudget { max_steps: steps, ..self.cfg.sft.clone() };
         let model = self.train_lm(name, model, &data, &budget)?;
         let dir = base.dir.with_file_name(dir_name);
-        std::fs::create_dir_all(&dir).map_err(|e| LabError::io("creating", &dir, e))?;
-        for entry in std::fs::read_dir(&base.dir).map_err(|e| LabError::io("reading", &base.dir, e))? {
-            let path = entry.map_err(|e| LabError::io("reading", &base.dir, e))?.path();
-            if path.is_file() {
-                let to = dir.join(path.file_name().unwrap_or_default());
-                std::fs::copy(&path, &to).map_err(|e| LabError::io("copying", &path, e))?;
-            }
-        }
         model.save_pretrained(&dir).map_err(crate::experiment::stage("save"))?;
+        reins_train::run::copy_tokenizer_files(&base.dir, &dir).map_err(crate::experiment::stage("save"))?;
         let sft = self.load(&dir, LoadOptions::default())?;
         Ok(Base { dir, sft })
     }

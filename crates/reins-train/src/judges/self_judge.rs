@@ -17,6 +17,7 @@
 //! are decoded without special tokens (chat markup and end tokens drop out) before filling the
 //! template, so the judge sees the text, not the policy's prompt formatting.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use candle_core::{DType, D};
@@ -185,8 +186,17 @@ impl SelfJudge {
 
     /// The judge's input ids for (prompt, a, b).
     pub fn input_ids(&self, prompt: &[u32], a: &[u32], b: &[u32]) -> Result<Vec<u32>> {
-        let text = |ids: &[u32]| -> Result<String> { Ok(self.tok.decode(ids, true)?.trim().to_string()) };
-        let question = self.template.fill(&text(prompt)?, &text(a)?, &text(b)?);
+        self.input_ids_of(&self.text(prompt)?, &self.text(a)?, &self.text(b)?)
+    }
+
+    /// Token ids as the text the template receives: special tokens dropped, trimmed.
+    fn text(&self, ids: &[u32]) -> Result<String> {
+        Ok(self.tok.decode(ids, true)?.trim().to_string())
+    }
+
+    /// The judge's input ids for texts already decoded.
+    fn input_ids_of(&self, prompt: &str, a: &str, b: &str) -> Result<Vec<u32>> {
+        let question = self.template.fill(prompt, a, b);
         Ok(if self.tok.has_chat_template() {
             self.tok.encode_chat(&[Message::user(question)], true)?
         } else {
@@ -199,14 +209,10 @@ impl SelfJudge {
     pub fn p_first(&self, inputs: &[Vec<u32>]) -> Result<Vec<f64>> {
         let mut out = Vec::with_capacity(inputs.len());
         for chunk in inputs.chunks(self.template.batch_size) {
-            let t = chunk.iter().map(Vec::len).max().unwrap_or(0);
             if chunk.iter().any(Vec::is_empty) {
                 return Err(TrainError::Input("a judge input is empty".into()));
             }
-            let pad =
-                |r: &Vec<u32>| -> Vec<u32> { r.iter().copied().chain(std::iter::repeat_n(0, t - r.len())).collect() };
-            let mask = |r: &Vec<u32>| -> Vec<u8> { (0..t).map(|j| u8::from(j < r.len())).collect() };
-            let batch = Batch::new(chunk.iter().map(pad).collect(), chunk.iter().map(mask).collect())?;
+            let batch = Batch::right_padded(chunk, 0);
             let logits = self.model.lm_logits(&self.model.pooled(&batch)?)?.to_dtype(DType::F32)?; // [B, V]
             let first = logits.narrow(D::Minus1, self.choice_ids[0] as usize, 1)?;
             let second = logits.narrow(D::Minus1, self.choice_ids[1] as usize, 1)?;
@@ -225,10 +231,18 @@ impl PairwiseJudge<[u32]> for SelfJudge {
     /// Both orders of every triple in batched passes; `p_a` is the swap average, the verdict
     /// the side it favours (a tie at exactly ½).
     fn judge_many(&self, items: &[(&[u32], &[u32], &[u32])], _rng: &mut dyn RngCore) -> Result<Vec<Judgment>> {
+        // A group's prompt and responses recur in many pairs: each is decoded once.
+        let mut texts: HashMap<&[u32], String> = HashMap::new();
         let mut inputs = Vec::with_capacity(2 * items.len());
-        for (p, a, b) in items {
-            inputs.push(self.input_ids(p, a, b)?);
-            inputs.push(self.input_ids(p, b, a)?);
+        for &(p, a, b) in items {
+            for ids in [p, a, b] {
+                if !texts.contains_key(ids) {
+                    texts.insert(ids, self.text(ids)?);
+                }
+            }
+            let (p, a, b) = (&texts[p], &texts[a], &texts[b]);
+            inputs.push(self.input_ids_of(p, a, b)?);
+            inputs.push(self.input_ids_of(p, b, a)?);
         }
         let p = self.p_first(&inputs)?;
         Ok(p.chunks(2).map(|ab| Judgment::from_probability(0.5 * (ab[0] + 1.0 - ab[1]))).collect())

@@ -164,23 +164,7 @@ fn argbest(g: &[f32], better: impl Fn(f32, f32) -> bool) -> usize {
 /// Coefficient of determination of the least-squares line of `y` on `x` (the squared Pearson
 /// correlation). 0 when either side is constant or there are fewer than two points.
 pub fn r_squared(x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len().min(y.len());
-    if n < 2 {
-        return 0.0;
-    }
-    let mx = x[..n].iter().sum::<f64>() / n as f64;
-    let my = y[..n].iter().sum::<f64>() / n as f64;
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for i in 0..n {
-        let (dx, dy) = (x[i] - mx, y[i] - my);
-        sxy += dx * dy;
-        sxx += dx * dx;
-        syy += dy * dy;
-    }
-    if sxx <= 0.0 || syy <= 0.0 {
-        return 0.0;
-    }
-    sxy * sxy / (sxx * syy)
+    crate::statistics::pearson(x, y).powi(2)
 }
 
 /// PF-PPO's selection rule (arXiv:2409.06957 §4): for each candidate filter, the R² between the

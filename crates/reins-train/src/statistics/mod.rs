@@ -6,6 +6,7 @@
 //! `D`-vector, so every matrix here is `D × D`.
 
 pub mod active;
+pub mod correlation;
 pub mod features;
 pub mod laplace;
 pub mod linalg;
@@ -14,6 +15,7 @@ pub mod pessimism;
 pub mod posterior_file;
 
 pub use active::{select_pairs, Acquisition, Selected};
+pub use correlation::pearson;
 pub use laplace::{fit_map, Curvature, HeadPosterior, PairFeatures, RewardDifference};
 pub use link::Link;
 pub use posterior_file::{load_posterior, save_posterior, POSTERIOR_FILE};

@@ -91,13 +91,19 @@ pub enum OspJudge {
     Other(Box<dyn PairwiseJudge<[u32]>>),
 }
 
+/// Each response's soft wins `Σ_{j≠i} P(y_i ≻ y_j)` from a preference matrix.
+pub fn soft_wins(p: &[Vec<f64>]) -> Vec<f64> {
+    let k = p.len();
+    (0..k).map(|i| (0..k).filter(|&j| j != i).map(|j| p[i][j]).sum()).collect()
+}
+
 /// The pairs of one prompt's K responses from their preference matrix `p[i][j] = P(y_i ≻ y_j)`
 /// (`p[i][i]` unused): responses ranked by soft wins `Σ_{j≠i} p[i][j]` (the earlier on ties), then
 /// paired by `pairing`. Returns `(chosen, rejected, strength = p[chosen][rejected])`; a pair whose
 /// two responses have equal wins carries no order and is skipped.
 pub fn ranked_pairs(p: &[Vec<f64>], pairing: Pairing) -> Vec<(usize, usize, f64)> {
     let k = p.len();
-    let wins: Vec<f64> = (0..k).map(|i| (0..k).filter(|&j| j != i).map(|j| p[i][j]).sum()).collect();
+    let wins = soft_wins(p);
     let mut rank: Vec<usize> = (0..k).collect();
     rank.sort_by(|&a, &b| wins[b].total_cmp(&wins[a]).then(a.cmp(&b)));
     let by_rank: Vec<(usize, usize)> = match pairing {
@@ -190,10 +196,7 @@ impl OspTrainer {
         completion_metrics(&r, &mut m);
         m.insert("pairs".into(), n as f64);
         m.insert("objective/kl".into(), sampled_kl(&self.policy, &self.reference, &r, c.temperature)?);
-        let wins: Vec<f32> = matrices
-            .iter()
-            .flat_map(|p| (0..k).map(move |i| (0..k).filter(|&j| j != i).map(|j| p[i][j]).sum::<f64>() as f32))
-            .collect();
+        let wins: Vec<f32> = matrices.iter().flat_map(|p| soft_wins(p)).map(|w| w as f32).collect();
         self.last_samples = Sample::rows(&r.prompts, &r.completions, &wins);
         if n == 0 {
             // Every prompt's responses tied: nothing to learn from this round.

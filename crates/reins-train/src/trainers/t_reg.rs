@@ -16,7 +16,7 @@
 
 use candle_core::{Tensor, D};
 use reins_data::collate::PreferenceBatch;
-use reins_model::Model;
+use reins_model::{Batch, Model};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::attended_tokens;
@@ -88,15 +88,15 @@ pub fn contrastive_token_rewards(
                 .iter()
                 .map(|r| (prompt_of(r).iter().chain(&r.2).copied().collect::<Vec<u32>>(), prompt_of(r).len()))
                 .collect();
-            let t = seqs.iter().map(|s| s.0.len()).max().unwrap_or(0);
-            let ids: Vec<Vec<u32>> = seqs
+            let batch = Batch::right_padded(&seqs.iter().map(|s| s.0.clone()).collect::<Vec<_>>(), 0);
+            // The completion: from the prompt's end to the row's end.
+            let cm: Vec<Vec<u8>> = seqs
                 .iter()
-                .map(|s| s.0.iter().copied().chain(std::iter::repeat_n(0, t - s.0.len())).collect())
+                .zip(&batch.mask)
+                .map(|(s, m)| m.iter().enumerate().map(|(j, &a)| a * u8::from(j >= s.1)).collect())
                 .collect();
-            let attn: Vec<Vec<u8>> = seqs.iter().map(|s| (0..t).map(|j| u8::from(j < s.0.len())).collect()).collect();
-            let cm: Vec<Vec<u8>> =
-                seqs.iter().map(|s| (0..t).map(|j| u8::from(j >= s.1 && j < s.0.len())).collect()).collect();
-            let per_token: Vec<Vec<f32>> = completion_only_logps(&model, &ids, &attn, &cm)?.per_token.to_vec2()?;
+            let per_token: Vec<Vec<f32>> =
+                completion_only_logps(&model, &batch.ids, &batch.mask, &cm)?.per_token.to_vec2()?;
             for (row, s) in per_token.iter().zip(&seqs) {
                 // per_token[j] scores token j + 1: the completion's tokens sit at s.1 - 1 ..
                 let start = s.1.saturating_sub(1);
@@ -184,25 +184,9 @@ impl TRegTrainer {
         m.insert("t_reg/dpo_loss".into(), f64::from(dpo.loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?));
         m.insert("t_reg/reg_loss".into(), f64::from(reg.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?));
         m.insert("loss".into(), f64::from(loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?));
-        m.insert("t_reg/implicit_reward_corr".into(), pearson(&rewards_flat, &rho_flat));
+        m.insert("t_reg/implicit_reward_corr".into(), crate::statistics::pearson(&rewards_flat, &rho_flat));
         m.insert("num_tokens".into(), attended_tokens(attn));
         Ok((loss, m))
-    }
-}
-
-/// Pearson correlation (0 when either side is constant).
-fn pearson(x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len().min(y.len()) as f64;
-    if n < 2.0 {
-        return 0.0;
-    }
-    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
-    let (vx, vy): (f64, f64) = (x.iter().map(|a| (a - mx).powi(2)).sum(), y.iter().map(|b| (b - my).powi(2)).sum());
-    if vx == 0.0 || vy == 0.0 {
-        0.0
-    } else {
-        cov / (vx * vy).sqrt()
     }
 }
 

@@ -192,7 +192,7 @@ fn judge_quality(
         let words = |t: &str| t.split_whitespace().count() as f64;
         lens.push(words(&pair[0]) - words(&pair[1]));
     }
-    Ok((right as f64 / decided.max(1) as f64, judge_format::correlation(&gaps, &lens)))
+    Ok((right as f64 / decided.max(1) as f64, reins_train::statistics::pearson(&gaps, &lens)))
 }
 
 /// An arm after training.
