@@ -163,6 +163,8 @@ impl Converter {
                 }
             }
             r @ (Record::PromptCompletion { .. } | Record::LanguageModeling { .. }) => out.push(r),
+            // Its response is there to have its faults marked, not to be imitated.
+            Record::Spans { .. } => self.drop("spans record (a response with labelled spans is not an SFT target)"),
             other => self.drop(&format!("{} has no completion", other.kind().name())),
         }
     }

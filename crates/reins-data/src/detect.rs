@@ -43,8 +43,18 @@ pub fn detect_row(row: &Map<String, Value>) -> Option<Format> {
             }
         }
     }
-    let trl_keys =
-        ["prompt", "chosen", "rejected", "completion", "messages", "conversations", "text", "completions", "responses"];
+    let trl_keys = [
+        "prompt",
+        "chosen",
+        "rejected",
+        "completion",
+        "messages",
+        "conversations",
+        "text",
+        "completions",
+        "responses",
+        "spans",
+    ];
     if trl_keys.iter().any(|k| has(k)) {
         return Some(Format::Trl);
     }

@@ -108,13 +108,31 @@ pub struct Ranked {
     pub annotator_id: Option<String>,
 }
 
-/// A labelled span of a response: byte offsets `[start, end)` into `response`.
+/// A labelled span of a response: character offsets `[start, end)` into `response`, counted
+/// in Unicode scalar values (Rust `char`s, Python `str` indices, as the feedback app and Label
+/// Studio count them), so Python's `response[start:end]` is the span. Read from
+/// `{"start", "end", "tag"}` (the feedback app's `spans` export) or `"label"`; other keys,
+/// such as the span's `text`, are ignored here (the reader checks `text`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Span {
     pub start: usize,
     pub end: usize,
     /// e.g. `"wrong"`, `"irrelevant"`, `"incomplete"`.
+    #[serde(alias = "tag")]
     pub label: String,
+}
+
+impl Span {
+    /// The covered text: characters `start..end` of `response`, or `None` when the span
+    /// does not lie within it.
+    pub fn text(&self, response: &str) -> Option<String> {
+        if self.start > self.end {
+            return None;
+        }
+        let mut chars = response.chars().skip(self.start);
+        let text: String = chars.by_ref().take(self.end - self.start).collect();
+        (text.chars().count() == self.end - self.start).then_some(text)
+    }
 }
 
 /// A typed record. Readers produce these; tokenizers consume them.
@@ -276,9 +294,14 @@ impl Record {
                 o.insert("responses".into(), Value::Array(rs));
             }
             Record::Spans { prompt, response, spans, .. } => {
+                // The feedback app's `spans` export layout, covered text included.
                 o.insert("prompt".into(), prompt.to_json());
-                o.insert("response".into(), json!(response));
-                o.insert("spans".into(), json!(spans));
+                o.insert("completion".into(), json!(response));
+                let spans: Vec<Value> = spans
+                    .iter()
+                    .map(|s| json!({"start": s.start, "end": s.end, "tag": s.label, "text": s.text(response)}))
+                    .collect();
+                o.insert("spans".into(), Value::Array(spans));
             }
         }
         let meta = self.meta();

@@ -7,7 +7,7 @@
 //! | `ranked` | ranking | `{"prompt","responses","ranks"}` (`ranks[i]` = 0 for the best) |
 //! | `kto` | thumbs per response | `{"prompt","completion","label": bool}` |
 //! | `ratings` | Likert per response | `{"prompt","completion","ratings": {aspect: n}}` |
-//! | `spans` | response with spans | `{"prompt","completion","spans": [{"start","end","tag","text"}]}` |
+//! | `spans` | response with spans | `{"prompt","completion","spans": [{"start","end","tag","text"}]}` (offsets in characters; `reins data` reads it as span records) |
 //! | `critiques` | non-empty critique or rewrite | `{"prompt","completion","critique"}` / `{"prompt","completion","rewrite"}` |
 //! | `principles` | response × principles | `{"prompt","completion","principles": {text: bool}}` |
 //! | `raw` | submission (labels and skips) | every stored column |
@@ -192,19 +192,19 @@ mod tests {
         assert!(ids.iter().all(|i| is_validation(i, 1.0)));
     }
 
-    #[test]
-    fn preference_record_has_trl_shape_and_margin() {
-        let cfg = ProjectConfig::parse(&json!({"questions": [{"name": "pref", "kind": "pairwise", "strength": true}]}))
-            .unwrap();
-        let item = Item {
+    fn item(responses: &[&str]) -> Item {
+        Item {
             id: "i".into(),
             project_id: "p".into(),
             external_id: "x".into(),
             prompt: "P".into(),
-            responses: vec!["A".into(), "B".into()],
+            responses: responses.iter().map(|r| r.to_string()).collect(),
             gold: None,
-        };
-        let sub = Submission {
+        }
+    }
+
+    fn label(answer: Value) -> Submission {
+        Submission {
             id: "s".into(),
             idempotency_key: "k".into(),
             project_id: "p".into(),
@@ -212,19 +212,62 @@ mod tests {
             user_id: "u".into(),
             assignment_id: "a".into(),
             kind: "label".into(),
-            answer: json!({"pref": {"outcome": "win", "winner": 1, "loser": 0, "strength": 3}}),
+            answer,
             display_order: vec![1, 0],
             skip_reason: None,
             time_ms: 5,
             created_at: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn preference_record_has_trl_shape_and_margin() {
+        let cfg = ProjectConfig::parse(&json!({"questions": [{"name": "pref", "kind": "pairwise", "strength": true}]}))
+            .unwrap();
+        let sub = label(json!({"pref": {"outcome": "win", "winner": 1, "loser": 0, "strength": 3}}));
         let names = HashMap::from([("u".to_string(), "ann".to_string())]);
-        let e = export("preference", &cfg, &[item], &[sub], &names, 0.0).unwrap();
+        let e = export("preference", &cfg, &[item(&["A", "B"])], &[sub], &names, 0.0).unwrap();
         assert_eq!(
             e.train,
             vec![
                 json!({"prompt": "P", "chosen": "B", "rejected": "A", "margin": 3.0, "item_id": "x", "annotator": "ann"})
             ]
         );
+    }
+
+    /// The `spans` export file is read by `reins data` as span records: the same character
+    /// offsets, the tags as labels, the annotator kept.
+    #[test]
+    fn spans_export_reads_as_reins_data_span_records() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        use reins_data::{Meta, Record, Span, Text};
+        let cfg = ProjectConfig::parse(
+            &json!({"questions": [{"name": "issues", "kind": "spans", "tags": ["wrong", "unsafe"]}]}),
+        )?;
+        // "5 €" is characters 9..12 (bytes 11..16).
+        let response = "Ça coûte 5 €, non?";
+        let sub = label(json!({"issues": [
+            [{"start": 9, "end": 12, "tag": "wrong"}, {"start": 0, "end": 2, "tag": "unsafe"}],
+            [{"start": 0, "end": 3, "tag": "wrong"}],
+        ]}));
+        let names = HashMap::from([("u".to_string(), "ann".to_string())]);
+        let e = export("spans", &cfg, &[item(&[response, "👋 hi"])], &[sub], &names, 0.0)?;
+        assert_eq!(e.train[0]["spans"][0], json!({"start": 9, "end": 12, "tag": "wrong", "text": "5 €"}));
+
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("spans.jsonl");
+        std::fs::write(&path, to_jsonl(&e.train))?;
+        let loaded = reins_data::formats::load(&path, None, &reins_data::formats::ConvertOptions::default())?;
+        assert_eq!(loaded.report.skipped_total(), 0, "{}", loaded.report);
+        let spans = |response: &str, spans: &[(usize, usize, &str)]| Record::Spans {
+            prompt: Text::Plain("P".into()),
+            response: response.into(),
+            spans: spans.iter().map(|&(start, end, tag)| Span { start, end, label: tag.into() }).collect(),
+            meta: Meta { annotator_id: Some("ann".into()), ..Meta::default() },
+        };
+        assert_eq!(
+            loaded.records,
+            vec![spans(response, &[(9, 12, "wrong"), (0, 2, "unsafe")]), spans("👋 hi", &[(0, 3, "wrong")])]
+        );
+        Ok(())
     }
 }

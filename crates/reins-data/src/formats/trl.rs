@@ -3,6 +3,7 @@
 
 use super::{as_f64, get, opt_str, Out, Skip};
 use crate::records::{Message, Meta, Preference, Ranked, Record, Span, Text};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -94,7 +95,10 @@ fn text(row: &Map<String, Value>, key: &str) -> Result<Text, Skip> {
 fn meta(row: &Map<String, Value>) -> Meta {
     Meta {
         id: opt_str(row, "id"),
-        annotator_id: opt_str(row, "annotator_id").or_else(|| opt_str(row, "user_id")),
+        // The feedback app's exports call it `annotator`.
+        annotator_id: opt_str(row, "annotator_id")
+            .or_else(|| opt_str(row, "user_id"))
+            .or_else(|| opt_str(row, "annotator")),
         source: opt_str(row, "source"),
         // RewardBench calls it `subset`.
         category: opt_str(row, "category").or_else(|| opt_str(row, "subset")),
@@ -167,6 +171,12 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
             reference,
             meta,
         }));
+    } else if has("spans") {
+        // Before `completion`: the feedback app's spans export keeps the response there.
+        let key = if has("completion") { "completion" } else { "response" };
+        let response = super::get_str(row, key)?.to_string();
+        let spans = spans(row, &response)?;
+        out.push(Record::Spans { prompt: text(row, "prompt")?, response, spans, meta });
     } else if has("completions") && has("labels") {
         let prompt = super::get_str(row, "prompt")?.to_string();
         let completions = str_list(row, "completions")?;
@@ -194,17 +204,6 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
         out.push(Record::PromptCompletion { prompt: text(row, "prompt")?, completion: text(row, "completion")?, meta });
     } else if has("responses") {
         out.push(Record::RankedList { prompt: text(row, "prompt")?, responses: ranked_list(row)?, meta });
-    } else if has("spans") {
-        let response = super::get_str(row, "response")?.to_string();
-        let spans: Vec<Span> =
-            serde_json::from_value(get(row, "spans")?.clone()).map_err(|e| Skip::new("bad spans", e.to_string()))?;
-        if let Some(s) = spans.iter().find(|s| s.start > s.end || s.end > response.len()) {
-            return Err(Skip::new(
-                "bad spans",
-                format!("span {}..{} outside the response ({} bytes)", s.start, s.end, response.len()),
-            ));
-        }
-        out.push(Record::Spans { prompt: text(row, "prompt")?, response, spans, meta });
     } else if has("messages") || has("conversations") {
         // `conversations` with from/value is ShareGPT's spelling (TRL converts it to ChatML).
         let key = if has("messages") { "messages" } else { "conversations" };
@@ -220,6 +219,52 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
         ));
     }
     Ok(())
+}
+
+/// The `spans` of a response: `{"start", "end", "tag" or "label", "text"?}` with character
+/// offsets (Unicode scalar values). A span outside the response, or whose `text` is not the
+/// text it covers (offsets counted in bytes or UTF-16 units give that), skips the row.
+fn spans(row: &Map<String, Value>, response: &str) -> Result<Vec<Span>, Skip> {
+    let Value::Array(items) = get(row, "spans")? else {
+        return Err(Skip::wrong_type("spans", "a list of {start, end, tag} objects", get(row, "spans")?));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let span = Span::deserialize(item).map_err(|e| Skip::new("bad spans", format!("`spans[{i}]`: {e}")))?;
+        if span.start > span.end {
+            return Err(Skip::new(
+                "bad spans",
+                format!("`spans[{i}]` is {}..{}: `start` is after `end`", span.start, span.end),
+            ));
+        }
+        let Some(covered) = span.text(response) else {
+            return Err(Skip::new(
+                "bad spans",
+                format!(
+                    "`spans[{i}]` is {}..{}, outside the response ({} characters); offsets count characters (Unicode scalar values), not bytes",
+                    span.start,
+                    span.end,
+                    response.chars().count()
+                ),
+            ));
+        };
+        match item.get("text") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(t)) if *t == covered => {}
+            Some(Value::String(t)) => {
+                return Err(Skip::new(
+                    "bad spans",
+                    format!(
+                        "`spans[{i}].text` is {t:?} but characters {}..{} of the response are {covered:?}; offsets count characters (Unicode scalar values), not bytes or UTF-16 units",
+                        span.start, span.end
+                    ),
+                ))
+            }
+            Some(other) => return Err(Skip::wrong_type(&format!("spans[{i}].text"), "a string", other)),
+        }
+        out.push(span);
+    }
+    Ok(out)
 }
 
 fn str_list(row: &Map<String, Value>, key: &str) -> Result<Vec<String>, Skip> {

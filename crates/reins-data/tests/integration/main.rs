@@ -11,6 +11,7 @@ mod messages;
 mod no_panic;
 mod oasst;
 mod real_templates;
+mod spans;
 mod summarize;
 mod templates;
 mod tokenize;
