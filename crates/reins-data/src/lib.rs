@@ -8,8 +8,9 @@
 //! TRL's types in standard and conversational form — language modeling, prompt-only,
 //! prompt-completion, preference (explicit or implicit prompt, optional `margin`),
 //! unpaired preference, stepwise supervision — plus ranked lists (ranks/scores and
-//! per-aspect ratings) and span-level labels (character offsets, the layout of the feedback
-//! app's `spans` export). Records carry optional annotator id,
+//! per-aspect ratings) and span-level labels (character offsets). The feedback app's
+//! `preference`, `ranked`, `kto`, `ratings` and `spans` exports read as they are written
+//! (see [`formats::trl`]). Records carry optional annotator id,
 //! soft label (`strength`) and reference response. Chat messages keep tool calls, tool
 //! results and reasoning (`tool_calls`, `tool_call_id`, `name`, `reasoning_content`).
 //!

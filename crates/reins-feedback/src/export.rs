@@ -1,17 +1,19 @@
 //! Exports derived from the raw submissions, in TRL's JSONL shapes. Every record carries
-//! `item_id` and `annotator` (the username), so per-annotator models stay possible.
+//! `item_id` and `annotator` (the username), so per-annotator models stay possible; `reins
+//! data` reads them as the record's id and annotator. The last words of a row say how `reins
+//! data` reads the file (docs/feedback.md, "Export formats"; the tests below read each back).
 //!
 //! | format | one record per | shape |
 //! |---|---|---|
-//! | `preference` | pairwise vote with a winner | `{"prompt","chosen","rejected","margin"?}` (margin = strength 1–3) |
-//! | `ranked` | ranking | `{"prompt","responses","ranks"}` (`ranks[i]` = 0 for the best) |
-//! | `kto` | thumbs per response | `{"prompt","completion","label": bool}` |
-//! | `ratings` | Likert per response | `{"prompt","completion","ratings": {aspect: n}}` |
-//! | `spans` | response with spans | `{"prompt","completion","spans": [{"start","end","tag","text"}]}` (offsets in characters; `reins data` reads it as span records) |
-//! | `critiques` | non-empty critique or rewrite | `{"prompt","completion","critique"}` / `{"prompt","completion","rewrite"}` |
-//! | `principles` | response × principles | `{"prompt","completion","principles": {text: bool}}` |
-//! | `raw` | submission (labels and skips) | every stored column |
-//! | `consensus` | item (see `review::consensus_records`) | `{"prompt","responses","answer","source","chosen"?,"rejected"?}` |
+//! | `preference` | pairwise vote with a winner | `{"prompt","chosen","rejected","margin"?}` (margin = strength 1–3); preference records |
+//! | `ranked` | ranking | `{"prompt","responses","ranks"}` (`ranks[i]` = 0 for the best); ranked lists |
+//! | `kto` | thumbs per response | `{"prompt","completion","label": bool}`; unpaired preferences |
+//! | `ratings` | Likert per response | `{"prompt","completion","ratings": {aspect: n}}`; a ranked list of one, with its ratings |
+//! | `spans` | response with spans | `{"prompt","completion","spans": [{"start","end","tag","text"}]}` (offsets in characters); span records |
+//! | `critiques` | non-empty critique or rewrite | `{"prompt","completion","critique"}` / `{"prompt","completion","rewrite"}`; no record type, skipped |
+//! | `principles` | response × principles | `{"prompt","completion","principles": {text: bool}}`; no record type, skipped |
+//! | `raw` | submission (labels and skips) | every stored column; skipped |
+//! | `consensus` | item (see `review::consensus_records`) | `{"prompt","responses","answer","source","chosen"?,"rejected"?}`; preference records where there is a `chosen` |
 use crate::db::{Item, Submission};
 use crate::error::{bad, Result};
 use crate::import::fnv1a;
@@ -235,11 +237,27 @@ mod tests {
         );
     }
 
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    /// The train part of an export written as its JSONL file and read by `reins data`'s reader.
+    fn read_back(e: &Exported) -> std::result::Result<reins_data::Loaded, Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("export.jsonl");
+        std::fs::write(&path, to_jsonl(&e.train))?;
+        Ok(reins_data::formats::load(&path, None, &reins_data::formats::ConvertOptions::default())?)
+    }
+
+    /// The exports' meta as `reins data` reads it: `item_id` as the id, `annotator` as the
+    /// annotator.
+    fn read_meta() -> reins_data::Meta {
+        reins_data::Meta { id: Some("x".into()), annotator_id: Some("ann".into()), ..Default::default() }
+    }
+
     /// The `spans` export file is read by `reins data` as span records: the same character
     /// offsets, the tags as labels, the annotator kept.
     #[test]
-    fn spans_export_reads_as_reins_data_span_records() -> std::result::Result<(), Box<dyn std::error::Error>> {
-        use reins_data::{Meta, Record, Span, Text};
+    fn spans_export_reads_as_reins_data_span_records() -> TestResult {
+        use reins_data::{Record, Span, Text};
         let cfg = ProjectConfig::parse(
             &json!({"questions": [{"name": "issues", "kind": "spans", "tags": ["wrong", "unsafe"]}]}),
         )?;
@@ -253,21 +271,122 @@ mod tests {
         let e = export("spans", &cfg, &[item(&[response, "👋 hi"])], &[sub], &names, 0.0)?;
         assert_eq!(e.train[0]["spans"][0], json!({"start": 9, "end": 12, "tag": "wrong", "text": "5 €"}));
 
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("spans.jsonl");
-        std::fs::write(&path, to_jsonl(&e.train))?;
-        let loaded = reins_data::formats::load(&path, None, &reins_data::formats::ConvertOptions::default())?;
+        let loaded = read_back(&e)?;
         assert_eq!(loaded.report.skipped_total(), 0, "{}", loaded.report);
         let spans = |response: &str, spans: &[(usize, usize, &str)]| Record::Spans {
             prompt: Text::Plain("P".into()),
             response: response.into(),
             spans: spans.iter().map(|&(start, end, tag)| Span { start, end, label: tag.into() }).collect(),
-            meta: Meta { annotator_id: Some("ann".into()), ..Meta::default() },
+            meta: read_meta(),
         };
         assert_eq!(
             loaded.records,
             vec![spans(response, &[(9, 12, "wrong"), (0, 2, "unsafe")]), spans("👋 hi", &[(0, 3, "wrong")])]
         );
+        Ok(())
+    }
+
+    /// The `ranked` export file is read by `reins data` as ranked lists with the ranks as
+    /// written (0 = best), so the listwise trainers and `convert --to preference` use it as is.
+    #[test]
+    fn ranked_export_reads_as_reins_data_ranked_lists() -> TestResult {
+        use reins_data::{Ranked, Record, Text};
+        let cfg = ProjectConfig::parse(&json!({"questions": [{"name": "rank", "kind": "ranking"}]}))?;
+        // Best first: response 1 ("B"), then 2 ("C"), then 0 ("A").
+        let sub = label(json!({"rank": {"ranking": [1, 2, 0]}}));
+        let names = HashMap::from([("u".to_string(), "ann".to_string())]);
+        let e = export("ranked", &cfg, &[item(&["A", "B", "C"])], &[sub], &names, 0.0)?;
+        assert_eq!(e.train[0]["ranks"], json!([2, 0, 1]));
+
+        let loaded = read_back(&e)?;
+        assert_eq!(loaded.report.skipped_total(), 0, "{}", loaded.report);
+        let ranked = |response: &str, rank: u32| Ranked {
+            response: Text::Plain(response.into()),
+            rank: Some(rank),
+            score: None,
+            ratings: Default::default(),
+            annotator_id: None,
+        };
+        assert_eq!(
+            loaded.records,
+            vec![Record::RankedList {
+                prompt: Text::Plain("P".into()),
+                responses: vec![ranked("A", 2), ranked("B", 0), ranked("C", 1)],
+                meta: read_meta(),
+            }]
+        );
+        Ok(())
+    }
+
+    /// The `ratings` export file is read by `reins data` with its ratings: one rated
+    /// response per row, as HelpSteer2's attribute rows are read.
+    #[test]
+    fn ratings_export_reads_as_reins_data_rated_responses() -> TestResult {
+        use reins_data::{Ranked, Record, Text};
+        let cfg = ProjectConfig::parse(
+            &json!({"questions": [{"name": "likert", "kind": "likert", "aspects": ["helpfulness", "honesty"]}]}),
+        )?;
+        let sub = label(json!({"likert": {"helpfulness": [4, 2], "honesty": [5, 1]}}));
+        let names = HashMap::from([("u".to_string(), "ann".to_string())]);
+        let e = export("ratings", &cfg, &[item(&["A", "B"])], &[sub], &names, 0.0)?;
+
+        let loaded = read_back(&e)?;
+        assert_eq!(loaded.report.skipped_total(), 0, "{}", loaded.report);
+        let rated = |response: &str, helpfulness: f64, honesty: f64| Record::RankedList {
+            prompt: Text::Plain("P".into()),
+            responses: vec![Ranked {
+                response: Text::Plain(response.into()),
+                rank: None,
+                score: None,
+                ratings: [("helpfulness".to_string(), helpfulness), ("honesty".to_string(), honesty)].into(),
+                annotator_id: None,
+            }],
+            meta: read_meta(),
+        };
+        assert_eq!(loaded.records, vec![rated("A", 4.0, 5.0), rated("B", 2.0, 1.0)]);
+        Ok(())
+    }
+
+    /// Every other per-vote export either reads as the record that carries its labels
+    /// (`preference`, `kto`) or is skipped with a reason (`critiques`, `principles`, `raw`
+    /// have no record type); none is read as plain prompt-completion.
+    #[test]
+    fn other_exports_read_to_their_records_or_are_skipped_with_a_reason() -> TestResult {
+        let cfg = ProjectConfig::parse(&json!({"questions": [
+            {"name": "pref", "kind": "pairwise", "strength": true},
+            {"name": "thumbs", "kind": "thumbs"},
+            {"name": "crit", "kind": "critique"},
+            {"name": "rules", "kind": "principles", "principles": ["Is kind"]},
+        ]}))?;
+        let sub = label(json!({
+            "pref": {"outcome": "win", "winner": 1, "loser": 0, "strength": 2},
+            "thumbs": [false, true],
+            "crit": ["Too short.", ""],
+            "rules": [[true], [false]],
+        }));
+        let names = HashMap::from([("u".to_string(), "ann".to_string())]);
+        let items = [item(&["A", "B"])];
+        let read = |format: &str| -> std::result::Result<reins_data::Loaded, Box<dyn std::error::Error>> {
+            read_back(&export(format, &cfg, &items, std::slice::from_ref(&sub), &names, 0.0)?)
+        };
+        let kinds = |l: &reins_data::Loaded| l.records.iter().map(|r| r.kind().name()).collect::<Vec<_>>();
+
+        let l = read("preference")?;
+        assert_eq!(kinds(&l), ["preference"], "{}", l.report);
+        let reins_data::Record::Preference(p) = &l.records[0] else { unreachable!() };
+        assert_eq!((p.margin, &p.meta), (Some(2.0), &read_meta()));
+        let l = read("kto")?;
+        assert_eq!(kinds(&l), ["unpaired_preference", "unpaired_preference"], "{}", l.report);
+        assert_eq!(l.records[0].meta(), &read_meta());
+        for (format, rows, reason) in [
+            ("critiques", 1, "feedback without a record type"),
+            ("principles", 2, "feedback without a record type"),
+            ("raw", 1, "unranked responses"),
+        ] {
+            let l = read(format)?;
+            assert!(l.records.is_empty(), "{format}: {:?}", l.records);
+            assert_eq!(l.report.skipped.get(reason), Some(&rows), "{format}: {}", l.report);
+        }
         Ok(())
     }
 }

@@ -1,11 +1,18 @@
 //! TRL's own dataset columns, standard or conversational, plus reins' extensions
-//! (`strength`, `reference`, `annotator_id`, ranked `responses`, `spans`).
+//! (`strength`, `reference`, `annotator_id`, ranked `responses`, `ratings`, `spans`) and the
+//! layouts of the feedback app's exports (`ranks` beside a list of responses, `ratings` of one
+//! `completion`, `item_id`, `annotator`).
 
 use super::{as_f64, get, opt_str, Out, Skip};
 use crate::records::{Message, Meta, Preference, Ranked, Record, Span, Text};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+
+/// Keys of the feedback app's exports that no record type carries (critiques, rewrites,
+/// principle checks). A row with one is skipped rather than read as prompt-completion, which
+/// would make the judged response a target and lose the judgment.
+const UNREAD_FEEDBACK: [&str; 3] = ["critique", "rewrite", "principles"];
 
 /// Parse a TRL text field: a string, or a list of `{role, content}` messages.
 pub fn parse_text(key: &str, v: &Value) -> Result<Text, Skip> {
@@ -94,7 +101,8 @@ fn text(row: &Map<String, Value>, key: &str) -> Result<Text, Skip> {
 
 fn meta(row: &Map<String, Value>) -> Meta {
     Meta {
-        id: opt_str(row, "id"),
+        // The feedback app's exports call it `item_id` (the item's external id).
+        id: opt_str(row, "id").or_else(|| opt_str(row, "item_id")),
         // The feedback app's exports call it `annotator`.
         annotator_id: opt_str(row, "annotator_id")
             .or_else(|| opt_str(row, "user_id"))
@@ -177,6 +185,25 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
         let response = super::get_str(row, key)?.to_string();
         let spans = spans(row, &response)?;
         out.push(Record::Spans { prompt: text(row, "prompt")?, response, spans, meta });
+    } else if has("ratings") && has("completion") {
+        // The feedback app's `ratings` export: one response rated per aspect, read as
+        // HelpSteer2's attribute rows are (a ranked list of one, the ratings kept).
+        let response = Ranked {
+            response: text(row, "completion")?,
+            rank: None,
+            score: None,
+            ratings: ratings("ratings", get(row, "ratings")?)?,
+            annotator_id: None,
+        };
+        out.push(Record::RankedList { prompt: text(row, "prompt")?, responses: vec![response], meta });
+    } else if let Some(key) = UNREAD_FEEDBACK.iter().find(|k| has(k) && has("completion")) {
+        return Err(Skip::new(
+            "feedback without a record type",
+            format!(
+                "`{key}` (the feedback app's `critiques` or `principles` export) has no reins record type; \
+                 the row is not read as prompt-completion, which would train on the judged response"
+            ),
+        ));
     } else if has("completions") && has("labels") {
         let prompt = super::get_str(row, "prompt")?.to_string();
         let completions = str_list(row, "completions")?;
@@ -277,28 +304,144 @@ fn str_list(row: &Map<String, Value>, key: &str) -> Result<Vec<String>, Skip> {
     }
 }
 
+/// A ranked list, in one of two layouts:
+/// - objects: `"responses": [{"response", "rank"?, "score"?, "ratings"?, "annotator_id"?}]`
+///   (what [`Record::to_json`] writes; ties share a rank);
+/// - texts with parallel lists: `"responses": [text]` with `"ranks": [int]` (0 = best, each
+///   of `0..n` once: the feedback app's `ranked` export) and/or `"scores": [number]` (higher
+///   is better).
+///
+/// A rank, score or rating that is not a number, and parallel lists that do not fit the
+/// responses, skip the row.
 fn ranked_list(row: &Map<String, Value>) -> Result<Vec<Ranked>, Skip> {
     let Value::Array(items) = get(row, "responses")? else {
         return Err(Skip::wrong_type("responses", "a list", get(row, "responses")?));
     };
+    let parallel = |k: &str| row.get(k).is_some_and(|v| !v.is_null());
+    if parallel("ranks") || parallel("scores") {
+        return ranked_texts(row, items);
+    }
+    if !items.is_empty() && !items.iter().any(Value::is_object) {
+        let mut why = "`responses` is a list of texts but the row has no `ranks` (0 = best) or `scores` to order \
+                       them; add one, or give objects {response, rank}"
+            .to_string();
+        if row.contains_key("answer") {
+            why.push_str("; `answer` (the feedback app's `raw` and `consensus` exports) is not read");
+        }
+        return Err(Skip::new("unranked responses", why));
+    }
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let key = format!("responses[{i}]");
         let Value::Object(o) = item else {
-            return Err(Skip::wrong_type(&key, "an object", item));
+            return Err(Skip::wrong_type(&key, "an object {response, rank?, score?, ratings?}", item));
         };
         let response = parse_text(&key, o.get("response").unwrap_or(&Value::Null))?;
-        let ratings: BTreeMap<String, f64> = match o.get("ratings") {
-            Some(Value::Object(r)) => r.iter().filter_map(|(k, v)| as_f64(v).map(|x| (k.clone(), x))).collect(),
-            _ => BTreeMap::new(),
+        let ratings = match o.get("ratings") {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(r) => ratings(&format!("{key}.ratings"), r)?,
         };
-        out.push(Ranked {
-            response,
-            rank: o.get("rank").and_then(Value::as_u64).map(|r| r as u32),
-            score: o.get("score").and_then(as_f64),
-            ratings,
-            annotator_id: o.get("annotator_id").and_then(Value::as_str).map(str::to_string),
-        });
+        let rank = match o.get("rank") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(rank(&format!("{key}.rank"), v)?),
+        };
+        let score = match o.get("score") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(number(&format!("{key}.score"), v)?),
+        };
+        let annotator_id = match o.get("annotator_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(a)) => Some(a.clone()),
+            Some(Value::Number(a)) => Some(a.to_string()),
+            Some(v) => return Err(Skip::wrong_type(&format!("{key}.annotator_id"), "a string", v)),
+        };
+        out.push(Ranked { response, rank, score, ratings, annotator_id });
     }
     Ok(out)
+}
+
+/// `responses` as texts, ordered by the parallel `ranks` and/or `scores` lists.
+fn ranked_texts(row: &Map<String, Value>, items: &[Value]) -> Result<Vec<Ranked>, Skip> {
+    let n = items.len();
+    let column = |key: &str| -> Result<Option<&Vec<Value>>, Skip> {
+        match row.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(a)) if a.len() == n => Ok(Some(a)),
+            Some(Value::Array(a)) => {
+                Err(Skip::new("length mismatch", format!("{n} responses but {} `{key}`", a.len())))
+            }
+            Some(v) => Err(Skip::wrong_type(key, "a list with one entry per response", v)),
+        }
+    };
+    let ranks = match column("ranks")? {
+        None => None,
+        Some(a) => {
+            let mut seen = vec![false; n];
+            let mut ranks = Vec::with_capacity(n);
+            for (i, v) in a.iter().enumerate() {
+                let r = rank(&format!("ranks[{i}]"), v)?;
+                match seen.get_mut(r as usize) {
+                    None => {
+                        return Err(Skip::new(
+                            "bad ranks",
+                            format!("`ranks[{i}]` is {r}, but {n} responses are ranked 0..{n} (0 = best)"),
+                        ))
+                    }
+                    Some(true) => {
+                        return Err(Skip::new(
+                            "bad ranks",
+                            format!(
+                                "rank {r} is given twice (`ranks[{i}]`); `ranks` holds each of 0..{n} once (0 = best); \
+                                 for ties give objects {{response, rank}}"
+                            ),
+                        ))
+                    }
+                    Some(s) => *s = true,
+                }
+                ranks.push(r);
+            }
+            Some(ranks)
+        }
+    };
+    let scores = match column("scores")? {
+        None => None,
+        Some(a) => {
+            Some(a.iter().enumerate().map(|(i, v)| number(&format!("scores[{i}]"), v)).collect::<Result<Vec<_>, _>>()?)
+        }
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            Ok(Ranked {
+                response: parse_text(&format!("responses[{i}]"), item)?,
+                rank: ranks.as_ref().map(|r| r[i]),
+                score: scores.as_ref().map(|s| s[i]),
+                ratings: BTreeMap::new(),
+                annotator_id: None,
+            })
+        })
+        .collect()
+}
+
+/// A rank: an integer >= 0.
+fn rank(key: &str, v: &Value) -> Result<u32, Skip> {
+    v.as_u64().and_then(|r| u32::try_from(r).ok()).ok_or_else(|| Skip::wrong_type(key, "an integer >= 0 (0 = best)", v))
+}
+
+/// A finite number, or a string holding one ("4"); not a boolean.
+fn number(key: &str, v: &Value) -> Result<f64, Skip> {
+    match v {
+        Value::Bool(_) => None,
+        v => as_f64(v),
+    }
+    .ok_or_else(|| Skip::wrong_type(key, "a number", v))
+}
+
+/// `{aspect: number}`, e.g. the feedback app's Likert answers `{"helpfulness": 4}`.
+fn ratings(key: &str, v: &Value) -> Result<BTreeMap<String, f64>, Skip> {
+    let Value::Object(o) = v else {
+        return Err(Skip::wrong_type(key, "an object {aspect: number}", v));
+    };
+    o.iter().map(|(aspect, x)| Ok((aspect.clone(), number(&format!("{key}.{aspect}"), x)?))).collect()
 }

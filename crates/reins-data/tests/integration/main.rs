@@ -2,6 +2,7 @@
 
 mod arena;
 mod convert_targets;
+mod feedback_exports;
 mod formats;
 mod helpsteer;
 mod hh;

@@ -32,7 +32,7 @@ fn the_feedback_spans_export_reads_as_spans_with_character_offsets() {
             prompt: Text::Plain("Combien?".into()),
             response: RESPONSE.into(),
             spans: vec![span(9, 12, "wrong"), span(0, 2, "rude")],
-            meta: Meta { annotator_id: Some("ann".into()), ..Meta::default() },
+            meta: Meta { id: Some("x1".into()), annotator_id: Some("ann".into()), ..Meta::default() },
         }]
     );
     let Record::Spans { response, spans, .. } = &l.records[0] else { unreachable!() };
