@@ -51,6 +51,7 @@ pub mod metrics;
 pub mod report;
 pub mod rng;
 pub mod seeds;
+pub mod span_labels;
 pub mod svg;
 pub mod tasks;
 pub mod tokenizer_train;

@@ -345,6 +345,13 @@ impl Model {
         self.score_pooled(&self.pooled(batch)?)
     }
 
+    /// The score head at every position, `[B, T, num_labels]`: a segment reward model reads
+    /// its verdicts at the tokens where segments end.
+    pub fn token_scores(&self, batch: &Batch) -> Result<Tensor> {
+        let head = self.score_head()?;
+        Ok(head.forward(&self.hidden(batch)?)?)
+    }
+
     fn score_head(&self) -> Result<&Linear> {
         self.score.as_ref().ok_or_else(|| {
             ModelError::Usage("this model has no score head; load it with `score_head` or use a *ForSequenceClassification checkpoint".into())

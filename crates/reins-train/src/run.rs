@@ -50,6 +50,11 @@ pub trait Trainer {
     fn model(&self) -> &Model;
     fn optimizer(&mut self) -> &mut Optimizer;
     fn num_tokens(&mut self) -> &mut f64;
+    /// Files that describe the model beside its weights, `(name, contents)`, written into every
+    /// checkpoint (a segment reward model's `segment_reward.json`).
+    fn model_files(&self) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
     /// Tensors besides the trainable weights and the optimizer that an exact resume needs
     /// (e.g. a reference that TR-DPO keeps moving); saved as `trainer_extra.safetensors`.
     fn extra_state(&self) -> Result<Vec<(String, Tensor)>> {
@@ -343,6 +348,10 @@ fn save_checkpoint<T: Trainer>(trainer: &mut T, args: &TrainingArgs, out: &Path,
     model.save_pretrained(&tmp)?;
     // Tokenizer and generation files travel with the weights so the folder is self-contained.
     copy_tokenizer_files(&args.model_name_or_path, &tmp)?;
+    for (name, contents) in trainer.model_files()? {
+        let p = tmp.join(&name);
+        std::fs::write(&p, contents).map_err(|e| io_err(&p, e))?;
+    }
     if model.lora.is_some() {
         model.save_adapter(&tmp.join("adapter"), &args.model_name_or_path.to_string_lossy())?;
     }

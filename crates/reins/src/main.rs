@@ -57,6 +57,10 @@ enum Cli {
     Cpl(commands::train::TrainArgs),
     /// T-REG: DPO plus a token-level regularizer from the model's own contrastive (better vs worse prompt) token rewards.
     TReg(commands::train::TrainArgs),
+    /// Segment reward model for Fine-Grained RLHF: a score per sub-sentence, sentence or response, trained on span labels (error or not).
+    SegmentReward(commands::train::TrainArgs),
+    /// Sequence-to-sequence reward model: an LM that rewrites rejected responses into chosen ones; it scores samples token by token.
+    Seq2seqReward(commands::train::TrainArgs),
     /// PIT (implicit self-improvement): `pit data` turns pairs into its SFT, gap-reward and RL data; `pit improve` improves answers round after round.
     #[command(subcommand)]
     Pit(commands::pit::PitCmd),
@@ -127,6 +131,8 @@ fn main() {
         Cli::RewardFeatures(a) => commands::reward_features::run(a),
         Cli::Cpl(a) => commands::train::run(commands::train::Method::Cpl, a),
         Cli::TReg(a) => commands::train::run(commands::train::Method::TReg, a),
+        Cli::SegmentReward(a) => commands::train::run(commands::train::Method::SegmentReward, a),
+        Cli::Seq2seqReward(a) => commands::train::run(commands::train::Method::Seq2SeqReward, a),
         Cli::Pit(c) => commands::pit::run(c),
         Cli::BestOfN(a) => commands::best_of_n::run(a),
         Cli::ServeModel(a) => commands::serve_model::run(a),

@@ -309,3 +309,87 @@ fn a_missing_ensemble_member_prints_reins_and_the_cause_chain() {
     assert!(err.trim_end().ends_with("(os error 2)") && !err.contains("invalid input"), "{err}");
     assert_eq!(err.matches("caused by").count(), 1, "the I/O error is printed once:\n{err}");
 }
+
+/// Fine-Grained RLHF from the CLI: a segment model and a holistic reward model trained by
+/// `reins segment-reward` and `reins reward`, combined in a reward file, give PPO dense rewards
+/// (`objective/token_rewards`); a file naming no model is refused.
+#[test]
+fn ppo_cli_runs_with_fine_grained_rewards() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let train = |cmd: &str, config: &str, out: &str| {
+        let out_set = format!("output_dir={}", dir.path().join(out).display());
+        let o = Command::new(env!("CARGO_BIN_EXE_reins"))
+            .args([cmd, "--config", config, "--set", &out_set, "--set", "max_steps=2", "--set", "save_steps=2"])
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    train("segment-reward", "examples/segment_reward.toml", "seg");
+    train("reward", "examples/reward.toml", "rm");
+    let spec = dir.path().join("fg.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "[[segment]]\npath = \"{}\"\nweight = 0.5\n[holistic]\npath = \"{}\"\nweight = 0.3\nmean = 0.1\nstd = 2.0\n",
+            dir.path().join("seg/checkpoint-2").display(),
+            dir.path().join("rm/checkpoint-2").display()
+        ),
+    )
+    .unwrap();
+    let reward = format!("reward=\"fine_grained:{}\"", spec.display());
+    let (_d, out) = run_with_sets("ppo", "examples/ppo.toml", &["objective/token_rewards", "reward"], &[&reward]);
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().next().unwrap())
+            .unwrap();
+    assert!(first["objective/token_rewards"].as_f64().unwrap().abs() > 0.0, "{first}");
+
+    std::fs::write(&spec, "").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args(["ppo", "--config", "examples/ppo.toml", "--set", &reward, "--set", "max_steps=1"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("lists no reward model"), "{err}");
+}
+
+/// A sequence-to-sequence reward model from `reins seq2seq-reward` scores PPO's samples token by
+/// token (`objective/token_rewards`, ±1 per token) and GRPO's by their sum; a folder that is not
+/// one is refused by name.
+#[test]
+fn seq2seq_rewards_reach_ppo_per_token_and_grpo_summed() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let out_set = format!("output_dir={}", dir.path().join("s2s").display());
+    let o = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args(["seq2seq-reward", "--config", "examples/seq2seq_reward.toml", "--set", &out_set, "--set", "max_steps=2"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let reward = format!("reward=\"seq2seq:{}\"", dir.path().join("s2s/checkpoint-2").display());
+    let (_d, out) = run_with_sets("ppo", "examples/ppo.toml", &["objective/token_rewards"], &[&reward]);
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().next().unwrap())
+            .unwrap();
+    // examples/ppo.toml samples 16 tokens per answer: the sum of ±1 per token lies in [−16, 16]
+    let t = first["objective/token_rewards"].as_f64().unwrap();
+    assert!(t != 0.0 && t.abs() <= 16.0, "{first}");
+    assert_eq!(first["objective/scores"], 0.0, "nothing at the last token: {first}");
+    let (_d, out) = run_with_sets("grpo", "examples/grpo.toml", &["reward"], &[&reward]);
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().next().unwrap())
+            .unwrap();
+    assert!(first["reward"].as_f64().unwrap() != 0.0, "GRPO gets the summed token rewards: {first}");
+
+    let bad = format!("reward=\"seq2seq:{}\"", root.join("fixtures/hf/models/llama").display());
+    let o = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args(["ppo", "--config", "examples/ppo.toml", "--set", &bad, "--set", "max_steps=1"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("seq2seq_reward.json"), "{err}");
+}

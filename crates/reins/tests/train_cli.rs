@@ -419,3 +419,59 @@ fn an_unknown_reins_device_stops_with_a_hint() {
     assert!(!out.status.success(), "REINS_DEVICE=gpu ran:\n{err}");
     assert!(err.contains("REINS_DEVICE=gpu") && err.contains("hint:") && !err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn segment_reward_runs_moves_every_parameter_and_resumes_exactly() {
+    check("segment-reward", "examples/segment_reward.toml", &[]);
+}
+
+/// The segment model reads the feedback app's spans export: every response's two sentences
+/// become two labelled segments (one an error), the model learns them, and its folder says
+/// what it judges.
+#[test]
+fn segment_reward_learns_the_exported_spans_and_records_its_granularity() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out_s = format!("output_dir=\"{}\"", out.display());
+    let log = reins(&[
+        "segment-reward",
+        "--config",
+        "examples/segment_reward.toml",
+        "--set",
+        &out_s,
+        "--set",
+        "max_steps=12",
+    ]);
+    assert!(log.contains("8 responses, 16 Sentence segments, 8 of them errors"), "{log}");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint-12/segment_reward.json")).unwrap()).unwrap();
+    assert_eq!(spec, serde_json::json!({"granularity": "sentence", "tags": ["unhelpful"]}));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first = lines.iter().find(|l| l.get("loss").is_some()).unwrap();
+    let last = lines.iter().rev().find(|l| l.get("loss").is_some()).unwrap();
+    assert_eq!(first["error_rate"], 0.5, "{first}");
+    assert!(last["loss"].as_f64().unwrap() < first["loss"].as_f64().unwrap(), "{first}\n{last}");
+    // Rows without spans are refused with what the data should look like.
+    let bad = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args([
+            "segment-reward",
+            "--config",
+            "examples/segment_reward.toml",
+            "--set",
+            "dataset=\"examples/data/pairs.jsonl\"",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("spans") && !err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn seq2seq_reward_runs_moves_every_parameter_and_resumes_exactly() {
+    check("seq2seq-reward", "examples/seq2seq_reward.toml", &[]);
+}

@@ -15,7 +15,11 @@ use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::optim::SchedulerType;
 use reins_train::run::Trainer as _;
 use reins_train::trainers::dpo::{DpoTrainer, Reference};
+use reins_train::trainers::metarm::{metarm_step, MetaBatch};
 use reins_train::trainers::reward::RewardTrainer;
+use reins_train::trainers::segment_reward::{
+    collate_segments, SegmentExample, SegmentRewardSpec, SegmentRewardTrainer,
+};
 use reins_train::trainers::sft::SftTrainer;
 
 use crate::config::TrainBudget;
@@ -209,19 +213,12 @@ impl Session<'_> {
                 Ok(([p.clone(), c].concat(), [p, x].concat()))
             })
             .collect::<Result<_>>()?;
-        self.train_reward_model_rows(base, &rows, member, targets, contrastive)
+        self.train_reward_model_rows(base, &rows, member, targets, contrastive, None)
     }
 
-    /// A reward model on whole sequences `(preferred, other)` — their prompts may differ, as in
-    /// PIT's gap comparisons.
-    pub(crate) fn train_reward_model_rows(
-        &mut self,
-        base: &Path,
-        rows: &[(Vec<u32>, Vec<u32>)],
-        member: u64,
-        targets: Option<&[(f64, f64)]>,
-        contrastive: &ContrastiveConfig,
-    ) -> Result<Model> {
+    /// The base model with a fresh score head (seeded by `member`) and its optimizer at the
+    /// reward models' learning rate and steps (linear decay).
+    fn score_model(&self, base: &Path, member: u64) -> Result<(Model, Optimizer)> {
         let rm = &self.cfg.reward_model;
         let model = self.load(
             base,
@@ -233,12 +230,30 @@ impl Session<'_> {
             ..Default::default()
         };
         let optimizer = Optimizer::new(model.params(), &opt, rm.max_steps).map_err(stage("optimizer"))?;
+        Ok((model, optimizer))
+    }
+
+    /// A reward model on whole sequences `(preferred, other)` — their prompts may differ, as in
+    /// PIT's gap comparisons. With `meta` (meta batches of policy samples and η) every step is a
+    /// MetaRM step ([`metarm_step`], meta batch `t mod len` at step t); at η = 0 that is the
+    /// plain run, draw for draw.
+    pub(crate) fn train_reward_model_rows(
+        &mut self,
+        base: &Path,
+        rows: &[(Vec<u32>, Vec<u32>)],
+        member: u64,
+        targets: Option<&[(f64, f64)]>,
+        contrastive: &ContrastiveConfig,
+        meta: Option<(&[MetaBatch], f64)>,
+    ) -> Result<Model> {
+        let rm = self.cfg.reward_model.clone();
+        let (model, optimizer) = self.score_model(base, member)?;
         let mut trainer = RewardTrainer::new(model, optimizer, RewardLossConfig::default());
         trainer.contrastive = *contrastive;
         let pad = self.tok.pad_id_or_eos().unwrap_or(0);
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed + 100 + member);
         self.progress.stage(&format!("reward model {member}"), rm.max_steps);
-        for _ in 0..rm.max_steps {
+        for step in 0..rm.max_steps {
             let idx: Vec<usize> =
                 (0..rm.per_device_train_batch_size).map(|_| rand::Rng::random_range(&mut rng, 0..rows.len())).collect();
             let seqs: Vec<&Vec<u32>> = idx.iter().map(|&i| &rows[i].0).chain(idx.iter().map(|&i| &rows[i].1)).collect();
@@ -249,7 +264,46 @@ impl Session<'_> {
                 margin: targets.map(|t| idx.iter().map(|&i| t[i].0).collect()),
                 strength: targets.map(|t| idx.iter().map(|&i| t[i].1).collect()),
             };
-            let m = trainer.train_step(std::slice::from_ref(&batch)).map_err(stage("reward model"))?;
+            let m = match meta {
+                Some((batches, eta)) if !batches.is_empty() => {
+                    metarm_step(&mut trainer, &batch, &batches[step % batches.len()], eta)
+                }
+                _ => trainer.train_step(std::slice::from_ref(&batch)),
+            }
+            .map_err(stage("reward model"))?;
+            self.progress.tick(&format!("loss {:.3} acc {:.2}", m["loss"], m.get("accuracy").copied().unwrap_or(0.0)));
+        }
+        Ok(trainer.model.detached())
+    }
+
+    /// A segment reward model (Fine-Grained RLHF) from the base model on `examples` (sequence
+    /// ids with each segment's last position and label), with the reward models' budget:
+    /// `reward_model.max_steps` steps of `per_device_train_batch_size` random examples.
+    pub(crate) fn train_segment_model(
+        &mut self,
+        base: &Path,
+        examples: &[SegmentExample],
+        spec: &SegmentRewardSpec,
+        member: u64,
+    ) -> Result<Model> {
+        if examples.is_empty() {
+            return Err(crate::LabError::Stage {
+                stage: "segment reward model",
+                message: "no labelled responses".into(),
+            });
+        }
+        let rm = self.cfg.reward_model.clone();
+        let (model, optimizer) = self.score_model(base, member)?;
+        let mut trainer =
+            SegmentRewardTrainer::new(model, optimizer, spec.clone()).map_err(stage("segment reward model"))?;
+        let pad = self.pad_id();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed + 200 + member);
+        self.progress.stage("segment reward model", rm.max_steps);
+        for _ in 0..rm.max_steps {
+            let batch: Vec<SegmentExample> = (0..rm.per_device_train_batch_size)
+                .map(|_| examples[rand::Rng::random_range(&mut rng, 0..examples.len())].clone())
+                .collect();
+            let m = trainer.train_step(&[collate_segments(&batch, pad)]).map_err(stage("segment reward model"))?;
             self.progress.tick(&format!("loss {:.3} acc {:.2}", m["loss"], m.get("accuracy").copied().unwrap_or(0.0)));
         }
         Ok(trainer.model.detached())

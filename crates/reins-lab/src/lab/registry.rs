@@ -10,6 +10,7 @@ pub fn registry() -> Vec<Experiment> {
         experiments::preference_strength_finds_flips::experiment(),
         experiments::denoised_rm_beats_bt::experiment(),
         experiments::contrastive_rm_generalises_ood::experiment(),
+        experiments::metarm_tracks_the_shifted_policy::experiment(),
         experiments::feature_rm_beats_bt_at_few_labels::experiment(),
         experiments::ensembles_beat_a_single_rm::experiment(),
         experiments::reward_overoptimization::experiment(),
@@ -26,6 +27,8 @@ pub fn registry() -> Vec<Experiment> {
         experiments::pf_ppo_beats_ppo::experiment(),
         experiments::ppo_max_stays_stable::experiment(),
         experiments::ma_ppo_beats_ppo::experiment(),
+        experiments::fine_grained_beats_holistic::experiment(),
+        experiments::seq2seq_rm_beats_scalar_rm::experiment(),
         experiments::quickstart::experiment(),
     ]
 }

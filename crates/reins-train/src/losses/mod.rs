@@ -14,6 +14,7 @@ pub mod orpo;
 pub mod reward;
 pub mod reward_noise;
 pub mod running;
+pub mod segment;
 pub mod simpo;
 pub mod t_reg;
 
@@ -38,6 +39,7 @@ pub use reward::{
 };
 pub use reward_noise::{treat_pairs, NoiseAwareConfig, PairTreatment, SmoothPairs};
 pub use running::RunningMoments;
+pub use segment::{segment_loss, SegmentOutput, SegmentTarget};
 pub use simpo::simpo_loss;
 pub use t_reg::{t_reg_loss, token_weights, TRegConfig};
 pub mod kl;

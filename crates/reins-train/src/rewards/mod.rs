@@ -7,9 +7,12 @@
 //! puts nothing per token, so trainers can already add them to the KL-penalised rewards.
 
 pub mod features;
+pub mod fine_grained;
 pub mod fusion;
 pub mod http;
 pub mod lcb;
+pub mod segments;
+pub mod seq2seq;
 
 pub use fusion::FusionReward;
 pub use http::HttpReward;
@@ -160,6 +163,28 @@ impl RewardSource for EnsembleReward {
     }
 }
 
+/// A source's per-token rewards folded into its score: `score + Σ_t token rewards` per
+/// completion, no token rewards. For trainers that take one reward per completion (GRPO,
+/// online DPO, best-of-n…), so a dense source (fine-grained, sequence-to-sequence) still counts
+/// in full there; PPO takes the tokens themselves.
+pub struct SummedTokens(pub Box<dyn RewardSource>);
+
+impl RewardSource for SummedTokens {
+    fn score(&self, prompts: &[Vec<u32>], completions: &[Vec<u32>]) -> Result<Vec<f32>> {
+        let mut s = self.0.score(prompts, completions)?;
+        if let Some(tokens) = self.0.score_tokens(prompts, completions)? {
+            for (s, t) in s.iter_mut().zip(tokens) {
+                *s += t.iter().sum::<f32>();
+            }
+        }
+        Ok(s)
+    }
+
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+}
+
 /// Weighted sum of several sources (TRL `reward_funcs` with `reward_weights`).
 pub struct WeightedSum {
     pub members: Vec<(Box<dyn RewardSource>, f32)>,
@@ -191,6 +216,23 @@ fn check_rows(prompts: &[Vec<u32>], completions: &[Vec<u32>]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Dense;
+    impl RewardSource for Dense {
+        fn score(&self, _: &[Vec<u32>], c: &[Vec<u32>]) -> Result<Vec<f32>> {
+            Ok(vec![1.0; c.len()])
+        }
+        fn score_tokens(&self, _: &[Vec<u32>], c: &[Vec<u32>]) -> Result<Option<Vec<Vec<f32>>>> {
+            Ok(Some(c.iter().map(|c| vec![0.5; c.len()]).collect()))
+        }
+    }
+
+    #[test]
+    fn summed_tokens_fold_the_dense_rewards_into_the_score() {
+        let r = SummedTokens(Box::new(Dense));
+        assert_eq!(r.score(&[vec![1], vec![2]], &[vec![1, 2, 3], vec![]]).unwrap(), vec![2.5, 1.0]);
+        assert!(r.score_tokens(&[vec![1]], &[vec![1]]).unwrap().is_none());
+    }
 
     #[test]
     fn rule_reward_scores_each_row() {

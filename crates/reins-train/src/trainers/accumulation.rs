@@ -45,6 +45,10 @@ pub trait BatchTrainer {
     fn after_step(&mut self) -> Result<()> {
         Ok(())
     }
+    /// See [`crate::run::Trainer::model_files`].
+    fn model_files(&self) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
     /// See [`crate::run::Trainer::extra_state`].
     fn extra_state(&self) -> Result<Vec<(String, Tensor)>> {
         Ok(Vec::new())
@@ -125,6 +129,9 @@ impl<T: BatchTrainer> crate::run::Trainer for T {
     }
     fn num_tokens(&mut self) -> &mut f64 {
         BatchTrainer::num_tokens(self)
+    }
+    fn model_files(&self) -> Result<Vec<(String, String)>> {
+        BatchTrainer::model_files(self)
     }
     fn extra_state(&self) -> Result<Vec<(String, Tensor)>> {
         BatchTrainer::extra_state(self)

@@ -30,6 +30,7 @@ pub mod reward_ensemble;
 pub mod rloo;
 pub mod rollout;
 pub mod rollout_server;
+pub mod segment_reward;
 pub mod sft;
 pub mod simpo;
 pub mod t_reg;

@@ -17,6 +17,12 @@
 //! The critic is a separate model with a value head (TRL's `value_model`), or — `value_model =
 //! None` — a value head on the policy itself (shared trunk, one forward for both).
 //!
+//! Dense rewards: a reward source's per-token rewards ([`RewardSource::score_tokens`]; the
+//! fine-grained segment rewards of Wu et al., arXiv:2306.01693) add to the KL penalty at their
+//! tokens, logged as `objective/token_rewards` (mean sum per completion); `whiten_rewards`
+//! whitens the summed rewards and adds their mean back (`shift_mean = False`), as that paper's
+//! PPO does.
+//!
 //! Macro actions (MA-RLHF, Chai et al., arXiv:2410.02743; [`crate::rl::macro_actions`]): with
 //! `termination_condition` set, GAE runs over spans of tokens — every `ngram` tokens, random
 //! lengths, or where the reference's perplexity rises — with rewards and values aggregated per
@@ -387,7 +393,12 @@ impl PpoTrainer {
         let ref_logps = reference_logps(&self.policy, &self.reference, &r, c.temperature)?;
         let kl = kl_estimate(&old_logps, &ref_logps, c.kl_estimator)?;
         let token_rewards = match self.reward.score_tokens(&r.prompts, &r.completions)? {
-            Some(v) => Some(token_rewards_tensor(&r, &v, &dev)?),
+            Some(v) => {
+                // Dense rewards (fine-grained segment rewards): their mean sum per completion.
+                let sums: Vec<f32> = v.iter().map(|row| row.iter().sum()).collect();
+                m.insert("objective/token_rewards".into(), mean_reward(&sums));
+                Some(token_rewards_tensor(&r, &v, &dev)?)
+            }
             None => None,
         };
         let beta = self.kl_ctl.value();

@@ -17,11 +17,14 @@ pub struct SftTrainer {
     pub opt: Optimizer,
     /// Tokens seen so far (TRL's cumulative `num_tokens`).
     pub num_tokens: f64,
+    /// Files `(name, contents)` written into every checkpoint beside the weights (a
+    /// sequence-to-sequence reward model's `seq2seq_reward.json`); none by default.
+    pub model_files: Vec<(String, String)>,
 }
 
 impl SftTrainer {
     pub fn new(model: Model, opt: Optimizer) -> Self {
-        SftTrainer { model, opt, num_tokens: 0.0 }
+        SftTrainer { model, opt, num_tokens: 0.0, model_files: Vec::new() }
     }
 
     /// Loss of one batch: `−Σ log p(labels) / #labels` over labels ≠ -100, with the
@@ -62,6 +65,9 @@ impl BatchTrainer for SftTrainer {
     type Batch = SftBatch;
     fn batch_loss(&self, batch: &SftBatch) -> Result<(Tensor, Metrics)> {
         self.loss(batch)
+    }
+    fn model_files(&self) -> Result<Vec<(String, String)>> {
+        Ok(self.model_files.clone())
     }
 
     /// One optimizer step over `micro_batches` (gradient accumulation).

@@ -82,7 +82,7 @@ pub fn run(a: BestOfNArgs) -> Result<()> {
     let mut members: Vec<Box<dyn RewardSource>> = Vec::new();
     for spec in &a.reward {
         match reward_from_spec(spec, &tok, a.max_new_tokens, &device, timeout, true)? {
-            Some(r) => members.push(r),
+            Some(r) => members.push(Box::new(reins_train::rewards::SummedTokens(r))),
             None => bail!(
                 "--reward `{spec}`: use length, contains:<text>, an http://host:port/path scorer, a reward model \
                  folder (with config.json), a reward-ensemble folder (with ensemble.json), lcb:<λ>:<posterior dir> or \

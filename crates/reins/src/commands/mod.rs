@@ -15,6 +15,8 @@ pub mod reward_denoise;
 pub mod reward_features;
 pub mod reward_metarm;
 pub mod reward_stats;
+pub mod segment_reward;
+pub mod seq2seq_reward;
 pub mod serve;
 pub mod serve_model;
 pub mod t_reg;

@@ -7,7 +7,13 @@
 //! from `reins reward` with `ensemble_size > 1`, scored with its aggregation), or an
 //! `http://host:port/path` scorer (`{"prompts", "completions"}` in, `{"scores"}` out, text,
 //! `reward_timeout` seconds), or `"lcb:<λ>:<dir>"`: the pessimistic reward `r − λ·σ` of the
-//! reward model whose head posterior `reins reward-stats fit` wrote into `dir`.
+//! reward model whose head posterior `reins reward-stats fit` wrote into `dir`, or
+//! `"fine_grained:<file.toml>"`: Fine-Grained RLHF's dense rewards, segment reward models from
+//! `reins segment-reward` paying `±weight` at each segment's end plus an optional holistic
+//! reward model at the last token (`[[segment]] path, weight` and `[holistic] path, weight,
+//! mean, std`), or `"seq2seq:<dir>"`: a sequence-to-sequence reward model from
+//! `reins seq2seq-reward`, `±token_reward` per token. PPO adds dense rewards per token; the
+//! other commands take their sum per completion.
 //!
 //! With `max_kl` set, every command measures the KL to the reference (GRPO, RLOO and ReMax get
 //! a reference even at `beta = 0`), so the limit always applies. `reins ppo` with
@@ -29,8 +35,10 @@ use reins_train::losses::GrpoLossConfig;
 use reins_train::losses::{DpoConfig, InpoConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::rewards::features::FeatureReward;
+use reins_train::rewards::fine_grained::FineGrainedSpec;
+use reins_train::rewards::seq2seq::{Seq2SeqReward, Seq2SeqSpec};
 use reins_train::rewards::{
-    EnsembleReward, FusionReward, HttpReward, LcbReward, ModelReward, RewardSource, RuleReward,
+    EnsembleReward, FusionReward, HttpReward, LcbReward, ModelReward, RewardSource, RuleReward, SummedTokens,
 };
 use reins_train::rl::PolicyFilter;
 use reins_train::run::{self, Progress};
@@ -64,8 +72,10 @@ pub struct OnlineArgs {
 #[serde(deny_unknown_fields, default)]
 pub struct RewardArgs {
     /// `length`, `contains:<text>`, `model`, `lcb:<λ>:<posterior dir>` (pessimistic reward
-    /// model, `r − λ·σ`), `fusion:<reward model dir>:<its training pairs>` (RewardFusion) or an
-    /// `http://` scorer (default `length`).
+    /// model, `r − λ·σ`), `fusion:<reward model dir>:<its training pairs>` (RewardFusion),
+    /// `fine_grained:<file.toml>` (Fine-Grained RLHF's segment and holistic reward models),
+    /// `seq2seq:<dir>` (a sequence-to-sequence reward model) or an `http://` scorer (default
+    /// `length`).
     pub reward: String,
     /// Reward model folder (or reward-ensemble folder) for `reward = "model"`.
     pub reward_model_path: Option<PathBuf>,
@@ -149,7 +159,21 @@ pub fn prompt_of(r: &Record) -> Option<&Text> {
     }
 }
 
+/// The configured reward. Dense sources (`fine_grained:`, `seq2seq:`) keep their per-token
+/// rewards only for trainers that take them (`per_token`: PPO); the others get their sum per
+/// completion ([`SummedTokens`]).
 fn reward_source(
+    r: &RewardArgs,
+    tok: &Arc<HfTokenizer>,
+    max_len: usize,
+    device: &candle_core::Device,
+    per_token: bool,
+) -> Result<Box<dyn RewardSource>> {
+    let source = sequence_or_dense_reward(r, tok, max_len, device)?;
+    Ok(if per_token { source } else { Box::new(SummedTokens(source)) })
+}
+
+fn sequence_or_dense_reward(
     r: &RewardArgs,
     tok: &Arc<HfTokenizer>,
     max_len: usize,
@@ -168,7 +192,8 @@ fn reward_source(
         None => bail!(
             "unknown reward `{}`: use \"length\", \"contains:<text>\", \"model\" (with reward_model_path), \
              \"lcb:<λ>:<posterior dir>\", \"fusion:<reward model dir>:<its training pairs>\", \
-             \"features:<dir of reins reward-features>\" or an http://host:port/path scorer",
+             \"features:<dir of reins reward-features>\", \"fine_grained:<file.toml>\", \"seq2seq:<dir>\" or an \
+             http://host:port/path scorer",
             r.reward
         ),
     }
@@ -178,9 +203,14 @@ fn reward_source(
 /// `lcb:<λ>:<dir>` (the reward model of the head posterior in `dir`, scored at its lower
 /// confidence bound `r − λ·σ`), `fusion:<rm dir>:<pairs file>[:<top_k>:<threshold>]` (the reward
 /// model with RewardFusion over its training pairs), `features:<dir>` (a feature reward model
-/// from `reins reward-features`, scored on decoded text), `http://…` (a remote scorer, sent text), or — with
+/// from `reins reward-features`, scored on decoded text), `fine_grained:<file.toml>` (segment
+/// reward models and a holistic one, [`FineGrainedSpec`]: dense per-token rewards),
+/// `seq2seq:<dir>` (a sequence-to-sequence reward model from `reins seq2seq-reward`: `±α` per
+/// token), `http://…`
+/// (a remote scorer, sent text), or — with
 /// `allow_dir` — a reward model folder.
-/// `None` when the spec is none of these.
+/// `None` when the spec is none of these. Dense sources come back with their per-token rewards:
+/// wrap them in [`SummedTokens`] where one score per completion is read.
 pub fn reward_from_spec(
     spec: &str,
     tok: &Arc<HfTokenizer>,
@@ -231,6 +261,21 @@ pub fn reward_from_spec(
         let tok = tok.clone();
         let decode = move |ids: &[u32]| tok.decode(ids, true).unwrap_or_default();
         return Ok(Some(Box::new(FeatureReward::new(model, Box::new(decode))?)));
+    }
+    if let Some(dir) = spec.strip_prefix("seq2seq:") {
+        let dir = std::path::Path::new(dir);
+        let kind = Seq2SeqSpec::read(dir).with_context(|| format!("reward `{spec}`"))?;
+        let model = Model::load(dir, device, &LoadOptions::default())
+            .with_context(|| format!("sequence-to-sequence reward model {}", dir.display()))?;
+        let sep = tok.encode(&kind.separator, false)?;
+        return Ok(Some(Box::new(Seq2SeqReward::new(model, sep, kind.token_reward)?)));
+    }
+    if let Some(file) = spec.strip_prefix("fine_grained:") {
+        let tok = tok.clone();
+        let decode = move |ids: &[u32]| tok.decode(ids, true).unwrap_or_default();
+        let fg = FineGrainedSpec::load(std::path::Path::new(file), device, decode)
+            .with_context(|| format!("fine-grained reward `{spec}`"))?;
+        return Ok(Some(Box::new(fg)));
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {
         let tok = tok.clone();
@@ -404,7 +449,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
         Method::Grpo => {
             let cfg: GrpoConfig = flat.part()?;
             let loss: GrpoLossConfig = flat.part()?;
-            let reward = reward_source(&rargs, &tok, loss.max_completion_length, &device)?;
+            let reward = reward_source(&rargs, &tok, loss.max_completion_length, &device, false)?;
             let r = if needs_reference(loss.beta) { Some(reference()?) } else { None };
             let rollout: RolloutArgs = flat.part()?;
             let source = rollout.source(&args)?;
@@ -423,7 +468,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
         }
         Method::Rloo => {
             let cfg: RlooConfig = flat.part()?;
-            let reward = reward_source(&rargs, &tok, cfg.max_completion_length, &device)?;
+            let reward = reward_source(&rargs, &tok, cfg.max_completion_length, &device, false)?;
             let r = if needs_reference(cfg.beta) { Some(reference()?) } else { None };
             let rollout: RolloutArgs = flat.part()?;
             let source = rollout.source(&args)?;
@@ -437,7 +482,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
         Method::Ppo => {
             let cfg: PpoConfig = flat.part()?;
             let pf: PfAutoArgs = flat.part()?;
-            let reward = reward_source(&rargs, &tok, cfg.response_length, &device)?;
+            let reward = reward_source(&rargs, &tok, cfg.response_length, &device, true)?;
             let heldout = pf_heldout(&cfg, &pf, &rargs, &tok, &device)?;
             let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&pf)]);
             let opt = optimizer(1)?;
@@ -466,7 +511,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
         }
         Method::Remax => {
             let cfg: RemaxConfig = flat.part()?;
-            let reward = reward_source(&rargs, &tok, cfg.max_completion_length, &device)?;
+            let reward = reward_source(&rargs, &tok, cfg.max_completion_length, &device, false)?;
             let r = if needs_reference(cfg.beta) { Some(reference()?) } else { None };
             let resolved = resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg)]);
             let opt = optimizer(1)?;
@@ -476,7 +521,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
         Method::OnlineDpo => {
             let cfg: OnlineDpoConfig = flat.part()?;
             let loss: DpoConfig = flat.part()?;
-            let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
+            let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device, false)?;
             let rollout: RolloutArgs = flat.part()?;
             let source = rollout.source(&args)?;
             let judge: JudgeArgs = flat.part()?;
@@ -507,7 +552,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
                 let l: DpoConfig = flat.part()?;
                 (to_json(&l), PairObjective::Dpo(l))
             };
-            let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?;
+            let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device, false)?;
             let judge: JudgeArgs = flat.part()?;
             let resolved = resolved(&[
                 to_json(&args),
@@ -525,7 +570,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             // `P(y ≻ y') = σ(r(y) − r(y'))` from the named reward, as TRL with a reward model.
             let cfg: NashMdConfig = flat.part()?;
             let sampling: OnlineDpoConfig = flat.part()?;
-            let reward = reward_source(&rargs, &tok, sampling.max_new_tokens, &device)?;
+            let reward = reward_source(&rargs, &tok, sampling.max_new_tokens, &device, false)?;
             let judge: JudgeArgs = flat.part()?;
             let resolved = resolved(&[
                 to_json(&args),
@@ -550,7 +595,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let judge = match judge_args.judge {
                 JudgeSource::Policy => OspJudge::Policy(judge_args.template(), tok.clone()),
                 JudgeSource::Reward => OspJudge::Other(Box::new(RewardJudge {
-                    reward: reward_source(&rargs, &tok, cfg.max_new_tokens, &device)?,
+                    reward: reward_source(&rargs, &tok, cfg.max_new_tokens, &device, false)?,
                 })),
             };
             let resolved = resolved(&[
@@ -628,7 +673,7 @@ fn pf_heldout(
     };
     let timeout = std::time::Duration::from_secs_f64(rargs.reward_timeout.max(0.001));
     match reward_from_spec(spec, tok, cfg.response_length, device, timeout, true)? {
-        Some(src) => Ok(Some(src)),
+        Some(src) => Ok(Some(Box::new(SummedTokens(src)))),
         None => bail!(
             "unknown pf_heldout_reward `{spec}`: use \"contains:<text>\", \"length\", an http://host:port/path scorer \
              or a reward model folder"

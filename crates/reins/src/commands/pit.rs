@@ -184,6 +184,8 @@ fn improve_cmd(a: ImproveArgs) -> Result<()> {
             let Some(r) = reward_from_spec(spec, &tok, a.max_new_tokens, &device, timeout, true)? else {
                 bail!("--reward `{spec}`: use length, contains:<text>, an http:// scorer or a reward model folder");
             };
+            use reins_train::rewards::RewardSource as _;
+            let r = reins_train::rewards::SummedTokens(r);
             Some(rounds.iter().map(|ys| r.score(&ids, ys)).collect::<reins_train::Result<_>>()?)
         }
         None => None,

@@ -63,13 +63,15 @@ pub enum Method {
     Lipo,
     Cpl,
     TReg,
+    SegmentReward,
+    Seq2SeqReward,
 }
 
 /// TRL's default learning rate of each trainer.
 fn default_lr(m: Method) -> f64 {
     match m {
-        Method::Sft => 2e-5,
-        Method::Reward => 1e-4,
+        Method::Sft | Method::Seq2SeqReward => 2e-5,
+        Method::Reward | Method::SegmentReward => 1e-4,
         Method::Dpo | Method::Kto | Method::Orpo | Method::Simpo | Method::Cpo | Method::Lipo | Method::TReg => 1e-6,
         // TRL has no CPL; its DPO default, as CPL on a language model is a reference-free DPO.
         Method::Cpl => 1e-6,
@@ -112,6 +114,8 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
         Method::Lipo => parts.push(to_json(&LipoConfig::default())),
         Method::Cpl => parts.push(to_json(&CplConfig::default())),
         Method::TReg => parts.extend(super::t_reg::parts()),
+        Method::SegmentReward => parts.extend(super::segment_reward::parts()),
+        Method::Seq2SeqReward => parts.extend(super::seq2seq_reward::parts()),
     }
     parts
 }
@@ -130,7 +134,7 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
     let opts = LoadOptions {
         trainable: true,
         lora: lora.clone(),
-        score_head: matches!(method, Method::Reward).then_some(1),
+        score_head: matches!(method, Method::Reward | Method::SegmentReward).then_some(1),
         seed: args.seed,
         ..Default::default()
     };
@@ -242,6 +246,8 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
             run::train(&mut trainer, &args, &cfg, ids.len(), &collate, &eval_batches, &mut progress)?
         }
         Method::TReg => super::t_reg::train(setup(), model, &mut progress)?,
+        Method::SegmentReward => super::segment_reward::train(setup(), model, &mut progress)?,
+        Method::Seq2SeqReward => super::seq2seq_reward::train(setup(), model, &mut progress)?,
         Method::Orpo | Method::Simpo | Method::Cpo | Method::Cpl => {
             let o = PreferenceOptions { max_length, truncation_mode: TruncationMode::KeepStart };
             let (ids, stats) = tokenize_preference_dataset(&tok, &train, &o)?;

@@ -93,7 +93,7 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
         }
     }
     s.announce("gap reward model");
-    let gap_rm = s.train_reward_model_rows(&base.dir, &rows, 0, None, &Default::default())?;
+    let gap_rm = s.train_reward_model_rows(&base.dir, &rows, 0, None, &Default::default(), None)?;
     let bt_rm = s.reward_models(base, records, 1)?.remove(0);
 
     // 3. RL on conditional prompts x ⊕ y_l, with each reward.

@@ -8,7 +8,8 @@ use reins_model::{LoadOptions, Model};
 use reins_train::losses::running::RunningMoments;
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::optim::SchedulerType;
-use reins_train::rewards::RewardSource;
+use reins_train::rewards::fine_grained::HolisticReward;
+use reins_train::rewards::{ModelReward, RewardSource};
 use reins_train::rl::filter::{FilterChoice, PolicyFilter};
 use reins_train::rl::macro_actions::Termination;
 use reins_train::trainers::dpo::Reference;
@@ -17,6 +18,7 @@ use reins_train::trainers::ppo::{PpoConfig as TrlPpo, PpoTrainer};
 use super::token_text::GoldSource;
 use crate::experiment::stages::Base;
 use crate::experiment::{stage, Session};
+use crate::PreferenceRecord;
 use crate::{LabError, Split};
 
 /// What one PPO arm changes from the lab's `[ppo]` settings.
@@ -65,6 +67,18 @@ pub(crate) fn train_ppo(
     arm: &PpoArm,
     choose: Option<(&[Vec<u32>], &GoldSource)>,
 ) -> Result<(Model, Vec<(PolicyFilter, f64)>), LabError> {
+    let reward = s.reward_source(rm)?;
+    train_ppo_with(s, base, reward, arm, choose)
+}
+
+/// [`train_ppo`] against any reward source (Fine-Grained RLHF's dense rewards).
+pub(crate) fn train_ppo_with(
+    s: &mut Session,
+    base: &Base,
+    mut reward: Box<dyn RewardSource>,
+    arm: &PpoArm,
+    choose: Option<(&[Vec<u32>], &GoldSource)>,
+) -> Result<(Model, Vec<(PolicyFilter, f64)>), LabError> {
     let cfg = s.cfg().clone();
     let p = &cfg.ppo;
     let seed = cfg.seed + 11;
@@ -95,7 +109,6 @@ pub(crate) fn train_ppo(
         ngram: arm.ngram.max(1),
         ..Default::default()
     };
-    let mut reward = s.reward_source(rm)?;
     if let Some(clip) = arm.reward_clip {
         reward = Box::new(NormalizedReward { inner: reward, moments: RefCell::new(RunningMoments::default()), clip });
     }
@@ -116,6 +129,28 @@ pub(crate) fn train_ppo(
         s.progress.tick(&format!("reward {:.3}", m.get("reward").copied().unwrap_or(f64::NAN)));
     }
     Ok((trainer.policy.detached(), r2))
+}
+
+/// `w·(s − μ)/σ` of `rm`, with μ and σ its scores on the responses of its training pairs.
+pub(crate) fn standardised_reward(
+    s: &Session,
+    rm: &Model,
+    records: &[PreferenceRecord],
+    weight: f32,
+) -> Result<HolisticReward, LabError> {
+    let source = ModelReward::new(rm.clone()).map_err(stage("reward"))?;
+    let (mut prompts, mut completions) = (Vec::new(), Vec::new());
+    for r in records {
+        for resp in [&r.chosen, &r.rejected] {
+            let (p, c) = s.pair_ids(&r.prompt, resp)?;
+            prompts.push(p);
+            completions.push(c);
+        }
+    }
+    let scores: Vec<f64> =
+        source.score(&prompts, &completions).map_err(stage("reward"))?.into_iter().map(f64::from).collect();
+    let (mean, std) = (crate::metrics::mean(&scores), crate::metrics::std(&scores).max(1e-6));
+    Ok(HolisticReward { source: Box::new(source), weight, mean: mean as f32, std: std as f32 })
 }
 
 /// Reward normalisation and clipping of PPO-max (Zheng et al., "Secrets of RLHF in Large

@@ -20,9 +20,15 @@
 //!   pairs where the chosen response's summed token reward exceeds the rejected one's, against the
 //!   annotators' label and against gold.
 //!
-//! Not built here: the token-level gold error mask and the AUROC of `r_t` against it (research
-//! note step 1), and the gold-token-reward arm (an upper bound); the gold parser's evidence is per
-//! sentence, not per token.
+//! - **The token rewards against gold** (research note step 1): the gold token error mask
+//!   ([`crate::span_labels::token_error_mask`]: every token of a rude, filler, repeated or wrong
+//!   sentence) of each labelled response, and the AUROC of `−r_t` for it over all their tokens
+//!   (0.5: the self-rewards do not find the erroneous tokens).
+//! - **An upper bound**: DPO + T-REG at the chosen α with gold token rewards (−2 on each token of
+//!   the mask, 0 elsewhere) in place of the self-rewards. Reported, not part of the rule.
+//!
+//! The gold mask is sentence-level: the parser's evidence is per sentence, so every token of an
+//! erroneous sentence counts as erroneous.
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -34,14 +40,20 @@ use reins_train::run::Trainer as _;
 use reins_train::trainers::dpo::Reference;
 use reins_train::trainers::t_reg::{contrastive_token_rewards, TRegBatch, TRegTrainer};
 
+use reins_data::HfTokenizer;
+
 use crate::control_tags::{BETTER, WORSE};
 use crate::experiment::offline::{pair_batch, PairRow};
 use crate::experiment::stages::Base;
 use crate::experiment::{stage, Session};
+use crate::lab::stats::auroc;
 use crate::lab::{Direction, Experiment, Knobs, Paper, Rule, SeedOutcome};
+use crate::span_labels::{completion_decoder, token_error_mask};
 use crate::{chat, LabError, Split};
 
 const T_REG: &str = "DPO + T-REG";
+/// The gold token reward of a token in an erroneous sentence (0 elsewhere).
+const GOLD_ERROR_REWARD: f32 = -2.0;
 
 pub fn experiment() -> Experiment {
     Experiment {
@@ -87,10 +99,38 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
         r.shuffle(&mut rng);
     }
     let (vs_labels, vs_gold) = self_reward_accuracy(s, &labelled.records, &rewards);
+    // The gold token error masks, the self-rewards' AUROC for them, and gold token rewards.
+    let decode = completion_decoder(HfTokenizer::from_dir(&start.dir).map_err(stage("tokenizer"))?);
+    let masks: Vec<Option<Vec<bool>>> = labelled
+        .records
+        .iter()
+        .zip(&rows)
+        .flat_map(|(r, (_, c, x))| [c, x].map(|ids| token_error_mask(&s.lab().gold, &r.prompt, ids, &decode)))
+        .collect();
+    let (mut scores, mut positive) = (Vec::new(), Vec::new());
+    for (r, m) in rewards.iter().zip(&masks) {
+        if let Some(m) = m {
+            scores.extend(r.iter().map(|&x| -f64::from(x)));
+            positive.extend(m.iter().take(r.len()));
+        }
+    }
+    let gold_rewards: Vec<Vec<f32>> = rewards
+        .iter()
+        .zip(&masks)
+        .map(|(r, m)| match m {
+            Some(m) => m.iter().take(r.len()).map(|&e| if e { GOLD_ERROR_REWARD } else { 0.0 }).collect(),
+            None => vec![0.0; r.len()],
+        })
+        .collect();
     let mut extras = vec![
         ("self-reward pair accuracy vs labels".to_string(), vs_labels),
         ("self-reward pair accuracy vs gold".to_string(), vs_gold),
         ("labelled pairs".to_string(), labelled.records.len() as f64),
+        ("token-reward AUROC for the gold error tokens".to_string(), auroc(&scores, &positive)),
+        (
+            "gold error tokens among labelled responses' tokens".to_string(),
+            positive.iter().filter(|&&p| p).count() as f64 / positive.len().max(1) as f64,
+        ),
     ];
 
     // 3. The arms: DPO, T-REG with α by dev gold, the placebo.
@@ -108,12 +148,14 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
     let (_, alpha, t_reg) = best.ok_or_else(|| LabError::config("knobs.t_reg_alphas", "needs at least one alpha"))?;
     extras.push(("α chosen on dev".to_string(), alpha));
     let placebo = train_t_reg(s, &start, &rows, &shuffled, alpha, "T-REG, shuffled rewards")?;
+    let gold_arm = train_t_reg(s, &start, &rows, &gold_rewards, alpha, "T-REG, gold token rewards")?;
 
     // 4. Test.
     let test = s.lab().world.prompts(Split::Test, cfg.eval.n_prompts);
     let mut arms = Vec::new();
-    let names = ["start (control-tag SFT)", "DPO", T_REG, "DPO + T-REG, shuffled rewards"];
-    for (name, policy) in names.iter().zip([&start.sft, &dpo, &t_reg, &placebo]) {
+    let names =
+        ["start (control-tag SFT)", "DPO", T_REG, "DPO + T-REG, shuffled rewards", "DPO + T-REG, gold token rewards"];
+    for (name, policy) in names.iter().zip([&start.sft, &dpo, &t_reg, &placebo, &gold_arm]) {
         let e = s.evaluate(name, policy, &start, &test, 4)?;
         arms.push((name.to_string(), e.mean_gold()));
         extras.push((format!("KL to start, {name}"), e.kl));
