@@ -28,6 +28,7 @@ pub fn registry() -> Vec<Experiment> {
         experiments::ppo_max_stays_stable::experiment(),
         experiments::ma_ppo_beats_ppo::experiment(),
         experiments::fine_grained_beats_holistic::experiment(),
+        experiments::fine_grained_penalties_beat_holistic::experiment(),
         experiments::seq2seq_rm_beats_scalar_rm::experiment(),
         experiments::quickstart::experiment(),
     ]

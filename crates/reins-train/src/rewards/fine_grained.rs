@@ -33,6 +33,9 @@ pub struct SegmentReward {
     pub model: Model,
     pub spec: SegmentRewardSpec,
     pub weight: f32,
+    /// Pay `+weight` for a segment without error (the paper's reward, default); `false`: only
+    /// `−weight` for an error, nothing for a clean segment, so more segments earn nothing.
+    pub reward_clean: bool,
     /// Completion ids to text (the policy's tokenizer, special tokens skipped).
     pub decode: Box<Decode>,
     pub pad_token_id: u32,
@@ -46,11 +49,19 @@ impl SegmentReward {
             return Err(TrainError::Config("segment reward: the model has no score head".into()));
         }
         let pad = model.config.pad_token_id.or(model.config.eos_token_ids.first().copied()).unwrap_or(0);
-        Ok(SegmentReward { model: model.detached(), spec, weight, decode, pad_token_id: pad, batch_size: 16 })
+        Ok(SegmentReward {
+            model: model.detached(),
+            spec,
+            weight,
+            reward_clean: true,
+            decode,
+            pad_token_id: pad,
+            batch_size: 16,
+        })
     }
 
-    /// The rewards of each completion, one per completion token: `±weight` at segment ends,
-    /// 0 elsewhere.
+    /// The rewards of each completion, one per completion token: `±weight` at segment ends
+    /// (`−weight` or 0 without `reward_clean`), 0 elsewhere.
     pub fn token_rewards(&self, prompts: &[Vec<u32>], completions: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(completions.len());
         let rows: Vec<usize> = (0..completions.len()).collect();
@@ -66,7 +77,11 @@ impl SegmentReward {
                 let segments = self.spec.granularity.segments(&(self.decode)(c));
                 for end in segment_end_tokens(&segments, &prefix_char_lengths(c, &*self.decode)) {
                     let z = scores[k][prompts[i].len() + end];
-                    r[end] += if z > 0.0 { self.weight } else { -self.weight };
+                    r[end] += match (z > 0.0, self.reward_clean) {
+                        (true, true) => self.weight,
+                        (true, false) => 0.0,
+                        (false, _) => -self.weight,
+                    };
                 }
                 out.push(r);
             }
@@ -122,6 +137,7 @@ impl RewardSource for FineGrainedReward {
 /// [[segment]]            # one per segment reward model (`reins segment-reward`)
 /// path = "runs/rm-relevance"
 /// weight = 0.3
+/// reward_clean = true    # +weight for a clean segment (default); false: only −weight for an error
 ///
 /// [holistic]             # optional: a sequence-level reward model
 /// path = "runs/rm"
@@ -142,6 +158,12 @@ pub struct FineGrainedSpec {
 pub struct SegmentEntry {
     pub path: PathBuf,
     pub weight: f32,
+    #[serde(default = "yes")]
+    pub reward_clean: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -200,7 +222,9 @@ impl FineGrainedSpec {
             let dir = &s.path;
             let kind = SegmentRewardSpec::read(dir)?;
             let model = Model::load(dir, device, &LoadOptions::default())?;
-            segments.push(SegmentReward::new(model, kind, s.weight, Box::new(decode.clone()))?);
+            let mut seg = SegmentReward::new(model, kind, s.weight, Box::new(decode.clone()))?;
+            seg.reward_clean = s.reward_clean;
+            segments.push(seg);
         }
         let holistic = match &spec.holistic {
             Some(h) => {
@@ -269,6 +293,12 @@ mod tests {
                 assert_eq!(*r, want, "row {i} token {k}: {:?}", got[i]);
             }
         }
+        seg.reward_clean = false;
+        let penalties = seg.token_rewards(&prompts, &completions)?;
+        for (p, g) in penalties.iter().flatten().zip(got.iter().flatten()) {
+            assert_eq!(*p, g.min(0.0), "penalty-only keeps the errors and drops the bonuses");
+        }
+        seg.reward_clean = true;
         let fg = FineGrainedReward { segments: vec![seg], holistic: None };
         assert_eq!(fg.score(&prompts, &completions)?, vec![0.0; 3]);
         assert_eq!(fg.score_tokens(&prompts, &completions)?.unwrap(), got);
@@ -286,6 +316,7 @@ mod tests {
         let ok = read("[[segment]]\npath = \"a\"\nweight = 0.3\n[holistic]\npath = \"b\"\nweight = 1.0\n").unwrap();
         assert_eq!(ok.segment[0].path, PathBuf::from("a"));
         assert_eq!(ok.holistic.as_ref().unwrap().std, 1.0);
+        assert!(ok.segment[0].reward_clean, "the paper's reward by default");
         assert!(read("").unwrap_err().to_string().contains("lists no reward model"));
         assert!(read("[[segment]]\npath = \"a\"\nwieght = 0.3\n").is_err(), "typo");
         assert!(read("[holistic]\npath = \"b\"\nweight = 1.0\nstd = 0.0\n").is_err());

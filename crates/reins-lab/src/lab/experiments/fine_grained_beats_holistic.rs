@@ -61,6 +61,12 @@ pub fn experiment() -> Experiment {
 }
 
 fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabError> {
+    run_with(s, base, true)
+}
+
+/// The design above; `reward_clean = false` pays only `−w` for an erroneous sentence and
+/// nothing for a clean one ([`super::fine_grained_penalties_beat_holistic`]).
+pub(crate) fn run_with(s: &mut Session, base: &Base, reward_clean: bool) -> Result<SeedOutcome, LabError> {
     let cfg = s.cfg().clone();
     let prompts = s.lab().world.prompts(Split::Train, cfg.pairs.n_prompts);
     let labelled = s.labelled_pairs(&base.sft, &prompts, 1, cfg.seed ^ 0xf1e6)?;
@@ -95,8 +101,10 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
     let segment_model = s.train_segment_model(&base.dir, &examples, &spec, 2)?;
 
     let segment = |weight: f32| -> Result<SegmentReward, LabError> {
-        SegmentReward::new(segment_model.clone(), spec.clone(), weight, Box::new(decode.clone()))
-            .map_err(stage("reward"))
+        let mut r = SegmentReward::new(segment_model.clone(), spec.clone(), weight, Box::new(decode.clone()))
+            .map_err(stage("reward"))?;
+        r.reward_clean = reward_clean;
+        Ok(r)
     };
     let holistic_only: Box<dyn RewardSource> = Box::new(FineGrainedReward {
         segments: Vec::new(),

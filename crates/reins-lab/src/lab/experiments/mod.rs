@@ -6,6 +6,7 @@ pub mod denoised_rm_beats_bt;
 pub mod ensembles_beat_a_single_rm;
 pub mod feature_rm_beats_bt_at_few_labels;
 pub mod fine_grained_beats_holistic;
+pub mod fine_grained_penalties_beat_holistic;
 pub mod inpo_beats_iterative_dpo;
 pub mod iterative_dpo_beats_offline;
 pub mod lipo_beats_dpo_on_lists;
