@@ -20,7 +20,8 @@
 //!   pairs where the chosen response's summed token reward exceeds the rejected one's, against the
 //!   annotators' label and against gold.
 //!
-//! - **The token rewards against gold** (research note step 1): the gold token error mask
+//! - **The token rewards against gold** (research note step 1; added with the next bullet after
+//!   the first full run, outside the rule): the gold token error mask
 //!   ([`crate::span_labels::token_error_mask`]: every token of a rude, filler, repeated or wrong
 //!   sentence) of each labelled response, and the AUROC of `−r_t` for it over all their tokens
 //!   (0.5: the self-rewards do not find the erroneous tokens).
