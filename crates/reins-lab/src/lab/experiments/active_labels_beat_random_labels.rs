@@ -186,9 +186,19 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
     let statistic = arms[1].1 - arms[0].1;
     let mut extras =
         vec![("pool pairs".to_string(), pool.len() as f64), ("held-out pairs".to_string(), test.len() as f64)];
-    for n in [first_n, (first_n + last) / 2, last] {
+    // Names every seed shares: the full schedule's label counts, or a reduced pool's fractions.
+    let full = pool.len() >= LAST;
+    let points = [
+        (first_n, if full { format!("{FIRST} labels") } else { "1/10 of the pool".into() }),
+        (
+            (first_n + last) / 2,
+            if full { format!("{} labels", (FIRST + LAST) / 2) } else { "11/20 of the pool".into() },
+        ),
+        (last, if full { format!("{LAST} labels") } else { "the whole pool".into() }),
+    ];
+    for (n, label) in &points {
         for (name, c) in [("random", &random), ("D-optimal", &d_optimal), ("variance", &variance)] {
-            extras.push((format!("accuracy at {n} labels, {name}"), at(c, n)));
+            extras.push((format!("accuracy at {label}, {name}"), at(c, *n)));
         }
     }
     Ok(SeedOutcome {
