@@ -98,6 +98,17 @@ pub struct HolisticReward {
     pub std: f32,
 }
 
+impl RewardSource for HolisticReward {
+    fn score(&self, prompts: &[Vec<u32>], completions: &[Vec<u32>]) -> Result<Vec<f32>> {
+        let raw = self.source.score(prompts, completions)?;
+        Ok(raw.into_iter().map(|s| self.weight * (s - self.mean) / self.std).collect())
+    }
+
+    fn name(&self) -> &str {
+        "holistic"
+    }
+}
+
 /// Segment rewards at their segments' ends plus an optional holistic reward at the last token.
 pub struct FineGrainedReward {
     pub segments: Vec<SegmentReward>,
@@ -108,9 +119,7 @@ impl RewardSource for FineGrainedReward {
     /// The holistic part (0 without one); the segment parts come per token.
     fn score(&self, prompts: &[Vec<u32>], completions: &[Vec<u32>]) -> Result<Vec<f32>> {
         match &self.holistic {
-            Some(h) => {
-                Ok(h.source.score(prompts, completions)?.into_iter().map(|s| h.weight * (s - h.mean) / h.std).collect())
-            }
+            Some(h) => h.score(prompts, completions),
             None => Ok(vec![0.0; completions.len()]),
         }
     }

@@ -31,7 +31,6 @@ use reins_train::statistics::{Curvature, HeadPosterior, Link, PairFeatures};
 
 use crate::experiment::stages::Base;
 use crate::experiment::Session;
-use crate::gold::compare_scores;
 use crate::lab::{Direction, Experiment, Knobs, Paper, Rule, SeedOutcome};
 use crate::report::Curve;
 use crate::{LabError, Split};
@@ -122,22 +121,10 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
     // Held-out pairs of SFT answers, better − worse by gold.
     let test_prompts = s.lab().world.prompts(Split::Test, cfg.eval.n_prompts);
     let answers = s.sample_eval(&base.sft, &test_prompts, 4, 0xac7)?;
-    let mut ordered = Vec::new();
-    for (p, ys) in test_prompts.iter().zip(&answers) {
-        for ab in ys.chunks(2) {
-            let gold = &s.lab().gold;
-            match compare_scores(gold.score(&p.text, &ab[0]), gold.score(&p.text, &ab[1])) {
-                std::cmp::Ordering::Greater => {
-                    ordered.push([(p.text.clone(), ab[0].clone()), (p.text.clone(), ab[1].clone())])
-                }
-                std::cmp::Ordering::Less => {
-                    ordered.push([(p.text.clone(), ab[1].clone()), (p.text.clone(), ab[0].clone())])
-                }
-                std::cmp::Ordering::Equal => {}
-            }
-        }
-    }
-    let flat: Vec<(String, String)> = ordered.iter().flatten().cloned().collect();
+    let flat: Vec<(String, String)> = super::gold_ordered_pairs(&s.lab().gold, &test_prompts, &answers)
+        .into_iter()
+        .flat_map(|(p, better, worse)| [(p.clone(), better), (p, worse)])
+        .collect();
     let test_phi = s.rm_features(&features, &flat)?;
     let test: Vec<Vec<f64>> = test_phi.chunks(2).map(|ab| difference(&ab[0], &ab[1])).collect();
 

@@ -28,7 +28,7 @@ use reins_train::rewards::segments::Granularity;
 use reins_train::rewards::RewardSource;
 use reins_train::trainers::segment_reward::{SegmentExample, SegmentRewardSpec};
 
-use super::ppo_arms::{standardised_reward, train_ppo_with, PpoArm};
+use super::ppo_arms::{standardised_reward, train_ppo_with, training_moments, PpoArm};
 use crate::experiment::stages::Base;
 use crate::experiment::{stage, Session};
 use crate::lab::{Direction, Experiment, Knobs, Paper, Rule, SeedOutcome};
@@ -106,20 +106,19 @@ pub(crate) fn run_with(s: &mut Session, base: &Base, reward_clean: bool) -> Resu
         r.reward_clean = reward_clean;
         Ok(r)
     };
-    let holistic_only: Box<dyn RewardSource> = Box::new(FineGrainedReward {
-        segments: Vec::new(),
-        holistic: Some(standardised_reward(s, &full, &labelled.records, 1.0)?),
-    });
-    let fine = |w: f32, s: &Session| -> Result<Box<dyn RewardSource>, LabError> {
+    let full_moments = training_moments(s, &full, &labelled.records)?;
+    let holistic_only = Box::new(standardised_reward(&full, full_moments, 1.0)?);
+    let half_moments = training_moments(s, &half, half_records)?;
+    let fine = |w: f32| -> Result<Box<dyn RewardSource>, LabError> {
         Ok(Box::new(FineGrainedReward {
             segments: vec![segment(w)?],
-            holistic: Some(standardised_reward(s, &half, half_records, W_HOLISTIC)?),
+            holistic: Some(standardised_reward(&half, half_moments, W_HOLISTIC)?),
         }))
     };
     let (ppo, _) = train_ppo_with(s, base, holistic_only, &PpoArm::lab("PPO (holistic)"), None)?;
-    let reward = fine(W_SEGMENT, s)?;
+    let reward = fine(W_SEGMENT)?;
     let (fg, _) = train_ppo_with(s, base, reward, &PpoArm::lab("FG-PPO"), None)?;
-    let reward = fine(3.0 * W_SEGMENT, s)?;
+    let reward = fine(3.0 * W_SEGMENT)?;
     let (fg3, _) = train_ppo_with(s, base, reward, &PpoArm::lab("FG-PPO (segment weight ×3)"), None)?;
 
     let test = s.lab().world.prompts(Split::Test, cfg.eval.n_prompts);

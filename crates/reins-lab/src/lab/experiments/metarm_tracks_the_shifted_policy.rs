@@ -28,7 +28,6 @@ use reins_train::trainers::metarm::MetaBatch;
 
 use crate::experiment::stages::Base;
 use crate::experiment::{stage, OnlineMethod, Session};
-use crate::gold::compare_scores;
 use crate::lab::{Direction, Experiment, Knobs, Paper, Rule, SeedOutcome};
 use crate::{LabError, Prompt, Split};
 
@@ -59,15 +58,9 @@ type Ids = (Vec<Vec<u32>>, Vec<Vec<u32>>);
 /// Pairs of two answers per prompt that gold does not tie: their ids and which is better.
 fn gold_pairs(s: &Session, prompts: &[Prompt], answers: &[Vec<String>]) -> Result<(Ids, Ids), LabError> {
     let (mut a, mut b) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
-    for (p, ys) in prompts.iter().zip(answers) {
-        let gold = &s.lab().gold;
-        let (first, second) = match compare_scores(gold.score(&p.text, &ys[0]), gold.score(&p.text, &ys[1])) {
-            std::cmp::Ordering::Equal => continue,
-            std::cmp::Ordering::Greater => (&ys[0], &ys[1]),
-            std::cmp::Ordering::Less => (&ys[1], &ys[0]),
-        };
-        let (pi, better) = s.pair_ids(&p.text, first)?;
-        let (_, worse) = s.pair_ids(&p.text, second)?;
+    for (p, better, worse) in super::gold_ordered_pairs(&s.lab().gold, prompts, answers) {
+        let (pi, better) = s.pair_ids(&p, &better)?;
+        let (_, worse) = s.pair_ids(&p, &worse)?;
         a.0.push(pi.clone());
         a.1.push(better);
         b.0.push(pi);

@@ -51,8 +51,53 @@ pub(crate) fn aggregations(members: &[Vec<f64>], lambda: f64) -> Vec<(&'static s
     ]
 }
 
+/// Pairs of consecutive answers to each prompt (answers 0 and 1, 2 and 3, …) ordered by gold,
+/// `(prompt, better, worse)`; pairs gold ties are left out.
+pub(crate) fn gold_ordered_pairs(
+    gold: &crate::GoldReward,
+    prompts: &[crate::Prompt],
+    answers: &[Vec<String>],
+) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (p, ys) in prompts.iter().zip(answers) {
+        for ab in ys.chunks_exact(2) {
+            let (a, b) = (&ab[0], &ab[1]);
+            match crate::gold::compare_scores(gold.score(&p.text, a), gold.score(&p.text, b)) {
+                std::cmp::Ordering::Greater => out.push((p.text.clone(), a.clone(), b.clone())),
+                std::cmp::Ordering::Less => out.push((p.text.clone(), b.clone(), a.clone())),
+                std::cmp::Ordering::Equal => {}
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn gold_orders_consecutive_answers_and_leaves_ties_out() {
+        let w = crate::World::new(3, &crate::WorldConfig::default()).unwrap();
+        let p = w.prompts(crate::Split::Test, 1);
+        let gold = crate::GoldReward::default();
+        let (good, bad) = {
+            let mut rng = w.rng("gold-pairs");
+            let f = crate::Factors {
+                relevant: true,
+                correct: true,
+                politeness: crate::world::Politeness::Neutral,
+                polite_sentences: 0,
+                padding: 0,
+                repeats: 0,
+            };
+            let good = w.response_with(&p[0], &f, &mut rng).text;
+            let bad = w.response_with(&p[0], &crate::Factors { padding: 2, ..f }, &mut rng).text;
+            (good, bad)
+        };
+        let answers = vec![vec![bad.clone(), good.clone(), good.clone(), good.clone(), bad.clone()]];
+        let pairs = super::gold_ordered_pairs(&gold, &p, &answers);
+        assert_eq!(pairs, vec![(p[0].text.clone(), good, bad)], "the tie and the odd answer are left out");
+    }
+
     #[test]
     fn aggregations_of_two_members() {
         let a = super::aggregations(&[vec![1.0, 0.0], vec![3.0, 0.0]], 0.5);

@@ -131,14 +131,8 @@ pub(crate) fn train_ppo_with(
     Ok((trainer.policy.detached(), r2))
 }
 
-/// `w·(s − μ)/σ` of `rm`, with μ and σ its scores on the responses of its training pairs.
-pub(crate) fn standardised_reward(
-    s: &Session,
-    rm: &Model,
-    records: &[PreferenceRecord],
-    weight: f32,
-) -> Result<HolisticReward, LabError> {
-    let source = ModelReward::new(rm.clone()).map_err(stage("reward"))?;
+/// The mean and deviation of `rm`'s scores on the responses of its training pairs.
+pub(crate) fn training_moments(s: &Session, rm: &Model, records: &[PreferenceRecord]) -> Result<(f32, f32), LabError> {
     let (mut prompts, mut completions) = (Vec::new(), Vec::new());
     for r in records {
         for resp in [&r.chosen, &r.rejected] {
@@ -147,10 +141,20 @@ pub(crate) fn standardised_reward(
             completions.push(c);
         }
     }
+    let source = ModelReward::new(rm.clone()).map_err(stage("reward"))?;
     let scores: Vec<f64> =
         source.score(&prompts, &completions).map_err(stage("reward"))?.into_iter().map(f64::from).collect();
-    let (mean, std) = (crate::metrics::mean(&scores), crate::metrics::std(&scores).max(1e-6));
-    Ok(HolisticReward { source: Box::new(source), weight, mean: mean as f32, std: std as f32 })
+    Ok((crate::metrics::mean(&scores) as f32, crate::metrics::std(&scores).max(1e-6) as f32))
+}
+
+/// `w·(s − μ)/σ` of `rm`, with `(μ, σ)` from [`training_moments`].
+pub(crate) fn standardised_reward(
+    rm: &Model,
+    (mean, std): (f32, f32),
+    weight: f32,
+) -> Result<HolisticReward, LabError> {
+    let source = Box::new(ModelReward::new(rm.clone()).map_err(stage("reward"))?);
+    Ok(HolisticReward { source, weight, mean, std })
 }
 
 /// Reward normalisation and clipping of PPO-max (Zheng et al., "Secrets of RLHF in Large

@@ -22,11 +22,9 @@
 
 use reins_data::tokenize::preference::PreferenceIds;
 use reins_model::LoadOptions;
-use reins_train::rewards::fine_grained::FineGrainedReward;
 use reins_train::rewards::seq2seq::{seq2seq_examples, Seq2SeqReward, Seq2SeqSpec};
-use reins_train::rewards::RewardSource;
 
-use super::ppo_arms::{standardised_reward, train_ppo_with, PpoArm};
+use super::ppo_arms::{standardised_reward, train_ppo_with, training_moments, PpoArm};
 use crate::experiment::stages::Base;
 use crate::experiment::{stage, Session};
 use crate::lab::{Direction, Experiment, Knobs, Paper, Rule, SeedOutcome};
@@ -97,10 +95,8 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
         seq2seq(1.0)?.token_rewards(&ps, &cs).map_err(stage("reward"))?.iter().map(|r| r.iter().sum()).collect();
     let agree = sums.chunks(2).filter(|w| w[0] > w[1]).count() as f64 / probe.len().max(1) as f64;
 
-    let scalar: Box<dyn RewardSource> = Box::new(FineGrainedReward {
-        segments: Vec::new(),
-        holistic: Some(standardised_reward(s, &rm, &labelled.records, 1.0)?),
-    });
+    let moments = training_moments(s, &rm, &labelled.records)?;
+    let scalar = Box::new(standardised_reward(&rm, moments, 1.0)?);
     let (scalar_policy, _) = train_ppo_with(s, base, scalar, &PpoArm::lab(SCALAR), None)?;
     let dev = s.lab().world.prompts(Split::Dev, cfg.eval.n_prompts);
     let mut extras = vec![
