@@ -165,6 +165,9 @@ impl Converter {
             r @ (Record::PromptCompletion { .. } | Record::LanguageModeling { .. }) => out.push(r),
             // Its response is there to have its faults marked, not to be imitated.
             Record::Spans { .. } => self.drop("spans record (a response with labelled spans is not an SFT target)"),
+            // Checked against principles, not chosen as a target (a `yes` on one principle is
+            // not a `yes` on the others).
+            Record::Principles { .. } => self.drop("principles record (a checked response is not an SFT target)"),
             other => self.drop(&format!("{} has no completion", other.kind().name())),
         }
     }

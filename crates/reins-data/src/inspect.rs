@@ -139,7 +139,7 @@ pub fn inspect(
                 add("prompt", &Text::Plain(prompt.clone()));
                 add("completion", &Text::Plain(completions.concat()));
             }
-            Record::Spans { prompt, response, .. } => {
+            Record::Spans { prompt, response, .. } | Record::Principles { prompt, response, .. } => {
                 add("prompt", prompt);
                 add("response", &Text::Plain(response.clone()));
             }

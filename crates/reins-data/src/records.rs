@@ -154,6 +154,9 @@ pub enum Record {
     RankedList { prompt: Text, responses: Vec<Ranked>, meta: Meta },
     /// Span-level labels on one response (fine-grained feedback).
     Spans { prompt: Text, response: String, spans: Vec<Span>, meta: Meta },
+    /// Binary principle checks on one response (RLBFF): does the response satisfy each
+    /// principle, yes or no. The feedback app's `principles` export.
+    Principles { prompt: Text, response: String, principles: BTreeMap<String, bool>, meta: Meta },
 }
 
 /// The kind of a record, for counts and `--to` targets.
@@ -167,6 +170,7 @@ pub enum Kind {
     Stepwise,
     RankedList,
     Spans,
+    Principles,
 }
 
 impl Kind {
@@ -180,6 +184,7 @@ impl Kind {
             Kind::Stepwise => "stepwise_supervision",
             Kind::RankedList => "ranked_list",
             Kind::Spans => "spans",
+            Kind::Principles => "principles",
         }
     }
 }
@@ -195,6 +200,7 @@ impl Record {
             Record::Stepwise { .. } => Kind::Stepwise,
             Record::RankedList { .. } => Kind::RankedList,
             Record::Spans { .. } => Kind::Spans,
+            Record::Principles { .. } => Kind::Principles,
         }
     }
 
@@ -207,7 +213,8 @@ impl Record {
             | Record::Unpaired { meta, .. }
             | Record::Stepwise { meta, .. }
             | Record::RankedList { meta, .. }
-            | Record::Spans { meta, .. } => meta,
+            | Record::Spans { meta, .. }
+            | Record::Principles { meta, .. } => meta,
         }
     }
 
@@ -219,7 +226,8 @@ impl Record {
             | Record::PromptCompletion { prompt, .. }
             | Record::Unpaired { prompt, .. }
             | Record::RankedList { prompt, .. }
-            | Record::Spans { prompt, .. } => prompt.is_chat(),
+            | Record::Spans { prompt, .. }
+            | Record::Principles { prompt, .. } => prompt.is_chat(),
             Record::Preference(p) => p.prompt.is_chat() || p.chosen.is_chat(),
             Record::Stepwise { .. } => false,
         }
@@ -302,6 +310,12 @@ impl Record {
                     .map(|s| json!({"start": s.start, "end": s.end, "tag": s.label, "text": s.text(response)}))
                     .collect();
                 o.insert("spans".into(), Value::Array(spans));
+            }
+            Record::Principles { prompt, response, principles, .. } => {
+                // The feedback app's `principles` export layout.
+                o.insert("prompt".into(), prompt.to_json());
+                o.insert("completion".into(), json!(response));
+                o.insert("principles".into(), json!(principles));
             }
         }
         let meta = self.meta();

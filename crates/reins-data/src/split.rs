@@ -13,7 +13,8 @@ fn group_key(r: &Record, i: usize) -> String {
         | Record::PromptCompletion { prompt, .. }
         | Record::Unpaired { prompt, .. }
         | Record::RankedList { prompt, .. }
-        | Record::Spans { prompt, .. } => Some(prompt),
+        | Record::Spans { prompt, .. }
+        | Record::Principles { prompt, .. } => Some(prompt),
         Record::Stepwise { prompt, .. } => return format!("s:{prompt}"),
         Record::LanguageModeling { .. } => None,
     };

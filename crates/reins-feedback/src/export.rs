@@ -11,7 +11,7 @@
 //! | `ratings` | Likert per response | `{"prompt","completion","ratings": {aspect: n}}`; a ranked list of one, with its ratings |
 //! | `spans` | response with spans | `{"prompt","completion","spans": [{"start","end","tag","text"}]}` (offsets in characters); span records |
 //! | `critiques` | non-empty critique or rewrite | `{"prompt","completion","critique"}` / `{"prompt","completion","rewrite"}`; no record type, skipped |
-//! | `principles` | response × principles | `{"prompt","completion","principles": {text: bool}}`; no record type, skipped |
+//! | `principles` | response × principles | `{"prompt","completion","principles": {text: bool}}`; read as `Record::Principles` (`reins principle-reward`) |
 //! | `raw` | submission (labels and skips) | every stored column; skipped |
 //! | `consensus` | item (see `review::consensus_records`) | `{"prompt","responses","answer","source","chosen"?,"rejected"?}`; preference records where there is a `chosen` |
 use crate::db::{Item, Submission};
@@ -348,7 +348,7 @@ mod tests {
     }
 
     /// Every other per-vote export either reads as the record that carries its labels
-    /// (`preference`, `kto`) or is skipped with a reason (`critiques`, `principles`, `raw`
+    /// (`preference`, `kto`, `principles`) or is skipped with a reason (`critiques`, `raw`
     /// have no record type); none is read as plain prompt-completion.
     #[test]
     fn other_exports_read_to_their_records_or_are_skipped_with_a_reason() -> TestResult {
@@ -378,11 +378,25 @@ mod tests {
         let l = read("kto")?;
         assert_eq!(kinds(&l), ["unpaired_preference", "unpaired_preference"], "{}", l.report);
         assert_eq!(l.records[0].meta(), &read_meta());
-        for (format, rows, reason) in [
-            ("critiques", 1, "feedback without a record type"),
-            ("principles", 2, "feedback without a record type"),
-            ("raw", 1, "unranked responses"),
-        ] {
+        let l = read("principles")?;
+        let checks = |r: &reins_data::Record| match r {
+            reins_data::Record::Principles { response, principles, .. } => {
+                (response.clone(), principles.iter().map(|(p, &y)| (p.clone(), y)).collect::<Vec<_>>())
+            }
+            other => panic!("principles export read as {}", other.kind().name()),
+        };
+        assert_eq!(
+            l.records.iter().map(checks).collect::<Vec<_>>(),
+            [
+                ("A".to_string(), vec![("Is kind".to_string(), true)]),
+                ("B".to_string(), vec![("Is kind".to_string(), false)])
+            ],
+            "{}",
+            l.report
+        );
+        for (format, rows, reason) in
+            [("critiques", 1, "feedback without a record type"), ("raw", 1, "unranked responses")]
+        {
             let l = read(format)?;
             assert!(l.records.is_empty(), "{format}: {:?}", l.records);
             assert_eq!(l.report.skipped.get(reason), Some(&rows), "{format}: {}", l.report);

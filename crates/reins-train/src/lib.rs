@@ -23,6 +23,7 @@ pub mod judges;
 pub mod losses;
 pub mod optim;
 pub mod pit;
+pub mod principle_rules;
 pub mod rewards;
 pub mod rl;
 pub mod run;

@@ -59,6 +59,8 @@ enum Cli {
     TReg(commands::train::TrainArgs),
     /// Segment reward model for Fine-Grained RLHF: a score per sub-sentence, sentence or response, trained on span labels (error or not).
     SegmentReward(commands::train::TrainArgs),
+    /// Principle reward model (RLBFF): does a response satisfy a principle, yes or no — trained on principle checks (the feedback app's principles export, or `reins data principles` from written feedback).
+    PrincipleReward(commands::train::TrainArgs),
     /// Sequence-to-sequence reward model: an LM that rewrites rejected responses into chosen ones; it scores samples token by token.
     Seq2seqReward(commands::train::TrainArgs),
     /// PIT (implicit self-improvement): `pit data` turns pairs into its SFT, gap-reward and RL data; `pit improve` improves answers round after round.
@@ -132,6 +134,7 @@ fn main() {
         Cli::Cpl(a) => commands::train::run(commands::train::Method::Cpl, a),
         Cli::TReg(a) => commands::train::run(commands::train::Method::TReg, a),
         Cli::SegmentReward(a) => commands::train::run(commands::train::Method::SegmentReward, a),
+        Cli::PrincipleReward(a) => commands::train::run(commands::train::Method::PrincipleReward, a),
         Cli::Seq2seqReward(a) => commands::train::run(commands::train::Method::Seq2SeqReward, a),
         Cli::Pit(c) => commands::pit::run(c),
         Cli::BestOfN(a) => commands::best_of_n::run(a),

@@ -472,6 +472,135 @@ fn segment_reward_learns_the_exported_spans_and_records_its_granularity() {
 }
 
 #[test]
+fn principle_reward_runs_moves_every_parameter_and_resumes_exactly() {
+    check("principle-reward", "examples/principle_reward.toml", &[]);
+}
+
+/// RLBFF from the CLI: written feedback becomes principle checks by the example rule file, a
+/// principle reward model learns them and lists its principles, and best-of-n steers by a
+/// chosen subset of them.
+#[test]
+fn principle_reward_learns_extracted_checks_and_steers_best_of_n() {
+    let dir = tempfile::tempdir().unwrap();
+    let checks = dir.path().join("principles.jsonl");
+    let log = reins(&[
+        "data",
+        "principles",
+        "examples/data/critiques.jsonl",
+        checks.to_str().unwrap(),
+        "--rules",
+        "examples/principle_rules.toml",
+    ]);
+    assert!(log.contains("\"The answer is correct\": 3 yes, 2 no"), "{log}");
+    assert!(log.contains("wrote 8 rows"), "{log}");
+    // the shipped example file is this command's output
+    assert_eq!(
+        std::fs::read_to_string(&checks).unwrap(),
+        std::fs::read_to_string(root().join("examples/data/principles.jsonl")).unwrap()
+    );
+    let out = dir.path().join("run");
+    let (out_s, data_s) = (format!("output_dir=\"{}\"", out.display()), format!("dataset=\"{}\"", checks.display()));
+    let log = reins(&[
+        "principle-reward",
+        "--config",
+        "examples/principle_reward.toml",
+        "--set",
+        &out_s,
+        "--set",
+        &data_s,
+        "--set",
+        "max_steps=12",
+    ]);
+    assert!(log.contains("principle \"The answer is concise\": 6 yes, 1 no"), "{log}");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint-12/principle_reward.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        spec["principles"],
+        serde_json::json!([
+            "The answer is concise",
+            "The answer is correct",
+            "The answer is helpful",
+            "The answer is polite"
+        ])
+    );
+    let losses: Vec<f64> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64())
+        .collect();
+    assert!(losses.last().unwrap() < losses.first().unwrap(), "{losses:?}");
+    let steer = dir.path().join("steer.toml");
+    std::fs::write(
+        &steer,
+        format!(
+            "path = {:?}\nprinciples = [\"The answer is concise\"]\n",
+            out.join("checkpoint-12").display().to_string()
+        ),
+    )
+    .unwrap();
+    let best = dir.path().join("best.jsonl");
+    let reward = format!("principles:{}", steer.display());
+    let log = reins(&[
+        "best-of-n",
+        "--model",
+        "fixtures/hf/models/llama",
+        "--prompts",
+        "examples/data/pairs.jsonl",
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--reward",
+        &reward,
+        "--out",
+        best.to_str().unwrap(),
+    ]);
+    assert!(log.contains("4 prompts × 2 samples"), "{log}");
+    for l in std::fs::read_to_string(&best).unwrap().lines() {
+        let score = serde_json::from_str::<serde_json::Value>(l).unwrap()["score"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&score), "a probability: {score}");
+    }
+    // a principle the model never saw is refused unless allowed
+    std::fs::write(
+        &steer,
+        format!("path = {:?}\nprinciples = [\"Is funny\"]\n", out.join("checkpoint-12").display().to_string()),
+    )
+    .unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args([
+            "best-of-n",
+            "--model",
+            "fixtures/hf/models/llama",
+            "--prompts",
+            "examples/data/pairs.jsonl",
+            "--reward",
+            &reward,
+            "--out",
+            best.to_str().unwrap(),
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("allow_unseen") && !err.contains("panicked"), "{err}");
+    // rows without principle checks are refused with what the data should look like
+    let bad = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args([
+            "principle-reward",
+            "--config",
+            "examples/principle_reward.toml",
+            "--set",
+            "dataset=\"examples/data/pairs.jsonl\"",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("reins data principles") && !err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn seq2seq_reward_runs_moves_every_parameter_and_resumes_exactly() {
     check("seq2seq-reward", "examples/seq2seq_reward.toml", &[]);
 }

@@ -9,10 +9,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-/// Keys of the feedback app's exports that no record type carries (critiques, rewrites,
-/// principle checks). A row with one is skipped rather than read as prompt-completion, which
-/// would make the judged response a target and lose the judgment.
-const UNREAD_FEEDBACK: [&str; 3] = ["critique", "rewrite", "principles"];
+/// Keys of the feedback app's exports that no record type carries (critiques, rewrites). A
+/// row with one is skipped rather than read as prompt-completion, which would make the judged
+/// response a target and lose the judgment. (`reins data principles` turns critiques into
+/// principle checks by a rule file.)
+const UNREAD_FEEDBACK: [&str; 2] = ["critique", "rewrite"];
 
 /// Parse a TRL text field: a string, or a list of `{role, content}` messages.
 pub fn parse_text(key: &str, v: &Value) -> Result<Text, Skip> {
@@ -185,6 +186,12 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
         let response = super::get_str(row, key)?.to_string();
         let spans = spans(row, &response)?;
         out.push(Record::Spans { prompt: text(row, "prompt")?, response, spans, meta });
+    } else if has("principles") && (has("completion") || has("response")) {
+        // The feedback app's `principles` export: yes/no checks of one response.
+        let key = if has("completion") { "completion" } else { "response" };
+        let response = super::get_str(row, key)?.to_string();
+        let principles = principle_checks(get(row, "principles")?)?;
+        out.push(Record::Principles { prompt: text(row, "prompt")?, response, principles, meta });
     } else if has("ratings") && has("completion") {
         // The feedback app's `ratings` export: one response rated per aspect, read as
         // HelpSteer2's attribute rows are (a ranked list of one, the ratings kept).
@@ -200,8 +207,9 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
         return Err(Skip::new(
             "feedback without a record type",
             format!(
-                "`{key}` (the feedback app's `critiques` or `principles` export) has no reins record type; \
-                 the row is not read as prompt-completion, which would train on the judged response"
+                "`{key}` (the feedback app's `critiques` export) has no reins record type; the row is not \
+                 read as prompt-completion, which would train on the judged response (`reins data principles \
+                 --rules FILE.toml` turns critiques into principle checks)"
             ),
         ));
     } else if has("completions") && has("labels") {
@@ -246,6 +254,32 @@ pub fn convert(row: &Map<String, Value>, out: &mut Out) -> Result<(), Skip> {
         ));
     }
     Ok(())
+}
+
+/// Principle checks `{text: true|false|"yes"|"no"}`; a `null` check (not applicable) is left
+/// out. A row with no check left is skipped.
+fn principle_checks(v: &Value) -> Result<BTreeMap<String, bool>, Skip> {
+    let Value::Object(m) = v else {
+        return Err(Skip::wrong_type("principles", "an object {principle: true or false}", v));
+    };
+    let mut out = BTreeMap::new();
+    for (p, c) in m {
+        let yes = match c {
+            Value::Null => continue,
+            Value::Bool(b) => *b,
+            Value::String(s) if s.eq_ignore_ascii_case("yes") => true,
+            Value::String(s) if s.eq_ignore_ascii_case("no") => false,
+            other => return Err(Skip::wrong_type(&format!("principles.{p}"), "true, false, \"yes\" or \"no\"", other)),
+        };
+        if p.trim().is_empty() {
+            return Err(Skip::new("bad principles", "a principle's text is empty"));
+        }
+        out.insert(p.clone(), yes);
+    }
+    if out.is_empty() {
+        return Err(Skip::new("bad principles", "no principle is checked yes or no"));
+    }
+    Ok(out)
 }
 
 /// The `spans` of a response: `{"start", "end", "tag" or "label", "text"?}` with character

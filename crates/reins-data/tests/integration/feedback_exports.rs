@@ -214,7 +214,7 @@ fn the_preference_and_kto_exports_read_with_their_margin_and_label() {
 }
 
 #[test]
-fn critiques_principles_raw_and_unpaired_consensus_rows_are_skipped_with_a_reason() {
+fn critiques_raw_and_unpaired_consensus_rows_are_skipped_with_a_reason() {
     let raw = json!({
         "submission_id": "s", "idempotency_key": "k", "kind": "label", "answer": {"rank": {"ranking": [1, 0]}},
         "display_order": [1, 0], "skip_reason": null, "time_ms": 5, "created_at": 0, "gold": null,
@@ -224,8 +224,6 @@ fn critiques_principles_raw_and_unpaired_consensus_rows_are_skipped_with_a_reaso
     let rows = [
         json!({"prompt": "P", "completion": "A", "critique": "Too long.", "item_id": "x1", "annotator": "ann"}),
         json!({"prompt": "P", "completion": "A", "rewrite": "A, shorter.", "item_id": "x1", "annotator": "ann"}),
-        json!({"prompt": "P", "completion": "A", "principles": {"Is kind": true, "Cites sources": false},
-               "item_id": "x1", "annotator": "ann"}),
         raw,
         json!({"prompt": "P", "responses": ["A", "B"], "answer": {"rank": {"ranking": [1, 0]}}, "source": "majority",
                "labels": 3, "item_id": "x1", "annotator": null}),
@@ -233,12 +231,44 @@ fn critiques_principles_raw_and_unpaired_consensus_rows_are_skipped_with_a_reaso
     let l = load_str(&jsonl(&rows), None, &ConvertOptions::default());
     assert_eq!(l.format, Format::Trl);
     assert!(l.records.is_empty(), "not read as prompt-completion or an unranked list: {:?}", l.records);
-    assert_eq!(l.report.skipped.get("feedback without a record type"), Some(&3), "{}", l.report);
+    assert_eq!(l.report.skipped.get("feedback without a record type"), Some(&2), "{}", l.report);
     assert_eq!(l.report.skipped.get("unranked responses"), Some(&2), "{}", l.report);
     assert!(detail(&l.report, 1).starts_with("`critique` (the feedback app's"), "{}", detail(&l.report, 1));
     assert!(detail(&l.report, 2).starts_with("`rewrite`"), "{}", detail(&l.report, 2));
-    assert!(detail(&l.report, 3).starts_with("`principles`"), "{}", detail(&l.report, 3));
-    assert!(detail(&l.report, 4).contains("`answer` (the feedback app's `raw` and `consensus` exports) is not read"));
+    assert!(detail(&l.report, 3).contains("`answer` (the feedback app's `raw` and `consensus` exports) is not read"));
+}
+
+#[test]
+fn principle_checks_read_as_principles_records_and_write_back() {
+    let rows = [
+        json!({"prompt": "P", "completion": "A", "principles": {"Is kind": true, "Cites sources": false},
+               "item_id": "x1", "annotator": "ann"}),
+        // RLBFF-style strings, a not-applicable check left out, `response` for `completion`
+        json!({"prompt": "P", "response": "B", "principles": {"Is kind": "No", "Is short": "yes", "Cites sources": null}}),
+        json!({"prompt": "P", "completion": "C", "principles": {"Is kind": "partially"}}),
+        json!({"prompt": "P", "completion": "D", "principles": {"Is kind": null}}),
+    ];
+    let l = load_str(&jsonl(&rows), None, &ConvertOptions::default());
+    fn checks(r: &Record) -> (&str, Vec<(&str, bool)>) {
+        match r {
+            Record::Principles { response, principles, .. } => {
+                (response.as_str(), principles.iter().map(|(p, &y)| (p.as_str(), y)).collect())
+            }
+            other => panic!("read as {}", other.kind().name()),
+        }
+    }
+    assert_eq!(
+        l.records.iter().map(checks).collect::<Vec<_>>(),
+        [("A", vec![("Cites sources", false), ("Is kind", true)]), ("B", vec![("Is kind", false), ("Is short", true)])],
+        "{}",
+        l.report
+    );
+    assert_eq!(l.records[0].meta().id.as_deref(), Some("x1"));
+    assert_eq!(l.report.skipped.get("wrong type"), Some(&1), "`partially` is not a yes/no check: {}", l.report);
+    assert_eq!(l.report.skipped.get("bad principles"), Some(&1), "nothing checked: {}", l.report);
+    // written back in the export's layout, read again to the same record
+    let again = load_str(&jsonl(&[l.records[1].to_json()]), None, &ConvertOptions::default());
+    assert_eq!(again.records, vec![l.records[1].clone()]);
 }
 
 #[test]

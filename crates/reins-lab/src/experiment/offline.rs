@@ -17,9 +17,7 @@ use reins_train::run::Trainer as _;
 use reins_train::trainers::dpo::{DpoTrainer, Reference};
 use reins_train::trainers::metarm::{metarm_step, MetaBatch};
 use reins_train::trainers::reward::RewardTrainer;
-use reins_train::trainers::segment_reward::{
-    collate_segments, SegmentExample, SegmentRewardSpec, SegmentRewardTrainer,
-};
+use reins_train::trainers::segment_reward::{collate_segments, SegmentExample, SegmentRewardTrainer};
 use reins_train::trainers::sft::SftTrainer;
 
 use crate::config::TrainBudget;
@@ -276,14 +274,14 @@ impl Session<'_> {
         Ok(trainer.model.detached())
     }
 
-    /// A segment reward model (Fine-Grained RLHF) from the base model on `examples` (sequence
-    /// ids with each segment's last position and label), with the reward models' budget:
-    /// `reward_model.max_steps` steps of `per_device_train_batch_size` random examples.
+    /// A segment reward model (Fine-Grained RLHF; or RLBFF's principle model, one target per
+    /// sequence) from the base model on `examples` (sequence ids with each segment's last
+    /// position and label), with the reward models' budget: `reward_model.max_steps` steps of
+    /// `per_device_train_batch_size` random examples.
     pub(crate) fn train_segment_model(
         &mut self,
         base: &Path,
         examples: &[SegmentExample],
-        spec: &SegmentRewardSpec,
         member: u64,
     ) -> Result<Model> {
         if examples.is_empty() {
@@ -294,8 +292,9 @@ impl Session<'_> {
         }
         let rm = self.cfg.reward_model.clone();
         let (model, optimizer) = self.score_model(base, member)?;
+        // The model is used here, not saved: no spec file to carry.
         let mut trainer =
-            SegmentRewardTrainer::new(model, optimizer, spec.clone()).map_err(stage("segment reward model"))?;
+            SegmentRewardTrainer::new(model, optimizer, Vec::new()).map_err(stage("segment reward model"))?;
         let pad = self.pad_id();
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed + 200 + member);
         self.progress.stage("segment reward model", rm.max_steps);

@@ -11,6 +11,7 @@ pub mod fine_grained;
 pub mod fusion;
 pub mod http;
 pub mod lcb;
+pub mod principles;
 pub mod segments;
 pub mod seq2seq;
 

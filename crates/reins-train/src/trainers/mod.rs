@@ -23,6 +23,7 @@ pub mod online_dpo;
 pub mod orpo;
 pub mod osp;
 pub mod ppo;
+pub mod principle_reward;
 pub mod reference;
 pub mod remax;
 pub mod reward;

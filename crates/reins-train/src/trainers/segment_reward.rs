@@ -150,20 +150,23 @@ pub fn collate_segments(examples: &[SegmentExample], pad_id: u32) -> SegmentBatc
     SegmentBatch { input_ids: batch.ids, attention_mask: batch.mask, targets }
 }
 
+/// Binary cross-entropy of the score head at chosen positions: the segment reward model, and
+/// the principle reward model ([`super::principle_reward`]), whose one target is the last token.
 pub struct SegmentRewardTrainer {
     pub model: Model,
     pub opt: Optimizer,
     pub num_tokens: f64,
-    /// What the model judges; written into every checkpoint.
-    pub spec: SegmentRewardSpec,
+    /// What the model judges (`segment_reward.json` or `principle_reward.json`, as
+    /// `(name, contents)`); written into every checkpoint.
+    pub files: Vec<(String, String)>,
 }
 
 impl SegmentRewardTrainer {
-    pub fn new(model: Model, opt: Optimizer, spec: SegmentRewardSpec) -> Result<Self> {
+    pub fn new(model: Model, opt: Optimizer, files: Vec<(String, String)>) -> Result<Self> {
         if model.score.is_none() {
             return Err(TrainError::Config("segment reward: the model needs a score head (`score_head: 1`)".into()));
         }
-        Ok(SegmentRewardTrainer { model, opt, num_tokens: 0.0, spec })
+        Ok(SegmentRewardTrainer { model, opt, num_tokens: 0.0, files })
     }
 
     /// The score head's first label at every token, `[B, T]`.
@@ -201,7 +204,7 @@ impl BatchTrainer for SegmentRewardTrainer {
         &mut self.num_tokens
     }
     fn model_files(&self) -> Result<Vec<(String, String)>> {
-        Ok(vec![self.spec.to_file()?])
+        Ok(self.files.clone())
     }
 }
 

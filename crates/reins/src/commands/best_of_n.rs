@@ -37,8 +37,9 @@ pub struct BestOfNArgs {
     pub n: usize,
     /// `length`, `contains:<text>`, `http://host:port/path`, a reward model folder, a
     /// reward-ensemble folder (with `ensemble.json`), `lcb:<λ>:<posterior dir>` (pessimistic
-    /// `r − λ·σ`) or `fusion:<reward model dir>:<its training pairs>` (RewardFusion); repeat
-    /// for an ensemble.
+    /// `r − λ·σ`), `fusion:<reward model dir>:<its training pairs>` (RewardFusion),
+    /// `principles:<dir or steering file.toml>` (RLBFF: steer by the principles you choose) or
+    /// any other spec of the online commands' `reward`; repeat for an ensemble.
     #[arg(long, required = true)]
     pub reward: Vec<String>,
     /// How an ensemble of rewards is reduced: `mean` or `min`.

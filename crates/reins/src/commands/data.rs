@@ -1,4 +1,5 @@
-//! `reins data ...`: inspect, convert and split preference data files.
+//! `reins data ...`: inspect, convert and split preference data files, and turn written
+//! feedback into principle checks.
 
 use anyhow::{Context, Result};
 use reins_data::convert::{convert_stream, Target};
@@ -106,6 +107,26 @@ pub enum DataCmd {
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// Principle checks from written feedback by a rule file (RLBFF's extraction, by rules):
+    /// each row's feedback text becomes `{"principles": {"<principle>": true|false}}` for
+    /// `reins principle-reward`. Rows that check no principle are left out.
+    Principles {
+        /// Rows with `prompt`, `completion` (or `response`) and the feedback text (the feedback
+        /// app's `critiques` export); `-` reads stdin.
+        input: PathBuf,
+        /// Output JSONL; `-` writes stdout. An existing file needs --force.
+        output: PathBuf,
+        /// The rule file: `[[principle]]` tables with `name` and `yes` / `no` lists of
+        /// regular expressions (see examples/principle_rules.toml).
+        #[arg(long)]
+        rules: PathBuf,
+        /// The key holding the feedback text.
+        #[arg(long, default_value = "critique")]
+        field: String,
+        /// Replace OUTPUT if it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `dir/name.jsonl.gz` -> `dir/name.SUFFIX.jsonl`: only the data extensions are removed, so
@@ -210,6 +231,72 @@ pub fn run(cmd: DataCmd) -> Result<()> {
             let (ntr, nte) = (train_out.commit()?, test_out.commit()?);
             eprintln!("wrote {ntr} records to {} and {nte} to {}", shown(&train), shown(&test));
         }
+        DataCmd::Principles { input, output, rules, field, force } => {
+            check_output(&output, &[&input], force)?;
+            extract_principles(&input, &output, &rules, &field)?;
+        }
     }
+    Ok(())
+}
+
+/// `reins data principles`: the rule file's checks of each row's `field`.
+fn extract_principles(input: &Path, output: &Path, rules: &Path, field: &str) -> Result<()> {
+    use serde_json::{json, Value};
+    use std::collections::BTreeMap;
+    let rules = reins_train::principle_rules::PrincipleRules::load(rules)?;
+    let mut report = reins_data::io::Report::new(reins_data::io::display_name(input));
+    let mut reader = reins_data::io::RowReader::open(input).with_context(|| format!("reading {}", input.display()))?;
+    let mut out = Output::create(output)?;
+    let (mut rows, mut unchecked) = (0usize, 0usize);
+    let mut counts: BTreeMap<String, [usize; 3]> = BTreeMap::new(); // yes, no, ambiguous
+    while let Some(row) = reader.next_row(&mut report)? {
+        rows += 1;
+        let o = row.value.as_object().context("row is not an object")?;
+        let text = |k: &str| o.get(k).and_then(Value::as_str);
+        let Some(feedback) = text(field) else {
+            report.skip(row.line, "no feedback", format!("no `{field}` text (choose the key with --field)"));
+            continue;
+        };
+        let Some(response) = text("completion").or_else(|| text("response")) else {
+            report.skip(row.line, "no response", "no `completion` or `response` text");
+            continue;
+        };
+        let Some(prompt) = o.get("prompt").filter(|p| !p.is_null()) else {
+            report.skip(row.line, "no prompt", "no `prompt`");
+            continue;
+        };
+        let e = rules.extract(feedback);
+        for p in &e.ambiguous {
+            counts.entry(p.clone()).or_default()[2] += 1;
+        }
+        if e.checks.is_empty() {
+            unchecked += 1;
+            continue;
+        }
+        for (p, &yes) in &e.checks {
+            counts.entry(p.clone()).or_default()[if yes { 0 } else { 1 }] += 1;
+        }
+        let mut r = json!({"prompt": prompt, "completion": response, "principles": e.checks});
+        for k in ["id", "item_id", "annotator_id", "annotator"] {
+            if let Some(v) = o.get(k).filter(|v| !v.is_null()) {
+                r[k] = v.clone();
+            }
+        }
+        out.write(&r)?;
+    }
+    for p in report.problems.iter().take(20) {
+        eprintln!("  {p}");
+    }
+    for (p, [yes, no, both]) in &counts {
+        eprintln!("  {p:?}: {yes} yes, {no} no, {both} left out (said both ways)");
+    }
+    anyhow::ensure!(
+        out.written() > 0,
+        "no row's `{field}` checks a principle of the rule file ({rows} rows read, {unchecked} mention none); {} \
+         was not written",
+        shown(output)
+    );
+    let n = out.commit()?;
+    eprintln!("wrote {n} rows with principle checks to {} ({unchecked} rows checked none)", shown(output));
     Ok(())
 }

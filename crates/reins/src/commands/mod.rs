@@ -7,6 +7,7 @@ pub mod lab;
 pub mod online;
 pub mod parity;
 pub mod pit;
+pub mod principle_reward;
 pub mod quickstart;
 pub mod reward;
 pub mod reward_consistency;

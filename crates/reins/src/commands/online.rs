@@ -12,7 +12,9 @@
 //! `reins segment-reward` paying `±weight` at each segment's end plus an optional holistic
 //! reward model at the last token (`[[segment]] path, weight` and `[holistic] path, weight,
 //! mean, std`), or `"seq2seq:<dir>"`: a sequence-to-sequence reward model from
-//! `reins seq2seq-reward`, `±token_reward` per token. PPO adds dense rewards per token; the
+//! `reins seq2seq-reward`, `±token_reward` per token, or `"principles:<dir or file.toml>"`:
+//! a principle reward model from `reins principle-reward` (RLBFF), the mean probability that
+//! the completion satisfies each chosen principle. PPO adds dense rewards per token; the
 //! other commands take their sum per completion.
 //!
 //! With `max_kl` set, every command measures the KL to the reference (GRPO, RLOO and ReMax get
@@ -74,8 +76,8 @@ pub struct RewardArgs {
     /// `length`, `contains:<text>`, `model`, `lcb:<λ>:<posterior dir>` (pessimistic reward
     /// model, `r − λ·σ`), `fusion:<reward model dir>:<its training pairs>` (RewardFusion),
     /// `fine_grained:<file.toml>` (Fine-Grained RLHF's segment and holistic reward models),
-    /// `seq2seq:<dir>` (a sequence-to-sequence reward model) or an `http://` scorer (default
-    /// `length`).
+    /// `seq2seq:<dir>` (a sequence-to-sequence reward model), `principles:<dir or file.toml>`
+    /// (RLBFF's principle reward model) or an `http://` scorer (default `length`).
     pub reward: String,
     /// Reward model folder (or reward-ensemble folder) for `reward = "model"`.
     pub reward_model_path: Option<PathBuf>,
@@ -154,7 +156,8 @@ pub fn prompt_of(r: &Record) -> Option<&Text> {
         | Record::PromptCompletion { prompt, .. }
         | Record::Unpaired { prompt, .. }
         | Record::RankedList { prompt, .. }
-        | Record::Spans { prompt, .. } => Some(prompt),
+        | Record::Spans { prompt, .. }
+        | Record::Principles { prompt, .. } => Some(prompt),
         _ => None,
     }
 }
@@ -192,8 +195,8 @@ fn sequence_or_dense_reward(
         None => bail!(
             "unknown reward `{}`: use \"length\", \"contains:<text>\", \"model\" (with reward_model_path), \
              \"lcb:<λ>:<posterior dir>\", \"fusion:<reward model dir>:<its training pairs>\", \
-             \"features:<dir of reins reward-features>\", \"fine_grained:<file.toml>\", \"seq2seq:<dir>\" or an \
-             http://host:port/path scorer",
+             \"features:<dir of reins reward-features>\", \"fine_grained:<file.toml>\", \"seq2seq:<dir>\", \
+             \"principles:<dir or file.toml>\" or an http://host:port/path scorer",
             r.reward
         ),
     }
@@ -206,7 +209,9 @@ fn sequence_or_dense_reward(
 /// from `reins reward-features`, scored on decoded text), `fine_grained:<file.toml>` (segment
 /// reward models and a holistic one, [`FineGrainedSpec`]: dense per-token rewards),
 /// `seq2seq:<dir>` (a sequence-to-sequence reward model from `reins seq2seq-reward`: `±α` per
-/// token), `http://…`
+/// token), `principles:<dir or file.toml>` (a principle reward model from `reins
+/// principle-reward`, averaged over its principles or the ones a steering file chooses),
+/// `http://…`
 /// (a remote scorer, sent text), or — with
 /// `allow_dir` — a reward model folder.
 /// `None` when the spec is none of these. Dense sources come back with their per-token rewards:
@@ -269,6 +274,12 @@ pub fn reward_from_spec(
             .with_context(|| format!("sequence-to-sequence reward model {}", dir.display()))?;
         let sep = tok.encode(&kind.separator, false)?;
         return Ok(Some(Box::new(Seq2SeqReward::new(model, sep, kind.token_reward)?)));
+    }
+    if let Some(target) = spec.strip_prefix("principles:") {
+        let encode = |t: &str| Ok(tok.encode(t, false)?);
+        let r = reins_train::rewards::principles::load(std::path::Path::new(target), device, &encode)
+            .with_context(|| format!("principle reward `{spec}`"))?;
+        return Ok(Some(Box::new(r)));
     }
     if let Some(file) = spec.strip_prefix("fine_grained:") {
         let tok = tok.clone();

@@ -55,7 +55,7 @@ pub fn train(s: Setup, model: Model, progress: &mut dyn Progress) -> Result<RunS
     let eval_batches = eval_data.chunks(bs).map(|c| collate_segments(c, pad)).collect::<Vec<_>>();
     let total = run::total_steps(args, data.len());
     let opt = Optimizer::new(model.params(), optim, total)?;
-    let mut trainer = SegmentRewardTrainer::new(model, opt, spec.clone())?;
+    let mut trainer = SegmentRewardTrainer::new(model, opt, vec![spec.to_file()?])?;
     let cfg = resolved(&[to_json(args), to_json(optim), to_json(&spec)]);
     let batch = |idx: &[usize]| Ok(collate_segments(&idx.iter().map(|&i| data[i].clone()).collect::<Vec<_>>(), pad));
     Ok(run::train(&mut trainer, args, &cfg, data.len(), &batch, &eval_batches, progress)?)

@@ -64,6 +64,7 @@ pub enum Method {
     Cpl,
     TReg,
     SegmentReward,
+    PrincipleReward,
     Seq2SeqReward,
 }
 
@@ -71,7 +72,7 @@ pub enum Method {
 fn default_lr(m: Method) -> f64 {
     match m {
         Method::Sft | Method::Seq2SeqReward => 2e-5,
-        Method::Reward | Method::SegmentReward => 1e-4,
+        Method::Reward | Method::SegmentReward | Method::PrincipleReward => 1e-4,
         Method::Dpo | Method::Kto | Method::Orpo | Method::Simpo | Method::Cpo | Method::Lipo | Method::TReg => 1e-6,
         // TRL has no CPL; its DPO default, as CPL on a language model is a reference-free DPO.
         Method::Cpl => 1e-6,
@@ -115,6 +116,7 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
         Method::Cpl => parts.push(to_json(&CplConfig::default())),
         Method::TReg => parts.extend(super::t_reg::parts()),
         Method::SegmentReward => parts.extend(super::segment_reward::parts()),
+        Method::PrincipleReward => parts.extend(super::principle_reward::parts()),
         Method::Seq2SeqReward => parts.extend(super::seq2seq_reward::parts()),
     }
     parts
@@ -134,7 +136,7 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
     let opts = LoadOptions {
         trainable: true,
         lora: lora.clone(),
-        score_head: matches!(method, Method::Reward | Method::SegmentReward).then_some(1),
+        score_head: matches!(method, Method::Reward | Method::SegmentReward | Method::PrincipleReward).then_some(1),
         seed: args.seed,
         ..Default::default()
     };
@@ -247,6 +249,7 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
         }
         Method::TReg => super::t_reg::train(setup(), model, &mut progress)?,
         Method::SegmentReward => super::segment_reward::train(setup(), model, &mut progress)?,
+        Method::PrincipleReward => super::principle_reward::train(setup(), model, &mut progress)?,
         Method::Seq2SeqReward => super::seq2seq_reward::train(setup(), model, &mut progress)?,
         Method::Orpo | Method::Simpo | Method::Cpo | Method::Cpl => {
             let o = PreferenceOptions { max_length, truncation_mode: TruncationMode::KeepStart };

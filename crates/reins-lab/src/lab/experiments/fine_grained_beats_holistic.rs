@@ -98,7 +98,7 @@ pub(crate) fn run_with(s: &mut Session, base: &Base, reward_clean: bool) -> Resu
         errors += targets.iter().filter(|t| t.1 < 0.5).count();
         examples.push(SegmentExample { ids: [p_ids, c_ids].concat(), targets });
     }
-    let segment_model = s.train_segment_model(&base.dir, &examples, &spec, 2)?;
+    let segment_model = s.train_segment_model(&base.dir, &examples, 2)?;
 
     let segment = |weight: f32| -> Result<SegmentReward, LabError> {
         let mut r = SegmentReward::new(segment_model.clone(), spec.clone(), weight, Box::new(decode.clone()))

@@ -22,6 +22,7 @@ pub mod pit_keeps_improving;
 mod ppo_arms;
 pub mod ppo_max_stays_stable;
 pub mod preference_strength_finds_flips;
+pub mod principle_rm_matches_bt;
 pub mod quickstart;
 pub mod reward_overoptimization;
 pub mod seq2seq_rm_beats_scalar_rm;
