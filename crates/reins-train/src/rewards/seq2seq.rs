@@ -61,18 +61,13 @@ impl Seq2SeqSpec {
     }
 
     pub fn read(dir: &Path) -> Result<Self> {
-        let p = dir.join(Self::FILE);
-        let text = std::fs::read_to_string(&p).map_err(|e| {
-            TrainError::Input(format!("{}: {e} (is this a model from `reins seq2seq-reward`?)", p.display()))
-        })?;
-        let spec: Seq2SeqSpec =
-            serde_json::from_str(&text).map_err(|e| TrainError::Input(format!("{}: {e}", p.display())))?;
+        let spec: Seq2SeqSpec = crate::trainers::read_spec(dir, Self::FILE, "reins seq2seq-reward")?;
         spec.validate()?;
         Ok(spec)
     }
 
     pub fn to_file(&self) -> Result<(String, String)> {
-        Ok((Self::FILE.to_string(), serde_json::to_string_pretty(self).map_err(|e| TrainError::State(e.to_string()))?))
+        crate::trainers::spec_file(Self::FILE, self)
     }
 }
 

@@ -4,7 +4,8 @@
 //! [`accumulation`] (micro-batches into one optimizer step, and the run loop's glue),
 //! [`rollout`] (sampling, scoring and log-probs of completions for the online trainers),
 //! [`metrics`] and [`token_metrics`] (what a step logs), [`reference`](mod@reference) (the
-//! policy a KL or implied reward is measured against), and the completion log-probs below.
+//! policy a KL or implied reward is measured against), the completion log-probs below, and
+//! [`spec_file`] / [`read_spec`]: the settings file a reward model's checkpoint carries.
 //!
 //! [`Optimizer`]: crate::optim::optimizer::Optimizer
 
@@ -45,7 +46,21 @@ use reins_model::{nn, Batch, Model};
 pub use accumulation::BatchTrainer;
 pub use metrics::Metrics;
 
-use crate::Result;
+use crate::{Result, TrainError};
+
+/// A settings file a checkpoint carries beside its weights (`segment_reward.json`,
+/// `principle_reward.json`, `seq2seq_reward.json`): `(name, pretty JSON)`.
+pub fn spec_file<T: serde::Serialize>(name: &str, spec: &T) -> Result<(String, String)> {
+    Ok((name.to_string(), serde_json::to_string_pretty(spec).map_err(|e| TrainError::State(e.to_string()))?))
+}
+
+/// The settings file `name` of the checkpoint `dir`, written by the command `made_by`.
+pub fn read_spec<T: serde::de::DeserializeOwned>(dir: &std::path::Path, name: &str, made_by: &str) -> Result<T> {
+    let p = dir.join(name);
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| TrainError::Input(format!("{}: {e} (is this a model from `{made_by}`?)", p.display())))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Input(format!("{}: {e}", p.display())))
+}
 
 /// Per-token log-probs of the masked (completion) tokens and their per-row sums.
 pub struct CompletionLogps {

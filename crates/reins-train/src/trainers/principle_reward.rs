@@ -64,18 +64,11 @@ impl PrincipleRewardSpec {
 
     /// The file a checkpoint carries: `(name, contents)`.
     pub fn to_file(&self) -> Result<(String, String)> {
-        Ok((Self::FILE.to_string(), serde_json::to_string_pretty(self).map_err(|e| TrainError::State(e.to_string()))?))
+        super::spec_file(Self::FILE, self)
     }
 
     pub fn read(dir: &Path) -> Result<Self> {
-        let p = dir.join(Self::FILE);
-        let text = std::fs::read_to_string(&p).map_err(|e| {
-            TrainError::Input(format!(
-                "{}: {e} (is this a principle reward model from `reins principle-reward`?)",
-                p.display()
-            ))
-        })?;
-        let spec: Self = serde_json::from_str(&text).map_err(|e| TrainError::Input(format!("{}: {e}", p.display())))?;
+        let spec: Self = super::read_spec(dir, Self::FILE, "reins principle-reward")?;
         spec.validate()?;
         Ok(spec)
     }

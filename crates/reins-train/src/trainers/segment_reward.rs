@@ -42,18 +42,11 @@ impl SegmentRewardSpec {
 
     /// The file a checkpoint carries: `(name, contents)`.
     pub fn to_file(&self) -> Result<(String, String)> {
-        Ok((Self::FILE.to_string(), serde_json::to_string_pretty(self).map_err(|e| TrainError::State(e.to_string()))?))
+        super::spec_file(Self::FILE, self)
     }
 
     pub fn read(dir: &Path) -> Result<Self> {
-        let p = dir.join(Self::FILE);
-        let text = std::fs::read_to_string(&p).map_err(|e| {
-            TrainError::Input(format!(
-                "{}: {e} (is this a segment reward model from `reins segment-reward`?)",
-                p.display()
-            ))
-        })?;
-        serde_json::from_str(&text).map_err(|e| TrainError::Input(format!("{}: {e}", p.display())))
+        super::read_spec(dir, Self::FILE, "reins segment-reward")
     }
 
     /// Whether a span with this tag is one of this model's errors.

@@ -9,11 +9,8 @@
 
 use anyhow::{bail, Result};
 use reins_model::Model;
-use reins_train::config::resolved;
-use reins_train::optim::optimizer::Optimizer;
-use reins_train::run::{self, Progress, RunSummary};
+use reins_train::run::{Progress, RunSummary};
 use reins_train::trainers::principle_reward::{tokenize_principle_dataset, PrincipleRewardSpec};
-use reins_train::trainers::segment_reward::{collate_segments, SegmentRewardTrainer};
 
 use super::reward::Setup;
 use super::train::to_json;
@@ -51,12 +48,6 @@ pub fn train(s: Setup, model: Model, progress: &mut dyn Progress) -> Result<RunS
         }
         None => Vec::new(),
     };
-    let bs = args.per_device_train_batch_size;
-    let eval_batches = eval_data.chunks(bs).map(|c| collate_segments(c, pad)).collect::<Vec<_>>();
-    let total = run::total_steps(args, data.len());
-    let opt = Optimizer::new(model.params(), optim, total)?;
-    let mut trainer = SegmentRewardTrainer::new(model, opt, vec![spec.to_file()?])?;
-    let cfg = resolved(&[to_json(args), to_json(optim), to_json(&spec)]);
-    let batch = |idx: &[usize]| Ok(collate_segments(&idx.iter().map(|&i| data[i].clone()).collect::<Vec<_>>(), pad));
-    Ok(run::train(&mut trainer, args, &cfg, data.len(), &batch, &eval_batches, progress)?)
+    let files = vec![spec.to_file()?];
+    super::segment_reward::train_examples(model, args, optim, pad, data, eval_data, files, to_json(&spec), progress)
 }

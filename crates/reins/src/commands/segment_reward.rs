@@ -9,10 +9,11 @@
 use anyhow::{bail, Result};
 use reins_model::Model;
 use reins_train::config::resolved;
-use reins_train::optim::optimizer::Optimizer;
+use reins_train::config::TrainingArgs;
+use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::run::{self, Progress, RunSummary};
 use reins_train::trainers::segment_reward::{
-    collate_segments, tokenize_segment_dataset, SegmentRewardSpec, SegmentRewardTrainer,
+    collate_segments, tokenize_segment_dataset, SegmentExample, SegmentRewardSpec, SegmentRewardTrainer,
 };
 
 use super::reward::Setup;
@@ -51,12 +52,31 @@ pub fn train(s: Setup, model: Model, progress: &mut dyn Progress) -> Result<RunS
         Some(e) => tokenize(e, progress)?,
         None => Vec::new(),
     };
+    let files = vec![spec.to_file()?];
+    train_examples(model, args, optim, pad, data, eval_data, files, to_json(&spec), progress)
+}
+
+/// The binary cross-entropy run shared with `reins principle-reward`: `data` and `eval_data`
+/// tokenized, `files` written into every checkpoint, `spec` (the command's own settings) into
+/// the run's `config.toml`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_examples(
+    model: Model,
+    args: &TrainingArgs,
+    optim: &OptimConfig,
+    pad: u32,
+    data: Vec<SegmentExample>,
+    eval_data: Vec<SegmentExample>,
+    files: Vec<(String, String)>,
+    spec: serde_json::Value,
+    progress: &mut dyn Progress,
+) -> Result<RunSummary> {
     let bs = args.per_device_train_batch_size;
     let eval_batches = eval_data.chunks(bs).map(|c| collate_segments(c, pad)).collect::<Vec<_>>();
     let total = run::total_steps(args, data.len());
     let opt = Optimizer::new(model.params(), optim, total)?;
-    let mut trainer = SegmentRewardTrainer::new(model, opt, vec![spec.to_file()?])?;
-    let cfg = resolved(&[to_json(args), to_json(optim), to_json(&spec)]);
+    let mut trainer = SegmentRewardTrainer::new(model, opt, files)?;
+    let cfg = resolved(&[to_json(args), to_json(optim), spec]);
     let batch = |idx: &[usize]| Ok(collate_segments(&idx.iter().map(|&i| data[i].clone()).collect::<Vec<_>>(), pad));
     Ok(run::train(&mut trainer, args, &cfg, data.len(), &batch, &eval_batches, progress)?)
 }
