@@ -105,4 +105,7 @@ impl crate::run::Trainer for MetaRmTrainer {
     fn num_tokens(&mut self) -> &mut f64 {
         &mut self.inner.num_tokens
     }
+    fn model_files(&self) -> Result<Vec<(String, String)>> {
+        crate::trainers::BatchTrainer::model_files(&self.inner)
+    }
 }

@@ -28,11 +28,13 @@ pub struct RewardTrainer {
     pub cfg: RewardLossConfig,
     /// The contrastive term (Secrets of RLHF II §3.1); off by default.
     pub contrastive: ContrastiveConfig,
+    /// Files every checkpoint carries beside the weights (a residual model's `feature_rm.json`).
+    pub files: Vec<(String, String)>,
 }
 
 impl RewardTrainer {
     pub fn new(model: Model, opt: Optimizer, cfg: RewardLossConfig) -> Self {
-        RewardTrainer { model, opt, cfg, num_tokens: 0.0, contrastive: ContrastiveConfig::default() }
+        RewardTrainer { model, opt, cfg, num_tokens: 0.0, contrastive: ContrastiveConfig::default(), files: Vec::new() }
     }
 
     /// Scores `[2B]` of a batch (chosen rows first, then rejected).
@@ -92,6 +94,9 @@ impl BatchTrainer for RewardTrainer {
     }
     fn num_tokens(&mut self) -> &mut f64 {
         &mut self.num_tokens
+    }
+    fn model_files(&self) -> Result<Vec<(String, String)>> {
+        Ok(self.files.clone())
     }
 }
 

@@ -36,7 +36,7 @@ use reins_train::judges::{JudgeArgs, JudgeSource, SelfJudge};
 use reins_train::losses::GrpoLossConfig;
 use reins_train::losses::{DpoConfig, InpoConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
-use reins_train::rewards::features::FeatureReward;
+use reins_train::rewards::features::{FeatureReward, ResidualReward};
 use reins_train::rewards::fine_grained::FineGrainedSpec;
 use reins_train::rewards::seq2seq::{Seq2SeqReward, Seq2SeqSpec};
 use reins_train::rewards::{
@@ -195,7 +195,8 @@ fn sequence_or_dense_reward(
         None => bail!(
             "unknown reward `{}`: use \"length\", \"contains:<text>\", \"model\" (with reward_model_path), \
              \"lcb:<λ>:<posterior dir>\", \"fusion:<reward model dir>:<its training pairs>\", \
-             \"features:<dir of reins reward-features>\", \"fine_grained:<file.toml>\", \"seq2seq:<dir>\", \
+             \"features:<dir of reins reward-features>\", \"residual:<dir>\", \"fine_grained:<file.toml>\", \
+             \"seq2seq:<dir>\", \
              \"principles:<dir or file.toml>\" or an http://host:port/path scorer",
             r.reward
         ),
@@ -206,7 +207,9 @@ fn sequence_or_dense_reward(
 /// `lcb:<λ>:<dir>` (the reward model of the head posterior in `dir`, scored at its lower
 /// confidence bound `r − λ·σ`), `fusion:<rm dir>:<pairs file>[:<top_k>:<threshold>]` (the reward
 /// model with RewardFusion over its training pairs), `features:<dir>` (a feature reward model
-/// from `reins reward-features`, scored on decoded text), `fine_grained:<file.toml>` (segment
+/// from `reins reward-features`, scored on decoded text), `residual:<dir>` (a reward model
+/// trained with `residual_of_features`: the feature model its checkpoint carries plus its own
+/// score), `fine_grained:<file.toml>` (segment
 /// reward models and a holistic one, [`FineGrainedSpec`]: dense per-token rewards),
 /// `seq2seq:<dir>` (a sequence-to-sequence reward model from `reins seq2seq-reward`: `±α` per
 /// token), `principles:<dir or file.toml>` (a principle reward model from `reins
@@ -266,6 +269,13 @@ pub fn reward_from_spec(
         let tok = tok.clone();
         let decode = move |ids: &[u32]| tok.decode(ids, true).unwrap_or_default();
         return Ok(Some(Box::new(FeatureReward::new(model, Box::new(decode))?)));
+    }
+    if let Some(dir) = spec.strip_prefix("residual:") {
+        let tok = tok.clone();
+        let decode = move |ids: &[u32]| tok.decode(ids, true).unwrap_or_default();
+        let r = ResidualReward::load(std::path::Path::new(dir), device, Box::new(decode))
+            .with_context(|| format!("reward `{spec}` (a reward model trained with `residual_of_features`)"))?;
+        return Ok(Some(Box::new(r)));
     }
     if let Some(dir) = spec.strip_prefix("seq2seq:") {
         let dir = std::path::Path::new(dir);

@@ -93,15 +93,21 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
     }
     let da: ConvexDaArgs = s.flat.part()?;
     da.validate()?;
+    let residual: super::reward_residual::ResidualArgs = s.flat.part()?;
     if da.convex_da && report.strength_report.is_some() {
         bail!("`convex_da` adds pairs that `strength_report` has no rows for; use one of the two per run");
     }
     let listwise = lw.listwise.unwrap_or_else(|| s.train.iter().any(|r| matches!(r, Record::RankedList { .. })));
     if listwise {
-        if report.strength_report.is_some() || contrastive.enabled() || !meta.is_empty() || da.convex_da {
+        if report.strength_report.is_some()
+            || contrastive.enabled()
+            || !meta.is_empty()
+            || da.convex_da
+            || residual.residual_of_features.is_some()
+        {
             bail!(
-                "`strength_report`, `contrastive_coef`, `metarm_dataset` and `convex_da` apply to Bradley-Terry pairs; \
-                 set `listwise = false`"
+                "`strength_report`, `contrastive_coef`, `metarm_dataset`, `convex_da` and `residual_of_features` apply \
+                 to Bradley-Terry pairs; set `listwise = false`"
             );
         }
         if ens.ensemble_size > 1 {
@@ -129,7 +135,7 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
     };
     let max_length = Some(s.args.max_length);
     let mut train = tokenized_pairs(s.tok, s.train, max_length)?;
-    let eval = s.eval.map(|e| tokenized_pairs(s.tok, e, max_length)).transpose()?;
+    let mut eval = s.eval.map(|e| tokenized_pairs(s.tok, e, max_length)).transpose()?;
     progress.log(&format!("tokenized: {} pairs kept of {} records", train.len(), s.train.len()));
     let mut summary_metrics = Metrics::new();
     if let Some(path) = &report.strength_report {
@@ -137,6 +143,23 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
         let d = super::reward_denoise::apply(path, &noise, s.train, &mut train, &s.args.output_dir)?;
         progress.log(&d.to_string());
         summary_metrics.extend(d.metrics());
+    }
+    let mut files = Vec::new();
+    if let Some(dir) = &residual.residual_of_features {
+        // After the strength report's margins: the offset adds to whatever margin a pair has.
+        let (fm, file) = super::reward_residual::load(dir)?;
+        super::reward_residual::add_offsets(&fm, s.train, &mut train)?;
+        if let (Some(e), Some(records)) = (eval.as_mut(), s.eval) {
+            super::reward_residual::add_offsets(&fm, records, e)?;
+        }
+        progress.log(&format!(
+            "residual of the feature model in {} ({} features, train accuracy {:.3}): its score difference is each \
+             pair's offset",
+            dir.display(),
+            fm.names.len(),
+            fm.train_accuracy
+        ));
+        files.push(file);
     }
     let ids: Vec<RewardIds> = train.iter().map(|(_, x)| x.clone()).collect();
     let bs = s.args.per_device_train_batch_size;
@@ -176,6 +199,7 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
         let opt = Optimizer::new(model.params(), s.optim, total)?;
         let mut trainer = RewardTrainer::new(model, opt, loss);
         trainer.contrastive = contrastive;
+        trainer.files = files.clone();
         let cfg = resolved(&[
             to_json(&args),
             to_json(s.optim),
@@ -186,6 +210,7 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
             to_json(&contrastive),
             to_json(&metarm),
             to_json(&da),
+            to_json(&residual),
         ]);
         let collate = |idx: &[usize]| {
             Ok(collate_reward(&idx.iter().map(|&j| ids[sample[j]].clone()).collect::<Vec<_>>(), s.pad, None))
