@@ -12,6 +12,7 @@ pub fn registry() -> Vec<Experiment> {
         experiments::contrastive_rm_generalises_ood::experiment(),
         experiments::metarm_tracks_the_shifted_policy::experiment(),
         experiments::feature_rm_beats_bt_at_few_labels::experiment(),
+        experiments::feature_residual_beats_features::experiment(),
         experiments::ensembles_beat_a_single_rm::experiment(),
         experiments::reward_overoptimization::experiment(),
         experiments::pessimism_beats_plain_best_of_n::experiment(),

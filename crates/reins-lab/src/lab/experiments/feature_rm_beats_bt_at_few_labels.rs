@@ -49,7 +49,7 @@ pub fn experiment() -> Experiment {
 }
 
 /// The lab's domain knowledge as feature extractors.
-fn lab_features() -> FeatureConfig {
+pub(crate) fn lab_features() -> FeatureConfig {
     let regex = |name: &str, pattern: &str| FeatureSpec::RegexCount { name: name.into(), pattern: pattern.into() };
     FeatureConfig {
         l2: 1.0,

@@ -5,6 +5,7 @@ pub mod contrastive_rm_generalises_ood;
 pub mod cpl_matches_dpo_without_a_reference;
 pub mod denoised_rm_beats_bt;
 pub mod ensembles_beat_a_single_rm;
+pub mod feature_residual_beats_features;
 pub mod feature_rm_beats_bt_at_few_labels;
 pub mod fine_grained_beats_holistic;
 pub mod fine_grained_penalties_beat_holistic;
