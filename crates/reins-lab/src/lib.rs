@@ -41,6 +41,7 @@
 pub mod annotators;
 pub mod chat;
 pub mod config;
+pub mod contrast;
 pub mod control_tags;
 pub mod cyclic;
 pub mod experiment;

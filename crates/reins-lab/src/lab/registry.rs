@@ -11,6 +11,7 @@ pub fn registry() -> Vec<Experiment> {
         experiments::denoised_rm_beats_bt::experiment(),
         experiments::contrastive_rm_generalises_ood::experiment(),
         experiments::metarm_tracks_the_shifted_policy::experiment(),
+        experiments::consistency_tricks_raise_rm_consistency::experiment(),
         experiments::feature_rm_beats_bt_at_few_labels::experiment(),
         experiments::feature_residual_beats_features::experiment(),
         experiments::ensembles_beat_a_single_rm::experiment(),

@@ -1,6 +1,7 @@
 //! One file per registered experiment, named for its claim; each reads as its design.
 
 pub mod active_labels_beat_random_labels;
+pub mod consistency_tricks_raise_rm_consistency;
 pub mod contrastive_rm_generalises_ood;
 pub mod cpl_matches_dpo_without_a_reference;
 pub mod denoised_rm_beats_bt;
