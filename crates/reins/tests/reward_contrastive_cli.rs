@@ -77,3 +77,53 @@ fn contrastive_term_trains_the_body_and_resumes_exactly() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("contrastive_temperature"), "{err}");
 }
+
+/// `contrastive_loss = "swav"`: SwAV's swapped prediction over learned prototypes. The term is
+/// logged, the prototypes learn and travel in `trainer_extra.safetensors`, and a resumed run
+/// lands on the same weights and prototypes.
+#[test]
+fn swav_term_learns_its_prototypes_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let args =
+        ["max_steps=4", "save_steps=2", "contrastive_coef=1.0", "contrastive_loss=\"swav\"", "swav_prototypes=8"];
+    reins(&out, &args);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cls: Vec<f64> = lines.iter().filter_map(|l| l["contrastive_loss"].as_f64()).collect();
+    assert!(cls.len() >= 4 && cls.iter().all(|x| x.is_finite() && *x > 0.0), "{cls:?}");
+    let protos = |step: usize| {
+        tensors(&out.join(format!("checkpoint-{step}/trainer_extra.safetensors")))["swav.prototypes"].clone()
+    };
+    let (p2, p4) = (protos(2), protos(4));
+    assert_eq!(p2.dims()[0], 8);
+    assert!(max_abs_diff(&p2, &p4) > 0.0, "the prototypes did not learn");
+    let end = tensors(&out.join("checkpoint-4/model.safetensors"));
+    std::fs::remove_dir_all(out.join("checkpoint-4")).unwrap();
+    assert!(reins(&out, &args).contains("resuming from"));
+    let resumed = tensors(&out.join("checkpoint-4/model.safetensors"));
+    for (k, t) in &end {
+        assert_eq!(max_abs_diff(t, &resumed[k]), 0.0, "resumed {k} differs");
+    }
+    assert_eq!(max_abs_diff(&p4, &protos(4)), 0.0, "resumed prototypes differ");
+    let bad = Command::new(env!("CARGO_BIN_EXE_reins"))
+        .args([
+            "reward",
+            "--config",
+            "examples/reward.toml",
+            "--set",
+            "contrastive_coef=1",
+            "--set",
+            "contrastive_loss=\"swav\"",
+            "--set",
+            "swav_prototypes=1",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("swav_prototypes"), "{err}");
+}

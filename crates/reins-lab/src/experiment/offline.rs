@@ -16,7 +16,7 @@ use reins_train::optim::SchedulerType;
 use reins_train::run::Trainer as _;
 use reins_train::trainers::dpo::{DpoTrainer, Reference};
 use reins_train::trainers::metarm::{metarm_step, MetaBatch};
-use reins_train::trainers::reward::RewardTrainer;
+use reins_train::trainers::reward::{trainable_params, RewardTrainer};
 use reins_train::trainers::segment_reward::{collate_segments, SegmentExample, SegmentRewardTrainer};
 use reins_train::trainers::sft::SftTrainer;
 
@@ -222,13 +222,17 @@ impl Session<'_> {
             base,
             LoadOptions { trainable: true, score_head: Some(1), seed: self.cfg.seed + member, ..Default::default() },
         )?;
-        let opt = OptimConfig {
-            learning_rate: rm.learning_rate,
+        let optimizer = Optimizer::new(model.params(), &self.rm_optim(), rm.max_steps).map_err(stage("optimizer"))?;
+        Ok((model, optimizer))
+    }
+
+    /// The reward models' optimizer settings.
+    fn rm_optim(&self) -> OptimConfig {
+        OptimConfig {
+            learning_rate: self.cfg.reward_model.learning_rate,
             lr_scheduler_type: SchedulerType::Linear,
             ..Default::default()
-        };
-        let optimizer = Optimizer::new(model.params(), &opt, rm.max_steps).map_err(stage("optimizer"))?;
-        Ok((model, optimizer))
+        }
     }
 
     /// A reward model on whole sequences `(preferred, other)` — their prompts may differ, as in
@@ -245,9 +249,17 @@ impl Session<'_> {
         meta: Option<(&[MetaBatch], f64)>,
     ) -> Result<Model> {
         let rm = self.cfg.reward_model.clone();
-        let (model, optimizer) = self.score_model(base, member)?;
+        let (model, mut optimizer) = self.score_model(base, member)?;
+        let prototypes = contrastive
+            .init_prototypes(model.config.hidden_size, self.cfg.seed + member, &self.device)
+            .map_err(stage("reward model"))?;
+        if prototypes.is_some() {
+            let params = trainable_params(&model, prototypes.as_ref());
+            optimizer = Optimizer::new(&params, &self.rm_optim(), rm.max_steps).map_err(stage("optimizer"))?;
+        }
         let mut trainer = RewardTrainer::new(model, optimizer, RewardLossConfig::default());
         trainer.contrastive = *contrastive;
+        trainer.prototypes = prototypes;
         let pad = self.tok.pad_id_or_eos().unwrap_or(0);
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed + 100 + member);
         self.progress.stage(&format!("reward model {member}"), rm.max_steps);

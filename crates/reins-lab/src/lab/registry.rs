@@ -10,6 +10,7 @@ pub fn registry() -> Vec<Experiment> {
         experiments::preference_strength_finds_flips::experiment(),
         experiments::denoised_rm_beats_bt::experiment(),
         experiments::contrastive_rm_generalises_ood::experiment(),
+        experiments::swav_rm_generalises_ood::experiment(),
         experiments::metarm_tracks_the_shifted_policy::experiment(),
         experiments::consistency_tricks_raise_rm_consistency::experiment(),
         experiments::feature_rm_beats_bt_at_few_labels::experiment(),

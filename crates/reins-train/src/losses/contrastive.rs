@@ -7,8 +7,9 @@
 //! two views `a`, `b` `[N, D]` of N items,
 //! `ℓ = mean_i −log [exp(cos(a_i, b_i)/τ) / Σ_j exp(cos(a_i, b_j)/τ)]`
 //! — the other items of the batch are the negatives. SwAV's swapped cluster prediction
-//! ([`swav_loss`], Eqs. 7–8) is here as a pure function; `reins reward` offers InfoNCE only
-//! (SwAV's prototypes would be parameters the trainer saves and restores, not yet done).
+//! ([`swav_loss`], Eqs. 7–8) is the other choice (`contrastive_loss = "swav"`): the same two
+//! views each predict the other's cluster among `swav_prototypes` learned prototypes, which the
+//! reward trainer optimizes with the model and keeps in its checkpoints for an exact resume.
 //! Both are checked, with their gradients, against PyTorch in
 //! `fixtures/torch/contrastive.{py,json}`.
 
@@ -30,7 +31,19 @@ pub enum ContrastiveOn {
     Responses,
 }
 
-/// The contrastive term of `reins reward` (flat keys): `ℓ = ℓ_BT + β·InfoNCE`.
+/// Which contrastive loss the two views feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ContrastiveLoss {
+    /// SimCSE's InfoNCE ([`info_nce_loss`]).
+    #[default]
+    InfoNce,
+    /// SwAV's swapped prediction over learned prototypes ([`swav_loss`]).
+    Swav,
+}
+
+/// The contrastive term of `reins reward` (flat keys): `ℓ = ℓ_BT + β·ℓ_CL`, `ℓ_CL` InfoNCE
+/// (default) or SwAV.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ContrastiveConfig {
@@ -44,6 +57,10 @@ pub struct ContrastiveConfig {
     pub contrastive_dropout: f64,
     /// `"difference"` (default) or `"responses"`.
     pub contrastive_on: ContrastiveOn,
+    /// `"info_nce"` (default, SimCSE) or `"swav"`.
+    pub contrastive_loss: ContrastiveLoss,
+    /// SwAV's number of prototypes K (the paper gives none). Default 16.
+    pub swav_prototypes: usize,
 }
 
 impl Default for ContrastiveConfig {
@@ -53,6 +70,8 @@ impl Default for ContrastiveConfig {
             contrastive_temperature: 0.05,
             contrastive_dropout: 0.05,
             contrastive_on: ContrastiveOn::Difference,
+            contrastive_loss: ContrastiveLoss::InfoNce,
+            swav_prototypes: 16,
         }
     }
 }
@@ -75,9 +94,32 @@ impl ContrastiveConfig {
         if !(0.0..1.0).contains(&self.contrastive_dropout) {
             return bad("contrastive_dropout", "in [0, 1)", self.contrastive_dropout);
         }
+        if self.contrastive_loss == ContrastiveLoss::Swav && self.swav_prototypes < 2 {
+            return bad("swav_prototypes", "at least 2", self.swav_prototypes as f64);
+        }
         Ok(())
     }
+
+    /// SwAV's prototypes `[K, d]` for pooled states of width `d`, drawn uniformly in
+    /// `[−1, 1)` from `seed` (only their directions matter: the loss normalises them); `None`
+    /// unless the term is on and is SwAV.
+    pub fn init_prototypes(
+        &self,
+        d: usize,
+        seed: u64,
+        device: &candle_core::Device,
+    ) -> Result<Option<candle_core::Var>> {
+        if !(self.enabled() && self.contrastive_loss == ContrastiveLoss::Swav) {
+            return Ok(None);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5a_7a_b0);
+        let v: Vec<f32> = (0..self.swav_prototypes * d).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+        Ok(Some(candle_core::Var::from_tensor(&Tensor::from_vec(v, (self.swav_prototypes, d), device)?)?))
+    }
 }
+
+/// The name SwAV's prototypes carry in the optimizer and in `trainer_extra.safetensors`.
+pub const SWAV_PROTOTYPES: &str = "swav.prototypes";
 
 /// Inverted dropout with a mask drawn from `seed`: `x · m / (1 − p)`, `m ~ Bernoulli(1 − p)`.
 pub fn seeded_dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
@@ -93,8 +135,14 @@ pub fn seeded_dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
 
 /// The contrastive term on pooled states `[2B, D]` (chosen rows first, then rejected): two
 /// dropout views (masks from `seed` and `seed + 1`) of the preference differences or of the
-/// responses, then [`info_nce_loss`].
-pub fn contrastive_reward_loss(pooled: &Tensor, cfg: &ContrastiveConfig, seed: u64) -> Result<Tensor> {
+/// responses, then [`info_nce_loss`], or [`swav_loss`] over `prototypes` (`[K, D]`, needed
+/// then).
+pub fn contrastive_reward_loss(
+    pooled: &Tensor,
+    cfg: &ContrastiveConfig,
+    seed: u64,
+    prototypes: Option<&Tensor>,
+) -> Result<Tensor> {
     let view = |s: u64| -> Result<Tensor> {
         let v = seeded_dropout(pooled, cfg.contrastive_dropout, s)?;
         Ok(match cfg.contrastive_on {
@@ -105,7 +153,14 @@ pub fn contrastive_reward_loss(pooled: &Tensor, cfg: &ContrastiveConfig, seed: u
             }
         })
     };
-    info_nce_loss(&view(seed)?, &view(seed.wrapping_add(1))?, cfg.contrastive_temperature)
+    let (a, b) = (view(seed)?, view(seed.wrapping_add(1))?);
+    match (cfg.contrastive_loss, prototypes) {
+        (ContrastiveLoss::InfoNce, _) => info_nce_loss(&a, &b, cfg.contrastive_temperature),
+        (ContrastiveLoss::Swav, Some(c)) => swav_loss(&a, &b, c, cfg.contrastive_temperature),
+        (ContrastiveLoss::Swav, None) => {
+            Err(TrainError::Config("contrastive_loss = \"swav\" needs the trainer's prototypes".into()))
+        }
+    }
 }
 
 /// Rows scaled to unit length (`x / ‖x‖`, with `‖x‖² + 1e-24` under the root so a zero row has
@@ -268,7 +323,7 @@ mod tests {
             contrastive_temperature: 0.5,
             ..Default::default()
         };
-        let got = contrastive_reward_loss(&pooled, &cfg, 7)?.to_scalar::<f64>()?;
+        let got = contrastive_reward_loss(&pooled, &cfg, 7, None)?.to_scalar::<f64>()?;
         // Differences (1, 0) and (−1, 2): cos = −1/√5; each row log(1 + e^{(−1/√5 − 1)/0.5}).
         let want = (1.0 + ((-1.0 / 5f64.sqrt() - 1.0) / 0.5).exp()).ln();
         assert!((got - want).abs() < 1e-12, "{got} vs {want}");

@@ -20,7 +20,7 @@ pub mod t_reg;
 
 pub use contrastive::{
     contrastive_reward_loss, info_nce_loss, l2_normalize, seeded_dropout, sinkhorn_codes, swav_loss, ContrastiveConfig,
-    ContrastiveOn,
+    ContrastiveLoss, ContrastiveOn, SWAV_PROTOTYPES,
 };
 pub use cpl::{cpl_loss, cpl_metrics, cpl_rank_loss, CplConfig, CplOutput, Segments};
 pub use cpo::{cpo_loss, CpoConfig, CpoLossType, CpoOutput};

@@ -108,4 +108,10 @@ impl crate::run::Trainer for MetaRmTrainer {
     fn model_files(&self) -> Result<Vec<(String, String)>> {
         crate::trainers::BatchTrainer::model_files(&self.inner)
     }
+    fn extra_state(&self) -> Result<Vec<(String, candle_core::Tensor)>> {
+        crate::trainers::BatchTrainer::extra_state(&self.inner)
+    }
+    fn load_extra_state(&mut self, saved: &std::collections::HashMap<String, candle_core::Tensor>) -> Result<()> {
+        crate::trainers::BatchTrainer::load_extra_state(&mut self.inner, saved)
+    }
 }

@@ -15,7 +15,7 @@ use super::metrics::{attended_tokens, scalar};
 use super::{BatchTrainer, Metrics};
 use crate::losses::{
     contrastive_reward_loss, pairwise_reward_loss, plackett_luce_loss, reward_metrics, ContrastiveConfig,
-    RewardLossConfig,
+    RewardLossConfig, SWAV_PROTOTYPES,
 };
 use crate::optim::optimizer::Optimizer;
 use crate::{Result, TrainError};
@@ -30,11 +30,30 @@ pub struct RewardTrainer {
     pub contrastive: ContrastiveConfig,
     /// Files every checkpoint carries beside the weights (a residual model's `feature_rm.json`).
     pub files: Vec<(String, String)>,
+    /// SwAV's prototypes when the contrastive term is SwAV (`ContrastiveConfig::init_prototypes`);
+    /// the optimizer must hold them too. Saved in `trainer_extra.safetensors`.
+    pub prototypes: Option<candle_core::Var>,
+}
+
+/// The parameters a reward trainer's optimizer updates: the model's, plus SwAV's prototypes
+/// when the contrastive term has them.
+pub fn trainable_params(model: &Model, prototypes: Option<&candle_core::Var>) -> Vec<(String, candle_core::Var)> {
+    let mut params = model.params().to_vec();
+    params.extend(prototypes.map(|p| (SWAV_PROTOTYPES.to_string(), p.clone())));
+    params
 }
 
 impl RewardTrainer {
     pub fn new(model: Model, opt: Optimizer, cfg: RewardLossConfig) -> Self {
-        RewardTrainer { model, opt, cfg, num_tokens: 0.0, contrastive: ContrastiveConfig::default(), files: Vec::new() }
+        RewardTrainer {
+            model,
+            opt,
+            cfg,
+            num_tokens: 0.0,
+            contrastive: ContrastiveConfig::default(),
+            files: Vec::new(),
+            prototypes: None,
+        }
     }
 
     /// Scores `[2B]` of a batch (chosen rows first, then rejected).
@@ -69,7 +88,8 @@ impl RewardTrainer {
                 .iter()
                 .flatten()
                 .fold(self.opt.step as u64, |h, &t| h.wrapping_mul(0x100000001b3).wrapping_add(t as u64));
-            let cl = contrastive_reward_loss(&pooled, &self.contrastive, seed)?;
+            let prototypes = self.prototypes.as_ref().map(|v| v.as_tensor().to_dtype(pooled.dtype())).transpose()?;
+            let cl = contrastive_reward_loss(&pooled, &self.contrastive, seed, prototypes.as_ref())?;
             m.insert("contrastive_loss".into(), scalar(&cl)?);
             loss = (loss + (cl * self.contrastive.contrastive_coef)?)?;
         }
@@ -97,6 +117,18 @@ impl BatchTrainer for RewardTrainer {
     }
     fn model_files(&self) -> Result<Vec<(String, String)>> {
         Ok(self.files.clone())
+    }
+    fn extra_state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self.prototypes.iter().map(|v| (SWAV_PROTOTYPES.to_string(), v.as_tensor().clone())).collect())
+    }
+    fn load_extra_state(&mut self, saved: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        if let Some(v) = &self.prototypes {
+            let t = saved
+                .get(SWAV_PROTOTYPES)
+                .ok_or_else(|| crate::TrainError::State("the checkpoint has no SwAV prototypes".into()))?;
+            v.set(t)?;
+        }
+        Ok(())
     }
 }
 

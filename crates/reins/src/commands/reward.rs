@@ -32,7 +32,8 @@ use reins_train::optim::optimizer::{OptimConfig, Optimizer};
 use reins_train::run::{self, append_metrics, Progress, RunSummary};
 use reins_train::trainers::metarm::MetaRmTrainer;
 use reins_train::trainers::reward::{
-    collate_ranked_reward, pair_scores, tokenize_ranked_reward_dataset, ListwiseRewardTrainer, RewardTrainer,
+    collate_ranked_reward, pair_scores, tokenize_ranked_reward_dataset, trainable_params, ListwiseRewardTrainer,
+    RewardTrainer,
 };
 use reins_train::trainers::reward_ensemble::{
     bootstrap_indices, ensemble_accuracy, strengths, EnsembleArgs, EnsembleManifest, Verdict,
@@ -196,9 +197,11 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
             (0..ids.len()).collect()
         };
         let total = run::total_steps(&args, ids.len());
-        let opt = Optimizer::new(model.params(), s.optim, total)?;
+        let prototypes = contrastive.init_prototypes(model.config.hidden_size, args.seed, s.device)?;
+        let opt = Optimizer::new(&trainable_params(&model, prototypes.as_ref()), s.optim, total)?;
         let mut trainer = RewardTrainer::new(model, opt, loss);
         trainer.contrastive = contrastive;
+        trainer.prototypes = prototypes;
         trainer.files = files.clone();
         let cfg = resolved(&[
             to_json(&args),

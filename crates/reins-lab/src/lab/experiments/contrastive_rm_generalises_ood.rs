@@ -45,6 +45,18 @@ pub fn experiment() -> Experiment {
 }
 
 fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabError> {
+    let simcse = ContrastiveConfig { contrastive_coef: 1.0, ..ContrastiveConfig::default() };
+    run_with(s, base, CONTRASTIVE, &simcse)
+}
+
+/// The design above with the contrastive term `term`, its arm called `name`
+/// ([`super::swav_rm_generalises_ood`] runs it with SwAV).
+pub(crate) fn run_with(
+    s: &mut Session,
+    base: &Base,
+    name: &str,
+    term: &ContrastiveConfig,
+) -> Result<SeedOutcome, LabError> {
     let cfg = s.cfg().clone();
     let held = TaskKind::ALL[(cfg.seed % TaskKind::ALL.len() as u64) as usize];
     let train: Vec<Prompt> = s
@@ -57,9 +69,8 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
     let labelled = s.labelled_pairs(&base.sft, &train, 1, cfg.seed ^ 0x1abe1)?;
     s.announce(BASELINE);
     let bt = s.train_reward_model_with(&base.dir, &labelled.records, 0, None, &ContrastiveConfig::default())?;
-    s.announce(CONTRASTIVE);
-    let simcse = ContrastiveConfig { contrastive_coef: 1.0, ..ContrastiveConfig::default() };
-    let cl = s.train_reward_model_with(&base.dir, &labelled.records, 0, None, &simcse)?;
+    s.announce(name);
+    let cl = s.train_reward_model_with(&base.dir, &labelled.records, 0, None, term)?;
 
     // Test pairs: SFT samples for test prompts of the held-out family, and of the others.
     let n = cfg.reward_model.n_eval_pairs;
@@ -82,7 +93,7 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
     };
     let (ood_bt, ood_cl, n_ood) = accuracy(&ood, 2)?;
     let (id_bt, id_cl, n_id) = accuracy(&id, 3)?;
-    let arms = vec![(BASELINE.to_string(), ood_bt), (CONTRASTIVE.to_string(), ood_cl)];
+    let arms = vec![(BASELINE.to_string(), ood_bt), (name.to_string(), ood_cl)];
     let extras = vec![
         (
             "held-out family (index in TaskKind::ALL)".to_string(),
@@ -91,7 +102,7 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
         ("train pairs".to_string(), labelled.records.len() as f64),
         ("held-out test pairs judged by gold".to_string(), n_ood as f64),
         ("in-distribution accuracy, BT".to_string(), id_bt),
-        ("in-distribution accuracy, BT + SimCSE".to_string(), id_cl),
+        (format!("in-distribution accuracy, {name}"), id_cl),
         ("in-distribution test pairs judged by gold".to_string(), n_id as f64),
     ];
     Ok(SeedOutcome { arms, statistic: ood_cl - ood_bt, extras, curves: Vec::new() })

@@ -28,6 +28,7 @@ pub mod principle_rm_matches_bt;
 pub mod quickstart;
 pub mod reward_overoptimization;
 pub mod seq2seq_rm_beats_scalar_rm;
+pub mod swav_rm_generalises_ood;
 pub mod t_reg_beats_dpo;
 mod token_text;
 
