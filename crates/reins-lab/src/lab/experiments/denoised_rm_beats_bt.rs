@@ -109,13 +109,7 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
     }
 
     // Held-out pairs of SFT samples for test prompts, judged by noiseless gold.
-    let held = s.lab().world.prompts(Split::Test, cfg.reward_model.n_eval_pairs);
-    s.announce("test pairs");
-    let samples = s.sample_eval(&base.sft, &held, 2, 2)?;
-    let pairs: Vec<(String, String, String)> =
-        held.iter().zip(&samples).map(|(p, x)| (p.text.clone(), x[0].clone(), x[1].clone())).collect();
-    let a: Vec<(String, String)> = pairs.iter().map(|(p, x, _)| (p.clone(), x.clone())).collect();
-    let b: Vec<(String, String)> = pairs.iter().map(|(p, _, y)| (p.clone(), y.clone())).collect();
+    let (pairs, a, b) = super::sft_test_pairs(s, base)?;
     let rms: Vec<_> = models.iter().map(|(_, m)| m.clone()).collect();
     let (sa, sb) = (s.member_scores(&rms, &a)?, s.member_scores(&rms, &b)?);
     let mut arms = Vec::new();

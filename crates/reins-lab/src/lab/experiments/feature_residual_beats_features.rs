@@ -47,14 +47,8 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
     let prompts = s.lab().world.prompts(Split::Train, cfg.pairs.n_prompts);
     let labelled = s.labelled_pairs(&base.sft, &prompts, 1, cfg.seed ^ 0x1abe1)?;
     let records = labelled.records;
-    // The E5 held-out pairs: SFT samples for test prompts, judged by noiseless gold.
-    let held = s.lab().world.prompts(Split::Test, cfg.reward_model.n_eval_pairs);
-    s.announce("test pairs");
-    let samples = s.sample_eval(&base.sft, &held, 2, 2)?;
-    let pairs: Vec<(String, String, String)> =
-        held.iter().zip(&samples).map(|(p, x)| (p.text.clone(), x[0].clone(), x[1].clone())).collect();
-    let a: Vec<(String, String)> = pairs.iter().map(|(p, x, _)| (p.clone(), x.clone())).collect();
-    let b: Vec<(String, String)> = pairs.iter().map(|(p, _, y)| (p.clone(), y.clone())).collect();
+    // Held-out pairs of SFT samples for test prompts, judged by noiseless gold.
+    let (pairs, a, b) = super::sft_test_pairs(s, base)?;
     let gold = s.lab().gold.clone();
     let accuracy = |xa: &[f64], xb: &[f64]| metrics::gold_pair_accuracy(&gold, &pairs, xa, xb).0;
     let features = super::feature_rm_beats_bt_at_few_labels::lab_features();

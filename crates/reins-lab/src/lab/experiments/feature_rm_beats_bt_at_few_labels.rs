@@ -71,13 +71,7 @@ fn run(s: &mut Session, base: &Base, knobs: &Knobs) -> Result<SeedOutcome, LabEr
     let labelled = s.labelled_pairs(&base.sft, &prompts, 1, cfg.seed ^ 0x1abe1)?;
     let records = labelled.records;
     // Held-out pairs of SFT samples for test prompts, judged by noiseless gold.
-    let held = s.lab().world.prompts(Split::Test, cfg.reward_model.n_eval_pairs);
-    s.announce("test pairs");
-    let samples = s.sample_eval(&base.sft, &held, 2, 2)?;
-    let pairs: Vec<(String, String, String)> =
-        held.iter().zip(&samples).map(|(p, x)| (p.text.clone(), x[0].clone(), x[1].clone())).collect();
-    let a: Vec<(String, String)> = pairs.iter().map(|(p, x, _)| (p.clone(), x.clone())).collect();
-    let b: Vec<(String, String)> = pairs.iter().map(|(p, _, y)| (p.clone(), y.clone())).collect();
+    let (pairs, a, b) = super::sft_test_pairs(s, base)?;
     let features = lab_features();
     let mut extras = vec![("train pairs available".to_string(), records.len() as f64)];
     let mut arms = Vec::new();

@@ -76,6 +76,25 @@ pub(crate) fn gold_ordered_pairs(
     out
 }
 
+/// The reward-model experiments' held-out pairs: two SFT samples for each of
+/// `reward_model.n_eval_pairs` test prompts (salt 2), as `(prompt, a, b)` and the two sides as
+/// `(prompt, answer)` items for scoring.
+pub(crate) type HeldOutPairs = (Vec<(String, String, String)>, Vec<(String, String)>, Vec<(String, String)>);
+
+pub(crate) fn sft_test_pairs(
+    s: &mut crate::experiment::Session,
+    base: &crate::experiment::stages::Base,
+) -> Result<HeldOutPairs, crate::LabError> {
+    let held = s.lab().world.prompts(crate::Split::Test, s.cfg().reward_model.n_eval_pairs);
+    s.announce("test pairs");
+    let samples = s.sample_eval(&base.sft, &held, 2, 2)?;
+    let pairs: Vec<(String, String, String)> =
+        held.iter().zip(&samples).map(|(p, x)| (p.text.clone(), x[0].clone(), x[1].clone())).collect();
+    let a = pairs.iter().map(|(p, x, _)| (p.clone(), x.clone())).collect();
+    let b = pairs.iter().map(|(p, _, y)| (p.clone(), y.clone())).collect();
+    Ok((pairs, a, b))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
