@@ -20,6 +20,9 @@
 //! - **Metric**: gold accuracy on 2,000 held-out pairs of responses to test prompts, ordered by
 //!   gold (ties left out), averaged over the replicates. **Rule**: the paired gap per-annotator β
 //!   − pooled BT at 200 labels.
+//!
+//! A reduced run (the lab's reduced settings) takes 10 replicates at 100 and 200 labels from a
+//! pool of 1,000 pairs: seconds in CI.
 
 use rand::seq::IndexedRandom;
 use rand::SeedableRng;
@@ -31,7 +34,7 @@ use crate::experiment::stages::Base;
 use crate::experiment::Session;
 use crate::lab::{Direction, Experiment, Knobs, Paper, Rule, SeedOutcome};
 use crate::report::Curve;
-use crate::{AnnotatorConfig, LabError, Outcome, Population, SimulatedAnnotator, Split};
+use crate::{AnnotatorConfig, LabConfig, LabError, Outcome, Population, SimulatedAnnotator, Split};
 
 const POOLED: &str = "pooled BT";
 const PER_ANNOTATOR: &str = "per-annotator β";
@@ -95,7 +98,10 @@ struct Replicate {
 fn run(s: &mut Session, _base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabError> {
     let cfg = s.cfg().clone();
     let (world, gold) = (&s.lab().world, &s.lab().gold);
-    let pool_pairs = world.sample_pairs(Split::Train, POOL, &cfg.world.corpus_mix);
+    let reduced = cfg.pairs.n_prompts < LabConfig::default().pairs.n_prompts / 10;
+    let (replicates, pool_size, budgets) =
+        if reduced { (10, 1000, &BUDGETS[..2]) } else { (REPLICATES, POOL, &BUDGETS[..]) };
+    let pool_pairs = world.sample_pairs(Split::Train, pool_size, &cfg.world.corpus_mix);
     let pool_all = factor_differences(gold, &pool_pairs);
     let keep = varying_factors(&pool_all);
     let pool: Vec<Vec<f64>> = pool_all.iter().map(|z| restrict(z, &keep)).collect();
@@ -119,11 +125,11 @@ fn run(s: &mut Session, _base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, Lab
     let mut curves: Vec<(String, Vec<(f64, f64)>)> =
         [POOLED, PER_ANNOTATOR, KNOWN].iter().map(|n| (n.to_string(), Vec::new())).collect();
     let mut at_rule = None;
-    for &n in &BUDGETS {
+    for &n in budgets {
         let n = n.min(pool.len());
         s.announce(&format!("{n} labels"));
-        let mut reps = Vec::with_capacity(REPLICATES);
-        for _ in 0..REPLICATES {
+        let mut reps = Vec::with_capacity(replicates);
+        for _ in 0..replicates {
             let picked: Vec<usize> = index.choose_multiple(&mut rng, n).copied().collect();
             let (mut diffs, mut who) = (Vec::with_capacity(n), Vec::with_capacity(n));
             for &i in &picked {
