@@ -13,7 +13,8 @@
 //!
 //! With `strength_report` (such a `preference_strength.jsonl`), the training pairs are first
 //! flipped, label-smoothed and given adaptive margins by their strength
-//! ([`super::reward_denoise`]).
+//! ([`super::reward_denoise`]). With `annotator_rationality = true`, one model learns a
+//! rationality β per annotator beside the reward ([`super::reward_rationality`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -37,6 +38,7 @@ use reins_train::trainers::reward::{
 use reins_train::trainers::reward_ensemble::{
     bootstrap_indices, ensemble_accuracy, strengths, EnsembleArgs, EnsembleManifest, Verdict,
 };
+use reins_train::trainers::reward_rationality::RationalityArgs;
 use reins_train::trainers::Metrics;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -93,10 +95,27 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
     }
     let da: ConvexDaArgs = s.flat.part()?;
     da.validate()?;
+    let rationality: RationalityArgs = s.flat.part()?;
+    rationality.validate()?;
+    if rationality.annotator_rationality
+        && (lw.listwise == Some(true)
+            || ens.ensemble_size > 1
+            || report.strength_report.is_some()
+            || contrastive.enabled()
+            || !meta.is_empty()
+            || da.convex_da)
+    {
+        bail!(
+            "`annotator_rationality` trains one pairwise reward model with a beta per annotator; it does not combine \
+             with `listwise`, `ensemble_size` > 1, `strength_report`, `contrastive_coef`, `metarm_dataset` or `convex_da`"
+        );
+    }
     if da.convex_da && report.strength_report.is_some() {
         bail!("`convex_da` adds pairs that `strength_report` has no rows for; use one of the two per run");
     }
-    let listwise = lw.listwise.unwrap_or_else(|| s.train.iter().any(|r| matches!(r, Record::RankedList { .. })));
+    let listwise = lw.listwise.unwrap_or_else(|| {
+        !rationality.annotator_rationality && s.train.iter().any(|r| matches!(r, Record::RankedList { .. }))
+    });
     if listwise {
         if report.strength_report.is_some() || contrastive.enabled() || !meta.is_empty() || da.convex_da {
             bail!(
@@ -137,6 +156,9 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
         let d = super::reward_denoise::apply(path, &noise, s.train, &mut train, &s.args.output_dir)?;
         progress.log(&d.to_string());
         summary_metrics.extend(d.metrics());
+    }
+    if rationality.annotator_rationality {
+        return super::reward_rationality::train(&s, &rationality, loss, model, &train, eval.as_deref(), progress);
     }
     let ids: Vec<RewardIds> = train.iter().map(|(_, x)| x.clone()).collect();
     let bs = s.args.per_device_train_batch_size;
