@@ -55,6 +55,10 @@ fn learns_a_beta_per_annotator_and_refuses_rows_without_one() {
     for ((a, x), (c, y)) in b.iter().zip(&again) {
         assert!(a == c && (x - y).abs() < 1e-6, "{b:?} vs {again:?}");
     }
+    // Eval pairs of annotators the training data lacks are scored at beta = 1.
+    let (ok, text) =
+        reins(&dir.path().join("eval"), &["max_steps=2", "eval_steps=1", "eval_dataset=\"examples/data/pairs.jsonl\""]);
+    assert!(ok, "{text}");
     // Rows without annotator ids: a clear error naming the key.
     let (ok, text) = reins(&dir.path().join("bad"), &["dataset=\"examples/data/pairs.jsonl\""]);
     assert!(!ok && text.contains("has no annotator_id"), "{text}");

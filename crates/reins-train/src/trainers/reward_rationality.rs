@@ -161,7 +161,9 @@ impl BatchTrainer for RationalityRewardTrainer {
             })
         };
         let (margin, soft) = (per_pair(&b.batch.margin)?, per_pair(&b.batch.strength)?);
-        let betas: Vec<f64> = b.annotators.iter().map(|&a| self.rationality.beta(a)).collect();
+        // An annotator the training data does not have (an eval pair's) is scored at β = 1.
+        let u = &self.rationality.log_beta;
+        let betas: Vec<f64> = b.annotators.iter().map(|&a| u.get(a).map_or(1.0, |u| u.exp())).collect();
         let beta = Tensor::from_vec(betas, n, s.device())?;
         let cfg = &self.inner.cfg;
         let loss = rationality_reward_loss(&c, &r, margin.as_ref(), soft.as_ref(), &beta, cfg)?;
