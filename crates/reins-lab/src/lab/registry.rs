@@ -20,6 +20,8 @@ pub fn registry() -> Vec<Experiment> {
         experiments::pessimism_beats_plain_best_of_n::experiment(),
         experiments::active_labels_beat_random_labels::experiment(),
         experiments::principle_rm_matches_bt::experiment(),
+        experiments::wald_intervals_cover_reward_differences::experiment(),
+        experiments::annotator_rationality_beats_pooled_bt::experiment(),
         experiments::lipo_beats_dpo_on_lists::experiment(),
         experiments::cpl_matches_dpo_without_a_reference::experiment(),
         experiments::iterative_dpo_beats_offline::experiment(),

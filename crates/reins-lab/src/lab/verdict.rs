@@ -48,6 +48,8 @@ impl std::fmt::Display for Verdict {
 pub enum Direction {
     Higher,
     Lower,
+    /// The statistic should equal a nominal value (a coverage rate): inside a band around it.
+    Inside,
 }
 
 /// A decision rule over the per-seed values of one statistic.
@@ -62,7 +64,15 @@ pub enum Rule {
     /// The statistic is the curvature `β` of a fitted Gao et al. form `d(α − β·d)` or
     /// `d(α − β·log d)`; the claim is that gold turns down (`β > 0`) as KL grows.
     Downturn { curve: &'static str },
+    /// The statistic is a rate over `replicates` independent replicates per seed (an interval
+    /// coverage); the claim is that it is the `nominal` rate. The seeds' mean is the rate over
+    /// all `seeds × replicates` replicates, compared with the 99 % binomial band
+    /// `nominal ± 2.576·√(nominal(1 − nominal)/(seeds·replicates))`.
+    NominalRate { what: &'static str, nominal: f64, replicates: usize },
 }
+
+/// The two-sided 99 % normal quantile of [`Rule::NominalRate`]'s band.
+const Z_995: f64 = 2.575_829_303_548_901;
 
 /// The rule's inputs and its decision, as `result.json` records them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +101,9 @@ impl Rule {
             Rule::AboveChance { what, chance } => format!(
                 "{head} {what} lies above chance ({chance}) → reproduced; below it → contradicted; contains it → not shown"
             ),
+            Rule::NominalRate { what, nominal, replicates } => format!(
+                "{what} pooled over all seeds ({replicates} replicates each; the mean of the per-seed rates) lies inside the 99 % binomial band {nominal} ± 2.576·√({nominal}·(1 − {nominal})/(seeds·{replicates})) → reproduced; outside it → contradicted; no finite seed → not shown"
+            ),
             Rule::Downturn { curve } => format!(
                 "{head} the fitted curvature β of {curve} excludes 0 on the positive side (gold turns down as KL grows) → reproduced; on the negative side (gold keeps accelerating) → contradicted; contains 0 → not shown"
             ),
@@ -103,6 +116,7 @@ impl Rule {
             Rule::PairedGap { better, baseline, .. } => format!("({better}) − ({baseline})"),
             Rule::AboveChance { what, .. } => what.to_string(),
             Rule::Downturn { curve } => format!("β of {curve}"),
+            Rule::NominalRate { what, .. } => what.to_string(),
         }
     }
 
@@ -112,6 +126,7 @@ impl Rule {
             Rule::PairedGap { direction, .. } => (0.0, *direction),
             Rule::AboveChance { chance, .. } => (*chance, Direction::Higher),
             Rule::Downturn { .. } => (0.0, Direction::Higher),
+            Rule::NominalRate { nominal, .. } => (*nominal, Direction::Inside),
         }
     }
 
@@ -121,7 +136,15 @@ impl Rule {
         let finite: Vec<f64> = per_seed.iter().copied().filter(|x| x.is_finite()).collect();
         let interval = Interval::of(&finite);
         let (reference, direction) = self.reference_and_direction();
-        let verdict = if finite.len() < 2 || !(interval.lo.is_finite() && interval.hi.is_finite()) {
+        let verdict = if let Some((lo, hi)) = self.band(finite.len()) {
+            if finite.is_empty() {
+                Verdict::NotShown
+            } else if (lo..=hi).contains(&interval.mean) {
+                Verdict::Reproduced
+            } else {
+                Verdict::Contradicted
+            }
+        } else if finite.len() < 2 || !(interval.lo.is_finite() && interval.hi.is_finite()) {
             Verdict::NotShown
         } else {
             let (above, below) = (interval.lo > reference, interval.hi < reference);
@@ -143,10 +166,20 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// [`Rule::NominalRate`]'s 99 % binomial band for `seeds` seeds; `None` for other rules.
+    pub fn band(&self, seeds: usize) -> Option<(f64, f64)> {
+        let Rule::NominalRate { nominal, replicates, .. } = self else { return None };
+        let half = Z_995 * (nominal * (1.0 - nominal) / (seeds * replicates).max(1) as f64).sqrt();
+        Some((nominal - half, nominal + half))
+    }
+}
+
 fn side(d: Direction) -> &'static str {
     match d {
         Direction::Higher => "positive",
         Direction::Lower => "negative",
+        Direction::Inside => "inside",
     }
 }
 
@@ -173,6 +206,24 @@ mod tests {
             assert_eq!(rule.decide(&[r - 0.2, r + 0.1, r + 0.2]).verdict, Verdict::NotShown, "{rule:?}");
             assert!(!rule.text().is_empty() && rule.decide(&[r]).rule == rule.text());
         }
+    }
+
+    /// The band of 0.95 over 3 × 1,000 replicates is ±0.0102; inside reproduces, either side
+    /// contradicts (too narrow and too wide intervals both miss the claim).
+    #[test]
+    fn nominal_rate_is_a_band() {
+        let rule = Rule::NominalRate { what: "coverage", nominal: 0.95, replicates: 1000 };
+        let (lo, hi) = rule.band(3).unwrap();
+        assert!((hi - 0.95 - 0.010_25).abs() < 1e-4 && (0.95 - lo - (hi - 0.95)).abs() < 1e-12, "{lo} {hi}");
+        assert_eq!(rule.decide(&[0.95, 0.94, 0.955]).verdict, Verdict::Reproduced);
+        assert_eq!(rule.decide(&[0.93, 0.935, 0.93]).verdict, Verdict::Contradicted);
+        assert_eq!(rule.decide(&[0.97, 0.965, 0.975]).verdict, Verdict::Contradicted);
+        assert_eq!(rule.decide(&[f64::NAN]).verdict, Verdict::NotShown);
+        // One seed: the band of 1,000 replicates, 0.95 ± 0.0178.
+        assert_eq!(rule.decide(&[0.935]).verdict, Verdict::Reproduced);
+        let d = rule.decide(&[0.95]);
+        assert_eq!((d.reference, d.direction), (0.95, Direction::Inside));
+        assert!(d.rule.contains("99 % binomial band"));
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub use metarm::metarm_difference;
 pub use orpo::{log1mexp, orpo_loss, OrpoOutput};
 pub use reward::{
     bradley_terry_loss, ensemble_aggregate, pairwise_reward_loss, plackett_luce_loss, preference_strength,
-    reward_metrics, thurstone_loss, EnsembleAggregation, RewardLossConfig,
+    rationality_reward_loss, reward_metrics, thurstone_loss, EnsembleAggregation, RewardLossConfig,
 };
 pub use reward_noise::{treat_pairs, NoiseAwareConfig, PairTreatment, SmoothPairs};
 pub use running::RunningMoments;

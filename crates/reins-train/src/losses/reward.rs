@@ -93,6 +93,34 @@ pub fn bradley_terry_loss(
     with_centring(per_pair.mean_all()?, chosen, rejected, cfg)
 }
 
+/// The pairwise reward loss with per-annotator rationality (Liu, Shi & Sun, arXiv:2604.02507;
+/// arXiv:2512.03208, heterogeneous rationality): pair i was labelled by an annotator of
+/// rationality `β_i`, so `P(y_w ≻ y_l) = P(β_i d_i)` with `d = r_w − r_l − margin` and `P` the
+/// link of `cfg` (Bradley–Terry: `σ(β_i d_i)`),
+///
+/// `ℓ = mean_i −[p_i log P(β_i d_i) + (1 − p_i) log P(−β_i d_i)]`,
+///
+/// with soft labels and label smoothing as in [`bradley_terry_loss`], and the centring term on
+/// the unscaled rewards. `beta` is a constant here (the caller detaches it; the β's are
+/// estimated in their own step, [`crate::statistics::rationality_step`]). At `β = 1` it is
+/// [`pairwise_reward_loss`].
+///
+/// Shapes: `chosen`, `rejected`, `margin`, `soft_labels`, `beta` `[B]` → scalar.
+pub fn rationality_reward_loss(
+    chosen: &Tensor,
+    rejected: &Tensor,
+    margin: Option<&Tensor>,
+    soft_labels: Option<&Tensor>,
+    beta: &Tensor,
+    cfg: &RewardLossConfig,
+) -> Result<Tensor> {
+    let d = reward_gap(chosen, rejected, margin)?;
+    let scaled = (d * beta.to_dtype(chosen.dtype())?.detach())?;
+    let unscaled = RewardLossConfig { center_rewards_coefficient: None, ..*cfg };
+    let loss = pairwise_reward_loss(&scaled, &scaled.zeros_like()?, None, soft_labels, &unscaled)?;
+    with_centring(loss, chosen, rejected, cfg)
+}
+
 /// `d = r_w − r_l − margin`, the gap both links read.
 fn reward_gap(chosen: &Tensor, rejected: &Tensor, margin: Option<&Tensor>) -> Result<Tensor> {
     let d = (chosen - rejected)?;
@@ -265,6 +293,43 @@ pub fn reward_metrics(chosen: &Tensor, rejected: &Tensor) -> Result<BTreeMap<Str
     m.insert("max_reward".into(), all.iter().copied().fold(f64::NEG_INFINITY, f64::max));
     m.insert("mean_reward".into(), all.iter().sum::<f64>() / all.len().max(1) as f64);
     Ok(m)
+}
+
+#[cfg(test)]
+mod rationality_tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn t(v: &[f64]) -> Tensor {
+        Tensor::new(v, &Device::Cpu).unwrap()
+    }
+
+    /// Two pairs, gaps 1 and −0.5, rationalities 2 and 4 (β·d = 2 and −2), hard labels:
+    /// `ℓ = (−log σ(2) − log σ(−2)) / 2 = (0.126928011042972 + 2.126928011042972) / 2`, and
+    /// `∂ℓ/∂r_w,i = −β_i σ(−β_i d_i) / 2`: `−2·σ(−2)/2 = −0.119202922022118` and
+    /// `−4·σ(2)/2 = −1.761594155955765`.
+    #[test]
+    fn rationality_loss_and_gradient_by_hand() -> Result<()> {
+        let chosen = Var::from_tensor(&t(&[1.0, 0.0]))?;
+        let rejected = t(&[0.0, 0.5]);
+        let beta = t(&[2.0, 4.0]);
+        let cfg = RewardLossConfig::default();
+        let loss = rationality_reward_loss(chosen.as_tensor(), &rejected, None, None, &beta, &cfg)?;
+        let want = (0.126_928_011_042_972_1 + 2.126_928_011_042_972) / 2.0;
+        assert!((loss.to_scalar::<f64>()? - want).abs() < 1e-12, "{}", loss.to_scalar::<f64>()?);
+        let g: Vec<f64> = loss.backward()?.get(chosen.as_tensor()).expect("gradient").to_vec1()?;
+        assert!((g[0] + 0.119_202_922_022_118).abs() < 1e-12 && (g[1] + 1.761_594_155_955_765).abs() < 1e-12, "{g:?}");
+        // β = 1 is the plain loss, for both links, with a margin, soft labels and centring.
+        let (c, r, m, p) = (t(&[0.3, -1.0, 2.0]), t(&[0.1, 0.4, -1.0]), t(&[0.1, 0.0, 0.5]), t(&[1.0, 0.7, 0.2]));
+        for link in [Link::BradleyTerry, Link::Thurstone] {
+            let cfg = RewardLossConfig { link, center_rewards_coefficient: Some(0.01), label_smoothing: 0.1 };
+            let ones = t(&[1.0, 1.0, 1.0]);
+            let a = rationality_reward_loss(&c, &r, Some(&m), Some(&p), &ones, &cfg)?.to_scalar::<f64>()?;
+            let b = pairwise_reward_loss(&c, &r, Some(&m), Some(&p), &cfg)?.to_scalar::<f64>()?;
+            assert!((a - b).abs() < 1e-12, "{link:?}: {a} vs {b}");
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,11 @@ pub mod linalg;
 pub mod link;
 pub mod pessimism;
 pub mod posterior_file;
+pub mod rationality;
 
 pub use active::{select_pairs, Acquisition, Selected};
 pub use correlation::pearson;
 pub use laplace::{fit_map, Curvature, HeadPosterior, PairFeatures, RewardDifference};
 pub use link::Link;
 pub use posterior_file::{load_posterior, save_posterior, POSTERIOR_FILE};
+pub use rationality::{fit_map_rationality, rationality_step, GapObservation, Rationality, RationalityFit};

@@ -29,6 +29,7 @@ pub mod reference;
 pub mod remax;
 pub mod reward;
 pub mod reward_ensemble;
+pub mod reward_rationality;
 pub mod rloo;
 pub mod rollout;
 pub mod rollout_server;

@@ -15,6 +15,7 @@ pub mod reward_convex_da;
 pub mod reward_denoise;
 pub mod reward_features;
 pub mod reward_metarm;
+pub mod reward_rationality;
 pub mod reward_residual;
 pub mod reward_stats;
 pub mod segment_reward;

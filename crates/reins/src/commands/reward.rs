@@ -13,7 +13,8 @@
 //!
 //! With `strength_report` (such a `preference_strength.jsonl`), the training pairs are first
 //! flipped, label-smoothed and given adaptive margins by their strength
-//! ([`super::reward_denoise`]).
+//! ([`super::reward_denoise`]). With `annotator_rationality = true`, one model learns a
+//! rationality β per annotator beside the reward ([`super::reward_rationality`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -38,6 +39,7 @@ use reins_train::trainers::reward::{
 use reins_train::trainers::reward_ensemble::{
     bootstrap_indices, ensemble_accuracy, strengths, EnsembleArgs, EnsembleManifest, Verdict,
 };
+use reins_train::trainers::reward_rationality::RationalityArgs;
 use reins_train::trainers::Metrics;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -95,10 +97,29 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
     let da: ConvexDaArgs = s.flat.part()?;
     da.validate()?;
     let residual: super::reward_residual::ResidualArgs = s.flat.part()?;
+    let rationality: RationalityArgs = s.flat.part()?;
+    rationality.validate()?;
+    if rationality.annotator_rationality
+        && (lw.listwise == Some(true)
+            || ens.ensemble_size > 1
+            || report.strength_report.is_some()
+            || contrastive.enabled()
+            || !meta.is_empty()
+            || da.convex_da
+            || residual.residual_of_features.is_some())
+    {
+        bail!(
+            "`annotator_rationality` trains one pairwise reward model with a beta per annotator; it does not combine \
+             with `listwise`, `ensemble_size` > 1, `strength_report`, `contrastive_coef`, `metarm_dataset`, `convex_da` or \
+             `residual_of_features`"
+        );
+    }
     if da.convex_da && report.strength_report.is_some() {
         bail!("`convex_da` adds pairs that `strength_report` has no rows for; use one of the two per run");
     }
-    let listwise = lw.listwise.unwrap_or_else(|| s.train.iter().any(|r| matches!(r, Record::RankedList { .. })));
+    let listwise = lw.listwise.unwrap_or_else(|| {
+        !rationality.annotator_rationality && s.train.iter().any(|r| matches!(r, Record::RankedList { .. }))
+    });
     if listwise {
         if report.strength_report.is_some()
             || contrastive.enabled()
@@ -161,6 +182,9 @@ pub fn train(s: Setup, model: Model, progress: &mut Bars) -> Result<RunSummary> 
             fm.train_accuracy
         ));
         files.push(file);
+    }
+    if rationality.annotator_rationality {
+        return super::reward_rationality::train(&s, &rationality, loss, model, &train, eval.as_deref(), progress);
     }
     let ids: Vec<RewardIds> = train.iter().map(|(_, x)| x.clone()).collect();
     let bs = s.args.per_device_train_batch_size;

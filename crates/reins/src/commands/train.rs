@@ -105,6 +105,7 @@ pub(crate) fn default_parts(method: Method) -> Vec<serde_json::Value> {
             parts.push(to_json(&super::reward_metarm::MetaRmArgs::default()));
             parts.push(to_json(&reins_train::convex_da::ConvexDaArgs::default()));
             parts.push(to_json(&super::reward_residual::ResidualArgs::default()));
+            parts.push(to_json(&reins_train::trainers::reward_rationality::RationalityArgs::default()));
         }
         Method::Dpo => {
             parts.push(to_json(&DpoConfig::default()));

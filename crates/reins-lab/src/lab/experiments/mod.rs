@@ -1,6 +1,7 @@
 //! One file per registered experiment, named for its claim; each reads as its design.
 
 pub mod active_labels_beat_random_labels;
+pub mod annotator_rationality_beats_pooled_bt;
 pub mod consistency_tricks_raise_rm_consistency;
 pub mod contrastive_rm_generalises_ood;
 pub mod cpl_matches_dpo_without_a_reference;
@@ -31,6 +32,7 @@ pub mod seq2seq_rm_beats_scalar_rm;
 pub mod swav_rm_generalises_ood;
 pub mod t_reg_beats_dpo;
 mod token_text;
+pub mod wald_intervals_cover_reward_differences;
 
 use crate::lab::{Knobs, RunConfig};
 use crate::LabConfig;
@@ -53,6 +55,35 @@ pub(crate) fn aggregations(members: &[Vec<f64>], lambda: f64) -> Vec<(&'static s
         ("ensemble worst case (min)", by(&|xs| xs.iter().copied().fold(f64::INFINITY, f64::min))),
         ("ensemble mean − λ·var", by(&|xs| crate::metrics::mean(xs) - lambda * crate::metrics::std(xs).powi(2))),
     ]
+}
+
+/// A linear-in-factors reward model's features of response pairs written by the world: each
+/// response's six gold factor scores ([`crate::Factor::ALL`] order), so that the gold reward is
+/// exactly `θ*ᵀφ` with `θ*` the gold weights ([`factor_weights`]). Returns the differences
+/// `φ(a) − φ(b)` of each `(prompt, a, b)`.
+pub(crate) fn factor_differences(gold: &crate::GoldReward, pairs: &[(String, String, String)]) -> Vec<Vec<f64>> {
+    let phi = |p: &str, r: &str| {
+        let parsed = gold.parse(p, r);
+        crate::Factor::ALL.iter().map(|&f| parsed.factor(f)).collect::<Vec<f64>>()
+    };
+    pairs.iter().map(|(p, a, b)| phi(p, a).iter().zip(phi(p, b)).map(|(x, y)| x - y).collect()).collect()
+}
+
+/// The gold weights `θ*` in [`crate::Factor::ALL`] order.
+pub(crate) fn factor_weights(gold: &crate::GoldReward) -> Vec<f64> {
+    crate::Factor::ALL.iter().map(|f| f.weight(&gold.weights)).collect()
+}
+
+/// The factors that differ within at least one pair of `diffs`: a factor the world never
+/// varies carries no information and would leave the Fisher information singular.
+pub(crate) fn varying_factors(diffs: &[Vec<f64>]) -> Vec<usize> {
+    let dim = diffs.first().map_or(0, Vec::len);
+    (0..dim).filter(|&j| diffs.iter().any(|z| z[j] != 0.0)).collect()
+}
+
+/// `z` restricted to the coordinates `keep`.
+pub(crate) fn restrict(z: &[f64], keep: &[usize]) -> Vec<f64> {
+    keep.iter().map(|&j| z[j]).collect()
 }
 
 /// Pairs of consecutive answers to each prompt (answers 0 and 1, 2 and 3, …) ordered by gold,
