@@ -134,6 +134,8 @@ pub struct SimulatedAnnotator {
     pub equal_threshold: f64,
     /// Myopic γ (1: not myopic).
     pub gamma: f64,
+    /// Utility per word of the answer, whatever its quality (0: none).
+    pub length_bias: f64,
 }
 
 fn sigmoid(x: f64) -> f64 {
@@ -150,6 +152,7 @@ impl SimulatedAnnotator {
             skip_threshold: cfg.skip_threshold,
             equal_threshold: cfg.equal_threshold,
             gamma: cfg.gamma,
+            length_bias: cfg.length_bias,
         }
     }
 
@@ -162,10 +165,16 @@ impl SimulatedAnnotator {
         crate::gold::parse(parse_prompt(prompt), response, self.factor_weights.length_budget)
     }
 
-    /// (U, U^γ): the annotator's utility and its myopic version.
+    /// (U, U^γ): the annotator's utility and its myopic version, each plus the spurious
+    /// `length_bias · words`.
     pub fn utilities(&self, prompt: &str, response: &str) -> (f64, f64) {
         let p = self.parse(prompt, response);
-        (p.utility(&self.factor_weights, 1.0), p.utility(&self.factor_weights, self.gamma))
+        let bias = if self.length_bias == 0.0 {
+            0.0
+        } else {
+            self.length_bias * crate::chat::extract_response(response).0.split_whitespace().count() as f64
+        };
+        (p.utility(&self.factor_weights, 1.0) + bias, p.utility(&self.factor_weights, self.gamma) + bias)
     }
 
     /// Exact outcome probabilities for this query.

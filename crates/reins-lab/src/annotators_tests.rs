@@ -257,3 +257,21 @@ fn tournament_picks_gold_best_and_worst_with_a_noiseless_judge() {
     let s = tournament::<str, _>(&pop, p, &cands, &mut rng).unwrap();
     assert!(s.best < cands.len() && s.worst < cands.len());
 }
+
+/// The spurious length knob: `length_bias · words` on each utility, by hand; at 0 the config
+/// file (and so every registered experiment's config hash) is as before.
+#[test]
+fn length_bias_adds_utility_per_word_and_is_absent_from_the_config_at_zero() {
+    let cfg = AnnotatorConfig { length_bias: 0.25, ..AnnotatorConfig::oracle() };
+    let biased = SimulatedAnnotator::new("b", FactorWeights::default(), &cfg);
+    let plain = SimulatedAnnotator::oracle("o", FactorWeights::default());
+    let (p, answer) = ("What is 2 + 3?", "It is 5, my friend.");
+    let (u, m) = plain.utilities(p, answer);
+    let (ub, mb) = biased.utilities(p, answer);
+    assert!((ub - u - 1.25).abs() < 1e-12 && (mb - m - 1.25).abs() < 1e-12, "5 words × 0.25: {u} {ub}");
+    let text = toml::to_string(&LabConfig::default()).unwrap();
+    assert!(!text.contains("length_bias"), "{text}");
+    let mut with = LabConfig::default();
+    with.annotators.base.length_bias = f64::NAN;
+    assert!(with.validate().is_err());
+}

@@ -367,11 +367,28 @@ pub struct AnnotatorConfig {
     /// Myopic γ: evidence in sentence k of K is discounted by γ^(K−1−k), so the end of a
     /// response weighs more. `1` is not myopic. Default 0.9.
     pub gamma: f64,
+    /// Spurious length preference: `length_bias · words` is added to the annotator's utility of
+    /// every answer, whatever its quality (the research note's spurious-correlate knob for the
+    /// length-bias experiments). Default 0; left out of the config file, and so of the config
+    /// hash, while 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub length_bias: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Default for AnnotatorConfig {
     fn default() -> Self {
-        AnnotatorConfig { beta: 1.5, p_mistake: 0.05, skip_threshold: 0.0, equal_threshold: 0.25, gamma: 0.9 }
+        AnnotatorConfig {
+            beta: 1.5,
+            p_mistake: 0.05,
+            skip_threshold: 0.0,
+            equal_threshold: 0.25,
+            gamma: 0.9,
+            length_bias: 0.0,
+        }
     }
 }
 
@@ -384,6 +401,7 @@ impl AnnotatorConfig {
             skip_threshold: f64::NEG_INFINITY,
             equal_threshold: 0.0,
             gamma: 1.0,
+            length_bias: 0.0,
         }
     }
     fn validate(&self, key: &str) -> Result<(), LabError> {
@@ -396,6 +414,9 @@ impl AnnotatorConfig {
         }
         if self.equal_threshold.is_nan() || self.equal_threshold < 0.0 {
             return Err(LabError::config(&format!("{key}.equal_threshold"), "must be >= 0 (0 = never equal)"));
+        }
+        if !self.length_bias.is_finite() {
+            return Err(LabError::config(&format!("{key}.length_bias"), "must be a finite number (0 = none)"));
         }
         if !(self.gamma > 0.0 && self.gamma <= 1.0) {
             return Err(LabError::config(&format!("{key}.gamma"), "must be in (0, 1] (1 = not myopic)"));
