@@ -169,11 +169,8 @@ impl SimulatedAnnotator {
     /// `length_bias · words`.
     pub fn utilities(&self, prompt: &str, response: &str) -> (f64, f64) {
         let p = self.parse(prompt, response);
-        let bias = if self.length_bias == 0.0 {
-            0.0
-        } else {
-            self.length_bias * crate::chat::extract_response(response).0.split_whitespace().count() as f64
-        };
+        let bias =
+            if self.length_bias == 0.0 { 0.0 } else { self.length_bias * crate::chat::answer_words(response) as f64 };
         (p.utility(&self.factor_weights, 1.0) + bias, p.utility(&self.factor_weights, self.gamma) + bias)
     }
 

@@ -47,6 +47,12 @@ pub fn extract_response(generated: &str) -> (String, bool) {
     }
 }
 
+/// Words (whitespace-separated) of a generated answer, cut as [`extract_response`] cuts it —
+/// the count the gold reward's length budget reads.
+pub fn answer_words(generated: &str) -> usize {
+    extract_response(generated).0.split_whitespace().count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -266,14 +266,10 @@ pub fn reward_from_spec(
     }
     if let Some(dir) = spec.strip_prefix("features:") {
         let model = FeatureReward::load_model(std::path::Path::new(dir))?;
-        let tok = tok.clone();
-        let decode = move |ids: &[u32]| tok.decode(ids, true).unwrap_or_default();
-        return Ok(Some(Box::new(FeatureReward::new(model, Box::new(decode))?)));
+        return Ok(Some(Box::new(FeatureReward::new(model, Box::new(decoder(tok)))?)));
     }
     if let Some(dir) = spec.strip_prefix("residual:") {
-        let tok = tok.clone();
-        let decode = move |ids: &[u32]| tok.decode(ids, true).unwrap_or_default();
-        let r = ResidualReward::load(std::path::Path::new(dir), device, Box::new(decode))
+        let r = ResidualReward::load(std::path::Path::new(dir), device, Box::new(decoder(tok)))
             .with_context(|| format!("reward `{spec}` (a reward model trained with `residual_of_features`)"))?;
         return Ok(Some(Box::new(r)));
     }
@@ -292,22 +288,24 @@ pub fn reward_from_spec(
         return Ok(Some(Box::new(r)));
     }
     if let Some(file) = spec.strip_prefix("fine_grained:") {
-        let tok = tok.clone();
-        let decode = move |ids: &[u32]| tok.decode(ids, true).unwrap_or_default();
-        let fg = FineGrainedSpec::load(std::path::Path::new(file), device, decode)
+        let fg = FineGrainedSpec::load(std::path::Path::new(file), device, decoder(tok))
             .with_context(|| format!("fine-grained reward `{spec}`"))?;
         return Ok(Some(Box::new(fg)));
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {
-        let tok = tok.clone();
-        let decode = move |ids: &[u32]| tok.decode(ids, true).unwrap_or_default();
-        return Ok(Some(Box::new(HttpReward::new(spec, timeout, Some(Box::new(decode)))?)));
+        return Ok(Some(Box::new(HttpReward::new(spec, timeout, Some(Box::new(decoder(tok))))?)));
     }
     let dir = std::path::Path::new(spec);
     if allow_dir && (dir.join("config.json").exists() || dir.join(EnsembleManifest::FILE).exists()) {
         return Ok(Some(reward_model_dir(dir, device)?));
     }
     Ok(None)
+}
+
+/// Token ids to text for the rewards that read text (special tokens skipped).
+fn decoder(tok: &Arc<HfTokenizer>) -> impl Fn(&[u32]) -> String + Clone + Send + Sync + 'static {
+    let tok = tok.clone();
+    move |ids: &[u32]| tok.decode(ids, true).unwrap_or_default()
 }
 
 /// A reward model folder, or an ensemble folder written by `reins reward` with

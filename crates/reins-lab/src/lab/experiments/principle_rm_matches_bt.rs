@@ -153,10 +153,6 @@ fn principle_reward(s: &Session, model: &Model, principles: &[&str]) -> Result<P
     PrincipleReward::new(model.clone(), &PrincipleRewardSpec::default(), &chosen, &encode).map_err(stage("reward"))
 }
 
-fn words(answer: &str) -> f64 {
-    crate::chat::extract_response(answer).0.split_whitespace().count() as f64
-}
-
 fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabError> {
     let cfg = s.cfg().clone();
     let prompts = s.lab().world.prompts(Split::Train, cfg.pairs.n_prompts);
@@ -226,7 +222,7 @@ fn run(s: &mut Session, base: &Base, _knobs: &Knobs) -> Result<SeedOutcome, LabE
     let score_bt = bt_reward.score(&pi, &ci).map_err(stage("reward"))?;
     let gold = &s.lab().gold;
     let truths: Vec<[bool; 6]> = items.iter().map(|(p, a)| gold_checks(&gold.factors(&p.text, a))).collect();
-    let lengths: Vec<f64> = items.iter().map(|(_, a)| words(a)).collect();
+    let lengths: Vec<f64> = items.iter().map(|(_, a)| crate::chat::answer_words(a) as f64).collect();
     let mut extras = vec![
         ("annotator actions per arm".to_string(), n as f64),
         ("reviews".to_string(), reviews as f64),
