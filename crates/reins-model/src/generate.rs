@@ -4,6 +4,12 @@
 //! `generate`. Each step runs the detached model on one new token per row and samples with
 //! temperature / top-k / top-p / min-p from a seeded RNG, recording the log-probability of
 //! each sampled token so RL methods need no second pass for the behaviour policy.
+//!
+//! Every row draws from its own random stream, named by a seed and a row number
+//! ([`row_rng`]): row `i` of a call with seed `s` is stream `(s, i)`. So a row's tokens do not
+//! depend on which other rows share its batch: a data-parallel rank sampling rows `8..16` of a
+//! batch ([`generate_streams`] with streams `(s, 8)…(s, 15)`) gets what one process sampling all
+//! sixteen gets, and a server can batch requests with different seeds together.
 
 use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
@@ -100,9 +106,38 @@ pub struct Hooks<'a> {
     pub on_token: Option<&'a mut dyn FnMut(usize, u32)>,
 }
 
-/// Samples continuations of `prompts` (token ids, unpadded) as one batch.
+/// Samples continuations of `prompts` (token ids, unpadded) as one batch; row `i` draws from
+/// stream `(cfg.seed, i)`.
 pub fn generate(model: &Model, prompts: &[Vec<u32>], cfg: &SamplingConfig, hooks: Hooks) -> Result<Generation> {
     generate_mixture(&[(model, 1.0)], prompts, cfg, hooks)
+}
+
+/// [`generate`] with each row's random stream given: `streams[i] = (seed, row)` for prompt `i`
+/// (`cfg.seed` is not used).
+pub fn generate_streams(
+    model: &Model,
+    prompts: &[Vec<u32>],
+    cfg: &SamplingConfig,
+    streams: &[(u64, u64)],
+    hooks: Hooks,
+) -> Result<Generation> {
+    if streams.len() != prompts.len() {
+        return Err(ModelError::Usage(format!(
+            "{} random streams for {} prompts: give one per prompt",
+            streams.len(),
+            prompts.len()
+        )));
+    }
+    sample(&[(model, 1.0)], prompts, cfg, streams, hooks)
+}
+
+/// The random stream of sampled row `row` under `seed`: independent of every other row's.
+pub fn row_rng(seed: u64, row: u64) -> rand::rngs::StdRng {
+    // splitmix64's finaliser spreads (seed, row) over the 64-bit seed space.
+    let mut z = seed ^ row.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    rand::rngs::StdRng::seed_from_u64(z ^ (z >> 31))
 }
 
 /// Samples from the geometric mixture of `models`: at each step the logits are
@@ -116,6 +151,17 @@ pub fn generate_mixture(
     models: &[(&Model, f64)],
     prompts: &[Vec<u32>],
     cfg: &SamplingConfig,
+    hooks: Hooks,
+) -> Result<Generation> {
+    let streams: Vec<(u64, u64)> = (0..prompts.len() as u64).map(|i| (cfg.seed, i)).collect();
+    sample(models, prompts, cfg, &streams, hooks)
+}
+
+fn sample(
+    models: &[(&Model, f64)],
+    prompts: &[Vec<u32>],
+    cfg: &SamplingConfig,
+    streams: &[(u64, u64)],
     mut hooks: Hooks,
 ) -> Result<Generation> {
     cfg.validate()?;
@@ -166,7 +212,7 @@ pub fn generate_mixture(
         })
         .collect::<Result<_>>()?;
 
-    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+    let mut rngs: Vec<rand::rngs::StdRng> = streams.iter().map(|&(seed, row)| row_rng(seed, row)).collect();
     let mut out = Generation { tokens: vec![vec![]; b], logprobs: vec![vec![]; b], finish: vec![Finish::Length; b] };
     let mut done = vec![false; b];
 
@@ -183,7 +229,7 @@ pub fn generate_mixture(
                 step_ids.push(pad);
                 continue;
             }
-            let (tok, lp) = pick(row, cfg, &mut rng);
+            let (tok, lp) = pick(row, cfg, &mut rngs[r]);
             out.tokens[r].push(tok);
             out.logprobs[r].push(lp);
             if let Some(f) = hooks.on_token.as_deref_mut() {

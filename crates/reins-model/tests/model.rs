@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use reins_model::generate::{generate, generate_mixture, Hooks};
+use reins_model::generate::{generate, generate_mixture, generate_streams, Hooks};
 use reins_model::logprobs::sft_loss;
 use reins_model::{nn, Batch, LoadOptions, LoraConfig, Model, SamplingConfig};
 
@@ -246,6 +246,29 @@ fn sampling_is_seeded_and_padding_does_not_change_greedy_output() {
     let batch = generate(&m, &prompts, &greedy, Hooks::default()).unwrap();
     let alone = generate(&m, &prompts[1..], &greedy, Hooks::default()).unwrap();
     assert_eq!(batch.tokens[1], alone.tokens[0]);
+}
+
+#[test]
+fn a_sampled_row_depends_on_its_stream_not_on_its_batch() {
+    let m = load(&fixture("llama"), LoadOptions::default());
+    let prompts = vec![vec![5u32, 17, 99, 230, 7], vec![44, 45], vec![3, 4, 5], vec![61, 62, 63, 64]];
+    let cfg = SamplingConfig { max_new_tokens: 12, seed: 42, top_k: 50, stop_on_eos: false, ..Default::default() };
+    let all = generate(&m, &prompts, &cfg, Hooks::default()).unwrap();
+    // Rows 2 and 3 sampled alone (a second data-parallel rank) on streams (42, 2) and (42, 3).
+    let half = generate_streams(&m, &prompts[2..], &cfg, &[(42, 2), (42, 3)], Hooks::default()).unwrap();
+    assert_eq!(&all.tokens[2..], &half.tokens[..]);
+    for (a, b) in all.logprobs[2..].iter().flatten().zip(half.logprobs.iter().flatten()) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+    // Rows of one batch with different seeds: each is what its own request would sample.
+    let mixed = generate_streams(&m, &prompts[..2], &cfg, &[(7, 0), (42, 1)], Hooks::default()).unwrap();
+    let seven = generate(&m, &prompts[..1], &SamplingConfig { seed: 7, ..cfg.clone() }, Hooks::default()).unwrap();
+    assert_eq!(mixed.tokens[0], seven.tokens[0]);
+    assert_eq!(mixed.tokens[1], all.tokens[1]);
+    // Same prompt, different rows: different streams.
+    let same = generate(&m, &[prompts[0].clone(), prompts[0].clone()], &cfg, Hooks::default()).unwrap();
+    assert_ne!(same.tokens[0], same.tokens[1]);
+    assert!(generate_streams(&m, &prompts, &cfg, &[(1, 0)], Hooks::default()).is_err());
 }
 
 #[test]
