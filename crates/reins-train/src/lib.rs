@@ -22,6 +22,7 @@ pub mod error;
 pub mod judges;
 pub mod losses;
 pub mod optim;
+pub mod parallel;
 pub mod pit;
 pub mod principle_rules;
 pub mod rewards;

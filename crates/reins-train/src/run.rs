@@ -20,6 +20,9 @@
 //! may take several optimizer steps per step (GRPO's and RLOO's `num_iterations`), and the
 //! schedule's length is sized for them by the caller.
 //!
+//! Under data parallelism ([`crate::parallel`]) every rank runs this loop on its share of each
+//! batch; rank 0 alone writes the run folder.
+//!
 //! A run stops with an error, keeping the checkpoints written so far, when the loss is not
 //! finite or the logged KL to the reference exceeds `max_kl`; with `max_kl` set, a step that
 //! logs no KL is an error too (the limit would silently do nothing).
@@ -114,24 +117,38 @@ impl Progress for Quiet {
     fn log(&mut self, _: &str) {}
 }
 
-/// Optimizer steps for `n` examples under `args`.
+/// Optimizer steps for `n` examples under `args` (and the data-parallel world's size).
 pub fn total_steps(args: &TrainingArgs, n: usize) -> usize {
     if args.max_steps > 0 {
         return args.max_steps;
     }
-    let per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps;
+    let per_step = global_batch(args) * args.gradient_accumulation_steps;
     (n.div_ceil(per_step) * args.num_train_epochs).max(1)
 }
 
-/// Example indices of micro-batch `m` (counted from the start of training).
-fn micro_batch(args: &TrainingArgs, n: usize, m: usize) -> (usize, Vec<usize>) {
+/// Examples in one micro-batch over all data-parallel ranks.
+fn global_batch(args: &TrainingArgs) -> usize {
+    args.per_device_train_batch_size * crate::parallel::world().world_size()
+}
+
+/// Example indices of micro-batch `m` (counted from the start of training) on rank `rank` of
+/// `world` ranks: the `rank`-th slice of the global micro-batch, whose short last batch of an
+/// epoch is filled from the epoch's start when there are several ranks (so their shares are equal).
+fn micro_batch(args: &TrainingArgs, n: usize, m: usize, rank: usize, world: usize) -> (usize, Vec<usize>) {
     let bs = args.per_device_train_batch_size;
-    let per_epoch = n.div_ceil(bs).max(1);
+    let gbs = bs * world;
+    let per_epoch = n.div_ceil(gbs).max(1);
     let epoch = m / per_epoch;
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(args.seed.wrapping_add(epoch as u64)));
     let k = m % per_epoch;
-    (epoch, order[k * bs..((k + 1) * bs).min(n)].to_vec())
+    let mut global = order[k * gbs..((k + 1) * gbs).min(n)].to_vec();
+    if world == 1 {
+        return (epoch, global);
+    }
+    let fill: Vec<usize> = order.iter().cycle().take(gbs - global.len()).copied().collect();
+    global.extend(fill);
+    (epoch, global[rank * bs..(rank + 1) * bs].to_vec())
 }
 
 /// Trains to the end (or resumes), writing the run folder. `collate` turns example indices
@@ -150,16 +167,31 @@ pub fn train<T: Trainer>(
             "the training set is empty after tokenization; check the dataset and max_length".into(),
         ));
     }
+    let world = crate::parallel::world();
+    let (rank, ranks) = (world.rank(), world.world_size());
+    let lead = rank == 0;
+    let mut quiet = Quiet;
+    let progress: &mut dyn Progress = if lead { progress } else { &mut quiet };
     let out = &args.output_dir;
-    std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
-    write_config(out, resolved_config)?;
+    if lead {
+        std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
+        write_config(out, resolved_config)?;
+    }
+    world.barrier()?;
     let total = total_steps(args, n_examples);
     let mut step = 0usize;
     if args.resume {
         if let Some(ck) = last_checkpoint(out) {
-            step = load_checkpoint(trainer, &ck)?;
+            step = load_checkpoint(trainer, args, &ck)?;
             progress.log(&format!("resuming from {} (step {step})", ck.display()));
         }
+    }
+    if ranks > 1 {
+        progress.log(&format!(
+            "data parallel: {ranks} ranks × {} examples = {} per micro-batch",
+            args.per_device_train_batch_size,
+            global_batch(args)
+        ));
     }
     progress.start(total, step);
     let tokenizer = if args.log_completions_steps > 0 {
@@ -173,11 +205,11 @@ pub fn train<T: Trainer>(
         let mut micro = Vec::with_capacity(args.gradient_accumulation_steps);
         let mut epoch = 0;
         for i in 0..args.gradient_accumulation_steps {
-            let (e, idx) = micro_batch(args, n_examples, step * args.gradient_accumulation_steps + i);
+            let (e, idx) = micro_batch(args, n_examples, step * args.gradient_accumulation_steps + i, rank, ranks);
             epoch = e;
             micro.push(collate(&idx)?);
         }
-        let m = trainer.train_step(&micro)?;
+        let m = crate::parallel::reduce_metrics(&trainer.train_step(&micro)?)?;
         let loss = m.get("loss").copied().unwrap_or(0.0);
         if !loss.is_finite() {
             return Err(TrainError::Diverged(format!(
@@ -207,7 +239,7 @@ pub fn train<T: Trainer>(
             }
         }
         step += 1;
-        if args.log_completions_steps > 0 && step.is_multiple_of(args.log_completions_steps) {
+        if lead && args.log_completions_steps > 0 && step.is_multiple_of(args.log_completions_steps) {
             append_samples(out, step, &trainer.samples(), tokenizer.as_ref())?;
         }
         progress.step(step, &m);
@@ -244,7 +276,8 @@ pub struct RunSummary {
 }
 
 fn evaluate<T: Trainer>(trainer: &mut T, batches: &[T::Batch]) -> Result<Metrics> {
-    let all: Vec<Metrics> = batches.iter().map(|b| trainer.evaluate(b)).collect::<Result<_>>()?;
+    let all: Vec<Metrics> =
+        batches.iter().map(|b| crate::parallel::reduce_metrics(&trainer.evaluate(b)?)).collect::<Result<_>>()?;
     Ok(average(&all).into_iter().filter(|(k, _)| k != "num_tokens").map(|(k, v)| (format!("eval_{k}"), v)).collect())
 }
 
@@ -296,8 +329,12 @@ fn append_samples(out: &Path, step: usize, samples: &[Sample], tok: Option<&rein
     Ok(())
 }
 
-/// Appends one line `{"step": step, ...metrics}` to `out/metrics.jsonl`.
+/// Appends one line `{"step": step, ...metrics}` to `out/metrics.jsonl` (on data-parallel rank
+/// 0; the other ranks write nothing).
 pub fn append_metrics(out: &Path, step: usize, m: &Metrics) -> Result<()> {
+    if crate::parallel::world().rank() != 0 {
+        return Ok(());
+    }
     let p = out.join("metrics.jsonl");
     let mut line = Map::new();
     line.insert("step".into(), json!(step));
@@ -340,7 +377,25 @@ pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Writes `checkpoint-{step}`: every rank calls it, rank 0 writes, and the others return once
+/// the folder is complete.
 fn save_checkpoint<T: Trainer>(trainer: &mut T, args: &TrainingArgs, out: &Path, step: usize) -> Result<()> {
+    let world = crate::parallel::world();
+    // The token count over all ranks (each counts its own share).
+    let tokens = crate::parallel::sum_over_ranks(*trainer.num_tokens())?;
+    if world.rank() == 0 {
+        write_checkpoint(trainer, args, out, step, tokens)?;
+    }
+    world.barrier()
+}
+
+fn write_checkpoint<T: Trainer>(
+    trainer: &mut T,
+    args: &TrainingArgs,
+    out: &Path,
+    step: usize,
+    tokens: f64,
+) -> Result<()> {
     let dir = out.join(format!("checkpoint-{step}"));
     let tmp = out.join(format!(".checkpoint-{step}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -363,13 +418,13 @@ fn save_checkpoint<T: Trainer>(trainer: &mut T, args: &TrainingArgs, out: &Path,
     if !extra.is_empty() {
         reins_model::weights::save_safetensors(&tmp.join("trainer_extra.safetensors"), &extra)?;
     }
-    let tokens = *trainer.num_tokens();
     // The schedule's position is not always the step: PPO's and GRPO's several optimizer steps.
     let schedule_step = trainer.optimizer().step;
     let state = json!({
         "global_step": step,
         "schedule_step": schedule_step,
         "num_tokens": tokens,
+        "global_batch": global_batch(args),
         "seed": args.seed,
         "trainer": trainer.state()
     });
@@ -379,11 +434,24 @@ fn save_checkpoint<T: Trainer>(trainer: &mut T, args: &TrainingArgs, out: &Path,
     std::fs::rename(&tmp, &dir).map_err(|e| io_err(&dir, e))
 }
 
-fn load_checkpoint<T: Trainer>(trainer: &mut T, dir: &Path) -> Result<usize> {
+fn load_checkpoint<T: Trainer>(trainer: &mut T, args: &TrainingArgs, dir: &Path) -> Result<usize> {
     let p = dir.join("trainer_state.json");
     let text = std::fs::read_to_string(&p).map_err(|e| io_err(&p, e))?;
     let state: Value = serde_json::from_str(&text).map_err(|e| TrainError::State(format!("{}: {e}", p.display())))?;
     let step = state["global_step"].as_u64().unwrap_or(0) as usize;
+    // The data order is counted in global micro-batches: a resume at another world size is
+    // exact when the global batch is the same.
+    let ranks = crate::parallel::world().world_size();
+    if let Some(saved) = state["global_batch"].as_u64().map(|g| g as usize) {
+        if saved != global_batch(args) {
+            return Err(TrainError::Config(format!(
+                "{} was written with {saved} examples per micro-batch over all ranks, this run has {}                  (per_device_train_batch_size {} × {ranks} ranks); set per_device_train_batch_size so that                  the product is {saved} to resume exactly",
+                dir.display(),
+                global_batch(args),
+                args.per_device_train_batch_size
+            )));
+        }
+    }
     let file = dir.join("trainable.safetensors");
     let saved = candle_core::safetensors::load(&file, trainer.model().device())
         .map_err(|e| TrainError::State(format!("{}: {e}", file.display())))?;
@@ -402,7 +470,8 @@ fn load_checkpoint<T: Trainer>(trainer: &mut T, dir: &Path) -> Result<usize> {
     }
     // Checkpoints written before `schedule_step` was saved counted one scheduler step per step.
     trainer.optimizer().step = state["schedule_step"].as_u64().map_or(step, |s| s as usize);
-    *trainer.num_tokens() = state["num_tokens"].as_f64().unwrap_or(0.0);
+    // Each rank counts its share; their sum is the saved total.
+    *trainer.num_tokens() = state["num_tokens"].as_f64().unwrap_or(0.0) / ranks as f64;
     if !state["trainer"].is_null() {
         trainer.load_state(&state["trainer"]).map_err(|e| TrainError::State(format!("{}: {e}", p.display())))?;
     }

@@ -109,6 +109,20 @@ fn main() {
         // A server must outlive a client that hangs up.
         set_sigpipe(SigPipe::Ignore);
     }
+    // Under mpirun: join the data-parallel world (reins_train::parallel); alone: one rank.
+    let world_guard = match reins_train::parallel::init_from_env() {
+        Ok(g) => g,
+        Err(e) => {
+            eprint!("{}", error_report(&e.into()));
+            std::process::exit(1);
+        }
+    };
+    if reins_train::parallel::world().world_size() > 1 && !data_parallel(&cli) {
+        eprintln!(
+            "reins: this command does not run data-parallel; under mpirun reins runs sft, reward, dpo, orpo, simpo, cpo, lipo and grpo"
+        );
+        reins_train::parallel::world().abort(2);
+    }
     let result = match cli {
         Cli::Quickstart(a) => commands::quickstart::run(a),
         Cli::Lab(c) => commands::lab::run(c),
@@ -148,8 +162,32 @@ fn main() {
     };
     if let Err(e) = result {
         eprint!("{}", error_report(&e));
+        let world = reins_train::parallel::world();
+        if world.world_size() > 1 {
+            // The other ranks may be waiting in a collective: end them all.
+            world.abort(1);
+        }
+        drop(world_guard);
         std::process::exit(1);
     }
+}
+
+/// Commands whose steps on several ranks are those of one process with the same global batch
+/// (`reins_train::parallel`; SFT, reward, DPO and GRPO proven by `tests/data_parallel_cli.rs`, the
+/// others share DPO's mean over pairs). The rest (PPO's batch whitening, KTO's batch KL, the
+/// online pair methods, servers, the lab) are refused under mpirun rather than run differently.
+fn data_parallel(cli: &Cli) -> bool {
+    matches!(
+        cli,
+        Cli::Sft(_)
+            | Cli::Reward(_)
+            | Cli::Dpo(_)
+            | Cli::Orpo(_)
+            | Cli::Simpo(_)
+            | Cli::Cpo(_)
+            | Cli::Lipo(_)
+            | Cli::Grpo(_)
+    )
 }
 
 /// `reins: <error>`, then one `  caused by: <cause>` line per error below it in the chain that

@@ -1,8 +1,9 @@
-//! The update step every trainer shares: gradient accumulation, global-norm clipping,
-//! the LR schedule and AdamW — HF `Trainer`'s order of operations.
+//! The update step every trainer shares: gradient accumulation, the mean over data-parallel
+//! ranks ([`crate::parallel`]), global-norm clipping, the LR schedule and AdamW — HF
+//! `Trainer`'s order of operations.
 
 use candle_core::backprop::GradStore;
-use candle_core::Var;
+use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use super::adamw::{AdamW, AdamWConfig};
@@ -129,6 +130,7 @@ impl Optimizer {
     pub fn step_within_update(&mut self) -> Result<StepStats> {
         let grads =
             self.pending.take().ok_or_else(|| crate::TrainError::Input("optimizer step without gradients".into()))?;
+        let grads = self.mean_over_ranks(grads)?;
         let (grad_norm, coef) = if self.max_grad_norm > 0.0 {
             clip_grad_norm(&self.vars, &grads, self.max_grad_norm)?
         } else {
@@ -137,6 +139,30 @@ impl Optimizer {
         let learning_rate = self.schedule.lr(self.step);
         self.adamw.step(&grads, learning_rate, coef)?;
         Ok(StepStats { grad_norm, learning_rate })
+    }
+
+    /// The accumulated gradients averaged over the data-parallel ranks, in one all-reduce of all
+    /// of them (a parameter without a gradient on some rank counts as zero there).
+    fn mean_over_ranks(&self, mut grads: GradStore) -> Result<GradStore> {
+        if crate::parallel::world().world_size() == 1 {
+            return Ok(grads);
+        }
+        let mut flat: Vec<f32> = Vec::new();
+        for v in &self.vars {
+            match grads.get(v.as_tensor()) {
+                Some(g) => flat.extend(g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+                None => flat.extend(std::iter::repeat_n(0f32, v.elem_count())),
+            }
+        }
+        crate::parallel::mean_over_ranks(&mut flat)?;
+        let mut at = 0;
+        for v in &self.vars {
+            let n = v.elem_count();
+            let g = Tensor::from_slice(&flat[at..at + n], v.shape(), v.device())?.to_dtype(v.dtype())?;
+            grads.insert(v.as_tensor(), g);
+            at += n;
+        }
+        Ok(grads)
     }
 
     /// Moves the schedule on by one step.

@@ -24,7 +24,7 @@ use crate::losses::ppo::{grpo_loss, GrpoLossConfig, GrpoLossType};
 use crate::optim::optimizer::Optimizer;
 use crate::rewards::RewardSource;
 use crate::rl::advantages::{grpo_advantages, ScaleRewards};
-use crate::{Result, TrainError};
+use crate::{parallel, Result, TrainError};
 
 /// GRPO options besides the loss (TRL `GRPOConfig` names and defaults; the loss's own
 /// options, `max_completion_length` included, are in [`GrpoLossConfig`]).
@@ -170,12 +170,20 @@ impl GrpoTrainer {
         )?;
         let rewards = self.reward.score(&r.prompts, &r.completions)?;
         self.last_samples.extend(crate::run::Sample::rows(&r.prompts, &r.completions, &rewards));
-        reward_metrics(&rewards, g, m);
-        reward_source_metrics(self.reward.name(), &rewards, m);
-        completion_metrics(&r, m);
+        // Advantages and reward statistics over the whole batch, every data-parallel rank's rows
+        // included (a batch-scaled std needs them all); this rank keeps its own rows' advantages.
         let n = rewards.len();
-        let advantages =
-            grpo_advantages(&Tensor::from_vec(rewards, n, self.policy.device())?, g, self.cfg.scale_rewards)?;
+        let all = parallel::gather_f32(&rewards)?;
+        reward_metrics(&all, g, m);
+        reward_source_metrics(self.reward.name(), &all, m);
+        completion_metrics(&r, m);
+        let total = all.len();
+        let advantages = grpo_advantages(
+            &Tensor::from_vec(all, total, self.policy.device())?,
+            g,
+            self.cfg.scale_rewards,
+        )?
+        .narrow(0, parallel::world().rank() * n, n)?;
         let old_logps = if self.cfg.num_iterations > 1 {
             Some(completion_only_token_logps(&self.policy.detached(), &r, self.cfg.temperature)?.0)
         } else {
@@ -205,8 +213,10 @@ impl GrpoTrainer {
             scored.push(self.sample(p, &mut m)?);
             add_mean(&mut metrics, m, k as f64);
         }
-        // DAPO: one normaliser for the whole generation batch.
-        let total_tokens: f64 = scored.iter().map(|s| s.rollout.num_loss_tokens()).sum();
+        // DAPO: one normaliser for the whole generation batch, over all data-parallel ranks; a
+        // rank's loss is scaled by their number, as the optimizer averages the ranks' gradients.
+        let total_tokens = parallel::sum_over_ranks(scored.iter().map(|s| s.rollout.num_loss_tokens()).sum())?;
+        let ranks = parallel::world().world_size() as f64;
         let per_iter = (k * self.cfg.num_iterations) as f64;
         let mut last = None;
         for _ in 0..self.cfg.num_iterations {
@@ -224,7 +234,7 @@ impl GrpoTrainer {
                     Some(total_tokens),
                 )?;
                 let loss = match self.loss.loss_type {
-                    GrpoLossType::Dapo => out.loss,
+                    GrpoLossType::Dapo => (out.loss * ranks)?,
                     _ => (out.loss / k as f64)?,
                 };
                 let raw = scalar(&loss)? * if self.loss.loss_type == GrpoLossType::Dapo { 1.0 } else { k as f64 };

@@ -5,7 +5,7 @@
 //! the policy (with graph) or the reference (without).
 
 use candle_core::{DType, Device, Tensor, D};
-use reins_model::generate::{generate, Finish, Generation, Hooks, SamplingConfig};
+use reins_model::generate::{generate_streams, Finish, Generation, Hooks, SamplingConfig};
 use reins_model::logprobs::{masked_token_logps, masked_token_logps_and_logits, token_logps};
 use reins_model::{nn, Batch, Model};
 
@@ -132,7 +132,11 @@ pub fn rollout(
 ) -> Result<Rollout> {
     let repeated: Vec<Vec<u32>> =
         prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), num_generations)).collect();
-    let g = generate(policy, &repeated, sampling, Hooks::default())?;
+    // A data-parallel rank's rows are rows `offset..` of the batch over all ranks: their random
+    // streams are the ones one process sampling the whole batch would use.
+    let offset = crate::parallel::row_offset(repeated.len());
+    let streams: Vec<(u64, u64)> = (0..repeated.len() as u64).map(|i| (sampling.seed, offset + i)).collect();
+    let g = generate_streams(policy, &repeated, sampling, &streams, Hooks::default())?;
     Ok(layout_generation(policy, repeated, g, mask_truncated))
 }
 

@@ -78,7 +78,11 @@ impl BatchTrainer for SftTrainer {
     /// unequally the tokens fall into them (a mean of per-micro-batch means would weight a
     /// token of a short micro-batch more).
     fn train_step(&mut self, micro_batches: &[SftBatch]) -> Result<Metrics> {
-        let total = micro_batches.iter().map(label_tokens).sum::<usize>().max(1) as f64;
+        // Under data parallelism the label tokens of every rank's share count, and a rank's loss
+        // is scaled by the number of ranks, as the optimizer averages their gradients.
+        let local = micro_batches.iter().map(label_tokens).sum::<usize>() as f64;
+        let ranks = crate::parallel::world().world_size() as f64;
+        let total = crate::parallel::sum_over_ranks(local)?.max(1.0) / ranks;
         let mut loss = 0.0;
         let mut per_batch = Vec::with_capacity(micro_batches.len());
         for b in micro_batches {

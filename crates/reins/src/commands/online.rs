@@ -116,6 +116,9 @@ impl RolloutArgs {
         if args.lora().is_none() {
             bail!("vllm_server_base_url: the policy's weights reach the server as a LoRA adapter each step; set lora_r > 0");
         }
+        if reins_train::parallel::world().world_size() > 1 {
+            bail!("vllm_server_base_url: rollouts from a server are not sampled data-parallel yet; run one process, or sample in-process");
+        }
         if !(self.vllm_server_timeout > 0.0 && self.vllm_server_timeout.is_finite()) {
             bail!("vllm_server_timeout must be a positive number of seconds");
         }
