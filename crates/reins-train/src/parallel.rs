@@ -92,6 +92,11 @@ pub struct Guard {
     _universe: Option<mpi::environment::Universe>,
 }
 
+impl Guard {
+    /// Shuts the collective library down now (before `std::process::exit`, which skips drops).
+    pub fn finish(self) {}
+}
+
 /// Joins the world the process was launched into: MPI when an MPI launcher's variables are
 /// set (`OMPI_COMM_WORLD_SIZE`, `PMI_SIZE`), one process otherwise. A launch this build cannot
 /// join is an error that says how to build one that can.

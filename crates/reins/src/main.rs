@@ -167,7 +167,7 @@ fn main() {
             // The other ranks may be waiting in a collective: end them all.
             world.abort(1);
         }
-        drop(world_guard);
+        world_guard.finish();
         std::process::exit(1);
     }
 }
