@@ -100,9 +100,15 @@ async fn bootstrap_admin(db: &Db, opts: &ServeOptions) -> Result<()> {
             opts.admin_user
         )));
     };
-    crate::create_user(db, &opts.admin_user, pw, Role::Admin).await?;
-    println!("created admin `{}`", crate::auth::normalize_username(&opts.admin_user));
-    Ok(())
+    match crate::create_user(db, &opts.admin_user, pw, Role::Admin).await {
+        Ok(_) => {
+            println!("created admin `{}`", crate::auth::normalize_username(&opts.admin_user));
+            Ok(())
+        }
+        // Another web node starting on the same database created it first.
+        Err(Error::Conflict(_)) if db.count_admins().await? > 0 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Settings that work but are probably a mistake.

@@ -106,25 +106,6 @@ impl Db {
         Ok(())
     }
 
-    /// Before usernames are lower-cased (migration 2): accounts that differ only by case
-    /// would collide, so the server stops and names them.
-    pub(super) async fn refuse_case_duplicates(&self) -> Result<()> {
-        let rows = sqlx::query(
-            "SELECT username FROM users WHERE lower(username) IN (SELECT lower(username) FROM users GROUP BY lower(username) HAVING COUNT(*) > 1) ORDER BY username",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let names = rows.iter().map(|r| r.try_get::<String, _>("username")).collect::<Result<Vec<_>, _>>()?;
-        Err(Error::Conflict(format!(
-            "usernames are now compared without case, and these accounts differ only by case: {}; \
-             rename all but one (UPDATE users SET username = '...' WHERE username = '...') and start again",
-            names.join(", ")
-        )))
-    }
-
     // ---- invites
     pub async fn create_invite(
         &self,
@@ -191,6 +172,25 @@ impl Db {
             .await?;
         Ok(())
     }
+}
+
+/// Before usernames are lower-cased (migration 2): accounts that differ only by case
+/// would collide, so the server stops and names them.
+pub(super) async fn refuse_case_duplicates(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+    let rows = sqlx::query(
+        "SELECT username FROM users WHERE lower(username) IN (SELECT lower(username) FROM users GROUP BY lower(username) HAVING COUNT(*) > 1) ORDER BY username",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let names = rows.iter().map(|r| r.try_get::<String, _>("username")).collect::<Result<Vec<_>, _>>()?;
+    Err(Error::Conflict(format!(
+        "usernames are now compared without case, and these accounts differ only by case: {}; \
+         rename all but one (UPDATE users SET username = '...' WHERE username = '...') and start again",
+        names.join(", ")
+    )))
 }
 
 /// Migration 4: invites stored before it hold their plain token; store its hash instead,

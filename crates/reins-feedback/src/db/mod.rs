@@ -33,6 +33,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/0007_one_verdict.sql")),
 ];
 
+/// PostgreSQL advisory lock key held while migrating ("reins" in ASCII); the
+/// transaction-level kind, so a node that dies mid-migration releases it.
+const MIGRATION_LOCK: i64 = 0x72_65_69_6e_73;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -92,25 +96,31 @@ impl Db {
         Ok(db)
     }
 
+    /// Runs the migrations not yet recorded, each in its own transaction. On PostgreSQL every
+    /// transaction first takes [`MIGRATION_LOCK`], so web nodes starting together run each
+    /// migration once: the others wait, then find it recorded. SQLite serves one node only.
     async fn migrate(&self) -> Result<()> {
+        let mut tx = self.migration_tx().await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS reins_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         for (version, sql) in MIGRATIONS {
+            let mut tx = self.migration_tx().await?;
             let done: i64 = sqlx::query("SELECT COUNT(*) AS n FROM reins_migrations WHERE version = $1")
                 .bind(*version)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await?
                 .try_get("n")?;
             if done > 0 {
+                tx.commit().await?;
                 continue;
             }
             if *version == 2 {
-                self.refuse_case_duplicates().await?;
+                accounts::refuse_case_duplicates(&mut tx).await?;
             }
-            let mut tx = self.pool.begin().await?;
             for stmt in sql.split(';').map(str::trim).filter(|s| !strip_comments(s).is_empty()) {
                 sqlx::query(stmt).execute(&mut *tx).await?;
             }
@@ -125,6 +135,15 @@ impl Db {
             tx.commit().await?;
         }
         Ok(())
+    }
+
+    /// A transaction holding [`MIGRATION_LOCK`] until it ends (PostgreSQL).
+    async fn migration_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+        }
+        Ok(tx)
     }
 }
 
