@@ -2,7 +2,9 @@
 //! completion is exactly what the in-process sampler gives for the same prompt and seed (also
 //! from token ids, and after a LoRA adapter is pushed with `/v1/load_lora_adapter`); a stream's
 //! deltas add up to the whole reply; stop strings cut the reply; concurrent requests are all
-//! served; bad requests get a 400 that names the parameter. GRPO, RLOO and online DPO with
+//! served, and those with compatible settings are merged into one generation call while each
+//! still gets exactly its own tokens (its seed's, as when sent alone); bad requests get a 400
+//! that names the parameter. GRPO, RLOO and online DPO with
 //! `vllm_server_base_url` (rollouts from the server, the LoRA adapter pushed each step) log the
 //! same metrics and end with the same adapter, bit for bit, as in process.
 
@@ -34,8 +36,13 @@ impl Drop for Served {
 }
 
 fn serve() -> Served {
+    serve_with(&[])
+}
+
+fn serve_with(extra: &[&str]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_reins"))
         .args(["serve-model", "--model", "fixtures/hf/models/llama", "--addr", "127.0.0.1:0"])
+        .args(extra)
         .current_dir(root())
         .stdout(Stdio::piped())
         .spawn()
@@ -48,6 +55,12 @@ fn serve() -> Served {
 
 /// One HTTP/1.1 request; returns the status and the body.
 fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+    let (status, _, body) = http_with_head(addr, method, path, body);
+    (status, body)
+}
+
+/// One HTTP/1.1 request; returns the status, the head (status line and headers) and the body.
+fn http_with_head(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     let payload = body.map(Value::to_string).unwrap_or_default();
     write!(
@@ -62,7 +75,7 @@ fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Str
     let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     let body =
         if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
-    (status, body)
+    (status, head.to_string(), body)
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -221,6 +234,140 @@ fn concurrent_requests_are_served_and_bad_ones_get_a_400() {
     assert!(status == 400 && text.contains("messages"), "{text}");
     let (status, _) = http(&s.addr, "POST", "/v1/completions", Some(&json!("not an object")));
     assert_eq!(status, 400);
+}
+
+/// A header's value as a number (0 when missing).
+fn header(head: &str, name: &str) -> usize {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Per choice, the text and finish reason of a reply, whole or streamed (deltas joined).
+fn choices(body: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = vec![];
+    let mut add = |c: &Value| {
+        let i = c["index"].as_u64().unwrap() as usize;
+        if out.len() <= i {
+            out.resize(i + 1, Default::default());
+        }
+        out[i].0.push_str(c["text"].as_str().unwrap_or(""));
+        if let Some(f) = c["finish_reason"].as_str() {
+            out[i].1 = f.to_string();
+        }
+    };
+    if body.starts_with('{') {
+        serde_json::from_str::<Value>(body).unwrap()["choices"].as_array().unwrap().iter().for_each(&mut add);
+    } else {
+        let events: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+        assert_eq!(events.last(), Some(&"[DONE]"), "{body}");
+        for e in &events[..events.len() - 1] {
+            serde_json::from_str::<Value>(e).unwrap()["choices"].as_array().unwrap().iter().for_each(&mut add);
+        }
+    }
+    out
+}
+
+/// Requests sent together with a gathering window are sampled in one call (the batch headers
+/// say so), and each still gets exactly its own tokens: the in-process sampler's for its seed
+/// and rows, and what it gets when sent alone — with different seeds, prompts, `n` and
+/// `max_tokens`, a stream, and stop strings. A greedy request (other settings) is sampled in a
+/// batch of its own; a bad one gets its 400.
+#[test]
+fn concurrent_requests_are_batched_and_each_gets_its_own_tokens() {
+    let s = serve_with(&["--batch-wait-ms", "400"]);
+    let dir = root().join("fixtures/hf/models/llama");
+    let model = Model::load(&dir, &candle_core::Device::Cpu, &LoadOptions::default()).unwrap();
+    let tok = HfTokenizer::from_dir(&dir).unwrap();
+    // The in-process sampler: per row, the text and finish reason.
+    let local = |prompts: &[Vec<u32>], n: usize, max: usize, temperature: f64, seed: u64, stop: Option<&str>| {
+        let rows: Vec<Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), n)).collect();
+        let cfg = SamplingConfig {
+            max_new_tokens: max,
+            do_sample: temperature > 0.0,
+            temperature: if temperature > 0.0 { temperature } else { 1.0 },
+            seed,
+            ..Default::default()
+        };
+        let stop_fn = |_: usize, ids: &[u32]| stop.is_some_and(|st| tok.decode(ids, true).unwrap().contains(st));
+        let g = generate(&model, &rows, &cfg, Hooks { stop: Some(&stop_fn), on_token: None }).unwrap();
+        g.tokens
+            .iter()
+            .zip(&g.finish)
+            .map(|(ids, f)| {
+                let text = tok.decode(ids, true).unwrap();
+                match stop.and_then(|st| text.find(st)) {
+                    Some(at) => (text[..at].to_string(), "stop".to_string()),
+                    None => (text, if *f == reins_model::generate::Finish::Length { "length" } else { "stop" }.into()),
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let enc = |p: &str| tok.encode(p, true).unwrap();
+    let ids: Vec<u32> = vec![5, 17, 99, 230, 7];
+    // A stop string that cuts a sampled reply (seed 21) short.
+    let full = local(&[enc("Once upon")], 1, 12, 0.9, 21, None)[0].0.clone();
+    let chars: Vec<char> = full.chars().collect();
+    let at = (1..chars.len().saturating_sub(1))
+        .find(|&i| !chars[i].is_whitespace() && !chars[i + 1].is_whitespace() && chars[i] != '\u{fffd}')
+        .unwrap_or_else(|| panic!("no two-character stop string in {full:?}"));
+    let stop: String = chars[at..at + 2].iter().collect();
+
+    let requests: Vec<(Value, Vec<(String, String)>)> = vec![
+        (
+            json!({"prompt": "The cat sat on", "max_tokens": 8, "n": 2, "seed": 3, "temperature": 0.9}),
+            local(&[enc("The cat sat on")], 2, 8, 0.9, 3, None),
+        ),
+        (
+            json!({"prompt": ["a b c", "hello there"], "max_tokens": 5, "seed": 5, "temperature": 0.9}),
+            local(&[enc("a b c"), enc("hello there")], 1, 5, 0.9, 5, None),
+        ),
+        (
+            json!({"prompt": ids.clone(), "max_tokens": 6, "n": 3, "seed": 9, "temperature": 0.9}),
+            local(std::slice::from_ref(&ids), 3, 6, 0.9, 9, None),
+        ),
+        (
+            json!({"prompt": "Once", "max_tokens": 7, "n": 2, "seed": 13, "temperature": 0.9, "stream": true}),
+            local(&[enc("Once")], 2, 7, 0.9, 13, None),
+        ),
+        (
+            json!({"prompt": "Once upon", "max_tokens": 12, "seed": 21, "temperature": 0.9, "stop": stop}),
+            local(&[enc("Once upon")], 1, 12, 0.9, 21, Some(&stop)),
+        ),
+        (json!({"prompt": "The cat", "max_tokens": 6, "temperature": 0}), local(&[enc("The cat")], 1, 6, 0.0, 0, None)),
+    ];
+    assert_eq!(requests[4].1[0].1, "stop", "the stop string should cut the reply: {:?}", requests[4].1);
+    let threads: Vec<_> = requests
+        .iter()
+        .map(|(body, _)| {
+            let (addr, body) = (s.addr.clone(), body.clone());
+            std::thread::spawn(move || http_with_head(&addr, "POST", "/v1/completions", Some(&body)))
+        })
+        .collect();
+    let (status, text) = http(&s.addr, "POST", "/v1/completions", Some(&json!({"prompt": "x", "n": 0})));
+    assert!(status == 400 && text.contains("\"n\""), "{text}");
+    let mut merged = 0;
+    for (t, (body, want)) in threads.into_iter().zip(&requests) {
+        let (status, head, text) = t.join().unwrap();
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(&choices(&text), want, "{body}");
+        let (rows, requests) = (header(&head, "x-reins-batch-rows"), header(&head, "x-reins-batch-requests"));
+        assert!(rows >= want.len() && requests >= 1, "{head}");
+        if body["temperature"] == 0 {
+            assert_eq!((rows, requests), (1, 1), "greedy rows cannot join sampled ones: {head}");
+        }
+        merged = merged.max(requests);
+    }
+    assert!(merged > 1, "no batch held rows of more than one request");
+    // Sent alone, each request gets the same reply, in a batch of its own.
+    for (body, want) in &requests {
+        let (status, head, text) = http_with_head(&s.addr, "POST", "/v1/completions", Some(body));
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(&choices(&text), want, "{body}");
+        assert_eq!(header(&head, "x-reins-batch-requests"), 1, "{head}");
+    }
 }
 
 /// Runs `reins METHOD --config examples/grpo.toml` with a LoRA policy and a reward with spread

@@ -16,25 +16,37 @@
 //! folder on the base model; later requests sample from base + adapter, so a trainer can push
 //! its LoRA weights each step.
 //!
-//! A request's prompts and their `n` samples are sampled as one batch with the KV-cache sampler
-//! (the same rows and seed give the in-process sampler's tokens); concurrent requests are served
-//! one batch at a time, in arrival order (batching across requests is not built yet).
+//! Requests are sampled with the KV-cache sampler, batched across requests: a scheduler thread
+//! owns the model, and concurrent requests with the same sampling settings (temperature,
+//! `top_p`, greedy or not; `max_tokens`, `seed`, `n` and `stop` may differ) are merged into one
+//! generation call of up to `--max-batch-rows` rows, gathered for `--batch-wait-ms` after the
+//! first one or while the previous batch runs (the rule in full is in
+//! `serve_model/scheduler.rs`). Each row draws from its own random stream named by its
+//! request's seed and its row in the request, so a seeded request gets the same tokens however
+//! it is batched: the in-process sampler's, for the same rows and seed (up to the float rounding
+//! of a longer left padding). A request without a `seed` gets a random one. Every reply says how
+//! it was batched in the headers `x-reins-batch-rows` and `x-reins-batch-requests` (rows and
+//! requests in its generation call). A pushed LoRA adapter is applied between batches.
+
+mod scheduler;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use reins_data::tokenize::tokenize_prompt;
 use reins_data::{HfTokenizer, Message, Text};
-use reins_model::generate::{generate, Finish, Hooks};
+use reins_model::generate::Finish;
 use reins_model::{LoadOptions, Model, SamplingConfig};
+use scheduler::{Job, Limits, Scheduler, Update};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -52,15 +64,23 @@ pub struct ServeModelArgs {
     /// Largest `max_tokens` a request may ask for.
     #[arg(long, default_value_t = 2048)]
     max_tokens_limit: usize,
+    /// Most rows (prompts times `n`, over all merged requests) in one generation call; a single
+    /// request with more rows runs alone.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_batch_rows: u64,
+    /// How long, in milliseconds, a batch waits after its first request for others to join
+    /// (0: only requests that queued while the previous batch ran).
+    #[arg(long, default_value_t = 5)]
+    batch_wait_ms: u64,
 }
 
 struct Server {
     /// The weights as loaded, without adapters.
     base: Model,
-    /// The model requests sample from (base, or base + the last loaded adapter); locked for
-    /// one generation batch at a time.
-    model: Mutex<Model>,
-    tok: HfTokenizer,
+    /// The thread that owns the model requests sample from (base, or base + the last loaded
+    /// adapter) and batches them.
+    scheduler: Scheduler,
+    tok: Arc<HfTokenizer>,
     name: String,
     max_tokens_limit: usize,
     next_id: std::sync::atomic::AtomicU64,
@@ -144,9 +164,6 @@ fn bad(param: &'static str, message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into(), Some(param))
 }
 
-/// One sampled row: its text (cut before a stop string), finish reason and new token ids.
-type Reply = (String, &'static str, Vec<u32>);
-
 /// A request's settings, checked.
 struct Plan {
     rows: Vec<Vec<u32>>,
@@ -198,32 +215,6 @@ impl Server {
 
     fn id(&self, prefix: &str) -> String {
         format!("{prefix}-{}", self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// Samples a plan in full: per row, the text (cut before a stop string), the finish reason
-    /// and the new token ids.
-    fn complete(&self, plan: &Plan) -> Result<Vec<Reply>, ApiError> {
-        let tok = &self.tok;
-        let stop = &plan.stop;
-        let hit = |ids: &[u32]| -> Option<usize> {
-            let text = tok.decode(ids, true).unwrap_or_default();
-            stop.iter().filter_map(|s| text.find(s.as_str())).min()
-        };
-        let stop_fn = |_: usize, ids: &[u32]| hit(ids).is_some();
-        let hooks = Hooks { stop: if stop.is_empty() { None } else { Some(&stop_fn) }, on_token: None };
-        let model = self.model.lock().unwrap_or_else(|e| e.into_inner());
-        let g = generate(&model, &plan.rows, &plan.sampling, hooks).map_err(internal)?;
-        Ok(g.tokens
-            .into_iter()
-            .zip(&g.finish)
-            .map(|(ids, f)| {
-                let mut text = tok.decode(&ids, true).unwrap_or_default();
-                if let Some(at) = hit(&ids) {
-                    text.truncate(at);
-                }
-                (text, finish_reason(*f), ids)
-            })
-            .collect())
     }
 }
 
@@ -278,39 +269,64 @@ async fn chat(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> Result<R
     respond(s, plan, "chat.completion", false).await
 }
 
-/// vLLM's `/v1/load_lora_adapter`: base + the adapter in `lora_path` serves from now on.
+/// vLLM's `/v1/load_lora_adapter`: base + the adapter in `lora_path` serves from now on (from
+/// the next batch: a running one finishes on the weights it started with).
 async fn load_adapter(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
     let req: LoadAdapter = parse(&body)?;
     let server = s.clone();
     let name = req.lora_name.clone();
-    tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+    let model = tokio::task::spawn_blocking(move || -> Result<Model, ApiError> {
         let mut m = server.base.clone();
         m.load_adapter(&req.lora_path, false)
             .map_err(|e| bad("lora_path", format!("{}: {e}", req.lora_path.display())))?;
-        *server.model.lock().unwrap_or_else(|e| e.into_inner()) = m;
-        Ok(())
+        Ok(m)
     })
     .await
     .map_err(internal)??;
+    s.scheduler.swap(model).map_err(internal)?.await.map_err(internal)?;
     Ok(format!("Success: LoRA adapter '{name}' added successfully.").into_response())
 }
 
-/// Samples `plan` and replies in `object`'s shape, whole or streamed.
+/// Samples `plan` and replies in `object`'s shape, whole or streamed, with the batch it was
+/// sampled in as `x-reins-batch-rows` / `x-reins-batch-requests` headers.
 async fn respond(s: Arc<Server>, plan: Plan, object: &'static str, token_ids: bool) -> Result<Response, ApiError> {
     let chat = object == "chat.completion";
     let id = s.id(if chat { "chatcmpl" } else { "cmpl" });
     let (created, name) = (now(), s.name.clone());
-    if plan.stream {
-        return Ok(stream(s, plan, id, created, chat).into_response());
-    }
     let prompt_tokens: usize = plan.rows.iter().step_by(plan.n).map(Vec::len).sum();
-    let server = s.clone();
-    let out = tokio::task::spawn_blocking(move || server.complete(&plan)).await.map_err(internal)??;
-    let completion_tokens: usize = out.iter().map(|o| o.2.len()).sum();
-    let choices: Vec<Value> = out
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stop = plan.stop.clone();
+    s.scheduler
+        .submit(Job { rows: plan.rows, sampling: plan.sampling, stop: plan.stop, stream: plan.stream, reply: tx })
+        .map_err(internal)?;
+    let batch = match rx.recv().await {
+        Some(Update::Started { rows, requests }) => [
+            (HeaderName::from_static("x-reins-batch-rows"), HeaderValue::from(rows)),
+            (HeaderName::from_static("x-reins-batch-requests"), HeaderValue::from(requests)),
+        ],
+        Some(Update::Done(Err(e))) => return Err(internal(e)),
+        _ => return Err(internal("the sampling thread stopped before the batch started")),
+    };
+    if plan.stream {
+        return Ok((batch, stream(s, rx, id, created, chat)).into_response());
+    }
+    let rows = loop {
+        match rx.recv().await {
+            Some(Update::Done(r)) => break r.map_err(internal)?,
+            Some(_) => {}
+            None => return Err(internal("the sampling thread stopped mid-batch")),
+        }
+    };
+    let completion_tokens: usize = rows.iter().map(|(ids, _)| ids.len()).sum();
+    let choices: Vec<Value> = rows
         .into_iter()
         .enumerate()
-        .map(|(i, (text, reason, ids))| {
+        .map(|(i, (ids, finish))| {
+            let mut text = s.tok.decode(&ids, true).unwrap_or_default();
+            if let Some(at) = scheduler::stop_at(&s.tok, &stop, &ids) {
+                text.truncate(at);
+            }
+            let reason = finish_reason(finish);
             if chat {
                 json!({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason})
             } else if token_ids {
@@ -320,19 +336,19 @@ async fn respond(s: Arc<Server>, plan: Plan, object: &'static str, token_ids: bo
             }
         })
         .collect();
-    Ok(Json(json!({
+    let body = json!({
         "id": id, "object": object, "created": created, "model": name, "choices": choices,
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},
-    }))
-    .into_response())
+    });
+    Ok((batch, Json(body)).into_response())
 }
 
-/// Server-sent events: one chunk per new piece of text of each choice, then each choice's
-/// finish reason, then `[DONE]`.
+/// Server-sent events from a request's updates: one chunk per new piece of text of each choice,
+/// then each choice's finish reason, then `[DONE]`.
 fn stream(
     s: Arc<Server>,
-    plan: Plan,
+    mut updates: tokio::sync::mpsc::UnboundedReceiver<Update>,
     id: String,
     created: u64,
     chat: bool,
@@ -349,30 +365,37 @@ fn stream(
         };
         json!({"id": id, "object": object, "created": created, "model": name, "choices": [choice]})
     };
-    tokio::task::spawn_blocking(move || {
-        let rows = plan.rows.len();
-        let (mut ids, mut sent) = (vec![Vec::<u32>::new(); rows], vec![String::new(); rows]);
-        let mut on_token = |row: usize, t: u32| {
-            ids[row].push(t);
-            let text = s.tok.decode(&ids[row], true).unwrap_or_default();
-            // Emit only whole new characters: a multi-byte piece may complete later.
-            if text.len() > sent[row].len() && text.starts_with(sent[row].as_str()) && !text.ends_with('\u{fffd}') {
-                let delta = text[sent[row].len()..].to_string();
-                sent[row] = text;
-                let _ = tx.send(chunk(row, &delta, None));
-            }
-        };
-        let model = s.model.lock().unwrap_or_else(|e| e.into_inner());
-        let hooks = Hooks { stop: None, on_token: Some(&mut on_token) };
-        match generate(&model, &plan.rows, &plan.sampling, hooks) {
-            Ok(g) => {
-                for (row, f) in g.finish.iter().enumerate() {
-                    let _ = tx.send(chunk(row, "", Some(finish_reason(*f))));
+    tokio::spawn(async move {
+        let (mut ids, mut sent) = (Vec::<Vec<u32>>::new(), Vec::<String>::new());
+        while let Some(u) = updates.recv().await {
+            match u {
+                Update::Started { .. } => {}
+                Update::Token { row, id } => {
+                    if ids.len() <= row {
+                        ids.resize(row + 1, Vec::new());
+                        sent.resize(row + 1, String::new());
+                    }
+                    ids[row].push(id);
+                    let text = s.tok.decode(&ids[row], true).unwrap_or_default();
+                    // Emit only whole new characters: a multi-byte piece may complete later.
+                    if text.len() > sent[row].len()
+                        && text.starts_with(sent[row].as_str())
+                        && !text.ends_with('\u{fffd}')
+                    {
+                        let delta = text[sent[row].len()..].to_string();
+                        sent[row] = text;
+                        let _ = tx.send(chunk(row, &delta, None));
+                    }
                 }
-            }
-            Err(e) => {
-                let _ =
-                    tx.send(json!({"error": {"message": format!("generation failed: {e}"), "type": "server_error"}}));
+                Update::Done(Ok(rows)) => {
+                    for (row, (_, f)) in rows.iter().enumerate() {
+                        let _ = tx.send(chunk(row, "", Some(finish_reason(*f))));
+                    }
+                }
+                Update::Done(Err(e)) => {
+                    let _ = tx
+                        .send(json!({"error": {"message": format!("generation failed: {e}"), "type": "server_error"}}));
+                }
             }
         }
     });
@@ -396,9 +419,14 @@ pub fn run(a: ServeModelArgs) -> Result<()> {
     let name = a.name.clone().unwrap_or_else(|| {
         a.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
     });
+    let tok = Arc::new(tok);
+    let limits = Limits {
+        max_batch_rows: usize::try_from(a.max_batch_rows).unwrap_or(usize::MAX),
+        batch_wait: Duration::from_millis(a.batch_wait_ms),
+    };
     let server = Arc::new(Server {
         base: model.clone(),
-        model: Mutex::new(model),
+        scheduler: Scheduler::start(model, tok.clone(), limits),
         tok,
         name,
         max_tokens_limit: a.max_tokens_limit,
