@@ -79,6 +79,14 @@ pub trait Trainer {
     fn samples(&self) -> Vec<Sample> {
         Vec::new()
     }
+    /// Whether the trainer wants the next step's micro-batches ahead of time
+    /// ([`Trainer::upcoming`]): GRPO sampling the next batch while it learns from this one.
+    fn wants_upcoming(&self) -> bool {
+        false
+    }
+    /// The next step's micro-batches, given before each step but the last when
+    /// [`Trainer::wants_upcoming`].
+    fn upcoming(&mut self, _next: Vec<Self::Batch>) {}
 }
 
 /// One sampled completion, for `samples.jsonl`.
@@ -208,6 +216,15 @@ pub fn train<T: Trainer>(
             let (e, idx) = micro_batch(args, n_examples, step * args.gradient_accumulation_steps + i, rank, ranks);
             epoch = e;
             micro.push(collate(&idx)?);
+        }
+        if trainer.wants_upcoming() && step + 1 < total {
+            let next = (0..args.gradient_accumulation_steps)
+                .map(|i| {
+                    let m = (step + 1) * args.gradient_accumulation_steps + i;
+                    collate(&micro_batch(args, n_examples, m, rank, ranks).1)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            trainer.upcoming(next);
         }
         let m = crate::parallel::reduce_metrics(&trainer.train_step(&micro)?)?;
         let loss = m.get("loss").copied().unwrap_or(0.0);

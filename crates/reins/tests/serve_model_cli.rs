@@ -392,11 +392,14 @@ fn grpo_rloo_and_online_dpo_with_rollouts_from_the_server_train_as_in_process() 
     let s = serve();
     let dir = tempfile::tempdir().unwrap();
     let server = format!("vllm_server_base_url=http://{}/v1", s.addr);
+    // GRPO's importance-sampling correction off: the weights the server samples with are the
+    // learner's, and the runs must agree to the bit (the correction's own test is below).
+    let off = "vllm_importance_sampling_correction=false".to_string();
     for method in ["grpo", "rloo", "online-dpo"] {
         let (local, remote) = (dir.path().join(format!("{method}-local")), dir.path().join(format!("{method}-server")));
         let (ok, text) = train(method, &local, &[]);
         assert!(ok, "{text}");
-        let (ok, text) = train(method, &remote, std::slice::from_ref(&server));
+        let (ok, text) = train(method, &remote, &[server.clone(), off.clone()]);
         assert!(ok, "{text}");
         let metrics = |d: &std::path::Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
         assert_eq!(metrics(&local), metrics(&remote), "{method}: the metrics differ");
@@ -414,11 +417,75 @@ fn grpo_rloo_and_online_dpo_with_rollouts_from_the_server_train_as_in_process() 
         assert!(adapter(&local) == adapter(&remote), "{method}: the final adapters differ");
         assert!(remote.join("rollout-adapters/step-3/adapter_model.safetensors").exists());
     }
-    // Without LoRA the weights cannot reach the server: refused before training.
-    let (ok, text) = train("grpo", &dir.path().join("full"), &[server.clone(), "lora_r=0".into()]);
-    assert!(!ok && text.contains("lora_r"), "{text}");
+    // Without LoRA the full weights reach the server (`/update_weights_from_disk`): the same run.
+    let full = "lora_r=0".to_string();
+    let (local, remote) = (dir.path().join("full-local"), dir.path().join("full-server"));
+    let (ok, text) = train("grpo", &local, std::slice::from_ref(&full));
+    assert!(ok, "{text}");
+    let (ok, text) = train("grpo", &remote, &[full.clone(), server.clone(), off.clone()]);
+    assert!(ok, "{text}");
+    let weights = |d: &std::path::Path| std::fs::read(d.join("checkpoint-3/trainable.safetensors")).unwrap();
+    assert!(weights(&local) == weights(&remote), "full weights: the final weights differ");
+    assert!(remote.join("rollout-weights/step-3/model.safetensors").exists());
+    // A lag the other methods do not take is refused.
+    let (ok, text) = train("rloo", &dir.path().join("rloo-lag"), &[server.clone(), "max_policy_lag=1".into()]);
+    assert!(!ok && text.contains("max_policy_lag"), "{text}");
     // A dead server is an error that names it.
     drop(s);
     let (ok, text) = train("grpo", &dir.path().join("dead"), &[server]);
     assert!(!ok && text.contains("rollout server"), "{text}");
+}
+
+/// The trainer's log-probs against the server's, weighted as TRL's importance-sampling
+/// correction weights them: at lag 0 the ratios are 1 up to rounding and the run is the
+/// in-process one within 1e-5; at lag 1 the server samples the next batch from weights one
+/// update old while the learner trains, the weights are pushed only when the bound needs it,
+/// and the ratios move away from 1.
+#[test]
+fn grpo_with_a_policy_lag_corrects_for_the_stale_sampler() {
+    let s = serve();
+    let dir = tempfile::tempdir().unwrap();
+    let server = format!("vllm_server_base_url=http://{}/v1", s.addr);
+    let lines = |d: &std::path::Path| -> Vec<Value> {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let adapter = |d: &std::path::Path| {
+        let t = candle_core::safetensors::load(
+            d.join("checkpoint-3/adapter/adapter_model.safetensors"),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let mut keys: Vec<_> = t.keys().cloned().collect();
+        keys.sort();
+        keys.iter().flat_map(|k| t[k].flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect::<Vec<f32>>()
+    };
+    let (local, lag0, lag1) = (dir.path().join("local"), dir.path().join("lag0"), dir.path().join("lag1"));
+    let (ok, text) = train("grpo", &local, &[]);
+    assert!(ok, "{text}");
+    let (ok, text) = train("grpo", &lag0, std::slice::from_ref(&server));
+    assert!(ok, "{text}");
+    for l in lines(&lag0) {
+        let r = l["sampling/importance_sampling_ratio/mean"].as_f64().expect("the correction logs its ratios");
+        assert!((r - 1.0).abs() < 1e-4, "lag 0: ratio {r}");
+    }
+    let gap = adapter(&local).iter().zip(adapter(&lag0)).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(gap <= 1e-5, "lag 0 with the correction: adapters differ by {gap}");
+
+    let (ok, text) = train("grpo", &lag1, &[server.clone(), "max_policy_lag=1".into()]);
+    assert!(ok, "{text}");
+    let m = lines(&lag1);
+    let lags: Vec<f64> = m.iter().map(|l| l["rollout/policy_lag"].as_f64().unwrap()).collect();
+    assert_eq!(lags, vec![0.0, 1.0, 1.0], "the first batch is sampled on the spot, the next ones a step ahead");
+    // Pushed before step 1 and during step 2 (the batch of step 3 may not lag 2): two pushes.
+    assert!(lag1.join("rollout-adapters/step-2").exists() && !lag1.join("rollout-adapters/step-3").exists());
+    let off_one: Vec<f64> =
+        m[1..].iter().map(|l| (l["sampling/importance_sampling_ratio/mean"].as_f64().unwrap() - 1.0).abs()).collect();
+    assert!(off_one.iter().any(|&d| d > 1e-4), "lag 1: the stale sampler's ratios stay at 1: {off_one:?}");
+    // A cap below 1 is refused before training, naming the key.
+    let (ok, text) = train("grpo", &dir.path().join("cap"), &[server, "vllm_importance_sampling_cap=0.5".into()]);
+    assert!(!ok && text.contains("vllm_importance_sampling_cap"), "{text}");
 }

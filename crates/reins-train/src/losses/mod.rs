@@ -14,6 +14,7 @@ pub mod orpo;
 pub mod reward;
 pub mod reward_noise;
 pub mod running;
+pub mod sampler_correction;
 pub mod segment;
 pub mod simpo;
 pub mod t_reg;

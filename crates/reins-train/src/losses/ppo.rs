@@ -192,6 +192,23 @@ pub fn grpo_loss(
     cfg: &GrpoLossConfig,
     num_items_in_batch: Option<f64>,
 ) -> Result<GrpoOutput> {
+    grpo_loss_weighted(logps, old_logps, ref_logps, advantages, mask, cfg, num_items_in_batch, None)
+}
+
+/// [`grpo_loss`] with each token's clipped surrogate multiplied by `sampler_weights` `[B, T]`
+/// before the KL is added (TRL's importance-sampling correction for completions from another
+/// sampler: [`super::sampler_correction`]).
+#[allow(clippy::too_many_arguments)]
+pub fn grpo_loss_weighted(
+    logps: &Tensor,
+    old_logps: Option<&Tensor>,
+    ref_logps: Option<&Tensor>,
+    advantages: &Tensor,
+    mask: &Tensor,
+    cfg: &GrpoLossConfig,
+    num_items_in_batch: Option<f64>,
+    sampler_weights: Option<&Tensor>,
+) -> Result<GrpoOutput> {
     let mask = mask.to_dtype(logps.dtype())?;
     let old = old_logps.map_or_else(|| logps.detach(), |o| o.detach());
     let log_ratio = (logps - &old)?;
@@ -216,6 +233,9 @@ pub fn grpo_loss(
     let mut per_token = l1.minimum(&l2)?.neg()?;
     if per_token.dims() != logps.dims() {
         per_token = per_token.broadcast_as(logps.shape())?.contiguous()?;
+    }
+    if let Some(w) = sampler_weights {
+        per_token = (per_token * w.detach().to_dtype(logps.dtype())?)?;
     }
     let mut kl = None;
     if cfg.beta != 0.0 {

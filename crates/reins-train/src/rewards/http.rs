@@ -23,6 +23,7 @@ pub type Decode = dyn Fn(&[u32]) -> String + Send + Sync;
 
 /// A plain-`http://` endpoint: `http://host[:port][/path]`, a timeout for the connection and
 /// each read and write, and errors that name the URL (`what` says whose: a reward, a server).
+#[derive(Clone)]
 pub struct HttpEndpoint {
     url: String,
     host: String,
@@ -57,6 +58,11 @@ impl HttpEndpoint {
             return Err(bad("the timeout must be positive"));
         }
         Ok(HttpEndpoint { url: url.to_string(), host: host.to_string(), port, path, timeout, what })
+    }
+
+    /// The same server with an empty path (`http://host:port` of `http://host:port/v1`).
+    pub fn root(&self) -> HttpEndpoint {
+        HttpEndpoint { path: String::new(), ..self.clone() }
     }
 
     /// An error naming this endpoint.

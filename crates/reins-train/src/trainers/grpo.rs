@@ -16,11 +16,16 @@ use serde::{Deserialize, Serialize};
 use super::accumulation::{accumulate, log_step};
 use super::metrics::{add_mean, completion_metrics, reward_metrics, reward_source_metrics, scalar};
 use super::reference::Reference;
-use super::rollout::{completion_only_token_logps, reference_logps, rollout_from, CompletionSource, Rollout};
+use super::rollout::{
+    completion_only_token_logps, reference_logps, repeat_prompts, rollout_from, rollout_of_source,
+    sampler_logps_tensor, CompletionSource, Rollout,
+};
+use super::rollout_server::ServerRollouts;
 use super::Metrics;
 use crate::losses::kl::{kl_estimate, KlEstimator};
 use crate::losses::ops::masked_mean_all;
-use crate::losses::ppo::{grpo_loss, GrpoLossConfig, GrpoLossType};
+use crate::losses::ppo::{grpo_loss_weighted, GrpoLossConfig, GrpoLossType};
+use crate::losses::sampler_correction::sampler_correction_weights;
 use crate::optim::optimizer::Optimizer;
 use crate::rewards::RewardSource;
 use crate::rl::advantages::{grpo_advantages, ScaleRewards};
@@ -104,6 +109,8 @@ struct Scored {
     advantages: Tensor,
     old_logps: Option<Tensor>,
     ref_logps: Option<Tensor>,
+    /// Importance weights for completions from a server ([`super::rollout_server::ServerRollouts`]).
+    sampler_weights: Option<Tensor>,
 }
 
 pub struct GrpoTrainer {
@@ -122,6 +129,16 @@ pub struct GrpoTrainer {
     pub last_samples: Vec<crate::run::Sample>,
     /// Completions from elsewhere instead of the sampler (default `None`: sample the policy).
     pub completions: Option<Box<dyn CompletionSource>>,
+    /// How completions from a server are used: the policy lag allowed and the correction.
+    pub server: ServerRollouts,
+    /// The next step's prompt batches, when the run loop gives them (`max_policy_lag ≥ 1`).
+    upcoming: Vec<Vec<Vec<u32>>>,
+    /// Optimizer updates taken so far (the learner's version).
+    updates: u64,
+    /// The learner version the server last received.
+    pushed_at: Option<u64>,
+    /// Generations sent to the server ahead of time, with the version they were sampled from.
+    started: Vec<(u64, u64)>,
 }
 
 impl GrpoTrainer {
@@ -150,24 +167,101 @@ impl GrpoTrainer {
             num_tokens: 0.0,
             last_samples: Vec::new(),
             completions: None,
+            server: ServerRollouts::default(),
+            upcoming: Vec::new(),
+            updates: 0,
+            pushed_at: None,
+            started: Vec::new(),
         })
+    }
+
+    /// Pushes the policy to the server unless its weights are recent enough for a batch trained
+    /// at learner version `trained_at` (`max_policy_lag`); the server then samples generation
+    /// `generation` of `prompts` in the background.
+    fn start_on_server(&mut self, prompts: &[Vec<u32>], generation: u64, trained_at: u64) -> Result<()> {
+        let s = self.cfg.sampling(self.loss.max_completion_length, generation);
+        let Some(source) = self.completions.as_deref_mut() else { return Ok(()) };
+        if self.pushed_at.is_none_or(|p| p + self.server.max_policy_lag < trained_at) {
+            source.sync(&self.policy, &s)?;
+            self.pushed_at = Some(self.updates);
+        }
+        let rows = repeat_prompts(prompts, self.cfg.num_generations);
+        if !source.start(&rows, generation, &s)? {
+            return Err(TrainError::Config(
+                "max_policy_lag > 0 needs a completion source that samples in the background (a rollout server)".into(),
+            ));
+        }
+        self.started.push((generation, self.pushed_at.unwrap_or(0)));
+        Ok(())
+    }
+
+    /// The rollout of the next generation: from the sampler, from the completion source (the
+    /// policy pushed first), or — with `max_policy_lag ≥ 1` — from the server's background
+    /// request for it, started last step or now. Logs `rollout/policy_lag` (learner updates
+    /// between the pushed weights that sampled the batch and the learner that trains on it).
+    fn next_rollout(&mut self, prompts: &[Vec<u32>], m: &mut Metrics) -> Result<Rollout> {
+        let generation = self.generations;
+        let s = self.cfg.sampling(self.loss.max_completion_length, generation);
+        self.generations += 1;
+        let g = self.cfg.num_generations;
+        let mask_truncated = self.cfg.mask_truncated_completions;
+        if self.completions.is_none() || self.server.max_policy_lag == 0 {
+            let source = self.completions.as_deref_mut();
+            return rollout_from(source, generation, &self.policy, prompts, g, &s, mask_truncated);
+        }
+        if !self.started.iter().any(|(gen, _)| *gen == generation) {
+            self.start_on_server(prompts, generation, self.updates)?;
+        }
+        let i = self.started.iter().position(|(gen, _)| *gen == generation).unwrap_or(0);
+        let (_, version) = self.started.remove(i);
+        m.insert("rollout/policy_lag".into(), (self.updates - version) as f64);
+        let source = self.completions.as_deref_mut().ok_or_else(|| TrainError::Input("no completion source".into()))?;
+        rollout_of_source(source, generation, &self.policy, prompts, g, mask_truncated)
+    }
+
+    /// Importance weights of a server rollout's tokens (learner vs sampler log-probs) and
+    /// TRL's `sampling/*` metrics; `None` without a server or with the correction off.
+    fn sampler_weights(&self, r: &Rollout, old: Option<&Tensor>, m: &mut Metrics) -> Result<Option<Tensor>> {
+        let (Some(_), Some(c)) = (&self.completions, &self.server.correction) else { return Ok(None) };
+        let sampler = sampler_logps_tensor(r, self.policy.device())?.ok_or_else(|| {
+            TrainError::Config(
+                "the rollout server returned no log-probs (`logprobs.token_logprobs`), which the importance-sampling \
+                 correction needs; use a server that returns them, or set vllm_importance_sampling_correction = false"
+                    .into(),
+            )
+        })?;
+        // The learner's log-probs now (the old policy's, with several iterations).
+        let old = match old {
+            Some(o) => o.clone(),
+            None => completion_only_token_logps(&self.policy.detached(), r, self.cfg.temperature)?.0,
+        };
+        // Completion tokens, aligned with the log-probs (position t predicts token t + 1).
+        let (n, t) = old.dims2()?;
+        let flat: Vec<f32> = r.completion_mask.iter().flat_map(|row| row.iter().skip(1).map(|&x| x as f32)).collect();
+        let mask = Tensor::from_vec(flat, (n, t), self.policy.device())?;
+        let w = sampler_correction_weights(&old, &sampler, &mask, c)?;
+        // TRL's `sampling/*` statistics over completion tokens.
+        let on: Vec<f32> = mask.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+        let diff: Vec<f32> = (old - sampler)?.abs()?.flatten_all()?.to_vec1()?;
+        let ws: Vec<f32> = w.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+        let picked =
+            |v: &[f32]| v.iter().zip(&on).filter(|(_, &k)| k > 0.0).map(|(x, _)| *x as f64).collect::<Vec<_>>();
+        let (d, r) = (picked(&diff), picked(&ws));
+        if !d.is_empty() {
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            m.insert("sampling/sampling_logp_difference/mean".into(), mean(&d));
+            m.insert("sampling/sampling_logp_difference/max".into(), d.iter().cloned().fold(0.0, f64::max));
+            m.insert("sampling/importance_sampling_ratio/min".into(), r.iter().cloned().fold(f64::INFINITY, f64::min));
+            m.insert("sampling/importance_sampling_ratio/mean".into(), mean(&r));
+            m.insert("sampling/importance_sampling_ratio/max".into(), r.iter().cloned().fold(0.0, f64::max));
+        }
+        Ok(Some(w))
     }
 
     /// Samples, scores and computes advantages for one batch of prompts.
     fn sample(&mut self, prompts: &[Vec<u32>], m: &mut Metrics) -> Result<Scored> {
-        let s = self.cfg.sampling(self.loss.max_completion_length, self.generations);
-        self.generations += 1;
         let g = self.cfg.num_generations;
-        let source = self.completions.as_deref_mut();
-        let r = rollout_from(
-            source,
-            self.generations - 1,
-            &self.policy,
-            prompts,
-            g,
-            &s,
-            self.cfg.mask_truncated_completions,
-        )?;
+        let r = self.next_rollout(prompts, m)?;
         let rewards = self.reward.score(&r.prompts, &r.completions)?;
         self.last_samples.extend(crate::run::Sample::rows(&r.prompts, &r.completions, &rewards));
         // Advantages and reward statistics over the whole batch, every data-parallel rank's rows
@@ -193,8 +287,9 @@ impl GrpoTrainer {
             Some(rf) => Some(reference_logps(&self.policy, rf, &r, self.cfg.temperature)?),
             None => None,
         };
+        let sampler_weights = self.sampler_weights(&r, old_logps.as_ref(), m)?;
         self.num_tokens += r.num_tokens();
-        Ok(Scored { rollout: r, advantages, old_logps, ref_logps })
+        Ok(Scored { rollout: r, advantages, old_logps, ref_logps, sampler_weights })
     }
 
     /// One generation over `prompt_batches` (one micro-batch each), then `num_iterations`
@@ -213,6 +308,11 @@ impl GrpoTrainer {
             scored.push(self.sample(p, &mut m)?);
             add_mean(&mut metrics, m, k as f64);
         }
+        // With a policy lag allowed, the server samples the next step's batches while this one
+        // trains; they will be trained on after this update.
+        for (i, p) in std::mem::take(&mut self.upcoming).iter().enumerate() {
+            self.start_on_server(p, self.generations + i as u64, self.updates + 1)?;
+        }
         // DAPO: one normaliser for the whole generation batch, over all data-parallel ranks; a
         // rank's loss is scaled by their number, as the optimizer averages the ranks' gradients.
         let total_tokens = parallel::sum_over_ranks(scored.iter().map(|s| s.rollout.num_loss_tokens()).sum())?;
@@ -224,7 +324,7 @@ impl GrpoTrainer {
                 let mut m = Metrics::new();
                 let (logps, mask, entropy) =
                     completion_only_token_logps(&self.policy, &s.rollout, self.cfg.temperature)?;
-                let out = grpo_loss(
+                let out = grpo_loss_weighted(
                     &logps,
                     s.old_logps.as_ref(),
                     s.ref_logps.as_ref(),
@@ -232,6 +332,7 @@ impl GrpoTrainer {
                     &mask,
                     &self.loss,
                     Some(total_tokens),
+                    s.sampler_weights.as_ref(),
                 )?;
                 let loss = match self.loss.loss_type {
                     GrpoLossType::Dapo => (out.loss * ranks)?,
@@ -264,6 +365,7 @@ impl GrpoTrainer {
         if let Some(s) = last {
             log_step(&mut metrics, &s, self.num_tokens);
         }
+        self.updates += 1;
         Ok(metrics)
     }
 
@@ -301,5 +403,11 @@ impl crate::run::Trainer for GrpoTrainer {
     }
     fn samples(&self) -> Vec<crate::run::Sample> {
         self.last_samples.clone()
+    }
+    fn wants_upcoming(&self) -> bool {
+        self.completions.is_some() && self.server.max_policy_lag > 0
+    }
+    fn upcoming(&mut self, next: Vec<Vec<Vec<u32>>>) {
+        self.upcoming = next;
     }
 }

@@ -83,11 +83,24 @@ pub trait CompletionSource {
     fn sync(&mut self, _policy: &Model, _sampling: &SamplingConfig) -> Result<()> {
         Ok(())
     }
+
+    /// The sampler's log-prob of each token of the last [`CompletionSource::complete`]'s
+    /// completions, where the source reports them (an inference server does). Default none.
+    fn logprobs(&mut self) -> Option<Vec<Vec<f32>>> {
+        None
+    }
+
+    /// Starts sampling `prompts` as generation `generation` with `sampling` in the background,
+    /// on the weights the last [`CompletionSource::sync`] pushed; a later `complete` of the same
+    /// generation returns its result. Returns false where the source cannot (the default):
+    /// `complete` then samples when it is called.
+    fn start(&mut self, _prompts: &[Vec<u32>], _generation: u64, _sampling: &SamplingConfig) -> Result<bool> {
+        Ok(false)
+    }
 }
 
-/// [`rollout`], or the completions of `source` laid out the same way: a completion ending in
-/// one of the policy's EOS ids finished on EOS, any other was cut at `max_new_tokens`, and
-/// the sampler log-probs are empty (no trainer here reads them).
+/// [`rollout`], or the completions of `source` after pushing it the policy as it is now
+/// ([`CompletionSource::sync`]), laid out by [`rollout_of_source`].
 pub fn rollout_from(
     source: Option<&mut (dyn CompletionSource + '_)>,
     generation: u64,
@@ -100,9 +113,28 @@ pub fn rollout_from(
     let Some(source) = source else {
         return rollout(policy, prompts, num_generations, sampling, mask_truncated);
     };
-    let repeated: Vec<Vec<u32>> =
-        prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), num_generations)).collect();
     source.sync(policy, sampling)?;
+    rollout_of_source(source, generation, policy, prompts, num_generations, mask_truncated)
+}
+
+/// Every prompt repeated `num_generations` times, groups contiguous: the rows of a generation batch.
+pub fn repeat_prompts(prompts: &[Vec<u32>], num_generations: usize) -> Vec<Vec<u32>> {
+    prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), num_generations)).collect()
+}
+
+/// The completions of `source` for generation `generation` (without pushing weights) laid out
+/// as [`rollout`] lays out its own: a completion ending in one of the policy's EOS ids finished
+/// on EOS, any other was cut at `max_new_tokens`; the sampler log-probs are the source's, or
+/// empty where it reports none.
+pub fn rollout_of_source(
+    source: &mut (dyn CompletionSource + '_),
+    generation: u64,
+    policy: &Model,
+    prompts: &[Vec<u32>],
+    num_generations: usize,
+    mask_truncated: bool,
+) -> Result<Rollout> {
+    let repeated = repeat_prompts(prompts, num_generations);
     let tokens = source.complete(&repeated, generation)?;
     if tokens.len() != repeated.len() {
         return Err(TrainError::Input(format!(
@@ -116,7 +148,15 @@ pub fn rollout_from(
         .iter()
         .map(|c| if c.last().is_some_and(|t| eos.contains(t)) { Finish::Eos } else { Finish::Length })
         .collect();
-    let logprobs = tokens.iter().map(|_| Vec::new()).collect();
+    let logprobs = match source.logprobs() {
+        Some(lp) if lp.len() == tokens.len() && lp.iter().zip(&tokens).all(|(l, t)| l.len() == t.len()) => lp,
+        Some(_) => {
+            return Err(TrainError::Input(
+                "the completion source's log-probs do not line up with its completions (one per token)".into(),
+            ))
+        }
+        None => tokens.iter().map(|_| Vec::new()).collect(),
+    };
     Ok(layout_generation(policy, repeated, Generation { tokens, logprobs, finish }, mask_truncated))
 }
 
@@ -130,8 +170,7 @@ pub fn rollout(
     sampling: &SamplingConfig,
     mask_truncated: bool,
 ) -> Result<Rollout> {
-    let repeated: Vec<Vec<u32>> =
-        prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), num_generations)).collect();
+    let repeated = repeat_prompts(prompts, num_generations);
     // A data-parallel rank's rows are rows `offset..` of the batch over all ranks: their random
     // streams are the ones one process sampling the whole batch would use.
     let offset = crate::parallel::row_offset(repeated.len());
@@ -180,6 +219,15 @@ pub fn score_rollout(reward: &dyn RewardSource, r: &Rollout, missing_eos_penalty
         }
     }
     Ok(scores)
+}
+
+/// The sampler's log-probs `[N, T-1]` aligned with the completion log-probs (zero elsewhere),
+/// or `None` when the rollout has none (a source that reports no log-probs).
+pub fn sampler_logps_tensor(r: &Rollout, device: &Device) -> Result<Option<Tensor>> {
+    if r.sampler_logps.iter().zip(&r.completions).any(|(l, c)| l.len() != c.len()) {
+        return Ok(None);
+    }
+    token_rewards_tensor(r, &r.sampler_logps, device).map(Some)
 }
 
 /// Per-token rewards `[N, T-1]` aligned with the completion log-probs (zero elsewhere).

@@ -33,6 +33,7 @@ use reins_model::{LoadOptions, Model};
 use reins_train::config::{resolved, FlatConfig, TrainingArgs};
 use reins_train::judges::RewardJudge;
 use reins_train::judges::{JudgeArgs, JudgeSource, SelfJudge};
+use reins_train::losses::sampler_correction::{SamplerCorrection, SamplerCorrectionMode};
 use reins_train::losses::GrpoLossConfig;
 use reins_train::losses::{DpoConfig, InpoConfig};
 use reins_train::optim::optimizer::{OptimConfig, Optimizer};
@@ -56,6 +57,7 @@ use reins_train::trainers::reward_ensemble::EnsembleManifest;
 use reins_train::trainers::rloo::{RlooConfig, RlooTrainer};
 use reins_train::trainers::rollout::CompletionSource;
 use reins_train::trainers::rollout_server::RolloutServer;
+use reins_train::trainers::rollout_server::ServerRollouts;
 use reins_train::trainers::Metrics;
 use serde::{Deserialize, Serialize};
 
@@ -92,8 +94,8 @@ impl Default for RewardArgs {
 }
 
 /// `reins grpo`, `rloo` and `online-dpo`: sample from an inference server instead of in process (TRL's
-/// names; the server must take LoRA adapters by vLLM's `/v1/load_lora_adapter` and return token
-/// ids, as `reins serve-model` does).
+/// names; the server must load LoRA adapters by vLLM's `/v1/load_lora_adapter`, or full weights by
+/// SGLang's `/update_weights_from_disk`, and return token ids, as `reins serve-model` does).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RolloutArgs {
@@ -101,21 +103,53 @@ pub struct RolloutArgs {
     pub vllm_server_base_url: Option<String>,
     /// Seconds to wait for the server (connect, send, each read); TRL's default 240.
     pub vllm_server_timeout: f64,
+    /// GRPO: learner updates the server's weights may lag behind when a batch is trained on
+    /// (default 0: pushed before every batch). At 1 or more the server samples the next step's
+    /// batch while this one trains, and the weights are pushed only as often as the bound needs.
+    pub max_policy_lag: u64,
+    /// GRPO: weight each token's loss by the learner/sampler probability ratio (TRL's default true).
+    pub vllm_importance_sampling_correction: bool,
+    /// `sequence_mask` (default), `sequence_truncate`, `token_mask` or `token_truncate`.
+    pub vllm_importance_sampling_mode: SamplerCorrectionMode,
+    /// The ratio's cap C (TRL's default 3.0).
+    pub vllm_importance_sampling_cap: f64,
 }
 
 impl Default for RolloutArgs {
     fn default() -> Self {
-        RolloutArgs { vllm_server_base_url: None, vllm_server_timeout: 240.0 }
+        RolloutArgs {
+            vllm_server_base_url: None,
+            vllm_server_timeout: 240.0,
+            max_policy_lag: 0,
+            vllm_importance_sampling_correction: true,
+            vllm_importance_sampling_mode: SamplerCorrectionMode::SequenceMask,
+            vllm_importance_sampling_cap: 3.0,
+        }
     }
 }
 
 impl RolloutArgs {
+    /// GRPO's use of the server's rollouts.
+    fn server_rollouts(&self) -> Result<ServerRollouts> {
+        let correction = if self.vllm_importance_sampling_correction {
+            Some(SamplerCorrection::new(self.vllm_importance_sampling_mode, self.vllm_importance_sampling_cap)?)
+        } else {
+            None
+        };
+        Ok(ServerRollouts { max_policy_lag: self.max_policy_lag, correction })
+    }
+
+    /// RLOO and online DPO sample at lag 0, uncorrected.
+    fn only_lag_zero(&self, method: &str) -> Result<()> {
+        if self.max_policy_lag > 0 {
+            bail!("max_policy_lag: {method} samples from the server at lag 0 only; GRPO takes a lag");
+        }
+        Ok(())
+    }
+
     /// The rollout server, with adapters written under `output_dir/rollout-adapters`.
     fn source(&self, args: &TrainingArgs) -> Result<Option<Box<dyn CompletionSource>>> {
         let Some(url) = &self.vllm_server_base_url else { return Ok(None) };
-        if args.lora().is_none() {
-            bail!("vllm_server_base_url: the policy's weights reach the server as a LoRA adapter each step; set lora_r > 0");
-        }
         if reins_train::parallel::world().world_size() > 1 {
             bail!("vllm_server_base_url: rollouts from a server are not sampled data-parallel yet; run one process, or sample in-process");
         }
@@ -124,7 +158,7 @@ impl RolloutArgs {
         }
         let timeout = std::time::Duration::from_secs_f64(self.vllm_server_timeout);
         let base = args.model_name_or_path.display().to_string();
-        let dir = args.output_dir.join("rollout-adapters");
+        let dir = args.output_dir.join(if args.lora().is_some() { "rollout-adapters" } else { "rollout-weights" });
         Ok(Some(Box::new(RolloutServer::new(url, timeout, dir, &base)?)))
     }
 }
@@ -486,6 +520,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let opt = optimizer(cfg.num_iterations)?;
             let mut t = GrpoTrainer::new(model, r, reward, cfg, loss, opt)?;
             t.completions = source;
+            t.server = rollout.server_rollouts()?;
             run::train(&mut t, &args, &resolved, prompts.len(), &collate, &[], &mut progress)?
         }
         Method::Rloo => {
@@ -493,6 +528,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let reward = reward_source(&rargs, &tok, cfg.max_completion_length, &device, false)?;
             let r = if needs_reference(cfg.beta) { Some(reference()?) } else { None };
             let rollout: RolloutArgs = flat.part()?;
+            rollout.only_lag_zero("rloo")?;
             let source = rollout.source(&args)?;
             let resolved =
                 resolved(&[to_json(&args), to_json(&optim), to_json(&rargs), to_json(&cfg), to_json(&rollout)]);
@@ -545,6 +581,7 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
             let loss: DpoConfig = flat.part()?;
             let reward = reward_source(&rargs, &tok, cfg.max_new_tokens, &device, false)?;
             let rollout: RolloutArgs = flat.part()?;
+            rollout.only_lag_zero("online-dpo")?;
             let source = rollout.source(&args)?;
             let judge: JudgeArgs = flat.part()?;
             let resolved = resolved(&[

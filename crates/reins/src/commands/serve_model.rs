@@ -12,9 +12,15 @@
 //! Other request fields are accepted and ignored. Bad values get a 400 with OpenAI's error
 //! shape.
 //!
+//! `logprobs: 0` on `/v1/completions` adds each choice's `logprobs` (`tokens`, `token_logprobs`:
+//! each sampled token's log-prob under the sampling distribution, OpenAI's shape), which a
+//! trainer's importance-sampling correction reads.
+//!
 //! `POST /v1/load_lora_adapter` (`{"lora_name", "lora_path"}`, vLLM's) puts a PEFT adapter
 //! folder on the base model; later requests sample from base + adapter, so a trainer can push
-//! its LoRA weights each step.
+//! its LoRA weights each step. `POST /update_weights_from_disk` (`{"model_path"}`, SGLang's)
+//! replaces the weights with a model folder's of the same architecture: a trainer without LoRA
+//! pushes its full weights that way.
 //!
 //! Requests are sampled with the KV-cache sampler, batched across requests: a scheduler thread
 //! owns the model, and concurrent requests with the same sampling settings (temperature,
@@ -76,7 +82,7 @@ pub struct ServeModelArgs {
 
 struct Server {
     /// The weights as loaded, without adapters.
-    base: Model,
+    base: std::sync::RwLock<Model>,
     /// The thread that owns the model requests sample from (base, or base + the last loaded
     /// adapter) and batches them.
     scheduler: Scheduler,
@@ -132,6 +138,9 @@ struct CompletionRequest {
     prompt: PromptField,
     #[serde(default)]
     return_token_ids: bool,
+    /// OpenAI's `logprobs`: 0 adds each sampled token's log-prob (no alternatives).
+    #[serde(default)]
+    logprobs: Option<u32>,
     #[serde(flatten)]
     sampling: Sampling,
 }
@@ -251,12 +260,25 @@ async fn completions(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> R
         PromptField::Ids(ids) => vec![ids],
         PromptField::IdLists(ids) => ids,
     };
-    let vocab = s.base.config.vocab_size as u32;
+    let vocab = s.base.read().unwrap_or_else(|e| e.into_inner()).config.vocab_size as u32;
     if ids.iter().flatten().any(|&t| t >= vocab) {
         return Err(bad("prompt", format!("a token id is not below the vocabulary size {vocab}")));
     }
+    let logprobs = match req.logprobs {
+        None => false,
+        Some(0) => true,
+        Some(k) => {
+            return Err(bad(
+                "logprobs",
+                format!("logprobs = {k}: only 0 is served (each sampled token's log-prob, no alternatives)"),
+            ))
+        }
+    };
     let plan = s.plan(ids, req.sampling)?;
-    respond(s, plan, "text_completion", req.return_token_ids).await
+    if logprobs && plan.stream {
+        return Err(bad("logprobs", "logprobs are not streamed; ask without stream"));
+    }
+    respond(s, plan, "text_completion", req.return_token_ids, logprobs).await
 }
 
 async fn chat(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
@@ -266,7 +288,7 @@ async fn chat(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> Result<R
     }
     let ids = tokenize_prompt(&s.tok, &Text::Chat(req.messages)).map_err(|e| bad("messages", e.to_string()))?;
     let plan = s.plan(vec![ids], req.sampling)?;
-    respond(s, plan, "chat.completion", false).await
+    respond(s, plan, "chat.completion", false, false).await
 }
 
 /// vLLM's `/v1/load_lora_adapter`: base + the adapter in `lora_path` serves from now on (from
@@ -276,7 +298,7 @@ async fn load_adapter(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> 
     let server = s.clone();
     let name = req.lora_name.clone();
     let model = tokio::task::spawn_blocking(move || -> Result<Model, ApiError> {
-        let mut m = server.base.clone();
+        let mut m = server.base.read().unwrap_or_else(|e| e.into_inner()).clone();
         m.load_adapter(&req.lora_path, false)
             .map_err(|e| bad("lora_path", format!("{}: {e}", req.lora_path.display())))?;
         Ok(m)
@@ -287,9 +309,49 @@ async fn load_adapter(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> 
     Ok(format!("Success: LoRA adapter '{name}' added successfully.").into_response())
 }
 
+#[derive(Deserialize)]
+struct UpdateWeights {
+    model_path: PathBuf,
+}
+
+/// SGLang's `/update_weights_from_disk` (`{"model_path"}`): the weights of a model folder with
+/// the same architecture replace the served ones from the next batch on (LoRA adapters loaded
+/// later go on top of them). A trainer without LoRA pushes its full weights this way.
+async fn update_weights(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let req: UpdateWeights = parse(&body)?;
+    let server = s.clone();
+    let model = tokio::task::spawn_blocking(move || -> Result<Model, ApiError> {
+        let base = server.base.read().unwrap_or_else(|e| e.into_inner());
+        let p = &req.model_path;
+        let m = Model::load(p, base.device(), &LoadOptions::default())
+            .map_err(|e| bad("model_path", format!("{}: {e}", p.display())))?;
+        let (a, b) = (&m.config, &base.config);
+        if (a.arch, a.vocab_size, a.hidden_size, a.num_hidden_layers)
+            != (b.arch, b.vocab_size, b.hidden_size, b.num_hidden_layers)
+        {
+            return Err(bad(
+                "model_path",
+                format!("{}: another architecture than the served model; start a server for it", p.display()),
+            ));
+        }
+        Ok(m)
+    })
+    .await
+    .map_err(internal)??;
+    *s.base.write().unwrap_or_else(|e| e.into_inner()) = model.clone();
+    s.scheduler.swap(model).map_err(internal)?.await.map_err(internal)?;
+    Ok(Json(json!({"success": true, "message": "Succeeded to update model weights."})).into_response())
+}
+
 /// Samples `plan` and replies in `object`'s shape, whole or streamed, with the batch it was
 /// sampled in as `x-reins-batch-rows` / `x-reins-batch-requests` headers.
-async fn respond(s: Arc<Server>, plan: Plan, object: &'static str, token_ids: bool) -> Result<Response, ApiError> {
+async fn respond(
+    s: Arc<Server>,
+    plan: Plan,
+    object: &'static str,
+    token_ids: bool,
+    logprobs: bool,
+) -> Result<Response, ApiError> {
     let chat = object == "chat.completion";
     let id = s.id(if chat { "chatcmpl" } else { "cmpl" });
     let (created, name) = (now(), s.name.clone());
@@ -317,11 +379,18 @@ async fn respond(s: Arc<Server>, plan: Plan, object: &'static str, token_ids: bo
             None => return Err(internal("the sampling thread stopped mid-batch")),
         }
     };
-    let completion_tokens: usize = rows.iter().map(|(ids, _)| ids.len()).sum();
+    let completion_tokens: usize = rows.iter().map(|(ids, _, _)| ids.len()).sum();
     let choices: Vec<Value> = rows
         .into_iter()
         .enumerate()
-        .map(|(i, (ids, finish))| {
+        .map(|(i, (ids, lps, finish))| {
+            // OpenAI's completions `logprobs`: the sampled tokens and their log-probs.
+            let logprobs = if logprobs {
+                let tokens: Vec<String> = ids.iter().map(|&t| s.tok.decode(&[t], false).unwrap_or_default()).collect();
+                json!({"tokens": tokens, "token_logprobs": lps, "top_logprobs": null, "text_offset": null})
+            } else {
+                Value::Null
+            };
             let mut text = s.tok.decode(&ids, true).unwrap_or_default();
             if let Some(at) = scheduler::stop_at(&s.tok, &stop, &ids) {
                 text.truncate(at);
@@ -330,9 +399,9 @@ async fn respond(s: Arc<Server>, plan: Plan, object: &'static str, token_ids: bo
             if chat {
                 json!({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason})
             } else if token_ids {
-                json!({"index": i, "text": text, "logprobs": null, "finish_reason": reason, "token_ids": ids})
+                json!({"index": i, "text": text, "logprobs": logprobs, "finish_reason": reason, "token_ids": ids})
             } else {
-                json!({"index": i, "text": text, "logprobs": null, "finish_reason": reason})
+                json!({"index": i, "text": text, "logprobs": logprobs, "finish_reason": reason})
             }
         })
         .collect();
@@ -388,7 +457,7 @@ fn stream(
                     }
                 }
                 Update::Done(Ok(rows)) => {
-                    for (row, (_, f)) in rows.iter().enumerate() {
+                    for (row, (_, _, f)) in rows.iter().enumerate() {
                         let _ = tx.send(chunk(row, "", Some(finish_reason(*f))));
                     }
                 }
@@ -425,7 +494,7 @@ pub fn run(a: ServeModelArgs) -> Result<()> {
         batch_wait: Duration::from_millis(a.batch_wait_ms),
     };
     let server = Arc::new(Server {
-        base: model.clone(),
+        base: std::sync::RwLock::new(model.clone()),
         scheduler: Scheduler::start(model, tok.clone(), limits),
         tok,
         name,
@@ -437,6 +506,7 @@ pub fn run(a: ServeModelArgs) -> Result<()> {
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat))
         .route("/v1/load_lora_adapter", post(load_adapter))
+        .route("/update_weights_from_disk", post(update_weights))
         .with_state(server.clone());
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {

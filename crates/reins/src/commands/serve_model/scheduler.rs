@@ -45,9 +45,13 @@ pub enum Update {
     Started { rows: usize, requests: usize },
     /// Row `row` of the request sampled token `id`.
     Token { row: usize, id: u32 },
-    /// Per row, the new token ids and why the row ended; or why generation failed.
-    Done(Result<Vec<(Vec<u32>, Finish)>, String>),
+    /// Per row, the new token ids, their log-probs under the sampling distribution and why the
+    /// row ended; or why generation failed.
+    Done(Result<Vec<Row>, String>),
 }
+
+/// One sampled row: new token ids, each one's log-prob, and why it ended.
+pub type Row = (Vec<u32>, Vec<f32>, Finish);
 
 enum Msg {
     Generate(Job),
@@ -217,15 +221,16 @@ impl Worker {
         let hooks = Hooks { stop: Some(&stop_fn), on_token: Some(&mut on_token) };
         match generate_streams(&self.model, &rows, &cfg, &streams, hooks) {
             Ok(g) => {
-                let mut out: Vec<Vec<(Vec<u32>, Finish)>> =
-                    batch.iter().map(|j| Vec::with_capacity(j.rows.len())).collect();
-                for ((ids, finish), &(j, _)) in g.tokens.into_iter().zip(g.finish).zip(&owner) {
+                let mut out: Vec<Vec<Row>> = batch.iter().map(|j| Vec::with_capacity(j.rows.len())).collect();
+                for (((ids, logprobs), finish), &(j, _)) in
+                    g.tokens.into_iter().zip(g.logprobs).zip(g.finish).zip(&owner)
+                {
                     // The hook also ends rows at their own max_tokens: that is a length finish.
                     let finish = match finish {
                         Finish::Stop if stop_at(tok, &batch[j].stop, &ids).is_none() => Finish::Length,
                         f => f,
                     };
-                    out[j].push((ids, finish));
+                    out[j].push((ids, logprobs, finish));
                 }
                 for (job, rows) in batch.iter().zip(out) {
                     let _ = job.reply.send(Update::Done(Ok(rows)));
