@@ -376,7 +376,15 @@ fn train(method: &str, out: &std::path::Path, extra: &[String]) -> (bool, String
     let config = if method == "online-dpo" { "examples/online_dpo.toml" } else { "examples/grpo.toml" };
     let mut args: Vec<String> = vec![method.into(), "--config".into(), config.into()];
     let length = if method == "online-dpo" { "max_new_tokens=8" } else { "max_completion_length=8" };
-    let sets = ["lora_r=4", "lora_alpha=8", "max_steps=3", length, "reward=contains:e", "learning_rate=0.01"];
+    let sets = [
+        "lora_r=4",
+        "lora_alpha=8",
+        "max_steps=3",
+        length,
+        "reward=contains:e",
+        "learning_rate=0.01",
+        "log_completions_steps=1",
+    ];
     for x in
         sets.iter().map(|s| s.to_string()).chain([format!("output_dir={}", out.display())]).chain(extra.iter().cloned())
     {
@@ -403,6 +411,10 @@ fn grpo_rloo_and_online_dpo_with_rollouts_from_the_server_train_as_in_process() 
         assert!(ok, "{text}");
         let metrics = |d: &std::path::Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
         assert_eq!(metrics(&local), metrics(&remote), "{method}: the metrics differ");
+        // The same sampled token ids, step by step.
+        let samples = |d: &std::path::Path| std::fs::read_to_string(d.join("samples.jsonl")).unwrap();
+        assert!(samples(&local).contains("completion_ids"), "no samples logged");
+        assert_eq!(samples(&local), samples(&remote), "{method}: the sampled completions differ");
         // Something to learn from: rewards differ within a group (GRPO, RLOO) or a pair (online DPO).
         let spread: Vec<f64> = metrics(&local)
             .lines()

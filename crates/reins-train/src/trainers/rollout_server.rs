@@ -26,7 +26,7 @@ use reins_model::{Model, SamplingConfig};
 use serde_json::json;
 
 use super::rollout::CompletionSource;
-use crate::losses::sampler_correction::{SamplerCorrection, SamplerCorrectionMode};
+use crate::losses::sampler_correction::SamplerCorrection;
 use crate::rewards::http::HttpEndpoint;
 use crate::{Result, TrainError};
 
@@ -41,12 +41,10 @@ pub struct ServerRollouts {
 }
 
 impl Default for ServerRollouts {
-    /// Lag 0 with TRL's default correction (`sequence_mask`, cap 3).
+    /// Lag 0, no correction: a completion source that reports no sampler log-probs (replayed
+    /// rollouts) trains as given.
     fn default() -> Self {
-        ServerRollouts {
-            max_policy_lag: 0,
-            correction: Some(SamplerCorrection { mode: SamplerCorrectionMode::SequenceMask, cap: 3.0 }),
-        }
+        ServerRollouts { max_policy_lag: 0, correction: None }
     }
 }
 
@@ -206,5 +204,41 @@ impl CompletionSource for RolloutServer {
         self.pending.retain(|p| p.generation != generation);
         self.pending.push(Pending { generation, prompts: prompts.to_vec(), reply });
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A server that accepts and then stays silent, or hangs up without a reply: the request
+    /// (sent from the background thread, as `start` does) fails with an error naming the server.
+    #[test]
+    fn a_silent_or_dying_server_is_an_error_not_a_hang() {
+        let s = SamplingConfig::default();
+        for hang_up in [false, true] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}/v1", listener.local_addr().unwrap());
+            let held = std::thread::spawn(move || {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 256];
+                let _ = conn.read(&mut buf);
+                if !hang_up {
+                    std::thread::sleep(Duration::from_millis(800));
+                }
+            });
+            let endpoint = HttpEndpoint::new(&url, Duration::from_millis(300), "rollout server").unwrap();
+            let s = s.clone();
+            let reply = std::thread::spawn(move || request(&endpoint, &[vec![1, 2, 3]], &s));
+            let e = reply.join().unwrap().unwrap_err().to_string();
+            assert!(e.contains("rollout server") && e.contains(&url), "{e}");
+            if !hang_up {
+                assert!(e.contains("no reply within"), "{e}");
+            }
+            held.join().unwrap();
+        }
     }
 }
