@@ -497,7 +497,8 @@ fn grpo_with_a_policy_lag_corrects_for_the_stale_sampler() {
     let off_one: Vec<f64> =
         m[1..].iter().map(|l| (l["sampling/importance_sampling_ratio/mean"].as_f64().unwrap() - 1.0).abs()).collect();
     assert!(off_one.iter().any(|&d| d > 1e-4), "lag 1: the stale sampler's ratios stay at 1: {off_one:?}");
-    // A cap below 1 is refused before training, naming the key.
-    let (ok, text) = train("grpo", &dir.path().join("cap"), &[server, "vllm_importance_sampling_cap=0.5".into()]);
-    assert!(!ok && text.contains("vllm_importance_sampling_cap"), "{text}");
+    // Bounds the wrong way round are refused before training, naming the keys.
+    let bounds = ["vllm_importance_sampling_clip_min=2.0".into(), "vllm_importance_sampling_clip_max=1.5".into()];
+    let (ok, text) = train("grpo", &dir.path().join("bounds"), &[&[server][..], &bounds[..]].concat());
+    assert!(!ok && text.contains("vllm_importance_sampling_clip_min"), "{text}");
 }

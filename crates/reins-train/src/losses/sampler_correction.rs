@@ -2,14 +2,15 @@
 //! (TRL 1.16 `GRPOTrainer`'s `vllm_importance_sampling_*`): an inference server samples with its
 //! own numerics and, with `max_policy_lag > 0`, with weights some steps behind the learner, so
 //! the completions come from `π_sampler`, not from the learner's `π_old`. Each token's policy
-//! loss is weighted by the ratio `ρ = π_old / π_sampler`, bounded by a cap `C`:
+//! loss is weighted by the ratio `ρ = π_old / π_sampler`, bounded by `[clip_min, clip_max]`
+//! (TRL's `vllm_importance_sampling_clip_min`, none, and `…_clip_max`, 3.0):
 //!
-//! - `token_truncate`: `ρ_t = min(exp(log π_old_t − log π_sampler_t), C)`;
-//! - `token_mask`: `ρ_t` as above, but 0 where it exceeds `C`;
+//! - `token_truncate`: `ρ_t = exp(log π_old_t − log π_sampler_t)` clamped into the bounds;
+//! - `token_mask`: `ρ_t` as it is, but 0 outside the bounds;
 //! - `sequence_truncate`: one ratio per completion, `exp(Σ_t (log π_old_t − log π_sampler_t))`
-//!   over its tokens, truncated at `C`, on every token;
-//! - `sequence_mask` (TRL's default): the sequence ratio, the whole completion dropped (0) where
-//!   it exceeds `C`.
+//!   over its tokens, clamped, on every token;
+//! - `sequence_mask` (TRL's default): the sequence ratio, the whole completion dropped (0)
+//!   outside the bounds.
 //!
 //! The weights are constants (no gradient), like TRL's.
 
@@ -29,21 +30,39 @@ pub enum SamplerCorrectionMode {
     SequenceMask,
 }
 
-/// The correction's settings: mode and cap `C` (TRL's `vllm_importance_sampling_cap`, 3.0).
+/// The correction's settings: mode and bounds (either may be absent).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplerCorrection {
     pub mode: SamplerCorrectionMode,
-    pub cap: f64,
+    pub clip_min: Option<f64>,
+    pub clip_max: Option<f64>,
 }
 
 impl SamplerCorrection {
-    pub fn new(mode: SamplerCorrectionMode, cap: f64) -> Result<Self> {
-        if !(cap >= 1.0 && cap.is_finite()) {
-            return Err(TrainError::Config(format!(
-                "vllm_importance_sampling_cap = {cap}: the cap must be a finite number ≥ 1 (TRL's default is 3.0)"
-            )));
+    pub fn new(mode: SamplerCorrectionMode, clip_min: Option<f64>, clip_max: Option<f64>) -> Result<Self> {
+        let bad = |why: String| Err(TrainError::Config(why));
+        if let Some(m) = clip_min {
+            if !(m >= 0.0 && m.is_finite()) {
+                return bad(format!(
+                    "vllm_importance_sampling_clip_min = {m}: a ratio bound must be a finite number ≥ 0"
+                ));
+            }
         }
-        Ok(SamplerCorrection { mode, cap })
+        if let Some(m) = clip_max {
+            if !(m > 0.0 && m.is_finite()) {
+                return bad(format!(
+                    "vllm_importance_sampling_clip_max = {m}: a ratio bound must be a finite number > 0 (TRL's default is 3.0)"
+                ));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (clip_min, clip_max) {
+            if lo > hi {
+                return bad(format!(
+                    "vllm_importance_sampling_clip_min = {lo} is above vllm_importance_sampling_clip_max = {hi}"
+                ));
+            }
+        }
+        Ok(SamplerCorrection { mode, clip_min, clip_max })
     }
 }
 
@@ -65,12 +84,11 @@ pub fn sampler_correction_weights(
         }
     };
     let ratio = log_ratio.exp()?;
+    let (lo, hi) = (c.clip_min.unwrap_or(f64::NEG_INFINITY), c.clip_max.unwrap_or(f64::INFINITY));
     let weights = match c.mode {
-        SamplerCorrectionMode::TokenTruncate | SamplerCorrectionMode::SequenceTruncate => {
-            ratio.clamp(f64::NEG_INFINITY, c.cap)?
-        }
+        SamplerCorrectionMode::TokenTruncate | SamplerCorrectionMode::SequenceTruncate => ratio.clamp(lo, hi)?,
         SamplerCorrectionMode::TokenMask | SamplerCorrectionMode::SequenceMask => {
-            let keep = ratio.le(c.cap)?.to_dtype(DType::F32)?;
+            let keep = (ratio.ge(lo)?.to_dtype(DType::F32)? * ratio.le(hi)?.to_dtype(DType::F32)?)?;
             (ratio * keep)?
         }
     };
@@ -94,10 +112,11 @@ mod tests {
         let old = t(&[[-1.0, -2.0, -0.5], [-3.0, 0.0, 0.0]]);
         let sampler = t(&[[-1.5, -1.8, -0.5 - 4f32.ln()], [-3.1, 5.0, 5.0]]);
         let mask = t(&[[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]);
-        let get = |mode| {
-            let w = sampler_correction_weights(&old, &sampler, &mask, &SamplerCorrection::new(mode, 3.0).unwrap());
-            w.unwrap().to_vec2::<f32>().unwrap()
+        let bounded = |mode, lo| {
+            let c = SamplerCorrection::new(mode, lo, Some(3.0)).unwrap();
+            sampler_correction_weights(&old, &sampler, &mask, &c).unwrap().to_vec2::<f32>().unwrap()
         };
+        let get = |mode| bounded(mode, None);
         let close = |a: &[Vec<f32>], b: &[[f32; 3]]| {
             for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
                 assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
@@ -109,7 +128,11 @@ mod tests {
         // Row 0's sequence ratio: e^{0.5 − 0.2} · 4 = 5.40 > 3.
         close(&get(SamplerCorrectionMode::SequenceTruncate), &[[3.0, 3.0, 3.0], [e3, 0.0, 0.0]]);
         close(&get(SamplerCorrectionMode::SequenceMask), &[[0.0, 0.0, 0.0], [e3, 0.0, 0.0]]);
-        assert!(SamplerCorrection::new(SamplerCorrectionMode::TokenMask, 0.5).is_err());
+        // A lower bound 0.9: e^{−0.2} = 0.82 is raised to it (truncate) or dropped (mask).
+        close(&bounded(SamplerCorrectionMode::TokenTruncate, Some(0.9)), &[[e1, 0.9, 3.0], [e3, 0.0, 0.0]]);
+        close(&bounded(SamplerCorrectionMode::TokenMask, Some(0.9)), &[[e1, 0.0, 0.0], [e3, 0.0, 0.0]]);
+        assert!(SamplerCorrection::new(SamplerCorrectionMode::TokenMask, None, Some(-1.0)).is_err());
+        assert!(SamplerCorrection::new(SamplerCorrectionMode::TokenMask, Some(2.0), Some(1.5)).is_err());
     }
 
     /// On policy the clipped surrogate of a token is `−A`; weighted, DAPO's loss is

@@ -111,8 +111,12 @@ pub struct RolloutArgs {
     pub vllm_importance_sampling_correction: bool,
     /// `sequence_mask` (default), `sequence_truncate`, `token_mask` or `token_truncate`.
     pub vllm_importance_sampling_mode: SamplerCorrectionMode,
-    /// The ratio's cap C (TRL's default 3.0).
-    pub vllm_importance_sampling_cap: f64,
+    /// The ratio's upper bound (TRL's default 3.0; `vllm_importance_sampling_cap`, TRL's
+    /// older name, is read as this).
+    #[serde(alias = "vllm_importance_sampling_cap")]
+    pub vllm_importance_sampling_clip_max: Option<f64>,
+    /// The ratio's lower bound (default none).
+    pub vllm_importance_sampling_clip_min: Option<f64>,
 }
 
 impl Default for RolloutArgs {
@@ -123,7 +127,8 @@ impl Default for RolloutArgs {
             max_policy_lag: 0,
             vllm_importance_sampling_correction: true,
             vllm_importance_sampling_mode: SamplerCorrectionMode::SequenceMask,
-            vllm_importance_sampling_cap: 3.0,
+            vllm_importance_sampling_clip_max: Some(3.0),
+            vllm_importance_sampling_clip_min: None,
         }
     }
 }
@@ -132,7 +137,11 @@ impl RolloutArgs {
     /// GRPO's use of the server's rollouts.
     fn server_rollouts(&self) -> Result<ServerRollouts> {
         let correction = if self.vllm_importance_sampling_correction {
-            Some(SamplerCorrection::new(self.vllm_importance_sampling_mode, self.vllm_importance_sampling_cap)?)
+            Some(SamplerCorrection::new(
+                self.vllm_importance_sampling_mode,
+                self.vllm_importance_sampling_clip_min,
+                self.vllm_importance_sampling_clip_max,
+            )?)
         } else {
             None
         };
