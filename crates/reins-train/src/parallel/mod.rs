@@ -273,4 +273,20 @@ mod tests {
         assert_eq!(gather_f32(&[3.0]).unwrap(), vec![3.0]);
         assert_eq!(row_offset(8), 0);
     }
+
+    #[cfg(not(feature = "nccl"))]
+    #[test]
+    fn a_build_without_nccl_refuses_a_torchrun_launch_and_says_how_to_build_one() {
+        let launch = |world_size| rendezvous::Launch {
+            rank: 0,
+            world_size,
+            local_rank: 0,
+            master_addr: "127.0.0.1".into(),
+            port: 29500,
+        };
+        let e = join_nccl(&launch(2)).unwrap_err().to_string();
+        assert!(e.contains("WORLD_SIZE=2") && e.contains("scripts/build-cuda.sh") && e.contains("mpirun"), "{e}");
+        // `torchrun --nproc-per-node 1`: one process.
+        assert!(join_nccl(&launch(1)).is_ok());
+    }
 }

@@ -133,7 +133,7 @@ impl NcclWorld {
         }
         let rank = self.rank;
         let comm = self.comm.lock().unwrap_or_else(|e| e.into_inner());
-        let mut device = self.stream.memcpy_stod(buf).map_err(driver(rank, "copying to the GPU for an all-reduce"))?;
+        let mut device = self.stream.clone_htod(&*buf).map_err(driver(rank, "copying to the GPU for an all-reduce"))?;
         comm.all_reduce_in_place(&mut device, &op).map_err(nccl(rank, "ncclAllReduce"))?;
         self.stream.memcpy_dtoh(&device, buf).map_err(driver(rank, "copying an all-reduce back from the GPU"))?;
         self.stream.synchronize().map_err(driver(rank, "waiting for an all-reduce"))
