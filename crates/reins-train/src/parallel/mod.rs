@@ -57,7 +57,8 @@ pub trait Collective: Send + Sync {
     fn all_reduce_f64(&self, buf: &mut [f64], op: Op) -> Result<()>;
     /// Returns when every rank has called it.
     fn barrier(&self) -> Result<()>;
-    /// Ends every rank's process (an error on one rank would leave the others waiting).
+    /// Ends this process, and every rank's where the library can (MPI; under NCCL torchrun
+    /// ends the others): an error on one rank would leave the others waiting.
     fn abort(&self, code: i32) -> !;
 }
 
@@ -113,9 +114,8 @@ impl Guard {
 /// Joins the world the process was launched into: MPI when an MPI launcher's variables are
 /// set (`OMPI_COMM_WORLD_SIZE`, `PMI_SIZE`), NCCL when torchrun's are (`WORLD_SIZE`, `RANK`,
 /// `MASTER_ADDR`, `MASTER_PORT`: [`rendezvous::Launch`]; a build without NCCL runs a world of
-/// one as one process), one process otherwise. A
-/// launch this build cannot join, or one whose variables disagree, is an error that says how
-/// to fix it.
+/// one as one process), one process otherwise. A launch this build cannot join, or one whose
+/// variables disagree, is an error that says how to fix it.
 pub fn init_from_env() -> Result<Guard> {
     let mpi_size = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MPI_LOCALNRANKS"]
         .iter()
