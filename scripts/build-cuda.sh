@@ -3,16 +3,17 @@
 # the CUDA compiler and runtime come from PyPI (pinned below), no system CUDA toolkit and no
 # NVIDIA driver are needed to build.
 #
-# The binary ($CARGO_TARGET_DIR/release/reins) runs on CUDA GPU 0 where the NVIDIA driver and
-# cuBLAS/cuRAND can be loaded, and on the CPU everywhere else: cudarc opens the CUDA libraries
+# The binary ($CARGO_TARGET_DIR/release/reins) runs on CUDA GPU 0 (GPU LOCAL_RANK under
+# torchrun) where the NVIDIA driver and cuBLAS/cuRAND can be loaded, and on the CPU everywhere
+# else; launched by torchrun it trains data-parallel through NCCL: cudarc opens the CUDA libraries
 # at run time (the vendored candle-core, vendor/README.md), and the CUDA runtime that candle's
 # kernels call is linked in statically. No CUDA library is a link-time dependency; the script
 # checks that at the end.
 #
 #   scripts/build-cuda.sh [--runtime-libs] [extra cargo args]
 #
-#   --runtime-libs    also install cuBLAS, cuRAND and NVRTC next to the compiler and print
-#                     the LD_LIBRARY_PATH a GPU machine needs to run the binary from here.
+#   --runtime-libs    also install cuBLAS, cuRAND, NVRTC and NCCL next to the compiler and
+#                     print the LD_LIBRARY_PATH a GPU machine needs to run the binary from here.
 #
 # Environment:
 #   CUDA_COMPUTE_CAP  GPU architecture the kernels are compiled for (default 90: H100/H200;
@@ -38,6 +39,8 @@ RUNTIME_WHEELS=(
   nvidia-cublas==13.0.2.14
   nvidia-curand==10.4.0.35
   nvidia-cuda-nvrtc==13.0.88
+  # Data-parallel training under torchrun (crates/reins-train/src/parallel/nccl_world.rs).
+  nvidia-nccl-cu13==2.32.3
 )
 
 runtime_libs=0
@@ -84,11 +87,16 @@ echo "== built in $(($(date +%s) - start)) s"
 
 bin="$CARGO_TARGET_DIR/release/reins"
 # The point of the dynamic loading: no CUDA library may be needed to start the binary.
-if readelf -d "$bin" | grep -E 'NEEDED.*lib(cuda|cudart|cublas|cublasLt|curand|nvrtc)\.' >&2; then
+if readelf -d "$bin" | grep -E 'NEEDED.*lib(cuda|cudart|cublas|cublasLt|curand|nvrtc|nccl)\.' >&2; then
   echo "build-cuda: $bin links a CUDA library at load time (above); it would not start without the driver" >&2
   exit 1
 fi
 echo "$bin: $(du -h "$bin" | cut -f1), needs only: $(readelf -d "$bin" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
 if [ $runtime_libs = 1 ]; then
-  echo "on a GPU machine: export LD_LIBRARY_PATH=$CU/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+  # cudarc opens NCCL as libnccl.so; the wheel ships only libnccl.so.2 (nvidia/nccl/lib).
+  NCCL=$("$ENV_DIR/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nvidia/nccl/lib
+  [ -f "$NCCL/libnccl.so.2" ] || { echo "build-cuda: no libnccl.so.2 under $NCCL" >&2; exit 1; }
+  mkdir -p "$ENV_DIR/nccl"
+  ln -sf "$NCCL/libnccl.so.2" "$ENV_DIR/nccl/libnccl.so"
+  echo "on a GPU machine: export LD_LIBRARY_PATH=$CU/lib:$ENV_DIR/nccl\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
 fi

@@ -1,5 +1,7 @@
-//! Which device commands run on: `REINS_DEVICE=cpu|cuda`, or unset for CUDA GPU 0 when the
-//! binary was built with the `cuda` feature and a GPU is usable, the CPU otherwise.
+//! Which device commands run on: `REINS_DEVICE=cpu|cuda`, or unset for a CUDA GPU when the
+//! binary was built with the `cuda` feature and a GPU is usable, the CPU otherwise. The GPU is
+//! number `LOCAL_RANK` (set by torchrun for each rank of a machine, see `reins_train::parallel`),
+//! GPU 0 when it is unset.
 //!
 //! A `cuda` build opens the CUDA libraries at run time (cudarc's `dynamic-loading`, see
 //! vendor/README.md), so the same binary starts on machines without the NVIDIA driver; there
@@ -35,7 +37,13 @@ pub fn select(choice: Option<&str>) -> Result<Device> {
     }
 }
 
-/// CUDA GPU 0, or why not. Probed once per process: every `Device::new_cuda` is a new context
+/// The GPU this process uses: `LOCAL_RANK`, 0 when unset. A data-parallel launch has checked
+/// the variable before any device is opened (`reins_train::parallel::rendezvous::Launch`).
+pub fn cuda_ordinal() -> usize {
+    std::env::var("LOCAL_RANK").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// CUDA GPU [`cuda_ordinal`], or why not. Probed once per process: every `Device::new_cuda` is a new context
 /// whose tensors candle will not mix with another's, so all callers share this one.
 fn cuda() -> std::result::Result<Device, String> {
     static DEVICE: std::sync::OnceLock<std::result::Result<Device, String>> = std::sync::OnceLock::new();
@@ -80,7 +88,7 @@ fn open_cuda() -> std::result::Result<Device, String> {
     std::panic::set_hook(Box::new(|_| {}));
     // candle appends a backtrace to the error under RUST_BACKTRACE; the reason is its first line.
     let reason = |e: candle_core::Error| e.to_string().lines().next().unwrap_or_default().to_string();
-    let opened = std::panic::catch_unwind(|| Device::new_cuda(0).map_err(reason));
+    let opened = std::panic::catch_unwind(|| Device::new_cuda(cuda_ordinal()).map_err(reason));
     std::panic::set_hook(hook);
     opened.unwrap_or_else(|panic| {
         Err(panic

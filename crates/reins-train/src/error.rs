@@ -28,6 +28,14 @@ pub enum TrainError {
     /// Reading or writing optimizer state failed.
     #[error("optimizer state: {0}")]
     State(String),
+    /// Joining the other ranks of a data-parallel run, or a collective call, failed; the
+    /// message names the address, rank or call and what to check, the source is the cause.
+    #[error("{message}")]
+    Parallel {
+        message: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
 }
 
 /// Result alias of the crate.

@@ -109,7 +109,7 @@ fn main() {
         // A server must outlive a client that hangs up.
         set_sigpipe(SigPipe::Ignore);
     }
-    // Under mpirun: join the data-parallel world (reins_train::parallel); alone: one rank.
+    // Under mpirun or torchrun: join the data-parallel world (reins_train::parallel); alone: one rank.
     let world_guard = match reins_train::parallel::init_from_env() {
         Ok(g) => g,
         Err(e) => {
@@ -119,7 +119,7 @@ fn main() {
     };
     if reins_train::parallel::world().world_size() > 1 && !data_parallel(&cli) {
         eprintln!(
-            "reins: this command does not run data-parallel; under mpirun reins runs sft, reward, dpo, orpo, simpo, cpo, lipo and grpo"
+            "reins: this command does not run data-parallel; under mpirun or torchrun reins runs sft, reward, dpo, orpo, simpo, cpo, lipo and grpo"
         );
         reins_train::parallel::world().abort(2);
     }
@@ -175,7 +175,7 @@ fn main() {
 /// Commands whose steps on several ranks are those of one process with the same global batch
 /// (`reins_train::parallel`; SFT, reward, DPO and GRPO proven by `tests/data_parallel_cli.rs`, the
 /// others share DPO's mean over pairs). The rest (PPO's batch whitening, KTO's batch KL, the
-/// online pair methods, servers, the lab) are refused under mpirun rather than run differently.
+/// online pair methods, servers, the lab) are refused under mpirun or torchrun rather than run differently.
 fn data_parallel(cli: &Cli) -> bool {
     matches!(
         cli,

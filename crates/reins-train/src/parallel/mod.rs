@@ -2,9 +2,16 @@
 //! model, each on its share of every batch, and average their gradients with an all-reduce
 //! before each optimizer step, so every rank takes the same step and keeps the same weights.
 //!
-//! Launch under MPI (`mpirun -np 2 reins dpo --config F.toml`, Open MPI or MPICH) with a reins
-//! built with the `mpi` feature: [`init_from_env`] sees the launcher's variables and joins the
-//! MPI world. Without a launcher there is one rank and nothing here costs anything.
+//! Two ways in, chosen by [`init_from_env`] from the launcher's variables:
+//! - MPI (`mpirun -np 2 reins dpo --config F.toml`, Open MPI or MPICH) with a reins built with
+//!   the `mpi` feature (`mpi_world`);
+//! - NCCL on GPUs (`torchrun --nproc-per-node 8 --no-python reins dpo --config F.toml`, or any
+//!   launcher that sets `RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`) with a reins built
+//!   with the `nccl` feature (the binary's `cuda`): the ranks meet over TCP ([`rendezvous`]),
+//!   then all-reduce through NCCL (`nccl_world`), rank `LOCAL_RANK` of a machine on its GPU
+//!   `LOCAL_RANK`.
+//!
+//! Without a launcher there is one rank and nothing here costs anything.
 //!
 //! What a rank does differently ([`crate::run::train`] and the trainers):
 //! - data: micro-batch `m` of the run is `per_device_train_batch_size × world_size` examples of
@@ -26,6 +33,12 @@ use std::sync::OnceLock;
 
 use crate::{Result, TrainError};
 
+#[cfg(feature = "mpi")]
+mod mpi_world;
+#[cfg(feature = "nccl")]
+mod nccl_world;
+pub mod rendezvous;
+
 /// How an all-reduce combines the ranks' values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -44,7 +57,8 @@ pub trait Collective: Send + Sync {
     fn all_reduce_f64(&self, buf: &mut [f64], op: Op) -> Result<()>;
     /// Returns when every rank has called it.
     fn barrier(&self) -> Result<()>;
-    /// Ends every rank's process (an error on one rank would leave the others waiting).
+    /// Ends this process, and every rank's where the library can (MPI; under NCCL torchrun
+    /// ends the others): an error on one rank would leave the others waiting.
     fn abort(&self, code: i32) -> !;
 }
 
@@ -98,28 +112,47 @@ impl Guard {
 }
 
 /// Joins the world the process was launched into: MPI when an MPI launcher's variables are
-/// set (`OMPI_COMM_WORLD_SIZE`, `PMI_SIZE`), one process otherwise. A launch this build cannot
-/// join is an error that says how to build one that can.
+/// set (`OMPI_COMM_WORLD_SIZE`, `PMI_SIZE`), NCCL when torchrun's are (`WORLD_SIZE`, `RANK`,
+/// `MASTER_ADDR`, `MASTER_PORT`: [`rendezvous::Launch`]; a build without NCCL runs a world of
+/// one as one process), one process otherwise. A launch this build cannot join, or one whose
+/// variables disagree, is an error that says how to fix it.
 pub fn init_from_env() -> Result<Guard> {
     let mpi_size = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MPI_LOCALNRANKS"]
         .iter()
         .find_map(|k| std::env::var(k).ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let torchrun_size = std::env::var("WORLD_SIZE").ok().and_then(|v| v.parse::<usize>().ok());
-    if mpi_size.is_none() && torchrun_size.is_some_and(|w| w > 1) {
-        return Err(TrainError::Config(
-            "WORLD_SIZE > 1 is set (a torchrun-style launch), but this reins joins a data-parallel world \
-             through MPI only: launch with `mpirun -np N reins …` from a build with `--features mpi`"
-                .into(),
-        ));
-    }
     match mpi_size {
-        None => Ok(Guard {
-            #[cfg(feature = "mpi")]
-            _universe: None,
-        }),
         Some(_) => join_mpi(),
+        None => {
+            if let Some(launch) = rendezvous::Launch::from_env()? {
+                join_nccl(&launch)?;
+            }
+            Ok(Guard {
+                #[cfg(feature = "mpi")]
+                _universe: None,
+            })
+        }
     }
+}
+
+#[cfg(not(feature = "nccl"))]
+fn join_nccl(launch: &rendezvous::Launch) -> Result<()> {
+    if launch.world_size == 1 {
+        // `torchrun --nproc-per-node 1`: one process, as without a launcher.
+        return Ok(());
+    }
+    Err(TrainError::Config(format!(
+        "WORLD_SIZE={} is set (a torchrun-style launch), which joins the other ranks through NCCL, but this reins \
+         was built without it; hint: build the GPU binary with scripts/build-cuda.sh (`--features cuda`), \
+         or launch with `mpirun -np N reins ...` from a build with `--features mpi`",
+        launch.world_size
+    )))
+}
+
+#[cfg(feature = "nccl")]
+fn join_nccl(launch: &rendezvous::Launch) -> Result<()> {
+    let world = nccl_world::NcclWorld::join(launch)?;
+    WORLD.set(Box::new(world)).map_err(|_| TrainError::State("the data-parallel world was joined twice".into()))
 }
 
 #[cfg(not(feature = "mpi"))]
@@ -138,74 +171,6 @@ fn join_mpi() -> Result<Guard> {
     let world = mpi_world::MpiWorld::new(universe.world());
     WORLD.set(Box::new(world)).map_err(|_| TrainError::State("the data-parallel world was joined twice".into()))?;
     Ok(Guard { _universe: Some(universe) })
-}
-
-#[cfg(feature = "mpi")]
-mod mpi_world {
-    use std::sync::Mutex;
-
-    use mpi::collective::SystemOperation;
-    use mpi::topology::{Communicator, SimpleCommunicator};
-    use mpi::traits::*;
-
-    use super::{Collective, Op};
-    use crate::Result;
-
-    /// `MPI_COMM_WORLD`, one call at a time.
-    pub struct MpiWorld {
-        comm: Mutex<SimpleCommunicator>,
-        rank: usize,
-        size: usize,
-    }
-
-    // SAFETY: MPI is initialised with `MPI_THREAD_SERIALIZED` and every call goes through the
-    // mutex, so no two threads are inside MPI at once; the communicator is a handle MPI owns.
-    unsafe impl Send for MpiWorld {}
-    unsafe impl Sync for MpiWorld {}
-
-    impl MpiWorld {
-        pub fn new(comm: SimpleCommunicator) -> Self {
-            let (rank, size) = (comm.rank() as usize, comm.size() as usize);
-            MpiWorld { comm: Mutex::new(comm), rank, size }
-        }
-        fn comm(&self) -> std::sync::MutexGuard<'_, SimpleCommunicator> {
-            self.comm.lock().unwrap_or_else(|e| e.into_inner())
-        }
-    }
-
-    fn op(o: Op) -> SystemOperation {
-        match o {
-            Op::Sum => SystemOperation::sum(),
-            Op::Min => SystemOperation::min(),
-            Op::Max => SystemOperation::max(),
-        }
-    }
-
-    impl Collective for MpiWorld {
-        fn rank(&self) -> usize {
-            self.rank
-        }
-        fn world_size(&self) -> usize {
-            self.size
-        }
-        fn all_reduce_f32(&self, buf: &mut [f32]) -> Result<()> {
-            let send = buf.to_vec();
-            self.comm().all_reduce_into(&send[..], buf, SystemOperation::sum());
-            Ok(())
-        }
-        fn all_reduce_f64(&self, buf: &mut [f64], o: Op) -> Result<()> {
-            let send = buf.to_vec();
-            self.comm().all_reduce_into(&send[..], buf, op(o));
-            Ok(())
-        }
-        fn barrier(&self) -> Result<()> {
-            self.comm().barrier();
-            Ok(())
-        }
-        fn abort(&self, code: i32) -> ! {
-            self.comm().abort(code)
-        }
-    }
 }
 
 /// Element-wise mean over ranks of `buf`.
@@ -307,5 +272,21 @@ mod tests {
         assert_eq!(b, [1.0, 2.0]);
         assert_eq!(gather_f32(&[3.0]).unwrap(), vec![3.0]);
         assert_eq!(row_offset(8), 0);
+    }
+
+    #[cfg(not(feature = "nccl"))]
+    #[test]
+    fn a_build_without_nccl_refuses_a_torchrun_launch_and_says_how_to_build_one() {
+        let launch = |world_size| rendezvous::Launch {
+            rank: 0,
+            world_size,
+            local_rank: 0,
+            master_addr: "127.0.0.1".into(),
+            port: 29500,
+        };
+        let e = join_nccl(&launch(2)).unwrap_err().to_string();
+        assert!(e.contains("WORLD_SIZE=2") && e.contains("scripts/build-cuda.sh") && e.contains("mpirun"), "{e}");
+        // `torchrun --nproc-per-node 1`: one process.
+        assert!(join_nccl(&launch(1)).is_ok());
     }
 }
