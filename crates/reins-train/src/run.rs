@@ -86,7 +86,7 @@ pub trait Trainer {
     }
     /// The next step's micro-batches, given before each step but the last when
     /// [`Trainer::wants_upcoming`].
-    fn upcoming(&mut self, _next: Vec<Self::Batch>) {}
+    fn upcoming(&mut self, _next: &[Self::Batch]) {}
 }
 
 /// One sampled completion, for `samples.jsonl`.
@@ -209,22 +209,28 @@ pub fn train<T: Trainer>(
     };
     let mut last_metrics = Metrics::new();
     let mut window: Vec<Metrics> = Vec::new();
-    while step < total {
-        let mut micro = Vec::with_capacity(args.gradient_accumulation_steps);
+    // The epoch and this rank's micro-batches of step `s`.
+    let step_batches = |s: usize| -> Result<(usize, Vec<T::Batch>)> {
         let mut epoch = 0;
+        let mut micro = Vec::with_capacity(args.gradient_accumulation_steps);
         for i in 0..args.gradient_accumulation_steps {
-            let (e, idx) = micro_batch(args, n_examples, step * args.gradient_accumulation_steps + i, rank, ranks);
+            let (e, idx) = micro_batch(args, n_examples, s * args.gradient_accumulation_steps + i, rank, ranks);
             epoch = e;
             micro.push(collate(&idx)?);
         }
+        Ok((epoch, micro))
+    };
+    // The next step's batches when the trainer asked for them a step early.
+    let mut ahead: Option<(usize, Vec<T::Batch>)> = None;
+    while step < total {
+        let (epoch, micro) = match ahead.take() {
+            Some(b) => b,
+            None => step_batches(step)?,
+        };
         if trainer.wants_upcoming() && step + 1 < total {
-            let next = (0..args.gradient_accumulation_steps)
-                .map(|i| {
-                    let m = (step + 1) * args.gradient_accumulation_steps + i;
-                    collate(&micro_batch(args, n_examples, m, rank, ranks).1)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            trainer.upcoming(next);
+            let next = step_batches(step + 1)?;
+            trainer.upcoming(&next.1);
+            ahead = Some(next);
         }
         let m = crate::parallel::reduce_metrics(&trainer.train_step(&micro)?)?;
         let loss = m.get("loss").copied().unwrap_or(0.0);

@@ -109,8 +109,9 @@ struct Scored {
     advantages: Tensor,
     old_logps: Option<Tensor>,
     ref_logps: Option<Tensor>,
-    /// Importance weights for completions from a server ([`super::rollout_server::ServerRollouts`]).
-    sampler_weights: Option<Tensor>,
+    /// The server sampler's log-probs of the completion tokens, for the importance-sampling
+    /// correction ([`super::rollout_server::ServerRollouts`]).
+    sampler_logps: Option<Tensor>,
 }
 
 pub struct GrpoTrainer {
@@ -212,17 +213,23 @@ impl GrpoTrainer {
         if !self.started.iter().any(|(gen, _)| *gen == generation) {
             self.start_on_server(prompts, generation, self.updates)?;
         }
-        let i = self.started.iter().position(|(gen, _)| *gen == generation).unwrap_or(0);
+        let i = self
+            .started
+            .iter()
+            .position(|(gen, _)| *gen == generation)
+            .ok_or_else(|| TrainError::State(format!("generation {generation} was not sent to the server")))?;
         let (_, version) = self.started.remove(i);
         m.insert("rollout/policy_lag".into(), (self.updates - version) as f64);
         let source = self.completions.as_deref_mut().ok_or_else(|| TrainError::Input("no completion source".into()))?;
         rollout_of_source(source, generation, &self.policy, prompts, g, mask_truncated)
     }
 
-    /// Importance weights of a server rollout's tokens (learner vs sampler log-probs) and
-    /// TRL's `sampling/*` metrics; `None` without a server or with the correction off.
-    fn sampler_weights(&self, r: &Rollout, old: Option<&Tensor>, m: &mut Metrics) -> Result<Option<Tensor>> {
-        let (Some(_), Some(c)) = (&self.completions, &self.server.correction) else { return Ok(None) };
+    /// The sampler's log-probs of a server rollout's tokens, when the importance-sampling
+    /// correction needs them; `None` without a server or with the correction off.
+    fn sampler_logps(&self, r: &Rollout) -> Result<Option<Tensor>> {
+        if self.completions.is_none() || self.server.correction.is_none() {
+            return Ok(None);
+        }
         let sampler = sampler_logps_tensor(r, self.policy.device())?.ok_or_else(|| {
             TrainError::Config(
                 "the rollout server returned no log-probs (`logprobs.token_logprobs`), which the importance-sampling \
@@ -230,32 +237,7 @@ impl GrpoTrainer {
                     .into(),
             )
         })?;
-        // The learner's log-probs now (the old policy's, with several iterations).
-        let old = match old {
-            Some(o) => o.clone(),
-            None => completion_only_token_logps(&self.policy.detached(), r, self.cfg.temperature)?.0,
-        };
-        // Completion tokens, aligned with the log-probs (position t predicts token t + 1).
-        let (n, t) = old.dims2()?;
-        let flat: Vec<f32> = r.completion_mask.iter().flat_map(|row| row.iter().skip(1).map(|&x| x as f32)).collect();
-        let mask = Tensor::from_vec(flat, (n, t), self.policy.device())?;
-        let w = sampler_correction_weights(&old, &sampler, &mask, c)?;
-        // TRL's `sampling/*` statistics over completion tokens.
-        let on: Vec<f32> = mask.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
-        let diff: Vec<f32> = (old - sampler)?.abs()?.flatten_all()?.to_vec1()?;
-        let ws: Vec<f32> = w.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
-        let picked =
-            |v: &[f32]| v.iter().zip(&on).filter(|(_, &k)| k > 0.0).map(|(x, _)| *x as f64).collect::<Vec<_>>();
-        let (d, r) = (picked(&diff), picked(&ws));
-        if !d.is_empty() {
-            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-            m.insert("sampling/sampling_logp_difference/mean".into(), mean(&d));
-            m.insert("sampling/sampling_logp_difference/max".into(), d.iter().cloned().fold(0.0, f64::max));
-            m.insert("sampling/importance_sampling_ratio/min".into(), r.iter().cloned().fold(f64::INFINITY, f64::min));
-            m.insert("sampling/importance_sampling_ratio/mean".into(), mean(&r));
-            m.insert("sampling/importance_sampling_ratio/max".into(), r.iter().cloned().fold(0.0, f64::max));
-        }
-        Ok(Some(w))
+        Ok(Some(sampler))
     }
 
     /// Samples, scores and computes advantages for one batch of prompts.
@@ -287,9 +269,9 @@ impl GrpoTrainer {
             Some(rf) => Some(reference_logps(&self.policy, rf, &r, self.cfg.temperature)?),
             None => None,
         };
-        let sampler_weights = self.sampler_weights(&r, old_logps.as_ref(), m)?;
+        let sampler_logps = self.sampler_logps(&r)?;
         self.num_tokens += r.num_tokens();
-        Ok(Scored { rollout: r, advantages, old_logps, ref_logps, sampler_weights })
+        Ok(Scored { rollout: r, advantages, old_logps, ref_logps, sampler_logps })
     }
 
     /// One generation over `prompt_batches` (one micro-batch each), then `num_iterations`
@@ -324,6 +306,16 @@ impl GrpoTrainer {
                 let mut m = Metrics::new();
                 let (logps, mask, entropy) =
                     completion_only_token_logps(&self.policy, &s.rollout, self.cfg.temperature)?;
+                // The learner/sampler ratio, against the old policy (this pass, detached, when on-policy).
+                let sampler_weights = match (&s.sampler_logps, &self.server.correction) {
+                    (Some(sampler), Some(c)) => {
+                        let old = s.old_logps.clone().unwrap_or_else(|| logps.detach());
+                        let w = sampler_correction_weights(&old, sampler, &mask, c)?;
+                        sampling_metrics(&old, sampler, &w, &mask, &mut m)?;
+                        Some(w)
+                    }
+                    _ => None,
+                };
                 let out = grpo_loss_weighted(
                     &logps,
                     s.old_logps.as_ref(),
@@ -332,7 +324,7 @@ impl GrpoTrainer {
                     &mask,
                     &self.loss,
                     Some(total_tokens),
-                    s.sampler_weights.as_ref(),
+                    sampler_weights.as_ref(),
                 )?;
                 let loss = match self.loss.loss_type {
                     GrpoLossType::Dapo => (out.loss * ranks)?,
@@ -407,7 +399,26 @@ impl crate::run::Trainer for GrpoTrainer {
     fn wants_upcoming(&self) -> bool {
         self.completions.is_some() && self.server.max_policy_lag > 0
     }
-    fn upcoming(&mut self, next: Vec<Vec<Vec<u32>>>) {
-        self.upcoming = next;
+    fn upcoming(&mut self, next: &[Vec<Vec<u32>>]) {
+        self.upcoming = next.to_vec();
     }
+}
+
+/// TRL's `sampling/*` statistics over completion tokens: how far the learner's log-probs `old`
+/// are from the sampler's, and the importance weights `w` they give.
+fn sampling_metrics(old: &Tensor, sampler: &Tensor, w: &Tensor, mask: &Tensor, m: &mut Metrics) -> Result<()> {
+    let f32s = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?) };
+    let on = f32s(mask)?;
+    let picked = |v: Vec<f32>| v.iter().zip(&on).filter(|(_, &k)| k > 0.0).map(|(x, _)| *x as f64).collect::<Vec<_>>();
+    let (d, r) = (picked(f32s(&(old - sampler)?.abs()?)?), picked(f32s(w)?));
+    if d.is_empty() {
+        return Ok(());
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    m.insert("sampling/sampling_logp_difference/mean".into(), mean(&d));
+    m.insert("sampling/sampling_logp_difference/max".into(), d.iter().cloned().fold(0.0, f64::max));
+    m.insert("sampling/importance_sampling_ratio/min".into(), r.iter().cloned().fold(f64::INFINITY, f64::min));
+    m.insert("sampling/importance_sampling_ratio/mean".into(), mean(&r));
+    m.insert("sampling/importance_sampling_ratio/max".into(), r.iter().cloned().fold(0.0, f64::max));
+    Ok(())
 }

@@ -85,28 +85,22 @@ impl RolloutServer {
         })
     }
 
-    /// Pushes a LoRA policy's adapter, or a full policy's weights.
+    /// Pushes a LoRA policy's adapter (vLLM's route, under the API root), or a full policy's
+    /// weights (SGLang's, at the server's root).
     fn push(&mut self, policy: &Model) -> Result<()> {
         self.pushes += 1;
         let dir = self.push_dir.join(format!("step-{}", self.pushes));
-        let saved = if policy.lora.is_some() {
-            policy.save_adapter(&dir, &self.base_model)
-        } else {
-            policy.save_pretrained(&dir)
-        };
+        let lora = policy.lora.is_some();
+        let saved = if lora { policy.save_adapter(&dir, &self.base_model) } else { policy.save_pretrained(&dir) };
         saved.map_err(|e| TrainError::State(format!("saving the weights for the rollout server: {e}")))?;
         let path = std::fs::canonicalize(&dir).unwrap_or(dir);
-        let (route, body) = if policy.lora.is_some() {
-            ("/load_lora_adapter", json!({"lora_name": format!("policy-{}", self.pushes), "lora_path": path}))
+        let (endpoint, route, body) = if lora {
+            let name = format!("policy-{}", self.pushes);
+            (self.endpoint.clone(), "/load_lora_adapter", json!({"lora_name": name, "lora_path": path}))
         } else {
-            ("/update_weights_from_disk", json!({"model_path": path}))
+            (self.endpoint.root(), "/update_weights_from_disk", json!({"model_path": path}))
         };
-        let (status, reply) = if policy.lora.is_some() {
-            self.endpoint.post(route, body.to_string().as_bytes())?
-        } else {
-            // SGLang serves it at the root, beside `/v1`.
-            self.endpoint.root().post(route, body.to_string().as_bytes())?
-        };
+        let (status, reply) = endpoint.post(route, body.to_string().as_bytes())?;
         if status != 200 {
             let text: String = String::from_utf8_lossy(&reply).chars().take(200).collect();
             return Err(self.endpoint.err(format!("loading the weights ({route}) failed: HTTP {status}: {text}")));
