@@ -20,6 +20,7 @@ pub mod models;
 pub mod nn;
 pub mod parity;
 pub mod shared_prompt;
+pub mod threads;
 pub mod weights;
 
 pub use config::{Arch, ModelConfig};

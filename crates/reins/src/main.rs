@@ -123,7 +123,28 @@ fn main() {
         );
         reins_train::parallel::world().abort(2);
     }
-    let result = match cli {
+    // Servers wait on the network; their sampling thread moves each batch onto the pool itself.
+    // Everything else is compute, run on a worker of rayon's pool (reins_model::threads).
+    let result = if matches!(cli, Cli::Serve(_) | Cli::Feedback(_) | Cli::ServeModel(_)) {
+        run(cli)
+    } else {
+        reins_model::threads::on_pool(|| run(cli))
+    };
+    if let Err(e) = result {
+        eprint!("{}", error_report(&e));
+        let world = reins_train::parallel::world();
+        if world.world_size() > 1 {
+            // The other ranks may be waiting in a collective: end them all.
+            world.abort(1);
+        }
+        world_guard.finish();
+        std::process::exit(1);
+    }
+}
+
+/// The command itself.
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli {
         Cli::Quickstart(a) => commands::quickstart::run(a),
         Cli::Lab(c) => commands::lab::run(c),
         Cli::Sft(a) => commands::train::run(commands::train::Method::Sft, a),
@@ -159,16 +180,6 @@ fn main() {
         Cli::Bench(a) => commands::bench::run(a),
         Cli::Serve(a) => commands::serve::run(a),
         Cli::Feedback(c) => commands::serve::run_feedback(c),
-    };
-    if let Err(e) = result {
-        eprint!("{}", error_report(&e));
-        let world = reins_train::parallel::world();
-        if world.world_size() > 1 {
-            // The other ranks may be waiting in a collective: end them all.
-            world.abort(1);
-        }
-        world_guard.finish();
-        std::process::exit(1);
     }
 }
 

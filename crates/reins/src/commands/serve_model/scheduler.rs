@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use reins_data::HfTokenizer;
 use reins_model::generate::{generate_streams, Finish, Hooks};
+use reins_model::threads::on_pool;
 use reins_model::{Arch, Model, SamplingConfig};
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
@@ -207,19 +208,24 @@ impl Worker {
         }
         let max_new_tokens = batch.iter().map(|j| j.sampling.max_new_tokens).max().unwrap_or(0);
         let cfg = SamplingConfig { max_new_tokens, ..batch[0].sampling.clone() };
-        let tok = &*self.tok;
-        let stop_fn = |r: usize, ids: &[u32]| {
-            let job = &batch[owner[r].0];
-            ids.len() >= job.sampling.max_new_tokens || stop_at(tok, &job.stop, ids).is_some()
-        };
-        let mut on_token = |r: usize, id: u32| {
-            let (j, row) = owner[r];
-            if batch[j].stream {
-                let _ = batch[j].reply.send(Update::Token { row, id });
-            }
-        };
-        let hooks = Hooks { stop: Some(&stop_fn), on_token: Some(&mut on_token) };
-        match generate_streams(&self.model, &rows, &cfg, &streams, hooks) {
+        let (model, tok) = (&self.model, &*self.tok);
+        // On a worker of rayon's pool: each op of a decode step runs there without waking
+        // this thread (reins_model::threads).
+        let result = on_pool(|| {
+            let stop_fn = |r: usize, ids: &[u32]| {
+                let job = &batch[owner[r].0];
+                ids.len() >= job.sampling.max_new_tokens || stop_at(tok, &job.stop, ids).is_some()
+            };
+            let mut on_token = |r: usize, id: u32| {
+                let (j, row) = owner[r];
+                if batch[j].stream {
+                    let _ = batch[j].reply.send(Update::Token { row, id });
+                }
+            };
+            let hooks = Hooks { stop: Some(&stop_fn), on_token: Some(&mut on_token) };
+            generate_streams(model, &rows, &cfg, &streams, hooks)
+        });
+        match result {
             Ok(g) => {
                 let mut out: Vec<Vec<Row>> = batch.iter().map(|j| Vec::with_capacity(j.rows.len())).collect();
                 for (((ids, logprobs), finish), &(j, _)) in
