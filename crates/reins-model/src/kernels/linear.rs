@@ -9,6 +9,14 @@
 //! sampling showed 43% of cycles there); here every row of `W` is read once, straight from
 //! its `[out, in]` layout, and dotted with all rows of `x` while it is in registers. Output
 //! columns are split over the rayon pool.
+//!
+//! With AVX-512 the dots are computed in tiles of 4 rows of `x` by 4 rows of `W` (16
+//! independent accumulators of 16 lanes, 8 loads per 16 FMAs), and the next tile's rows of `W`
+//! are prefetched while this one is summed. At a few rows the product is bound by reading `W`
+//! from memory (a profile showed the loop waiting on its loads of `W`), and 4 short rows at a
+//! time are streams the hardware prefetcher barely starts on. Sampling at batch 8 on a 2-core
+//! AVX-512 CPU, same sitting: 5,200–5,900 tokens/s with the row-at-a-time AVX2 dots, 5,700–6,000
+//! with the tiles alone, 7,300–7,800 with the prefetch.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -48,20 +56,9 @@ impl CustomOp2 for MatmulT {
         }
         // [out, m], then transposed into [m, out].
         let mut yt = vec![0f32; n * m];
-        yt.par_chunks_mut(COLS_PER_TASK * m).zip(w.par_chunks(COLS_PER_TASK * k)).for_each(|(yt, w)| {
-            for (yo, wo) in yt.chunks_mut(m).zip(w.chunks(k)) {
-                // Four rows of x per pass over the weight row: one load of W per four FMAs.
-                for (y4, x4) in yo.chunks_mut(4).zip(x.chunks(4 * k)) {
-                    if y4.len() == 4 {
-                        y4.copy_from_slice(&dot4(x4, wo));
-                    } else {
-                        for (y, xr) in y4.iter_mut().zip(x4.chunks(k)) {
-                            *y = dot(xr, wo);
-                        }
-                    }
-                }
-            }
-        });
+        yt.par_chunks_mut(COLS_PER_TASK * m)
+            .zip(w.par_chunks(COLS_PER_TASK * k))
+            .for_each(|(yt, w)| columns(x, w, yt, m, k));
         let mut y = vec![0f32; m * n];
         for (o, col) in yt.chunks(m).enumerate() {
             for (r, &v) in col.iter().enumerate() {
@@ -80,6 +77,109 @@ impl CustomOp2 for MatmulT {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         Ok((Some(g.matmul(w)?), Some(g.t()?.matmul(x)?)))
     }
+}
+
+/// `yt[o, r] = x[r] · w[o]` for the rows `w` (`[cols, k]`) of one task.
+fn columns(x: &[f32], w: &[f32], yt: &mut [f32], m: usize, k: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature the function is compiled for was just detected.
+            return unsafe { columns_avx512(x, w, yt, m, k) };
+        }
+    }
+    columns_by_row(x, w, yt, m, k)
+}
+
+/// [`columns`] one row of `w` at a time (AVX2 or portable dots).
+fn columns_by_row(x: &[f32], w: &[f32], yt: &mut [f32], m: usize, k: usize) {
+    for (yo, wo) in yt.chunks_mut(m).zip(w.chunks(k)) {
+        // Four rows of x per pass over the weight row: one load of W per four FMAs.
+        for (y4, x4) in yo.chunks_mut(4).zip(x.chunks(4 * k)) {
+            if y4.len() == 4 {
+                y4.copy_from_slice(&dot4(x4, wo));
+            } else {
+                for (y, xr) in y4.iter_mut().zip(x4.chunks(k)) {
+                    *y = dot(xr, wo);
+                }
+            }
+        }
+    }
+}
+
+/// [`columns`] in tiles of up to 4 rows of `x` by 4 rows of `w`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn columns_avx512(x: &[f32], w: &[f32], yt: &mut [f32], m: usize, k: usize) {
+    let cols = w.len() / k;
+    assert!(x.len() >= m * k && yt.len() >= cols * m);
+    let (xp, wp) = (x.as_ptr(), w.as_ptr());
+    let mut o = 0;
+    while o < cols {
+        let oc = (cols - o).min(4);
+        let mut r = 0;
+        while r < m {
+            let rc = (m - r).min(4);
+            // Tile (i, j): row r + i of x against row o + j of w.
+            let mut put = |i: usize, j: usize, v: f32| yt[(o + j) * m + r + i] = v;
+            let (x0, w0) = (xp.add(r * k), wp.add(o * k));
+            match (rc, oc) {
+                (4, 4) => {
+                    let t = tile_avx512::<4, 4>(x0, w0, k);
+                    (0..4).for_each(|i| (0..4).for_each(|j| put(i, j, t[i][j])));
+                }
+                (4, _) => (0..oc).for_each(|j| {
+                    let t = tile_avx512::<4, 1>(x0, w0.add(j * k), k);
+                    (0..4).for_each(|i| put(i, j, t[i][0]));
+                }),
+                (_, 4) => (0..rc).for_each(|i| {
+                    let t = tile_avx512::<1, 4>(x0.add(i * k), w0, k);
+                    (0..4).for_each(|j| put(i, j, t[0][j]));
+                }),
+                _ => (0..rc).for_each(|i| {
+                    (0..oc).for_each(|j| put(i, j, tile_avx512::<1, 1>(x0.add(i * k), w0.add(j * k), k)[0][0]))
+                }),
+            }
+            r += rc;
+        }
+        o += oc;
+    }
+}
+
+/// The dots of `R` rows of `x` with `O` rows of `w` (rows `k` apart): `R·O` accumulators of 16
+/// lanes, the last `k mod 16` elements through masked loads.
+///
+/// SAFETY: `x` and `w` must be valid for `R·k` and `O·k` reads.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512<const R: usize, const O: usize>(x: *const f32, w: *const f32, k: usize) -> [[f32; O]; R] {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); O]; R];
+    let mut i = 0;
+    while i < k {
+        let mask: __mmask16 = if k - i >= 16 { 0xffff } else { (1u16 << (k - i)) - 1 };
+        let mut wv = [_mm512_setzero_ps(); O];
+        for (j, wv) in wv.iter_mut().enumerate() {
+            *wv = _mm512_maskz_loadu_ps(mask, w.add(j * k + i));
+            // The same place in the next tile's rows of W, which follow these (a hint: no fault
+            // past the end).
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add((O + j) * k + i) as *const i8);
+        }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let xv = _mm512_maskz_loadu_ps(mask, x.add(r * k + i));
+            for (a, wv) in acc.iter_mut().zip(&wv) {
+                *a = _mm512_fmadd_ps(xv, *wv, *a);
+            }
+        }
+        i += 16;
+    }
+    let mut out = [[0f32; O]; R];
+    for (out, acc) in out.iter_mut().zip(&acc) {
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = _mm512_reduce_add_ps(*a);
+        }
+    }
+    out
 }
 
 /// `Σ a_i b_i` with eight independent accumulators (AVX2 + FMA when the CPU has them).
@@ -184,13 +284,26 @@ mod tests {
 
     #[test]
     fn matches_matmul_values_and_gradients() {
-        for (m, k, n) in [(1, 64, 70), (8, 256, 129), (3, 37, 5), (6, 21, 9)] {
+        // Full 4 x 4 tiles, row and column remainders, `in` below, at and off the 16-lane width.
+        for (m, k, n) in
+            [(1, 64, 70), (8, 256, 129), (3, 37, 5), (6, 21, 9), (16, 16, 8), (13, 7, 11), (4, 1, 4), (2, 200, 3)]
+        {
             let x = Var::from_tensor(&randn(&[m, k], 1)).unwrap();
             let w = Var::from_tensor(&randn(&[n, k], 2)).unwrap();
             let probe = randn(&[m, n], 3);
             let f = matmul_t(x.as_tensor(), w.as_tensor()).unwrap();
             let c = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
             assert_matches_composition(&format!("linear {m}x{k}x{n}"), &f, &c, &probe, &[&x, &w], 1e-4, 1e-4);
+            // The row-at-a-time path, which CPUs without AVX-512 take, directly.
+            let (xs, ws) = (
+                x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                w.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            let mut yt = vec![0f32; n * m];
+            columns_by_row(&xs, &ws, &mut yt, m, k);
+            let want = c.t().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let err = yt.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(err < 1e-4, "linear {m}x{k}x{n}: the row-at-a-time path is off by {err}");
         }
         assert!((dot_portable(&[1.0; 19], &[2.0; 19]) - 38.0).abs() < 1e-6);
     }
