@@ -11,6 +11,8 @@
 //! batch ([`generate_streams`] with streams `(s, 8)…(s, 15)`) gets what one process sampling all
 //! sixteen gets, and a server can batch requests with different seeds together.
 
+use std::collections::HashMap;
+
 use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -202,12 +204,15 @@ fn sample(
         prompts.iter().map(|p| [vec![0u8; tp - p.len()], vec![1u8; p.len()]].concat()).collect();
     let positions = nn::positions_from_mask(&mask);
     let mut next_pos: Vec<u32> = positions.iter().map(|r| r[tp - 1] + 1).collect();
+    // Rows with the same prompt (the samples of a GRPO group) share one prefill: the distinct
+    // prompts run once, and each row's cache and first logits are copies of its prompt's.
+    let (firsts, prompt_of) = distinct_rows(&ids);
     let mut caches: Vec<Vec<LayerCache>> = models
         .iter()
         .map(|(m, _)| {
             let c = &m.config;
             (0..c.num_hidden_layers)
-                .map(|_| LayerCache::new(b, c.num_key_value_heads, capacity, c.head_dim, &dev))
+                .map(|_| LayerCache::new(firsts.len(), c.num_key_value_heads, capacity, c.head_dim, &dev))
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<_>>()?;
@@ -216,10 +221,24 @@ fn sample(
     let mut out = Generation { tokens: vec![vec![]; b], logprobs: vec![vec![]; b], finish: vec![Finish::Length; b] };
     let mut done = vec![false; b];
 
-    let input = nn::ids_tensor(&ids, &dev)?;
+    let pick_rows = |r: &[usize]| -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<Vec<u8>>) {
+        let ids = r.iter().map(|&i| ids[i].clone()).collect();
+        (ids, r.iter().map(|&i| positions[i].clone()).collect(), r.iter().map(|&i| mask[i].clone()).collect())
+    };
+    let (pre_ids, pre_positions, pre_mask) = pick_rows(&firsts);
+    let input = nn::ids_tensor(&pre_ids, &dev)?;
     let mut last = Vec::with_capacity(models.len());
     for ((m, _), cache) in models.iter().zip(caches.iter_mut()) {
-        last.push(m.forward_hidden(&input, &positions, &mask, Past::Cache(cache))?.narrow(1, tp - 1, 1)?);
+        last.push(m.forward_hidden(&input, &pre_positions, &pre_mask, Past::Cache(cache))?.narrow(1, tp - 1, 1)?);
+    }
+    if firsts.len() < b {
+        let index = Tensor::from_vec(prompt_of, b, &dev)?;
+        for cache in caches.iter_mut() {
+            *cache = cache.iter().map(|l| l.rows(&index)).collect::<Result<_>>()?;
+        }
+        for l in last.iter_mut() {
+            *l = l.contiguous()?.index_select(&index, 0)?;
+        }
     }
     for _step in 0..cfg.max_new_tokens {
         let logits: Vec<Vec<f32>> = mixed_logits(&models, &last)?.squeeze(1)?.to_vec2()?;
@@ -258,6 +277,23 @@ fn sample(
         }
     }
     Ok(out)
+}
+
+/// The first row of each distinct prompt, and for every row the index of its prompt among them.
+fn distinct_rows(ids: &[Vec<u32>]) -> (Vec<usize>, Vec<u32>) {
+    let mut seen: HashMap<&[u32], u32> = HashMap::new();
+    let mut firsts = Vec::new();
+    let prompt_of = ids
+        .iter()
+        .enumerate()
+        .map(|(r, row)| {
+            *seen.entry(row.as_slice()).or_insert_with(|| {
+                firsts.push(r);
+                (firsts.len() - 1) as u32
+            })
+        })
+        .collect();
+    (firsts, prompt_of)
 }
 
 /// `Σ_i w_i · z_i` of the models' next-token logits; one model of weight 1 is its logits as

@@ -36,6 +36,12 @@ impl LayerCache {
         Ok((self.k.narrow(2, 0, self.len)?, self.v.narrow(2, 0, self.len)?))
     }
 
+    /// A cache of `index.len()` rows, row `i` a copy of row `index[i]` of this one (every
+    /// sample of a prompt starts from that prompt's one prefill).
+    pub fn rows(&self, index: &Tensor) -> Result<Self> {
+        Ok(LayerCache { k: self.k.index_select(index, 0)?, v: self.v.index_select(index, 0)?, len: self.len })
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

@@ -272,6 +272,25 @@ fn a_sampled_row_depends_on_its_stream_not_on_its_batch() {
 }
 
 #[test]
+fn rows_that_share_a_prompt_sample_as_if_alone() {
+    // Rows 0, 2 and 3 share one prefill; each must still be what it samples alone.
+    let m = load(&fixture("llama"), LoadOptions::default());
+    let (p, q) = (vec![5u32, 17, 99, 230, 7], vec![44u32, 45]);
+    let prompts = vec![p.clone(), q.clone(), p.clone(), p];
+    let cfg = SamplingConfig { max_new_tokens: 12, seed: 42, top_k: 50, stop_on_eos: false, ..Default::default() };
+    let all = generate(&m, &prompts, &cfg, Hooks::default()).unwrap();
+    for (r, prompt) in prompts.iter().enumerate() {
+        let alone =
+            generate_streams(&m, std::slice::from_ref(prompt), &cfg, &[(42, r as u64)], Hooks::default()).unwrap();
+        assert_eq!(all.tokens[r], alone.tokens[0], "row {r}");
+        for (a, b) in all.logprobs[r].iter().zip(&alone.logprobs[0]) {
+            assert!((a - b).abs() < 1e-5, "row {r}: {a} vs {b}");
+        }
+    }
+    assert_ne!(all.tokens[0], all.tokens[2], "rows of one prompt draw from their own streams");
+}
+
+#[test]
 fn sampled_logprobs_equal_a_scoring_pass() {
     let m = load(&fixture("qwen2"), LoadOptions::default());
     let prompt = vec![10u32, 11, 12, 13];
