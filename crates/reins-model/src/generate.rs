@@ -221,12 +221,8 @@ fn sample(
     let mut out = Generation { tokens: vec![vec![]; b], logprobs: vec![vec![]; b], finish: vec![Finish::Length; b] };
     let mut done = vec![false; b];
 
-    let pick_rows = |r: &[usize]| -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<Vec<u8>>) {
-        let ids = r.iter().map(|&i| ids[i].clone()).collect();
-        (ids, r.iter().map(|&i| positions[i].clone()).collect(), r.iter().map(|&i| mask[i].clone()).collect())
-    };
-    let (pre_ids, pre_positions, pre_mask) = pick_rows(&firsts);
-    let input = nn::ids_tensor(&pre_ids, &dev)?;
+    let (pre_positions, pre_mask) = (rows_at(&positions, &firsts), rows_at(&mask, &firsts));
+    let input = nn::ids_tensor(&rows_at(&ids, &firsts), &dev)?;
     let mut last = Vec::with_capacity(models.len());
     for ((m, _), cache) in models.iter().zip(caches.iter_mut()) {
         last.push(m.forward_hidden(&input, &pre_positions, &pre_mask, Past::Cache(cache))?.narrow(1, tp - 1, 1)?);
@@ -277,6 +273,11 @@ fn sample(
         }
     }
     Ok(out)
+}
+
+/// The rows of `rows` at `at`, in that order.
+fn rows_at<T: Clone>(rows: &[T], at: &[usize]) -> Vec<T> {
+    at.iter().map(|&i| rows[i].clone()).collect()
 }
 
 /// The first row of each distinct prompt, and for every row the index of its prompt among them.

@@ -70,16 +70,15 @@ impl CustomOp2 for SwiGlu {
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let g = g.contiguous()?;
-        let da = a.apply_op3_no_bwd(b, &g, &SwiGluBwd { wrt_a: true })?;
-        let db = a.apply_op3_no_bwd(b, &g, &SwiGluBwd { wrt_a: false })?;
-        Ok((Some(da), Some(db)))
+        // One pass (one exponential per element) for both gradients, stacked: [2, ..a's shape].
+        let d = a.apply_op3_no_bwd(b, &g, &SwiGluBwd)?;
+        Ok((Some(d.get(0)?), Some(d.get(1)?)))
     }
 }
 
 /// `da` (or `db`) from `(a, b, g)`.
-struct SwiGluBwd {
-    wrt_a: bool,
-}
+/// `[da; db]`, stacked on a new first axis.
+struct SwiGluBwd;
 
 impl CustomOp3 for SwiGluBwd {
     fn name(&self) -> &'static str {
@@ -100,16 +99,22 @@ impl CustomOp3 for SwiGluBwd {
         if g.len() != a.len() {
             candle_core::bail!("swiglu: gradient shape mismatch");
         }
-        let mut d = vec![0f32; a.len()];
-        d.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(
-            |((d, a), (b, g))| {
-                for (((d, &a), &b), &g) in d.iter_mut().zip(a).zip(b).zip(g) {
+        let n = a.len();
+        let mut d = vec![0f32; 2 * n];
+        let (da, db) = d.split_at_mut(n);
+        da.par_chunks_mut(CHUNK)
+            .zip(db.par_chunks_mut(CHUNK))
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))))
+            .for_each(|((da, db), (a, (b, g)))| {
+                for ((((da, db), &a), &b), &g) in da.iter_mut().zip(db).zip(a).zip(b).zip(g) {
                     let s = 1.0 / (1.0 + super::exp::exp(-a));
-                    *d = if self.wrt_a { g * b * (s * (1.0 + a * (1.0 - s))) } else { g * (a * s) };
+                    *da = g * b * (s * (1.0 + a * (1.0 - s)));
+                    *db = g * (a * s);
                 }
-            },
-        );
-        Ok((CpuStorage::F32(d), l1.shape().clone()))
+            });
+        let mut dims = vec![2];
+        dims.extend_from_slice(l1.shape().dims());
+        Ok((CpuStorage::F32(d), Shape::from(dims)))
     }
 }
 

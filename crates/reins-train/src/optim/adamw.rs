@@ -101,15 +101,16 @@ impl StepScalars {
 
     #[inline(always)]
     fn apply(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-        for i in 0..p.len() {
-            let gi = g[i] * self.grad_scale;
-            let pi = p[i] * self.decay;
-            let mi = m[i] + self.one_minus_b1 * (gi - m[i]);
-            let vi = v[i] * self.b2 + self.one_minus_b2 * (gi * gi);
+        // Zipped, not indexed: without bounds checks the loop vectorises.
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let gi = g * self.grad_scale;
+            let pi = *p * self.decay;
+            let mi = *m + self.one_minus_b1 * (gi - *m);
+            let vi = *v * self.b2 + self.one_minus_b2 * (gi * gi);
             let denom = vi.sqrt() / self.bc2_sqrt + self.eps;
-            p[i] = pi + self.neg_step_size * mi / denom; // torch addcdiv: (value·m)/denom
-            m[i] = mi;
-            v[i] = vi;
+            *p = pi + self.neg_step_size * mi / denom; // torch addcdiv: (value·m)/denom
+            *m = mi;
+            *v = vi;
         }
     }
 }
