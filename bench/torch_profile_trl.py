@@ -1,35 +1,31 @@
-"""PyTorch's per-op table for TRL's GRPO step on the reference shape, to read beside
-`perf report` of `reins bench --only grpo` (see docs/speed.md). The setup is
-`../shared/bench/trl_grpo_bench.py`'s: Llama 4 x 256, vocab 4096 (a BPE trained on the HH-RLHF
-sample), 2 prompts x 4 generations x 64 new tokens with HF generate, a rule reward, k3 KL to a
-frozen reference (beta 0.04), f32, 2 threads. Steps 3-6 are profiled; the table is sorted by
-self CPU time, and the share of each step spent inside `generate` is printed first.
+"""PyTorch's per-op table for a TRL 1.16 DPO or GRPO step on the reference shape, to read beside
+`perf report` of `reins bench --only dpo` / `--only grpo` (see docs/speed.md). The setups are
+`../shared/bench/trl_dpo_bench.py`'s and `trl_grpo_bench.py`'s: Llama 4 x 256, vocab 4096 (a BPE
+trained on the HH-RLHF sample), f32, 2 threads; DPO: 8 real HH pairs per step, max_length 128,
+a frozen reference; GRPO: 2 prompts x 4 generations x 64 new tokens with HF generate, a rule
+reward, k3 KL to a frozen reference (beta 0.04). Steps 3-6 are profiled; the table is sorted by
+self CPU time. For GRPO the share of each step spent inside `generate` is printed first.
 
-    python torch_profile_grpo.py ../../shared/data/hh-rlhf-harmless/train.jsonl.gz
+    python torch_profile_trl.py dpo ../../shared/data/hh-rlhf-harmless/train.jsonl.gz
+    python torch_profile_trl.py grpo ../../shared/data/hh-rlhf-harmless/train.jsonl.gz
 """
-import gzip, json, sys, tempfile, time
+import copy, gzip, json, sys, tempfile, time
 import torch
 from torch.profiler import ProfilerActivity, profile
 from datasets import Dataset
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast, TrainerCallback
-from trl import GRPOConfig, GRPOTrainer
+from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
 
 torch.set_num_threads(2)
-rows = [json.loads(l) for l in gzip.open(sys.argv[1], "rt")]
-prompts = [r["chosen"][: r["chosen"].find("\n\nAssistant:") + 12][-200:] for r in rows]
+what, hh = sys.argv[1], sys.argv[2]
+rows = [json.loads(l) for l in gzip.open(hh, "rt")]
 tok = Tokenizer(models.BPE()); tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False); tok.decoder = decoders.ByteLevel()
 tok.train_from_iterator([r["chosen"] for r in rows], trainers.BpeTrainer(vocab_size=4096, special_tokens=["<|endoftext|>", "<|pad|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
 fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")
 cfg = LlamaConfig(vocab_size=4096, hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
                   num_key_value_heads=4, max_position_embeddings=256, tie_word_embeddings=False)
-base = tempfile.mkdtemp()
-AutoModelForCausalLM.from_config(cfg).save_pretrained(base); fast.save_pretrained(base)
-
-def reward_len(completions, **kw):
-    return [-abs(len(c) - 80) / 80 for c in completions]
-
-gen_time, step_time = [], []
+step_time, gen_time = [], []
 
 class Profile(TrainerCallback):
     def on_step_begin(self, args, state, control, **kw):
@@ -42,19 +38,41 @@ class Profile(TrainerCallback):
         if state.global_step == 6:
             self.prof.__exit__(None, None, None)
 
-args = GRPOConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=8, num_generations=4, max_completion_length=64,
-                  max_steps=6, learning_rate=1e-5, logging_steps=1000, save_strategy="no", report_to=[], use_cpu=True,
-                  seed=0, beta=0.04, temperature=1.0)
 cb = Profile()
-tr = GRPOTrainer(model=base, reward_funcs=reward_len, args=args, train_dataset=Dataset.from_list([{"prompt": p} for p in prompts[:64]]),
-                 processing_class=fast, callbacks=[cb])
-# Time spent in generate, per step.
-inner = tr.model.generate
-def timed_generate(*a, **k):
-    t = time.perf_counter(); out = inner(*a, **k); gen_time.append(time.perf_counter() - t); return out
-tr.model.generate = timed_generate
+if what == "dpo":
+    def split(t):
+        i = t.rfind("\n\nAssistant:") + len("\n\nAssistant:")
+        return t[:i], t[i:]
+    data = []
+    for r in rows:
+        p, c = split(r["chosen"]); p2, rj = split(r["rejected"])
+        if p == p2 and c.strip() and rj.strip():
+            data.append({"prompt": p, "chosen": c, "rejected": rj})
+    model = AutoModelForCausalLM.from_config(cfg)
+    args = DPOConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=8, max_steps=6, learning_rate=1e-4,
+                     max_length=128, logging_steps=1000, save_strategy="no", report_to=[], use_cpu=True, seed=0,
+                     dataloader_num_workers=0)
+    tr = DPOTrainer(model=model, ref_model=copy.deepcopy(model), args=args, train_dataset=Dataset.from_list(data[:48]),
+                    processing_class=fast, callbacks=[cb])
+else:
+    prompts = [r["chosen"][: r["chosen"].find("\n\nAssistant:") + 12][-200:] for r in rows]
+    base = tempfile.mkdtemp()
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(base); fast.save_pretrained(base)
+    def reward_len(completions, **kw):
+        return [-abs(len(c) - 80) / 80 for c in completions]
+    args = GRPOConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=8, num_generations=4, max_completion_length=64,
+                      max_steps=6, learning_rate=1e-5, logging_steps=1000, save_strategy="no", report_to=[], use_cpu=True,
+                      seed=0, beta=0.04, temperature=1.0)
+    tr = GRPOTrainer(model=base, reward_funcs=reward_len, args=args,
+                     train_dataset=Dataset.from_list([{"prompt": p} for p in prompts[:64]]), processing_class=fast, callbacks=[cb])
+    inner = tr.model.generate
+    def timed_generate(*a, **k):
+        t = time.perf_counter(); out = inner(*a, **k); gen_time.append(time.perf_counter() - t); return out
+    tr.model.generate = timed_generate
 tr.train()
-g = gen_time[2:6]
-print(f"steps 3-6: {sum(step_time) / len(step_time):.3f} s/step, generate {sum(g) / len(g):.3f} s/step "
-      f"({100 * sum(g) / sum(step_time):.0f} %)")
+line = f"{what} steps 3-6: {sum(step_time) / len(step_time):.3f} s/step"
+if gen_time:
+    g = gen_time[2:6]
+    line += f", generate {sum(g) / len(g):.3f} s/step ({100 * sum(g) / sum(step_time):.0f} %)"
+print(line)
 print(cb.prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
