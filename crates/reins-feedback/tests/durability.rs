@@ -147,7 +147,7 @@ fn durability_serve_child() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_requests_in_flight() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    if std::env::var(child::CHILD_DB).is_ok() {
+    if child::in_child() {
         return;
     }
     let db = sqlite_db();
@@ -181,7 +181,7 @@ async fn sigterm_finishes_requests_in_flight() {
 /// URL's password is never printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn startup_warns_about_https_without_secure_cookies() {
-    if std::env::var(child::CHILD_DB).is_ok() {
+    if child::in_child() {
         return;
     }
     let db = sqlite_db();
@@ -197,7 +197,7 @@ async fn startup_warns_about_https_without_secure_cookies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn startup_line_redacts_the_database_password() {
-    if std::env::var(child::CHILD_DB).is_ok() {
+    if child::in_child() {
         return;
     }
     let Some(pg) = postgres_db().await else {

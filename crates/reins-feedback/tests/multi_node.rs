@@ -73,7 +73,7 @@ async fn nodes_migrating_a_fresh_database_together_apply_each_migration_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_limits_and_sessions_hold_across_nodes() {
-    if std::env::var(child::CHILD_DB).is_ok() {
+    if child::in_child() {
         return;
     }
     let Some(pg) = postgres_db().await else {
@@ -198,7 +198,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_one_killed_mid_run_store_every_label_exactly_once() {
-    if std::env::var(child::CHILD_DB).is_ok() {
+    if child::in_child() {
         return;
     }
     let Some(pg) = postgres_db().await else {

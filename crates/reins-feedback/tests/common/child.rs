@@ -13,6 +13,12 @@ pub const CHILD_DB: &str = "REINS_CHILD_DB";
 /// Optional: the `--base-url` the child serves with.
 pub const CHILD_BASE_URL: &str = "REINS_CHILD_BASE_URL";
 
+/// Whether this process is a child started by [`spawn`]. The tests that start children
+/// return at once there, so a child never starts one of its own.
+pub fn in_child() -> bool {
+    std::env::var(CHILD_DB).is_ok()
+}
+
 /// Runs in the child: serves `$REINS_CHILD_DB` on a free loopback port, written to
 /// `<db>.addr` first. Returns false when this process is not a child.
 pub fn serve_from_env() -> bool {
