@@ -1,9 +1,11 @@
-//! What a forward pass attends to before its own tokens: a preallocated key/value cache for
-//! incremental decoding, or a shared prompt's keys and values for training.
+//! What a forward pass attends to besides its own tokens: a preallocated key/value cache for
+//! incremental decoding, or the spans of packed tokens ([`crate::packing`]).
 
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{ModelError, Result};
+use crate::nn;
+use crate::packing::PackedAttention;
 
 /// Keys and values of one layer, `[B, Hkv, capacity, d]`, filled up to `len`.
 pub struct LayerCache {
@@ -54,34 +56,43 @@ impl LayerCache {
 /// One layer's keys and values `[B, Hkv, T, d]` (keys already rotated).
 pub type KeysValues = (Tensor, Tensor);
 
-/// The keys and values that come before a forward pass's own tokens, per layer.
+/// What a forward pass's tokens attend to besides each other.
 pub enum Past<'a> {
     /// Nothing: the tokens attend only to each other.
     None,
     /// Incremental decoding: the new keys/values are appended to the cache (no gradient).
     Cache(&'a mut [LayerCache]),
-    /// Keys/values of a prefix computed by an earlier pass, `[B, Hkv, Tp, d]` per layer, put
-    /// before the new ones with their graph, so gradients reach the prefix's own pass.
-    Prefix(&'a [KeysValues]),
-    /// No past; each layer's keys/values are recorded (to be a later pass's `Prefix`).
-    Record(&'a mut Vec<KeysValues>),
+    /// Packed tokens (one row of `N`): each attends to the tokens of its own span.
+    Packed(&'a PackedAttention),
 }
 
 impl Past<'_> {
-    /// The keys/values layer `layer` attends to, given its own `k, v: [B, Hkv, T, d]`.
-    pub fn keys_values(&mut self, layer: usize, k: Tensor, v: Tensor) -> Result<KeysValues> {
+    /// The additive attention mask of a padded pass (`None` for packed tokens, whose mask is
+    /// the packing's); see [`nn::attention_bias`].
+    pub fn bias(&self, key_mask: &[Vec<u8>], tq: usize, window: Option<usize>, dev: &Device) -> Result<Option<Tensor>> {
         match self {
-            Past::None => Ok((k.contiguous()?, v.contiguous()?)),
-            Past::Cache(c) => c[layer].append(&k, &v),
-            Past::Prefix(p) => {
-                let (pk, pv) = &p[layer];
-                Ok((Tensor::cat(&[pk, &k.contiguous()?], 2)?, Tensor::cat(&[pv, &v.contiguous()?], 2)?))
-            }
-            Past::Record(out) => {
-                let kv = (k.contiguous()?, v.contiguous()?);
-                out.push(kv.clone());
-                Ok(kv)
-            }
+            Past::Packed(_) => Ok(None),
+            _ => Ok(Some(nn::attention_bias(key_mask, tq, window, dev)?)),
         }
+    }
+
+    /// Attention of layer `layer`: `q: [B, T, H, d]`, `k, v: [B, T, Hkv, d]` (rotated), `bias`
+    /// from [`Past::bias`] → `[B, T, H·d]`.
+    pub fn attend(
+        &mut self,
+        layer: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, t, h, d) = q.dims4()?;
+        let (k, v) = match self {
+            Past::Packed(p) => return p.attend(q, k, v),
+            Past::None => (k.transpose(1, 2)?.contiguous()?, v.transpose(1, 2)?.contiguous()?),
+            Past::Cache(c) => c[layer].append(&k.transpose(1, 2)?, &v.transpose(1, 2)?)?,
+        };
+        let bias = bias.ok_or_else(|| ModelError::Usage("attention: a padded pass needs its mask".into()))?;
+        Ok(nn::attention(&q.transpose(1, 2)?, &k, &v, bias)?.transpose(1, 2)?.reshape((b, t, h * d))?)
     }
 }

@@ -18,8 +18,8 @@ pub mod lora;
 pub mod model;
 pub mod models;
 pub mod nn;
+pub mod packing;
 pub mod parity;
-pub mod shared_prompt;
 pub mod threads;
 pub mod weights;
 

@@ -5,7 +5,7 @@ use candle_core::{DType, Tensor};
 use crate::error::Result;
 use crate::kernels::log_softmax_gather::log_softmax_gather;
 use crate::model::{Batch, Model};
-use crate::shared_prompt::SharedPrompts;
+use crate::packing::{self, Packing};
 
 /// `logps[b, t] = log p(ids[b, t+1] | ids[b, ..=t]) · mask[b, t+1]`, shape `[B, T-1]`.
 ///
@@ -38,8 +38,9 @@ pub fn masked_token_logps(model: &Model, batch: &Batch, mask: &[Vec<u8>], temper
 }
 
 /// [`masked_token_logps`] and the `[M, V]` logits (already divided by `temperature`) of the
-/// `M` selected positions, in row-major order of `(row, position)`. Rows that share a prompt
-/// (DPO pairs, GRPO groups) run it once ([`SharedPrompts`]); other batches run row by row.
+/// `M` selected positions, in row-major order of `(row, position)`. The batch runs packed
+/// ([`Packing`]) when that saves work: rows that share a prompt (DPO pairs, GRPO groups) run
+/// it once, and padding is dropped; otherwise as the padded batch.
 pub fn masked_token_logps_and_logits(
     model: &Model,
     batch: &Batch,
@@ -47,13 +48,43 @@ pub fn masked_token_logps_and_logits(
     temperature: f64,
 ) -> Result<(Tensor, Tensor)> {
     check_mask(batch, mask)?;
-    match SharedPrompts::find(batch, mask) {
-        Some(shared) => {
-            let (hidden, next, dst) = shared.hidden_at_scored(model, mask)?;
-            score(model, batch, &hidden, next, dst, temperature)
+    let Some(packing) = packing_for(batch, mask) else {
+        return masked_token_logps_per_row(model, batch, mask, temperature);
+    };
+    let t = batch.ids.first().map_or(0, Vec::len);
+    // (packed token before, next token, index into the [B, T-1] output) per selected position.
+    let (mut src, mut next, mut dst) = (vec![], vec![], vec![]);
+    for (r, (ids, m)) in batch.ids.iter().zip(mask).enumerate() {
+        for p in 1..t {
+            if m[p] != 0 {
+                // `packing_for` checked that the token before every selected one is packed.
+                src.push(packing.index(r, p - 1).unwrap_or(0));
+                next.push(ids[p]);
+                dst.push((r * (t - 1) + p - 1) as u32);
+            }
         }
-        None => masked_token_logps_per_row(model, batch, mask, temperature),
     }
+    let n = src.len();
+    let hidden = model.forward_packed(&packing)?.index_select(&Tensor::from_vec(src, n, model.device())?, 0)?;
+    score(model, batch, &hidden, next, dst, temperature)
+}
+
+/// The packing of the rows with selected tokens, if it saves work: shared prompts, or rows
+/// with padding. `None` when packing is off, saves nothing, or a selected token follows a
+/// padding token (its predecessor has no packed state).
+fn packing_for(batch: &Batch, mask: &[Vec<u8>]) -> Option<Packing> {
+    if !packing::enabled() {
+        return None;
+    }
+    if let Some(shared) = Packing::shared_prompts(batch, mask) {
+        return Some(shared);
+    }
+    let selected = |r: usize| mask[r].iter().skip(1).any(|&m| m != 0);
+    let rows = Packing::rows(batch, selected);
+    let padded = (0..batch.ids.len()).filter(|&r| selected(r)).map(|r| batch.ids[r].len()).sum::<usize>();
+    let all_packed =
+        mask.iter().enumerate().all(|(r, m)| (1..m.len()).all(|p| m[p] == 0 || rows.index(r, p - 1).is_some()));
+    (rows.len() < padded && all_packed).then_some(rows)
 }
 
 /// [`masked_token_logps_and_logits`] with every row run on its own, shared prompt or not.

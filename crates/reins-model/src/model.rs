@@ -12,6 +12,7 @@ use crate::kv_cache::Past;
 use crate::lora::{self, Lora, LoraConfig};
 use crate::models::{gpt2::Gpt2, llama::Llama};
 use crate::nn::{self, Linear};
+use crate::packing::Packing;
 use crate::weights::{save_safetensors, ParamBuilder, Weights};
 
 #[derive(Clone)]
@@ -309,6 +310,15 @@ impl Model {
         }
     }
 
+    /// Final hidden states `[N, D]` of packed tokens, in the packing's order (see
+    /// [`crate::packing`]).
+    pub fn forward_packed(&self, packing: &Packing) -> Result<Tensor> {
+        let dev = self.device();
+        let attention = packing.attention(self.config.sliding_window, dev)?;
+        let positions = [packing.positions().to_vec()];
+        Ok(self.forward_hidden(&packing.ids(dev)?, &positions, &[], Past::Packed(&attention))?.squeeze(0)?)
+    }
+
     /// Hidden states of a padded batch (left or right padding), positions from the mask.
     pub fn hidden(&self, batch: &Batch) -> Result<Tensor> {
         let ids = nn::ids_tensor(&batch.ids, self.device())?;
@@ -360,9 +370,18 @@ impl Model {
 
     /// The final hidden state at each row's last real token, `[B, D]`: what the score head
     /// reads (and what a contrastive reward loss compares).
+    /// A batch with padding runs packed ([`crate::packing`]): the padding costs nothing.
     pub fn pooled(&self, batch: &Batch) -> Result<Tensor> {
-        let hidden = self.hidden(batch)?;
         let last: Vec<u32> = batch.mask.iter().map(|r| r.iter().rposition(|&m| m == 1).unwrap_or(0) as u32).collect();
+        if crate::packing::enabled() && batch.mask.iter().flatten().any(|&m| m == 0) {
+            let packing = Packing::rows(batch, |_| true);
+            let at: Option<Vec<u32>> = last.iter().enumerate().map(|(r, &t)| packing.index(r, t as usize)).collect();
+            if let Some(at) = at {
+                let n = at.len();
+                return Ok(self.forward_packed(&packing)?.index_select(&Tensor::from_vec(at, n, self.device())?, 0)?);
+            }
+        }
+        let hidden = self.hidden(batch)?;
         let (b, _, d) = hidden.dims3()?;
         let idx = Tensor::from_vec(last, (b, 1, 1), hidden.device())?.broadcast_as((b, 1, d))?.contiguous()?;
         Ok(hidden.gather(&idx, 1)?.reshape((b, d))?)

@@ -127,16 +127,13 @@ impl Gpt2 {
         let hd = d / h;
         let eps = self.cfg.norm_eps;
         let pos = nn::ids_tensor(positions, dev)?;
-        let bias = nn::attention_bias(key_mask, t, None, dev)?;
+        let bias = past.bias(key_mask, t, None, dev)?;
         let mut x = (nn::embed(&self.wte, ids)? + nn::embed(&self.wpe, &pos)?)?;
         for (i, blk) in self.h.iter().enumerate() {
             let hs = nn::layer_norm(&x, &blk.ln_1.0, &blk.ln_1.1, eps)?;
             let qkv = blk.c_attn.forward(&hs)?; // [B, T, 3D]
-            let split =
-                |j: usize| -> Result<Tensor> { Ok(qkv.narrow(2, j * d, d)?.reshape((b, t, h, hd))?.transpose(1, 2)?) };
-            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-            let (k, v) = past.keys_values(i, k, v)?;
-            let o = nn::attention(&q, &k, &v, &bias)?.transpose(1, 2)?.reshape((b, t, d))?;
+            let split = |j: usize| -> Result<Tensor> { Ok(qkv.narrow(2, j * d, d)?.reshape((b, t, h, hd))?) };
+            let o = past.attend(i, &split(0)?, &split(1)?, &split(2)?, bias.as_ref())?;
             x = (x + blk.c_proj.forward(&o)?)?;
             let hs = nn::layer_norm(&x, &blk.ln_2.0, &blk.ln_2.1, eps)?;
             let m = blk.c_fc.forward(&hs)?.gelu()?;

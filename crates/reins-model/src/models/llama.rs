@@ -132,7 +132,7 @@ impl Llama {
     /// Final hidden states `[B, T, D]` (after the last norm).
     ///
     /// `positions: [B][T]`; `key_mask: [B][past + T]` covers the past's tokens and the new
-    /// ones; `past` says what comes before them (see [`Past`]).
+    /// ones (unused for packed tokens); `past` says what else they attend to (see [`Past`]).
     pub fn forward(
         &self,
         ids: &Tensor,
@@ -145,21 +145,18 @@ impl Llama {
         let (h, hkv, hd) = (self.cfg.num_attention_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
         let (cos, sin) = nn::rope_tables(&self.inv_freq, positions, dev)?;
         let (cos, sin) = (cos.squeeze(1)?, sin.squeeze(1)?); // [B, T, d]
-        let bias = nn::attention_bias(key_mask, t, self.cfg.sliding_window, dev)?;
+        let bias = past.bias(key_mask, t, self.cfg.sliding_window, dev)?;
         let mut x = nn::embed(&self.embed_tokens, ids)?;
         let eps = self.cfg.norm_eps;
         for (i, layer) in self.layers.iter().enumerate() {
             let residual = x.clone();
             let hs = nn::rms_norm(&x, &layer.input_layernorm, eps)?;
             let a = &layer.self_attn;
-            // [B, T, H*d] -> [B, T, H, d], rotated, -> [B, H, T, d]
-            let q = a.q_proj.forward(&hs)?.reshape((b, t, h, hd))?;
-            let k = a.k_proj.forward(&hs)?.reshape((b, t, hkv, hd))?;
-            let v = a.v_proj.forward(&hs)?.reshape((b, t, hkv, hd))?.transpose(1, 2)?;
-            let q = rope(&q, &cos, &sin)?.transpose(1, 2)?;
-            let k = rope(&k, &cos, &sin)?.transpose(1, 2)?.contiguous()?;
-            let (k, v) = past.keys_values(i, k, v)?;
-            let o = nn::attention(&q, &k, &v, &bias)?.transpose(1, 2)?.reshape((b, t, h * hd))?;
+            // [B, T, H*d] -> [B, T, H, d], q and k rotated
+            let q = rope(&a.q_proj.forward(&hs)?.reshape((b, t, h, hd))?, &cos, &sin)?;
+            let k = rope(&a.k_proj.forward(&hs)?.reshape((b, t, hkv, hd))?, &cos, &sin)?;
+            let v = a.v_proj.forward(&hs)?.reshape((b, t, hkv, hd))?;
+            let o = past.attend(i, &q, &k, &v, bias.as_ref())?;
             x = (residual + a.o_proj.forward(&o)?)?;
             let residual = x.clone();
             let hs = nn::rms_norm(&x, &layer.post_attention_layernorm, eps)?;

@@ -2,7 +2,8 @@
 //! `REINS_DEVICE` selects (the CPU unless a `cuda` build finds a GPU).
 //!
 //! - `reference` (`shared/bench`): a 4-layer Llama, d_model 256, 4 heads, MLP 1024, vocab 4096
-//!   (6.29 M parameters): training step, sampling, DPO and GRPO throughput.
+//!   (6.29 M parameters): training step, sampling, DPO (fixed lengths, and the lengths of the
+//!   HH-RLHF pairs TRL's DPO bench trains on) and GRPO throughput.
 //! - `qwen2-0.5b` (`bench/qwen2-0.5b-shape/config.json`, anchor `bench/torch_qwen2_shape.py`):
 //!   the Qwen2-0.5B layout at vocab 32,000 (386 M parameters): training step and DPO, with
 //!   peak resident memory.
@@ -34,9 +35,9 @@ pub struct BenchArgs {
     /// Timed repetitions of each measurement, after one warm-up [default: 5, 2 for qwen2-0.5b].
     #[arg(long)]
     pub reps: Option<usize>,
-    /// Run one measurement only (for profiling): train, generate, dpo or grpo; or `gemm`, the
-    /// f32 matrix products of the training step's shapes (not run otherwise).
-    #[arg(long, value_parser = ["train", "generate", "dpo", "grpo", "gemm"])]
+    /// Run one measurement only (for profiling): train, generate, dpo, dpo-hh or grpo; or
+    /// `gemm`, the f32 matrix products of the training step's shapes (not run otherwise).
+    #[arg(long, value_parser = ["train", "generate", "dpo", "dpo-hh", "grpo", "gemm"])]
     pub only: Option<String>,
     /// The model shape: `reference` (6.29 M parameters) or `qwen2-0.5b` (386 M).
     #[arg(long, default_value = "reference", value_parser = ["reference", "qwen2-0.5b"])]
@@ -54,7 +55,7 @@ struct Shape {
     train: (usize, usize),
     /// DPO: pairs per step, prompt tokens, answer tokens.
     dpo: (usize, usize, usize),
-    /// Sampling and GRPO run on the reference shape only.
+    /// Sampling, GRPO and DPO at HH lengths run on the reference shape only.
     online: bool,
     reps: usize,
 }
@@ -140,6 +141,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let train = if on("train") { Some(train_step(&shape, &dev, reps, &mut rng)?) } else { None };
     let generate = if on("generate") && shape.online { Some(sampling(&shape, &dev, reps, &mut rng)?) } else { None };
     let dpo = if on("dpo") { Some(dpo_step(&shape, &dev, reps, &mut rng)?) } else { None };
+    let dpo_hh = if on("dpo-hh") && shape.online { Some(dpo_hh_step(&shape, &dev, reps, &mut rng)?) } else { None };
     let grpo = if on("grpo") && shape.online { Some(grpo_step(&shape, &dev, reps, &mut rng)?) } else { None };
     let device = if dev.is_cuda() { "CUDA" } else { "CPU" };
 
@@ -148,6 +150,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let rate = |m: &Measured, per_call: f64| m.map(|(s, _)| per_call / s);
     let generate_tok_s = rate(&generate, 8.0 * 64.0);
     let dpo_pairs_s = rate(&dpo, pairs as f64);
+    let dpo_hh_pairs_s = rate(&dpo_hh, 8.0);
     let grpo_completions_s = rate(&grpo, 8.0);
     if a.json {
         let mem = |m: &Measured| m.and_then(|(_, p)| p);
@@ -163,6 +166,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 "generate_tok_s": generate_tok_s,
                 "dpo_pairs_s": dpo_pairs_s,
                 "dpo_peak_rss_mib": mem(&dpo),
+                "dpo_hh_pairs_s": dpo_hh_pairs_s,
                 "grpo_completions_s": grpo_completions_s,
             })
         );
@@ -179,6 +183,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         row(format!("training step, batch {rows} x {len} (s)"), train.map(|(s, _)| s), 3, &train);
         row("sampling, batch 8, 16 + 64 tokens (tokens/s)".into(), generate_tok_s, 0, &None);
         row(format!("DPO, {pairs} pairs/step, length {} (pairs/s)", prompt + answer), dpo_pairs_s, 2, &dpo);
+        row("DPO, 8 pairs/step, HH lengths <= 128 (pairs/s)".into(), dpo_hh_pairs_s, 2, &dpo_hh);
         row("GRPO, 2 x 4 x 64 tokens (completions/s)".into(), grpo_completions_s, 2, &None);
     }
     Ok(())
@@ -224,23 +229,75 @@ fn dpo_step(shape: &Shape, dev: &Device, reps: usize, rng: &mut impl Rng) -> Res
     let opt = Optimizer::new(policy.params(), &optim(), 1_000)?;
     let reference = Reference::Model(Box::new(shape.model(false, dev)?));
     let mut dpo = DpoTrainer::new(policy, reference, DpoConfig::default(), opt)?;
-    let prompts = random_rows(rng, shape.vocab(), pairs, prompt);
-    let answers = random_rows(rng, shape.vocab(), 2 * pairs, answer);
-    let len = prompt + answer;
-    let pref = PreferenceBatch {
-        // Rows 0..pairs are the chosen answers, pairs..2·pairs the rejected ones.
-        input_ids: answers.iter().enumerate().map(|(i, a)| [&prompts[i % pairs][..], a].concat()).collect(),
-        attention_mask: vec![vec![1; len]; 2 * pairs],
-        completion_mask: vec![[vec![0u8; prompt], vec![1u8; answer]].concat(); 2 * pairs],
-        margin: None,
-        strength: None,
-        ref_logps: None,
-    };
+    let v = shape.vocab();
+    let rows: Vec<_> = (0..pairs)
+        .map(|_| {
+            (
+                random_rows(rng, v, 1, prompt).remove(0),
+                random_rows(rng, v, 1, answer).remove(0),
+                random_rows(rng, v, 1, answer).remove(0),
+            )
+        })
+        .collect();
+    let pref = preference_batch(&rows);
     reset_peak_rss();
     time(reps, || {
         dpo.train_step(std::slice::from_ref(&pref))?;
         Ok(())
     })
+}
+
+/// Token lengths `[prompt, chosen, rejected]` of the HH-RLHF pairs that
+/// `shared/bench/trl_dpo_bench.py` trains on, as TRL sees them (its tokenizer, EOS after the
+/// answer, prompts of 128 tokens or more dropped, rows cut to 128): `bench/hh_dpo_lengths.py`.
+#[rustfmt::skip]
+const HH_DPO_LENGTHS: [[usize; 3]; 68] = [
+    [94, 34, 34], [20, 92, 78], [77, 42, 33], [73, 27, 13], [17, 14, 12], [22, 9, 106], [75, 42, 53], [25, 23, 55],
+    [28, 100, 63], [70, 15, 38], [24, 104, 4], [55, 13, 16], [80, 26, 25], [105, 23, 23], [71, 38, 43], [109, 18, 19],
+    [114, 14, 14], [76, 12, 38], [73, 2, 6], [27, 81, 36], [99, 29, 19], [81, 47, 47], [86, 14, 30], [48, 26, 20],
+    [18, 36, 30], [81, 47, 47], [123, 5, 5], [64, 48, 10], [14, 15, 8], [40, 8, 44], [71, 57, 57], [53, 46, 46],
+    [109, 19, 19], [22, 19, 106], [126, 2, 2], [47, 64, 59], [113, 9, 15], [70, 58, 54], [24, 13, 11], [18, 20, 11],
+    [28, 98, 42], [81, 10, 28], [80, 48, 48], [16, 38, 14], [92, 36, 15], [100, 20, 6], [33, 11, 36], [110, 14, 13],
+    [90, 38, 38], [76, 35, 10], [18, 32, 95], [47, 48, 40], [16, 18, 18], [15, 11, 16], [32, 8, 28], [103, 25, 25],
+    [117, 11, 11], [109, 19, 19], [118, 10, 10], [17, 26, 23], [120, 8, 8], [36, 12, 49], [18, 31, 10], [20, 16, 25],
+    [18, 10, 5], [29, 58, 36], [32, 54, 19], [27, 60, 12],
+];
+
+/// DPO at the lengths TRL's DPO bench trains on: each step the next 8 pairs of
+/// [`HH_DPO_LENGTHS`] (random tokens), right-padded to the step's longest row as a data loader
+/// pads them; the same trainer and loss as [`dpo_step`].
+fn dpo_hh_step(shape: &Shape, dev: &Device, reps: usize, rng: &mut impl Rng) -> Result<(f64, Option<f64>)> {
+    let policy = shape.model(true, dev)?;
+    let opt = Optimizer::new(policy.params(), &optim(), 1_000)?;
+    let reference = Reference::Model(Box::new(shape.model(false, dev)?));
+    let mut dpo = DpoTrainer::new(policy, reference, DpoConfig::default(), opt)?;
+    let v = shape.vocab();
+    let mut row = |n: usize| random_rows(rng, v, 1, n).remove(0);
+    let pairs: Vec<_> = HH_DPO_LENGTHS.iter().map(|&[p, c, r]| (row(p), row(c), row(r))).collect();
+    let batches: Vec<_> = pairs.chunks(8).filter(|c| c.len() == 8).map(preference_batch).collect();
+    let mut step = 0;
+    reset_peak_rss();
+    // A median over every batch at least, as the lengths differ from step to step.
+    time(reps.max(batches.len()), || {
+        dpo.train_step(std::slice::from_ref(&batches[step % batches.len()]))?;
+        step += 1;
+        Ok(())
+    })
+}
+
+/// A preference batch of `(prompt, chosen, rejected)` token rows, right-padded to the longest:
+/// rows `0..pairs` are the chosen answers, `pairs..2·pairs` the rejected ones.
+fn preference_batch(pairs: &[(Vec<u32>, Vec<u32>, Vec<u32>)]) -> PreferenceBatch {
+    let answers = pairs.iter().map(|(p, c, _)| (p, c)).chain(pairs.iter().map(|(p, _, r)| (p, r)));
+    let len = pairs.iter().map(|(p, c, r)| p.len() + c.len().max(r.len())).max().unwrap_or(0);
+    let (mut input_ids, mut attention_mask, mut completion_mask) = (vec![], vec![], vec![]);
+    for (p, a) in answers {
+        let fill = len - p.len() - a.len();
+        input_ids.push([&p[..], a, &vec![0; fill]].concat());
+        attention_mask.push([vec![1u8; p.len() + a.len()], vec![0; fill]].concat());
+        completion_mask.push([vec![0u8; p.len()], vec![1; a.len()], vec![0; fill]].concat());
+    }
+    PreferenceBatch { input_ids, attention_mask, completion_mask, margin: None, strength: None, ref_logps: None }
 }
 
 /// GRPO: 2 prompts x 4 generations x 64 new tokens, a rule reward, k3 KL to a frozen
