@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
@@ -159,7 +160,61 @@ pub fn generate_mixture(
     sample(models, prompts, cfg, &streams, hooks)
 }
 
+/// Samples the rows in parts, one per thread, when the CPU has several threads and no hook
+/// needs the rows in order: every row has its own random stream, so a part samples exactly
+/// what its rows would in one batch. A decoding step is a chain of small ops; run as one
+/// batch, each op is a fork-join across the threads, and between ops they wait for each other.
+/// In parts, each thread runs its own chain and reads the weights (in cache) on its own.
 fn sample(
+    models: &[(&Model, f64)],
+    prompts: &[Vec<u32>],
+    cfg: &SamplingConfig,
+    streams: &[(u64, u64)],
+    hooks: Hooks,
+) -> Result<Generation> {
+    let on_cpu = models.iter().all(|(m, _)| m.device().is_cpu());
+    let parts = rayon::current_num_threads().min(prompts.len() / MIN_PART_ROWS);
+    if !on_cpu || parts < 2 || hooks.stop.is_some() || hooks.on_token.is_some() || !split_decoding() {
+        return sample_batch(models, prompts, cfg, streams, hooks);
+    }
+    sample_in_parts(models, prompts, cfg, streams, parts)
+}
+
+/// The rows in `parts` contiguous parts, sampled in parallel, their outputs in row order.
+fn sample_in_parts(
+    models: &[(&Model, f64)],
+    prompts: &[Vec<u32>],
+    cfg: &SamplingConfig,
+    streams: &[(u64, u64)],
+    parts: usize,
+) -> Result<Generation> {
+    let size = prompts.len().div_ceil(parts.max(1)).max(1);
+    let chunks: Vec<_> = prompts.chunks(size).zip(streams.chunks(size)).collect();
+    let outs: Vec<Result<Generation>> = chunks
+        .into_par_iter()
+        .map(|(prompts, streams)| sample_batch(models, prompts, cfg, streams, Hooks::default()))
+        .collect();
+    let mut all = Generation { tokens: vec![], logprobs: vec![], finish: vec![] };
+    for out in outs {
+        let out = out?;
+        all.tokens.extend(out.tokens);
+        all.logprobs.extend(out.logprobs);
+        all.finish.extend(out.finish);
+    }
+    Ok(all)
+}
+
+/// Rows a part needs at least for sampling to be split.
+const MIN_PART_ROWS: usize = 2;
+
+/// Whether sampling may split rows across threads (`REINS_SPLIT_DECODING=0` turns it off).
+fn split_decoding() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("REINS_SPLIT_DECODING").map_or(true, |v| v != "0"))
+}
+
+/// Samples all rows as one batch.
+fn sample_batch(
     models: &[(&Model, f64)],
     prompts: &[Vec<u32>],
     cfg: &SamplingConfig,
@@ -418,6 +473,26 @@ mod tests {
         let (tok, lp) = pick(&logits, &cfg, &mut rng);
         let z: f32 = logits.iter().map(|x| (x / 2.0).exp()).sum();
         assert!((lp - ((logits[tok as usize] / 2.0).exp() / z).ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rows_sampled_in_parts_equal_one_batch() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/hf/models/llama");
+        let m = Model::load(&dir, &candle_core::Device::Cpu, &Default::default()).unwrap();
+        // Prompts of different lengths (different left padding per part), two shared.
+        let prompts = vec![vec![5u32, 17, 99], vec![44, 45], vec![5, 17, 99], vec![7, 8, 9, 10, 11], vec![3]];
+        let streams: Vec<(u64, u64)> = (0..5).map(|r| (9, r)).collect();
+        let cfg = SamplingConfig { max_new_tokens: 10, top_k: 50, stop_on_eos: false, ..Default::default() };
+        let models = [(&m, 1.0)];
+        let one = sample_batch(&models, &prompts, &cfg, &streams, Hooks::default()).unwrap();
+        for parts in [2, 3, 5] {
+            let split = sample_in_parts(&models, &prompts, &cfg, &streams, parts).unwrap();
+            assert_eq!(split.tokens, one.tokens, "{parts} parts");
+            assert_eq!(split.finish, one.finish, "{parts} parts");
+            for (a, b) in split.logprobs.iter().flatten().zip(one.logprobs.iter().flatten()) {
+                assert!((a - b).abs() < 1e-5, "{parts} parts: {a} vs {b}");
+            }
+        }
     }
 
     #[test]
