@@ -15,6 +15,7 @@ pub mod kernels;
 pub mod kv_cache;
 pub mod logprobs;
 pub mod lora;
+pub mod memory;
 pub mod model;
 pub mod models;
 pub mod nn;

@@ -128,6 +128,8 @@ fn main() {
     let result = if matches!(cli, Cli::Serve(_) | Cli::Feedback(_) | Cli::ServeModel(_)) {
         run(cli)
     } else {
+        // Compute reuses each step's freed memory for the next (reins_model::memory).
+        reins_model::memory::keep_freed_memory();
         reins_model::threads::on_pool(|| run(cli))
     };
     if let Err(e) = result {
