@@ -77,7 +77,7 @@ impl Past<'_> {
     }
 
     /// Attention of layer `layer`: `q: [B, T, H, d]`, `k, v: [B, T, Hkv, d]` (rotated), `bias`
-    /// from [`Past::bias`] → `[B, T, H·d]`.
+    /// from [`Past::bias`] → `[B, T, H·d]`; `autocast` as [`nn::attention`].
     pub fn attend(
         &mut self,
         layer: usize,
@@ -85,14 +85,15 @@ impl Past<'_> {
         k: &Tensor,
         v: &Tensor,
         bias: Option<&Tensor>,
+        autocast: Option<DType>,
     ) -> Result<Tensor> {
         let (b, t, h, d) = q.dims4()?;
         let (k, v) = match self {
-            Past::Packed(p) => return p.attend(q, k, v),
+            Past::Packed(p) => return p.attend(q, k, v, autocast),
             Past::None => (k.transpose(1, 2)?.contiguous()?, v.transpose(1, 2)?.contiguous()?),
             Past::Cache(c) => c[layer].append(&k.transpose(1, 2)?, &v.transpose(1, 2)?)?,
         };
         let bias = bias.ok_or_else(|| ModelError::Usage("attention: a padded pass needs its mask".into()))?;
-        Ok(nn::attention(&q.transpose(1, 2)?, &k, &v, bias)?.transpose(1, 2)?.reshape((b, t, h * d))?)
+        Ok(nn::attention(&q.transpose(1, 2)?, &k, &v, bias, autocast)?.transpose(1, 2)?.reshape((b, t, h * d))?)
     }
 }

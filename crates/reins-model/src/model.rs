@@ -37,6 +37,8 @@ pub struct LoadOptions {
     pub score_head: Option<usize>,
     /// Seed for freshly initialised heads and adapters.
     pub seed: u64,
+    /// Mixed precision (`Some(BF16)`): see [`Model::set_autocast`].
+    pub autocast: Option<DType>,
 }
 
 /// A decoder LM with its heads. Cheap to clone: tensors share storage.
@@ -51,6 +53,8 @@ pub struct Model {
     /// `[1, D]` + bias: the PPO value head.
     pub value_head: Option<Linear>,
     pub lora: Option<LoraConfig>,
+    /// Mixed precision of the products (see [`Model::set_autocast`]).
+    pub autocast: Option<DType>,
     params: Vec<(String, Var)>,
 }
 
@@ -156,13 +160,36 @@ impl Model {
             None
         };
         let params = p.params;
-        let mut model = Model { config, body, lm_head, score, value_head, lora: None, params };
+        let mut model = Model { config, body, lm_head, score, value_head, lora: None, autocast: None, params };
         if let Some(dir) = &opts.lora_dir {
             model.load_adapter(dir, opts.trainable)?;
         } else if let Some(cfg) = &opts.lora {
             model.add_adapters(cfg, opts.seed, opts.trainable)?;
         }
+        model.set_autocast(opts.autocast);
         Ok(model)
+    }
+
+    /// Mixed precision, as `torch.autocast`: the products — every linear layer, the LM head,
+    /// attention's two — run in `dtype` (bf16: inputs and weights cast, the product cast back),
+    /// while the weights, the residual stream, norms, softmaxes and the loss stay f32. The
+    /// gradients reach the f32 weights through the casts, so they are the master copy the
+    /// optimizer updates; bf16 has f32's exponent range, so no loss scaling is needed. On a
+    /// GPU the products run on its bf16 units; on a CPU candle widens bf16 back to f32 to
+    /// multiply, so it is slower than f32 there (use it to check a run before taking it to a
+    /// GPU). `None` turns it off.
+    pub fn set_autocast(&mut self, dtype: Option<DType>) {
+        self.autocast = dtype;
+        match &mut self.body {
+            Body::Llama(m) => m.autocast = dtype,
+            Body::Gpt2(m) => m.autocast = dtype,
+        }
+        for (_, l) in self.linears_mut() {
+            l.autocast = dtype;
+        }
+        for head in [&mut self.lm_head, &mut self.score, &mut self.value_head].into_iter().flatten() {
+            head.autocast = dtype;
+        }
     }
 
     /// The trainable parameters, by Hugging Face (or PEFT) name.
@@ -191,6 +218,7 @@ impl Model {
             score: self.score.as_ref().map(Linear::detached),
             value_head: self.value_head.as_ref().map(Linear::detached),
             lora: self.lora.clone(),
+            autocast: self.autocast,
             params: Vec::new(),
         }
     }
@@ -338,7 +366,7 @@ impl Model {
                 if self.score.is_some() {
                     return Err(ModelError::Usage("this is a sequence-classification model; it has no LM head".into()));
                 }
-                Ok(Linear::new(emb.clone(), None).forward(hidden)?)
+                Ok(Linear { autocast: self.autocast, ..Linear::new(emb.clone(), None) }.forward(hidden)?)
             }
         }
     }

@@ -19,16 +19,19 @@ pub struct Linear {
     pub bias: Option<Tensor>,
     pub transposed: bool,
     pub lora: Option<Lora>,
+    /// Mixed precision: multiply in this dtype (input and weight cast to it, the product cast
+    /// back to the input's dtype), as `torch.autocast` runs a linear layer. `None`: as stored.
+    pub autocast: Option<DType>,
 }
 
 impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Linear { weight, bias, transposed: false, lora: None }
+        Linear { weight, bias, transposed: false, lora: None, autocast: None }
     }
 
     /// `[in, out]` weights (GPT-2 `Conv1D`).
     pub fn conv1d(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Linear { weight, bias, transposed: true, lora: None }
+        Linear { weight, bias, transposed: true, lora: None, autocast: None }
     }
 
     pub fn out_features(&self) -> usize {
@@ -56,6 +59,7 @@ impl Linear {
             bias: self.bias.as_ref().map(Tensor::detach),
             transposed: self.transposed,
             lora: self.lora.as_ref().map(Lora::detached),
+            autocast: self.autocast,
         }
     }
 
@@ -77,7 +81,12 @@ impl Module for Linear {
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, inp[0]))?;
         let few_rows = rows <= crate::kernels::linear::MAX_ROWS && !self.transposed;
-        let mut y = if few_rows && crate::kernels::fusable(&[&x2, &self.weight]) {
+        let mut y = if let Some(dt) = self.autocast.filter(|&dt| dt != x2.dtype()) {
+            // The gradient of each cast is cast back: the weight's reaches it in its own dtype.
+            let (xc, w) = (x2.to_dtype(dt)?, self.weight.to_dtype(dt)?);
+            let y = if self.transposed { xc.matmul(&w)? } else { xc.matmul(&w.t()?)? };
+            y.to_dtype(x2.dtype())?
+        } else if few_rows && crate::kernels::fusable(&[&x2, &self.weight]) {
             crate::kernels::linear::matmul_t(&x2, &self.weight)?
         } else if self.transposed {
             x2.matmul(&self.weight)?
@@ -176,17 +185,26 @@ pub fn ids_tensor(rows: &[Vec<u32>], device: &Device) -> Result<Tensor> {
 /// Scaled dot-product attention with grouped-query heads.
 ///
 /// `q: [B, H, Tq, d]`, `k, v: [B, Hkv, Tk, d]`, `bias: [B, 1, Tq, Tk]` → `[B, H, Tq, d]`.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor) -> Result<Tensor> {
+/// With `autocast` the two products run in that dtype and the softmax in the input's, as
+/// `torch.autocast` runs them.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, autocast: Option<DType>) -> Result<Tensor> {
     let (b, h, tq, d) = q.dims4()?;
     let hkv = k.dim(1)?;
     let tk = k.dim(2)?;
     let group = h / hkv;
+    let dt = q.dtype();
+    let cast = |t: &Tensor| -> Result<Tensor> {
+        Ok(match autocast {
+            Some(c) if c != dt => t.to_dtype(c)?,
+            _ => t.clone(),
+        })
+    };
     // Fold the query heads that share a KV head into the query axis: [B, Hkv, group*Tq, d].
     let qg = q.reshape((b, hkv, group * tq, d))?;
-    let scores = qg.matmul(&k.t()?)?.reshape((b, h, tq, tk))?;
+    let scores = cast(&qg)?.matmul(&cast(k)?.t()?)?.to_dtype(dt)?.reshape((b, h, tq, tk))?;
     let p = crate::kernels::attention::masked_softmax(&scores, bias, 1.0 / (d as f64).sqrt())?;
     let p = p.reshape((b, hkv, group * tq, tk))?;
-    Ok(p.matmul(v)?.reshape((b, h, tq, d))?)
+    Ok(cast(&p)?.matmul(&cast(v)?)?.to_dtype(dt)?.reshape((b, h, tq, d))?)
 }
 
 /// Rotary embedding tables for given positions: `cos, sin: [B, 1, T, head_dim]`.

@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::error::{ModelError, Result};
 use crate::model::Batch;
@@ -277,7 +277,7 @@ impl Bucket {
     }
 
     /// `[R·Tq, H·d]` attention outputs of this bucket's queries.
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, autocast: Option<DType>) -> Result<Tensor> {
         let (n, h, d) = (q.dim(1)?, q.dim(2)?, q.dim(3)?);
         let hkv = k.dim(2)?;
         let (r, tq, tk) = (self.rows, self.tq, self.tk);
@@ -287,16 +287,16 @@ impl Bucket {
         let q = gather(q, h, &self.queries, tq)?;
         let k = gather(k, hkv, &self.keys, tk)?.contiguous()?;
         let v = gather(v, hkv, &self.keys, tk)?.contiguous()?;
-        Ok(nn::attention(&q, &k, &v, &self.bias)?.transpose(1, 2)?.reshape((r * tq, h * d))?)
+        Ok(nn::attention(&q, &k, &v, &self.bias, autocast)?.transpose(1, 2)?.reshape((r * tq, h * d))?)
     }
 }
 
 impl PackedAttention {
     /// Attention of the packed tokens: `q: [1, N, H, d]`, `k, v: [1, N, Hkv, d]` (rotated)
-    /// → `[1, N, H·d]`.
-    pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    /// → `[1, N, H·d]`; `autocast` as [`nn::attention`].
+    pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, autocast: Option<DType>) -> Result<Tensor> {
         let (_, n, h, d) = q.dims4()?;
-        let mut outs = self.buckets.iter().map(|b| b.attend(q, k, v)).collect::<Result<Vec<_>>>()?;
+        let mut outs = self.buckets.iter().map(|b| b.attend(q, k, v, autocast)).collect::<Result<Vec<_>>>()?;
         let o = match outs.len() {
             0 => return Ok(Tensor::zeros((1, n, h * d), q.dtype(), q.device())?),
             1 => outs.remove(0),

@@ -60,6 +60,10 @@ pub struct TrainingArgs {
     /// Online runs: append the step's sampled completions and rewards to `samples.jsonl`
     /// every N steps; 0 = never (default 0).
     pub log_completions_steps: usize,
+    /// Mixed precision: the products of the policy and its reference run in bf16, weights,
+    /// norms, softmaxes and the loss in f32 (`reins_model::Model::set_autocast`); for GPUs
+    /// (default false, HF's `bf16`).
+    pub bf16: bool,
 }
 
 impl Default for TrainingArgs {
@@ -85,6 +89,7 @@ impl Default for TrainingArgs {
             resume: true,
             max_kl: None,
             log_completions_steps: 0,
+            bf16: false,
         }
     }
 }
@@ -105,6 +110,11 @@ impl TrainingArgs {
             return bad("`logging_steps` must be at least 1");
         }
         Ok(())
+    }
+
+    /// The mixed precision `bf16` asks for.
+    pub fn autocast(&self) -> Option<candle_core::DType> {
+        self.bf16.then_some(candle_core::DType::BF16)
     }
 
     pub fn lora(&self) -> Option<reins_model::LoraConfig> {

@@ -88,6 +88,21 @@ fn dpo_with_lora_uses_adapters_off_as_reference() {
 }
 
 #[test]
+fn dpo_in_bf16_moves_every_parameter_and_resumes_exactly() {
+    check("dpo", "examples/dpo.toml", &["--set", "bf16=true"]);
+}
+
+/// `bf16 = true` runs the products in bf16: the first step's gradient norm moves by bf16's
+/// rounding (so the products did run in bf16) and stays within a few percent of f32's.
+#[test]
+fn bf16_gradients_stay_close_to_f32() {
+    let f32_run = train_lines("dpo", "examples/dpo.toml", &["max_steps=2"]);
+    let bf16_run = train_lines("dpo", "examples/dpo.toml", &["max_steps=2", "bf16=true"]);
+    let (a, b) = (metric(&f32_run[0], "grad_norm"), metric(&bf16_run[0], "grad_norm"));
+    assert!((a - b).abs() > 1e-7 && (a - b).abs() < 0.05 * a, "grad_norm {a} (f32) vs {b} (bf16)");
+}
+
+#[test]
 fn reward_model_runs_moves_every_parameter_and_resumes_exactly() {
     check("reward", "examples/reward.toml", &[]);
 }

@@ -2,7 +2,7 @@
 //!
 //! Follows transformers' `modeling_gpt2.py`. Its `Conv1D` layers store weights `[in, out]`.
 
-use candle_core::{Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -27,6 +27,8 @@ pub struct Gpt2 {
     pub h: Vec<Block>,
     pub ln_f: (Tensor, Tensor),
     cfg: ModelConfig,
+    /// Mixed precision of attention's products (see [`nn::attention`]).
+    pub autocast: Option<DType>,
 }
 
 fn conv1d(p: &mut ParamBuilder, name: &str, inp: usize, out: usize) -> Result<Linear> {
@@ -57,7 +59,7 @@ impl Gpt2 {
             });
         }
         let ln_f = ln(p, "transformer.ln_f", d)?;
-        Ok(Gpt2 { wte, wpe, h, ln_f, cfg: cfg.clone() })
+        Ok(Gpt2 { wte, wpe, h, ln_f, cfg: cfg.clone(), autocast: None })
     }
 
     pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
@@ -133,7 +135,7 @@ impl Gpt2 {
             let hs = nn::layer_norm(&x, &blk.ln_1.0, &blk.ln_1.1, eps)?;
             let qkv = blk.c_attn.forward(&hs)?; // [B, T, 3D]
             let split = |j: usize| -> Result<Tensor> { Ok(qkv.narrow(2, j * d, d)?.reshape((b, t, h, hd))?) };
-            let o = past.attend(i, &split(0)?, &split(1)?, &split(2)?, bias.as_ref())?;
+            let o = past.attend(i, &split(0)?, &split(1)?, &split(2)?, bias.as_ref(), self.autocast)?;
             x = (x + blk.c_proj.forward(&o)?)?;
             let hs = nn::layer_norm(&x, &blk.ln_2.0, &blk.ln_2.1, eps)?;
             let m = blk.c_fc.forward(&hs)?.gelu()?;

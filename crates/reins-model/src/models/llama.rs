@@ -3,7 +3,7 @@
 //! Follows transformers' `modeling_llama.py`; Qwen2 differs only by q/k/v biases, Mistral by an
 //! optional sliding window, both handled by [`ModelConfig`] flags.
 
-use candle_core::{Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 
 use crate::config::{ModelConfig, RopeScaling};
 use crate::error::Result;
@@ -42,6 +42,8 @@ pub struct Llama {
     pub norm: Tensor,
     inv_freq: Vec<f32>,
     cfg: ModelConfig,
+    /// Mixed precision of attention's products (see [`nn::attention`]).
+    pub autocast: Option<DType>,
 }
 
 fn linear(p: &mut ParamBuilder, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
@@ -77,7 +79,7 @@ impl Llama {
             });
         }
         let norm = p.get("model.norm.weight", &[d])?;
-        Ok(Llama { embed_tokens, layers, norm, inv_freq: inv_freq(cfg), cfg: cfg.clone() })
+        Ok(Llama { embed_tokens, layers, norm, inv_freq: inv_freq(cfg), cfg: cfg.clone(), autocast: None })
     }
 
     /// Named linear layers, for LoRA and merging (`model.layers.{i}.self_attn.q_proj`, …).
@@ -156,7 +158,7 @@ impl Llama {
             let q = rope(&a.q_proj.forward(&hs)?.reshape((b, t, h, hd))?, &cos, &sin)?;
             let k = rope(&a.k_proj.forward(&hs)?.reshape((b, t, hkv, hd))?, &cos, &sin)?;
             let v = a.v_proj.forward(&hs)?.reshape((b, t, hkv, hd))?;
-            let o = past.attend(i, &q, &k, &v, bias.as_ref())?;
+            let o = past.attend(i, &q, &k, &v, bias.as_ref(), self.autocast)?;
             x = (residual + a.o_proj.forward(&o)?)?;
             let residual = x.clone();
             let hs = nn::rms_norm(&x, &layer.post_attention_layernorm, eps)?;

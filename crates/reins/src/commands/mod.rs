@@ -35,6 +35,15 @@ use std::path::Path;
 /// The config of a training command: `--config F.toml` (TRL's defaults without one), then each
 /// `--set key=value`, then the method's presets; a key that none of the method's config parts
 /// (`parts`, their defaults as JSON objects) knows is refused, so a typo never passes silently.
+/// Says once that `bf16` on a CPU is slower than f32 (candle widens bf16 to multiply).
+pub(crate) fn note_bf16(args: &reins_train::config::TrainingArgs, device: &candle_core::Device) {
+    if args.bf16 && device.is_cpu() {
+        eprintln!(
+            "reins: bf16 on the CPU: the products run in bf16 precision, but candle widens them to f32 to multiply, so this is slower than f32; it is meant for GPUs"
+        );
+    }
+}
+
 pub(crate) fn resolve_config(
     path: Option<&Path>,
     set: &[String],

@@ -486,13 +486,22 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
         super::resolve_config(a.config.as_deref(), &a.set, |f| apply_presets(method, f), &default_parts(method))?;
     let args: TrainingArgs = flat.part()?;
     args.validate()?;
+    super::note_bf16(&args, &device);
     let optim: OptimConfig = flat.part()?;
     let rargs: RewardArgs = flat.part()?;
     let tok = Arc::new(HfTokenizer::from_dir(&args.model_name_or_path)?);
     let lora = args.lora();
     // PPO's critic is a value head on the policy (TRL's shared-trunk layout).
     let value_head = matches!(method, Method::Ppo);
-    let opts = LoadOptions { trainable: true, lora: lora.clone(), seed: args.seed, value_head, ..Default::default() };
+    let autocast = args.autocast();
+    let opts = LoadOptions {
+        trainable: true,
+        lora: lora.clone(),
+        seed: args.seed,
+        value_head,
+        autocast,
+        ..Default::default()
+    };
     let model = Model::load(&args.model_name_or_path, &device, &opts)?;
     let prompts = prompts_of(&args.dataset, &tok)?;
     let total = run::total_steps(&args, prompts.len());
@@ -505,7 +514,11 @@ pub fn run(method: Method, a: OnlineArgs) -> Result<()> {
         Ok(if lora.is_some() {
             Reference::AdaptersOff
         } else {
-            Reference::Model(Box::new(Model::load(&args.model_name_or_path, &device, &LoadOptions::default())?))
+            Reference::Model(Box::new(Model::load(
+                &args.model_name_or_path,
+                &device,
+                &LoadOptions { autocast, ..Default::default() },
+            )?))
         })
     };
     let collate = |idx: &[usize]| Ok(idx.iter().map(|&i| prompts[i].clone()).collect::<Vec<_>>());

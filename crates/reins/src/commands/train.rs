@@ -130,6 +130,7 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
         super::resolve_config(a.config.as_deref(), &a.set, |f| apply_presets(method, f), &default_parts(method))?;
     let args: TrainingArgs = flat.part()?;
     args.validate()?;
+    super::note_bf16(&args, &device);
     let optim: OptimConfig = flat.part()?;
     let tok = HfTokenizer::from_dir(&args.model_name_or_path)?;
     let pad = tok.pad_id_or_eos().context("the tokenizer has neither a pad nor an EOS token")?;
@@ -140,6 +141,7 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
         lora: lora.clone(),
         score_head: matches!(method, Method::Reward | Method::SegmentReward | Method::PrincipleReward).then_some(1),
         seed: args.seed,
+        autocast: args.autocast(),
         ..Default::default()
     };
     let model = Model::load(&args.model_name_or_path, &device, &opts)?;
@@ -212,7 +214,8 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
                 Reference::AdaptersOff
             } else {
                 // TR-DPO moves the reference, so it is loaded as parameters it can update.
-                let o = LoadOptions { trainable: extra.sync_ref_model, ..Default::default() };
+                let o =
+                    LoadOptions { trainable: extra.sync_ref_model, autocast: args.autocast(), ..Default::default() };
                 Reference::Model(Box::new(Model::load(&args.model_name_or_path, &device, &o)?))
             };
             let mut trainer = DpoTrainer::new(model, reference, loss.clone(), opt)?;
@@ -315,7 +318,11 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
             let reference = if lora.is_some() {
                 Reference::AdaptersOff
             } else {
-                Reference::Model(Box::new(Model::load(&args.model_name_or_path, &device, &LoadOptions::default())?))
+                Reference::Model(Box::new(Model::load(
+                    &args.model_name_or_path,
+                    &device,
+                    &LoadOptions { autocast: args.autocast(), ..Default::default() },
+                )?))
             };
             let mut trainer = KtoTrainer::new(model, reference, loss, opt)?;
             let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);
@@ -347,7 +354,11 @@ pub fn run(method: Method, a: TrainArgs) -> Result<()> {
             let reference = if lora.is_some() {
                 Reference::AdaptersOff
             } else {
-                Reference::Model(Box::new(Model::load(&args.model_name_or_path, &device, &LoadOptions::default())?))
+                Reference::Model(Box::new(Model::load(
+                    &args.model_name_or_path,
+                    &device,
+                    &LoadOptions { autocast: args.autocast(), ..Default::default() },
+                )?))
             };
             let mut trainer = LipoTrainer::new(model, reference, loss, opt)?;
             let cfg = resolved(&[to_json(&args), to_json(&optim), to_json(&loss)]);
