@@ -9,19 +9,18 @@ self CPU time. For GRPO the share of each step spent inside `generate` is printe
     python torch_profile_trl.py dpo ../../shared/data/hh-rlhf-harmless/train.jsonl.gz
     python torch_profile_trl.py grpo ../../shared/data/hh-rlhf-harmless/train.jsonl.gz
 """
-import copy, gzip, json, sys, tempfile, time
+import copy, sys, tempfile, time
 import torch
 from torch.profiler import ProfilerActivity, profile
 from datasets import Dataset
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+import hh_reference
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast, TrainerCallback
 from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
 
 torch.set_num_threads(2)
 what, hh = sys.argv[1], sys.argv[2]
-rows = [json.loads(l) for l in gzip.open(hh, "rt")]
-tok = Tokenizer(models.BPE()); tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False); tok.decoder = decoders.ByteLevel()
-tok.train_from_iterator([r["chosen"] for r in rows], trainers.BpeTrainer(vocab_size=4096, special_tokens=["<|endoftext|>", "<|pad|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+rows = hh_reference.rows(hh)
+tok = hh_reference.tokenizer(rows)
 fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")
 cfg = LlamaConfig(vocab_size=4096, hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
                   num_key_value_heads=4, max_position_embeddings=256, tie_word_embeddings=False)
@@ -40,14 +39,7 @@ class Profile(TrainerCallback):
 
 cb = Profile()
 if what == "dpo":
-    def split(t):
-        i = t.rfind("\n\nAssistant:") + len("\n\nAssistant:")
-        return t[:i], t[i:]
-    data = []
-    for r in rows:
-        p, c = split(r["chosen"]); p2, rj = split(r["rejected"])
-        if p == p2 and c.strip() and rj.strip():
-            data.append({"prompt": p, "chosen": c, "rejected": rj})
+    data = [{"prompt": p, "chosen": c, "rejected": rj} for p, c, rj in hh_reference.pairs(rows)]
     model = AutoModelForCausalLM.from_config(cfg)
     args = DPOConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=8, max_steps=6, learning_rate=1e-4,
                      max_length=128, logging_steps=1000, save_strategy="no", report_to=[], use_cpu=True, seed=0,

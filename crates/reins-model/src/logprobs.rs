@@ -51,19 +51,8 @@ pub fn masked_token_logps_and_logits(
     let Some(packing) = packing_for(batch, mask) else {
         return masked_token_logps_per_row(model, batch, mask, temperature);
     };
-    let t = batch.ids.first().map_or(0, Vec::len);
-    // (packed token before, next token, index into the [B, T-1] output) per selected position.
-    let (mut src, mut next, mut dst) = (vec![], vec![], vec![]);
-    for (r, (ids, m)) in batch.ids.iter().zip(mask).enumerate() {
-        for p in 1..t {
-            if m[p] != 0 {
-                // `packing_for` checked that the token before every selected one is packed.
-                src.push(packing.index(r, p - 1).unwrap_or(0));
-                next.push(ids[p]);
-                dst.push((r * (t - 1) + p - 1) as u32);
-            }
-        }
-    }
+    // `packing_for` checked that the token before every selected one is packed.
+    let (src, next, dst) = selected(batch, mask, |r, p| packing.index(r, p).unwrap_or(0));
     let n = src.len();
     let hidden = model.forward_packed(&packing)?.index_select(&Tensor::from_vec(src, n, model.device())?, 0)?;
     score(model, batch, &hidden, next, dst, temperature)
@@ -98,20 +87,28 @@ pub fn masked_token_logps_per_row(
     let (b, t) = (batch.ids.len(), batch.ids.first().map_or(0, Vec::len));
     let hidden = model.hidden(batch)?; // [B, T, D]
     let d = hidden.dim(2)?;
-    // (row of hidden, next token, index into the [B, T-1] output) for every selected position.
-    let (mut src, mut next, mut dst) = (vec![], vec![], vec![]);
-    for (r, (ids, m)) in batch.ids.iter().zip(mask).enumerate() {
-        for p in 0..t.saturating_sub(1) {
-            if m[p + 1] != 0 {
-                src.push((r * t + p) as u32);
-                next.push(ids[p + 1]);
-                dst.push((r * (t - 1) + p) as u32);
-            }
-        }
-    }
+    let (src, next, dst) = selected(batch, mask, |r, p| (r * t + p) as u32);
     let n = src.len();
     let hidden = hidden.reshape((b * t, d))?.index_select(&Tensor::from_vec(src, n, model.device())?, 0)?;
     score(model, batch, &hidden, next, dst, temperature)
+}
+
+/// For every selected position `p ≥ 1` (`mask[r][p] = 1`), in row-major order: the hidden
+/// state before it (`at(r, p − 1)`), its token, and its index `r·(T−1) + p − 1` in the
+/// `[B, T-1]` output.
+fn selected(batch: &Batch, mask: &[Vec<u8>], at: impl Fn(usize, usize) -> u32) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let t = batch.ids.first().map_or(0, Vec::len);
+    let (mut src, mut next, mut dst) = (vec![], vec![], vec![]);
+    for (r, (ids, m)) in batch.ids.iter().zip(mask).enumerate() {
+        for p in 1..t {
+            if m[p] != 0 {
+                src.push(at(r, p - 1));
+                next.push(ids[p]);
+                dst.push((r * (t - 1) + p - 1) as u32);
+            }
+        }
+    }
+    (src, next, dst)
 }
 
 fn check_mask(batch: &Batch, mask: &[Vec<u8>]) -> Result<()> {
